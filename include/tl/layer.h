@@ -1,0 +1,150 @@
+/*
+ * tl/layer.h - layer handles: kinds, shapes, parameters, freezing.
+ *
+ * A tl_layer is always owned by the tl_model it was added to: the handle is
+ * borrowed, valid until the model is freed or the layer is removed from it
+ * (tl_model_pop_layers()), and must never be freed by the caller.
+ *
+ * Tensors are float32 in NHWC order (batch, height, width, channels).
+ * Parameter layouts follow Keras: a conv2d kernel is (kh, kw, in_channels,
+ * filters), a dense kernel is (inputs, units), biases are (filters) and
+ * (units).
+ */
+#ifndef TL_LAYER_H
+#define TL_LAYER_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_layer tl_layer;
+
+/** Layer kinds. Values are stored in model files and never change. */
+typedef enum tl_layer_kind {
+    TL_LAYER_CONV2D = 1,
+    TL_LAYER_MAXPOOL2D = 2,
+    TL_LAYER_FLATTEN = 3,
+    TL_LAYER_DENSE = 4
+} tl_layer_kind;
+
+/** Activations fused into conv2d and dense. Values are stored in files. */
+typedef enum tl_activation {
+    TL_ACT_LINEAR = 0,
+    TL_ACT_RELU = 1,
+    TL_ACT_SOFTMAX = 2, /**< over the last axis (channels / units) */
+    TL_ACT_SIGMOID = 3,
+    TL_ACT_TANH = 4
+} tl_activation;
+
+/** Padding of conv2d and maxpool2d, as in Keras. */
+typedef enum tl_padding {
+    TL_PAD_VALID = 0, /**< no padding: out = floor((in - k) / stride) + 1 */
+    TL_PAD_SAME = 1   /**< zero padding: out = ceil(in / stride), extra pad bottom/right */
+} tl_padding;
+
+/** Maximum rank of a tl_shape. */
+#define TL_MAX_RANK 4
+
+/**
+ * A shape without the batch axis: (h, w, c) for images, (units) after
+ * flatten or dense, (kh, kw, in, out) for a conv kernel. Unused dims are 0.
+ * This plain struct is part of the ABI and only changes with a major version.
+ */
+typedef struct tl_shape {
+    uint32_t rank;
+    uint32_t dims[TL_MAX_RANK];
+} tl_shape;
+
+/** Number of elements of a shape (1 for rank 0). Thread-safe. */
+TL_API size_t tl_shape_count(const tl_shape *shape);
+
+/** Description of one parameter tensor of a layer. */
+typedef struct tl_param_info {
+    const char *name; /**< "kernel" or "bias"; owned by the layer */
+    tl_shape shape;   /**< Keras layout, see the top of this header */
+    size_t count;     /**< number of float32 values */
+} tl_param_info;
+
+/** A constant lower-case name of a kind ("conv2d", "maxpool2d", ...), or "unknown". */
+TL_API const char *tl_layer_kind_str(tl_layer_kind kind);
+
+/** A constant lower-case name of an activation ("relu", ...), or "unknown". */
+TL_API const char *tl_activation_str(tl_activation act);
+
+/** Kind of the layer; 0 when `layer` is NULL. */
+TL_API tl_layer_kind tl_layer_get_kind(const tl_layer *layer);
+
+/** The layer's unique name within its model (owned by the layer); "" when NULL. */
+TL_API const char *tl_layer_name(const tl_layer *layer);
+
+/** Position of the layer in its model (0 is the first layer after the input). */
+TL_API size_t tl_layer_index(const tl_layer *layer);
+
+/**
+ * Shape of one example entering / leaving the layer.
+ * Errors: TL_EINVAL when an argument is NULL.
+ */
+TL_API tl_status tl_layer_input_shape(tl_shape *out, const tl_layer *layer);
+TL_API tl_status tl_layer_output_shape(tl_shape *out, const tl_layer *layer);
+
+/** The fused activation of a conv2d or dense layer; TL_ACT_LINEAR for others. */
+TL_API tl_activation tl_layer_activation(const tl_layer *layer);
+
+/** Number of parameter tensors (0 for maxpool2d and flatten, 1 or 2 otherwise). */
+TL_API size_t tl_layer_num_params(const tl_layer *layer);
+
+/** Total number of float32 parameters of the layer. */
+TL_API size_t tl_layer_param_count(const tl_layer *layer);
+
+/**
+ * Describe parameter tensor `index` (0 = kernel, 1 = bias).
+ * Errors: TL_EINVAL (NULL), TL_ERANGE (no such parameter).
+ */
+TL_API tl_status tl_layer_param_info(tl_param_info *out, const tl_layer *layer, size_t index);
+
+/**
+ * Copy parameter tensor `index` out to caller memory (Keras get_weights()).
+ * `count` must equal the tensor's element count exactly.
+ * Errors: TL_EINVAL (NULL), TL_ERANGE (no such parameter), TL_ESHAPE
+ * (count differs; the message gives both sizes). Not thread-safe against a
+ * concurrent fit of the same model.
+ */
+TL_API tl_status tl_layer_get_weights(float *out, size_t count, const tl_layer *layer, size_t index);
+
+/**
+ * Copy caller memory into parameter tensor `index` (Keras set_weights()).
+ * Same errors as tl_layer_get_weights(); on error nothing is changed.
+ * Optimizer state for the tensor is kept.
+ */
+TL_API tl_status tl_layer_set_weights(tl_layer *layer, size_t index, const float *values, size_t count);
+
+/**
+ * Freeze (trainable = 0) or unfreeze (non-zero) a layer. A frozen layer's
+ * parameters never change during training: no gradient is computed for them,
+ * no optimizer update (not even weight decay or momentum) is applied, and no
+ * optimizer state is allocated for them. Takes effect at the next training
+ * step; no recompile is needed. Layers without parameters accept the call.
+ * Errors: TL_EINVAL (NULL).
+ */
+TL_API tl_status tl_layer_set_trainable(tl_layer *layer, int trainable);
+
+/** 1 when the layer is trainable, 0 when frozen or NULL. */
+TL_API int tl_layer_is_trainable(const tl_layer *layer);
+
+/**
+ * Learning-rate multiplier for this layer's parameters (discriminative
+ * fine-tuning): the optimizer uses lr * scale for them. Default 1.
+ * Errors: TL_EINVAL (NULL, or scale negative or not finite).
+ */
+TL_API tl_status tl_layer_set_lr_scale(tl_layer *layer, float scale);
+
+/** The layer's learning-rate multiplier; 0 when NULL. */
+TL_API float tl_layer_lr_scale(const tl_layer *layer);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TL_LAYER_H */

@@ -1,0 +1,188 @@
+/*
+ * tl/model.h - a model: a sequence of layers on an (h, w, c) input.
+ *
+ * Layers are added in order; each one's output shape is inferred when it is
+ * added, so a layer that cannot follow the previous one is refused at once
+ * (TL_ESHAPE) and the model stays as it was. Weights are drawn when a layer
+ * is added: Glorot-uniform kernels and zero biases (Keras defaults), from a
+ * random stream that depends only on the model's seed and the layer's index.
+ *
+ * Thread safety: a model must not be used by two threads at once. Different
+ * models may be used from different threads at the same time.
+ */
+#ifndef TL_MODEL_H
+#define TL_MODEL_H
+
+#include "common.h"
+#include "layer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tl_model tl_model;
+
+/** Longest layer name, without the terminating NUL. */
+#define TL_MAX_NAME 63
+
+/**
+ * Create an empty model for inputs of `height` x `width` x `channels`.
+ * `seed` fixes every random draw made for this model (weight initialisation;
+ * shuffling when tl_fit_options.seed is 0).
+ * Ownership: the caller owns *out and frees it with tl_model_free().
+ * Errors: TL_EINVAL (out NULL, a dimension 0), TL_ETOOBIG (the input would
+ * have more than 2^31 values), TL_ENOMEM. On error *out is NULL.
+ */
+TL_API tl_status tl_model_create(tl_model **out, uint32_t height, uint32_t width, uint32_t channels,
+                                 uint64_t seed);
+
+/** Free a model, its layers, its optimizer and its workspace. NULL is a no-op. */
+TL_API void tl_model_free(tl_model *model);
+
+/** The seed given at creation or by tl_model_init_params(); 0 when NULL. */
+TL_API uint64_t tl_model_seed(const tl_model *model);
+
+/**
+ * Options of tl_model_add_conv2d(). Fill with TL_CONV2D_OPTIONS_INIT or
+ * tl_conv2d_options_init(), then set what differs. Defaults: 3x3 kernel,
+ * stride 1, valid padding, linear activation, with bias, automatic name.
+ */
+typedef struct tl_conv2d_options {
+    unsigned int version;    /**< TL_CONV2D_OPTIONS_VERSION */
+    uint32_t filters;        /**< output channels; required (> 0) */
+    uint32_t kernel_h, kernel_w;
+    uint32_t stride_h, stride_w;
+    tl_padding padding;
+    tl_activation activation;
+    int use_bias;            /**< non-zero: add a bias per filter */
+    const char *name;        /**< NULL: automatic Keras-style name (conv2d, conv2d_1, ...) */
+} tl_conv2d_options;
+#define TL_CONV2D_OPTIONS_VERSION 1
+#define TL_CONV2D_OPTIONS_INIT \
+    { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
+TL_API tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version);
+
+/** Options of tl_model_add_maxpool2d(). Defaults: 2x2 pool, stride = pool, valid. */
+typedef struct tl_maxpool2d_options {
+    unsigned int version;    /**< TL_MAXPOOL2D_OPTIONS_VERSION */
+    uint32_t pool_h, pool_w;
+    uint32_t stride_h, stride_w; /**< 0: the pool size, as Keras */
+    tl_padding padding;
+    const char *name;
+} tl_maxpool2d_options;
+#define TL_MAXPOOL2D_OPTIONS_VERSION 1
+#define TL_MAXPOOL2D_OPTIONS_INIT { TL_MAXPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, NULL }
+TL_API tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned int version);
+
+/** Options of tl_model_add_dense(). Defaults: linear activation, with bias. */
+typedef struct tl_dense_options {
+    unsigned int version;    /**< TL_DENSE_OPTIONS_VERSION */
+    uint32_t units;          /**< required (> 0) */
+    tl_activation activation;
+    int use_bias;
+    const char *name;
+} tl_dense_options;
+#define TL_DENSE_OPTIONS_VERSION 1
+#define TL_DENSE_OPTIONS_INIT { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL }
+TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version);
+
+/**
+ * Append a layer. `out` may be NULL; otherwise it receives the new layer,
+ * borrowed from the model. On error the model is unchanged.
+ * Errors: TL_EINVAL (NULL model or options, zero filters/units/kernel/pool or
+ * stride, unknown activation or padding, name empty, too long or already used
+ * in this model), TL_EVERSION (options version unknown),
+ * TL_ESHAPE (the layer cannot follow the previous output: kernel larger than
+ * a valid-padded input, dense or flatten on the wrong rank, ...; the message
+ * names the layer, its index and both shapes), TL_ETOOBIG (sizes overflow),
+ * TL_ENOMEM.
+ * Dense requires a rank-1 input: add a flatten layer after conv/pool layers.
+ */
+TL_API tl_status tl_model_add_conv2d(tl_layer **out, tl_model *model, const tl_conv2d_options *opts);
+TL_API tl_status tl_model_add_maxpool2d(tl_layer **out, tl_model *model, const tl_maxpool2d_options *opts);
+TL_API tl_status tl_model_add_dense(tl_layer **out, tl_model *model, const tl_dense_options *opts);
+/** Append a flatten layer; `name` NULL for an automatic name. Errors as above. */
+TL_API tl_status tl_model_add_flatten(tl_layer **out, tl_model *model, const char *name);
+
+/**
+ * Remove the last `count` layers (to put a new head on a model). Their
+ * handles become invalid. Errors: TL_EINVAL (NULL), TL_ERANGE (count larger
+ * than the number of layers). The model's optimizer state is reset.
+ */
+TL_API tl_status tl_model_pop_layers(tl_model *model, size_t count);
+
+/** Number of layers (0 when NULL). */
+TL_API size_t tl_model_num_layers(const tl_model *model);
+
+/**
+ * Borrow the layer at `index`, or the layer called `name`.
+ * Errors: TL_EINVAL (NULL), TL_ERANGE (index too large), TL_ENOTFOUND (name).
+ */
+TL_API tl_status tl_model_layer(tl_layer **out, const tl_model *model, size_t index);
+TL_API tl_status tl_model_layer_by_name(tl_layer **out, const tl_model *model, const char *name);
+
+/**
+ * Rename a layer. Errors: TL_EINVAL (NULL, empty, longer than TL_MAX_NAME,
+ * or already used by another layer of the model).
+ */
+TL_API tl_status tl_layer_set_name(tl_layer *layer, const char *name);
+
+/** Input shape (h, w, c) of the model. Errors: TL_EINVAL. */
+TL_API tl_status tl_model_input_shape(tl_shape *out, const tl_model *model);
+/** Output shape of the last layer (the input shape when there are none). Errors: TL_EINVAL. */
+TL_API tl_status tl_model_output_shape(tl_shape *out, const tl_model *model);
+
+/** Number of float32 parameters in all layers / in trainable layers only. */
+TL_API size_t tl_model_param_count(const tl_model *model);
+TL_API size_t tl_model_trainable_param_count(const tl_model *model);
+
+/**
+ * Re-draw every parameter from `seed` (Glorot-uniform kernels, zero biases)
+ * and reset the optimizer state. The model's seed becomes `seed`.
+ * Errors: TL_EINVAL (NULL).
+ */
+TL_API tl_status tl_model_init_params(tl_model *model, uint64_t seed);
+
+/**
+ * Render the Keras-style summary table (layer name and type, output shape,
+ * parameters, trainable; then totals) into `buf` of `cap` bytes, always
+ * NUL-terminated when cap > 0. `needed` (may be NULL) receives the full length
+ * without the NUL, so a caller can size a buffer with a first call using
+ * cap 0. Errors: TL_EINVAL (model NULL, or buf NULL with cap > 0),
+ * TL_ETOOBIG (cap too small: the text is cut, *needed tells the size).
+ */
+TL_API tl_status tl_model_summary(char *buf, size_t cap, size_t *needed, const tl_model *model);
+
+/** The same summary, written in pieces to `write`. Errors: TL_EINVAL, TL_ECANCELED. */
+TL_API tl_status tl_model_summary_write(const tl_model *model, tl_write_fn write, void *payload);
+
+/**
+ * Number of threads this model's computations use (libtl's loops and BLIS,
+ * passed to BLIS per call, never through BLIS's global setting). 0 means
+ * the number of online CPUs, which is the default.
+ * Before the first BLIS call of the process, libtl selects BLIS's kernel
+ * family from the CPU's features by setting BLIS_ARCH_TYPE (AVX-512 -> skx,
+ * AVX2+FMA -> haswell) unless the environment already sets it; see
+ * tl_backend_info(). Errors: TL_EINVAL (NULL, or more than 1024 threads).
+ */
+TL_API tl_status tl_model_set_threads(tl_model *model, uint32_t threads);
+/** The thread count in use (after resolving 0); 0 when NULL. */
+TL_API uint32_t tl_model_threads(const tl_model *model);
+
+/**
+ * Run the model on `n` examples (`inputs`: n x h x w x c floats, NHWC) and
+ * write the last layer's outputs (n x output count floats) to `out`, of
+ * `out_count` floats. Inputs are processed in chunks of at most `batch_size`
+ * (0 means 64). Layers run in inference mode.
+ * Errors: TL_EINVAL (NULL, n 0), TL_ESHAPE (out_count is not n times the
+ * output size), TL_ESTATE (model has no layers), TL_ENOMEM.
+ */
+TL_API tl_status tl_model_predict(float *out, size_t out_count, tl_model *model, const float *inputs,
+                                  size_t n, uint32_t batch_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TL_MODEL_H */

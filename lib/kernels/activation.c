@@ -1,0 +1,142 @@
+/*
+ * activation.c - bias + activation fused after a GEMM, and the matching
+ * backward pass fused with the bias gradient, so each touches the output
+ * matrix once.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* Row-wise softmax, stable: subtract the row's max before exp. */
+static void softmax_row(float *v, size_t n)
+{
+    float mx = v[0];
+    for (size_t i = 1; i < n; i++)
+        mx = v[i] > mx ? v[i] : mx;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = expf(v[i] - mx);
+        sum += v[i];
+    }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++)
+        v[i] *= inv;
+}
+
+static void bias_act_row(float *v, const float *bias, size_t n, tl_activation act)
+{
+    if (bias)
+        for (size_t i = 0; i < n; i++)
+            v[i] += bias[i];
+    switch (act) {
+    case TL_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+        break;
+    case TL_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            v[i] = 1.0f / (1.0f + expf(-v[i]));
+        break;
+    case TL_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            v[i] = tanhf(v[i]);
+        break;
+    case TL_ACT_SOFTMAX:
+        softmax_row(v, n);
+        break;
+    case TL_ACT_LINEAR:
+        break;
+    }
+}
+
+void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t rows, size_t cols,
+                          tl_activation act)
+{
+    if (bias == NULL && act == TL_ACT_LINEAR)
+        return;
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long r = 0; r < (long)rows; r++)
+        bias_act_row(y + (size_t)r * cols, bias, cols, act);
+}
+
+static void act_backward_row(tl_activation act, const float *y, float *dy, size_t n)
+{
+    switch (act) {
+    case TL_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case TL_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dy[i] *= y[i] * (1.0f - y[i]);
+        break;
+    case TL_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            dy[i] *= 1.0f - y[i] * y[i];
+        break;
+    case TL_ACT_SOFTMAX: {
+        /* dz_i = y_i * (dy_i - sum_j dy_j y_j) */
+        float dot = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            dot += dy[i] * y[i];
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] * (dy[i] - dot);
+        break;
+    }
+    case TL_ACT_LINEAR:
+        break;
+    }
+}
+
+/* Bias sums use a fixed split of the rows into `blocks` whose partial sums
+ * are added in block order: the result depends on the thread count only,
+ * never on scheduling. Partial sums live on the stack, so very wide layers
+ * on many threads fall back to one block. */
+#define TLI_PARTIAL_MAX 8192
+
+void tli_act_backward(uint32_t threads, tl_activation act, const float *y, float *dy, size_t rows, size_t cols,
+                      float *dbias)
+{
+    float partials[TLI_PARTIAL_MAX];
+    size_t blocks = threads ? threads : 1;
+    if (blocks > rows)
+        blocks = rows ? rows : 1;
+    if (dbias && blocks * cols > TLI_PARTIAL_MAX)
+        blocks = 1;
+    if (dbias == NULL) {
+        if (act == TL_ACT_LINEAR)
+            return;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (long r = 0; r < (long)rows; r++)
+            act_backward_row(act, y + (size_t)r * cols, dy + (size_t)r * cols, cols);
+        return;
+    }
+    if (blocks == 1) {
+        memset(dbias, 0, sizeof(float) * cols);
+        for (size_t r = 0; r < rows; r++) {
+            float *d = dy + r * cols;
+            act_backward_row(act, y + r * cols, d, cols);
+            for (size_t c = 0; c < cols; c++)
+                dbias[c] += d[c];
+        }
+        return;
+    }
+#pragma omp parallel for num_threads((int)blocks) schedule(static, 1)
+    for (long b = 0; b < (long)blocks; b++) {
+        size_t lo = rows * (size_t)b / blocks, hi = rows * ((size_t)b + 1) / blocks;
+        float *p = partials + (size_t)b * cols;
+        memset(p, 0, sizeof(float) * cols);
+        for (size_t r = lo; r < hi; r++) {
+            float *d = dy + r * cols;
+            act_backward_row(act, y + r * cols, d, cols);
+            for (size_t c = 0; c < cols; c++)
+                p[c] += d[c];
+        }
+    }
+    memcpy(dbias, partials, sizeof(float) * cols);
+    for (size_t b = 1; b < blocks; b++)
+        for (size_t c = 0; c < cols; c++)
+            dbias[c] += partials[b * cols + c];
+}

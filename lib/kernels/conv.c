@@ -1,0 +1,100 @@
+/*
+ * conv.c - im2col and its adjoint for NHWC tensors.
+ *
+ * In NHWC a kernel row (kw = 0..k_w-1, all channels) that lies inside the
+ * image is one contiguous run of k_w*in_c floats when the horizontal stride
+ * is 1, so most of im2col is memcpy of runs; only the border needs care.
+ */
+#include <string.h>
+
+#include "kernels.h"
+
+/* Copy one output pixel's receptive field into its col row. */
+static void fill_row(const tli_conv_geom *g, const float *img, uint32_t oh, uint32_t ow, float *row)
+{
+    const size_t c = g->in_c;
+    const long ih0 = (long)oh * g->s_h - g->pad_t;
+    const long iw0 = (long)ow * g->s_w - g->pad_l;
+    const bool full_w = iw0 >= 0 && iw0 + (long)g->k_w <= (long)g->in_w;
+    for (uint32_t kh = 0; kh < g->k_h; kh++) {
+        long ih = ih0 + kh;
+        float *dst = row + (size_t)kh * g->k_w * c;
+        if (ih < 0 || ih >= (long)g->in_h) {
+            memset(dst, 0, sizeof(float) * g->k_w * c);
+            continue;
+        }
+        const float *src_row = img + (size_t)ih * g->in_w * c;
+        if (full_w) {
+            memcpy(dst, src_row + (size_t)iw0 * c, sizeof(float) * g->k_w * c);
+            continue;
+        }
+        for (uint32_t kw = 0; kw < g->k_w; kw++) {
+            long iw = iw0 + kw;
+            if (iw < 0 || iw >= (long)g->in_w)
+                memset(dst + (size_t)kw * c, 0, sizeof(float) * c);
+            else
+                memcpy(dst + (size_t)kw * c, src_row + (size_t)iw * c, sizeof(float) * c);
+        }
+    }
+}
+
+void tli_im2col(uint32_t threads, const tli_conv_geom *g, const float *x, size_t batch, float *col)
+{
+    const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
+    const size_t k = tli_conv_k(g);
+    const size_t pix = (size_t)g->out_h * g->out_w;
+    const long rows = (long)(batch * g->out_h);
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long r = 0; r < rows; r++) {
+        size_t n = (size_t)r / g->out_h;
+        uint32_t oh = (uint32_t)((size_t)r % g->out_h);
+        const float *img = x + n * in_img;
+        float *dst = col + (n * pix + (size_t)oh * g->out_w) * k;
+        for (uint32_t ow = 0; ow < g->out_w; ow++)
+            fill_row(g, img, oh, ow, dst + (size_t)ow * k);
+    }
+}
+
+/* Add one col row back into the image gradient. */
+static void add_row(const tli_conv_geom *g, const float *row, uint32_t oh, uint32_t ow, float *img)
+{
+    const size_t c = g->in_c;
+    const long ih0 = (long)oh * g->s_h - g->pad_t;
+    const long iw0 = (long)ow * g->s_w - g->pad_l;
+    for (uint32_t kh = 0; kh < g->k_h; kh++) {
+        long ih = ih0 + kh;
+        if (ih < 0 || ih >= (long)g->in_h)
+            continue;
+        const float *src = row + (size_t)kh * g->k_w * c;
+        float *dst_row = img + (size_t)ih * g->in_w * c;
+        for (uint32_t kw = 0; kw < g->k_w; kw++) {
+            long iw = iw0 + kw;
+            if (iw < 0 || iw >= (long)g->in_w)
+                continue;
+            float *d = dst_row + (size_t)iw * c;
+            const float *s = src + (size_t)kw * c;
+            for (size_t i = 0; i < c; i++)
+                d[i] += s[i];
+        }
+    }
+}
+
+void tli_col2im(uint32_t threads, const tli_conv_geom *g, const float *dcol, size_t batch, float *dx)
+{
+    const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
+    const size_t k = tli_conv_k(g);
+    const size_t pix = (size_t)g->out_h * g->out_w;
+    (void)threads;
+    /* One image per iteration: images never overlap, so the sums are
+     * race-free and their order does not depend on the thread count. */
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long n = 0; n < (long)batch; n++) {
+        float *img = dx + (size_t)n * in_img;
+        memset(img, 0, sizeof(float) * in_img);
+        const float *rows = dcol + (size_t)n * pix * k;
+        for (uint32_t oh = 0; oh < g->out_h; oh++)
+            for (uint32_t ow = 0; ow < g->out_w; ow++)
+                add_row(g, rows + ((size_t)oh * g->out_w + ow) * k, oh, ow, img);
+    }
+}

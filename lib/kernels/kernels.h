@@ -1,0 +1,115 @@
+/*
+ * kernels.h - the hot loops of libtl. Nothing outside lib/kernels/ calls
+ * BLIS or contains a loop over a batch's elements; layers describe *what*
+ * to compute and call these.
+ *
+ * All tensors are float32, NHWC, densely packed. `threads` is the caller's
+ * thread count (>= 1); results depend only on the inputs and `threads`.
+ */
+#ifndef TLI_KERNELS_H
+#define TLI_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core.h"
+
+/* ---- gemm.c: the only caller of BLIS ---------------------------------- */
+
+/* Choose BLIS's kernel family from the CPU (unless BLIS_ARCH_TYPE is set)
+ * and initialise BLIS. Idempotent and thread-safe; called before any GEMM. */
+void tli_blas_init(void);
+
+/* Name of the active BLIS kernel family ("skx", "haswell", ...). */
+const char *tli_blas_arch(void);
+
+/* C = alpha * A * B + beta * C with general strides (row stride rs, column
+ * stride cs), A m x k, B k x n, C m x n. A transposed operand is just
+ * swapped strides, so nothing is copied. beta == 0 never reads C. */
+void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const float *a, ptrdiff_t rsa,
+              ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c,
+              ptrdiff_t rsc, ptrdiff_t csc);
+
+/* ---- conv.c: im2col / col2im for NHWC -------------------------------- */
+
+typedef struct tli_conv_geom {
+    uint32_t in_h, in_w, in_c;
+    uint32_t out_h, out_w;
+    uint32_t k_h, k_w;
+    uint32_t s_h, s_w;
+    uint32_t pad_t, pad_l; /* zero padding before the first row / column */
+} tli_conv_geom;
+
+/* Row length of the im2col matrix: k_h * k_w * in_c (the kernel's K). */
+static inline size_t tli_conv_k(const tli_conv_geom *g)
+{
+    return (size_t)g->k_h * g->k_w * g->in_c;
+}
+
+/* col[(n*out_h + oh)*out_w + ow][(kh*k_w + kw)*in_c + c] = x[n][ih][iw][c]
+ * (0 outside the image). */
+void tli_im2col(uint32_t threads, const tli_conv_geom *g, const float *x, size_t batch, float *col);
+
+/* dx = the adjoint of im2col applied to dcol (sums overlapping windows).
+ * Overwrites dx entirely. */
+void tli_col2im(uint32_t threads, const tli_conv_geom *g, const float *dcol, size_t batch, float *dx);
+
+/* ---- pool.c ------------------------------------------------------------ */
+
+typedef struct tli_pool_geom {
+    uint32_t in_h, in_w, c;
+    uint32_t out_h, out_w;
+    uint32_t p_h, p_w;
+    uint32_t s_h, s_w;
+    uint32_t pad_t, pad_l; /* padded cells never win the max */
+} tli_pool_geom;
+
+/* y = max over each window; argmax (may be NULL in inference) receives the
+ * index of the winning element within its image (h*in_w + w)*c + ch. */
+void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *x, size_t batch, float *y,
+                         int32_t *argmax);
+
+/* dx = 0, then dx[argmax] += dy. Overwrites dx entirely. */
+void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float *dy, const int32_t *argmax,
+                          size_t batch, float *dx);
+
+/* ---- activation.c ------------------------------------------------------ */
+
+/* y[r][c] = act(y[r][c] + bias[c]) for a rows x cols matrix, in place;
+ * bias may be NULL. Softmax is taken over each row. */
+void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t rows, size_t cols,
+                          tl_activation act);
+
+/* dy := dL/dz from dL/dy and the activation's output y (in place), and
+ * dbias[c] = sum over rows of dz[r][c] when dbias is not NULL. */
+void tli_act_backward(uint32_t threads, tl_activation act, const float *y, float *dy, size_t rows, size_t cols,
+                      float *dbias);
+
+/* ---- loss.c ------------------------------------------------------------ */
+
+/* What a loss kernel returns for one batch. */
+typedef struct tli_loss_result {
+    double loss_sum; /* sum over the batch of each example's loss */
+    size_t correct;  /* examples whose arg-max output matches the label / target */
+} tli_loss_result;
+
+/* Softmax cross-entropy fused with the softmax: z are logits (rows x cols).
+ * Targets are either labels (one int per row) or t (rows x cols floats).
+ * When dz is not NULL it receives dL/dz of the batch mean loss:
+ * (softmax(z) * sum(t) - t) / rows. Stable for any finite logits.
+ * Returns false when a label is outside [0, cols) (*bad_row set). */
+bool tli_softmax_xent(const float *z, size_t rows, size_t cols, const int32_t *labels, const float *t,
+                      float *dz, tli_loss_result *res, size_t *bad_row);
+
+/* Mean squared error: loss per row = mean over cols of (y - t)^2, with t
+ * either given or one-hot of labels. dy (may be NULL) = 2 (y - t) / (rows*cols). */
+bool tli_mse(const float *y, size_t rows, size_t cols, const int32_t *labels, const float *t, float *dy,
+             tli_loss_result *res, size_t *bad_row);
+
+/* Index of the largest of n values (the first on ties). */
+size_t tli_argmax(const float *v, size_t n);
+
+/* True when all n values are finite. */
+bool tli_all_finite(const float *v, size_t n);
+
+#endif /* TLI_KERNELS_H */

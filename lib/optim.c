@@ -1,0 +1,345 @@
+/*
+ * optim.c - optimizer handles, compile, and the parameter update.
+ *
+ * State (moments, velocities) lives beside each parameter and is allocated
+ * by tli_optim_prepare() before the first step that needs it, only for
+ * layers that learn: a frozen layer never gets state, gradient or update.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+static tl_status check_version(unsigned int got, unsigned int current, const char *what, const char *fn)
+{
+    if (got == 0 || got > current)
+        return tli_error(TL_EVERSION, "%s: %s version %u is not supported (this libtl knows 1..%u)", fn, what, got,
+                         current);
+    return TL_OK;
+}
+
+static bool finite_pos(float x)
+{
+    return x > 0.0f && isfinite(x);
+}
+
+static tl_status new_optimizer(tl_optimizer **out, tl_optimizer_kind kind, const char *fn)
+{
+    tl_optimizer *o = tli_calloc(1, sizeof *o);
+    if (o == NULL)
+        return tli_error(TL_ENOMEM, "%s: out of memory", fn);
+    o->kind = kind;
+    *out = o;
+    return TL_OK;
+}
+
+static tl_status create_adam(tl_optimizer **out, const tl_adam_options *opts, tl_optimizer_kind kind,
+                             const char *fn)
+{
+    if (out == NULL)
+        return tli_error(TL_EINVAL, "%s: out is NULL", fn);
+    *out = NULL;
+    tl_adam_options d = TL_ADAM_OPTIONS_INIT;
+    if (opts) {
+        tl_status st = check_version(opts->version, TL_ADAM_OPTIONS_VERSION, "tl_adam_options", fn);
+        if (st)
+            return st;
+        d = *opts;
+    }
+    if (!finite_pos(d.learning_rate))
+        return tli_error(TL_EINVAL, "%s: learning_rate %g must be finite and > 0", fn, (double)d.learning_rate);
+    if (!(d.beta1 >= 0.0f && d.beta1 < 1.0f) || !(d.beta2 >= 0.0f && d.beta2 < 1.0f))
+        return tli_error(TL_EINVAL, "%s: beta1 %g and beta2 %g must be in [0, 1)", fn, (double)d.beta1,
+                         (double)d.beta2);
+    if (!finite_pos(d.epsilon))
+        return tli_error(TL_EINVAL, "%s: epsilon %g must be finite and > 0", fn, (double)d.epsilon);
+    if (!(d.weight_decay >= 0.0f) || isinf(d.weight_decay))
+        return tli_error(TL_EINVAL, "%s: weight_decay %g must be finite and >= 0", fn, (double)d.weight_decay);
+    tl_status st = new_optimizer(out, kind, fn);
+    if (st)
+        return st;
+    (*out)->lr = d.learning_rate;
+    (*out)->beta1 = d.beta1;
+    (*out)->beta2 = d.beta2;
+    (*out)->eps = d.epsilon;
+    (*out)->weight_decay = d.weight_decay;
+    return TL_OK;
+}
+
+tl_status tl_optimizer_create_adam(tl_optimizer **out, const tl_adam_options *opts)
+{
+    return create_adam(out, opts, TL_OPT_ADAM, "tl_optimizer_create_adam");
+}
+
+tl_status tl_optimizer_create_adamw(tl_optimizer **out, const tl_adam_options *opts)
+{
+    return create_adam(out, opts, TL_OPT_ADAMW, "tl_optimizer_create_adamw");
+}
+
+tl_status tl_optimizer_create_sgd(tl_optimizer **out, const tl_sgd_options *opts)
+{
+    const char *fn = "tl_optimizer_create_sgd";
+    if (out == NULL)
+        return tli_error(TL_EINVAL, "%s: out is NULL", fn);
+    *out = NULL;
+    tl_sgd_options d = TL_SGD_OPTIONS_INIT;
+    if (opts) {
+        tl_status st = check_version(opts->version, TL_SGD_OPTIONS_VERSION, "tl_sgd_options", fn);
+        if (st)
+            return st;
+        d = *opts;
+    }
+    if (!finite_pos(d.learning_rate))
+        return tli_error(TL_EINVAL, "%s: learning_rate %g must be finite and > 0", fn, (double)d.learning_rate);
+    if (!(d.momentum >= 0.0f && d.momentum < 1.0f))
+        return tli_error(TL_EINVAL, "%s: momentum %g must be in [0, 1)", fn, (double)d.momentum);
+    if (!(d.weight_decay >= 0.0f) || isinf(d.weight_decay))
+        return tli_error(TL_EINVAL, "%s: weight_decay %g must be finite and >= 0", fn, (double)d.weight_decay);
+    tl_status st = new_optimizer(out, TL_OPT_SGD, fn);
+    if (st)
+        return st;
+    (*out)->lr = d.learning_rate;
+    (*out)->momentum = d.momentum;
+    (*out)->nesterov = d.nesterov ? 1 : 0;
+    (*out)->weight_decay = d.weight_decay;
+    return TL_OK;
+}
+
+tl_status tl_adam_options_init(tl_adam_options *opts, unsigned int version)
+{
+    if (opts == NULL)
+        return tli_error(TL_EINVAL, "tl_adam_options_init: opts is NULL");
+    tl_status st = check_version(version, TL_ADAM_OPTIONS_VERSION, "tl_adam_options", "tl_adam_options_init");
+    if (st)
+        return st;
+    tl_adam_options d = TL_ADAM_OPTIONS_INIT;
+    *opts = d;
+    return TL_OK;
+}
+
+tl_status tl_sgd_options_init(tl_sgd_options *opts, unsigned int version)
+{
+    if (opts == NULL)
+        return tli_error(TL_EINVAL, "tl_sgd_options_init: opts is NULL");
+    tl_status st = check_version(version, TL_SGD_OPTIONS_VERSION, "tl_sgd_options", "tl_sgd_options_init");
+    if (st)
+        return st;
+    tl_sgd_options d = TL_SGD_OPTIONS_INIT;
+    *opts = d;
+    return TL_OK;
+}
+
+void tl_optimizer_free(tl_optimizer *opt)
+{
+    /* An optimizer taken by a model is freed with the model. */
+    if (opt && !opt->owned)
+        tli_free(opt);
+}
+
+tl_optimizer_kind tl_optimizer_get_kind(const tl_optimizer *opt)
+{
+    return opt ? opt->kind : (tl_optimizer_kind)0;
+}
+
+tl_status tl_optimizer_set_learning_rate(tl_optimizer *opt, float lr)
+{
+    if (opt == NULL)
+        return tli_error(TL_EINVAL, "tl_optimizer_set_learning_rate: optimizer is NULL");
+    if (!finite_pos(lr))
+        return tli_error(TL_EINVAL, "tl_optimizer_set_learning_rate: learning rate %g must be finite and > 0",
+                         (double)lr);
+    opt->lr = lr;
+    return TL_OK;
+}
+
+float tl_optimizer_learning_rate(const tl_optimizer *opt)
+{
+    return opt ? opt->lr : 0.0f;
+}
+
+uint64_t tl_optimizer_steps(const tl_optimizer *opt)
+{
+    return opt ? opt->steps : 0;
+}
+
+const char *tl_loss_str(tl_loss loss)
+{
+    switch (loss) {
+    case TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY: return "sparse_categorical_crossentropy";
+    case TL_LOSS_CATEGORICAL_CROSSENTROPY: return "categorical_crossentropy";
+    case TL_LOSS_MEAN_SQUARED_ERROR: return "mean_squared_error";
+    }
+    return "unknown";
+}
+
+/* ---- compile ------------------------------------------------------------ */
+
+bool tli_loss_takes_logits(const tl_model *m)
+{
+    return m->loss == TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY || m->loss == TL_LOSS_CATEGORICAL_CROSSENTROPY;
+}
+
+tl_status tli_check_loss(const tl_model *m, tl_loss loss, const char *fn)
+{
+    if (loss != TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY && loss != TL_LOSS_CATEGORICAL_CROSSENTROPY &&
+        loss != TL_LOSS_MEAN_SQUARED_ERROR)
+        return tli_error(TL_EINVAL, "%s: unknown loss %d", fn, (int)loss);
+    if (m->nlayers == 0)
+        return tli_error(TL_ESTATE, "%s: the model has no layers", fn);
+    const tl_layer *last = m->layers[m->nlayers - 1];
+    if (loss != TL_LOSS_MEAN_SQUARED_ERROR && last->act != TL_ACT_SOFTMAX && last->act != TL_ACT_LINEAR)
+        return tli_error(TL_EINVAL,
+                         "%s: %s needs the last layer ('%s') to end in softmax or linear (logits), not %s", fn,
+                         tl_loss_str(loss), last->name, tl_activation_str(last->act));
+    return TL_OK;
+}
+
+tl_status tl_model_compile(tl_model *m, tl_optimizer *opt, tl_loss loss)
+{
+    const char *fn = "tl_model_compile";
+    if (m == NULL) {
+        tl_optimizer_free(opt);
+        return tli_error(TL_EINVAL, "%s: model is NULL", fn);
+    }
+    if (opt == NULL)
+        return tli_error(TL_EINVAL, "%s: optimizer is NULL", fn);
+    if (opt->owned && opt != m->opt)
+        return tli_error(TL_EINVAL, "%s: the optimizer already belongs to another model", fn);
+    tl_status st = tli_check_loss(m, loss, fn);
+    if (st) {
+        if (opt != m->opt)
+            tl_optimizer_free(opt);
+        return st;
+    }
+    if (opt != m->opt) {
+        if (m->opt) {
+            m->opt->owned = false;
+            tl_optimizer_free(m->opt);
+        }
+        m->opt = opt;
+        opt->owned = true;
+    }
+    m->loss = loss;
+    return tl_model_reset_optimizer(m);
+}
+
+tl_optimizer *tl_model_optimizer(const tl_model *m)
+{
+    return m ? m->opt : NULL;
+}
+
+tl_loss tl_model_loss(const tl_model *m)
+{
+    return m ? m->loss : (tl_loss)0;
+}
+
+size_t tl_model_optimizer_state_bytes(const tl_model *m)
+{
+    size_t bytes = 0;
+    if (m)
+        for (size_t i = 0; i < m->nlayers; i++)
+            for (size_t p = 0; p < m->layers[i]->nparams; p++)
+                for (int k = 0; k < 2; k++)
+                    if (m->layers[i]->params[p].state[k])
+                        bytes += m->layers[i]->params[p].count * sizeof(float);
+    return bytes;
+}
+
+tl_status tl_model_reset_optimizer(tl_model *m)
+{
+    if (m == NULL)
+        return tli_error(TL_EINVAL, "tl_model_reset_optimizer: model is NULL");
+    for (size_t i = 0; i < m->nlayers; i++)
+        tli_layer_free_state(m->layers[i]);
+    if (m->opt)
+        m->opt->steps = 0;
+    return TL_OK;
+}
+
+/* ---- the update ---------------------------------------------------------- */
+
+static size_t slots_needed(const tl_optimizer *o)
+{
+    if (o->kind == TL_OPT_SGD)
+        return o->momentum > 0.0f ? 1 : 0;
+    return 2;
+}
+
+tl_status tli_optim_prepare(tl_model *m)
+{
+    size_t slots = slots_needed(m->opt);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        tl_layer *l = m->layers[i];
+        if (!tli_layer_learns(l))
+            continue;
+        for (size_t p = 0; p < l->nparams; p++)
+            for (size_t k = 0; k < slots; k++) {
+                tli_param *pr = &l->params[p];
+                if (pr->state[k])
+                    continue;
+                pr->state[k] = tli_malloc_aligned(pr->count * sizeof(float));
+                if (pr->state[k] == NULL)
+                    return tli_error(TL_ENOMEM, "out of memory allocating optimizer state for layer '%s' %s",
+                                     l->name, pr->name);
+                memset(pr->state[k], 0, pr->count * sizeof(float));
+            }
+    }
+    return TL_OK;
+}
+
+static void sgd_update(const tl_optimizer *o, float lr, float *w, const float *g, float *v, size_t n)
+{
+    const float wd = o->weight_decay, mu = o->momentum;
+    if (v == NULL) {
+        for (size_t i = 0; i < n; i++)
+            w[i] -= lr * (g[i] + wd * w[i]);
+        return;
+    }
+    if (o->nesterov) {
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * w[i];
+            v[i] = mu * v[i] - lr * gi;
+            w[i] += mu * v[i] - lr * gi;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            v[i] = mu * v[i] - lr * (g[i] + wd * w[i]);
+            w[i] += v[i];
+        }
+    }
+}
+
+static void adam_update(const tl_optimizer *o, float lr, float *w, const float *g, float *mo, float *ve, size_t n)
+{
+    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+    const double t = (double)o->steps;
+    /* Keras folds both bias corrections into the step size. */
+    const float lr_t = (float)((double)lr * sqrt(1.0 - pow((double)b2, t)) / (1.0 - pow((double)b1, t)));
+    const float l2 = o->kind == TL_OPT_ADAM ? o->weight_decay : 0.0f;
+    const float decoupled = o->kind == TL_OPT_ADAMW ? lr * o->weight_decay : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + l2 * w[i];
+        mo[i] = b1 * mo[i] + (1.0f - b1) * gi;
+        ve[i] = b2 * ve[i] + (1.0f - b2) * gi * gi;
+        w[i] -= lr_t * mo[i] / (sqrtf(ve[i]) + eps) + decoupled * w[i];
+    }
+}
+
+void tli_optim_step(tl_model *m)
+{
+    tl_optimizer *o = m->opt;
+    o->steps++;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        tl_layer *l = m->layers[i];
+        if (!tli_layer_learns(l))
+            continue;
+        float lr = o->lr * l->lr_scale;
+        for (size_t p = 0; p < l->nparams; p++) {
+            tli_param *pr = &l->params[p];
+            if (o->kind == TL_OPT_SGD)
+                sgd_update(o, lr, pr->value, pr->grad, pr->state[0], pr->count);
+            else
+                adam_update(o, lr, pr->value, pr->grad, pr->state[0], pr->state[1], pr->count);
+        }
+    }
+}

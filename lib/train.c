@@ -1,0 +1,300 @@
+/*
+ * train.c - fit, evaluate and single steps: gathering batches, the loss,
+ * non-finite checks, progress callbacks.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "data/dataset.h"
+#include "model.h"
+
+tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
+{
+    if (opts == NULL)
+        return tli_error(TL_EINVAL, "tl_fit_options_init: opts is NULL");
+    if (version == 0 || version > TL_FIT_OPTIONS_VERSION)
+        return tli_error(TL_EVERSION, "tl_fit_options_init: version %u is not supported (this libtl knows 1..%u)",
+                         version, TL_FIT_OPTIONS_VERSION);
+    tl_fit_options d = TL_FIT_OPTIONS_INIT;
+    *opts = d;
+    return TL_OK;
+}
+
+/* Where a batch's targets come from: labels, or float rows of width k. */
+typedef struct batch_src {
+    const float *x;
+    const int32_t *labels;
+    const float *targets;
+} batch_src;
+
+/* The first layer whose parameter gradient is not finite, or NULL. */
+static const tl_layer *nonfinite_grad(const tl_model *m)
+{
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const tl_layer *l = m->layers[i];
+        if (!tli_layer_learns(l))
+            continue;
+        for (size_t p = 0; p < l->nparams; p++)
+            if (!tli_all_finite(l->params[p].grad, l->params[p].count))
+                return l;
+    }
+    return NULL;
+}
+
+/* Forward, loss, and - when training - backward and update, for n examples.
+ * On TL_ENUMERIC nothing is updated; `where` names the batch for messages. */
+static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool train, tli_loss_result *res,
+                           const char *where)
+{
+    const bool logits = tli_loss_takes_logits(m);
+    tli_exec ex = tli_exec_for(m, n, train);
+    const float *y = tli_forward(m, &ex, src->x, logits);
+    const size_t width = tli_model_out_size(m);
+    float *grad = train ? m->ws.grad[0] : NULL;
+    /* Sparse cross-entropy always reads labels; the others prefer targets. */
+    const int32_t *labels = src->targets ? NULL : src->labels;
+    size_t bad = 0;
+    bool ok = logits ? tli_softmax_xent(y, n, width, labels, src->targets, grad, res, &bad)
+                     : tli_mse(y, n, width, labels, src->targets, grad, res, &bad);
+    if (!ok)
+        return tli_error(TL_ERANGE, "%s: label %d of example %zu is outside the model's %zu outputs", where,
+                         labels[bad], bad, width);
+    if (!isfinite(res->loss_sum))
+        return tli_error(TL_ENUMERIC, "%s: the loss is not finite (%g)", where, res->loss_sum);
+    if (!train)
+        return TL_OK;
+    tli_backward(m, &ex, src->x, logits);
+    const tl_layer *bad_layer = nonfinite_grad(m);
+    if (bad_layer)
+        return tli_error(TL_ENUMERIC, "%s: the gradient of layer '%s' (index %zu) is not finite", where,
+                         bad_layer->name, bad_layer->index);
+    tli_optim_step(m);
+    return TL_OK;
+}
+
+/* Width of the float targets the loss will read, or 0 for labels. */
+static tl_status check_data(const tl_model *m, const tl_dataset *ds, const char *fn, const float **targets)
+{
+    char a[64], b[64];
+    if (ds->h != m->input.dims[0] || ds->w != m->input.dims[1] || ds->c != m->input.dims[2]) {
+        tl_shape s = tli_shape3(ds->h, ds->w, ds->c);
+        return tli_error(TL_ESHAPE, "%s: the data's examples are %s but the model takes %s", fn,
+                         tli_shape_str(&s, a, sizeof a), tli_shape_str(&m->input, b, sizeof b));
+    }
+    const size_t width = tli_model_out_size(m);
+    *targets = NULL;
+    if (m->loss != TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY && ds->targets) {
+        if (ds->k != width)
+            return tli_error(TL_ESHAPE, "%s: the data's targets have %zu values per example but the model outputs %zu",
+                             fn, ds->k, width);
+        *targets = ds->targets;
+        return TL_OK;
+    }
+    if (ds->num_classes > width)
+        return tli_error(TL_ESHAPE, "%s: the data has %u classes but the model's last layer ('%s') has %zu outputs",
+                         fn, ds->num_classes, m->layers[m->nlayers - 1]->name, width);
+    return TL_OK;
+}
+
+static tl_status check_compiled(const tl_model *m, const char *fn)
+{
+    if (m->opt == NULL || m->loss == 0)
+        return tli_error(TL_ESTATE, "%s: the model is not compiled; call tl_model_compile() first", fn);
+    return tli_check_loss(m, m->loss, fn);
+}
+
+/* Copy examples idx[0..n) of ds into the workspace batch. */
+static void gather(tl_model *m, const tl_dataset *ds, const float *targets, const uint32_t *idx, size_t n)
+{
+    const size_t ex = ds->example_size, width = tli_model_out_size(m);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(m->ws.input + i * ex, ds->images + (size_t)idx[i] * ex, ex * sizeof(float));
+        m->ws.labels[i] = ds->labels[idx[i]];
+        if (targets)
+            memcpy(m->ws.targets + i * width, targets + (size_t)idx[i] * width, width * sizeof(float));
+    }
+}
+
+static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
+                          const char *fn)
+{
+    const float *targets;
+    tl_status st = check_data(m, ds, fn, &targets);
+    if (st)
+        return st;
+    if (batch > ds->n)
+        batch = ds->n;
+    if ((st = tli_workspace_ensure(m, batch, false))) {
+        tli_error_prefix("%s", fn);
+        return st;
+    }
+    const size_t width = tli_model_out_size(m);
+    double loss = 0.0;
+    size_t correct = 0;
+    char where[128];
+    for (size_t done = 0; done < ds->n; done += batch) {
+        size_t b = ds->n - done < batch ? ds->n - done : batch;
+        batch_src src = {ds->images + done * ds->example_size, ds->labels + done,
+                         targets ? targets + done * width : NULL};
+        tli_loss_result r;
+        snprintf(where, sizeof where, "%s: examples %zu..%zu", fn, done, done + b - 1);
+        if ((st = run_batch(m, &src, b, false, &r, where)))
+            return st;
+        loss += r.loss_sum;
+        correct += r.correct;
+    }
+    if (out_loss)
+        *out_loss = loss / (double)ds->n;
+    if (out_acc)
+        *out_acc = (double)correct / (double)ds->n;
+    return TL_OK;
+}
+
+tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
+                            uint32_t batch_size)
+{
+    const char *fn = "tl_model_evaluate";
+    if (m == NULL || data == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "data" : "model");
+    tl_status st = check_compiled(m, fn);
+    if (st)
+        return st;
+    return evaluate(out_loss, out_accuracy, m, data, batch_size ? batch_size : 64, fn);
+}
+
+tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs, const int32_t *labels,
+                              const float *targets, size_t n)
+{
+    const char *fn = "tl_model_train_step";
+    if (m == NULL || inputs == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "inputs" : "model");
+    if (n == 0)
+        return tli_error(TL_EINVAL, "%s: n is 0", fn);
+    tl_status st = check_compiled(m, fn);
+    if (st)
+        return st;
+    if (m->loss == TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY)
+        targets = NULL;
+    if (labels == NULL && targets == NULL)
+        return tli_error(TL_EINVAL, "%s: %s", fn,
+                         m->loss == TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? "labels is NULL"
+                                                                            : "labels and targets are both NULL");
+    if ((st = tli_workspace_ensure(m, n, true)) || (st = tli_optim_prepare(m))) {
+        tli_error_prefix("%s", fn);
+        return st;
+    }
+    batch_src src = {inputs, labels, targets};
+    tli_loss_result r;
+    if ((st = run_batch(m, &src, n, true, &r, fn)))
+        return st;
+    if (out_loss)
+        *out_loss = r.loss_sum / (double)n;
+    return TL_OK;
+}
+
+static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_options *o, const float *targets,
+                            uint32_t *idx)
+{
+    const char *fn = "tl_model_fit";
+    const size_t n = ds->n, bs = o->batch_size < n ? o->batch_size : n;
+    const size_t batches = (n + bs - 1) / bs;
+    char where[160];
+    for (uint32_t e = 0; e < o->epochs; e++) {
+        /* Each epoch's order depends only on the random stream, not on the
+         * previous order, so a run resumed from a checkpoint repeats it. */
+        for (size_t i = 0; i < n; i++)
+            idx[i] = (uint32_t)i;
+        if (o->shuffle)
+            tli_rng_shuffle(&m->train_rng, idx, n);
+        tl_progress p;
+        memset(&p, 0, sizeof p);
+        p.struct_size = sizeof p;
+        p.epoch = e;
+        p.epochs = o->epochs;
+        p.batches = batches;
+        double loss = 0.0, t0 = tli_now();
+        size_t correct = 0, counted = 0;
+        for (size_t b = 0; b < batches; b++) {
+            size_t lo = b * bs, cnt = n - lo < bs ? n - lo : bs;
+            gather(m, ds, targets, idx + lo, cnt);
+            batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL};
+            tli_loss_result r;
+            snprintf(where, sizeof where, "%s: epoch %u, batch %zu of %zu", fn, e + 1, b + 1, batches);
+            tl_status st = run_batch(m, &src, cnt, true, &r, where);
+            if (st == TL_ENUMERIC && o->on_nonfinite == TL_NONFINITE_SKIP) {
+                p.skipped_batches++;
+            } else if (st) {
+                return st;
+            } else {
+                loss += r.loss_sum;
+                correct += r.correct;
+                counted += cnt;
+            }
+            p.batch = b + 1;
+            p.samples = lo + cnt;
+            p.loss = counted ? loss / (double)counted : NAN;
+            p.accuracy = counted ? (double)correct / (double)counted : 0.0;
+            p.seconds = tli_now() - t0;
+            p.samples_per_second = p.seconds > 0 ? (double)p.samples / p.seconds : 0.0;
+            if (o->on_batch && o->on_batch(&p, o->payload))
+                return tli_error(TL_ECANCELED, "%s: stopped by the batch callback at epoch %u, batch %zu", fn, e + 1,
+                                 b + 1);
+        }
+        if (o->validation) {
+            tl_status st = evaluate(&p.val_loss, &p.val_accuracy, m, o->validation, bs, fn);
+            if (st) {
+                tli_error_prefix("validation after epoch %u", e + 1);
+                return st;
+            }
+            p.has_validation = 1;
+        }
+        p.seconds = tli_now() - t0;
+        if (o->on_epoch && o->on_epoch(&p, o->payload))
+            return tli_error(TL_ECANCELED, "%s: stopped by the epoch callback after epoch %u", fn, e + 1);
+    }
+    return TL_OK;
+}
+
+tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_options *opts)
+{
+    const char *fn = "tl_model_fit";
+    if (m == NULL || train == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "training data" : "model");
+    tl_fit_options o = TL_FIT_OPTIONS_INIT;
+    if (opts) {
+        if (opts->version == 0 || opts->version > TL_FIT_OPTIONS_VERSION)
+            return tli_error(TL_EVERSION, "%s: tl_fit_options version %u is not supported (this libtl knows 1..%u)",
+                             fn, opts->version, TL_FIT_OPTIONS_VERSION);
+        o = *opts;
+    }
+    if (o.epochs == 0 || o.batch_size == 0)
+        return tli_error(TL_EINVAL, "%s: epochs (%u) and batch_size (%u) must be > 0", fn, o.epochs, o.batch_size);
+    if (o.on_nonfinite != TL_NONFINITE_STOP && o.on_nonfinite != TL_NONFINITE_SKIP)
+        return tli_error(TL_EINVAL, "%s: unknown on_nonfinite policy %d", fn, (int)o.on_nonfinite);
+    tl_status st = check_compiled(m, fn);
+    const float *targets = NULL;
+    if (st || (st = check_data(m, train, fn, &targets)))
+        return st;
+    if (o.validation) {
+        const float *vt;
+        if ((st = check_data(m, o.validation, fn, &vt))) {
+            tli_error_prefix("validation data");
+            return st;
+        }
+    }
+    size_t bs = o.batch_size < train->n ? o.batch_size : train->n;
+    uint32_t *idx = tli_malloc(train->n * sizeof *idx);
+    if (idx == NULL)
+        return tli_error(TL_ENOMEM, "%s: out of memory for %zu example indices", fn, train->n);
+    if ((st = tli_workspace_ensure(m, bs, true)) || (st = tli_optim_prepare(m))) {
+        tli_free(idx);
+        tli_error_prefix("%s", fn);
+        return st;
+    }
+    if (o.seed)
+        tli_rng_seed(&m->train_rng, o.seed, TLI_STREAM_TRAIN);
+    st = fit_epochs(m, train, &o, targets, idx);
+    tli_free(idx);
+    return st;
+}

@@ -1,0 +1,53 @@
+#!/bin/sh
+# scripts/run.sh - set up what is missing on a Debian machine, build, and run
+# either the main job or the whole test suite. Run as root (it may apt-get).
+#
+#   scripts/run.sh demo   # the transfer workflow on real data
+#   scripts/run.sh test   # every test: meson test, install + pkg-config, extras
+#
+# Environment: BUILD_DIR (default build), TL_SKIP_APT=1 to never call apt-get.
+set -eu
+cd "$(dirname "$0")/.."
+mode=${1:-}
+case "$mode" in
+demo | test) ;;
+*)
+    echo "usage: $0 demo|test" >&2
+    exit 2
+    ;;
+esac
+BUILD_DIR=${BUILD_DIR:-build}
+
+# --- dependencies: Debian packages only, nothing downloaded at run time ----
+pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check dataset-fashion-mnist"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ] && [ "${TL_SKIP_APT:-0}" != 1 ]; then
+    echo "run.sh: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing
+fi
+
+# --- build -----------------------------------------------------------------
+if [ -f "$BUILD_DIR/build.ninja" ]; then
+    meson setup --reconfigure "$BUILD_DIR" >/dev/null
+else
+    meson setup "$BUILD_DIR" --buildtype=release
+fi
+ninja -C "$BUILD_DIR"
+
+if [ "$mode" = demo ]; then
+    exec scripts/main-job.sh "$BUILD_DIR"
+fi
+
+# --- tests -----------------------------------------------------------------
+# The suites run with one thread each unless a test is about threads; a busy
+# second core makes spinning OpenMP workers collapse throughput.
+export OMP_WAIT_POLICY=passive
+meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2
+scripts/check-install.sh "$BUILD_DIR"
+echo "run.sh: all tests passed"

@@ -1,0 +1,87 @@
+#include "helpers.h"
+
+#include <stdio.h>
+
+static uint64_t next_u64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void th_fill_uniform(float *v, size_t n, float lo, float hi, uint64_t seed)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++)
+        v[i] = lo + (hi - lo) * (float)(next_u64(&s) >> 40) / 16777216.0f;
+}
+
+tl_model *th_seed_cnn(uint32_t h, uint32_t w, uint32_t c, uint32_t classes, uint64_t seed)
+{
+    tl_model *m = NULL;
+    if (tl_model_create(&m, h, w, c, seed) != TL_OK)
+        return NULL;
+    tl_model_set_threads(m, 1);
+    tl_conv2d_options conv = TL_CONV2D_OPTIONS_INIT;
+    tl_maxpool2d_options pool = TL_MAXPOOL2D_OPTIONS_INIT;
+    tl_dense_options dense = TL_DENSE_OPTIONS_INIT;
+    conv.filters = 32;
+    conv.activation = TL_ACT_RELU;
+    int ok = tl_model_add_conv2d(NULL, m, &conv) == TL_OK && tl_model_add_maxpool2d(NULL, m, &pool) == TL_OK;
+    conv.filters = 64;
+    ok = ok && tl_model_add_conv2d(NULL, m, &conv) == TL_OK && tl_model_add_maxpool2d(NULL, m, &pool) == TL_OK &&
+         tl_model_add_flatten(NULL, m, NULL) == TL_OK;
+    dense.units = classes;
+    dense.activation = TL_ACT_SOFTMAX;
+    ok = ok && tl_model_add_dense(NULL, m, &dense) == TL_OK;
+    if (!ok) {
+        fprintf(stderr, "th_seed_cnn: %s\n", tl_last_error());
+        tl_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void th_quadrant_data(float **images, int32_t **labels, size_t n, uint32_t h, uint32_t w, uint32_t c,
+                      uint64_t seed)
+{
+    size_t ex = (size_t)h * w * c;
+    float *x = malloc(n * ex * sizeof *x);
+    int32_t *y = malloc(n * sizeof *y);
+    uint64_t s = seed;
+    th_fill_uniform(x, n * ex, 0.0f, 0.5f, seed ^ 0xabcdefULL);
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)(next_u64(&s) % 4);
+        y[i] = k;
+        uint32_t h0 = (k / 2) * (h / 2), w0 = (k % 2) * (w / 2);
+        for (uint32_t r = h0; r < h0 + h / 2; r++)
+            for (uint32_t q = w0; q < w0 + w / 2; q++)
+                for (uint32_t ch = 0; ch < c; ch++)
+                    x[i * ex + ((size_t)r * w + q) * c + ch] += 0.4f;
+    }
+    *images = x;
+    *labels = y;
+}
+
+tl_dataset *th_quadrant_dataset(size_t n, uint32_t h, uint32_t w, uint32_t c, uint64_t seed)
+{
+    float *x;
+    int32_t *y;
+    tl_dataset *ds = NULL;
+    th_quadrant_data(&x, &y, n, h, w, c, seed);
+    if (tl_dataset_create(&ds, x, y, n, h, w, c, 4, TL_DATA_COPY) != TL_OK)
+        fprintf(stderr, "th_quadrant_dataset: %s\n", tl_last_error());
+    free(x);
+    free(y);
+    return ds;
+}
+
+int th_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,57 @@
+/* helpers.h - shared by the test suites: assertions that print libtl's
+ * last error, the seed CNN, and a generated, learnable image task. Uses the
+ * public API only. */
+#ifndef TL_TEST_HELPERS_H
+#define TL_TEST_HELPERS_H
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tl/tl.h>
+
+/* Assert TL_OK, showing the status and the library's sentence otherwise. */
+#define ck_assert_tl_ok(expr)                                                                            \
+    do {                                                                                                 \
+        tl_status st_ = (expr);                                                                          \
+        ck_assert_msg(st_ == TL_OK, "%s returned %s: %s", #expr, tl_status_str(st_), tl_last_error());   \
+    } while (0)
+
+/* Assert a given status, and that the message mentions `needle`. */
+#define ck_assert_tl_err(expr, status, needle)                                                           \
+    do {                                                                                                 \
+        tl_clear_error();                                                                                \
+        tl_status st_ = (expr);                                                                          \
+        ck_assert_msg(st_ == (status), "%s returned %s, expected %s (%s)", #expr, tl_status_str(st_),    \
+                      tl_status_str(status), tl_last_error());                                           \
+        ck_assert_msg(strstr(tl_last_error(), (needle)) != NULL, "%s: message '%s' lacks '%s'", #expr,   \
+                      tl_last_error(), (needle));                                                        \
+    } while (0)
+
+#define ck_assert_close(a, b, tol)                                                                       \
+    do {                                                                                                 \
+        double a_ = (a), b_ = (b);                                                                       \
+        ck_assert_msg(fabs(a_ - b_) <= (tol), "%s = %.9g, expected %.9g (tol %g)", #a, a_, b_, (double)(tol)); \
+    } while (0)
+
+/* The document's network on an h x w x c input with `classes` outputs:
+ * conv2d(32,3x3,relu) -> maxpool -> conv2d(64,3x3,relu) -> maxpool -> flatten
+ * -> dense(classes, softmax). One thread unless the test is about threads. */
+tl_model *th_seed_cnn(uint32_t h, uint32_t w, uint32_t c, uint32_t classes, uint64_t seed);
+
+/* n examples of a 4-class task: class k = quadrant k is brighter, plus
+ * uniform noise. Images h x w x c in [0, 1]. Caller frees both with free(). */
+void th_quadrant_data(float **images, int32_t **labels, size_t n, uint32_t h, uint32_t w, uint32_t c,
+                      uint64_t seed);
+
+/* A dataset built from th_quadrant_data (copied). */
+tl_dataset *th_quadrant_dataset(size_t n, uint32_t h, uint32_t w, uint32_t c, uint64_t seed);
+
+/* Deterministic uniform floats in [lo, hi) from a seed (test data only). */
+void th_fill_uniform(float *v, size_t n, float lo, float hi, uint64_t seed);
+
+/* Run a suite and return the process exit status. */
+int th_run(Suite *s);
+
+#endif
