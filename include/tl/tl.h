@@ -16,5 +16,6 @@
 #include "optim.h"
 #include "data.h"
 #include "train.h"
+#include "transfer.h"
 
 #endif /* TL_TL_H */

@@ -1,0 +1,235 @@
+/*
+ * clone.c - new models from old ones: full copies, structure clones with
+ * fresh weights, feature extractors, heads, and joined base + head. All of
+ * them rebuild layers from their settings through tli_model_append, so
+ * shape checks and naming rules are the ones of the add functions.
+ */
+#include <string.h>
+
+#include "transfer.h"
+
+tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const char *name, bool weights, const char *fn)
+{
+    tl_layer *l;
+    tl_status st = tli_model_append(&l, dst, src->ops, &src->cfg, src->act, src->use_bias,
+                                    name ? name : src->name, fn);
+    if (st)
+        return st;
+    if (weights)
+        for (size_t p = 0; p < l->nparams; p++)
+            memcpy(l->params[p].value, src->params[p].value, l->params[p].count * sizeof(float));
+    l->trainable = src->trainable;
+    l->lr_scale = src->lr_scale;
+    return TL_OK;
+}
+
+static tl_status new_like(tl_model **out, const tl_model *src, const tl_shape *input, uint64_t seed, const char *fn)
+{
+    tl_status st = tl_model_create(out, input->dims[0], input->dims[1], input->dims[2], seed);
+    if (st) {
+        tli_error_prefix("%s", fn);
+        return st;
+    }
+    (*out)->threads_req = src->threads_req;
+    (*out)->threads = src->threads;
+    return TL_OK;
+}
+
+static tl_status append_all(tl_model *dst, const tl_model *src, size_t from, size_t to, bool weights, const char *fn)
+{
+    for (size_t i = from; i < to; i++) {
+        tl_status st = tli_model_append_like(dst, src->layers[i], NULL, weights, fn);
+        if (st)
+            return st;
+    }
+    return TL_OK;
+}
+
+tl_status tl_model_copy(tl_model **out, const tl_model *src)
+{
+    const char *fn = "tl_model_copy";
+    if (out == NULL || src == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out ? "source model" : "out");
+    *out = NULL;
+    tl_model *m;
+    tl_status st = new_like(&m, src, &src->input, src->seed, fn);
+    if (st)
+        return st;
+    if ((st = append_all(m, src, 0, src->nlayers, true, fn))) {
+        tl_model_free(m);
+        return st;
+    }
+    m->train_rng = src->train_rng;
+    *out = m;
+    return TL_OK;
+}
+
+tl_status tl_clone_options_init(tl_clone_options *opts, unsigned int version)
+{
+    if (opts == NULL)
+        return tli_error(TL_EINVAL, "tl_clone_options_init: opts is NULL");
+    if (version == 0 || version > TL_CLONE_OPTIONS_VERSION)
+        return tli_error(TL_EVERSION, "tl_clone_options_init: version %u is not supported (this libtl knows 1..%u)",
+                         version, TL_CLONE_OPTIONS_VERSION);
+    tl_clone_options d = TL_CLONE_OPTIONS_INIT;
+    *opts = d;
+    return TL_OK;
+}
+
+tl_status tl_model_clone_structure(tl_model **out, const tl_model *src, const tl_clone_options *opts)
+{
+    const char *fn = "tl_model_clone_structure";
+    if (out == NULL || src == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out ? "source model" : "out");
+    *out = NULL;
+    tl_clone_options o = TL_CLONE_OPTIONS_INIT;
+    if (opts) {
+        if (opts->version == 0 || opts->version > TL_CLONE_OPTIONS_VERSION)
+            return tli_error(TL_EVERSION, "%s: tl_clone_options version %u is not supported (this libtl knows 1..%u)",
+                             fn, opts->version, TL_CLONE_OPTIONS_VERSION);
+        o = *opts;
+    }
+    if (o.drop_last > src->nlayers)
+        return tli_error(TL_ERANGE, "%s: cannot drop %zu layers from a model with %zu", fn, o.drop_last,
+                         src->nlayers);
+    size_t keep = src->nlayers - o.drop_last;
+    if (o.head_units && (keep == 0 || src->layers[keep - 1]->ops->kind != TL_LAYER_DENSE))
+        return tli_error(TL_ESTATE, "%s: head_units %u needs a dense last layer, but the last kept layer is %s", fn,
+                         o.head_units, keep ? src->layers[keep - 1]->ops->type_name : "none (no layers left)");
+    tl_model *m;
+    tl_status st = new_like(&m, src, &src->input, o.seed, fn);
+    if (st)
+        return st;
+    size_t plain = o.head_units ? keep - 1 : keep;
+    st = append_all(m, src, 0, plain, false, fn);
+    if (st == TL_OK && o.head_units) {
+        const tl_layer *head = src->layers[keep - 1];
+        tli_dense_cfg cfg = {o.head_units};
+        tl_layer *l;
+        st = tli_model_append(&l, m, head->ops, &cfg, head->act, head->use_bias, head->name, fn);
+        if (st == TL_OK) {
+            l->trainable = head->trainable;
+            l->lr_scale = head->lr_scale;
+        }
+    }
+    if (st) {
+        tl_model_free(m);
+        return st;
+    }
+    *out = m;
+    return TL_OK;
+}
+
+tl_status tl_model_extractor_create(tl_model **out, const tl_model *src, size_t k)
+{
+    const char *fn = "tl_model_extractor_create";
+    if (out == NULL || src == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out ? "source model" : "out");
+    *out = NULL;
+    if (k == 0 || k > src->nlayers)
+        return tli_error(TL_ERANGE, "%s: k = %zu must be in [1, %zu] (the source's layers)", fn, k, src->nlayers);
+    tl_model *m;
+    tl_status st = new_like(&m, src, &src->input, src->seed, fn);
+    if (st)
+        return st;
+    if ((st = append_all(m, src, 0, k, true, fn))) {
+        tl_model_free(m);
+        return st;
+    }
+    for (size_t i = 0; i < m->nlayers; i++)
+        m->layers[i]->trainable = 0;
+    *out = m;
+    return TL_OK;
+}
+
+/* The input shape of a model that takes `base`'s output. */
+static tl_shape head_input(const tl_model *base)
+{
+    const tl_shape *o = &base->layers[base->nlayers - 1]->out_shape;
+    return o->rank == 3 ? *o : tli_shape3(1, 1, o->dims[0]);
+}
+
+tl_status tl_model_head_create(tl_model **out, const tl_model *base, uint64_t seed)
+{
+    const char *fn = "tl_model_head_create";
+    if (out == NULL || base == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out ? "base model" : "out");
+    *out = NULL;
+    if (base->nlayers == 0)
+        return tli_error(TL_ESTATE, "%s: the base model has no layers", fn);
+    tl_shape in = head_input(base);
+    return new_like(out, base, &in, seed, fn);
+}
+
+tl_status tl_model_join(tl_model **out, const tl_model *base, const tl_model *head)
+{
+    const char *fn = "tl_model_join";
+    if (out == NULL || base == NULL || head == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out == NULL ? "out" : base ? "head" : "base");
+    *out = NULL;
+    if (base->nlayers == 0)
+        return tli_error(TL_ESTATE, "%s: the base model has no layers", fn);
+    tl_shape want = head_input(base);
+    if (!tli_shape_eq(&want, &head->input)) {
+        char a[64], b[64];
+        return tli_error(TL_ESHAPE, "%s: the head takes %s but the base outputs %s", fn,
+                         tli_shape_str(&head->input, a, sizeof a),
+                         tli_shape_str(&base->layers[base->nlayers - 1]->out_shape, b, sizeof b));
+    }
+    tl_model *m;
+    tl_status st = new_like(&m, base, &base->input, base->seed, fn);
+    if (st)
+        return st;
+    st = append_all(m, base, 0, base->nlayers, true, fn);
+    for (size_t i = 0; st == TL_OK && i < head->nlayers; i++) {
+        const tl_layer *h = head->layers[i];
+        bool clash = false;
+        for (size_t j = 0; j < m->nlayers; j++)
+            clash = clash || strcmp(m->layers[j]->name, h->name) == 0;
+        /* NULL name: a fresh automatic one, as the add functions give. */
+        if (clash) {
+            tl_layer *l;
+            st = tli_model_append(&l, m, h->ops, &h->cfg, h->act, h->use_bias, NULL, fn);
+            if (st == TL_OK) {
+                for (size_t p = 0; p < l->nparams; p++)
+                    memcpy(l->params[p].value, h->params[p].value, l->params[p].count * sizeof(float));
+                l->trainable = h->trainable;
+                l->lr_scale = h->lr_scale;
+            }
+        } else {
+            st = tli_model_append_like(m, h, NULL, true, fn);
+        }
+    }
+    if (st) {
+        tl_model_free(m);
+        return st;
+    }
+    *out = m;
+    return TL_OK;
+}
+
+tl_status tl_model_set_trainable(tl_model *m, size_t first, size_t count, int trainable)
+{
+    const char *fn = "tl_model_set_trainable";
+    if (m == NULL)
+        return tli_error(TL_EINVAL, "%s: model is NULL", fn);
+    if (first > m->nlayers || (count && count > m->nlayers - first) || (count == 0 && first == m->nlayers && first))
+        return tli_error(TL_ERANGE, "%s: layers [%zu, %zu) pass the model's last layer (%zu layers)", fn, first,
+                         first + (count ? count : 1), m->nlayers);
+    size_t end = count ? first + count : m->nlayers;
+    for (size_t i = first; i < end; i++)
+        m->layers[i]->trainable = trainable ? 1 : 0;
+    return TL_OK;
+}
+
+tl_status tl_model_freeze_upto(tl_model *m, size_t k)
+{
+    const char *fn = "tl_model_freeze_upto";
+    if (m == NULL)
+        return tli_error(TL_EINVAL, "%s: model is NULL", fn);
+    if (k > m->nlayers)
+        return tli_error(TL_ERANGE, "%s: k = %zu is past the model's %zu layers", fn, k, m->nlayers);
+    for (size_t i = 0; i < m->nlayers; i++)
+        m->layers[i]->trainable = i >= k;
+    return TL_OK;
+}
