@@ -72,7 +72,7 @@ static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t 
         if (l->out_size > max_act)
             max_act = l->out_size;
         float *out = l->ops->is_view ? NULL : carve(&c, mul_or_max(batch, l->out_size), sizeof(float));
-        size_t sb = l->ops->scratch_bytes(l, batch, training);
+        size_t sb = l->ops->scratch_bytes(l, batch, m->threads, training);
         void *scratch = sb ? carve(&c, sb, 1) : NULL;
         if (assign) {
             l->out = out;

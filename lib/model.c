@@ -342,8 +342,12 @@ tl_status tl_model_set_threads(tl_model *m, uint32_t threads)
         return tli_error(TL_EINVAL, "tl_model_set_threads: model is NULL");
     if (threads > 1024)
         return tli_error(TL_EINVAL, "tl_model_set_threads: %u threads is more than the limit of 1024", threads);
+    uint32_t resolved = threads ? threads : tli_cpu_count();
+    /* Per-thread scratch (weight-gradient partial sums) is sized by it. */
+    if (resolved != m->threads)
+        tli_workspace_free(m);
     m->threads_req = threads;
-    m->threads = threads ? threads : tli_cpu_count();
+    m->threads = resolved;
     return TL_OK;
 }
 

@@ -27,14 +27,10 @@ static const char *blas_arch = "unknown";
 
 static int choose_arch(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    if (tli_cpu_has_avx512())
         return (int)BLIS_ARCH_SKX;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (tli_cpu_has_avx2_fma())
         return (int)BLIS_ARCH_HASWELL;
-#endif
     return -1;
 }
 

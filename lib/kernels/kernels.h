@@ -14,6 +14,13 @@
 
 #include "../core.h"
 
+/* ---- cpu.c ------------------------------------------------------------- */
+
+/* AVX-512 F/DQ/BW/VL usable (CPU and OS). */
+bool tli_cpu_has_avx512(void);
+/* AVX2 and FMA usable. */
+bool tli_cpu_has_avx2_fma(void);
+
 /* ---- gemm.c: the only caller of BLIS ---------------------------------- */
 
 /* Choose BLIS's kernel family from the CPU (unless BLIS_ARCH_TYPE is set)
@@ -53,6 +60,37 @@ void tli_im2col(uint32_t threads, const tli_conv_geom *g, const float *x, size_t
 /* dx = the adjoint of im2col applied to dcol (sums overlapping windows).
  * Overwrites dx entirely. */
 void tli_col2im(uint32_t threads, const tli_conv_geom *g, const float *dcol, size_t batch, float *dx);
+
+/* How a convolution is computed. Both give the same results up to float
+ * rounding; tests run both and compare. */
+typedef enum tli_conv_algo {
+    TLI_CONV_GEMM = 0,  /* im2col + BLIS: any shape, any CPU */
+    TLI_CONV_DIRECT = 1 /* direct AVX-512 kernels: stride 1, filters a multiple of 16 */
+} tli_conv_algo;
+
+/* The fastest algorithm this CPU has for the convolution. */
+tli_conv_algo tli_conv_choose(const tli_conv_geom *g, uint32_t filters);
+
+/* True when `algo` can run this convolution on this CPU. */
+bool tli_conv_algo_ok(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters);
+
+/* Scratch bytes for `batch` examples; `need_dx`: the input gradient will be
+ * asked for. SIZE_MAX when the size overflows. */
+size_t tli_conv_scratch_bytes(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch,
+                              uint32_t threads, bool training, bool need_dx);
+
+/* y = act(conv(x, w) + bias) for `batch` images; w is (k_h, k_w, in_c,
+ * filters), bias may be NULL. The scratch is kept for the backward pass. */
+void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
+                      const float *x, const float *w, const float *bias, tl_activation act, float *y, size_t batch,
+                      void *scratch);
+
+/* From dz = dL/d(pre-activation) after tli_conv_forward on the same x and
+ * scratch: dw (when not NULL) = dL/dw, dx (when not NULL) = dL/dx. The bias
+ * gradient comes from tli_act_backward. */
+void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
+                       const float *x, const float *dz, const float *w, float *dw, float *dx, size_t batch,
+                       void *scratch);
 
 /* ---- pool.c ------------------------------------------------------------ */
 

@@ -1,7 +1,27 @@
 /* pool.c - max pooling over NHWC windows, with arg-max for backward. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels.h"
+
+/* y = max(y, x) and a = index where x won, over c channels. Branch-free
+ * (a data-dependent branch per element mispredicts half the time) and
+ * restrict-qualified so the compiler vectorises it. */
+static inline void max_into(float *restrict y, int32_t *restrict a, const float *restrict x, int32_t base, size_t c)
+{
+    for (size_t ch = 0; ch < c; ch++) {
+        float xv = x[ch], yv = y[ch];
+        int32_t won = -(int32_t)(xv > yv); /* all ones where x wins */
+        y[ch] = xv > yv ? xv : yv;
+        a[ch] = (a[ch] & ~won) | ((base + (int32_t)ch) & won);
+    }
+}
+
+static inline void max_only(float *restrict y, const float *restrict x, size_t c)
+{
+    for (size_t ch = 0; ch < c; ch++)
+        y[ch] = x[ch] > y[ch] ? x[ch] : y[ch];
+}
 
 void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *x, size_t batch, float *y,
                          int32_t *argmax)
@@ -26,31 +46,23 @@ void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *
             long w_lo = w0 < 0 ? 0 : w0;
             long w_hi = w0 + (long)g->p_w > (long)g->in_w ? (long)g->in_w : w0 + (long)g->p_w;
             float *yp = yo + (size_t)ow * c;
-            int32_t *ap = ao ? ao + (size_t)ow * c : NULL;
-            /* Start from the window's first cell so NaN inputs propagate as
-             * they would through any max, and padding never wins. */
+            /* Start from the window's first cell, so padding never wins and
+             * ties keep the first index, as a sequential scan would. */
             size_t first = ((size_t)h_lo * g->in_w + (size_t)w_lo) * c;
             memcpy(yp, img + first, sizeof(float) * c);
-            if (ap)
+            if (ao) {
+                int32_t *ap = ao + (size_t)ow * c;
                 for (size_t ch = 0; ch < c; ch++)
                     ap[ch] = (int32_t)(first + ch);
-            for (long h = h_lo; h < h_hi; h++) {
-                for (long w = w_lo; w < w_hi; w++) {
-                    size_t base = ((size_t)h * g->in_w + (size_t)w) * c;
-                    if (base == first)
-                        continue;
-                    const float *xp = img + base;
-                    if (ap) {
-                        for (size_t ch = 0; ch < c; ch++)
-                            if (xp[ch] > yp[ch]) {
-                                yp[ch] = xp[ch];
-                                ap[ch] = (int32_t)(base + ch);
-                            }
-                    } else {
-                        for (size_t ch = 0; ch < c; ch++)
-                            yp[ch] = xp[ch] > yp[ch] ? xp[ch] : yp[ch];
+                for (long h = h_lo; h < h_hi; h++)
+                    for (long w = (h == h_lo ? w_lo + 1 : w_lo); w < w_hi; w++) {
+                        size_t base = ((size_t)h * g->in_w + (size_t)w) * c;
+                        max_into(yp, ap, img + base, (int32_t)base, c);
                     }
-                }
+            } else {
+                for (long h = h_lo; h < h_hi; h++)
+                    for (long w = (h == h_lo ? w_lo + 1 : w_lo); w < w_hi; w++)
+                        max_only(yp, img + ((size_t)h * g->in_w + (size_t)w) * c, c);
             }
         }
     }

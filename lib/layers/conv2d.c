@@ -1,19 +1,11 @@
 /*
  * conv2d.c - 2-D convolution as im2col + one GEMM per batch.
  *
- * NHWC makes the GEMM's output (batch*out_h*out_w) x filters exactly the
- * next layer's input, and the kernel (kh, kw, in, filters) is already the
- * K x filters right-hand matrix. Backward reuses the forward pass's im2col
- * matrix for the weight gradient, then overwrites it with dcol.
+ * The arithmetic lives in lib/kernels (tli_conv_*): im2col + BLIS, or
+ * direct AVX-512 kernels where the CPU has them. This file checks settings
+ * and shapes, owns the parameters and picks the algorithm once.
  */
 #include "layer.h"
-
-/* A 1x1 stride-1 convolution's im2col matrix is its input. */
-static bool is_pointwise(const tl_layer *l)
-{
-    const tli_conv_geom *g = &l->geom.conv;
-    return g->k_h == 1 && g->k_w == 1 && g->s_h == 1 && g->s_w == 1;
-}
 
 static tl_status conv_build(tl_layer *l)
 {
@@ -48,6 +40,7 @@ static tl_status conv_build(tl_layer *l)
         return tli_error(TL_ETOOBIG, "layer '%s' (conv2d, index %zu): output or kernel exceeds 2^31 values", l->name,
                          l->index);
     l->out_shape = tli_shape3(g->out_h, g->out_w, c->filters);
+    l->conv_algo = tli_conv_choose(g, c->filters);
     l->out_size = (size_t)out;
     tli_param *k = &l->params[0];
     k->name = "kernel";
@@ -64,58 +57,27 @@ static tl_status conv_build(tl_layer *l)
     return TL_OK;
 }
 
-static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, bool training)
+static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
 {
-    (void)training;
-    if (is_pointwise(l))
-        return 0;
-    const tli_conv_geom *g = &l->geom.conv;
-    size_t rows, elems, bytes;
-    if (!tli_mul_ok(batch, (size_t)g->out_h * g->out_w, &rows) || !tli_mul_ok(rows, tli_conv_k(g), &elems) ||
-        !tli_mul_ok(elems, sizeof(float), &bytes))
-        return SIZE_MAX;
-    return bytes;
+    /* The first layer never needs an input gradient. */
+    return tli_conv_scratch_bytes(l->conv_algo, &l->geom.conv, l->cfg.conv.filters, batch, threads, training,
+                                  training && l->index > 0);
 }
 
 static void conv_forward(tl_layer *l, const tli_exec *ex, const float *x, float *y, tl_activation act)
 {
-    const tli_conv_geom *g = &l->geom.conv;
-    const size_t m = ex->batch * g->out_h * g->out_w;
-    const size_t k = tli_conv_k(g);
-    const size_t n = l->cfg.conv.filters;
-    const float *col = x;
-    if (!is_pointwise(l)) {
-        tli_im2col(ex->threads, g, x, ex->batch, l->scratch);
-        col = l->scratch;
-    }
-    tli_gemm(ex->threads, m, n, k, 1.0f, col, (ptrdiff_t)k, 1, l->params[0].value, (ptrdiff_t)n, 1, 0.0f, y,
-             (ptrdiff_t)n, 1);
-    tli_bias_act_forward(ex->threads, y, l->use_bias ? l->params[1].value : NULL, m, n, act);
+    tli_conv_forward(ex->threads, l->conv_algo, &l->geom.conv, l->cfg.conv.filters, x, l->params[0].value,
+                     l->use_bias ? l->params[1].value : NULL, act, y, ex->batch, l->scratch);
 }
 
 static void conv_backward(tl_layer *l, const tli_exec *ex, const float *x, const float *y, float *dy, float *dx,
                           tl_activation act, bool param_grads)
 {
-    const tli_conv_geom *g = &l->geom.conv;
-    const size_t m = ex->batch * g->out_h * g->out_w;
-    const size_t k = tli_conv_k(g);
-    const size_t n = l->cfg.conv.filters;
-    const bool pointwise = is_pointwise(l);
-    const float *col = pointwise ? x : l->scratch;
-    float *db = param_grads && l->use_bias ? l->params[1].grad : NULL;
-    tli_act_backward(ex->threads, act, y, dy, m, n, db);
-    if (param_grads) /* dW (k x n) = col^T (k x m) * dz (m x n) */
-        tli_gemm(ex->threads, k, n, m, 1.0f, col, 1, (ptrdiff_t)k, dy, (ptrdiff_t)n, 1, 0.0f, l->params[0].grad,
-                 (ptrdiff_t)n, 1);
-    if (dx == NULL)
-        return;
-    /* dcol (m x k) = dz (m x n) * W^T (n x k); the im2col matrix is no longer
-     * needed, so dcol takes its place. */
-    float *dcol = pointwise ? dx : l->scratch;
-    tli_gemm(ex->threads, m, k, n, 1.0f, dy, (ptrdiff_t)n, 1, l->params[0].value, 1, (ptrdiff_t)n, 0.0f, dcol,
-             (ptrdiff_t)k, 1);
-    if (!pointwise)
-        tli_col2im(ex->threads, g, dcol, ex->batch, dx);
+    const size_t m = ex->batch * l->geom.conv.out_h * l->geom.conv.out_w;
+    const uint32_t n = l->cfg.conv.filters;
+    tli_act_backward(ex->threads, act, y, dy, m, n, param_grads && l->use_bias ? l->params[1].grad : NULL);
+    tli_conv_backward(ex->threads, l->conv_algo, &l->geom.conv, n, x, dy, l->params[0].value,
+                      param_grads ? l->params[0].grad : NULL, dx, ex->batch, l->scratch);
 }
 
 const tli_layer_ops tli_conv2d_ops = {

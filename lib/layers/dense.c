@@ -32,9 +32,9 @@ static tl_status dense_build(tl_layer *l)
     return TL_OK;
 }
 
-static size_t dense_scratch_bytes(const tl_layer *l, size_t batch, bool training)
+static size_t dense_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
 {
-    (void)l, (void)batch, (void)training;
+    (void)l, (void)batch, (void)threads, (void)training;
     return 0;
 }
 

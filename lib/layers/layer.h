@@ -70,6 +70,7 @@ struct tl_layer {
         tli_conv_geom conv;
         tli_pool_geom pool;
     } geom;
+    tli_conv_algo conv_algo; /* conv2d: chosen at build time for this CPU */
     /* Workspace views for the current batch size, set by the model. */
     float *out;    /* batch * out_size outputs (an alias of the input for views) */
     void *scratch; /* ops->scratch_bytes of layer-private memory */
@@ -83,8 +84,8 @@ struct tli_layer_ops {
      * l->out_size, the parameter shapes and the geometry. Allocates nothing.
      * Returns a status with the message set (without the caller's prefix). */
     tl_status (*build)(tl_layer *l);
-    /* Bytes of private scratch for `batch` examples. */
-    size_t (*scratch_bytes)(const tl_layer *l, size_t batch, bool training);
+    /* Bytes of private scratch for `batch` examples run on `threads`. */
+    size_t (*scratch_bytes)(const tl_layer *l, size_t batch, uint32_t threads, bool training);
     /* y = layer(x) for ex->batch examples, applying activation `act`
      * (l->act, or linear when the loss takes the logits). */
     void (*forward)(tl_layer *l, const tli_exec *ex, const float *x, float *y, tl_activation act);

@@ -37,9 +37,10 @@ static tl_status pool_build(tl_layer *l)
     return TL_OK;
 }
 
-static size_t pool_scratch_bytes(const tl_layer *l, size_t batch, bool training)
+static size_t pool_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
 {
     size_t elems, bytes;
+    (void)threads;
     if (!training)
         return 0;
     if (!tli_mul_ok(batch, l->out_size, &elems) || !tli_mul_ok(elems, sizeof(int32_t), &bytes))

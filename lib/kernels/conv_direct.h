@@ -1,0 +1,28 @@
+/*
+ * conv_direct.h - the direct (im2col-free) convolution kernels and the CPU
+ * check that guards them. Private to lib/kernels/.
+ */
+#ifndef TLI_CONV_DIRECT_H
+#define TLI_CONV_DIRECT_H
+
+#include "kernels.h"
+
+/* A stride-1, unpadded convolution as the direct kernels see it: the input
+ * is already padded, out = in - k + 1. */
+typedef struct tli_direct_geom {
+    uint32_t in_h, in_w, in_c;
+    uint32_t out_h, out_w;
+    uint32_t k_h, k_w;
+    uint32_t filters; /* a multiple of 16 */
+} tli_direct_geom;
+
+/* y = conv(x, w) + bias, then max(0, .) when relu; every output written. */
+void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *w,
+                               const float *bias, bool relu, float *y, size_t batch);
+
+/* dw = sum over the batch of x (*) dz. `partials` holds (threads - 1)
+ * kernels' worth of floats for the per-thread sums. */
+void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
+                                   float *dw, float *partials, size_t batch);
+
+#endif /* TLI_CONV_DIRECT_H */
