@@ -84,6 +84,13 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
      * to the host program. */
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads((dim_t)(threads ? threads : 1), &rntm);
+    if (m == 1 && k > 0) {
+        /* One row (a batch of one): c = B^T a is a matrix-vector product,
+         * which BLIS does without packing B - several times faster. */
+        bli_sgemv_ex(BLIS_TRANSPOSE, BLIS_NO_CONJUGATE, (dim_t)k, (dim_t)n, &alpha, (float *)b, (inc_t)rsb,
+                     (inc_t)csb, (float *)a, (inc_t)csa, &beta, c, (inc_t)csc, NULL, &rntm);
+        return;
+    }
     bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &alpha, (float *)a,
                  (inc_t)rsa, (inc_t)csa, (float *)b, (inc_t)rsb, (inc_t)csb, &beta, c, (inc_t)rsc, (inc_t)csc,
                  NULL, &rntm);

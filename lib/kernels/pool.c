@@ -2,7 +2,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "pool_simd.h"
 
 /* y = max(y, x) and a = index where x won, over c channels. Branch-free
  * (a data-dependent branch per element mispredicts half the time) and
@@ -26,6 +26,12 @@ static inline void max_only(float *restrict y, const float *restrict x, size_t c
 void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *x, size_t batch, float *y,
                          int32_t *argmax)
 {
+#ifdef TLI_HAVE_AVX512
+    if (g->c % 16 == 0 && tli_cpu_has_avx512()) {
+        tli_maxpool_forward_avx512(threads, g, x, batch, y, argmax);
+        return;
+    }
+#endif
     const size_t c = g->c;
     const size_t in_img = (size_t)g->in_h * g->in_w * c;
     const size_t out_img = (size_t)g->out_h * g->out_w * c;
@@ -68,17 +74,65 @@ void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *
     }
 }
 
+/* out[ch] = d[ch] where the cell at `cell` won channel ch, else +0. Written
+ * as a bit mask so that the compiler vectorises it (a select on a compare
+ * it leaves as a branch). */
+static inline void gradient_or_zero(float *restrict out, const float *restrict d, const int32_t *restrict a,
+                                    int32_t cell, size_t c)
+{
+    for (size_t ch = 0; ch < c; ch++) {
+        uint32_t bits;
+        memcpy(&bits, &d[ch], sizeof bits);
+        bits &= -(uint32_t)(a[ch] == cell + (int32_t)ch);
+        memcpy(&out[ch], &bits, sizeof bits);
+    }
+}
+
+/* Windows that tile the input (pool == stride, no padding) touch every
+ * input cell at most once, so dx can be written cell by cell - the
+ * gradient where the cell won, 0 elsewhere - instead of zeroing the whole
+ * input and scattering. */
+static void backward_tiled(const tli_pool_geom *g, const float *restrict d, const int32_t *restrict a,
+                           float *restrict img)
+{
+    const size_t c = g->c;
+    for (uint32_t oh = 0; oh < g->out_h; oh++)
+        for (uint32_t ow = 0; ow < g->out_w; ow++) {
+            const size_t o = ((size_t)oh * g->out_w + ow) * c;
+            for (uint32_t ph = 0; ph < g->p_h; ph++)
+                for (uint32_t pw = 0; pw < g->p_w; pw++) {
+                    const size_t cell = (((size_t)oh * g->p_h + ph) * g->in_w + (size_t)ow * g->p_w + pw) * c;
+                    gradient_or_zero(img + cell, d + o, a + o, (int32_t)cell, c);
+                }
+        }
+    /* Cells no window covers (a trailing odd row or column). */
+    const uint32_t used_h = g->out_h * g->p_h, used_w = g->out_w * g->p_w;
+    for (uint32_t h = 0; h < g->in_h; h++) {
+        if (h >= used_h) {
+            memset(img + (size_t)h * g->in_w * c, 0, sizeof(float) * g->in_w * c);
+            continue;
+        }
+        if (used_w < g->in_w)
+            memset(img + ((size_t)h * g->in_w + used_w) * c, 0, sizeof(float) * (g->in_w - used_w) * c);
+    }
+}
+
 void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float *dy, const int32_t *argmax,
                           size_t batch, float *dx)
 {
     const size_t in_img = (size_t)g->in_h * g->in_w * g->c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->c;
+    const bool tiled = g->p_h == g->s_h && g->p_w == g->s_w && g->pad_t == 0 && g->pad_l == 0;
     (void)threads;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long n = 0; n < (long)batch; n++) {
         float *img = dx + (size_t)n * in_img;
         const float *d = dy + (size_t)n * out_img;
         const int32_t *a = argmax + (size_t)n * out_img;
+        if (tiled) {
+            backward_tiled(g, d, a, img);
+            continue;
+        }
         memset(img, 0, sizeof(float) * in_img);
         for (size_t i = 0; i < out_img; i++)
             img[a[i]] += d[i];

@@ -1,0 +1,11 @@
+/* pool_simd.h - the AVX-512 pooling kernel, private to lib/kernels/. */
+#ifndef TLI_POOL_SIMD_H
+#define TLI_POOL_SIMD_H
+
+#include "kernels.h"
+
+/* tli_maxpool_forward for g->c % 16 == 0 on AVX-512 CPUs; same results. */
+void tli_maxpool_forward_avx512(uint32_t threads, const tli_pool_geom *g, const float *x, size_t batch, float *y,
+                                int32_t *argmax);
+
+#endif /* TLI_POOL_SIMD_H */
