@@ -73,6 +73,7 @@ typedef struct tl_maxpool2d_options {
 } tl_maxpool2d_options;
 #define TL_MAXPOOL2D_OPTIONS_VERSION 1
 #define TL_MAXPOOL2D_OPTIONS_INIT { TL_MAXPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned int version);
 
 /** Options of tl_model_add_dense(). Defaults: linear activation, with bias. */
@@ -85,6 +86,7 @@ typedef struct tl_dense_options {
 } tl_dense_options;
 #define TL_DENSE_OPTIONS_VERSION 1
 #define TL_DENSE_OPTIONS_INIT { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version);
 
 /**

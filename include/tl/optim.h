@@ -58,6 +58,7 @@ typedef struct tl_sgd_options {
 } tl_sgd_options;
 #define TL_SGD_OPTIONS_VERSION 1
 #define TL_SGD_OPTIONS_INIT { TL_SGD_OPTIONS_VERSION, 0.01f, 0.0f, 0, 0.0f }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_sgd_options_init(tl_sgd_options *opts, unsigned int version);
 
 /**

@@ -209,6 +209,7 @@ typedef struct tl_clone_options {
 } tl_clone_options;
 #define TL_CLONE_OPTIONS_VERSION 1
 #define TL_CLONE_OPTIONS_INIT { TL_CLONE_OPTIONS_VERSION, 0, 0, 0 }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_clone_options_init(tl_clone_options *opts, unsigned int version);
 
 /**
