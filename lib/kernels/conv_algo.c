@@ -4,9 +4,9 @@
  * convolutions with 16k filters that dominate CNN training. The layer asks
  * tli_conv_choose() once and passes the answer back in every call.
  *
- * The direct input gradient is itself a direct convolution: dx is dz,
- * zero-padded by k-1 on every side, convolved with the kernel flipped in
- * both spatial axes and with in/out channels swapped.
+ * The direct input gradient multiplies each output pixel's gradient by the
+ * transposed kernel and adds the result straight into the input cells it
+ * came from (col2im fused into the kernel).
  */
 #include <string.h>
 
@@ -42,8 +42,7 @@ typedef struct conv_scratch {
     float *xpad;     /* DIRECT: padded input (kept for the weight gradient) */
     float *col;      /* GEMM: im2col matrix, reused for dcol; DIRECT: dcol */
     float *partials; /* DIRECT: per-thread weight-gradient sums */
-    float *dzpad;    /* DIRECT: padded output gradient */
-    float *wflip;    /* DIRECT: flipped, transposed kernel */
+    float *wt;       /* DIRECT: kernel transposed to (filters, k_h*k_w*in_c) */
     float *dxpad;    /* DIRECT: input gradient before cropping the padding */
 } conv_scratch;
 
@@ -73,7 +72,7 @@ static size_t mul3(size_t a, size_t b, size_t c)
 static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch, uint32_t threads,
                      bool training, bool need_dx, char *base, conv_scratch *out)
 {
-    size_t sizes[6] = {0}; /* xpad, col, partials, dzpad, wflip, dxpad */
+    size_t sizes[5] = {0}; /* xpad, col, partials, wt, dxpad */
     const size_t pix = (size_t)g->out_h * g->out_w, k = tli_conv_k(g);
     const size_t wsize = k * filters;
     if (algo == TLI_CONV_GEMM) {
@@ -87,18 +86,17 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
             sizes[2] = mul3(threads - 1, wsize, 1);
         if (training && need_dx) {
             if (g->in_c % 16 == 0) {
-                sizes[3] = mul3(batch, (size_t)(g->out_h + 2 * (g->k_h - 1)) * (g->out_w + 2 * (g->k_w - 1)), filters);
-                sizes[4] = wsize;
+                sizes[3] = wsize;
                 if (needs_pad(g))
-                    sizes[5] = padded;
+                    sizes[4] = padded;
             } else {
                 sizes[1] = mul3(batch, pix, k); /* dcol for col2im */
             }
         }
     }
     size_t off = 0;
-    float **slots[6] = {&out->xpad, &out->col, &out->partials, &out->dzpad, &out->wflip, &out->dxpad};
-    for (int i = 0; i < 6; i++) {
+    float **slots[5] = {&out->xpad, &out->col, &out->partials, &out->wt, &out->dxpad};
+    for (int i = 0; i < 5; i++) {
         *slots[i] = NULL;
         if (sizes[i] == 0)
             continue;
@@ -230,21 +228,13 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
             gemm_dx(threads, g, filters, dz, w, dx, batch, s.col);
             return;
         }
-        /* Flip the kernel spatially and swap its channel axes. */
-        const size_t c = g->in_c, n = filters;
-        for (uint32_t kh = 0; kh < g->k_h; kh++)
-            for (uint32_t kw = 0; kw < g->k_w; kw++) {
-                const float *src = w + ((size_t)(g->k_h - 1 - kh) * g->k_w + (g->k_w - 1 - kw)) * c * n;
-                float *dst = s.wflip + ((size_t)kh * g->k_w + kw) * n * c;
-                for (size_t ci = 0; ci < c; ci++)
-                    for (size_t f = 0; f < n; f++)
-                        dst[f * c + ci] = src[ci * n + f];
-            }
-        const uint32_t zh = g->out_h + 2 * (g->k_h - 1), zw = g->out_w + 2 * (g->k_w - 1);
-        pad_nhwc(threads, dz, batch, g->out_h, g->out_w, filters, g->k_h - 1, g->k_w - 1, zh, zw, s.dzpad);
-        tli_direct_geom t = {zh, zw, filters, padded_h(g), padded_w(g), g->k_h, g->k_w, g->in_c};
+        /* (k, filters) -> (filters, k): the kernel reads one row per filter. */
+        const size_t kk = tli_conv_k(g), n = filters;
+        for (size_t j = 0; j < kk; j++)
+            for (size_t f = 0; f < n; f++)
+                s.wt[f * kk + j] = w[j * n + f];
         float *target = needs_pad(g) ? s.dxpad : dx;
-        tli_direct_forward_avx512(threads, &t, s.dzpad, s.wflip, NULL, false, target, batch);
+        tli_direct_input_grad_avx512(threads, &d, dz, s.wt, target, batch);
         if (needs_pad(g))
             crop_nhwc(threads, s.dxpad, batch, padded_h(g), padded_w(g), g->in_c, g->pad_t, g->pad_l, g->in_h,
                       g->in_w, dx);

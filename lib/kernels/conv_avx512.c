@@ -273,3 +273,101 @@ void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, c
         }
     }
 }
+
+/* ---- input gradient ------------------------------------------------------ */
+
+/* For output pixels [p0, p0 + RB) and kernel rows [j0, j0 + 16*NV) of
+ * (kh, kw, c): t = dz(pixel) . W^T, added straight into the padded input
+ * gradient at the cells the kernel row touches (col2im fused into the
+ * epilogue, so the pixels x (kh*kw*c) matrix is never stored). in_c is a
+ * multiple of 16, so each 16-vector of j stays within one (kh, kw). */
+TLI_INLINE void dx_block(const tli_direct_geom *g, const float *dz, const float *wt, float *dxp, size_t p0,
+                         const size_t *cell, size_t j0, const int RB, const int NV)
+{
+    __m512 acc[24][4];
+    for (int r = 0; r < RB; r++)
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    const size_t n = g->filters, k = (size_t)g->k_h * g->k_w * g->in_c;
+    const float *dzp = dz + p0 * n;
+    for (size_t f = 0; f < n; f++) {
+        __m512 wv[4];
+        for (int v = 0; v < NV; v++)
+            wv[v] = _mm512_loadu_ps(wt + f * k + j0 + 16 * v);
+        for (int r = 0; r < RB; r++) {
+            __m512 b = _mm512_set1_ps(dzp[(size_t)r * n + f]);
+            for (int v = 0; v < NV; v++)
+                acc[r][v] = _mm512_fmadd_ps(b, wv[v], acc[r][v]);
+        }
+    }
+    const size_t c = g->in_c, row = (size_t)g->in_w * c;
+    for (int v = 0; v < NV; v++) {
+        size_t j = j0 + 16 * (size_t)v;
+        size_t kh = j / ((size_t)g->k_w * c), kw = (j / c) % g->k_w, c0 = j % c;
+        size_t shift = kh * row + kw * c + c0;
+        for (int r = 0; r < RB; r++) {
+            float *d = dxp + cell[r] + shift;
+            _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), acc[r][v]));
+        }
+    }
+}
+
+#define DX(RB, NV) dx_block(g, dz, wt, dxp, p0, cell, j0, RB, NV)
+
+static void dx_run(const tli_direct_geom *g, const float *dz, const float *wt, float *dxp, size_t p0,
+                   const size_t *cell, size_t j0, int rb, int nv)
+{
+    switch (nv * 100 + rb) {
+    case 124: DX(24, 1); break;
+    case 112: DX(12, 1); break;
+    case 106: DX(6, 1); break;
+    case 103: DX(3, 1); break;
+    case 212: DX(12, 2); break;
+    case 206: DX(6, 2); break;
+    case 203: DX(3, 2); break;
+    case 308: DX(8, 3); break;
+    case 304: DX(4, 3); break;
+    case 302: DX(2, 3); break;
+    case 406: DX(6, 4); break;
+    case 403: DX(3, 4); break;
+    case 101: DX(1, 1); break;
+    case 201: DX(1, 2); break;
+    case 301: DX(1, 3); break;
+    default: DX(1, 4); break;
+    }
+}
+
+static void dx_image(const tli_direct_geom *g, const float *dz, const float *wt, float *dxp)
+{
+    const size_t pixels = (size_t)g->out_h * g->out_w;
+    const size_t k = (size_t)g->k_h * g->k_w * g->in_c;
+    size_t cell[24];
+    memset(dxp, 0, sizeof(float) * g->in_h * g->in_w * g->in_c);
+    for (size_t j0 = 0; j0 < k; j0 += 64) {
+        int nv = (int)((k - j0) / 16 < 4 ? (k - j0) / 16 : 4);
+        uint32_t oh = 0, ow = 0;
+        for (size_t p0 = 0; p0 < pixels;) {
+            int rb = fwd_rows(pixels - p0 < (size_t)rows_for(nv) ? pixels - p0 : (size_t)rows_for(nv), nv);
+            for (int r = 0; r < rb; r++) {
+                cell[r] = ((size_t)oh * g->in_w + ow) * g->in_c;
+                if (++ow == g->out_w) {
+                    ow = 0;
+                    oh++;
+                }
+            }
+            dx_run(g, dz, wt, dxp, p0, cell, j0, rb, nv);
+            p0 += (size_t)rb;
+        }
+    }
+}
+
+void tli_direct_input_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *dz, const float *wt,
+                                  float *dxp, size_t batch)
+{
+    const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
+    const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long i = 0; i < (long)batch; i++)
+        dx_image(g, dz + (size_t)i * out_img, wt, dxp + (size_t)i * in_img);
+}

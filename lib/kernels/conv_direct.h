@@ -25,4 +25,10 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
                                    float *dw, float *partials, size_t batch);
 
+/* dxp (the padded input's gradient, in_h x in_w) = the adjoint of the
+ * convolution applied to dz, with wt the kernel transposed to
+ * (filters, k_h*k_w*in_c). Requires in_c % 16 == 0. Overwrites dxp. */
+void tli_direct_input_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *dz, const float *wt,
+                                  float *dxp, size_t batch);
+
 #endif /* TLI_CONV_DIRECT_H */
