@@ -80,11 +80,11 @@ static int on_epoch(const tl_progress *p, void *payload)
 }
 
 /*
- * One epoch of the seed CNN (Adam defaults, batch 64, one thread) on inputs
- * standardised with the training set's mean and deviation, as a user of
- * this header would prepare them. Measured test accuracy with model seeds
- * 1-4: 0.859, 0.869, 0.860, 0.873; on the plain [0, 1] pixels the same
- * seeds give 0.850, 0.856, 0.849, 0.857, too close to the bar to test.
+ * One epoch of the seed CNN (Adam defaults, Keras' default batch of 32, one
+ * thread) on inputs standardised with the training set's mean and
+ * deviation, as a user of this header would prepare them. Measured test
+ * accuracy with model seeds 1-3: 0.864, 0.878, 0.869 (plain [0, 1] pixels:
+ * 0.862, 0.868, 0.857; batch 64 with standardisation: 0.859, 0.869, 0.860).
  */
 START_TEST(one_epoch_above_85_percent)
 {
@@ -106,7 +106,7 @@ START_TEST(one_epoch_above_85_percent)
     ck_assert_tl_ok(tl_model_compile(m, adam, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
     tl_fit_options fit = TL_FIT_OPTIONS_INIT;
     fit.epochs = 1;
-    fit.batch_size = 64;
+    fit.batch_size = 32;
     fit.on_epoch = on_epoch;
     ck_assert_tl_ok(tl_model_fit(m, train, &fit));
     double loss = 0, acc = 0;
