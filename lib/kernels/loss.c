@@ -45,21 +45,23 @@ bool tli_softmax_xent(const float *z, size_t rows, size_t cols, const int32_t *l
             label = tli_argmax(t + r * cols, cols);
         }
         size_t pred = tli_argmax(zr, cols);
-        float mx = zr[pred];
+        const double mx = zr[pred];
         double sum = 0.0;
         for (size_t c = 0; c < cols; c++)
-            sum += exp((double)(zr[c] - mx));
-        double lse = (double)mx + log(sum);
+            sum += exp((double)zr[c] - mx);
+        /* log-sum-exp is mx + log(sum), but adding log(sum) to a logit of
+         * 1e30 would round it away: keep the two apart. */
+        const double log_sum = log(sum);
         if (pred == label)
             res->correct++;
         if (labels) {
-            res->loss_sum += lse - (double)zr[label];
+            res->loss_sum += log_sum + (mx - (double)zr[label]);
         } else {
             const float *tr = t + r * cols;
             double l = 0.0;
             for (size_t c = 0; c < cols; c++)
                 if (tr[c] != 0.0f)
-                    l += (double)tr[c] * (lse - (double)zr[c]);
+                    l += (double)tr[c] * (log_sum + (mx - (double)zr[c]));
             res->loss_sum += l;
         }
         if (dz) {
@@ -71,7 +73,7 @@ bool tli_softmax_xent(const float *z, size_t rows, size_t cols, const int32_t *l
                     tsum += t[r * cols + c];
             }
             for (size_t c = 0; c < cols; c++) {
-                float p = (float)exp((double)zr[c] - lse);
+                float p = (float)(exp((double)zr[c] - mx) / sum);
                 float tc = labels ? (c == label ? 1.0f : 0.0f) : t[r * cols + c];
                 dr[c] = (p * tsum - tc) * inv_rows;
             }
