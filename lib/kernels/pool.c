@@ -91,7 +91,9 @@ static inline void gradient_or_zero(float *restrict out, const float *restrict d
 /* Windows that tile the input (pool == stride, no padding) touch every
  * input cell at most once, so dx can be written cell by cell - the
  * gradient where the cell won, 0 elsewhere - instead of zeroing the whole
- * input and scattering. */
+ * input and scattering. The windows must lie inside the input: `same`
+ * padding puts its extra cells after the last row and column with pad_t
+ * and pad_l still 0. */
 static void backward_tiled(const tli_pool_geom *g, const float *restrict d, const int32_t *restrict a,
                            float *restrict img)
 {
@@ -122,7 +124,8 @@ void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float 
 {
     const size_t in_img = (size_t)g->in_h * g->in_w * g->c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->c;
-    const bool tiled = g->p_h == g->s_h && g->p_w == g->s_w && g->pad_t == 0 && g->pad_l == 0;
+    const bool tiled = g->p_h == g->s_h && g->p_w == g->s_w && g->pad_t == 0 && g->pad_l == 0 &&
+                       (size_t)g->out_h * g->p_h <= g->in_h && (size_t)g->out_w * g->p_w <= g->in_w;
     (void)threads;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long n = 0; n < (long)batch; n++) {
