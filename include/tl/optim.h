@@ -13,7 +13,8 @@
  *  - Adam:     m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g^2
  *              w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)   (Keras)
  *              weight_decay adds wd*w to g (L2), as Keras' Adam does not;
- *  - AdamW:    the Adam step, then w -= lr*wd*w (decoupled decay).
+ *  - AdamW:    the Adam step and w -= lr*wd*w, both from the weight before
+ *              the step (decoupled decay, as Keras and PyTorch).
  * Thread safety: an optimizer belongs to at most one model; see tl/model.h.
  */
 #ifndef TL_OPTIM_H
