@@ -17,5 +17,6 @@
 #include "data.h"
 #include "train.h"
 #include "transfer.h"
+#include "io.h"
 
 #endif /* TL_TL_H */

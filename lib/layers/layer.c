@@ -147,17 +147,20 @@ tl_status tli_layer_new(tl_layer **out, const tli_layer_ops *ops, const void *cf
     for (size_t i = 0; i < l->nparams; i++) {
         tli_param *p = &l->params[i];
         size_t bytes;
-        if (!tli_mul_ok(p->count, sizeof(float), &bytes)) {
+        /* Read from p before freeing the layer that holds it. */
+        const char *pname = p->name;
+        const size_t count = p->count;
+        if (!tli_mul_ok(count, sizeof(float), &bytes)) {
             tli_layer_free(l);
             return tli_error(TL_ETOOBIG, "layer '%s' (%s, index %zu): parameter '%s' is too large", name,
-                             ops->type_name, index, p->name);
+                             ops->type_name, index, pname);
         }
         p->value = tli_malloc_aligned(bytes);
         p->grad = tli_malloc_aligned(bytes);
         if (p->value == NULL || p->grad == NULL) {
             tli_layer_free(l);
             return tli_error(TL_ENOMEM, "layer '%s' (%s, index %zu): out of memory allocating %zu parameters",
-                             name, ops->type_name, index, p->count);
+                             name, ops->type_name, index, count);
         }
         memset(p->value, 0, bytes);
         memset(p->grad, 0, bytes);

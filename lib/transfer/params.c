@@ -94,7 +94,12 @@ static bool dst_matched(const tl_model *src, const tl_layer *d, tl_transfer_matc
 tl_status tl_model_transfer_params(tl_transfer_report **out_report, tl_model *dst, const tl_model *src,
                                    const tl_transfer_options *opts)
 {
-    const char *fn = "tl_model_transfer_params";
+    return tli_transfer_params(out_report, dst, src, opts, "tl_model_transfer_params");
+}
+
+tl_status tli_transfer_params(tl_transfer_report **out_report, tl_model *dst, const tl_model *src,
+                              const tl_transfer_options *opts, const char *fn)
+{
     if (out_report)
         *out_report = NULL;
     if (dst == NULL || src == NULL)

@@ -32,6 +32,11 @@ tli_report_entry *tli_report_add(tl_transfer_report *r, tl_transfer_outcome outc
  * can (same kind, same parameter tensors and shapes). */
 bool tli_layers_differ(const tl_layer *a, const tl_layer *b, tl_transfer_outcome *outcome, char *why, size_t cap);
 
+/* tl_model_transfer_params() with `fn` naming the public function in
+ * messages (tl_model_load_params() transfers from a model read from a file). */
+tl_status tli_transfer_params(tl_transfer_report **out_report, tl_model *dst, const tl_model *src,
+                              const tl_transfer_options *opts, const char *fn);
+
 /* Append to `dst` a layer with the settings of `src` (kind, configuration,
  * activation, bias), named `name` (NULL: src's name), copying its weights
  * when `weights` and its trainable flag and learning-rate scale always. */

@@ -1,0 +1,200 @@
+/*
+ * tl/io.h - model files: libtl's own checkpoint, and safetensors.
+ *
+ * Two formats, two jobs:
+ *  - The native checkpoint (docs/format-checkpoint.md) loses nothing: the
+ *    architecture, every parameter, trainable flags and learning-rate
+ *    scales, the training random stream, and optionally the optimizer, its
+ *    step count and per-parameter state. A run stopped after epoch 3 and
+ *    resumed from the file ends with the same bits as one that never
+ *    stopped. zlib-compressed, CRC-32 checked, little-endian on every host.
+ *  - safetensors (docs/format-safetensors.md) carries parameters only, by
+ *    name, to and from PyTorch, Keras and anything else that reads it.
+ *
+ * Saving is atomic: the file is written as `<path>.tmp-XXXXXX` in the same
+ * directory, flushed to disk (fsync) and renamed over `path`, and the
+ * directory is flushed too. On any failure the temporary file is removed and
+ * a previous file at `path` is left exactly as it was. The new file gets the
+ * permissions fopen() would give (0666 less the umask).
+ *
+ * Every reader treats its file as hostile: sizes are checked before they are
+ * used, and a corrupt or truncated file is an error naming the file and the
+ * byte offset - never a crash and never a half-built model. Statuses:
+ * TL_ENOTFOUND (no such file), TL_EIO (reading or writing failed; the
+ * system's reason is in the message), TL_EFORMAT (the bytes break the
+ * format), TL_ETRUNCATED (the file ends early), TL_ECHECKSUM (a CRC-32 does
+ * not match), TL_EVERSION (a newer format this libtl cannot read),
+ * TL_ETOOBIG (a size beyond a documented limit), TL_ENOMEM.
+ *
+ * Thread safety: a model being saved must not be trained or changed by
+ * another thread meanwhile; a model being loaded into is written. Different
+ * files and models may be used from different threads at once.
+ */
+#ifndef TL_IO_H
+#define TL_IO_H
+
+#include "common.h"
+#include "layer.h"
+#include "model.h"
+#include "optim.h"
+#include "transfer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- native checkpoint ------------------------------------------------------ */
+
+/** Major and minor version of the checkpoint format this libtl writes. It
+ *  reads every file of the same major version (see docs/format-checkpoint.md). */
+#define TL_CHECKPOINT_VERSION_MAJOR 1
+#define TL_CHECKPOINT_VERSION_MINOR 0
+
+/**
+ * Options of tl_model_save(). Fill with TL_SAVE_OPTIONS_INIT or
+ * tl_save_options_init(), then set what differs.
+ */
+typedef struct tl_save_options {
+    unsigned int version;  /**< TL_SAVE_OPTIONS_VERSION */
+    int include_optimizer; /**< non-zero (default): when the model is compiled, save the optimizer (kind,
+                                hyper-parameters, step count), the loss and every per-parameter state
+                                array, so training resumes exactly; 0: the loaded model is not compiled */
+    int compression_level; /**< zlib level 0 (stored) .. 9 (smallest); default 6 */
+} tl_save_options;
+#define TL_SAVE_OPTIONS_VERSION 1
+#define TL_SAVE_OPTIONS_INIT { TL_SAVE_OPTIONS_VERSION, 1, 6 }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
+TL_API tl_status tl_save_options_init(tl_save_options *opts, unsigned int version);
+
+/**
+ * Save `model` to `path` in libtl's checkpoint format: input shape, seed,
+ * thread request, every layer (kind, name, settings, activation, bias,
+ * trainable flag, learning-rate scale), every parameter with its name and
+ * shape, the training random stream, and - see tl_save_options - the
+ * optimizer and its state. `opts` NULL means the defaults. Atomic (see the
+ * top of this header): on error a previous file at `path` is unchanged and
+ * no temporary file is left.
+ * Errors: TL_EINVAL (NULL model or path, compression level outside 0..9),
+ * TL_EVERSION (options version), TL_EIO (the directory does not exist or
+ * refuses a new file, a write, fsync or rename failed - e.g. the disk is
+ * full, or `path` is a directory), TL_ENOMEM.
+ * Thread safety: the model is only read, but must not change meanwhile.
+ */
+TL_API tl_status tl_model_save(const tl_model *model, const char *path, const tl_save_options *opts);
+
+/**
+ * Load a whole model from a checkpoint written by tl_model_save(): the
+ * same architecture, names, parameters (bit for bit), trainable flags,
+ * learning-rate scales, seed, thread request and training random stream.
+ * When the file holds an optimizer, the model comes back compiled with it
+ * (same kind, hyper-parameters, loss and step count) and with its state, so
+ * tl_model_fit() with fit seed 0 continues exactly where the saved run
+ * stopped. Layers are rebuilt through the same checks as the add functions,
+ * so a file whose layers cannot follow each other is refused.
+ * Ownership: the caller owns *out (tl_model_free()).
+ * Errors: TL_EINVAL (NULL), TL_ENOTFOUND (no such file), TL_EIO,
+ * TL_EFORMAT, TL_ETRUNCATED, TL_ECHECKSUM, TL_EVERSION, TL_ETOOBIG,
+ * TL_ENOMEM; the message names the file and the byte offset (in the file,
+ * or "payload byte" in the decompressed contents). On error *out is NULL:
+ * a partly read model is never returned.
+ */
+TL_API tl_status tl_model_load(tl_model **out, const char *path);
+
+/**
+ * Copy parameters from a checkpoint file into an existing model: a
+ * parameter transfer whose source is the file. Selection, matching (by
+ * position or by name), the strict and lenient policies, the report and
+ * the guarantees are those of tl_model_transfer_params(): on any error
+ * `model` is unchanged. Only parameter values are read; the file's
+ * optimizer state is ignored and `model` keeps its own trainable flags,
+ * learning-rate scales and optimizer state. While it runs, the call holds
+ * the file's parameters in memory once.
+ * `out_report` may be NULL; otherwise it receives a report (caller frees it
+ * with tl_transfer_report_free()), also on TL_ESHAPE and TL_ENOTFOUND.
+ * Errors: those of tl_model_load() for the file (TL_ENOTFOUND then means
+ * the file is missing) and those of tl_model_transfer_params().
+ */
+TL_API tl_status tl_model_load_params(tl_transfer_report **out_report, tl_model *model, const char *path,
+                                      const tl_transfer_options *opts);
+
+/**
+ * What a checkpoint file holds, read without building the model: for a
+ * summary of a file, or to decide whether its parameters fit. Opaque; read
+ * it with the getters below and free it with tl_checkpoint_info_free().
+ * Reading it checks the whole file (both CRCs, every section) but keeps no
+ * parameter values.
+ */
+typedef struct tl_checkpoint_info tl_checkpoint_info;
+
+/**
+ * Read the description of the checkpoint at `path`.
+ * Ownership: the caller owns *out (tl_checkpoint_info_free()).
+ * Errors: as tl_model_load(). On error *out is NULL.
+ * Thread safety: the getters below only read and may run concurrently.
+ */
+TL_API tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path);
+/** Free an info handle. NULL is a no-op. */
+TL_API void tl_checkpoint_info_free(tl_checkpoint_info *info);
+
+/** The file's format version. Errors: TL_EINVAL (info NULL; out pointers may be NULL). */
+TL_API tl_status tl_checkpoint_info_format_version(uint32_t *out_major, uint32_t *out_minor,
+                                                   const tl_checkpoint_info *info);
+/** The model's input shape (h, w, c). Errors: TL_EINVAL. */
+TL_API tl_status tl_checkpoint_info_input_shape(tl_shape *out, const tl_checkpoint_info *info);
+/** The model's seed; 0 when NULL. */
+TL_API uint64_t tl_checkpoint_info_seed(const tl_checkpoint_info *info);
+/** Number of layers; 0 when NULL. */
+TL_API size_t tl_checkpoint_info_num_layers(const tl_checkpoint_info *info);
+/** Number of float32 parameters in all layers; 0 when NULL. */
+TL_API size_t tl_checkpoint_info_param_count(const tl_checkpoint_info *info);
+/** Kind of the saved optimizer; 0 when the file holds none (or info is NULL). */
+TL_API tl_optimizer_kind tl_checkpoint_info_optimizer(const tl_checkpoint_info *info);
+/** The saved optimizer's step count; 0 when none. */
+TL_API uint64_t tl_checkpoint_info_optimizer_steps(const tl_checkpoint_info *info);
+/** The saved loss; 0 when the file holds no optimizer. */
+TL_API tl_loss tl_checkpoint_info_loss(const tl_checkpoint_info *info);
+
+/** Kind of layer `i`; 0 when info is NULL or i is out of range. */
+TL_API tl_layer_kind tl_checkpoint_info_layer_kind(const tl_checkpoint_info *info, size_t i);
+/** Name of layer `i` (owned by info); "" when out of range. */
+TL_API const char *tl_checkpoint_info_layer_name(const tl_checkpoint_info *info, size_t i);
+/** Output shape of layer `i`, as saved. Errors: TL_EINVAL (NULL), TL_ERANGE (i). */
+TL_API tl_status tl_checkpoint_info_layer_output_shape(tl_shape *out, const tl_checkpoint_info *info, size_t i);
+/** 1 when layer `i` was trainable, 0 when frozen or out of range. */
+TL_API int tl_checkpoint_info_layer_trainable(const tl_checkpoint_info *info, size_t i);
+/** Learning-rate scale of layer `i`; 0 when out of range. */
+TL_API float tl_checkpoint_info_layer_lr_scale(const tl_checkpoint_info *info, size_t i);
+/** Number of parameter tensors of layer `i`; 0 when out of range. */
+TL_API size_t tl_checkpoint_info_layer_num_params(const tl_checkpoint_info *info, size_t i);
+/**
+ * Parameter tensor `index` of layer `layer`: name ("kernel", "bias"; owned by
+ * info), shape (Keras layout) and count.
+ * Errors: TL_EINVAL (NULL), TL_ERANGE (no such layer or parameter).
+ */
+TL_API tl_status tl_checkpoint_info_layer_param(tl_param_info *out, const tl_checkpoint_info *info, size_t layer,
+                                                size_t index);
+/**
+ * The settings of a conv2d / maxpool2d / dense layer `i` as the options the
+ * add functions take, so a caller can rebuild it: set out->version first
+ * (the _INIT macro does); every field of that version is filled, `name`
+ * points into info. tl_model_add_conv2d(NULL, m, out) then adds the same layer.
+ * Errors: TL_EINVAL (NULL, or layer `i` is of another kind), TL_ERANGE (i),
+ * TL_EVERSION (out->version unknown).
+ */
+TL_API tl_status tl_checkpoint_info_layer_conv2d(tl_conv2d_options *out, const tl_checkpoint_info *info, size_t i);
+TL_API tl_status tl_checkpoint_info_layer_maxpool2d(tl_maxpool2d_options *out, const tl_checkpoint_info *info,
+                                                    size_t i);
+TL_API tl_status tl_checkpoint_info_layer_dense(tl_dense_options *out, const tl_checkpoint_info *info, size_t i);
+
+/**
+ * Write a Keras-style summary of the file (the table of tl_model_summary()
+ * plus the file's format version and optimizer) to `write`.
+ * Errors: TL_EINVAL (NULL), TL_ECANCELED (the callback asked to stop).
+ */
+TL_API tl_status tl_checkpoint_info_summary_write(const tl_checkpoint_info *info, tl_write_fn write, void *payload);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TL_IO_H */

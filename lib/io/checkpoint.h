@@ -1,0 +1,109 @@
+/*
+ * checkpoint.h - the native checkpoint format (docs/format-checkpoint.md is
+ * the specification; the constants here must match it), and the one parser
+ * that tl_model_load(), tl_model_load_params() and tl_checkpoint_info_read()
+ * share. The parser validates everything it can without building a model and
+ * hands each record to a visitor; the visitor builds or describes.
+ */
+#ifndef TLI_IO_CHECKPOINT_H
+#define TLI_IO_CHECKPOINT_H
+
+#include "../model.h"
+
+/* "\x89TLM\r\n\x1a\n": the high byte catches 7-bit transfers, CR LF and LF
+ * catch newline translation, ^Z stops a DOS `type`. */
+#define TLI_CKPT_MAGIC "\x89TLM\r\n\x1a\n"
+#define TLI_CKPT_HEADER_SIZE 48
+#define TLI_CKPT_COMPRESSION_ZLIB 1
+
+/* Section tags. An upper-case first letter marks a critical section (a
+ * reader that does not know it must refuse the file); lower-case marks an
+ * ancillary one (skipped when unknown). */
+#define TLI_TAG_MODEL "MODL"
+#define TLI_TAG_LAYER "LAYR"
+#define TLI_TAG_TENSOR "TENS"
+#define TLI_TAG_OPTIM "OPTM"
+#define TLI_TAG_END "END "
+
+/* Fixed body sizes of version 1.0 (a later minor version may append). */
+#define TLI_MODL_SIZE 60
+#define TLI_OPTM_SIZE 44
+#define TLI_TENS_META 24 /* layer, param, slot, dtype, count */
+#define TLI_SECTION_HEAD 12
+
+/* Limits (documented in the format specification). */
+#define TLI_CKPT_MAX_LAYERS 4096u
+#define TLI_CKPT_MAX_PAYLOAD ((uint64_t)64 << 30) /* 64 GiB decompressed */
+
+/* Tensor slots: the value, then the optimizer's state arrays. */
+#define TLI_SLOT_VALUE 0u
+#define TLI_SLOT_STATE0 1u
+#define TLI_SLOT_STATE1 2u
+#define TLI_DTYPE_F32 1u
+
+typedef struct tli_ckpt_model {
+    uint32_t major, minor;
+    tl_shape input;
+    uint64_t seed;
+    uint32_t threads_req;
+    uint32_t num_layers;
+    uint64_t train_rng[4];
+} tli_ckpt_model;
+
+typedef struct tli_ckpt_param {
+    char name[16];
+    tl_shape shape;
+    size_t count;
+} tli_ckpt_param;
+
+typedef struct tli_ckpt_layer {
+    const tli_layer_ops *ops;
+    char name[TL_MAX_NAME + 1];
+    tl_activation act;
+    int use_bias;
+    int trainable;
+    float lr_scale;
+    union {
+        tli_conv_cfg conv;
+        tli_pool_cfg pool;
+        tli_dense_cfg dense;
+    } cfg;
+    tl_shape out_shape;
+    size_t nparams;
+    tli_ckpt_param params[TLI_MAX_PARAMS];
+} tli_ckpt_layer;
+
+typedef struct tli_ckpt_optim {
+    tl_optimizer_kind kind;
+    tl_loss loss;
+    uint64_t steps;
+    float lr, beta1, beta2, eps, momentum, weight_decay;
+    int nesterov;
+} tli_ckpt_optim;
+
+/* What the parser calls, in file order. `where` names the file and the
+ * payload offset ("tl_model_load: m.tlm: payload byte 123"): a visitor puts
+ * it in front of its messages. Any status other than TL_OK stops the parse
+ * and is returned as it is. */
+typedef struct tli_ckpt_visitor {
+    void *ctx;
+    tl_status (*model)(void *ctx, const tli_ckpt_model *m, const char *where);
+    tl_status (*layer)(void *ctx, size_t index, const tli_ckpt_layer *l, const char *where);
+    tl_status (*optim)(void *ctx, const tli_ckpt_optim *o, const char *where);
+    /* Where the `count` floats of (layer, param, slot) go; *out NULL skips
+     * them. The parser turns them into host order afterwards. */
+    tl_status (*tensor)(float **out, void *ctx, size_t layer, size_t param, uint32_t slot, size_t count,
+                        const char *where);
+} tli_ckpt_visitor;
+
+/* Read and check the checkpoint at `path`, calling `v` for each record.
+ * `fn` names the public function in messages. */
+tl_status tli_ckpt_read(const char *path, const tli_ckpt_visitor *v, const char *fn);
+
+/* The optimizer state slots (1, 2) a kind uses. */
+static inline uint32_t tli_ckpt_state_slots(tl_optimizer_kind kind)
+{
+    return kind == TL_OPT_SGD ? 1u : 2u;
+}
+
+#endif /* TLI_IO_CHECKPOINT_H */

@@ -1,0 +1,699 @@
+/*
+ * checkpoint_read.c - the checkpoint parser. The file is hostile until
+ * proven otherwise, so the order of checks is fixed: header (magic,
+ * version, header CRC, sizes against the real file size and the limits),
+ * CRC of the compressed bytes, then the decompressed sections one by one,
+ * every length checked against what is left before anything is allocated
+ * or read, and at the end the CRC of the decompressed payload. The payload
+ * is inflated as it is parsed, straight into its destination, so a model
+ * never needs two copies of its parameters in memory.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bytes.h"
+#include "checkpoint.h"
+#include "file.h"
+#include "zalloc.h"
+
+/* Per declared layer: what its TENS sections must look like. */
+typedef struct layer_slots {
+    uint32_t nparams;
+    size_t count[TLI_MAX_PARAMS];
+    uint8_t filled; /* bit slot * TLI_MAX_PARAMS + param */
+} layer_slots;
+
+typedef struct parser {
+    const char *fn, *path;
+    const tli_ckpt_visitor *v;
+    tli_rfile file;
+    uint8_t *stored;
+    z_stream z;
+    bool z_live;
+    uint64_t pos, size; /* decompressed payload: bytes consumed, total */
+    uint32_t crc, want_crc;
+    uint32_t major, minor;
+    bool have_model, have_optim;
+    tli_ckpt_model model;
+    tli_ckpt_optim optim;
+    layer_slots *slots;
+    char (*names)[TL_MAX_NAME + 1];
+    size_t nlayers;   /* LAYR sections seen */
+    tl_shape prev_out; /* output of the last declared layer (the input at first) */
+    uint64_t section;  /* payload offset of the current section */
+    uint64_t cut;      /* bytes of the current small section beyond its buffer */
+    char where[512];
+} parser;
+
+/* An error at the current section: "fn: path: payload byte N: ...". */
+static tl_status perr(parser *p, tl_status st, const char *fmt, ...) TLI_PRINTF(3, 4);
+static tl_status perr(parser *p, tl_status st, const char *fmt, ...)
+{
+    char text[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return tli_error(st, "%s: %s: payload byte %llu: %s", p->fn, p->path, (unsigned long long)p->section, text);
+}
+
+/* A value this reader does not know: a newer minor version may have added
+ * it (TL_EVERSION); in a file no newer than this reader it is corruption. */
+static tl_status unknown_value(parser *p, const char *what, uint32_t value)
+{
+    if (p->minor > TL_CHECKPOINT_VERSION_MINOR)
+        return perr(p, TL_EVERSION, "%s %u is not known to this libtl (the file is format %u.%u, this libtl reads up to %u.%u)",
+                    what, value, p->major, p->minor, TL_CHECKPOINT_VERSION_MAJOR, TL_CHECKPOINT_VERSION_MINOR);
+    return perr(p, TL_EFORMAT, "%s %u is not valid", what, value);
+}
+
+/* ---- header and stored bytes ---------------------------------------------- */
+
+static tl_status read_header(parser *p, uint8_t h[TLI_CKPT_HEADER_SIZE])
+{
+    const char *fn = p->fn, *path = p->path;
+    const uint64_t size = p->file.size;
+    size_t have = size < TLI_CKPT_HEADER_SIZE ? (size_t)size : TLI_CKPT_HEADER_SIZE;
+    tl_status st = tli_rfile_read(&p->file, h, have, 0);
+    if (st)
+        return st;
+    size_t magic_have = have < 8 ? have : 8;
+    if (memcmp(h, TLI_CKPT_MAGIC, magic_have) != 0)
+        return tli_error(TL_EFORMAT, "%s: %s: byte 0: not a libtl checkpoint (wrong magic number)", fn, path);
+    if (have < 12)
+        return tli_error(TL_ETRUNCATED, "%s: %s: byte %zu: the file ends inside the %d-byte header (it has %zu bytes)",
+                         fn, path, have, TLI_CKPT_HEADER_SIZE, have);
+    p->major = tli_le16(h + 8);
+    p->minor = tli_le16(h + 10);
+    /* The version comes before the header CRC: another major version may
+     * lay its header out differently. */
+    if (p->major != TL_CHECKPOINT_VERSION_MAJOR)
+        return tli_error(TL_EVERSION, "%s: %s: byte 8: format version %u.%u; this libtl reads version %u.x", fn, path,
+                         p->major, p->minor, TL_CHECKPOINT_VERSION_MAJOR);
+    if (have < TLI_CKPT_HEADER_SIZE)
+        return tli_error(TL_ETRUNCATED, "%s: %s: byte %zu: the file ends inside the %d-byte header (it has %zu bytes)",
+                         fn, path, have, TLI_CKPT_HEADER_SIZE, have);
+    uint32_t want = tli_le32(h + 44), got = (uint32_t)crc32(0L, h, 44);
+    if (want != got)
+        return tli_error(TL_ECHECKSUM, "%s: %s: byte 44: header CRC-32 is %08x but the header's bytes give %08x", fn,
+                         path, want, got);
+    if (h[12] != TLI_CKPT_COMPRESSION_ZLIB)
+        return tli_error(TL_EVERSION, "%s: %s: byte 12: compression method %u is not known to this libtl", fn, path,
+                         h[12]);
+    return TL_OK;
+}
+
+static tl_status read_stored(parser *p, const uint8_t h[TLI_CKPT_HEADER_SIZE])
+{
+    const char *fn = p->fn, *path = p->path;
+    uint64_t payload = tli_le64(h + 16), stored = tli_le64(h + 24);
+    uint64_t avail = p->file.size - TLI_CKPT_HEADER_SIZE;
+    if (payload > TLI_CKPT_MAX_PAYLOAD)
+        return tli_error(TL_ETOOBIG, "%s: %s: byte 16: a payload of %llu bytes exceeds the limit of %llu", fn, path,
+                         (unsigned long long)payload, (unsigned long long)TLI_CKPT_MAX_PAYLOAD);
+    if (stored > TLI_CKPT_MAX_PAYLOAD)
+        return tli_error(TL_ETOOBIG, "%s: %s: byte 24: %llu compressed bytes exceed the limit of %llu", fn, path,
+                         (unsigned long long)stored, (unsigned long long)TLI_CKPT_MAX_PAYLOAD);
+    if (stored > avail)
+        return tli_error(TL_ETRUNCATED, "%s: %s: byte %llu: the file is cut: the header announces %llu compressed bytes, "
+                         "%llu are there", fn, path, (unsigned long long)p->file.size, (unsigned long long)stored,
+                         (unsigned long long)avail);
+    if (stored < avail)
+        return tli_error(TL_EFORMAT, "%s: %s: byte %llu: %llu unexpected bytes after the compressed payload", fn, path,
+                         (unsigned long long)(TLI_CKPT_HEADER_SIZE + stored), (unsigned long long)(avail - stored));
+    /* Deflate expands at most ~1032:1; a larger claim is not a zlib stream,
+     * and the bound keeps every later allocation proportional to the file. */
+    if (payload > stored * 1032 + 1024)
+        return tli_error(TL_EFORMAT, "%s: %s: byte 16: %llu decompressed bytes cannot come from %llu compressed ones", fn,
+                         path, (unsigned long long)payload, (unsigned long long)stored);
+    if ((uint64_t)(size_t)stored != stored)
+        return tli_error(TL_ETOOBIG, "%s: %s: the file is too large for this machine", fn, path);
+    p->stored = tli_malloc((size_t)stored);
+    if (p->stored == NULL)
+        return tli_error(TL_ENOMEM, "%s: %s: out of memory for %llu compressed bytes", fn, path,
+                         (unsigned long long)stored);
+    tl_status st = tli_rfile_read(&p->file, p->stored, (size_t)stored, TLI_CKPT_HEADER_SIZE);
+    if (st)
+        return st;
+    uint32_t want = tli_le32(h + 36), got = 0;
+    got = (uint32_t)crc32(0L, Z_NULL, 0);
+    for (uint64_t off = 0; off < stored;) {
+        uInt chunk = stored - off > (1u << 30) ? (1u << 30) : (uInt)(stored - off);
+        got = (uint32_t)crc32(got, p->stored + off, chunk);
+        off += chunk;
+    }
+    if (want != got)
+        return tli_error(TL_ECHECKSUM, "%s: %s: byte 36: the compressed payload's CRC-32 is %08x, the header says %08x; "
+                         "the file is damaged", fn, path, got, want);
+    p->size = payload;
+    p->want_crc = tli_le32(h + 32);
+    p->z.zalloc = tli_zalloc;
+    p->z.zfree = tli_zfree;
+    p->z.opaque = Z_NULL;
+    p->z.next_in = p->stored;
+    p->z.avail_in = 0;
+    int rc = inflateInit(&p->z);
+    if (rc != Z_OK)
+        return tli_error(rc == Z_MEM_ERROR ? TL_ENOMEM : TL_EFORMAT, "%s: %s: cannot start zlib (%d)", fn, path, rc);
+    p->z_live = true;
+    /* zlib counts input in uInt; larger payloads are fed in pieces. */
+    p->z.avail_in = stored > UINT32_MAX ? UINT32_MAX : (uInt)stored;
+    p->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    return TL_OK;
+}
+
+/* ---- the decompressed stream ------------------------------------------------ */
+
+static void refill(parser *p)
+{
+    if (p->z.avail_in > 0)
+        return;
+    uint64_t used = (uint64_t)(p->z.next_in - p->stored), total = p->file.size - TLI_CKPT_HEADER_SIZE;
+    uint64_t left = total - used;
+    p->z.avail_in = left > UINT32_MAX ? UINT32_MAX : (uInt)left;
+}
+
+/* Inflate exactly n payload bytes into dst. The caller checked that they
+ * are within the announced payload size. */
+static tl_status pull(parser *p, void *dst, size_t n)
+{
+    uint8_t *out = dst;
+    while (n > 0) {
+        uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        refill(p);
+        p->z.next_out = out;
+        p->z.avail_out = chunk;
+        int rc = inflate(&p->z, Z_NO_FLUSH);
+        size_t got = chunk - p->z.avail_out;
+        p->crc = (uint32_t)crc32(p->crc, out, (uInt)got);
+        out += got;
+        n -= got;
+        p->pos += got;
+        if (rc == Z_OK || (rc == Z_STREAM_END && n == 0))
+            continue;
+        if (rc == Z_MEM_ERROR)
+            return tli_error(TL_ENOMEM, "%s: %s: out of memory decompressing", p->fn, p->path);
+        if (rc == Z_STREAM_END)
+            return tli_error(TL_EFORMAT, "%s: %s: payload byte %llu: the compressed stream ends before the %llu bytes "
+                             "the header announces", p->fn, p->path, (unsigned long long)p->pos,
+                             (unsigned long long)p->size);
+        return tli_error(TL_EFORMAT, "%s: %s: payload byte %llu: the compressed payload is not a valid zlib stream (%s)",
+                         p->fn, p->path, (unsigned long long)p->pos, p->z.msg ? p->z.msg : "incomplete");
+    }
+    return TL_OK;
+}
+
+static tl_status skip(parser *p, uint64_t n)
+{
+    uint8_t scratch[4096];
+    while (n > 0) {
+        size_t chunk = n < sizeof scratch ? (size_t)n : sizeof scratch;
+        tl_status st = pull(p, scratch, chunk);
+        if (st)
+            return st;
+        n -= chunk;
+    }
+    return TL_OK;
+}
+
+/* ---- sections ------------------------------------------------------------------ */
+
+/* Read a small section body: its first min(len, cap) bytes into buf, the
+ * rest skipped. `known` is how many bytes this reader understands; a
+ * longer body is only allowed from a newer minor version. */
+static tl_status small_body(parser *p, uint64_t len, uint8_t *buf, size_t cap, size_t *got)
+{
+    size_t take = len < cap ? (size_t)len : cap;
+    tl_status st = pull(p, buf, take);
+    if (st)
+        return st;
+    *got = take;
+    p->cut = len - take;
+    return skip(p, p->cut);
+}
+
+/* `extra` bytes of the buffered body (plus any cut off) follow the last
+ * field this reader knows. */
+static tl_status extra_bytes(parser *p, const char *tag, size_t extra)
+{
+    uint64_t all = extra + p->cut;
+    if (all == 0 || p->minor > TL_CHECKPOINT_VERSION_MINOR)
+        return TL_OK; /* a later minor version's fields: skipped */
+    return perr(p, TL_EFORMAT, "section '%s' has %llu bytes after its last field", tag, (unsigned long long)all);
+}
+
+static bool valid_shape(const tl_shape *s)
+{
+    if (s->rank < 1 || s->rank > TL_MAX_RANK)
+        return false;
+    for (uint32_t i = 0; i < s->rank; i++)
+        if (s->dims[i] == 0)
+            return false;
+    return true;
+}
+
+static uint64_t shape_count(const tl_shape *s)
+{
+    uint64_t n = 1;
+    for (uint32_t i = 0; i < s->rank; i++) {
+        if (n > TLI_MAX_ELEMS)
+            return UINT64_MAX;
+        n *= s->dims[i];
+    }
+    return n;
+}
+
+static bool read_shape(tli_rbuf *r, tl_shape *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!tli_rbuf_u32(r, &s->rank) || s->rank < 1 || s->rank > TL_MAX_RANK)
+        return false;
+    for (uint32_t i = 0; i < s->rank; i++)
+        if (!tli_rbuf_u32(r, &s->dims[i]))
+            return false;
+    return true;
+}
+
+static tl_status parse_model(parser *p, const uint8_t *b, size_t len)
+{
+    if (p->have_model)
+        return perr(p, TL_EFORMAT, "a second MODL section");
+    if (len < TLI_MODL_SIZE)
+        return perr(p, TL_EFORMAT, "section 'MODL' has %zu bytes, at least %d expected", len, TLI_MODL_SIZE);
+    tli_ckpt_model *m = &p->model;
+    m->major = p->major;
+    m->minor = p->minor;
+    m->input = tli_shape3(tli_le32(b), tli_le32(b + 4), tli_le32(b + 8));
+    m->seed = tli_le64(b + 12);
+    m->threads_req = tli_le32(b + 20);
+    m->num_layers = tli_le32(b + 24);
+    for (int i = 0; i < 4; i++)
+        m->train_rng[i] = tli_le64(b + 28 + 8 * i);
+    if (!valid_shape(&m->input))
+        return perr(p, TL_EFORMAT, "the input shape (%u, %u, %u) has a zero dimension", m->input.dims[0],
+                    m->input.dims[1], m->input.dims[2]);
+    if (shape_count(&m->input) > TLI_MAX_ELEMS)
+        return perr(p, TL_ETOOBIG, "the input shape (%u, %u, %u) exceeds 2^31 values", m->input.dims[0],
+                    m->input.dims[1], m->input.dims[2]);
+    if (m->threads_req > 1024)
+        return perr(p, TL_EFORMAT, "a thread request of %u is more than the limit of 1024", m->threads_req);
+    if (m->num_layers > TLI_CKPT_MAX_LAYERS)
+        return perr(p, TL_ETOOBIG, "%u layers exceed the limit of %u", m->num_layers, TLI_CKPT_MAX_LAYERS);
+    /* Each layer needs a LAYR section; refuse counts the payload cannot hold
+     * before allocating anything for them. */
+    if ((uint64_t)m->num_layers * (TLI_SECTION_HEAD + 16) > p->size - p->pos)
+        return perr(p, TL_EFORMAT, "%u layers cannot fit in the %llu payload bytes that remain", m->num_layers,
+                    (unsigned long long)(p->size - p->pos));
+    tl_status st = extra_bytes(p, "MODL", len - TLI_MODL_SIZE);
+    if (st)
+        return st;
+    size_t n = m->num_layers ? m->num_layers : 1;
+    p->slots = tli_calloc(n, sizeof *p->slots);
+    p->names = tli_calloc(n, sizeof *p->names);
+    if (p->slots == NULL || p->names == NULL)
+        return tli_error(TL_ENOMEM, "%s: %s: out of memory for %u layers", p->fn, p->path, m->num_layers);
+    p->have_model = true;
+    p->prev_out = m->input;
+    return p->v->model ? p->v->model(p->v->ctx, m, p->where) : TL_OK;
+}
+
+/* The parameter shapes a layer's settings give on its input: the file must
+ * say the same, and this is known before anything is allocated. */
+static tl_status expected_params(parser *p, const tli_ckpt_layer *l, size_t index, tl_shape want[TLI_MAX_PARAMS],
+                                 size_t *n)
+{
+    char sb[64];
+    const tl_shape *in = &p->prev_out;
+    *n = 0;
+    tl_layer_kind kind = l->ops->kind;
+    if (kind == TL_LAYER_CONV2D) {
+        if (in->rank != 3)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s', conv2d) follows an output of shape %s, not (h, w, c)", index,
+                        l->name, tli_shape_str(in, sb, sizeof sb));
+        want[0] = (tl_shape){4, {l->cfg.conv.k_h, l->cfg.conv.k_w, in->dims[2], l->cfg.conv.filters}};
+        want[1] = tli_shape1(l->cfg.conv.filters);
+    } else if (kind == TL_LAYER_DENSE) {
+        if (in->rank != 1)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s', dense) follows an output of shape %s, not a flat one", index,
+                        l->name, tli_shape_str(in, sb, sizeof sb));
+        want[0] = (tl_shape){2, {in->dims[0], l->cfg.dense.units, 0, 0}};
+        want[1] = tli_shape1(l->cfg.dense.units);
+    } else {
+        return TL_OK;
+    }
+    *n = l->use_bias ? 2 : 1;
+    return TL_OK;
+}
+
+static bool name_ok(const char *name, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == '"' || name[i] == '\\')
+            return false;
+    return true;
+}
+
+static tl_status parse_layer_settings(parser *p, tli_rbuf *r, tli_ckpt_layer *l, size_t index)
+{
+    uint32_t f[6] = {0};
+    size_t nf = 0;
+    switch (l->ops->kind) {
+    case TL_LAYER_CONV2D: nf = 6; break;
+    case TL_LAYER_MAXPOOL2D: nf = 5; break;
+    case TL_LAYER_DENSE: nf = 1; break;
+    case TL_LAYER_FLATTEN: nf = 0; break;
+    }
+    for (size_t i = 0; i < nf; i++)
+        if (!tli_rbuf_u32(r, &f[i]))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends inside the settings", index, l->name);
+    switch (l->ops->kind) {
+    case TL_LAYER_CONV2D:
+        l->cfg.conv = (tli_conv_cfg){f[0], f[1], f[2], f[3], f[4], (tl_padding)f[5]};
+        if (f[0] == 0 || f[1] == 0 || f[2] == 0 || f[3] == 0 || f[4] == 0)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s', conv2d): filters %u, kernel %ux%u, strides %ux%u must be > 0",
+                        index, l->name, f[0], f[1], f[2], f[3], f[4]);
+        if (f[5] > TL_PAD_SAME)
+            return unknown_value(p, "padding", f[5]);
+        break;
+    case TL_LAYER_MAXPOOL2D:
+        l->cfg.pool = (tli_pool_cfg){f[0], f[1], f[2], f[3], (tl_padding)f[4]};
+        if (f[0] == 0 || f[1] == 0)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s', maxpool2d): pool %ux%u must be > 0", index, l->name, f[0], f[1]);
+        if (f[4] > TL_PAD_SAME)
+            return unknown_value(p, "padding", f[4]);
+        break;
+    case TL_LAYER_DENSE:
+        l->cfg.dense.units = f[0];
+        if (f[0] == 0)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s', dense): units must be > 0", index, l->name);
+        break;
+    case TL_LAYER_FLATTEN: break;
+    }
+    return TL_OK;
+}
+
+static tl_status parse_layer(parser *p, const uint8_t *b, size_t len)
+{
+    if (!p->have_model)
+        return perr(p, TL_EFORMAT, "a LAYR section before the MODL section");
+    size_t index = p->nlayers;
+    if (index >= p->model.num_layers)
+        return perr(p, TL_EFORMAT, "more LAYR sections than the %u layers the MODL section declares",
+                    p->model.num_layers);
+    if (p->have_optim)
+        return perr(p, TL_EFORMAT, "a LAYR section after the OPTM section");
+    tli_ckpt_layer l;
+    memset(&l, 0, sizeof l);
+    tli_rbuf r = {b, len, 0};
+    uint32_t kind;
+    uint8_t act, bias, trainable, name_len;
+    if (!tli_rbuf_u32(&r, &kind) || !tli_rbuf_u8(&r, &act) || !tli_rbuf_u8(&r, &bias) ||
+        !tli_rbuf_u8(&r, &trainable) || !tli_rbuf_u8(&r, &name_len) || !tli_rbuf_f32(&r, &l.lr_scale))
+        return perr(p, TL_EFORMAT, "layer %zu: the LAYR section is only %zu bytes", index, len);
+    l.ops = tli_layer_ops_for((tl_layer_kind)kind);
+    if (l.ops == NULL)
+        return unknown_value(p, "layer kind", kind);
+    const uint8_t *name = tli_rbuf_bytes(&r, name_len);
+    if (name == NULL || name_len == 0 || name_len > TL_MAX_NAME)
+        return perr(p, TL_EFORMAT, "layer %zu: a name of %u bytes (1..%d, within the section)", index, name_len,
+                    TL_MAX_NAME);
+    memcpy(l.name, name, name_len);
+    l.name[name_len] = '\0';
+    if (!name_ok(l.name, name_len) || strlen(l.name) != name_len)
+        return perr(p, TL_EFORMAT, "layer %zu: the name contains a control character, quote or backslash", index);
+    for (size_t i = 0; i < index; i++)
+        if (strcmp(p->names[i], l.name) == 0)
+            return perr(p, TL_EFORMAT, "layer %zu: the name '%s' is already used by layer %zu", index, l.name, i);
+    if (act > TL_ACT_TANH)
+        return unknown_value(p, "activation", act);
+    bool has_params = l.ops->kind == TL_LAYER_CONV2D || l.ops->kind == TL_LAYER_DENSE;
+    if (!has_params && (act != TL_ACT_LINEAR || bias != 0))
+        return perr(p, TL_EFORMAT, "layer %zu ('%s', %s) cannot have an activation or a bias", index, l.name,
+                    l.ops->type_name);
+    if (bias > 1 || trainable > 1)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): use_bias %u and trainable %u must be 0 or 1", index, l.name,
+                    bias, trainable);
+    if (!(l.lr_scale >= 0.0f) || !isfinite(l.lr_scale))
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): learning-rate scale %g must be finite and >= 0", index, l.name,
+                    (double)l.lr_scale);
+    l.act = (tl_activation)act;
+    l.use_bias = bias;
+    l.trainable = trainable;
+    tl_status st = parse_layer_settings(p, &r, &l, index);
+    if (st)
+        return st;
+    if (!read_shape(&r, &l.out_shape) || !valid_shape(&l.out_shape))
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): the output shape is missing or has rank 0, over %d or a zero "
+                    "dimension", index, l.name, TL_MAX_RANK);
+    if (shape_count(&l.out_shape) > TLI_MAX_ELEMS)
+        return perr(p, TL_ETOOBIG, "layer %zu ('%s'): the output exceeds 2^31 values", index, l.name);
+    tl_shape want[TLI_MAX_PARAMS];
+    size_t nwant;
+    if ((st = expected_params(p, &l, index, want, &nwant)))
+        return st;
+    uint32_t nparams;
+    if (!tli_rbuf_u32(&r, &nparams))
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends before the parameter count", index, l.name);
+    if (nparams != nwant)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s', %s%s) has %u parameter tensors, %zu expected", index, l.name,
+                    l.ops->type_name, l.use_bias ? " with bias" : "", nparams, nwant);
+    static const char *const pnames[TLI_MAX_PARAMS] = {"kernel", "bias"};
+    uint64_t bytes = 0;
+    char sa[64], sb[64];
+    for (uint32_t i = 0; i < nparams; i++) {
+        tli_ckpt_param *pr = &l.params[i];
+        uint8_t plen;
+        const uint8_t *pname;
+        if (!tli_rbuf_u8(&r, &plen) || (pname = tli_rbuf_bytes(&r, plen)) == NULL || !read_shape(&r, &pr->shape))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends inside parameter %u", index, l.name, i);
+        if (plen != strlen(pnames[i]) || memcmp(pname, pnames[i], plen) != 0)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): parameter %u is not called '%s'", index, l.name, i,
+                        pnames[i]);
+        memcpy(pr->name, pname, plen);
+        uint64_t count = shape_count(&pr->shape);
+        if (count > TLI_MAX_ELEMS)
+            return perr(p, TL_ETOOBIG, "layer %zu ('%s'): %s %s exceeds 2^31 values", index, l.name, pr->name,
+                        tli_shape_str(&pr->shape, sa, sizeof sa));
+        if (!valid_shape(&pr->shape) || !tli_shape_eq(&pr->shape, &want[i]))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): %s is %s in the file, but the layer's settings give %s",
+                        index, l.name, pr->name, tli_shape_str(&pr->shape, sa, sizeof sa),
+                        tli_shape_str(&want[i], sb, sizeof sb));
+        pr->count = (size_t)count;
+        bytes += count * sizeof(float) + TLI_SECTION_HEAD + TLI_TENS_META;
+    }
+    l.nparams = nparams;
+    /* The values must follow in this payload: refuse sizes it cannot hold
+     * before the visitor allocates them. */
+    if (bytes > p->size - p->pos)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s') declares %llu bytes of parameters, but only %llu payload bytes "
+                    "remain", index, l.name, (unsigned long long)bytes, (unsigned long long)(p->size - p->pos));
+    if ((st = extra_bytes(p, "LAYR", tli_rbuf_left(&r))))
+        return st;
+    p->slots[index].nparams = nparams;
+    for (uint32_t i = 0; i < nparams; i++)
+        p->slots[index].count[i] = l.params[i].count;
+    memcpy(p->names[index], l.name, sizeof l.name);
+    p->prev_out = l.out_shape;
+    p->nlayers++;
+    return p->v->layer ? p->v->layer(p->v->ctx, index, &l, p->where) : TL_OK;
+}
+
+static tl_status parse_optim(parser *p, const uint8_t *b, size_t len)
+{
+    if (!p->have_model || p->nlayers != p->model.num_layers)
+        return perr(p, TL_EFORMAT, "an OPTM section before the last of the %u layers", p->model.num_layers);
+    if (p->have_optim)
+        return perr(p, TL_EFORMAT, "a second OPTM section");
+    if (len < TLI_OPTM_SIZE)
+        return perr(p, TL_EFORMAT, "section 'OPTM' has %zu bytes, at least %d expected", len, TLI_OPTM_SIZE);
+    tli_ckpt_optim *o = &p->optim;
+    uint32_t kind = tli_le32(b), loss = tli_le32(b + 4);
+    if (kind < TL_OPT_SGD || kind > TL_OPT_ADAMW)
+        return unknown_value(p, "optimizer kind", kind);
+    if (loss < TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY || loss > TL_LOSS_MEAN_SQUARED_ERROR)
+        return unknown_value(p, "loss", loss);
+    o->kind = (tl_optimizer_kind)kind;
+    o->loss = (tl_loss)loss;
+    o->steps = tli_le64(b + 8);
+    o->lr = tli_bits_f32(tli_le32(b + 16));
+    o->beta1 = tli_bits_f32(tli_le32(b + 20));
+    o->beta2 = tli_bits_f32(tli_le32(b + 24));
+    o->eps = tli_bits_f32(tli_le32(b + 28));
+    o->momentum = tli_bits_f32(tli_le32(b + 32));
+    o->weight_decay = tli_bits_f32(tli_le32(b + 36));
+    if (b[40] > 1)
+        return perr(p, TL_EFORMAT, "nesterov %u must be 0 or 1", b[40]);
+    o->nesterov = b[40];
+    tl_status st = extra_bytes(p, "OPTM", len - TLI_OPTM_SIZE);
+    if (st)
+        return st;
+    p->have_optim = true;
+    return p->v->optim ? p->v->optim(p->v->ctx, o, p->where) : TL_OK;
+}
+
+static tl_status parse_tensor(parser *p, uint64_t len)
+{
+    uint8_t b[TLI_TENS_META];
+    if (len < TLI_TENS_META)
+        return perr(p, TL_EFORMAT, "section 'TENS' has %llu bytes, at least %d expected", (unsigned long long)len,
+                    TLI_TENS_META);
+    tl_status st = pull(p, b, sizeof b);
+    if (st)
+        return st;
+    uint32_t layer = tli_le32(b), param = tli_le32(b + 4), slot = tli_le32(b + 8), dtype = tli_le32(b + 12);
+    uint64_t count = tli_le64(b + 16);
+    if (count > TLI_MAX_ELEMS)
+        return perr(p, TL_ETOOBIG, "a tensor of %llu values exceeds the limit of 2^31 - 1", (unsigned long long)count);
+    if (layer >= p->nlayers)
+        return perr(p, TL_EFORMAT, "a tensor for layer %u, which is not declared before it", layer);
+    layer_slots *ls = &p->slots[layer];
+    if (param >= ls->nparams)
+        return perr(p, TL_EFORMAT, "a tensor for parameter %u of layer %u ('%s'), which has %u", param, layer,
+                    p->names[layer], ls->nparams);
+    if (dtype != TLI_DTYPE_F32)
+        return unknown_value(p, "tensor dtype", dtype);
+    if (slot > TLI_SLOT_STATE1)
+        return unknown_value(p, "tensor slot", slot);
+    if (slot != TLI_SLOT_VALUE && (!p->have_optim || slot > tli_ckpt_state_slots(p->optim.kind)))
+        return perr(p, TL_EFORMAT, "optimizer state slot %u of layer %u ('%s') %s", slot, layer, p->names[layer],
+                    p->have_optim ? "is not used by the saved optimizer" : "comes before the OPTM section");
+    if (count != ls->count[param])
+        return perr(p, TL_EFORMAT, "the tensor of layer %u ('%s') parameter %u has %llu values, its shape gives %zu",
+                    layer, p->names[layer], param, (unsigned long long)count, ls->count[param]);
+    if (len != TLI_TENS_META + count * sizeof(float))
+        return perr(p, TL_EFORMAT, "section 'TENS' has %llu bytes; %llu values need %llu", (unsigned long long)len,
+                    (unsigned long long)count, (unsigned long long)(TLI_TENS_META + count * sizeof(float)));
+    uint8_t bit = (uint8_t)(1u << (slot * TLI_MAX_PARAMS + param));
+    if (ls->filled & bit)
+        return perr(p, TL_EFORMAT, "a second tensor for layer %u ('%s') parameter %u slot %u", layer, p->names[layer],
+                    param, slot);
+    ls->filled |= bit;
+    float *dst = NULL;
+    if (p->v->tensor && (st = p->v->tensor(&dst, p->v->ctx, layer, param, slot, (size_t)count, p->where)))
+        return st;
+    if (dst == NULL)
+        return skip(p, count * sizeof(float));
+    if ((st = pull(p, dst, (size_t)count * sizeof(float))))
+        return st;
+    tli_f32_swap_le(dst, (size_t)count);
+    return TL_OK;
+}
+
+static tl_status finish(parser *p)
+{
+    if (!p->have_model)
+        return perr(p, TL_EFORMAT, "the END section comes before a MODL section");
+    if (p->nlayers != p->model.num_layers)
+        return perr(p, TL_EFORMAT, "the file ends after %zu of the %u layers it declares", p->nlayers,
+                    p->model.num_layers);
+    for (size_t i = 0; i < p->nlayers; i++)
+        for (uint32_t k = 0; k < p->slots[i].nparams; k++)
+            if (!(p->slots[i].filled & (1u << k)))
+                return perr(p, TL_EFORMAT, "layer %zu ('%s') parameter %u has no values", i, p->names[i], k);
+    if (p->pos != p->size)
+        return perr(p, TL_EFORMAT, "%llu payload bytes follow the END section", (unsigned long long)(p->size - p->pos));
+    /* The zlib stream must end exactly here, with no input left over. */
+    uint8_t extra;
+    refill(p);
+    p->z.next_out = &extra;
+    p->z.avail_out = 1;
+    int rc = inflate(&p->z, Z_NO_FLUSH);
+    if (rc != Z_STREAM_END || p->z.avail_out != 1)
+        return tli_error(TL_EFORMAT, "%s: %s: payload byte %llu: the compressed stream goes on after the announced "
+                         "payload size", p->fn, p->path, (unsigned long long)p->size);
+    uint64_t used = (uint64_t)(p->z.next_in - p->stored), total = p->file.size - TLI_CKPT_HEADER_SIZE;
+    if (used != total)
+        return tli_error(TL_EFORMAT, "%s: %s: byte %llu: %llu compressed bytes follow the end of the zlib stream",
+                         p->fn, p->path, (unsigned long long)(TLI_CKPT_HEADER_SIZE + used),
+                         (unsigned long long)(total - used));
+    if (p->crc != p->want_crc)
+        return tli_error(TL_ECHECKSUM, "%s: %s: byte 32: the payload's CRC-32 is %08x, the header says %08x; the file "
+                         "is damaged", p->fn, p->path, p->crc, p->want_crc);
+    return TL_OK;
+}
+
+/* ASCII letters, digits and space; not <ctype.h>, which follows the locale. */
+static bool tag_char_ok(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == ' ';
+}
+
+static tl_status sections(parser *p)
+{
+    for (;;) {
+        p->section = p->pos;
+        snprintf(p->where, sizeof p->where, "%s: %s: payload byte %llu", p->fn, p->path, (unsigned long long)p->pos);
+        if (p->size - p->pos < TLI_SECTION_HEAD)
+            return perr(p, TL_EFORMAT, "the payload ends without an END section");
+        uint8_t head[TLI_SECTION_HEAD];
+        tl_status st = pull(p, head, sizeof head);
+        if (st)
+            return st;
+        char tag[5];
+        memcpy(tag, head, 4);
+        tag[4] = '\0';
+        uint64_t len = tli_le64(head + 4);
+        for (int i = 0; i < 4; i++)
+            if (!tag_char_ok(head[i]))
+                return perr(p, TL_EFORMAT, "not a section tag (bytes %02x %02x %02x %02x)", head[0], head[1], head[2],
+                            head[3]);
+        if (len > p->size - p->pos)
+            return perr(p, TL_EFORMAT, "section '%s' declares %llu bytes, but only %llu payload bytes remain", tag,
+                        (unsigned long long)len, (unsigned long long)(p->size - p->pos));
+        if (p->section == 0 && strcmp(tag, TLI_TAG_MODEL) != 0)
+            return perr(p, TL_EFORMAT, "the first section is '%s', not 'MODL'", tag);
+        /* Small sections are parsed from a buffer; anything past its size
+         * belongs to a later minor version and is skipped. */
+        uint8_t body[1024];
+        size_t got;
+        if (strcmp(tag, TLI_TAG_TENSOR) == 0) {
+            st = parse_tensor(p, len);
+        } else if (strcmp(tag, TLI_TAG_MODEL) == 0) {
+            if (!(st = small_body(p, len, body, sizeof body, &got)))
+                st = parse_model(p, body, got);
+        } else if (strcmp(tag, TLI_TAG_LAYER) == 0) {
+            if (!(st = small_body(p, len, body, sizeof body, &got)))
+                st = parse_layer(p, body, got);
+        } else if (strcmp(tag, TLI_TAG_OPTIM) == 0) {
+            if (!(st = small_body(p, len, body, sizeof body, &got)))
+                st = parse_optim(p, body, got);
+        } else if (strcmp(tag, TLI_TAG_END) == 0) {
+            if (!(st = skip(p, len)))
+                return finish(p);
+        } else if (head[0] >= 'A' && head[0] <= 'Z') {
+            return perr(p, TL_EVERSION, "critical section '%s' is not known to this libtl (the file is format %u.%u, "
+                        "this libtl reads up to %u.%u)", tag, p->major, p->minor, TL_CHECKPOINT_VERSION_MAJOR,
+                        TL_CHECKPOINT_VERSION_MINOR);
+        } else {
+            st = skip(p, len); /* ancillary: safe to ignore */
+        }
+        if (st)
+            return st;
+    }
+}
+
+tl_status tli_ckpt_read(const char *path, const tli_ckpt_visitor *v, const char *fn)
+{
+    parser p;
+    memset(&p, 0, sizeof p);
+    p.fn = fn;
+    p.path = path;
+    p.v = v;
+    tl_status st = tli_rfile_open(&p.file, path, fn);
+    if (st)
+        return st;
+    uint8_t h[TLI_CKPT_HEADER_SIZE];
+    if (p.file.size == 0)
+        st = tli_error(TL_ETRUNCATED, "%s: %s: byte 0: the file is empty", fn, path);
+    if (st == TL_OK && (st = read_header(&p, h)) == TL_OK && (st = read_stored(&p, h)) == TL_OK)
+        st = sections(&p);
+    if (p.z_live)
+        inflateEnd(&p.z);
+    tli_free(p.stored);
+    tli_free(p.slots);
+    tli_free(p.names);
+    tli_rfile_close(&p.file);
+    return st;
+}

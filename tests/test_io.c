@@ -1,0 +1,1331 @@
+/* test_io.c - the native checkpoint: round trips with and without optimizer
+ * state, resume == uninterrupted bit for bit, reading a file's description,
+ * loading parameters into an existing model, every kind of corrupt file,
+ * atomic saves that fail, and allocation failures. The corruption tests
+ * build their files from the byte layout in docs/format-checkpoint.md with
+ * zlib directly, so they also check that the document is right. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "helpers.h"
+#include "io_helpers.h"
+#include "model.h" /* internals: optimizer state, training stream, alloc hook */
+
+static char *dir;
+
+static void setup(void)
+{
+    dir = th_dir_create();
+}
+
+static void teardown(void)
+{
+    th_dir_remove(dir);
+    dir = NULL;
+}
+
+/* A small model that trains in milliseconds: the seed CNN on 12x12x1. */
+static tl_model *small_cnn(uint64_t seed)
+{
+    return th_seed_cnn(12, 12, 1, 4, seed);
+}
+
+static void compile_adam(tl_model *m)
+{
+    tl_optimizer *o;
+    tl_adam_options ao = TL_ADAM_OPTIONS_INIT;
+    ao.learning_rate = 3e-3f;
+    ao.weight_decay = 1e-4f;
+    ck_assert_tl_ok(tl_optimizer_create_adam(&o, &ao));
+    ck_assert_tl_ok(tl_model_compile(m, o, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+}
+
+static void fit(tl_model *m, const tl_dataset *ds, uint32_t epochs, uint64_t seed)
+{
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.epochs = epochs;
+    fo.batch_size = 16;
+    fo.seed = seed;
+    ck_assert_tl_ok(tl_model_fit(m, ds, &fo));
+}
+
+/* Same optimizer, step count, and state arrays bit for bit. */
+static void assert_same_optimizer(const tl_model *a, const tl_model *b)
+{
+    ck_assert_ptr_nonnull(a->opt);
+    ck_assert_ptr_nonnull(b->opt);
+    ck_assert_int_eq(a->opt->kind, b->opt->kind);
+    ck_assert_int_eq(a->loss, b->loss);
+    ck_assert_uint_eq(a->opt->steps, b->opt->steps);
+    ck_assert_int_eq(memcmp(&a->opt->lr, &b->opt->lr, sizeof(float)), 0);
+    ck_assert(a->opt->beta1 == b->opt->beta1 && a->opt->beta2 == b->opt->beta2 && a->opt->eps == b->opt->eps);
+    ck_assert(a->opt->momentum == b->opt->momentum && a->opt->nesterov == b->opt->nesterov);
+    ck_assert(a->opt->weight_decay == b->opt->weight_decay);
+    for (size_t i = 0; i < a->nlayers; i++)
+        for (size_t p = 0; p < a->layers[i]->nparams; p++)
+            for (int k = 0; k < 2; k++) {
+                const float *sa = a->layers[i]->params[p].state[k], *sb = b->layers[i]->params[p].state[k];
+                ck_assert_msg((sa == NULL) == (sb == NULL), "layer %zu param %zu slot %d", i, p, k);
+                if (sa)
+                    ck_assert_int_eq(memcmp(sa, sb, a->layers[i]->params[p].count * sizeof(float)), 0);
+            }
+}
+
+/* ---- round trips ---------------------------------------------------------------- */
+
+START_TEST(roundtrip_without_optimizer)
+{
+    tl_model *m = th_seed_cnn(32, 32, 3, 10, 7);
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_layer(&l, m, 2));
+    ck_assert_tl_ok(tl_layer_set_lr_scale(l, 0.25f));
+    ck_assert_tl_ok(tl_model_set_trainable(m, 0, 1, 0));
+    ck_assert_tl_ok(tl_layer_set_name(l, "features_2"));
+    ck_assert_tl_ok(tl_model_set_threads(m, 3));
+    compile_adam(m); /* compiled, but saved without the optimizer */
+    char *path = th_join(dir, "m.tlm");
+    tl_save_options so = TL_SAVE_OPTIONS_INIT;
+    so.include_optimizer = 0;
+    ck_assert_tl_ok(tl_model_save(m, path, &so));
+
+    tl_model *r = NULL;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert(th_same_params(m, r));
+    ck_assert_uint_eq(tl_model_seed(r), 7);
+    ck_assert_uint_eq(r->threads_req, 3);
+    ck_assert_int_eq(memcmp(&r->train_rng, &m->train_rng, sizeof m->train_rng), 0);
+    ck_assert_ptr_null(tl_model_optimizer(r));
+    ck_assert_int_eq(tl_model_loss(r), 0);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const tl_layer *a = m->layers[i], *b = r->layers[i];
+        ck_assert_int_eq(a->ops->kind, b->ops->kind);
+        ck_assert_str_eq(a->name, b->name);
+        ck_assert_int_eq(a->act, b->act);
+        ck_assert_int_eq(a->use_bias, b->use_bias);
+        ck_assert_int_eq(a->trainable, b->trainable);
+        ck_assert(a->lr_scale == b->lr_scale);
+        ck_assert(tli_shape_eq(&a->out_shape, &b->out_shape));
+        ck_assert_int_eq(memcmp(&a->cfg, &b->cfg, sizeof a->cfg), 0);
+    }
+    /* Identical predictions, bit for bit, on the same thread count. */
+    tl_model_set_threads(m, 1);
+    tl_model_set_threads(r, 1);
+    float x[4 * 32 * 32 * 3];
+    th_fill_uniform(x, sizeof x / sizeof *x, 0.0f, 1.0f, 3);
+    size_t na, nb;
+    float *ya = th_predict(m, x, 4, &na), *yb = th_predict(r, x, 4, &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_int_eq(memcmp(ya, yb, na * sizeof *ya), 0);
+    free(ya);
+    free(yb);
+    tl_model_free(r);
+    tl_model_free(m);
+    free(path);
+}
+END_TEST
+
+START_TEST(roundtrip_with_adam_state_and_without)
+{
+    tl_model *m = small_cnn(3);
+    tl_dataset *ds = th_quadrant_dataset(64, 12, 12, 1, 5);
+    compile_adam(m);
+    fit(m, ds, 2, 11);
+    char *with = th_join(dir, "with.tlm"), *without = th_join(dir, "without.tlm");
+    ck_assert_tl_ok(tl_model_save(m, with, NULL));
+    tl_save_options so = TL_SAVE_OPTIONS_INIT;
+    so.include_optimizer = 0;
+    ck_assert_tl_ok(tl_model_save(m, without, &so));
+
+    tl_model *r = NULL;
+    ck_assert_tl_ok(tl_model_load(&r, with));
+    ck_assert(th_same_params(m, r));
+    assert_same_optimizer(m, r);
+    ck_assert_uint_eq(tl_optimizer_steps(tl_model_optimizer(r)), 8);
+    ck_assert_uint_eq(tl_model_optimizer_state_bytes(r), tl_model_optimizer_state_bytes(m));
+    tl_model_free(r);
+
+    ck_assert_tl_ok(tl_model_load(&r, without));
+    ck_assert(th_same_params(m, r));
+    ck_assert_ptr_null(tl_model_optimizer(r));
+    ck_assert_uint_eq(tl_model_optimizer_state_bytes(r), 0);
+    tl_model_free(r);
+
+    size_t a, b;
+    free(th_file_read(with, &a));
+    free(th_file_read(without, &b));
+    ck_assert_uint_gt(a, b); /* two Adam moments per parameter */
+    tl_dataset_free(ds);
+    tl_model_free(m);
+    free(with);
+    free(without);
+}
+END_TEST
+
+START_TEST(roundtrip_sgd_momentum_with_a_frozen_layer)
+{
+    tl_model *m = small_cnn(4);
+    tl_dataset *ds = th_quadrant_dataset(48, 12, 12, 1, 6);
+    tl_sgd_options so = TL_SGD_OPTIONS_INIT;
+    so.momentum = 0.9f;
+    so.nesterov = 1;
+    tl_optimizer *o;
+    ck_assert_tl_ok(tl_optimizer_create_sgd(&o, &so));
+    ck_assert_tl_ok(tl_model_compile(m, o, TL_LOSS_CATEGORICAL_CROSSENTROPY));
+    ck_assert_tl_ok(tl_model_freeze_upto(m, 1));
+    fit(m, ds, 1, 2);
+    ck_assert_ptr_null(m->layers[0]->params[0].state[0]); /* frozen: never any state */
+    char *path = th_join(dir, "sgd.tlm");
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_model *r = NULL;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert(th_same_params(m, r));
+    assert_same_optimizer(m, r);
+    ck_assert_int_eq(tl_layer_is_trainable(r->layers[0]), 0);
+    /* Both go on identically. */
+    fit(m, ds, 1, 0);
+    fit(r, ds, 1, 0);
+    ck_assert(th_same_params(m, r));
+    tl_model_free(r);
+    tl_dataset_free(ds);
+    tl_model_free(m);
+    free(path);
+}
+END_TEST
+
+START_TEST(resume_equals_uninterrupted)
+{
+    tl_dataset *ds = th_quadrant_dataset(80, 12, 12, 1, 9);
+    tl_model *straight = small_cnn(21), *first = small_cnn(21);
+    compile_adam(straight);
+    compile_adam(first);
+    fit(straight, ds, 6, 17);
+
+    fit(first, ds, 3, 17);
+    char *path = th_join(dir, "epoch3.tlm");
+    ck_assert_tl_ok(tl_model_save(first, path, NULL));
+    tl_model_free(first);
+    tl_model *resumed = NULL;
+    ck_assert_tl_ok(tl_model_load(&resumed, path));
+    fit(resumed, ds, 3, 0); /* seed 0: continue the saved training stream */
+
+    ck_assert(th_same_params(straight, resumed));
+    assert_same_optimizer(straight, resumed);
+    ck_assert_int_eq(memcmp(&straight->train_rng, &resumed->train_rng, sizeof straight->train_rng), 0);
+    tl_model_free(resumed);
+    tl_model_free(straight);
+    tl_dataset_free(ds);
+    free(path);
+}
+END_TEST
+
+START_TEST(empty_model_roundtrip)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 5, 6, 7, 99));
+    char *path = th_join(dir, "empty.tlm");
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_model *r = NULL;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    tl_shape s;
+    ck_assert_tl_ok(tl_model_input_shape(&s, r));
+    ck_assert_uint_eq(s.dims[0], 5);
+    ck_assert_uint_eq(s.dims[1], 6);
+    ck_assert_uint_eq(s.dims[2], 7);
+    ck_assert_uint_eq(tl_model_num_layers(r), 0);
+    ck_assert_uint_eq(tl_model_seed(r), 99);
+    tl_model_free(r);
+    tl_model_free(m);
+    free(path);
+}
+END_TEST
+
+START_TEST(compression_levels_and_options)
+{
+    tl_model *m = small_cnn(1);
+    char *a = th_join(dir, "a.tlm"), *b = th_join(dir, "b.tlm");
+    tl_save_options so;
+    ck_assert_tl_ok(tl_save_options_init(&so, TL_SAVE_OPTIONS_VERSION));
+    ck_assert_int_eq(so.compression_level, 6);
+    ck_assert_int_eq(so.include_optimizer, 1);
+    so.compression_level = 0;
+    ck_assert_tl_ok(tl_model_save(m, a, &so));
+    so.compression_level = 9;
+    ck_assert_tl_ok(tl_model_save(m, b, &so));
+    size_t na, nb;
+    free(th_file_read(a, &na));
+    free(th_file_read(b, &nb));
+    ck_assert_uint_gt(na, nb);
+    tl_model *r;
+    ck_assert_tl_ok(tl_model_load(&r, a));
+    ck_assert(th_same_params(m, r));
+    tl_model_free(r);
+    so.compression_level = 10;
+    ck_assert_tl_err(tl_model_save(m, a, &so), TL_EINVAL, "compression level 10");
+    so.compression_level = 6;
+    so.version = 2;
+    ck_assert_tl_err(tl_model_save(m, a, &so), TL_EVERSION, "version 2");
+    ck_assert_tl_err(tl_save_options_init(&so, 0), TL_EVERSION, "version 0");
+    ck_assert_tl_err(tl_save_options_init(NULL, 1), TL_EINVAL, "NULL");
+    ck_assert_tl_err(tl_model_save(NULL, a, NULL), TL_EINVAL, "model is NULL");
+    ck_assert_tl_err(tl_model_save(m, NULL, NULL), TL_EINVAL, "path is NULL");
+    ck_assert_tl_err(tl_model_load(NULL, a), TL_EINVAL, "out is NULL");
+    r = (tl_model *)&so;
+    ck_assert_tl_err(tl_model_load(&r, NULL), TL_EINVAL, "path is NULL");
+    ck_assert_ptr_null(r);
+    tl_model_free(m);
+    free(a);
+    free(b);
+}
+END_TEST
+
+/* ---- a file's description ---------------------------------------------------------- */
+
+static int append_text(const char *text, size_t len, void *payload)
+{
+    char *buf = payload;
+    size_t have = strlen(buf);
+    if (have + len < 8192) {
+        memcpy(buf + have, text, len);
+        buf[have + len] = '\0';
+    }
+    return 0;
+}
+
+static int stop_at_once(const char *text, size_t len, void *payload)
+{
+    (void)text, (void)len, (void)payload;
+    return 1;
+}
+
+START_TEST(info_describes_a_file_without_building_it)
+{
+    tl_model *m = th_seed_cnn(32, 32, 3, 10, 5);
+    ck_assert_tl_ok(tl_model_freeze_upto(m, 2));
+    compile_adam(m);
+    tl_dataset *ds = th_quadrant_dataset(8, 32, 32, 3, 1);
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.batch_size = 4;
+    ck_assert_tl_ok(tl_model_fit(m, ds, &fo));
+    char *path = th_join(dir, "cifar.tlm");
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+
+    tl_checkpoint_info *info = NULL;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    uint32_t major, minor;
+    ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
+    ck_assert_uint_eq(major, TL_CHECKPOINT_VERSION_MAJOR);
+    ck_assert_uint_eq(minor, TL_CHECKPOINT_VERSION_MINOR);
+    tl_shape s;
+    ck_assert_tl_ok(tl_checkpoint_info_input_shape(&s, info));
+    ck_assert_uint_eq(s.rank, 3);
+    ck_assert_uint_eq(s.dims[0], 32);
+    ck_assert_uint_eq(tl_checkpoint_info_seed(info), 5);
+    ck_assert_uint_eq(tl_checkpoint_info_num_layers(info), 6);
+    ck_assert_uint_eq(tl_checkpoint_info_param_count(info), tl_model_param_count(m));
+    ck_assert_int_eq(tl_checkpoint_info_optimizer(info), TL_OPT_ADAM);
+    ck_assert_uint_eq(tl_checkpoint_info_optimizer_steps(info), 2);
+    ck_assert_int_eq(tl_checkpoint_info_loss(info), TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+    ck_assert_int_eq(tl_checkpoint_info_layer_kind(info, 0), TL_LAYER_CONV2D);
+    ck_assert_int_eq(tl_checkpoint_info_layer_kind(info, 6), 0);
+    ck_assert_str_eq(tl_checkpoint_info_layer_name(info, 3), "max_pooling2d_1");
+    ck_assert_str_eq(tl_checkpoint_info_layer_name(info, 6), "");
+    ck_assert_int_eq(tl_checkpoint_info_layer_trainable(info, 0), 0);
+    ck_assert_int_eq(tl_checkpoint_info_layer_trainable(info, 2), 1);
+    ck_assert(tl_checkpoint_info_layer_lr_scale(info, 2) == 1.0f);
+    ck_assert_uint_eq(tl_checkpoint_info_layer_num_params(info, 5), 2);
+    ck_assert_tl_ok(tl_checkpoint_info_layer_output_shape(&s, info, 4));
+    ck_assert_uint_eq(s.rank, 1);
+    ck_assert_uint_eq(s.dims[0], 2304);
+    tl_param_info pi;
+    ck_assert_tl_ok(tl_checkpoint_info_layer_param(&pi, info, 5, 0));
+    ck_assert_str_eq(pi.name, "kernel");
+    ck_assert_uint_eq(pi.count, 23040);
+    ck_assert_uint_eq(pi.shape.dims[0], 2304);
+    ck_assert_tl_err(tl_checkpoint_info_layer_param(&pi, info, 5, 2), TL_ERANGE, "'dense'");
+    ck_assert_tl_err(tl_checkpoint_info_layer_param(&pi, info, 9, 0), TL_ERANGE, "layer 9");
+    ck_assert_tl_err(tl_checkpoint_info_layer_output_shape(NULL, info, 0), TL_EINVAL, "NULL");
+
+    /* The settings come back as the add functions' options: rebuilding from
+     * them gives the same architecture. */
+    tl_model *rebuilt;
+    ck_assert_tl_ok(tl_model_create(&rebuilt, 32, 32, 3, 5));
+    for (size_t i = 0; i < tl_checkpoint_info_num_layers(info); i++) {
+        tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+        tl_maxpool2d_options po = TL_MAXPOOL2D_OPTIONS_INIT;
+        tl_dense_options dop = TL_DENSE_OPTIONS_INIT;
+        switch (tl_checkpoint_info_layer_kind(info, i)) {
+        case TL_LAYER_CONV2D:
+            ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, i));
+            ck_assert_tl_ok(tl_model_add_conv2d(NULL, rebuilt, &co));
+            break;
+        case TL_LAYER_MAXPOOL2D:
+            ck_assert_tl_ok(tl_checkpoint_info_layer_maxpool2d(&po, info, i));
+            ck_assert_tl_ok(tl_model_add_maxpool2d(NULL, rebuilt, &po));
+            break;
+        case TL_LAYER_DENSE:
+            ck_assert_tl_ok(tl_checkpoint_info_layer_dense(&dop, info, i));
+            ck_assert_tl_ok(tl_model_add_dense(NULL, rebuilt, &dop));
+            break;
+        case TL_LAYER_FLATTEN:
+            ck_assert_tl_ok(tl_model_add_flatten(NULL, rebuilt, tl_checkpoint_info_layer_name(info, i)));
+            break;
+        }
+    }
+    ck_assert_tl_ok(tl_model_freeze_upto(rebuilt, 2));
+    char sa[4096], sb[4096];
+    ck_assert_tl_ok(tl_model_summary(sa, sizeof sa, NULL, m));
+    ck_assert_tl_ok(tl_model_summary(sb, sizeof sb, NULL, rebuilt));
+    ck_assert_str_eq(sa, sb);
+    tl_dense_options dop = TL_DENSE_OPTIONS_INIT;
+    ck_assert_tl_err(tl_checkpoint_info_layer_dense(&dop, info, 0), TL_EINVAL, "conv2d layer, not dense");
+    dop.version = 99;
+    ck_assert_tl_err(tl_checkpoint_info_layer_dense(&dop, info, 5), TL_EVERSION, "99");
+
+    /* The summary of the file: the model's table plus the file's facts. */
+    char *text = calloc(8192, 1);
+    ck_assert_tl_ok(tl_checkpoint_info_summary_write(info, append_text, text));
+    ck_assert_ptr_nonnull(strstr(text, "Checkpoint (format 1.0): 6 layers, input (32, 32, 3), seed 5"));
+    ck_assert_ptr_nonnull(strstr(text, "conv2d_1 (conv2d)"));
+    ck_assert_ptr_nonnull(strstr(text, "no (frozen)"));
+    ck_assert_ptr_nonnull(strstr(text, "Total params: 42,442"));
+    ck_assert_ptr_nonnull(strstr(text, "Non-trainable params: 896"));
+    ck_assert_ptr_nonnull(strstr(text, "Optimizer: adam, 2 steps, loss sparse_categorical_crossentropy"));
+    /* The table is the model's own: everything after the model summary's
+     * first line up to its parameter totals appears in the file's summary. */
+    char *table = strchr(sa, '\n') + 1;
+    char *totals_end = strchr(strstr(table, "Non-trainable params:"), '\n') + 1;
+    *totals_end = '\0';
+    ck_assert_ptr_nonnull(strstr(text, table));
+    ck_assert_tl_err(tl_checkpoint_info_summary_write(info, stop_at_once, NULL), TL_ECANCELED, "stop");
+    free(text);
+    tl_checkpoint_info_free(info);
+    tl_checkpoint_info_free(NULL);
+    ck_assert_int_eq(tl_checkpoint_info_optimizer(NULL), 0);
+    ck_assert_tl_err(tl_checkpoint_info_read(&info, "/nonexistent/x.tlm"), TL_ENOTFOUND, "/nonexistent/x.tlm");
+    ck_assert_ptr_null(info);
+    tl_model_free(rebuilt);
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    free(path);
+}
+END_TEST
+
+/* ---- parameters from a file into an existing model -------------------------------- */
+
+START_TEST(load_params_transfers_from_a_file)
+{
+    tl_model *src = th_seed_cnn(32, 32, 3, 10, 1);
+    char *path = th_join(dir, "src.tlm");
+    ck_assert_tl_ok(tl_model_save(src, path, NULL));
+
+    /* Same architecture, by position, strict: everything copied. */
+    tl_model *same = th_seed_cnn(32, 32, 3, 10, 2);
+    ck_assert(!th_same_params(src, same));
+    tl_transfer_report *r = NULL;
+    ck_assert_tl_ok(tl_model_load_params(&r, same, path, NULL));
+    ck_assert(th_same_params(src, same));
+    ck_assert_uint_eq(tl_transfer_report_params_copied(r), tl_model_param_count(src));
+    tl_transfer_report_free(r);
+
+    /* A 100-class head: strict fails, names the layers, changes nothing. */
+    tl_model *dst = th_seed_cnn(32, 32, 3, 100, 3);
+    size_t n0, n1;
+    float *before = th_all_params(dst, &n0);
+    ck_assert_tl_err(tl_model_load_params(&r, dst, path, NULL), TL_ESHAPE, "tl_model_load_params (strict)");
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "(2304, 10)"));
+    float *after = th_all_params(dst, &n1);
+    ck_assert_int_eq(memcmp(before, after, n0 * sizeof(float)), 0);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(tl_transfer_report_count_outcome(r, TL_TRANSFER_SHAPE_DIFFERS), 1);
+    tl_transfer_report_free(r);
+    free(after);
+
+    /* Lenient by name: the convolutions come, the head keeps its weights. */
+    tl_transfer_options o = TL_TRANSFER_OPTIONS_INIT;
+    o.policy = TL_TRANSFER_LENIENT;
+    o.match = TL_MATCH_NAME;
+    ck_assert_tl_ok(tl_model_load_params(&r, dst, path, &o));
+    ck_assert_uint_eq(tl_transfer_report_params_copied(r), 896 + 18496);
+    ck_assert_uint_eq(tl_transfer_report_count_outcome(r, TL_TRANSFER_COPIED), 2);
+    tl_layer *la, *lb;
+    tl_model_layer(&la, src, 2);
+    tl_model_layer(&lb, dst, 2);
+    float ka[18432], kb[18432];
+    tl_layer_get_weights(ka, 18432, la, 0);
+    tl_layer_get_weights(kb, 18432, lb, 0);
+    ck_assert_int_eq(memcmp(ka, kb, sizeof ka), 0);
+    after = th_all_params(dst, &n1);
+    ck_assert_int_eq(memcmp(before + n0 - 230500, after + n1 - 230500, 230500 * sizeof(float)), 0);
+    tl_transfer_report_free(r);
+
+    ck_assert_tl_err(tl_model_load_params(&r, dst, "/nonexistent.tlm", NULL), TL_ENOTFOUND, "/nonexistent.tlm");
+    ck_assert_ptr_null(r);
+    ck_assert_tl_err(tl_model_load_params(&r, NULL, path, NULL), TL_EINVAL, "model is NULL");
+    o.version = 7;
+    ck_assert_tl_err(tl_model_load_params(&r, dst, path, &o), TL_EVERSION, "version 7");
+    free(before);
+    free(after);
+    tl_model_free(src);
+    tl_model_free(same);
+    tl_model_free(dst);
+    free(path);
+}
+END_TEST
+
+/* ---- hand-made files ---------------------------------------------------------------------- */
+
+/* A checkpoint taken apart: the decompressed payload and the version. */
+typedef struct ckfile {
+    uint8_t *p;
+    size_t len;
+    uint16_t major, minor;
+} ckfile;
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd64(const uint8_t *p)
+{
+    return rd32(p) | (uint64_t)rd32(p + 4) << 32;
+}
+static void wr16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static void wr32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void wr64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Fix the header CRC (bytes 0..43) after editing the header. */
+static void fix_header_crc(uint8_t *h)
+{
+    wr32(h + 44, (uint32_t)crc32(0, h, 44));
+}
+
+static ckfile ck_open(const char *path)
+{
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_ge(n, 48);
+    ck_assert_int_eq(memcmp(f, "\x89TLM\r\n\x1a\n", 8), 0);
+    ckfile c = {NULL, (size_t)rd64(f + 16), (uint16_t)(f[8] | f[9] << 8), (uint16_t)(f[10] | f[11] << 8)};
+    ck_assert_uint_eq(rd64(f + 24), n - 48);
+    c.p = malloc(c.len);
+    uLongf out = c.len;
+    ck_assert_int_eq(uncompress(c.p, &out, f + 48, n - 48), Z_OK);
+    ck_assert_uint_eq(out, c.len);
+    ck_assert_uint_eq(rd32(f + 32), (uint32_t)crc32(0, c.p, (uInt)c.len));
+    ck_assert_uint_eq(rd32(f + 36), (uint32_t)crc32(0, f + 48, (uInt)(n - 48)));
+    free(f);
+    return c;
+}
+
+/* Write a payload as a well-formed file: every CRC right, so the reader
+ * must find the problem inside. */
+static void ck_write(const char *path, const ckfile *c)
+{
+    uLongf cap = compressBound(c->len);
+    uint8_t *f = calloc(48 + cap, 1);
+    ck_assert_int_eq(compress2(f + 48, &cap, c->p, c->len, 6), Z_OK);
+    memcpy(f, "\x89TLM\r\n\x1a\n", 8);
+    wr16(f + 8, c->major);
+    wr16(f + 10, c->minor);
+    f[12] = 1;
+    wr64(f + 16, c->len);
+    wr64(f + 24, cap);
+    wr32(f + 32, (uint32_t)crc32(0, c->p, (uInt)c->len));
+    wr32(f + 36, (uint32_t)crc32(0, f + 48, (uInt)cap));
+    fix_header_crc(f);
+    th_file_write(path, f, 48 + cap);
+    free(f);
+}
+
+/* Offset of the nth (0-based) section with `tag`. */
+static size_t ck_find(const ckfile *c, const char *tag, int nth)
+{
+    for (size_t off = 0; off + 12 <= c->len;) {
+        uint64_t len = rd64(c->p + off + 4);
+        if (memcmp(c->p + off, tag, 4) == 0 && nth-- == 0)
+            return off;
+        off += 12 + (size_t)len;
+    }
+    ck_abort_msg("no section %s", tag);
+    return 0;
+}
+
+/* Replace `remove` bytes at `at` with `ins`. */
+static void ck_splice(ckfile *c, size_t at, size_t remove, const void *ins, size_t ins_len)
+{
+    uint8_t *p = malloc(c->len - remove + ins_len);
+    memcpy(p, c->p, at);
+    memcpy(p + at, ins, ins_len);
+    memcpy(p + at + ins_len, c->p + at + remove, c->len - at - remove);
+    free(c->p);
+    c->p = p;
+    c->len = c->len - remove + ins_len;
+}
+
+/* Add n zero bytes at the end of section `off`, and grow its length. */
+static void ck_grow_section(ckfile *c, size_t off, size_t n)
+{
+    uint64_t len = rd64(c->p + off + 4);
+    uint8_t zeros[16] = {0};
+    ck_splice(c, off + 12 + (size_t)len, 0, zeros, n);
+    wr64(c->p + off + 4, len + n);
+}
+
+/* A small model saved with Adam state: the file the corruption tests edit. */
+static char *good_file_opt(const char *name, int include_optimizer)
+{
+    tl_model *m = small_cnn(8);
+    tl_dataset *ds = th_quadrant_dataset(16, 12, 12, 1, 3);
+    compile_adam(m);
+    fit(m, ds, 1, 1);
+    char *path = th_join(dir, name);
+    tl_save_options so = TL_SAVE_OPTIONS_INIT;
+    so.include_optimizer = include_optimizer;
+    ck_assert_tl_ok(tl_model_save(m, path, &so));
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    return path;
+}
+
+static char *good_file(const char *name)
+{
+    return good_file_opt(name, 1);
+}
+
+/* Write a fresh good file over `path` and return it (to start over). */
+static const char *good_file_into(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    free(good_file(slash + 1));
+    return path;
+}
+
+/* The load fails with `status`, naming the file and `needle`, returning no
+ * model; the info reader agrees. */
+static void assert_refused(const char *path, tl_status status, const char *needle)
+{
+    tl_model *m = (tl_model *)&m;
+    ck_assert_tl_err(tl_model_load(&m, path), status, needle);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(tl_last_error(), path) != NULL, "message '%s' lacks the file name", tl_last_error());
+    ck_assert_msg(strstr(tl_last_error(), "byte ") != NULL, "message '%s' lacks the offset", tl_last_error());
+    tl_checkpoint_info *info = (tl_checkpoint_info *)&info;
+    ck_assert_tl_err(tl_checkpoint_info_read(&info, path), status, needle);
+    ck_assert_ptr_null(info);
+}
+
+START_TEST(wrong_magic)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    f[1] = 'X';
+    th_file_write(path, f, n);
+    assert_refused(path, TL_EFORMAT, "byte 0: not a libtl checkpoint (wrong magic number)");
+    /* A text file, shorter than the header. */
+    th_file_write(path, "hello", 5);
+    assert_refused(path, TL_EFORMAT, "wrong magic");
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(unsupported_major_version)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    c.major = 2;
+    ck_write(path, &c);
+    assert_refused(path, TL_EVERSION, "byte 8: format version 2.0; this libtl reads version 1.x");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(header_crc_mismatch)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    f[40] ^= 1; /* a reserved byte: only the header CRC notices */
+    th_file_write(path, f, n);
+    assert_refused(path, TL_ECHECKSUM, "byte 44: header CRC-32");
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(compressed_crc_mismatch)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    f[48 + (n - 48) / 2] ^= 0x10;
+    th_file_write(path, f, n);
+    assert_refused(path, TL_ECHECKSUM, "byte 36: the compressed payload's CRC-32");
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(payload_crc_mismatch)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    wr32(f + 32, rd32(f + 32) ^ 0x80);
+    fix_header_crc(f);
+    th_file_write(path, f, n);
+    assert_refused(path, TL_ECHECKSUM, "byte 32: the payload's CRC-32");
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(cut_at_every_sixteenth)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    char *cut = th_join(dir, "cut.tlm");
+    for (size_t k = 0; k < 16; k++) {
+        size_t len = n * k / 16;
+        th_file_write(cut, f, len);
+        assert_refused(cut, TL_ETRUNCATED, k == 0 ? "the file is empty" : "byte ");
+    }
+    free(cut);
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(trailing_bytes)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    f = realloc(f, n + 3);
+    memcpy(f + n, "abc", 3);
+    th_file_write(path, f, n + 3);
+    assert_refused(path, TL_EFORMAT, "3 unexpected bytes after the compressed payload");
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(absurd_payload_size)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    wr64(f + 16, (uint64_t)1 << 60);
+    fix_header_crc(f);
+    th_file_write(path, f, n);
+    assert_refused(path, TL_ETOOBIG, "byte 16: a payload of 1152921504606846976 bytes exceeds the limit");
+    /* Within the limit, but more than zlib can make of the stored bytes. */
+    wr64(f + 16, (uint64_t)1 << 34);
+    fix_header_crc(f);
+    th_file_write(path, f, n);
+    assert_refused(path, TL_EFORMAT, "cannot come from");
+    /* A stored size of 2^60. */
+    wr64(f + 16, rd64(f + 16) >> 34 == 1 ? 1000 : rd64(f + 16));
+    wr64(f + 24, (uint64_t)1 << 60);
+    fix_header_crc(f);
+    th_file_write(path, f, n);
+    assert_refused(path, TL_ETOOBIG, "byte 24");
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(absurd_layer_count)
+{
+    char *path = good_file_opt("m.tlm", 0);
+    ckfile c = ck_open(path);
+    size_t modl = ck_find(&c, "MODL", 0);
+    wr32(c.p + modl + 12 + 24, UINT32_MAX);
+    ck_write(path, &c);
+    assert_refused(path, TL_ETOOBIG, "4294967295 layers exceed the limit of 4096");
+    /* Below the limit but more than the payload can hold. */
+    wr32(c.p + modl + 12 + 24, 4000);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "4000 layers cannot fit");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(absurd_tensor_size)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    size_t tens = ck_find(&c, "TENS", 0);
+    wr64(c.p + tens + 12 + 16, (uint64_t)1 << 60);
+    ck_write(path, &c);
+    assert_refused(path, TL_ETOOBIG, "a tensor of 1152921504606846976 values exceeds the limit");
+    /* A plausible count that is not the parameter's. */
+    wr64(c.p + tens + 12 + 16, 7);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "has 7 values, its shape gives 288");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(absurd_section_length)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    size_t layr = ck_find(&c, "LAYR", 1);
+    wr64(c.p + layr + 4, (uint64_t)1 << 62);
+    ck_write(path, &c);
+    char want[96];
+    snprintf(want, sizeof want, "payload byte %zu: section 'LAYR' declares 4611686018427387904 bytes", layr);
+    assert_refused(path, TL_EFORMAT, want);
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(layer_parameters_larger_than_the_file)
+{
+    /* A dense layer whose settings are consistent with its declared shapes
+     * but whose parameters could not be in this payload: refused before any
+     * allocation. */
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    size_t layr = ck_find(&c, "LAYR", 5); /* dense(4) on 64 inputs */
+    uint8_t *b = c.p + layr + 12;
+    size_t name_len = b[7];
+    size_t units_at = 12 + name_len;
+    ck_assert_uint_eq(rd32(b + units_at), 4);
+    uint32_t units = 1u << 24;
+    wr32(b + units_at, units);
+    /* out shape (units), kernel (64, units), bias (units) */
+    size_t at = units_at + 4;
+    ck_assert_uint_eq(rd32(b + at), 1);
+    wr32(b + at + 4, units);
+    at += 8 + 4; /* rank, dim, nparams */
+    at += 1 + 6 + 4; /* "kernel", rank */
+    wr32(b + at + 4, units);
+    at += 8 + 1 + 4 + 4; /* dims, "bias" len, name, rank */
+    wr32(b + at, units);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "('dense') declares 4362076232 bytes of parameters, but only");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(unknown_critical_section)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    size_t end = ck_find(&c, "END ", 0);
+    uint8_t sec[12 + 4] = {'Q', 'U', 'A', 'N'};
+    wr64(sec + 4, 4);
+    ck_splice(&c, end, 0, sec, sizeof sec);
+    ck_write(path, &c);
+    char want[96];
+    snprintf(want, sizeof want, "payload byte %zu: critical section 'QUAN' is not known", end);
+    assert_refused(path, TL_EVERSION, want);
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(newer_minor_version_is_read)
+{
+    /* What a 1.1 writer might add: an ancillary section, and fields at the
+     * end of known sections. A 1.0 reader skips both. */
+    char *path = good_file("m.tlm");
+    tl_model *orig = NULL;
+    ck_assert_tl_ok(tl_model_load(&orig, path));
+    ckfile c = ck_open(path);
+    uint8_t anc[12 + 5] = {'n', 'o', 't', 'e'};
+    wr64(anc + 4, 5);
+    memcpy(anc + 12, "hello", 5);
+    ck_splice(&c, ck_find(&c, "LAYR", 2), 0, anc, sizeof anc);
+    ck_grow_section(&c, ck_find(&c, "LAYR", 0), 8);
+    ck_grow_section(&c, ck_find(&c, "MODL", 0), 4);
+    ck_grow_section(&c, ck_find(&c, "OPTM", 0), 12);
+    ck_grow_section(&c, ck_find(&c, "END ", 0), 3);
+    c.minor = 1;
+    ck_write(path, &c);
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_model_load(&m, path));
+    ck_assert(th_same_params(orig, m));
+    assert_same_optimizer(orig, m);
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    uint32_t minor;
+    ck_assert_tl_ok(tl_checkpoint_info_format_version(NULL, &minor, info));
+    ck_assert_uint_eq(minor, 1);
+    tl_checkpoint_info_free(info);
+    tl_model_free(m);
+    /* The same extra bytes in a 1.0 file are an error; an unknown ancillary
+     * section alone is not. */
+    c.minor = 0;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "bytes after its last field");
+    free(c.p);
+    free(path);
+    path = good_file("n.tlm");
+    c = ck_open(path);
+    ck_splice(&c, ck_find(&c, "OPTM", 0), 0, anc, sizeof anc);
+    ck_write(path, &c);
+    ck_assert_tl_ok(tl_model_load(&m, path));
+    tl_model_free(m);
+    tl_model_free(orig);
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(unknown_layer_kind_and_activation)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    size_t layr = ck_find(&c, "LAYR", 1);
+    wr32(c.p + layr + 12, 9);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer kind 9 is not valid");
+    c.minor = 3;
+    ck_write(path, &c);
+    assert_refused(path, TL_EVERSION, "layer kind 9 is not known to this libtl (the file is format 1.3");
+    c.minor = 0;
+    wr32(c.p + layr + 12, 2);
+    c.p[ck_find(&c, "LAYR", 0) + 12 + 4] = 17;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "activation 17 is not valid");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(layers_that_cannot_follow_each_other)
+{
+    /* An input too small for the first 3x3 convolution: the add functions'
+     * shape check refuses the file's layers. */
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    size_t modl = ck_find(&c, "MODL", 0);
+    wr32(c.p + modl + 12, 2);
+    ck_write(path, &c);
+    /* Only building the layers finds this: the description reads fine. */
+    tl_model *m = (tl_model *)&c;
+    ck_assert_tl_err(tl_model_load(&m, path), TL_EFORMAT, "kernel 3x3 is larger than its input (2, 12, 1)");
+    ck_assert_ptr_null(m);
+    /* An output shape the settings do not give. */
+    wr32(c.p + modl + 12, 12);
+    size_t layr = ck_find(&c, "LAYR", 0);
+    uint8_t *b = c.p + layr + 12;
+    size_t out_at = 12 + b[7] + 24;
+    ck_assert_uint_eq(rd32(b + out_at), 3);
+    wr32(b + out_at + 4, 11);
+    ck_write(path, &c);
+    m = (tl_model *)&c;
+    ck_assert_tl_err(tl_model_load(&m, path), TL_EFORMAT, "the file says its output is (11, 10, 32), its settings give (10, 10, 32)");
+    ck_assert_ptr_null(m);
+    /* A kernel shape that disagrees with the settings. */
+    wr32(b + out_at + 4, 10);
+    wr32(b + out_at + 4 + 12 + 4 + 1 + 6 + 4 + 8, 2);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "kernel is (3, 3, 2, 32) in the file, but the layer's settings give (3, 3, 1, 32)");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(duplicate_names_and_bad_fields)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    /* Layer 0 is "conv2d", layer 2 "conv2d_1". */
+    size_t l0 = ck_find(&c, "LAYR", 0), l2 = ck_find(&c, "LAYR", 2);
+    ck_assert_uint_eq(c.p[l0 + 12 + 7], 6);
+    ck_assert_uint_eq(c.p[l2 + 12 + 7], 8);
+    memcpy(c.p + l2 + 12 + 12, "conv2d\x01x", 8);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "the name contains a control character");
+    /* Layer 2 called "conv2d" as layer 0: cut the "_1" off its name. */
+    memcpy(c.p + l2 + 12 + 12, "conv2d_1", 8);
+    ck_splice(&c, l2 + 12 + 12 + 6, 2, NULL, 0);
+    c.p[l2 + 12 + 7] = 6;
+    wr64(c.p + l2 + 4, rd64(c.p + l2 + 4) - 2);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 2: the name 'conv2d' is already used by layer 0");
+    free(c.p);
+
+    c = ck_open(good_file_into(path));
+    l0 = ck_find(&c, "LAYR", 0);
+    c.p[l0 + 12 + 6] = 2; /* trainable 2 */
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "trainable 2 must be 0 or 1");
+    c.p[l0 + 12 + 6] = 1;
+    wr32(c.p + l0 + 12 + 8, 0xff800000u); /* lr scale -inf */
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "learning-rate scale -inf");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(missing_sections)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    /* Without END. */
+    size_t end = ck_find(&c, "END ", 0);
+    ckfile d = {malloc(end), end, 1, 0};
+    memcpy(d.p, c.p, end);
+    ck_write(path, &d);
+    assert_refused(path, TL_EFORMAT, "the payload ends without an END section");
+    free(d.p);
+    /* Without the first kernel's values. */
+    size_t t0 = ck_find(&c, "TENS", 0), t1 = ck_find(&c, "TENS", 1);
+    ck_splice(&c, t0, t1 - t0, NULL, 0);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d') parameter 0 has no values");
+    /* Optimizer state before the OPTM section. */
+    free(c.p);
+    free(path);
+    path = good_file("s.tlm");
+    c = ck_open(path);
+    size_t optm = ck_find(&c, "OPTM", 0);
+    size_t state = ck_find(&c, "TENS", 6); /* the first state tensor */
+    ck_assert_uint_eq(rd32(c.p + state + 12 + 8), 1);
+    size_t slen = 12 + (size_t)rd64(c.p + state + 4);
+    uint8_t *copy = malloc(slen);
+    memcpy(copy, c.p + state, slen);
+    ck_splice(&c, state, slen, NULL, 0);
+    ck_splice(&c, optm, 0, copy, slen);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "comes before the OPTM section");
+    free(copy);
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(invalid_zlib_stream_with_valid_crcs)
+{
+    char *path = good_file("m.tlm");
+    size_t n;
+    uint8_t *f = th_file_read(path, &n);
+    memset(f + 48 + 2, 0xff, 16); /* garbage deflate blocks */
+    wr32(f + 36, (uint32_t)crc32(0, f + 48, (uInt)(n - 48)));
+    fix_header_crc(f);
+    th_file_write(path, f, n);
+    assert_refused(path, TL_EFORMAT, "not a valid zlib stream");
+    free(f);
+    free(path);
+}
+END_TEST
+
+START_TEST(not_a_file)
+{
+    tl_model *m = (tl_model *)&m;
+    char *missing = th_join(dir, "missing.tlm");
+    ck_assert_tl_err(tl_model_load(&m, missing), TL_ENOTFOUND, "missing.tlm: cannot open");
+    ck_assert_ptr_null(m);
+    ck_assert_tl_err(tl_model_load(&m, dir), TL_EIO, "not a regular file (a directory)");
+    ck_assert_ptr_null(m);
+    free(missing);
+}
+END_TEST
+
+/* ---- atomic saves ----------------------------------------------------------------------- */
+
+/* A previous file, kept in memory to compare against. */
+static uint8_t *previous(const char *path, size_t *n)
+{
+    tl_model *old = small_cnn(100);
+    ck_assert_tl_ok(tl_model_save(old, path, NULL));
+    tl_model_free(old);
+    uint8_t *bytes = th_file_read(path, n);
+    ck_assert_ptr_nonnull(bytes);
+    return bytes;
+}
+
+START_TEST(save_into_a_missing_directory)
+{
+    tl_model *m = small_cnn(1);
+    char *sub = th_join(dir, "no/such/dir/m.tlm");
+    ck_assert_tl_err(tl_model_save(m, sub, NULL), TL_EIO, "cannot create a temporary file beside it");
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "No such file or directory"));
+    ck_assert_uint_eq(th_dir_count_tmp(dir), 0);
+    free(sub);
+    tl_model_free(m);
+}
+END_TEST
+
+START_TEST(save_over_a_directory_leaves_it_and_no_temporary)
+{
+    tl_model *m = small_cnn(1);
+    char *target = th_join(dir, "target");
+    ck_assert_int_eq(mkdir(target, 0755), 0);
+    char *inner = th_join(target, "keep");
+    th_file_write(inner, "x", 1);
+    ck_assert_tl_err(tl_model_save(m, target, NULL), TL_EIO, "cannot replace it");
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "previous file is unchanged"));
+    struct stat st;
+    ck_assert_int_eq(stat(target, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+    ck_assert(th_file_equals(inner, (const uint8_t *)"x", 1));
+    ck_assert_uint_eq(th_dir_count_tmp(dir), 0);
+    free(inner);
+    free(target);
+    tl_model_free(m);
+}
+END_TEST
+
+START_TEST(write_error_keeps_the_previous_file)
+{
+    /* A file-size limit makes write() fail with EFBIG part-way through the
+     * temporary file, as a full disk would. Only the soft limit is lowered,
+     * and only around the one call; SIGXFSZ is ignored so the write returns
+     * the error instead of ending the process. */
+    char *path = th_join(dir, "m.tlm");
+    size_t n;
+    uint8_t *old = previous(path, &n);
+    tl_model *m = th_seed_cnn(32, 32, 3, 10, 2); /* much larger than the limit */
+    struct rlimit saved, small;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    small = saved;
+    small.rlim_cur = 4096;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    tl_clear_error();
+    tl_status st = tl_model_save(m, path, NULL);
+    setrlimit(RLIMIT_FSIZE, &saved);
+    signal(SIGXFSZ, old_handler);
+    ck_assert_msg(st == TL_EIO, "%s: %s", tl_status_str(st), tl_last_error());
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "m.tlm: writing byte"));
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "File too large; the previous file is unchanged"));
+    ck_assert(th_file_equals(path, old, n));
+    ck_assert_uint_eq(th_dir_count_tmp(dir), 0);
+    /* The old file still loads, and the model can still be saved. */
+    tl_model *r;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    tl_model_free(r);
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    free(old);
+    free(path);
+    tl_model_free(m);
+}
+END_TEST
+
+START_TEST(successful_save_replaces_the_file)
+{
+    char *path = th_join(dir, "m.tlm");
+    size_t n;
+    uint8_t *old = previous(path, &n);
+    tl_model *m = small_cnn(55);
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    ck_assert(!th_file_equals(path, old, n));
+    ck_assert_uint_eq(th_dir_count_tmp(dir), 0);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    mode_t mask = umask(0);
+    umask(mask);
+    ck_assert_uint_eq(st.st_mode & 0777, 0666 & ~mask);
+    tl_model *r;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert(th_same_params(m, r));
+    tl_model_free(r);
+    tl_model_free(m);
+    free(old);
+    free(path);
+}
+END_TEST
+
+/* ---- allocation failures ------------------------------------------------------------------ */
+
+START_TEST(every_allocation_failure_in_save)
+{
+    char *path = th_join(dir, "m.tlm");
+    size_t n;
+    uint8_t *old = previous(path, &n);
+    tl_model *m = small_cnn(12);
+    tl_dataset *ds = th_quadrant_dataset(16, 12, 12, 1, 3);
+    compile_adam(m);
+    fit(m, ds, 1, 1);
+    long i;
+    for (i = 1; i < 1000; i++) {
+        tli_alloc_fail_at(i);
+        tl_status st = tl_model_save(m, path, NULL);
+        tli_alloc_fail_at(0);
+        if (st == TL_OK)
+            break;
+        ck_assert_msg(st == TL_ENOMEM, "allocation %ld: %s: %s", i, tl_status_str(st), tl_last_error());
+        ck_assert(th_file_equals(path, old, n));
+        ck_assert_uint_eq(th_dir_count_tmp(dir), 0);
+    }
+    ck_assert_int_gt(i, 2);
+    ck_assert_int_lt(i, 1000);
+    /* The model is still whole and usable. */
+    tl_model *r;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert(th_same_params(m, r));
+    fit(m, ds, 1, 0);
+    tl_model_free(r);
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    free(old);
+    free(path);
+}
+END_TEST
+
+/* Each reader arms the allocation failure `fail` itself, right around the
+ * call under test, so its own set-up allocates normally. */
+typedef tl_status (*read_fn)(const char *path, void *arg, long fail);
+
+static tl_status do_load(const char *path, void *arg, long fail)
+{
+    tl_model *m = (tl_model *)&m;
+    tli_alloc_fail_at(fail);
+    tl_status st = tl_model_load(&m, path);
+    tli_alloc_fail_at(0);
+    ck_assert(st == TL_OK ? m != NULL : m == NULL);
+    if (st == TL_OK)
+        ck_assert(th_same_params(m, arg));
+    tl_model_free(m);
+    return st;
+}
+
+static tl_status do_info(const char *path, void *arg, long fail)
+{
+    tl_checkpoint_info *info = (tl_checkpoint_info *)&info;
+    tli_alloc_fail_at(fail);
+    tl_status st = tl_checkpoint_info_read(&info, path);
+    tli_alloc_fail_at(0);
+    ck_assert(st == TL_OK ? info != NULL : info == NULL);
+    if (st == TL_OK)
+        ck_assert_uint_eq(tl_checkpoint_info_param_count(info), tl_model_param_count(arg));
+    tl_checkpoint_info_free(info);
+    return st;
+}
+
+static tl_status do_load_params(const char *path, void *arg, long fail)
+{
+    tl_model *dst = small_cnn(77);
+    size_t n0, n1;
+    float *before = th_all_params(dst, &n0);
+    tl_transfer_report *r = NULL;
+    tli_alloc_fail_at(fail);
+    tl_status st = tl_model_load_params(&r, dst, path, NULL);
+    tli_alloc_fail_at(0);
+    if (st == TL_OK) {
+        ck_assert(th_same_params(dst, arg));
+    } else {
+        float *after = th_all_params(dst, &n1);
+        ck_assert_int_eq(memcmp(before, after, n0 * sizeof(float)), 0);
+        free(after);
+    }
+    tl_transfer_report_free(r);
+    free(before);
+    tl_model_free(dst);
+    return st;
+}
+
+static void fail_each_allocation(read_fn fn, const char *path, void *arg)
+{
+    long i;
+    for (i = 1; i < 2000; i++) {
+        tl_status st = fn(path, arg, i);
+        if (st == TL_OK)
+            break;
+        ck_assert_msg(st == TL_ENOMEM, "allocation %ld: %s: %s", i, tl_status_str(st), tl_last_error());
+    }
+    ck_assert_int_gt(i, 2);
+    ck_assert_int_lt(i, 2000);
+}
+
+START_TEST(every_allocation_failure_in_load)
+{
+    tl_model *m = small_cnn(12);
+    tl_dataset *ds = th_quadrant_dataset(16, 12, 12, 1, 3);
+    compile_adam(m);
+    fit(m, ds, 1, 1);
+    char *path = th_join(dir, "m.tlm");
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    fail_each_allocation(do_load, path, m);
+    fail_each_allocation(do_info, path, m);
+    fail_each_allocation(do_load_params, path, m);
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    free(path);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("io");
+    TCase *rt = tcase_create("roundtrip");
+    tcase_add_checked_fixture(rt, setup, teardown);
+    tcase_add_test(rt, roundtrip_without_optimizer);
+    tcase_add_test(rt, roundtrip_with_adam_state_and_without);
+    tcase_add_test(rt, roundtrip_sgd_momentum_with_a_frozen_layer);
+    tcase_add_test(rt, resume_equals_uninterrupted);
+    tcase_add_test(rt, empty_model_roundtrip);
+    tcase_add_test(rt, compression_levels_and_options);
+    tcase_add_test(rt, info_describes_a_file_without_building_it);
+    tcase_add_test(rt, load_params_transfers_from_a_file);
+    suite_add_tcase(s, rt);
+    TCase *bad = tcase_create("corrupt");
+    tcase_add_checked_fixture(bad, setup, teardown);
+    tcase_add_test(bad, wrong_magic);
+    tcase_add_test(bad, unsupported_major_version);
+    tcase_add_test(bad, header_crc_mismatch);
+    tcase_add_test(bad, compressed_crc_mismatch);
+    tcase_add_test(bad, payload_crc_mismatch);
+    tcase_add_test(bad, cut_at_every_sixteenth);
+    tcase_add_test(bad, trailing_bytes);
+    tcase_add_test(bad, absurd_payload_size);
+    tcase_add_test(bad, absurd_layer_count);
+    tcase_add_test(bad, absurd_tensor_size);
+    tcase_add_test(bad, absurd_section_length);
+    tcase_add_test(bad, layer_parameters_larger_than_the_file);
+    tcase_add_test(bad, unknown_critical_section);
+    tcase_add_test(bad, newer_minor_version_is_read);
+    tcase_add_test(bad, unknown_layer_kind_and_activation);
+    tcase_add_test(bad, layers_that_cannot_follow_each_other);
+    tcase_add_test(bad, duplicate_names_and_bad_fields);
+    tcase_add_test(bad, missing_sections);
+    tcase_add_test(bad, invalid_zlib_stream_with_valid_crcs);
+    tcase_add_test(bad, not_a_file);
+    suite_add_tcase(s, bad);
+    TCase *atomic = tcase_create("atomic");
+    tcase_add_checked_fixture(atomic, setup, teardown);
+    tcase_add_test(atomic, save_into_a_missing_directory);
+    tcase_add_test(atomic, save_over_a_directory_leaves_it_and_no_temporary);
+    tcase_add_test(atomic, write_error_keeps_the_previous_file);
+    tcase_add_test(atomic, successful_save_replaces_the_file);
+    suite_add_tcase(s, atomic);
+    TCase *alloc = tcase_create("alloc");
+    tcase_add_checked_fixture(alloc, setup, teardown);
+    tcase_set_timeout(alloc, 600);
+    tcase_add_test(alloc, every_allocation_failure_in_save);
+    tcase_add_test(alloc, every_allocation_failure_in_load);
+    suite_add_tcase(s, alloc);
+    return th_run(s);
+}
