@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Run every workflow example on tiny generated data, as a user would.
+
+    test_examples.py TL_DATA_TOOL EXAMPLE...
+
+CIFAR-10 comes from tl-data-tool (the test suite's CIFAR writer); CIFAR-100
+and a Fashion-MNIST-shaped IDX set are written here, in the same formats as
+the real downloads. Each example must exit 0, print exactly the expected
+JSON lines with the expected keys, and write its model file; bad input must
+give a non-zero exit and a message that says what to do. Stdlib only.
+"""
+import gzip
+import io
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+RESULT_KEYS = {"example", "method", "accuracy", "loss", "epochs", "seconds", "images_per_second",
+               "batch", "lr", "seed", "threads"}
+DEMO_KEYS = RESULT_KEYS | {"test_accuracy", "train_seconds", "source_classes", "target_classes",
+                           "source_epochs", "target_epochs", "per_class", "data"}
+COMMON_FLAGS = ["--data", "--epochs", "--batch", "--lr", "--seed", "--threads", "--model", "--out",
+                "--json", "--help"]
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL: " + msg, file=sys.stderr)
+
+
+def run(exe, *args, expect=0):
+    """Run an example with one thread; check the exit status."""
+    p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
+    name = os.path.basename(exe)
+    ok = p.returncode == 0 if expect == 0 else p.returncode != 0
+    if not ok:
+        fail(f"{name} {' '.join(args)}: exit {p.returncode}, expected {'0' if expect == 0 else 'non-zero'}\n"
+             f"--- stdout\n{p.stdout}--- stderr\n{p.stderr}")
+    return p
+
+
+def json_lines(p, name, methods, keys):
+    """stdout must be exactly one JSON object per expected method."""
+    lines = p.stdout.splitlines()
+    if len(lines) != len(methods):
+        fail(f"{name}: {len(lines)} stdout lines, expected {len(methods)}:\n{p.stdout}")
+        return []
+    out = []
+    for line, method in zip(lines, methods):
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            fail(f"{name}: not JSON ({e}): {line}")
+            continue
+        missing = keys - obj.keys()
+        if missing:
+            fail(f"{name}: JSON line lacks {sorted(missing)}: {line}")
+        if obj.get("method") != method:
+            fail(f"{name}: method {obj.get('method')!r}, expected {method!r}")
+        acc = obj.get("accuracy")
+        if not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+            fail(f"{name}: accuracy {acc!r} is not in [0, 1]")
+        out.append(obj)
+    return out
+
+
+def model_file(path, who):
+    if not os.path.isfile(path) or os.path.getsize(path) < 64:
+        fail(f"{who}: model file {path} was not written")
+
+
+# ---- data in the download formats --------------------------------------------
+
+def cifar100_archive(path, train, test):
+    """cifar-100-binary.tar.gz: records of coarse byte, fine byte, 3072 pixels."""
+    def records(n, salt):
+        out = bytearray()
+        for i in range(n):
+            fine = (i * 7 + salt) % 100
+            out += bytes([fine // 5, fine]) + bytes((i * 31 + p * 7 + salt) % 256 for p in range(3072))
+        return bytes(out)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in (("train.bin", records(train, 1)), ("test.bin", records(test, 2)),
+                           ("fine_label_names.txt", b"apple\n")):
+            info = tarfile.TarInfo("cifar-100-binary/" + name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def idx_set(directory, prefix, n):
+    """MNIST-layout IDX files: class k has a bright band in rows 2k..2k+2."""
+    labels = bytes(i % 10 for i in range(n))
+    pixels = bytearray()
+    for i, k in enumerate(labels):
+        for r in range(28):
+            for c in range(28):
+                bright = 2 * k <= r < 2 * k + 3
+                pixels.append(200 if bright else (i * 13 + r * 5 + c) % 60)
+    with gzip.open(os.path.join(directory, prefix + "-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, n, 28, 28) + bytes(pixels))
+    with gzip.open(os.path.join(directory, prefix + "-labels-idx1-ubyte.gz"), "wb") as f:
+        f.write(struct.pack(">II", 0x801, n) + labels)
+
+
+def main():
+    tool, exes = sys.argv[1], {os.path.basename(e): e for e in sys.argv[2:]}
+    tmp = tempfile.mkdtemp(prefix="tl-examples-")
+    j = lambda name: os.path.join(tmp, name)
+    fast = ["--epochs", "1", "--batch", "32", "--threads", "1"]
+
+    subprocess.run([tool, "gen-cifar10", j("cifar-10-binary.tar.gz"), "64"], check=True, capture_output=True)
+    cifar100_archive(j("cifar-100-binary.tar.gz"), 300, 100)
+    os.mkdir(j("fashion"))
+    idx_set(j("fashion"), "train", 400)
+    idx_set(j("fashion"), "t10k", 100)
+
+    # --help documents every common flag, in every example.
+    for name, exe in exes.items():
+        p = run(exe, "--help")
+        for flag in COMMON_FLAGS:
+            if flag not in p.stdout:
+                fail(f"{name} --help does not document {flag}")
+
+    # The document's workflow: train on CIFAR-10, save, transfer to CIFAR-100.
+    c10, c100, m = j("cifar-10-binary.tar.gz"), j("cifar-100-binary.tar.gz"), j("m.tlm")
+    p = run(exes["cifar10_train"], "--data", c10, *fast, "--out", m, "--json")
+    json_lines(p, "cifar10_train", ["train"], RESULT_KEYS)
+    model_file(m, "cifar10_train --out")
+    p = run(exes["cifar10_train"], "--data", c10, *fast, "--model", m, "--out", j("m2.tlm"), "--json")
+    json_lines(p, "cifar10_train --model (resume)", ["train"], RESULT_KEYS)
+    model_file(j("m2.tlm"), "cifar10_train --model --out")
+
+    p = run(exes["cifar100_transfer"], "--data", c100, "--model", m, *fast, "--out", j("t.tlm"), "--scratch",
+            "--json")
+    json_lines(p, "cifar100_transfer --scratch", ["param_transfer", "scratch"], RESULT_KEYS)
+    model_file(j("t.tlm"), "cifar100_transfer --out")
+    p = run(exes["feature_extractor"], "--data", c100, "--model", m, *fast, "--out", j("fe.tlm"), "--json")
+    json_lines(p, "feature_extractor", ["feature_extractor"], RESULT_KEYS)
+    model_file(j("fe.tlm"), "feature_extractor --out")
+    p = run(exes["structure_clone"], "--data", c100, "--model", m, *fast, "--out", j("sc.tlm"), "--json")
+    json_lines(p, "structure_clone", ["structure_clone"], RESULT_KEYS)
+    model_file(j("sc.tlm"), "structure_clone --out")
+
+    # The main job's program, on the tiny IDX set; then again from its saved source model.
+    demo = ["--data", j("fashion"), "--source-epochs", "1", "--target-epochs", "2", "--per-class", "5",
+            "--batch", "16", "--threads", "1", "--json"]
+    methods = ["scratch", "param_transfer", "feature_extractor", "structure_clone"]
+    p = run(exes["transfer_demo"], *demo, "--out", j("src.tlm"))
+    rows = json_lines(p, "transfer_demo", methods, DEMO_KEYS)
+    model_file(j("src.tlm"), "transfer_demo --out")
+    if rows and rows[0].get("per_class") != 5:
+        fail(f"transfer_demo: per_class {rows[0].get('per_class')!r}, expected 5")
+    p = run(exes["transfer_demo"], *demo, "--model", j("src.tlm"), "--source-classes", "0,1,2", "--target-classes",
+            "3,4,5,6")
+    json_lines(p, "transfer_demo --model", methods, DEMO_KEYS)
+
+    # Missing data: a non-zero exit, the path looked for, and where to get the data.
+    p = run(exes["cifar10_train"], "--data", j("nowhere/cifar-10-binary.tar.gz"), *fast, "--out", "", expect=1)
+    for needle in ("nowhere/cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html",
+                   "cifar-10-binary.tar.gz"):
+        if needle not in p.stderr:
+            fail(f"cifar10_train with missing data: message lacks {needle!r}:\n{p.stderr}")
+    os.mkdir(j("empty"))
+    for name in ("cifar100_transfer", "feature_extractor", "structure_clone"):
+        p = run(exes[name], "--data", j("empty"), "--model", m, *fast, expect=1)
+        for needle in ("cifar-100-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html", j("empty")):
+            if needle not in p.stderr:
+                fail(f"{name} with missing data: message lacks {needle!r}:\n{p.stderr}")
+        p = run(exes[name], "--data", c100, "--model", j("missing.tlm"), *fast, expect=1)
+        if "missing.tlm" not in p.stderr:
+            fail(f"{name} with a missing model file: message lacks the file name:\n{p.stderr}")
+    p = run(exes["transfer_demo"], "--data", j("no-fashion"), expect=1)
+    if "dataset-fashion-mnist" not in p.stderr or "no-fashion" not in p.stderr:
+        fail(f"transfer_demo with missing data: unhelpful message:\n{p.stderr}")
+
+    # A damaged model file is refused with libtl's status and sentence.
+    with open(m, "rb") as f:
+        head = f.read(200)
+    with open(j("cut.tlm"), "wb") as f:
+        f.write(head)
+    p = run(exes["cifar100_transfer"], "--data", c100, "--model", j("cut.tlm"), *fast, expect=1)
+    if "TL_E" not in p.stderr or "cut.tlm" not in p.stderr:
+        fail(f"cifar100_transfer with a truncated model: message lacks the status or file:\n{p.stderr}")
+
+    # Bad flags: exit 2 and a message naming the flag.
+    for args, needle in ((["--epochs", "abc"], "--epochs"), (["--epochs", "-1"], "--epochs"),
+                         (["--lr", "0"], "--lr"), (["--batch", "0"], "--batch"), (["--threads"], "--threads"),
+                         (["--seed", "99999999999999999999999"], "--seed"), (["--bogus"], "--bogus"),
+                         (["--source-classes", "1,1"], "--source-classes"), (["--per-class", "x"], "--per-class")):
+        p = run(exes["transfer_demo"], *args, expect=1)
+        if p.returncode != 2 or needle not in p.stderr:
+            fail(f"transfer_demo {' '.join(args)}: exit {p.returncode}, stderr {p.stderr!r}")
+
+    if failures:
+        print(f"{len(failures)} failure(s); files kept in {tmp}", file=sys.stderr)
+        return 1
+    shutil.rmtree(tmp)
+    print("all examples passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
