@@ -330,6 +330,10 @@ START_TEST(bias_act_forward_by_hand)
     float big[3] = {1e30f, -1e30f, 0.0f};
     tli_bias_act_forward(1, big, NULL, 1, 3, TL_ACT_SOFTMAX);
     ck_assert(big[0] == 1.0f && big[1] == 0.0f && big[2] == 0.0f);
+    /* ReLU keeps NaN (Keras and PyTorch do): it must reach the loss. */
+    float nanv[3] = {NAN, -1.0f, 2.0f};
+    tli_bias_act_forward(1, nanv, NULL, 1, 3, TL_ACT_RELU);
+    ck_assert(isnan(nanv[0]) && nanv[1] == 0.0f && nanv[2] == 2.0f);
     /* Saturated sigmoid and tanh. */
     float sat[2] = {-200.0f, 200.0f};
     tli_bias_act_forward(1, sat, NULL, 1, 2, TL_ACT_SIGMOID);

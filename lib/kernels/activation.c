@@ -31,8 +31,10 @@ static void bias_act_row(float *v, const float *bias, size_t n, tl_activation ac
             v[i] += bias[i];
     switch (act) {
     case TL_ACT_RELU:
+        /* NaN stays NaN (as in Keras and PyTorch), so that a non-finite
+         * input reaches the loss instead of turning into 0. */
         for (size_t i = 0; i < n; i++)
-            v[i] = v[i] > 0.0f ? v[i] : 0.0f;
+            v[i] = v[i] < 0.0f ? 0.0f : v[i];
         break;
     case TL_ACT_SIGMOID:
         for (size_t i = 0; i < n; i++)

@@ -59,8 +59,8 @@ TLI_INLINE void fwd_block(const tli_direct_geom *g, const float *img, const floa
         __m512 bv = bias ? _mm512_loadu_ps(bias + f0 + 16 * v) : zero;
         for (int r = 0; r < RB; r++) {
             __m512 o = _mm512_add_ps(acc[r][v], bv);
-            if (relu)
-                o = _mm512_max_ps(o, zero);
+            if (relu) /* max_ps returns its second operand on NaN: keep NaN */
+                o = _mm512_max_ps(zero, o);
             _mm512_storeu_ps(y + (p0 + r) * n + f0 + 16 * v, o);
         }
     }
