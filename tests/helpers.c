@@ -77,6 +77,44 @@ tl_dataset *th_quadrant_dataset(size_t n, uint32_t h, uint32_t w, uint32_t c, ui
     return ds;
 }
 
+void th_spot_data(float **images, int32_t **labels, size_t n, uint32_t h, uint32_t w, uint32_t c, float noise,
+                  float contrast, uint64_t seed)
+{
+    size_t ex = (size_t)h * w * c;
+    float *x = malloc(n * ex * sizeof *x);
+    int32_t *y = malloc(n * sizeof *y);
+    uint64_t s = seed;
+    const uint32_t sh = h / 4 ? h / 4 : 1, sw = w / 4 ? w / 4 : 1;
+    th_fill_uniform(x, n * ex, 0.0f, noise, seed ^ 0x5eedULL);
+    for (size_t i = 0; i < n; i++) {
+        int k = (int)(next_u64(&s) % 4);
+        y[i] = k;
+        /* Top-left corner anywhere the spot fits inside the quadrant. */
+        uint32_t h0 = (k / 2) * (h / 2) + (uint32_t)(next_u64(&s) % (h / 2 - sh + 1));
+        uint32_t w0 = (k % 2) * (w / 2) + (uint32_t)(next_u64(&s) % (w / 2 - sw + 1));
+        for (uint32_t r = h0; r < h0 + sh; r++)
+            for (uint32_t q = w0; q < w0 + sw; q++)
+                for (uint32_t ch = 0; ch < c; ch++)
+                    x[i * ex + ((size_t)r * w + q) * c + ch] += contrast;
+    }
+    *images = x;
+    *labels = y;
+}
+
+tl_dataset *th_spot_dataset(size_t n, uint32_t h, uint32_t w, uint32_t c, float noise, float contrast,
+                            uint64_t seed)
+{
+    float *x;
+    int32_t *y;
+    tl_dataset *ds = NULL;
+    th_spot_data(&x, &y, n, h, w, c, noise, contrast, seed);
+    if (tl_dataset_create(&ds, x, y, n, h, w, c, 4, TL_DATA_COPY) != TL_OK)
+        fprintf(stderr, "th_spot_dataset: %s\n", tl_last_error());
+    free(x);
+    free(y);
+    return ds;
+}
+
 int th_run(Suite *s)
 {
     SRunner *sr = srunner_create(s);

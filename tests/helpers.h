@@ -48,6 +48,17 @@ void th_quadrant_data(float **images, int32_t **labels, size_t n, uint32_t h, ui
 /* A dataset built from th_quadrant_data (copied). */
 tl_dataset *th_quadrant_dataset(size_t n, uint32_t h, uint32_t w, uint32_t c, uint64_t seed);
 
+/* A harder version of the quadrant task: n examples whose class k is the
+ * quadrant holding a square spot of side h/4 x w/4 (at a random place
+ * inside that quadrant) brighter by `contrast`, on uniform noise in
+ * [0, noise). Caller frees both with free(). */
+void th_spot_data(float **images, int32_t **labels, size_t n, uint32_t h, uint32_t w, uint32_t c, float noise,
+                  float contrast, uint64_t seed);
+
+/* A dataset built from th_spot_data (copied). */
+tl_dataset *th_spot_dataset(size_t n, uint32_t h, uint32_t w, uint32_t c, float noise, float contrast,
+                            uint64_t seed);
+
 /* Deterministic uniform floats in [lo, hi) from a seed (test data only). */
 void th_fill_uniform(float *v, size_t n, float lo, float hi, uint64_t seed);
 
