@@ -193,6 +193,94 @@ TL_API tl_status tl_checkpoint_info_layer_dense(tl_dense_options *out, const tl_
  */
 TL_API tl_status tl_checkpoint_info_summary_write(const tl_checkpoint_info *info, tl_write_fn write, void *payload);
 
+/* ---- safetensors ------------------------------------------------------------ */
+
+/**
+ * How parameter tensors are laid out in a safetensors file. There is no
+ * default and no guessing: a square dense kernel looks the same either way.
+ */
+typedef enum tl_tensor_layout {
+    /** Keras / TensorFlow, and libtl itself: conv2d kernel (kh, kw, in, out),
+     *  dense kernel (in, out), biases (n). Names `<layer>.kernel`, `<layer>.bias`. */
+    TL_LAYOUT_KERAS = 1,
+    /** PyTorch: conv2d weight (out, in, kh, kw), dense (Linear) weight
+     *  (out, in), biases (n). Names `<layer>.weight`, `<layer>.bias`. A dense
+     *  layer right after a flatten of an (h, w, c) tensor also has its input
+     *  rows reordered between PyTorch's (c, h, w) flatten order and libtl's
+     *  (h, w, c) one, unless tl_safetensors_options.permute_flatten is 0. */
+    TL_LAYOUT_PYTORCH = 2
+} tl_tensor_layout;
+
+/**
+ * Options of tl_model_save_safetensors() and tl_model_load_safetensors().
+ * Fill with TL_SAFETENSORS_OPTIONS_INIT or tl_safetensors_options_init().
+ *
+ * Names: libtl calls a tensor `<layer name>.kernel` (also accepted as
+ * `<layer name>.weight`) or `<layer name>.bias`. `rename` maps other names
+ * onto these: `rename_count` pairs of strings, {file name, libtl name},
+ * e.g. {"features.0.weight", "conv2d.kernel", "features.0.bias",
+ * "conv2d.bias", "classifier.weight", "dense.kernel"}. Loading looks file
+ * names up in the first column; saving writes the first column for the
+ * libtl names of the second. Names not in the map are used as they are.
+ */
+typedef struct tl_safetensors_options {
+    unsigned int version;      /**< TL_SAFETENSORS_OPTIONS_VERSION */
+    tl_transfer_policy policy; /**< load: TL_TRANSFER_STRICT (default: every tensor of the file and every
+                                    parameter of the model must pair up, or nothing is loaded) or
+                                    TL_TRANSFER_LENIENT (load what pairs up, report the rest) */
+    const char *const *rename; /**< 2 * rename_count strings, or NULL */
+    size_t rename_count;
+    int permute_flatten;       /**< TL_LAYOUT_PYTORCH only: non-zero (default) reorders a dense kernel after
+                                    a flatten between (c, h, w) and (h, w, c) input order; 0 when the
+                                    PyTorch model already flattened channels-last */
+} tl_safetensors_options;
+#define TL_SAFETENSORS_OPTIONS_VERSION 1
+#define TL_SAFETENSORS_OPTIONS_INIT { TL_SAFETENSORS_OPTIONS_VERSION, TL_TRANSFER_STRICT, NULL, 0, 1 }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
+TL_API tl_status tl_safetensors_options_init(tl_safetensors_options *opts, unsigned int version);
+
+/**
+ * Export every parameter of `model` to a safetensors file as F32 tensors in
+ * `layout`, named as described at tl_safetensors_options (after `rename`),
+ * in layer order. `__metadata__` carries "libtl.version", "libtl.layout"
+ * ("keras" or "pytorch") and "libtl.architecture" (a JSON description of
+ * the layers, see docs/format-safetensors.md). The header is padded with
+ * spaces so the data start at a multiple of 8 bytes. Atomic, as
+ * tl_model_save(). `opts` NULL means the defaults.
+ * Errors: TL_EINVAL (NULL, unknown layout, a rename entry NULL, or two
+ * tensors ending up with the same name), TL_EVERSION, TL_EIO, TL_ENOMEM.
+ */
+TL_API tl_status tl_model_save_safetensors(const tl_model *model, const char *path, tl_tensor_layout layout,
+                                           const tl_safetensors_options *opts);
+
+/**
+ * Load parameters from a safetensors file into `model`, tensor by tensor,
+ * matched by name (after `rename`). F32 tensors are copied; F16 and BF16
+ * are converted to F32 exactly. Each tensor's shape must be the one
+ * `layout` gives for its destination parameter; a shape that fits neither
+ * is reported naming the tensor (TL_ESHAPE under the strict policy).
+ * The report has one entry per tensor of the file, in file order
+ * (src = tensor name, cut to TL_MAX_NAME bytes; src index = position in the
+ * header; dst = layer): TL_TRANSFER_COPIED, TL_TRANSFER_NO_DESTINATION (an
+ * unexpected tensor: no such layer or parameter), TL_TRANSFER_SHAPE_DIFFERS
+ * (wrong shape or an unsupported dtype); then one TL_TRANSFER_NOT_IN_SOURCE
+ * entry per parameter of the model that no tensor fills (missing).
+ * Strict: any such problem fails the call (TL_ESHAPE for a shape or dtype,
+ * TL_ENOTFOUND for an unexpected or missing tensor) and `model` is
+ * unchanged. Lenient: what pairs up is copied. On every error `model` is
+ * unchanged; optimizer state, trainable flags and lr scales are kept.
+ * `out_report` may be NULL; otherwise it receives the report (caller frees
+ * it), also on TL_ESHAPE and TL_ENOTFOUND.
+ * Errors: TL_EINVAL (NULL, unknown layout or policy, a rename entry NULL,
+ * two tensors naming the same parameter), TL_EVERSION, TL_ENOTFOUND (no such
+ * file), TL_EIO, TL_EFORMAT (the header breaks the format or JSON, offsets
+ * overlap, leave holes or pass the end), TL_ETRUNCATED, TL_ETOOBIG (header
+ * over 100,000,000 bytes, nesting deeper than 16, a size overflows),
+ * TL_ESHAPE, TL_ENOMEM.
+ */
+TL_API tl_status tl_model_load_safetensors(tl_transfer_report **out_report, tl_model *model, const char *path,
+                                           tl_tensor_layout layout, const tl_safetensors_options *opts);
+
 #ifdef __cplusplus
 }
 #endif

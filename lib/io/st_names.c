@@ -1,0 +1,99 @@
+/*
+ * st_names.c - tensor names in safetensors files: libtl's own
+ * ("<layer>.kernel", "<layer>.weight", "<layer>.bias"), and the caller's
+ * rename map of {file name, libtl name} pairs.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+tl_status tl_safetensors_options_init(tl_safetensors_options *opts, unsigned int version)
+{
+    if (opts == NULL)
+        return tli_error(TL_EINVAL, "tl_safetensors_options_init: opts is NULL");
+    if (version == 0 || version > TL_SAFETENSORS_OPTIONS_VERSION)
+        return tli_error(TL_EVERSION,
+                         "tl_safetensors_options_init: version %u is not supported (this libtl knows 1..%u)", version,
+                         TL_SAFETENSORS_OPTIONS_VERSION);
+    tl_safetensors_options d = TL_SAFETENSORS_OPTIONS_INIT;
+    *opts = d;
+    return TL_OK;
+}
+
+tl_status tli_st_options(tl_safetensors_options *o, const tl_safetensors_options *opts, tl_tensor_layout layout,
+                         const char *fn)
+{
+    tl_safetensors_options d = TL_SAFETENSORS_OPTIONS_INIT;
+    if (opts) {
+        if (opts->version == 0 || opts->version > TL_SAFETENSORS_OPTIONS_VERSION)
+            return tli_error(TL_EVERSION,
+                             "%s: tl_safetensors_options version %u is not supported (this libtl knows 1..%u)", fn,
+                             opts->version, TL_SAFETENSORS_OPTIONS_VERSION);
+        d = *opts;
+    }
+    if (layout != TL_LAYOUT_KERAS && layout != TL_LAYOUT_PYTORCH)
+        return tli_error(TL_EINVAL, "%s: unknown layout %d (TL_LAYOUT_KERAS or TL_LAYOUT_PYTORCH; there is no default)",
+                         fn, (int)layout);
+    if (d.policy != TL_TRANSFER_STRICT && d.policy != TL_TRANSFER_LENIENT)
+        return tli_error(TL_EINVAL, "%s: unknown policy %d", fn, (int)d.policy);
+    if (d.rename_count && d.rename == NULL)
+        return tli_error(TL_EINVAL, "%s: rename is NULL but rename_count is %zu", fn, d.rename_count);
+    for (size_t i = 0; i < 2 * d.rename_count; i++)
+        if (d.rename[i] == NULL)
+            return tli_error(TL_EINVAL, "%s: rename entry %zu (%s name of pair %zu) is NULL", fn, i,
+                             i % 2 ? "libtl" : "file", i / 2);
+    *o = d;
+    return TL_OK;
+}
+
+const char *tli_st_to_libtl(const tl_safetensors_options *o, const char *file_name)
+{
+    for (size_t i = 0; i < o->rename_count; i++)
+        if (strcmp(o->rename[2 * i], file_name) == 0)
+            return o->rename[2 * i + 1];
+    return file_name;
+}
+
+/* Does `name` equal "<layer>.<suffix>"? */
+static bool is_name(const char *name, const char *layer, const char *suffix)
+{
+    size_t n = strlen(layer);
+    return strncmp(name, layer, n) == 0 && name[n] == '.' && strcmp(name + n + 1, suffix) == 0;
+}
+
+const char *tli_st_to_file(const tl_safetensors_options *o, const tl_layer *l, size_t p, tl_tensor_layout layout,
+                           char *buf, size_t cap)
+{
+    const char *pname = l->params[p].name;
+    for (size_t i = 0; i < o->rename_count; i++) {
+        const char *lib = o->rename[2 * i + 1];
+        if (is_name(lib, l->name, pname) || (p == 0 && is_name(lib, l->name, "weight")))
+            return o->rename[2 * i];
+    }
+    snprintf(buf, cap, "%s.%s", l->name, p == 0 && layout == TL_LAYOUT_PYTORCH ? "weight" : pname);
+    return buf;
+}
+
+bool tli_st_resolve(const tl_model *m, const char *name, tl_layer **layer, size_t *param)
+{
+    const char *dot = strrchr(name, '.');
+    if (dot == NULL || (size_t)(dot - name) > TL_MAX_NAME)
+        return false;
+    size_t p;
+    if (strcmp(dot + 1, "kernel") == 0 || strcmp(dot + 1, "weight") == 0)
+        p = 0;
+    else if (strcmp(dot + 1, "bias") == 0)
+        p = 1;
+    else
+        return false;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        tl_layer *l = m->layers[i];
+        if (strncmp(l->name, name, (size_t)(dot - name)) == 0 && l->name[dot - name] == '\0' && p < l->nparams) {
+            *layer = l;
+            *param = p;
+            return true;
+        }
+    }
+    return false;
+}
