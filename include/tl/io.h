@@ -59,7 +59,9 @@ typedef struct tl_save_options {
     int include_optimizer; /**< non-zero (default): when the model is compiled, save the optimizer (kind,
                                 hyper-parameters, step count), the loss and every per-parameter state
                                 array, so training resumes exactly; 0: the loaded model is not compiled */
-    int compression_level; /**< zlib level 0 (stored) .. 9 (smallest); default 6 */
+    int compression_level; /**< zlib level 0 (stored) .. 9; default 6. Up to 6 libtl deflates with run-length
+                                matches only (float data hardly repeat: nearly the size of a full search, about
+                                twice as fast); 7..9 search fully */
 } tl_save_options;
 #define TL_SAVE_OPTIONS_VERSION 1
 #define TL_SAVE_OPTIONS_INIT { TL_SAVE_OPTIONS_VERSION, 1, 6 }
