@@ -14,8 +14,11 @@
  * Saving is atomic: the file is written as `<path>.tmp-XXXXXX` in the same
  * directory, flushed to disk (fsync) and renamed over `path`, and the
  * directory is flushed too. On any failure the temporary file is removed and
- * a previous file at `path` is left exactly as it was. The new file gets the
- * permissions fopen() would give (0666 less the umask).
+ * a previous file at `path` is left exactly as it was - except when only the
+ * last step, flushing the directory after the rename, fails (TL_EIO; the
+ * message says the file was written). The new file gets the permissions
+ * fopen() would give (0666 less the umask); a symbolic link at `path` is
+ * replaced, not followed.
  *
  * Every reader treats its file as hostile: sizes are checked before they are
  * used, and a corrupt or truncated file is an error naming the file and the
