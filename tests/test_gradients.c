@@ -218,6 +218,9 @@ START_TEST(layer_gradients)
         dx[i] = NAN;
     l->ops->backward(l, &c.ex, x, l->out, dy, dx, l->act, true);
 
+    /* The numerical side runs on one thread: only the analytical side is
+     * about the thread count, and many tiny parallel regions are slow. */
+    c.ex.threads = 1;
     char what[160];
     double *num = malloc(in * sizeof *num);
     for (size_t p = 0; p < l->nparams; p++) {
@@ -280,12 +283,14 @@ typedef struct model_ctx {
     const float *targets;
 } model_ctx;
 
-/* Mean loss of the batch, as training computes it. */
+/* Mean loss of the batch, as training computes it (on one thread: only
+ * the analytical side is about the thread count). */
 static double model_objective(void *p)
 {
     model_ctx *c = p;
     const bool logits = tli_loss_takes_logits(c->m);
     tli_exec ex = tli_exec_for(c->m, MBATCH, true);
+    ex.threads = 1;
     const float *y = tli_forward(c->m, &ex, c->x, logits);
     tli_loss_result r;
     size_t bad;
