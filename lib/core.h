@@ -60,6 +60,16 @@ static inline bool tli_add_ok(size_t a, size_t b, size_t *out)
     return !__builtin_add_overflow(a, b, out);
 }
 
+/* a * b, or UINT64_MAX when it does not fit: a product of three or more
+ * 32-bit sizes (h * w * c, kh * kw * in * out) can pass 2^64 and wrap to a
+ * small number, so such products saturate and are then compared against a
+ * limit. */
+static inline uint64_t tli_mul_sat(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
 /* Number of online CPUs (at least 1). */
 uint32_t tli_cpu_count(void);
 

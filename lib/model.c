@@ -14,7 +14,7 @@ tl_status tl_model_create(tl_model **out, uint32_t height, uint32_t width, uint3
     if (height == 0 || width == 0 || channels == 0)
         return tli_error(TL_EINVAL, "tl_model_create: input shape (%u, %u, %u) has a zero dimension", height, width,
                          channels);
-    uint64_t in_size = (uint64_t)height * width * channels;
+    uint64_t in_size = tli_mul_sat(tli_mul_sat(height, width), channels);
     if (in_size > TLI_MAX_ELEMS)
         return tli_error(TL_ETOOBIG, "tl_model_create: input shape (%u, %u, %u) exceeds 2^31 values", height, width,
                          channels);

@@ -41,7 +41,7 @@ tl_status tl_dataset_create(tl_dataset **out, const float *images, const int32_t
     if (mode != TL_DATA_COPY && mode != TL_DATA_BORROW)
         return tli_error(TL_EINVAL, "%s: unknown mode %d", fn, (int)mode);
     size_t ex = (size_t)h * w * c, elems, bytes;
-    if ((uint64_t)h * w * c > (uint64_t)INT32_MAX || !tli_mul_ok(n, ex, &elems) ||
+    if (tli_mul_sat(tli_mul_sat(h, w), c) > (uint64_t)INT32_MAX || !tli_mul_ok(n, ex, &elems) ||
         !tli_mul_ok(elems, sizeof(float), &bytes) || n > (size_t)UINT32_MAX)
         return tli_error(TL_ETOOBIG, "%s: %zu examples of (%u, %u, %u) are too many values", fn, n, h, w, c);
     for (size_t i = 0; i < n; i++)

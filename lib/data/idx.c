@@ -87,7 +87,7 @@ static tl_status read_pair(idx_file *fi, idx_file *fl, uint32_t classes, float *
 {
     const char *ipath = tli_stream_path(fi->s), *lpath = tli_stream_path(fl->s);
     const uint32_t n = fi->dims[0], h = fi->dims[1], w = fi->dims[2], c = fi->ndim == 4 ? fi->dims[3] : 1;
-    const uint64_t ex = (uint64_t)h * w * c;
+    const uint64_t ex = tli_mul_sat(tli_mul_sat(h, w), c);
     size_t elems, bytes;
     char what[160];
     if (ex > (uint64_t)INT32_MAX)

@@ -34,8 +34,8 @@ static tl_status conv_build(tl_layer *l)
         return tli_error(TL_ESHAPE,
                          "layer '%s' (conv2d, index %zu): kernel %ux%u is larger than its input %s with valid padding",
                          l->name, l->index, c->k_h, c->k_w, tli_shape_str(&l->in_shape, sb, sizeof sb));
-    uint64_t out = (uint64_t)g->out_h * g->out_w * c->filters;
-    uint64_t kernel = (uint64_t)c->k_h * c->k_w * g->in_c * c->filters;
+    uint64_t out = tli_mul_sat(tli_mul_sat(g->out_h, g->out_w), c->filters);
+    uint64_t kernel = tli_mul_sat(tli_mul_sat(tli_mul_sat(c->k_h, c->k_w), g->in_c), c->filters);
     if (out > TLI_MAX_ELEMS || kernel > TLI_MAX_ELEMS)
         return tli_error(TL_ETOOBIG, "layer '%s' (conv2d, index %zu): output or kernel exceeds 2^31 values", l->name,
                          l->index);
