@@ -26,20 +26,61 @@ typedef struct batch_src {
     const float *x;
     const int32_t *labels;
     const float *targets;
+    /* Which examples these are, for messages: row r is example idx[r] of
+     * `origin` (idx NULL: example base + r). */
+    const uint32_t *idx;
+    size_t base;
+    const char *origin;
 } batch_src;
 
-/* The first layer whose parameter gradient is not finite, or NULL. */
-static const tl_layer *nonfinite_grad(const tl_model *m)
+/* The layer where a non-finite parameter gradient first appeared, or NULL;
+ * *affected counts the layers with one. Backward runs from the last layer
+ * down and an infinity or NaN spreads to every layer below it, so the
+ * highest such layer is where it started: the one worth naming. */
+static const tl_layer *nonfinite_grad(const tl_model *m, size_t *affected)
 {
-    for (size_t i = 0; i < m->nlayers; i++) {
+    const tl_layer *first = NULL;
+    *affected = 0;
+    for (size_t i = m->nlayers; i-- > 0;) {
         const tl_layer *l = m->layers[i];
         if (!tli_layer_learns(l))
             continue;
         for (size_t p = 0; p < l->nparams; p++)
-            if (!tli_all_finite(l->params[p].grad, l->params[p].count))
-                return l;
+            if (!tli_all_finite(l->params[p].grad, l->params[p].count)) {
+                if (first == NULL)
+                    first = l;
+                ++*affected;
+                break;
+            }
     }
-    return NULL;
+    return first;
+}
+
+/* After a non-finite loss or gradient: when the batch itself holds a NaN or
+ * an infinity, that, not the layer it reached, is what the user must fix.
+ * Writes ": example E of ORIGIN has ..." into buf, or "" when the batch is
+ * finite. Only runs after a fault, so the normal path does not pay for
+ * the scan. */
+static const char *nonfinite_cause(char *buf, size_t cap, const tl_model *m, const batch_src *src, size_t n)
+{
+    buf[0] = '\0';
+    const size_t width = tli_model_out_size(m);
+    for (size_t r = 0; r < n; r++) {
+        const float *x = src->x + r * m->in_size;
+        const float *t = src->targets ? src->targets + r * width : NULL;
+        bool in_bad = !tli_all_finite(x, m->in_size), t_bad = t && !tli_all_finite(t, width);
+        if (!in_bad && !t_bad)
+            continue;
+        const float *v = in_bad ? x : t;
+        size_t len = in_bad ? m->in_size : width, at = 0;
+        while (at < len && isfinite(v[at]))
+            at++;
+        snprintf(buf, cap, ": example %zu of %s has a non-finite %s value (%g, value %zu of %zu)",
+                 src->idx ? (size_t)src->idx[r] : src->base + r, src->origin, in_bad ? "input" : "target",
+                 (double)v[at], at, len);
+        break;
+    }
+    return buf;
 }
 
 /* Forward, loss, and - when training - backward and update, for n examples.
@@ -60,15 +101,21 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
     if (!ok)
         return tli_error(TL_ERANGE, "%s: label %d of example %zu is outside the model's %zu outputs", where,
                          labels[bad], bad, width);
+    char cause[256];
     if (!isfinite(res->loss_sum))
-        return tli_error(TL_ENUMERIC, "%s: the loss is not finite (%g)", where, res->loss_sum);
+        return tli_error(TL_ENUMERIC, "%s: the loss is not finite (%g)%s%s", where, res->loss_sum,
+                         nonfinite_cause(cause, sizeof cause, m, src, n), train ? "; no update was made" : "");
     if (!train)
         return TL_OK;
     tli_backward(m, &ex, src->x, logits);
-    const tl_layer *bad_layer = nonfinite_grad(m);
+    size_t affected;
+    const tl_layer *bad_layer = nonfinite_grad(m, &affected);
     if (bad_layer)
-        return tli_error(TL_ENUMERIC, "%s: the gradient of layer '%s' (index %zu) is not finite", where,
-                         bad_layer->name, bad_layer->index);
+        return tli_error(TL_ENUMERIC,
+                         "%s: the gradient of layer '%s' (index %zu) is not finite (the first in the backward "
+                         "pass; %zu layer%s affected)%s; no update was made",
+                         where, bad_layer->name, bad_layer->index, affected, affected == 1 ? "" : "s",
+                         nonfinite_cause(cause, sizeof cause, m, src, n));
     tli_optim_step(m);
     return TL_OK;
 }
@@ -136,7 +183,7 @@ static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const 
     for (size_t done = 0; done < ds->n; done += batch) {
         size_t b = ds->n - done < batch ? ds->n - done : batch;
         batch_src src = {ds->images + done * ds->example_size, ds->labels + done,
-                         targets ? targets + done * width : NULL};
+                         targets ? targets + done * width : NULL, NULL, done, "the data"};
         tli_loss_result r;
         snprintf(where, sizeof where, "%s: examples %zu..%zu", fn, done, done + b - 1);
         if ((st = run_batch(m, &src, b, false, &r, where)))
@@ -184,7 +231,7 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
         tli_error_prefix("%s", fn);
         return st;
     }
-    batch_src src = {inputs, labels, targets};
+    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs"};
     tli_loss_result r;
     if ((st = run_batch(m, &src, n, true, &r, fn)))
         return st;
@@ -218,7 +265,8 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
         for (size_t b = 0; b < batches; b++) {
             size_t lo = b * bs, cnt = n - lo < bs ? n - lo : bs;
             gather(m, ds, targets, idx + lo, cnt);
-            batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL};
+            batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL, idx + lo, 0,
+                             "the training data"};
             tli_loss_result r;
             snprintf(where, sizeof where, "%s: epoch %u, batch %zu of %zu", fn, e + 1, b + 1, batches);
             tl_status st = run_batch(m, &src, cnt, true, &r, where);
