@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "options.h"
 
 tl_status tl_model_create(tl_model **out, uint32_t height, uint32_t width, uint32_t channels, uint64_t seed)
 {
@@ -158,44 +159,43 @@ tl_status tli_model_append(tl_layer **out, tl_model *m, const tli_layer_ops *ops
     return TL_OK;
 }
 
-static tl_status check_version(unsigned int got, unsigned int current, const char *what, const char *fn)
-{
-    if (got == 0 || got > current)
-        return tli_error(TL_EVERSION, "%s: %s version %u is not supported (this libtl knows 1..%u; start from the _INIT macro)",
-                         fn, what, got, current);
-    return TL_OK;
-}
+TLI_OPTIONS_TYPE_V1(conv2d_type, tl_conv2d_options, TL_CONV2D_OPTIONS);
+TLI_OPTIONS_TYPE_V1(maxpool2d_type, tl_maxpool2d_options, TL_MAXPOOL2D_OPTIONS);
+TLI_OPTIONS_TYPE_V1(dense_type, tl_dense_options, TL_DENSE_OPTIONS);
 
-tl_status tl_model_add_conv2d(tl_layer **out, tl_model *m, const tl_conv2d_options *o)
+tl_status tl_model_add_conv2d(tl_layer **out, tl_model *m, const tl_conv2d_options *opts)
 {
     const char *fn = "tl_model_add_conv2d";
-    if (m == NULL || o == NULL)
+    if (m == NULL || opts == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
-    tl_status st = check_version(o->version, TL_CONV2D_OPTIONS_VERSION, "tl_conv2d_options", fn);
+    tl_conv2d_options d = TL_CONV2D_OPTIONS_INIT, *o = &d;
+    tl_status st = tli_options_read(&d, opts, &conv2d_type, fn);
     if (st)
         return st;
     tli_conv_cfg cfg = {o->filters, o->kernel_h, o->kernel_w, o->stride_h, o->stride_w, o->padding};
     return tli_model_append(out, m, &tli_conv2d_ops, &cfg, o->activation, o->use_bias, o->name, fn);
 }
 
-tl_status tl_model_add_maxpool2d(tl_layer **out, tl_model *m, const tl_maxpool2d_options *o)
+tl_status tl_model_add_maxpool2d(tl_layer **out, tl_model *m, const tl_maxpool2d_options *opts)
 {
     const char *fn = "tl_model_add_maxpool2d";
-    if (m == NULL || o == NULL)
+    if (m == NULL || opts == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
-    tl_status st = check_version(o->version, TL_MAXPOOL2D_OPTIONS_VERSION, "tl_maxpool2d_options", fn);
+    tl_maxpool2d_options d = TL_MAXPOOL2D_OPTIONS_INIT, *o = &d;
+    tl_status st = tli_options_read(&d, opts, &maxpool2d_type, fn);
     if (st)
         return st;
     tli_pool_cfg cfg = {o->pool_h, o->pool_w, o->stride_h, o->stride_w, o->padding};
     return tli_model_append(out, m, &tli_maxpool2d_ops, &cfg, TL_ACT_LINEAR, 0, o->name, fn);
 }
 
-tl_status tl_model_add_dense(tl_layer **out, tl_model *m, const tl_dense_options *o)
+tl_status tl_model_add_dense(tl_layer **out, tl_model *m, const tl_dense_options *opts)
 {
     const char *fn = "tl_model_add_dense";
-    if (m == NULL || o == NULL)
+    if (m == NULL || opts == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
-    tl_status st = check_version(o->version, TL_DENSE_OPTIONS_VERSION, "tl_dense_options", fn);
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT, *o = &d;
+    tl_status st = tli_options_read(&d, opts, &dense_type, fn);
     if (st)
         return st;
     tli_dense_cfg cfg = {o->units};
@@ -211,39 +211,20 @@ tl_status tl_model_add_flatten(tl_layer **out, tl_model *m, const char *name)
 
 tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_conv2d_options_init: opts is NULL");
-    tl_status st = check_version(version, TL_CONV2D_OPTIONS_VERSION, "tl_conv2d_options", "tl_conv2d_options_init");
-    if (st)
-        return st;
-    tl_conv2d_options d = TL_CONV2D_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_conv2d_options d = TL_CONV2D_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &conv2d_type, "tl_conv2d_options_init");
 }
 
 tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_maxpool2d_options_init: opts is NULL");
-    tl_status st =
-        check_version(version, TL_MAXPOOL2D_OPTIONS_VERSION, "tl_maxpool2d_options", "tl_maxpool2d_options_init");
-    if (st)
-        return st;
-    tl_maxpool2d_options d = TL_MAXPOOL2D_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_maxpool2d_options d = TL_MAXPOOL2D_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &maxpool2d_type, "tl_maxpool2d_options_init");
 }
 
 tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_dense_options_init: opts is NULL");
-    tl_status st = check_version(version, TL_DENSE_OPTIONS_VERSION, "tl_dense_options", "tl_dense_options_init");
-    if (st)
-        return st;
-    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &dense_type, "tl_dense_options_init");
 }
 
 tl_status tl_model_pop_layers(tl_model *m, size_t count)

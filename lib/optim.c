@@ -9,14 +9,10 @@
 #include <string.h>
 
 #include "model.h"
+#include "options.h"
 
-static tl_status check_version(unsigned int got, unsigned int current, const char *what, const char *fn)
-{
-    if (got == 0 || got > current)
-        return tli_error(TL_EVERSION, "%s: %s version %u is not supported (this libtl knows 1..%u)", fn, what, got,
-                         current);
-    return TL_OK;
-}
+TLI_OPTIONS_TYPE_V1(adam_type, tl_adam_options, TL_ADAM_OPTIONS);
+TLI_OPTIONS_TYPE_V1(sgd_type, tl_sgd_options, TL_SGD_OPTIONS);
 
 static bool finite_pos(float x)
 {
@@ -40,12 +36,9 @@ static tl_status create_adam(tl_optimizer **out, const tl_adam_options *opts, tl
         return tli_error(TL_EINVAL, "%s: out is NULL", fn);
     *out = NULL;
     tl_adam_options d = TL_ADAM_OPTIONS_INIT;
-    if (opts) {
-        tl_status st = check_version(opts->version, TL_ADAM_OPTIONS_VERSION, "tl_adam_options", fn);
-        if (st)
-            return st;
-        d = *opts;
-    }
+    tl_status read = tli_options_read(&d, opts, &adam_type, fn);
+    if (read)
+        return read;
     if (!finite_pos(d.learning_rate))
         return tli_error(TL_EINVAL, "%s: learning_rate %g must be finite and > 0", fn, (double)d.learning_rate);
     if (!(d.beta1 >= 0.0f && d.beta1 < 1.0f) || !(d.beta2 >= 0.0f && d.beta2 < 1.0f))
@@ -83,12 +76,9 @@ tl_status tl_optimizer_create_sgd(tl_optimizer **out, const tl_sgd_options *opts
         return tli_error(TL_EINVAL, "%s: out is NULL", fn);
     *out = NULL;
     tl_sgd_options d = TL_SGD_OPTIONS_INIT;
-    if (opts) {
-        tl_status st = check_version(opts->version, TL_SGD_OPTIONS_VERSION, "tl_sgd_options", fn);
-        if (st)
-            return st;
-        d = *opts;
-    }
+    tl_status read = tli_options_read(&d, opts, &sgd_type, fn);
+    if (read)
+        return read;
     if (!finite_pos(d.learning_rate))
         return tli_error(TL_EINVAL, "%s: learning_rate %g must be finite and > 0", fn, (double)d.learning_rate);
     if (!(d.momentum >= 0.0f && d.momentum < 1.0f))
@@ -107,26 +97,14 @@ tl_status tl_optimizer_create_sgd(tl_optimizer **out, const tl_sgd_options *opts
 
 tl_status tl_adam_options_init(tl_adam_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_adam_options_init: opts is NULL");
-    tl_status st = check_version(version, TL_ADAM_OPTIONS_VERSION, "tl_adam_options", "tl_adam_options_init");
-    if (st)
-        return st;
-    tl_adam_options d = TL_ADAM_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_adam_options d = TL_ADAM_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &adam_type, "tl_adam_options_init");
 }
 
 tl_status tl_sgd_options_init(tl_sgd_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_sgd_options_init: opts is NULL");
-    tl_status st = check_version(version, TL_SGD_OPTIONS_VERSION, "tl_sgd_options", "tl_sgd_options_init");
-    if (st)
-        return st;
-    tl_sgd_options d = TL_SGD_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_sgd_options d = TL_SGD_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &sgd_type, "tl_sgd_options_init");
 }
 
 void tl_optimizer_free(tl_optimizer *opt)

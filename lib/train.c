@@ -8,17 +8,14 @@
 
 #include "data/dataset.h"
 #include "model.h"
+#include "options.h"
+
+TLI_OPTIONS_TYPE_V1(fit_type, tl_fit_options, TL_FIT_OPTIONS);
 
 tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_fit_options_init: opts is NULL");
-    if (version == 0 || version > TL_FIT_OPTIONS_VERSION)
-        return tli_error(TL_EVERSION, "tl_fit_options_init: version %u is not supported (this libtl knows 1..%u)",
-                         version, TL_FIT_OPTIONS_VERSION);
-    tl_fit_options d = TL_FIT_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_fit_options d = TL_FIT_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &fit_type, "tl_fit_options_init");
 }
 
 /* Where a batch's targets come from: labels, or float rows of width k. */
@@ -310,12 +307,9 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
     if (m == NULL || train == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "training data" : "model");
     tl_fit_options o = TL_FIT_OPTIONS_INIT;
-    if (opts) {
-        if (opts->version == 0 || opts->version > TL_FIT_OPTIONS_VERSION)
-            return tli_error(TL_EVERSION, "%s: tl_fit_options version %u is not supported (this libtl knows 1..%u)",
-                             fn, opts->version, TL_FIT_OPTIONS_VERSION);
-        o = *opts;
-    }
+    tl_status read = tli_options_read(&o, opts, &fit_type, fn);
+    if (read)
+        return read;
     if (o.epochs == 0 || o.batch_size == 0)
         return tli_error(TL_EINVAL, "%s: epochs (%u) and batch_size (%u) must be > 0", fn, o.epochs, o.batch_size);
     if (o.on_nonfinite != TL_NONFINITE_STOP && o.on_nonfinite != TL_NONFINITE_SKIP)

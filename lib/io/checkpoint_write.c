@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "../options.h"
 #include "bytes.h"
 #include "checkpoint.h"
 #include "file.h"
@@ -15,16 +16,12 @@
 
 #define OUT_CHUNK 65536
 
+TLI_OPTIONS_TYPE_V1(save_type, tl_save_options, TL_SAVE_OPTIONS);
+
 tl_status tl_save_options_init(tl_save_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_save_options_init: opts is NULL");
-    if (version == 0 || version > TL_SAVE_OPTIONS_VERSION)
-        return tli_error(TL_EVERSION, "tl_save_options_init: version %u is not supported (this libtl knows 1..%u)",
-                         version, TL_SAVE_OPTIONS_VERSION);
-    tl_save_options d = TL_SAVE_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_save_options d = TL_SAVE_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &save_type, "tl_save_options_init");
 }
 
 typedef struct writer {
@@ -239,12 +236,9 @@ tl_status tl_model_save(const tl_model *m, const char *path, const tl_save_optio
     if (m == NULL || path == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "path" : "model");
     tl_save_options o = TL_SAVE_OPTIONS_INIT;
-    if (opts) {
-        if (opts->version == 0 || opts->version > TL_SAVE_OPTIONS_VERSION)
-            return tli_error(TL_EVERSION, "%s: tl_save_options version %u is not supported (this libtl knows 1..%u)",
-                             fn, opts->version, TL_SAVE_OPTIONS_VERSION);
-        o = *opts;
-    }
+    tl_status read = tli_options_read(&o, opts, &save_type, fn);
+    if (read)
+        return read;
     if (o.compression_level < 0 || o.compression_level > 9)
         return tli_error(TL_EINVAL, "%s: compression level %d is outside 0..9", fn, o.compression_level);
     if (m->nlayers > TLI_CKPT_MAX_LAYERS)

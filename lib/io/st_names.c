@@ -6,32 +6,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../options.h"
 #include "safetensors.h"
+
+TLI_OPTIONS_TYPE_V1(safetensors_type, tl_safetensors_options, TL_SAFETENSORS_OPTIONS);
 
 tl_status tl_safetensors_options_init(tl_safetensors_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_safetensors_options_init: opts is NULL");
-    if (version == 0 || version > TL_SAFETENSORS_OPTIONS_VERSION)
-        return tli_error(TL_EVERSION,
-                         "tl_safetensors_options_init: version %u is not supported (this libtl knows 1..%u)", version,
-                         TL_SAFETENSORS_OPTIONS_VERSION);
-    tl_safetensors_options d = TL_SAFETENSORS_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_safetensors_options d = TL_SAFETENSORS_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &safetensors_type, "tl_safetensors_options_init");
 }
 
 tl_status tli_st_options(tl_safetensors_options *o, const tl_safetensors_options *opts, tl_tensor_layout layout,
                          const char *fn)
 {
     tl_safetensors_options d = TL_SAFETENSORS_OPTIONS_INIT;
-    if (opts) {
-        if (opts->version == 0 || opts->version > TL_SAFETENSORS_OPTIONS_VERSION)
-            return tli_error(TL_EVERSION,
-                             "%s: tl_safetensors_options version %u is not supported (this libtl knows 1..%u)", fn,
-                             opts->version, TL_SAFETENSORS_OPTIONS_VERSION);
-        d = *opts;
-    }
+    tl_status read = tli_options_read(&d, opts, &safetensors_type, fn);
+    if (read)
+        return read;
     if (layout != TL_LAYOUT_KERAS && layout != TL_LAYOUT_PYTORCH)
         return tli_error(TL_EINVAL, "%s: unknown layout %d (TL_LAYOUT_KERAS or TL_LAYOUT_PYTORCH; there is no default)",
                          fn, (int)layout);

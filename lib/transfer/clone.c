@@ -6,6 +6,7 @@
  */
 #include <string.h>
 
+#include "../options.h"
 #include "transfer.h"
 
 tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const char *name, bool weights, const char *fn)
@@ -64,16 +65,12 @@ tl_status tl_model_copy(tl_model **out, const tl_model *src)
     return TL_OK;
 }
 
+TLI_OPTIONS_TYPE_V1(clone_type, tl_clone_options, TL_CLONE_OPTIONS);
+
 tl_status tl_clone_options_init(tl_clone_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_clone_options_init: opts is NULL");
-    if (version == 0 || version > TL_CLONE_OPTIONS_VERSION)
-        return tli_error(TL_EVERSION, "tl_clone_options_init: version %u is not supported (this libtl knows 1..%u)",
-                         version, TL_CLONE_OPTIONS_VERSION);
-    tl_clone_options d = TL_CLONE_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_clone_options d = TL_CLONE_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &clone_type, "tl_clone_options_init");
 }
 
 tl_status tl_model_clone_structure(tl_model **out, const tl_model *src, const tl_clone_options *opts)
@@ -83,12 +80,9 @@ tl_status tl_model_clone_structure(tl_model **out, const tl_model *src, const tl
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out ? "source model" : "out");
     *out = NULL;
     tl_clone_options o = TL_CLONE_OPTIONS_INIT;
-    if (opts) {
-        if (opts->version == 0 || opts->version > TL_CLONE_OPTIONS_VERSION)
-            return tli_error(TL_EVERSION, "%s: tl_clone_options version %u is not supported (this libtl knows 1..%u)",
-                             fn, opts->version, TL_CLONE_OPTIONS_VERSION);
-        o = *opts;
-    }
+    tl_status read = tli_options_read(&o, opts, &clone_type, fn);
+    if (read)
+        return read;
     if (o.drop_last > src->nlayers)
         return tli_error(TL_ERANGE, "%s: cannot drop %zu layers from a model with %zu", fn, o.drop_last,
                          src->nlayers);

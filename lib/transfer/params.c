@@ -7,18 +7,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../options.h"
 #include "transfer.h"
+
+TLI_OPTIONS_TYPE_V1(transfer_type, tl_transfer_options, TL_TRANSFER_OPTIONS);
 
 tl_status tl_transfer_options_init(tl_transfer_options *opts, unsigned int version)
 {
-    if (opts == NULL)
-        return tli_error(TL_EINVAL, "tl_transfer_options_init: opts is NULL");
-    if (version == 0 || version > TL_TRANSFER_OPTIONS_VERSION)
-        return tli_error(TL_EVERSION, "tl_transfer_options_init: version %u is not supported (this libtl knows 1..%u)",
-                         version, TL_TRANSFER_OPTIONS_VERSION);
-    tl_transfer_options d = TL_TRANSFER_OPTIONS_INIT;
-    *opts = d;
-    return TL_OK;
+    const tl_transfer_options d = TL_TRANSFER_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &transfer_type, "tl_transfer_options_init");
 }
 
 bool tli_layers_differ(const tl_layer *a, const tl_layer *b, tl_transfer_outcome *outcome, char *why, size_t cap)
@@ -107,12 +104,9 @@ tl_status tli_transfer_params(tl_transfer_report **out_report, tl_model *dst, co
     if (dst == src)
         return tli_error(TL_EINVAL, "%s: source and destination are the same model", fn);
     tl_transfer_options o = TL_TRANSFER_OPTIONS_INIT;
-    if (opts) {
-        if (opts->version == 0 || opts->version > TL_TRANSFER_OPTIONS_VERSION)
-            return tli_error(TL_EVERSION, "%s: tl_transfer_options version %u is not supported (this libtl knows 1..%u)",
-                             fn, opts->version, TL_TRANSFER_OPTIONS_VERSION);
-        o = *opts;
-    }
+    tl_status read = tli_options_read(&o, opts, &transfer_type, fn);
+    if (read)
+        return read;
     if (o.match != TL_MATCH_POSITION && o.match != TL_MATCH_NAME)
         return tli_error(TL_EINVAL, "%s: unknown match mode %d", fn, (int)o.match);
     if (o.policy != TL_TRANSFER_STRICT && o.policy != TL_TRANSFER_LENIENT)
