@@ -142,7 +142,10 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
     const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
     (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    /* Images are independent, so handing them out dynamically changes no
+     * result, and a thread that the OS pauses (a busy machine) does not
+     * hold the others up at the end of the loop. */
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
     for (long i = 0; i < (long)batch; i++)
         fwd_image(g, x + (size_t)i * in_img, w, bias, relu, y + (size_t)i * out_img);
 }
@@ -367,7 +370,7 @@ void tli_direct_input_grad_avx512(uint32_t threads, const tli_direct_geom *g, co
     const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
     (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
     for (long i = 0; i < (long)batch; i++)
         dx_image(g, dz + (size_t)i * out_img, wt, dxp + (size_t)i * in_img);
 }

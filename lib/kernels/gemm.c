@@ -82,6 +82,10 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
     tli_blas_init();
     /* The thread count travels with the call: BLIS's global setting belongs
      * to the host program. */
+    /* Below a few million multiply-adds (a small dense layer), BLIS's
+     * thread start-up and barriers cost more than a second core saves. */
+    if ((double)m * (double)n * (double)k < 4e6)
+        threads = 1;
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads((dim_t)(threads ? threads : 1), &rntm);
     if (m == 1 && k > 0) {
