@@ -80,6 +80,19 @@ static int on_epoch(const tl_progress *p, void *payload)
 }
 
 /*
+ * TL_TEST_REDUCED set (the sanitizer and valgrind runs, where one epoch
+ * takes a quarter of an hour): the same code on the first 6000 training
+ * and 2000 test images, held to a lower bar (measured 0.778, 0.787, 0.787
+ * with seeds 1-3); the counts and checksums above still cover every file
+ * in full.
+ */
+static int reduced(void)
+{
+    const char *v = getenv("TL_TEST_REDUCED");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+/*
  * One epoch of the seed CNN (Adam defaults, Keras' default batch of 32, one
  * thread) on inputs standardised with the training set's mean and
  * deviation, as a user of this header would prepare them. Measured test
@@ -99,6 +112,17 @@ START_TEST(one_epoch_above_85_percent)
     ck_assert_tl_ok(tl_dataset_load_mnist_dir(&raw, FASHION_DIR, TL_SPLIT_TEST));
     ck_assert_tl_ok(tl_dataset_standardize(&test, raw, &mean, &sd, 1));
     tl_dataset_free(raw);
+    double bar = 0.85;
+    if (reduced()) {
+        tl_dataset *part;
+        ck_assert_tl_ok(tl_dataset_slice(&part, train, 0, 6000));
+        tl_dataset_free(train);
+        train = part;
+        ck_assert_tl_ok(tl_dataset_slice(&part, test, 0, 2000));
+        tl_dataset_free(test);
+        test = part;
+        bar = 0.74;
+    }
     tl_model *m = th_seed_cnn(28, 28, 1, 10, 1); /* one thread */
     ck_assert_ptr_nonnull(m);
     tl_optimizer *adam = NULL;
@@ -112,7 +136,7 @@ START_TEST(one_epoch_above_85_percent)
     double loss = 0, acc = 0;
     ck_assert_tl_ok(tl_model_evaluate(&loss, &acc, m, test, 256));
     fprintf(stderr, "fashion-mnist: test loss %.4f accuracy %.4f\n", loss, acc);
-    ck_assert_msg(acc > 0.85, "test accuracy %.4f after one epoch, expected > 0.85", acc);
+    ck_assert_msg(acc > bar, "test accuracy %.4f after one epoch, expected > %.2f", acc, bar);
     tl_model_free(m);
     tl_dataset_free(train);
     tl_dataset_free(test);

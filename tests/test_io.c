@@ -573,7 +573,8 @@ static void ck_splice(ckfile *c, size_t at, size_t remove, const void *ins, size
 {
     uint8_t *p = malloc(c->len - remove + ins_len);
     memcpy(p, c->p, at);
-    memcpy(p + at, ins, ins_len);
+    if (ins_len) /* ins may be NULL then, which memcpy must not get */
+        memcpy(p + at, ins, ins_len);
     memcpy(p + at + ins_len, c->p + at + remove, c->len - at - remove);
     free(c->p);
     c->p = p;
