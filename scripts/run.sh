@@ -20,6 +20,11 @@ BUILD_DIR=${BUILD_DIR:-build}
 
 # --- dependencies: Debian packages only, nothing downloaded at run time ----
 pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check dataset-fashion-mnist"
+# The hardening checks (scripts/hardening.sh): libFuzzer from clang, and
+# abidw/abidiff; gcc brings the sanitizer runtimes, binutils nm and readelf.
+if [ "$mode" = test ]; then
+    pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils"
+fi
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -50,4 +55,7 @@ fi
 export OMP_WAIT_POLICY=passive
 meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2
 scripts/check-install.sh "$BUILD_DIR"
+# The ABI check, the whole suite again under ASan + UBSan, and a short run
+# of every fuzz harness (docs/hardening.md).
+scripts/hardening.sh all
 echo "run.sh: all tests passed"
