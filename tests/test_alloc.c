@@ -70,7 +70,7 @@ static long each_failure(const alloc_op *op, void *ctx)
 
 static void report(const char *name, long allocations)
 {
-    fprintf(stderr, "alloc: %-34s %4ld allocations, each made to fail once\n", name, allocations);
+    fprintf(stderr, "alloc: %-38s %3ld allocations, each made to fail once\n", name, allocations);
 }
 
 /* ---- helpers -------------------------------------------------------------------- */
