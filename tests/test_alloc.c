@@ -942,6 +942,7 @@ int main(void)
     }
     Suite *s = suite_create("alloc");
     TCase *tc = tcase_create("every_allocation");
+    tcase_set_timeout(tc, 600); /* hundreds of runs each; minutes under valgrind */
     tcase_add_test(tc, build_model);
     tcase_add_test(tc, train_step);
     tcase_add_test(tc, fit_evaluate_predict);

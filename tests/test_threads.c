@@ -289,12 +289,14 @@ int main(void)
      * cannot see libgomp's barriers) can run this case alone:
      * CK_RUN_CASE=one_thread_each. */
     TCase *tc = tcase_create("one_thread_each");
+    tcase_set_timeout(tc, 600);
     /* First: in a forked test it is the process's first BLIS call. */
     tcase_add_test(tc, two_models_one_thread_each);
     tcase_add_test(tc, training_beside_io);
     tcase_add_test(tc, last_error_per_thread_under_load);
     suite_add_tcase(s, tc);
     tc = tcase_create("two_threads_each");
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, two_models_two_threads_each);
     suite_add_tcase(s, tc);
     int rc = th_run(s);
