@@ -120,7 +120,7 @@ tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
 
 tli_exec tli_exec_for(const tl_model *m, size_t n, bool training)
 {
-    tli_exec ex = {m->threads ? m->threads : 1, n, training};
+    tli_exec ex = {m->threads ? m->threads : 1, n, training, NULL, false};
     return ex;
 }
 
@@ -160,6 +160,8 @@ void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
     if (stop == m->nlayers)
         return;
     float *dy = m->ws.grad[0];
+    bool relu_folded = false; /* the layer above applied this layer's ReLU derivative */
+    bool bias_folded = false; /* ... and wrote its bias gradient */
     for (size_t i = m->nlayers; i-- > stop;) {
         tl_layer *l = m->layers[i];
         if (l->ops->is_view)
@@ -169,7 +171,24 @@ void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
         if (i > stop)
             dx = dy == m->ws.grad[0] ? m->ws.grad[1] : m->ws.grad[0];
         tl_activation act = (logits && i + 1 == m->nlayers) ? TL_ACT_LINEAR : l->act;
-        l->ops->backward(l, ex, in, l->out, dy, dx, act, tli_layer_learns(l));
+        tli_exec call = *ex;
+        if (relu_folded)
+            act = TL_ACT_LINEAR;
+        call.bias_grad_done = bias_folded;
+        /* Max-pooling over a ReLU's output (conv -> relu -> maxpool, as in
+         * the seed CNN) applies the ReLU's derivative while it writes dx and
+         * sums the layer's bias gradient from its own 4x smaller gradient:
+         * this saves two passes over the largest activation, the masking
+         * and the bias sum (see tli_maxpool_backward). */
+        relu_folded = bias_folded = false;
+        if (l->ops->kind == TL_LAYER_MAXPOOL2D) {
+            tl_layer *below = dx != NULL ? m->layers[i - 1] : NULL;
+            relu_folded = below && below->act == TL_ACT_RELU && !below->ops->is_view;
+            bias_folded = relu_folded && tli_layer_learns(below) && below->use_bias;
+            call.fold_bias_grad = bias_folded ? below->params[1].grad : NULL;
+            act = relu_folded ? TL_ACT_RELU : TL_ACT_LINEAR;
+        }
+        l->ops->backward(l, &call, in, l->out, dy, dx, act, tli_layer_learns(l));
         dy = dx;
     }
 }

@@ -207,7 +207,7 @@ START_TEST(maxpool_by_hand)
         ck_assert_int_eq(arg[i], want_arg[i]);
     const float dy[4] = {10, 20, 30, 40};
     fill_nan(dx, 16);
-    tli_maxpool_backward(1, &g, dy, arg, 1, dx);
+    tli_maxpool_backward(1, &g, dy, arg, NULL, NULL, 1, dx);
     const float want_dx[16] = {10, 0, 20, 0, /**/ 0, 0, 0, 0, /**/ 30, 0, 0, 40, /**/ 0, 0, 0, 0};
     assert_floats(dx, want_dx, 16, 0.0, "dx");
 
@@ -226,7 +226,7 @@ START_TEST(maxpool_by_hand)
         dy2[i] = (float)(i + 1);
     }
     fill_nan(dx2, 9);
-    tli_maxpool_backward(1, &g, dy2, arg2, 1, dx2);
+    tli_maxpool_backward(1, &g, dy2, arg2, NULL, NULL, 1, dx2);
     for (int i = 0; i < 9; i++)
         ck_assert_float_eq(dx2[i], i == 4 ? 45.0f : 0.0f);
 
@@ -285,9 +285,49 @@ START_TEST(maxpool_matches_naive)
         tli_maxpool_forward(threads, &g, x, batch, yi, NULL); /* inference: no arg-max */
         ck_assert_msg(memcmp(yi, want_y, out * sizeof *y) == 0, "case %d: inference max differs", _i);
         fill_nan(dx, in);
-        tli_maxpool_backward(threads, &g, dy, arg, batch, dx);
+        tli_maxpool_backward(threads, &g, dy, arg, NULL, NULL, batch, dx);
         assert_floats(dx, want_dx, in, 1e-6, "dx");
     }
+
+    /* Pooling a ReLU's output with the ReLU's derivative folded in: the
+     * same bits as scattering and then applying relu'(x) = (x > 0) to every
+     * cell, including windows whose cells are all 0 (ties at zero; the
+     * first image is all negative before the ReLU, so it has only those). */
+    for (size_t i = 0; i < in; i++)
+        x[i] = x[i] > 0.0f && i >= in / batch ? x[i] : 0.0f;
+    tli_maxpool_forward(1, &g, x, batch, y, arg);
+    memset(want_dx, 0, in * sizeof *want_dx);
+    for (size_t n = 0; n < batch; n++)
+        for (size_t o = 0; o < out / batch; o++)
+            want_dx[n * (in / batch) + (size_t)arg[n * (out / batch) + o]] += dy[n * (out / batch) + o];
+    size_t masked = 0;
+    for (size_t i = 0; i < in; i++)
+        if (!(x[i] > 0.0f)) {
+            masked += want_dx[i] != 0.0f;
+            want_dx[i] = 0.0f;
+        }
+    ck_assert_msg(masked > 0, "case %d: no window of zeros, the mask is not exercised", _i);
+    /* The bias gradient of the layer below, summed on the way: the sum of
+     * dx per channel. */
+    double want_db[48] = {0};
+    ck_assert_uint_le(g.c, 48);
+    for (size_t i = 0; i < in; i++)
+        want_db[i % g.c] += want_dx[i];
+    float db[2][48];
+    for (uint32_t threads = 1; threads <= 2; threads++) {
+        fill_nan(dx, in);
+        fill_nan(db[threads - 1], g.c);
+        tli_maxpool_backward(threads, &g, dy, arg, y, db[threads - 1], batch, dx);
+        for (size_t i = 0; i < in; i++)
+            ck_assert_msg(dx[i] == want_dx[i] && signbit(dx[i]) == signbit(want_dx[i]),
+                          "case %d, %u threads: folded ReLU dx[%zu] = %g, want %g", _i, threads, i, (double)dx[i],
+                          (double)want_dx[i]);
+        for (size_t ch = 0; ch < g.c; ch++)
+            ck_assert_msg(fabs(db[threads - 1][ch] - want_db[ch]) <= 1e-5,
+                          "case %d, %u threads: bias gradient [%zu] = %g, want %g", _i, threads, ch,
+                          (double)db[threads - 1][ch], want_db[ch]);
+    }
+    ck_assert_msg(memcmp(db[0], db[1], g.c * sizeof(float)) == 0, "case %d: bias gradient depends on threads", _i);
     free(x), free(y), free(want_y), free(yi), free(dy), free(dx), free(want_dx), free(arg), free(want_arg);
 }
 END_TEST

@@ -107,9 +107,19 @@ typedef struct tli_pool_geom {
 void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *x, size_t batch, float *y,
                          int32_t *argmax);
 
-/* dx = 0, then dx[argmax] += dy. Overwrites dx entirely. */
+/* dx = 0, then dx[argmax] += dy. Overwrites dx entirely.
+ * relu_y: NULL, or the forward output y when the input x was a ReLU's
+ * output; then dy passes only where y > 0, which folds the ReLU's
+ * derivative into dx: the winner of a window is the cell whose ReLU output
+ * equals y, so this is exactly relu'(x) at every cell that gets a gradient
+ * (bit for bit what a separate ReLU backward pass over dx would give), and
+ * it saves that pass over the larger input.
+ * dbias: NULL, or g->c floats that receive, per channel, the sum of the
+ * gradients passed down (after the mask) = the sum of dx over the batch:
+ * the bias gradient of the layer below, summed from dy, 4x smaller than dx
+ * for 2x2 pooling, in an order that does not depend on `threads`. */
 void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float *dy, const int32_t *argmax,
-                          size_t batch, float *dx);
+                          const float *relu_y, float *dbias, size_t batch, float *dx);
 
 /* ---- activation.c ------------------------------------------------------ */
 

@@ -74,16 +74,23 @@ void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *
     }
 }
 
-/* out[ch] = d[ch] where the cell at `cell` won channel ch, else +0. Written
- * as a bit mask so that the compiler vectorises it (a select on a compare
- * it leaves as a branch). */
+/* out[ch] = d[ch] where the cell at `cell` won channel ch (and, with
+ * `relu`, y[ch] > 0), else +0. Written as a bit mask so that the compiler
+ * vectorises it (a select on a compare it leaves as a branch); `relu` is a
+ * constant at every call, so each variant compiles without the test. */
 static inline void gradient_or_zero(float *restrict out, const float *restrict d, const int32_t *restrict a,
-                                    int32_t cell, size_t c)
+                                    const float *restrict y, bool relu, int32_t cell, size_t c)
 {
-    for (size_t ch = 0; ch < c; ch++) {
+    /* A 32-bit counter: with size_t the compiler builds cell + ch in 64-bit
+     * lanes and narrows them for every compare. c < 2^31: the image's
+     * indices are int32_t. */
+    const int32_t n = (int32_t)c;
+    for (int32_t ch = 0; ch < n; ch++) {
         uint32_t bits;
         memcpy(&bits, &d[ch], sizeof bits);
-        bits &= -(uint32_t)(a[ch] == cell + (int32_t)ch);
+        bits &= -(uint32_t)(a[ch] == cell + ch);
+        if (relu)
+            bits &= -(uint32_t)(y[ch] > 0.0f);
         memcpy(&out[ch], &bits, sizeof bits);
     }
 }
@@ -94,8 +101,8 @@ static inline void gradient_or_zero(float *restrict out, const float *restrict d
  * input and scattering. The windows must lie inside the input: `same`
  * padding puts its extra cells after the last row and column with pad_t
  * and pad_l still 0. */
-static void backward_tiled(const tli_pool_geom *g, const float *restrict d, const int32_t *restrict a,
-                           float *restrict img)
+static inline void backward_tiled(const tli_pool_geom *g, const float *restrict d, const int32_t *restrict a,
+                                  const float *restrict y, bool relu, float *restrict img)
 {
     const size_t c = g->c;
     for (uint32_t oh = 0; oh < g->out_h; oh++)
@@ -104,7 +111,7 @@ static void backward_tiled(const tli_pool_geom *g, const float *restrict d, cons
             for (uint32_t ph = 0; ph < g->p_h; ph++)
                 for (uint32_t pw = 0; pw < g->p_w; pw++) {
                     const size_t cell = (((size_t)oh * g->p_h + ph) * g->in_w + (size_t)ow * g->p_w + pw) * c;
-                    gradient_or_zero(img + cell, d + o, a + o, (int32_t)cell, c);
+                    gradient_or_zero(img + cell, d + o, a + o, relu ? y + o : NULL, relu, (int32_t)cell, c);
                 }
         }
     /* Cells no window covers (a trailing odd row or column). */
@@ -119,8 +126,35 @@ static void backward_tiled(const tli_pool_geom *g, const float *restrict d, cons
     }
 }
 
+/* dbias[ch] = sum over rows of d[ch], counting only where y[ch] > 0 when y
+ * is given: the gradient the pool passes down, summed per channel. */
+static void sum_passed_gradients(size_t c, const float *restrict d, const float *restrict y, size_t rows,
+                                 float *restrict dbias)
+{
+    memset(dbias, 0, sizeof(float) * c);
+    for (size_t r = 0; r < rows; r++) {
+        const float *dr = d + r * c;
+        if (y == NULL) {
+            for (size_t ch = 0; ch < c; ch++)
+                dbias[ch] += dr[ch];
+            continue;
+        }
+        /* A mask, not a select: the compiler leaves a select on a compare
+         * as a branch, which mispredicts on half the elements. */
+        const float *yr = y + r * c;
+        for (size_t ch = 0; ch < c; ch++) {
+            uint32_t bits;
+            float v;
+            memcpy(&bits, &dr[ch], sizeof bits);
+            bits &= -(uint32_t)(yr[ch] > 0.0f);
+            memcpy(&v, &bits, sizeof v);
+            dbias[ch] += v;
+        }
+    }
+}
+
 void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float *dy, const int32_t *argmax,
-                          size_t batch, float *dx)
+                          const float *relu_y, float *dbias, size_t batch, float *dx)
 {
     const size_t in_img = (size_t)g->in_h * g->in_w * g->c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->c;
@@ -132,12 +166,19 @@ void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float 
         float *img = dx + (size_t)n * in_img;
         const float *d = dy + (size_t)n * out_img;
         const int32_t *a = argmax + (size_t)n * out_img;
+        const float *y = relu_y ? relu_y + (size_t)n * out_img : NULL;
         if (tiled) {
-            backward_tiled(g, d, a, img);
+            if (y)
+                backward_tiled(g, d, a, y, true, img);
+            else
+                backward_tiled(g, d, a, NULL, false, img);
             continue;
         }
         memset(img, 0, sizeof(float) * in_img);
         for (size_t i = 0; i < out_img; i++)
-            img[a[i]] += d[i];
+            if (y == NULL || y[i] > 0.0f)
+                img[a[i]] += d[i];
     }
+    if (dbias)
+        sum_passed_gradients(g->c, dy, relu_y, batch * g->out_h * g->out_w, dbias);
 }

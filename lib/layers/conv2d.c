@@ -75,7 +75,8 @@ static void conv_backward(tl_layer *l, const tli_exec *ex, const float *x, const
 {
     const size_t m = ex->batch * l->geom.conv.out_h * l->geom.conv.out_w;
     const uint32_t n = l->cfg.conv.filters;
-    tli_act_backward(ex->threads, act, y, dy, m, n, param_grads && l->use_bias ? l->params[1].grad : NULL);
+    tli_act_backward(ex->threads, act, y, dy, m, n,
+                     param_grads && l->use_bias && !ex->bias_grad_done ? l->params[1].grad : NULL);
     tli_conv_backward(ex->threads, l->conv_algo, &l->geom.conv, n, x, dy, l->params[0].value,
                       param_grads ? l->params[0].grad : NULL, dx, ex->batch, l->scratch);
 }

@@ -50,7 +50,8 @@ static void dense_backward(tl_layer *l, const tli_exec *ex, const float *x, cons
                            tl_activation act, bool param_grads)
 {
     const size_t k = l->in_size, n = l->out_size, m = ex->batch;
-    tli_act_backward(ex->threads, act, y, dy, m, n, param_grads && l->use_bias ? l->params[1].grad : NULL);
+    tli_act_backward(ex->threads, act, y, dy, m, n,
+                     param_grads && l->use_bias && !ex->bias_grad_done ? l->params[1].grad : NULL);
     if (param_grads) /* dW (k x n) = x^T (k x m) * dz (m x n) */
         tli_gemm(ex->threads, k, n, m, 1.0f, x, 1, (ptrdiff_t)k, dy, (ptrdiff_t)n, 1, 0.0f, l->params[0].grad,
                  (ptrdiff_t)n, 1);

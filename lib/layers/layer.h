@@ -43,6 +43,12 @@ typedef struct tli_exec {
     uint32_t threads;
     size_t batch;
     bool training;
+    /* Backward only, set by tli_backward for one layer's call when a
+     * max-pool folds the ReLU of the conv/dense layer below it: the pool
+     * also writes that layer's bias gradient here (NULL: it does not), and
+     * that layer is then told the bias gradient is already done. */
+    float *fold_bias_grad;
+    bool bias_grad_done;
 } tli_exec;
 
 typedef struct tli_layer_ops tli_layer_ops;
@@ -92,7 +98,10 @@ struct tli_layer_ops {
     /* dy holds dL/dy for the batch, where y = act(z) is the forward output;
      * it is overwritten with dL/dz (act is the activation the forward pass
      * applied). Computes parameter gradients when `param_grads`, and dx
-     * when dx is not NULL. x and y are the forward pass's input and output. */
+     * when dx is not NULL. x and y are the forward pass's input and output.
+     * A layer without an activation of its own (maxpool) is given, as `act`,
+     * TL_ACT_RELU when the engine asks it to fold the derivative of the ReLU
+     * that produced x into dx (see tli_backward), TL_ACT_LINEAR otherwise. */
     void (*backward)(tl_layer *l, const tli_exec *ex, const float *x, const float *y, float *dy, float *dx,
                      tl_activation act, bool param_grads);
     /* Output is the input itself (flatten): no buffer, gradient passes through. */

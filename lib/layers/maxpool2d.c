@@ -57,9 +57,10 @@ static void pool_forward(tl_layer *l, const tli_exec *ex, const float *x, float 
 static void pool_backward(tl_layer *l, const tli_exec *ex, const float *x, const float *y, float *dy, float *dx,
                           tl_activation act, bool param_grads)
 {
-    (void)x, (void)y, (void)act, (void)param_grads;
+    (void)x, (void)param_grads;
     if (dx)
-        tli_maxpool_backward(ex->threads, &l->geom.pool, dy, l->scratch, ex->batch, dx);
+        tli_maxpool_backward(ex->threads, &l->geom.pool, dy, l->scratch, act == TL_ACT_RELU ? y : NULL,
+                             ex->fold_bias_grad, ex->batch, dx);
 }
 
 const tli_layer_ops tli_maxpool2d_ops = {
