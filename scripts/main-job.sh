@@ -19,9 +19,10 @@
 set -eu
 build=${1:-build}
 ex=$build/examples
-# Idle OpenMP workers sleep instead of spinning: a spinning worker that
-# shares a core with another process makes training several times slower.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+# OMP_WAIT_POLICY is left to the caller: the main job runs alone, and
+# libgomp's default (spin briefly, then sleep) trains fastest then; passive
+# waits cost up to 40% with 2 threads (docs/performance.md). Set
+# OMP_WAIT_POLICY=passive when other busy processes share the cores.
 start=$(date +%s)
 
 if [ -n "${TL_CIFAR10:-}${TL_CIFAR100:-}" ]; then
