@@ -123,3 +123,27 @@ int th_run(Suite *s)
     srunner_free(sr);
     return failed == 0 ? 0 : 1;
 }
+
+float *th_all_params(const tl_model *m, size_t *count)
+{
+    size_t n = tl_model_param_count(m), off = 0;
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    for (size_t i = 0; v != NULL && i < tl_model_num_layers(m); i++) {
+        tl_layer *l;
+        if (tl_model_layer(&l, m, i) != TL_OK)
+            goto fail;
+        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
+            tl_param_info info;
+            if (tl_layer_param_info(&info, l, p) != TL_OK || info.count > n - off ||
+                tl_layer_get_weights(v + off, info.count, l, p) != TL_OK)
+                goto fail;
+            off += info.count;
+        }
+    }
+    *count = n;
+    return v;
+fail:
+    free(v);
+    *count = 0;
+    return NULL;
+}

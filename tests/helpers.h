@@ -65,4 +65,10 @@ void th_fill_uniform(float *v, size_t n, float lo, float hi, uint64_t seed);
 /* Run a suite and return the process exit status. */
 int th_run(Suite *s);
 
+/* Every parameter of a model, layer by layer in order, in one malloc'd
+ * array (the caller frees it); *count receives the length. NULL (and
+ * *count 0) when a call fails. No Check assertions inside, so threads other
+ * than the test's may call it. */
+float *th_all_params(const tl_model *m, size_t *count);
+
 #endif

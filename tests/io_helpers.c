@@ -1,4 +1,5 @@
 #include "io_helpers.h"
+#include "helpers.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -101,24 +102,6 @@ size_t th_dir_count_tmp(const char *dir)
     return n;
 }
 
-float *th_all_params(const tl_model *m, size_t *count)
-{
-    size_t n = tl_model_param_count(m), off = 0;
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
-        tl_layer *l;
-        tl_model_layer(&l, m, i);
-        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
-            tl_param_info info;
-            tl_layer_param_info(&info, l, p);
-            tl_layer_get_weights(v + off, info.count, l, p);
-            off += info.count;
-        }
-    }
-    *count = n;
-    return v;
-}
-
 bool th_same_params(const tl_model *a, const tl_model *b)
 {
     if (tl_model_num_layers(a) != tl_model_num_layers(b))
@@ -132,7 +115,7 @@ bool th_same_params(const tl_model *a, const tl_model *b)
     }
     size_t na, nb;
     float *va = th_all_params(a, &na), *vb = th_all_params(b, &nb);
-    bool same = na == nb && memcmp(va, vb, na * sizeof *va) == 0;
+    bool same = va != NULL && vb != NULL && na == nb && memcmp(va, vb, na * sizeof *va) == 0;
     free(va);
     free(vb);
     return same;

@@ -27,8 +27,6 @@ bool th_file_equals(const char *path, const uint8_t *data, size_t len);
  * temporary files of an atomic save). */
 size_t th_dir_count_tmp(const char *dir);
 
-/* Every parameter of a model concatenated (caller frees); *count gets n. */
-float *th_all_params(const tl_model *m, size_t *count);
 /* Same layers, names and parameters, bit for bit. */
 bool th_same_params(const tl_model *a, const tl_model *b);
 

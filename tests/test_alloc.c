@@ -75,29 +75,10 @@ static void report(const char *name, long allocations)
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-/* Every parameter of a model, in order (malloc'd). */
-static float *params_of(const tl_model *m, size_t *count)
-{
-    size_t n = tl_model_param_count(m), k = 0;
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
-        tl_layer *l;
-        ck_assert_tl_ok(tl_model_layer(&l, m, i));
-        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
-            tl_param_info info;
-            ck_assert_tl_ok(tl_layer_param_info(&info, l, p));
-            ck_assert_tl_ok(tl_layer_get_weights(v + k, info.count, l, p));
-            k += info.count;
-        }
-    }
-    *count = n;
-    return v;
-}
-
 static void assert_params_equal(const tl_model *a, const tl_model *b, const char *what)
 {
     size_t na, nb;
-    float *pa = params_of(a, &na), *pb = params_of(b, &nb);
+    float *pa = th_all_params(a, &na), *pb = th_all_params(b, &nb);
     ck_assert_msg(na == nb, "%s: %zu vs %zu parameters", what, na, nb);
     ck_assert_msg(memcmp(pa, pb, na * sizeof *pa) == 0, "%s: the parameters differ", what);
     free(pa);
@@ -107,7 +88,7 @@ static void assert_params_equal(const tl_model *a, const tl_model *b, const char
 static void assert_params_are(const tl_model *m, const float *want, size_t n, const char *what)
 {
     size_t k;
-    float *v = params_of(m, &k);
+    float *v = th_all_params(m, &k);
     ck_assert_msg(k == n && memcmp(v, want, n * sizeof *v) == 0, "%s: the parameters changed", what);
     free(v);
 }
@@ -292,7 +273,7 @@ static void step_setup(void *c)
 {
     step_ctx *s = c;
     s->m = seed_cnn(7, CLASSES);
-    s->before = params_of(s->m, &s->nparams);
+    s->before = th_all_params(s->m, &s->nparams);
 }
 
 static tl_status step_run(void *c)
@@ -380,7 +361,7 @@ static void fit_setup(void *c)
     f->m = compiled_cnn(9);
     f->train = th_quadrant_dataset(20, H, W, 1, 3);
     f->val = th_quadrant_dataset(6, H, W, 1, 4);
-    f->before = params_of(f->m, &f->nparams);
+    f->before = th_all_params(f->m, &f->nparams);
 }
 
 static tl_status fit_run(void *c)
@@ -468,7 +449,7 @@ static void xfer_setup(void *c)
     memset(x, 0, sizeof *x);
     x->src = seed_cnn(1, CLASSES);
     x->dst = seed_cnn(2, 10); /* a new head */
-    x->before = params_of(x->dst, &x->nparams);
+    x->before = th_all_params(x->dst, &x->nparams);
     x->report = (tl_transfer_report *)&x->report; /* must become NULL on failure */
     x->out = (tl_model *)&x->out;
 }
@@ -760,7 +741,7 @@ static void io_setup(void *c)
     x->out = (tl_model *)&x->out;
     x->info = (tl_checkpoint_info *)&x->info;
     x->report = (tl_transfer_report *)&x->report;
-    x->before = params_of(x->m, &x->nparams);
+    x->before = th_all_params(x->m, &x->nparams);
 }
 
 static void io_teardown(void *c)
@@ -849,7 +830,7 @@ static void load_setup(void *c)
     tl_model_free(x->m);
     free(x->before);
     x->m = seed_cnn(21, CLASSES);
-    x->before = params_of(x->m, &x->nparams);
+    x->before = th_all_params(x->m, &x->nparams);
 }
 
 static tl_status load_run(void *c)

@@ -12,26 +12,6 @@
 
 #include "helpers.h"
 
-/* ---- helpers ------------------------------------------------------------------ */
-
-static float *params_of(const tl_model *m, size_t *count)
-{
-    size_t n = tl_model_param_count(m), k = 0;
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
-        tl_layer *l;
-        ck_assert_tl_ok(tl_model_layer(&l, m, i));
-        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
-            tl_param_info info;
-            ck_assert_tl_ok(tl_layer_param_info(&info, l, p));
-            ck_assert_tl_ok(tl_layer_get_weights(v + k, info.count, l, p));
-            k += info.count;
-        }
-    }
-    *count = n;
-    return v;
-}
-
 static bool all_finite(const float *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -43,7 +23,7 @@ static bool all_finite(const float *v, size_t n)
 static void assert_params_finite(const tl_model *m, const char *what)
 {
     size_t n;
-    float *v = params_of(m, &n);
+    float *v = th_all_params(m, &n);
     ck_assert_msg(all_finite(v, n), "%s: a parameter is not finite", what);
     free(v);
 }
@@ -126,7 +106,7 @@ START_TEST(gradient_overflow_names_the_layer)
     tl_model *m = overflowing_chain();
     compile(m, 0, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
     size_t n;
-    float *before = params_of(m, &n);
+    float *before = th_all_params(m, &n);
 
     /* The loss itself is finite: log 3. */
     double loss = -1;
@@ -140,7 +120,7 @@ START_TEST(gradient_overflow_names_the_layer)
                      "tl_model_train_step: the gradient of layer 'b' (index 2) is not finite");
     ck_assert_msg(strstr(tl_last_error(), "2 layers affected") && strstr(tl_last_error(), "no update"), "%s",
                   tl_last_error());
-    float *after = params_of(m, &n);
+    float *after = th_all_params(m, &n);
     ck_assert(memcmp(before, after, n * sizeof *before) == 0);
     free(after);
     ck_assert_uint_eq(tl_optimizer_steps(tl_model_optimizer(m)), 0);
@@ -151,7 +131,7 @@ START_TEST(gradient_overflow_names_the_layer)
     fo.shuffle = 0;
     ck_assert_tl_err(tl_model_fit(m, ds, &fo), TL_ENUMERIC,
                      "tl_model_fit: epoch 1, batch 1 of 3: the gradient of layer 'b' (index 2) is not finite");
-    after = params_of(m, &n);
+    after = th_all_params(m, &n);
     ck_assert(memcmp(before, after, n * sizeof *before) == 0);
     free(after);
 
@@ -165,7 +145,7 @@ START_TEST(gradient_overflow_names_the_layer)
     ck_assert_uint_eq(g.calls, 2);
     ck_assert_uint_eq(g.skipped, 6); /* 3 per epoch */
     ck_assert(isnan(g.loss));         /* no batch counted: no mean loss */
-    after = params_of(m, &n);
+    after = th_all_params(m, &n);
     ck_assert(memcmp(before, after, n * sizeof *before) == 0);
     free(after);
     ck_assert_uint_eq(tl_optimizer_steps(tl_model_optimizer(m)), 0);

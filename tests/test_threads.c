@@ -24,24 +24,6 @@ static uint32_t epochs(void)
 
 static char tmpdir[64];
 
-static float *params_of(const tl_model *m, size_t *count)
-{
-    size_t n = tl_model_param_count(m), k = 0;
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
-        tl_layer *l;
-        tl_model_layer(&l, m, i);
-        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
-            tl_param_info info;
-            tl_layer_param_info(&info, l, p);
-            tl_layer_get_weights(v + k, info.count, l, p);
-            k += info.count;
-        }
-    }
-    *count = n;
-    return v;
-}
-
 /* One training job: a model of its own, a dataset that may be shared. */
 typedef struct job {
     uint64_t seed;
@@ -76,7 +58,7 @@ static void *train(void *arg)
     j->status = st;
     snprintf(j->error, sizeof j->error, "%s", st ? tl_last_error() : "");
     if (st == TL_OK)
-        j->params = params_of(m, &j->nparams);
+        j->params = th_all_params(m, &j->nparams);
     tl_model_free(m);
     return NULL;
 }
@@ -171,7 +153,7 @@ static void *io_work(void *arg)
         } else {
             /* What came back through both files is the model itself. */
             size_t n1, n2;
-            float *p1 = params_of(m, &n1), *p2 = params_of(dst, &n2);
+            float *p1 = th_all_params(m, &n1), *p2 = th_all_params(dst, &n2);
             if (n1 != n2 || memcmp(p1, p2, n1 * sizeof *p1) != 0)
                 snprintf(j->failure, sizeof j->failure, "round %d: the parameters changed on the way", r);
             free(p1);

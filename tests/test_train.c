@@ -22,29 +22,10 @@ static void compile_adam(tl_model *m, float lr)
     ck_assert_tl_ok(tl_model_compile(m, o, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
 }
 
-/* All parameters of a model, concatenated (caller frees). */
-static float *all_params(const tl_model *m, size_t *count)
-{
-    size_t n = tl_model_param_count(m), off = 0;
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
-        tl_layer *l;
-        ck_assert_tl_ok(tl_model_layer(&l, m, i));
-        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
-            tl_param_info info;
-            ck_assert_tl_ok(tl_layer_param_info(&info, l, p));
-            ck_assert_tl_ok(tl_layer_get_weights(v + off, info.count, l, p));
-            off += info.count;
-        }
-    }
-    *count = n;
-    return v;
-}
-
 static bool same_params(const tl_model *a, const tl_model *b)
 {
     size_t na, nb;
-    float *pa = all_params(a, &na), *pb = all_params(b, &nb);
+    float *pa = th_all_params(a, &na), *pb = th_all_params(b, &nb);
     bool same = na == nb && memcmp(pa, pb, na * sizeof *pa) == 0;
     free(pa);
     free(pb);
@@ -54,7 +35,7 @@ static bool same_params(const tl_model *a, const tl_model *b)
 static bool all_params_finite(const tl_model *m)
 {
     size_t n;
-    float *p = all_params(m, &n);
+    float *p = th_all_params(m, &n);
     bool ok = true;
     for (size_t i = 0; i < n; i++)
         ok = ok && isfinite(p[i]);
@@ -286,12 +267,12 @@ START_TEST(bad_inputs)
     ck_assert_tl_err(tl_model_evaluate(&loss, NULL, m, wide, 0), TL_ESHAPE, "10 classes");
     /* A label outside the outputs in a single step: nothing is updated. */
     size_t n0;
-    float *before = all_params(m, &n0);
+    float *before = th_all_params(m, &n0);
     const int32_t bad[2] = {0, 4}, neg[2] = {-1, 0};
     ck_assert_tl_err(tl_model_train_step(&loss, m, x, bad, NULL, 2), TL_ERANGE,
                      "label 4 of example 1 is outside the model's 4 outputs");
     ck_assert_tl_err(tl_model_train_step(&loss, m, x, neg, NULL, 2), TL_ERANGE, "label -1 of example 0");
-    float *after = all_params(m, &n0);
+    float *after = th_all_params(m, &n0);
     ck_assert(memcmp(before, after, n0 * sizeof *before) == 0);
     ck_assert_uint_eq(tl_optimizer_steps(tl_model_optimizer(m)), 0);
     /* Nothing failed for good: training still works. */
@@ -489,10 +470,10 @@ START_TEST(nonfinite_stop_and_skip)
     ck_assert(all_params_finite(m));
     /* A single step on the bad examples: no update at all. */
     size_t n;
-    float *before = all_params(m, &n);
+    float *before = th_all_params(m, &n);
     double loss;
     ck_assert_tl_err(tl_model_train_step(&loss, m, x + 32 * ex, y + 32, NULL, 16), TL_ENUMERIC, "not finite");
-    float *after = all_params(m, &n);
+    float *after = th_all_params(m, &n);
     ck_assert(memcmp(before, after, n * sizeof *before) == 0);
     ck_assert_uint_eq(tl_optimizer_steps(tl_model_optimizer(m)), 2);
     /* Evaluation reports it too. */
@@ -526,10 +507,10 @@ START_TEST(nonfinite_stop_and_skip)
         huge[i] = (i % 2 ? -1.0f : 1.0f) * 3e38f;
     ck_assert_tl_ok(tl_layer_set_weights(dense, 0, huge, info.count));
     free(before);
-    before = all_params(m, &n);
+    before = th_all_params(m, &n);
     ck_assert_tl_err(tl_model_train_step(&loss, m, x, y, NULL, 16), TL_ENUMERIC, "not finite");
     free(after);
-    after = all_params(m, &n);
+    after = th_all_params(m, &n);
     ck_assert(memcmp(before, after, n * sizeof *before) == 0);
     free(huge), free(before), free(after);
     tl_model_free(m);

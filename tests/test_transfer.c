@@ -7,25 +7,6 @@
 #include "helpers.h"
 #include "model.h" /* internals: backward stop, gradient buffers */
 
-/* All parameters of a model, concatenated (caller frees). */
-static float *all_params(const tl_model *m, size_t *count)
-{
-    size_t n = tl_model_param_count(m), off = 0;
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
-        tl_layer *l;
-        tl_model_layer(&l, m, i);
-        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
-            tl_param_info info;
-            tl_layer_param_info(&info, l, p);
-            tl_layer_get_weights(v + off, info.count, l, p);
-            off += info.count;
-        }
-    }
-    *count = n;
-    return v;
-}
-
 /* Parameters of layer i, tensor p (caller frees). */
 static float *layer_params(const tl_model *m, size_t i, size_t p, size_t *count)
 {
@@ -122,7 +103,7 @@ START_TEST(strict_mismatch_fails_and_leaves_destination_untouched)
     tl_model *src = th_seed_cnn(32, 32, 3, 10, 1);
     tl_model *dst = th_seed_cnn(32, 32, 3, 100, 2);
     size_t n0, n1;
-    float *before = all_params(dst, &n0);
+    float *before = th_all_params(dst, &n0);
     tl_transfer_report *r = NULL;
     /* Default options select every layer: the heads differ. */
     tl_clear_error();
@@ -133,7 +114,7 @@ START_TEST(strict_mismatch_fails_and_leaves_destination_untouched)
     ck_assert_ptr_nonnull(strstr(msg, "(2304, 10)"));
     ck_assert_ptr_nonnull(strstr(msg, "(2304, 100)"));
     ck_assert_ptr_nonnull(strstr(msg, "not changed"));
-    float *after = all_params(dst, &n1);
+    float *after = th_all_params(dst, &n1);
     ck_assert_uint_eq(n0, n1);
     ck_assert_int_eq(memcmp(before, after, n0 * sizeof(float)), 0);
     /* The report still says what would have been copied and what blocked. */
