@@ -612,6 +612,226 @@ START_TEST(argmax_and_finite)
 }
 END_TEST
 
+/* ---- average pooling ------------------------------------------------------ */
+
+START_TEST(avgpool_by_hand)
+{
+    /* 4x4x2, 2x2 windows, stride 2, no padding: channel 0 holds 1..16 row
+     * by row, channel 1 their squares. Both divisors are 4. */
+    float x[32];
+    for (int i = 0; i < 16; i++) {
+        x[2 * i] = (float)(i + 1);
+        x[2 * i + 1] = (float)((i + 1) * (i + 1));
+    }
+    tli_pool_geom g = pool_geom(4, 4, 2, 2, 2, TL_PAD_VALID);
+    /* (1+2+5+6)/4, (1+4+25+36)/4; (3+4+7+8)/4, (9+16+49+64)/4; ... */
+    const float want_y[8] = {3.5f, 16.5f, 5.5f, 34.5f, 11.5f, 136.5f, 13.5f, 186.5f};
+    float y[8], dx[32];
+    for (int incl = 0; incl < 2; incl++) {
+        fill_nan(y, 8);
+        tli_avgpool_forward(1, &g, incl, x, 1, y);
+        assert_floats(y, want_y, 8, 0.0, "y 2x2");
+    }
+    /* Each dy reaches its four cells as dy / 4. */
+    const float dy[8] = {4, 8, 12, 16, 20, 24, 28, -32};
+    fill_nan(dx, 32);
+    tli_avgpool_backward(1, &g, false, dy, 1, dx);
+    for (int h = 0; h < 4; h++)
+        for (int w = 0; w < 4; w++)
+            for (int c = 0; c < 2; c++) {
+                int o = ((h / 2) * 2 + w / 2) * 2 + c;
+                ck_assert_msg(dx[(h * 4 + w) * 2 + c] == dy[o] / 4.0f, "dx[%d][%d][%d] = %g", h, w, c,
+                              (double)dx[(h * 4 + w) * 2 + c]);
+            }
+
+    /* 4x4x1 = 1..16, 3x3 windows, stride 2, 'same': out 2x2, no padding
+     * before, one row / column after (Keras). Real cells per window: 9, 6,
+     * 6, 4; with the padding counted, 9 each.
+     * Sums: rows 0-2 x cols 0-2: 54; rows 0-2 x cols 2-3: 45;
+     * rows 2-3 x cols 0-2: 72; rows 2-3 x cols 2-3: 54. */
+    float x4[16];
+    for (int i = 0; i < 16; i++)
+        x4[i] = (float)(i + 1);
+    g = pool_geom(4, 4, 1, 3, 2, TL_PAD_SAME);
+    ck_assert_uint_eq(g.out_h, 2);
+    ck_assert_uint_eq(g.pad_t, 0);
+    float y4[4], dx4[16];
+    const float want_real[4] = {6.0f, 7.5f, 12.0f, 13.5f}, want_incl[4] = {6.0f, 5.0f, 8.0f, 6.0f};
+    tli_avgpool_forward(1, &g, false, x4, 1, y4);
+    assert_floats(y4, want_real, 4, 0.0, "y same, real cells");
+    tli_avgpool_forward(1, &g, true, x4, 1, y4);
+    assert_floats(y4, want_incl, 4, 0.0, "y same, padding counted");
+    /* Backward, dy = (9, 18, 36, 72). Real-cell divisors give shares 1, 3,
+     * 6, 18; the padding counted, 1, 2, 4, 8; cells in several windows
+     * add them (column 2 and row 2 are shared). */
+    const float dy4[4] = {9, 18, 36, 72};
+    const float want_dx_real[16] = {1, 1, 4, 3, /**/ 1, 1, 4, 3, /**/ 7, 7, 28, 21, /**/ 6, 6, 24, 18};
+    const float want_dx_incl[16] = {1, 1, 3, 2, /**/ 1, 1, 3, 2, /**/ 5, 5, 15, 10, /**/ 4, 4, 12, 8};
+    fill_nan(dx4, 16);
+    tli_avgpool_backward(1, &g, false, dy4, 1, dx4);
+    assert_floats(dx4, want_dx_real, 16, 0.0, "dx same, real cells");
+    fill_nan(dx4, 16);
+    tli_avgpool_backward(1, &g, true, dy4, 1, dx4);
+    assert_floats(dx4, want_dx_incl, 16, 0.0, "dx same, padding counted");
+
+    /* 5x5x1 = 1..25, 3x3 windows, stride 2, 'same': one padding row /
+     * column on each side; windows cover rows (0-1, 1-3, 3-4), so the real
+     * counts are 4 at corners, 6 at edges, 9 in the middle.
+     * Sums: 16 33 28 / 69 117 87 / 76 123 88. */
+    float x5[25];
+    for (int i = 0; i < 25; i++)
+        x5[i] = (float)(i + 1);
+    g = pool_geom(5, 5, 1, 3, 2, TL_PAD_SAME);
+    ck_assert_uint_eq(g.out_h, 3);
+    ck_assert_uint_eq(g.pad_t, 1);
+    const float sums5[9] = {16, 33, 28, 69, 117, 87, 76, 123, 88};
+    const float want5_real[9] = {4, 5.5f, 7, 11.5f, 13, 14.5f, 19, 20.5f, 22};
+    float y5[9], want5_incl[9];
+    for (int i = 0; i < 9; i++)
+        want5_incl[i] = sums5[i] / 9.0f;
+    tli_avgpool_forward(1, &g, false, x5, 1, y5);
+    assert_floats(y5, want5_real, 9, 0.0, "y 5x5 same, real cells");
+    tli_avgpool_forward(1, &g, true, x5, 1, y5);
+    assert_floats(y5, want5_incl, 9, 0.0, "y 5x5 same, padding counted");
+}
+END_TEST
+
+/* The mean of each window by the definition in kernels.h: real cells summed
+ * in double, divided by the real count or by the window's cells inside
+ * [-pad_t, in_h + pad_b) x [-pad_l, in_w + pad_r). */
+static void naive_avgpool(const tli_pool_geom *g, bool incl, const float *x, size_t batch, float *y)
+{
+    long pad_b = (long)(g->out_h - 1) * g->s_h + g->p_h - g->in_h - g->pad_t;
+    long pad_r = (long)(g->out_w - 1) * g->s_w + g->p_w - g->in_w - g->pad_l;
+    pad_b = pad_b < 0 ? 0 : pad_b;
+    pad_r = pad_r < 0 ? 0 : pad_r;
+    for (size_t n = 0; n < batch; n++)
+        for (uint32_t oh = 0; oh < g->out_h; oh++)
+            for (uint32_t ow = 0; ow < g->out_w; ow++)
+                for (uint32_t c = 0; c < g->c; c++) {
+                    double sum = 0.0;
+                    int real = 0, padded = 0;
+                    for (uint32_t ph = 0; ph < g->p_h; ph++)
+                        for (uint32_t pw = 0; pw < g->p_w; pw++) {
+                            long ih = (long)oh * g->s_h - g->pad_t + ph, iw = (long)ow * g->s_w - g->pad_l + pw;
+                            if (ih >= -(long)g->pad_t && ih < (long)g->in_h + pad_b && iw >= -(long)g->pad_l &&
+                                iw < (long)g->in_w + pad_r)
+                                padded++;
+                            if (ih < 0 || ih >= (long)g->in_h || iw < 0 || iw >= (long)g->in_w)
+                                continue;
+                            real++;
+                            sum += x[((n * g->in_h + (size_t)ih) * g->in_w + (size_t)iw) * g->c + c];
+                        }
+                    y[((n * g->out_h + oh) * g->out_w + ow) * g->c + c] = (float)(sum / (incl ? padded : real));
+                }
+}
+
+START_TEST(avgpool_matches_naive_and_adjoint)
+{
+    const pool_case *pc = &pool_cases[_i];
+    tli_pool_geom g = pool_geom(pc->h, pc->w, pc->c, pc->p, pc->s, pc->pad);
+    const size_t batch = 3, in = batch * g.in_h * g.in_w * g.c, out = batch * g.out_h * g.out_w * g.c;
+    float *x = fnew(in), *dy = fnew(out), *want = fnew(out), *y[2], *dx[2];
+    for (int t = 0; t < 2; t++)
+        y[t] = fnew(out), dx[t] = fnew(in);
+    th_fill_uniform(x, in, -1.0f, 1.0f, 90 + (uint64_t)_i);
+    th_fill_uniform(dy, out, -1.0f, 1.0f, 100 + (uint64_t)_i);
+    for (int incl = 0; incl < 2; incl++) {
+        naive_avgpool(&g, incl, x, batch, want);
+        for (uint32_t threads = 1; threads <= 2; threads++) {
+            fill_nan(y[threads - 1], out);
+            tli_avgpool_forward(threads, &g, incl, x, batch, y[threads - 1]);
+            assert_floats(y[threads - 1], want, out, 1e-6, incl ? "y (padding counted)" : "y (real cells)");
+            fill_nan(dx[threads - 1], in); /* the backward overwrites dx entirely */
+            tli_avgpool_backward(threads, &g, incl, dy, batch, dx[threads - 1]);
+            double lhs = dot(y[threads - 1], dy, out), rhs = dot(x, dx[threads - 1], in);
+            ck_assert_msg(fabs(lhs - rhs) <= 1e-5 * (fabs(lhs) + fabs(rhs)) + 1e-9,
+                          "case %d, incl %d, %u threads: <avgpool(x), dy> = %.9g but <x, avgpool'(dy)> = %.9g", _i,
+                          incl, threads, lhs, rhs);
+        }
+        ck_assert_msg(memcmp(y[0], y[1], out * sizeof(float)) == 0, "case %d, incl %d: y depends on threads", _i,
+                      incl);
+        ck_assert_msg(memcmp(dx[0], dx[1], in * sizeof(float)) == 0, "case %d, incl %d: dx depends on threads", _i,
+                      incl);
+    }
+    free(x), free(dy), free(want);
+    for (int t = 0; t < 2; t++)
+        free(y[t]), free(dx[t]);
+}
+END_TEST
+
+START_TEST(global_avgpool_by_hand)
+{
+    /* Two images of 3 positions x 2 channels. Image 0: (1, -2), (2, 4),
+     * (6, 1) -> (3, 1); image 1: (0.5, 10), (1.5, 20), (1, 30) -> (1, 20). */
+    const float x[12] = {1, -2, 2, 4, 6, 1, /**/ 0.5f, 10, 1.5f, 20, 1, 30};
+    const float want_y[4] = {3, 1, 1, 20};
+    float y[4], dx[12];
+    for (uint32_t threads = 1; threads <= 2; threads++) {
+        fill_nan(y, 4);
+        tli_global_avgpool_forward(threads, 3, 2, x, 2, y);
+        assert_floats(y, want_y, 4, 0.0, "global y");
+        /* dy / 3 at every position of its image. */
+        const float dy[4] = {3, 6, 9, -3};
+        const float want_dx[12] = {1, 2, 1, 2, 1, 2, /**/ 3, -1, 3, -1, 3, -1};
+        fill_nan(dx, 12);
+        tli_global_avgpool_backward(threads, 3, 2, dy, 2, dx);
+        assert_floats(dx, want_dx, 12, 0.0, "global dx");
+    }
+    /* One position: y = x; one channel: a plain mean (1+2+3+4)/4. */
+    const float x1[4] = {1, 2, 3, 4};
+    tli_global_avgpool_forward(1, 1, 4, x1, 1, y);
+    assert_floats(y, x1, 4, 0.0, "global y, hw 1");
+    tli_global_avgpool_forward(1, 4, 1, x1, 1, y);
+    ck_assert_float_eq(y[0], 2.5f);
+}
+END_TEST
+
+START_TEST(global_avgpool_matches_naive_and_adjoint)
+{
+    static const struct {
+        uint32_t hw, c;
+    } cases[] = {{1, 3}, {5, 1}, {49, 64}, {64, 16}, {9, 37}, {196, 128}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const uint32_t hw = cases[k].hw, c = cases[k].c;
+        const size_t batch = 3, in = batch * hw * c, out = batch * c;
+        float *x = fnew(in), *dy = fnew(out), *want = fnew(out), *y[2], *dx[2];
+        for (int t = 0; t < 2; t++)
+            y[t] = fnew(out), dx[t] = fnew(in);
+        th_fill_uniform(x, in, -1.0f, 1.0f, 110 + k);
+        th_fill_uniform(dy, out, -1.0f, 1.0f, 120 + k);
+        for (size_t n = 0; n < batch; n++)
+            for (size_t ch = 0; ch < c; ch++) {
+                double s = 0.0;
+                for (size_t pos = 0; pos < hw; pos++)
+                    s += x[(n * hw + pos) * c + ch];
+                want[n * c + ch] = (float)(s / hw);
+            }
+        for (uint32_t threads = 1; threads <= 2; threads++) {
+            fill_nan(y[threads - 1], out);
+            tli_global_avgpool_forward(threads, hw, c, x, batch, y[threads - 1]);
+            assert_floats(y[threads - 1], want, out, 1e-6, "global y");
+            fill_nan(dx[threads - 1], in);
+            tli_global_avgpool_backward(threads, hw, c, dy, batch, dx[threads - 1]);
+            for (size_t i = 0; i < in; i++) {
+                size_t n = i / ((size_t)hw * c), ch = i % c;
+                ck_assert_msg(dx[threads - 1][i] == dy[n * c + ch] / (float)hw, "case %zu: dx[%zu] = %g", k, i,
+                              (double)dx[threads - 1][i]);
+            }
+            double lhs = dot(y[threads - 1], dy, out), rhs = dot(x, dx[threads - 1], in);
+            ck_assert_msg(fabs(lhs - rhs) <= 1e-5 * (fabs(lhs) + fabs(rhs)) + 1e-9,
+                          "case %zu, %u threads: <gap(x), dy> = %.9g but <x, gap'(dy)> = %.9g", k, threads, lhs,
+                          rhs);
+        }
+        ck_assert_msg(memcmp(y[0], y[1], out * sizeof(float)) == 0, "case %zu: y depends on threads", k);
+        ck_assert_msg(memcmp(dx[0], dx[1], in * sizeof(float)) == 0, "case %zu: dx depends on threads", k);
+        free(x), free(dy), free(want);
+        for (int t = 0; t < 2; t++)
+            free(y[t]), free(dx[t]);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("kernels");
@@ -628,6 +848,10 @@ int main(void)
     tcase_add_test(tc, softmax_xent_extreme_logits);
     tcase_add_test(tc, mse_by_hand);
     tcase_add_test(tc, argmax_and_finite);
+    tcase_add_test(tc, avgpool_by_hand);
+    tcase_add_loop_test(tc, avgpool_matches_naive_and_adjoint, 0, NPOOL);
+    tcase_add_test(tc, global_avgpool_by_hand);
+    tcase_add_test(tc, global_avgpool_matches_naive_and_adjoint);
     suite_add_tcase(s, tc);
     return th_run(s);
 }

@@ -61,12 +61,6 @@ void tli_blas_init(void)
     pthread_once(&blas_once, blas_setup);
 }
 
-const char *tli_blas_arch(void)
-{
-    tli_blas_init();
-    return blas_arch;
-}
-
 const char *tl_backend_info(void)
 {
     tli_blas_init();

@@ -27,9 +27,6 @@ bool tli_cpu_has_avx2_fma(void);
  * and initialise BLIS. Idempotent and thread-safe; called before any GEMM. */
 void tli_blas_init(void);
 
-/* Name of the active BLIS kernel family ("skx", "haswell", ...). */
-const char *tli_blas_arch(void);
-
 /* C = alpha * A * B + beta * C with general strides (row stride rs, column
  * stride cs), A m x k, B k x n, C m x n. A transposed operand is just
  * swapped strides, so nothing is copied. beta == 0 never reads C. */
@@ -120,6 +117,42 @@ void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *
  * for 2x2 pooling, in an order that does not depend on `threads`. */
 void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float *dy, const int32_t *argmax,
                           const float *relu_y, float *dbias, size_t batch, float *dx);
+
+/* ---- pool.c: average pooling ------------------------------------------- */
+
+/* y = the mean of each window: the sum of its real (in-image) cells, in the
+ * geometry of tli_pool_geom (pad_t / pad_l zero rows / columns before the
+ * image; under 'same' padding windows may run past the bottom / right
+ * edge), divided by
+ *   count_include_pad true:  the number of the window's cells inside the
+ *     padded input [-pad_t, in_h + pad_b) x [-pad_l, in_w + pad_r), where
+ *     pad_b = max(0, (out_h-1)*s_h + p_h - in_h - pad_t) (pad_r likewise):
+ *     the trailing padding is what the last window needs, so every window
+ *     lies inside and the divisor is always p_h * p_w (PyTorch's default,
+ *     count_include_pad=True, ceil_mode=False);
+ *   count_include_pad false: the number of real cells in the window
+ *     (Keras / TensorFlow 'same' and PyTorch count_include_pad=False);
+ *     a window with no real cell (impossible with Keras or PyTorch
+ *     padding) gives 0.
+ * Each window is summed in a fixed order and then divided, so the result
+ * does not depend on `threads`. */
+void tli_avgpool_forward(uint32_t threads, const tli_pool_geom *g, bool count_include_pad, const float *x,
+                         size_t batch, float *y);
+
+/* dx = the adjoint of tli_avgpool_forward: each dy spread over its window's
+ * real cells as dy / (the forward's divisor), summed where windows overlap.
+ * Overwrites dx entirely (0 where no window reaches). */
+void tli_avgpool_backward(uint32_t threads, const tli_pool_geom *g, bool count_include_pad, const float *dy,
+                          size_t batch, float *dx);
+
+/* y[n][ch] = the mean over the hw positions of x[n][pos][ch] (x is
+ * batch x hw x c), summed position by position within one thread per
+ * image, so independent of `threads`. hw == 0 gives 0. */
+void tli_global_avgpool_forward(uint32_t threads, uint32_t hw, uint32_t c, const float *x, size_t batch, float *y);
+
+/* dx[n][pos][ch] = dy[n][ch] / hw, the adjoint of the above. Overwrites dx. */
+void tli_global_avgpool_backward(uint32_t threads, uint32_t hw, uint32_t c, const float *dy, size_t batch,
+                                 float *dx);
 
 /* ---- activation.c ------------------------------------------------------ */
 
