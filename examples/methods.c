@@ -82,12 +82,11 @@ tl_model *ex_feature_extractor(ex_result *r, const ex_task *task, const tl_model
     r->images_per_second = (double)opt->epochs * (double)tl_dataset_count(task->train) / r->seconds;
     tl_dataset_free(features);
 
-    /* Base + head as one model, to predict on images. It is compiled only
-     * because evaluate needs a loss; the base layers stay frozen. */
+    /* Base + head as one model, to predict on images (evaluate needs no
+     * optimizer); the base layers stay frozen. */
     tl_model *full;
     CHECK(tl_model_join(&full, base, head));
     CHECK(tl_model_set_threads(full, opt->threads));
-    ex_compile_adam(full, opt->lr);
     ex_evaluate(r, full, task->test);
     tl_model_free(base);
     tl_model_free(head);

@@ -70,6 +70,10 @@ static inline uint64_t tli_mul_sat(uint64_t a, uint64_t b)
     return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
+/* Free an optimizer that a model owned (tl_model_free(); optim.c).
+ * NULL is a no-op. */
+void tli_optimizer_release(tl_optimizer *opt);
+
 /* Number of online CPUs (at least 1). */
 uint32_t tli_cpu_count(void);
 

@@ -1,26 +1,20 @@
 /*
  * engine.c - running a model over a batch: the workspace, the forward and
- * backward passes, and prediction.
+ * backward passes over the layer graph, and prediction.
  *
  * The workspace is one aligned block sized for (model, batch size) and
  * reused by every step, so a training step never allocates. It holds each
  * layer's output (backward needs them), each layer's scratch (im2col
- * matrices, arg-max indices), the gathered input batch, and two gradient
- * buffers that the backward pass uses in turn.
+ * matrices, arg-max indices), the gathered input batch, and the gradient
+ * buffers of the backward pass. A layer's output gradient lives in a
+ * buffer (slot) from the moment the first layer that takes its output
+ * writes it until the layer's own backward has used it; slots are reused
+ * by liveness, so a chain needs two, as the ping-pong of a sequential
+ * model, and a residual block three. Further writers add into it.
  */
 #include <string.h>
 
-#include "model.h"
-
-void tli_workspace_free(tl_model *m)
-{
-    tli_free_aligned(m->ws.arena);
-    memset(&m->ws, 0, sizeof m->ws);
-    for (size_t i = 0; i < m->nlayers; i++) {
-        m->layers[i]->out = NULL;
-        m->layers[i]->scratch = NULL;
-    }
-}
+#include "engine.h"
 
 /* Carves 64-byte aligned blocks out of the arena. With base NULL it only
  * adds up the sizes (and assigns nothing), so sizing never disturbs a
@@ -54,11 +48,64 @@ static size_t mul_or_max(size_t a, size_t b)
     return tli_mul_ok(a, b, &r) ? r : SIZE_MAX;
 }
 
+/* Assign each layer's output gradient a slot (see the top of this file),
+ * walking the layers in backward order, and mark the inputs whose
+ * gradient is added to one already written. The plan is for a backward
+ * pass down to layer 0; a pass that stops higher skips the lower layers'
+ * slots, which changes nothing above. Returns the number of slots; *tmp
+ * tells whether a layer that cannot add by itself needs a buffer to add
+ * from. */
+static size_t plan_gradients(tl_model *m, bool *tmp)
+{
+    const size_t n = m->nlayers;
+    size_t nslots = 0, nfree = 0;
+    int32_t *free_slots = NULL;
+    *tmp = false;
+    for (size_t i = 0; i < n; i++) {
+        m->layers[i]->gslot = -1;
+        memset(m->layers[i]->in_acc, 0, sizeof m->layers[i]->in_acc);
+    }
+    if (n == 0)
+        return 0;
+    /* At most one slot per layer is ever free at once; a stack in the
+     * layers' own storage would do, but n is small: use the stack. */
+    int32_t small[256];
+    free_slots = small;
+    size_t cap = sizeof small / sizeof small[0];
+#define NEW_SLOT() (nfree ? free_slots[--nfree] : (int32_t)nslots++)
+    m->layers[n - 1]->gslot = NEW_SLOT();
+    for (size_t i = n; i-- > 0;) {
+        tl_layer *l = m->layers[i];
+        bool moved = false;
+        for (size_t k = 0; k < l->ninputs; k++) {
+            if (l->inputs[k] == TLI_INPUT_MODEL)
+                continue;
+            tl_layer *p = m->layers[l->inputs[k]];
+            if (p->gslot < 0) {
+                if (l->ops->is_view && !moved) {
+                    p->gslot = l->gslot; /* a view's gradient is its input's */
+                    moved = true;
+                } else {
+                    p->gslot = NEW_SLOT();
+                }
+            } else {
+                l->in_acc[k] = true;
+                if (!l->ops->accumulates && !l->ops->is_view)
+                    *tmp = true;
+            }
+        }
+        if (!moved && l->gslot >= 0 && nfree < cap)
+            free_slots[nfree++] = l->gslot;
+    }
+#undef NEW_SLOT
+    return nslots;
+}
+
 static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t *total)
 {
     carver c = {base, 0, true};
     const bool assign = base != NULL;
-    size_t max_act = m->in_size;
+    size_t max_act = 0;
     float *input = carve(&c, mul_or_max(batch, m->in_size), sizeof(float));
     int32_t *labels = carve(&c, batch, sizeof(int32_t));
     float *targets = carve(&c, mul_or_max(batch, tli_model_out_size(m)), sizeof(float));
@@ -79,14 +126,19 @@ static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t 
             l->scratch = scratch;
         }
     }
-    float *g0 = NULL, *g1 = NULL;
-    if (training) {
-        g0 = carve(&c, mul_or_max(batch, max_act), sizeof(float));
-        g1 = carve(&c, mul_or_max(batch, max_act), sizeof(float));
+    bool need_tmp = false;
+    size_t nslots = training ? plan_gradients(m, &need_tmp) : 0;
+    float **slots = nslots ? carve(&c, nslots, sizeof(float *)) : NULL;
+    for (size_t s = 0; s < nslots; s++) {
+        float *g = carve(&c, mul_or_max(batch, max_act), sizeof(float));
+        if (assign)
+            slots[s] = g;
     }
+    float *tmp = need_tmp ? carve(&c, mul_or_max(batch, max_act), sizeof(float)) : NULL;
     if (assign) {
-        m->ws.grad[0] = g0;
-        m->ws.grad[1] = g1;
+        m->ws.gslots = slots;
+        m->ws.nslots = nslots;
+        m->ws.gtmp = tmp;
     }
     *total = c.off;
     return c.ok;
@@ -94,6 +146,9 @@ static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t 
 
 tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
 {
+    tl_status st = tli_model_check_graph(m, NULL);
+    if (st)
+        return st;
     if (m->ws.arena && batch <= m->ws.batch && (!training || m->ws.training))
         return TL_OK;
     if (m->ws.arena) {
@@ -120,30 +175,45 @@ tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
 
 tli_exec tli_exec_for(const tl_model *m, size_t n, bool training)
 {
-    tli_exec ex = {m->threads ? m->threads : 1, n, training, NULL, false};
+    tli_exec ex = {m->threads ? m->threads : 1, n, training, NULL, false, NULL};
     return ex;
 }
 
-const float *tli_forward_range(tl_model *m, const tli_exec *ex, const float *x, size_t from, size_t to,
-                               bool logits)
+static const float *output_of(const tl_model *m, const float *x, uint32_t i)
 {
-    const float *cur = x;
-    for (size_t i = from; i < to; i++) {
+    return i == TLI_INPUT_MODEL ? x : m->layers[i]->out;
+}
+
+static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t end, bool logits)
+{
+    const float *xs[TLI_MAX_INPUTS];
+    for (size_t i = 0; i < end; i++) {
         tl_layer *l = m->layers[i];
+        for (size_t k = 0; k < l->ninputs; k++)
+            xs[k] = output_of(m, x, l->inputs[k]);
         if (l->ops->is_view) {
-            l->out = (float *)cur;
+            l->out = (float *)xs[0];
             continue;
         }
         tl_activation act = (logits && i + 1 == m->nlayers) ? TL_ACT_LINEAR : l->act;
-        l->ops->forward(l, ex, cur, l->out, act);
-        cur = l->out;
+        l->ops->forward(l, ex, xs, l->out, act);
     }
-    return cur;
+    return end ? m->layers[end - 1]->out : x;
 }
 
 const float *tli_forward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
 {
-    return tli_forward_range(m, ex, x, 0, m->nlayers, logits);
+    return run(m, ex, x, m->nlayers, logits);
+}
+
+const float *tli_forward_to(tl_model *m, const tli_exec *ex, const float *x, size_t last)
+{
+    return run(m, ex, x, last + 1, false);
+}
+
+float *tli_output_grad(tl_model *m)
+{
+    return m->ws.gslots[m->layers[m->nlayers - 1]->gslot];
 }
 
 size_t tli_backward_stop(const tl_model *m)
@@ -154,42 +224,66 @@ size_t tli_backward_stop(const tl_model *m)
     return m->nlayers;
 }
 
+/* Max-pooling over a ReLU's output (conv -> relu -> maxpool, as in the
+ * seed CNN) applies the ReLU's derivative while it writes dx and sums the
+ * layer's bias gradient from its own 4x smaller gradient: this saves two
+ * passes over the largest activation, the masking and the bias sum (see
+ * tli_maxpool_backward). Only when the pool is the sole consumer of that
+ * output, so no other gradient would miss the mask. Returns the `act` to
+ * pass to the pool's backward. */
+static tl_activation fold_relu(tl_model *m, tl_layer *l, tli_exec *call, float *const *dx)
+{
+    if (!l->ops->folds_input_relu || dx[0] == NULL || l->in_acc[0])
+        return TL_ACT_LINEAR;
+    tl_layer *below = m->layers[l->inputs[0]];
+    if (below->nconsumers != 1 || below->act != TL_ACT_RELU || below->ops->is_view)
+        return TL_ACT_LINEAR;
+    below->relu_folded = true;
+    below->bias_folded = tli_layer_learns(below) && below->bias_index >= 0;
+    call->fold_bias_grad = below->bias_folded ? below->params[below->bias_index].grad : NULL;
+    return TL_ACT_RELU;
+}
+
 void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
 {
-    size_t stop = tli_backward_stop(m);
-    if (stop == m->nlayers)
-        return;
-    float *dy = m->ws.grad[0];
-    bool relu_folded = false; /* the layer above applied this layer's ReLU derivative */
-    bool bias_folded = false; /* ... and wrote its bias gradient */
+    const size_t stop = tli_backward_stop(m);
+    const size_t n = ex->batch;
+    const float *xs[TLI_MAX_INPUTS];
+    float *dxs[TLI_MAX_INPUTS];
     for (size_t i = m->nlayers; i-- > stop;) {
         tl_layer *l = m->layers[i];
-        if (l->ops->is_view)
-            continue; /* the gradient passes through unchanged */
-        const float *in = i ? m->layers[i - 1]->out : x;
-        float *dx = NULL;
-        if (i > stop)
-            dx = dy == m->ws.grad[0] ? m->ws.grad[1] : m->ws.grad[0];
-        tl_activation act = (logits && i + 1 == m->nlayers) ? TL_ACT_LINEAR : l->act;
-        tli_exec call = *ex;
-        if (relu_folded)
-            act = TL_ACT_LINEAR;
-        call.bias_grad_done = bias_folded;
-        /* Max-pooling over a ReLU's output (conv -> relu -> maxpool, as in
-         * the seed CNN) applies the ReLU's derivative while it writes dx and
-         * sums the layer's bias gradient from its own 4x smaller gradient:
-         * this saves two passes over the largest activation, the masking
-         * and the bias sum (see tli_maxpool_backward). */
-        relu_folded = bias_folded = false;
-        if (l->ops->kind == TL_LAYER_MAXPOOL2D) {
-            tl_layer *below = dx != NULL ? m->layers[i - 1] : NULL;
-            relu_folded = below && below->act == TL_ACT_RELU && !below->ops->is_view;
-            bias_folded = relu_folded && tli_layer_learns(below) && below->use_bias;
-            call.fold_bias_grad = bias_folded ? below->params[1].grad : NULL;
-            act = relu_folded ? TL_ACT_RELU : TL_ACT_LINEAR;
+        float *dy = m->ws.gslots[l->gslot];
+        for (size_t k = 0; k < l->ninputs; k++) {
+            uint32_t p = l->inputs[k];
+            xs[k] = output_of(m, x, p);
+            dxs[k] = NULL;
+            if (p == TLI_INPUT_MODEL || p < stop)
+                continue;
+            float *target = m->ws.gslots[m->layers[p]->gslot];
+            bool via_tmp = l->in_acc[k] && !l->ops->accumulates && !l->ops->is_view;
+            dxs[k] = via_tmp ? m->ws.gtmp : target;
         }
-        l->ops->backward(l, &call, in, l->out, dy, dx, act, tli_layer_learns(l));
-        dy = dx;
+        if (l->ops->is_view) {
+            /* The gradient passes through: nothing to do when it already
+             * lives in the input's slot, else it is added there. */
+            if (dxs[0] && dxs[0] != dy)
+                tli_accumulate(ex->threads, dxs[0], dy, n * l->out_size, l->in_acc[0]);
+            continue;
+        }
+        tli_exec call = *ex;
+        call.dx_acc = l->in_acc;
+        call.bias_grad_done = l->bias_folded;
+        tl_activation act = (logits && i + 1 == m->nlayers) ? TL_ACT_LINEAR : l->act;
+        if (l->relu_folded)
+            act = TL_ACT_LINEAR;
+        if (l->ops->folds_input_relu)
+            act = fold_relu(m, l, &call, dxs);
+        l->relu_folded = l->bias_folded = false;
+        l->ops->backward(l, &call, xs, l->out, dy, dxs, act, tli_layer_learns(l));
+        for (size_t k = 0; k < l->ninputs; k++)
+            if (dxs[k] == m->ws.gtmp && dxs[k] != NULL)
+                tli_accumulate(ex->threads, m->ws.gslots[m->layers[l->inputs[k]]->gslot], m->ws.gtmp,
+                               n * m->layers[l->inputs[k]]->out_size, true);
     }
 }
 

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "model.h"
-#include "options.h"
 
 tl_status tl_model_create(tl_model **out, uint32_t height, uint32_t width, uint32_t channels, uint64_t seed)
 {
@@ -40,10 +39,7 @@ void tl_model_free(tl_model *m)
     for (size_t i = 0; i < m->nlayers; i++)
         tli_layer_free(m->layers[i]);
     tli_free(m->layers);
-    if (m->opt) {
-        m->opt->owned = false;
-        tl_optimizer_free(m->opt);
-    }
+    tli_optimizer_release(m->opt);
     tli_free(m);
 }
 
@@ -121,11 +117,32 @@ static bool act_valid(tl_activation a)
            a == TL_ACT_TANH;
 }
 
+const tl_shape *tli_model_shape_of(const tl_model *m, uint32_t i)
+{
+    return i == TLI_INPUT_MODEL ? &m->input : &m->layers[i]->out_shape;
+}
+
+tl_status tli_model_input_index(uint32_t *out, const tl_model *m, const tl_layer *input, const char *fn)
+{
+    if (input == NULL) {
+        *out = m->nlayers ? (uint32_t)(m->nlayers - 1) : TLI_INPUT_MODEL;
+        return TL_OK;
+    }
+    if (input->model != m || input->index >= m->nlayers || m->layers[input->index] != input)
+        return tli_error(TL_EINVAL, "%s: input layer '%s' belongs to another model; a layer's inputs must be "
+                         "earlier layers of its own model", fn, input->name);
+    *out = (uint32_t)input->index;
+    return TL_OK;
+}
+
 tl_status tli_model_append(tl_layer **out, tl_model *m, const tli_layer_ops *ops, const void *cfg,
-                           tl_activation act, int use_bias, const char *name, const char *fn)
+                           tl_activation act, int use_bias, const uint32_t *inputs, size_t ninputs,
+                           const char *name, const char *fn)
 {
     if (!act_valid(act))
         return tli_error(TL_EINVAL, "%s: unknown activation %d", fn, (int)act);
+    if (m->nlayers >= UINT32_MAX - 1)
+        return tli_error(TL_ETOOBIG, "%s: the model has too many layers", fn);
     char autoname[TL_MAX_NAME + 1];
     if (name) {
         tl_status st = check_name(m, name, NULL, fn);
@@ -135,6 +152,22 @@ tl_status tli_model_append(tl_layer **out, tl_model *m, const tli_layer_ops *ops
         auto_name(m, ops, autoname, sizeof autoname);
         name = autoname;
     }
+    uint32_t prev = m->nlayers ? (uint32_t)(m->nlayers - 1) : TLI_INPUT_MODEL;
+    if (inputs == NULL) {
+        inputs = &prev;
+        ninputs = 1;
+    }
+    if (ninputs > TLI_MAX_INPUTS)
+        return tli_error(TL_EINVAL, "%s: layer '%s' has %zu inputs, more than the limit of %d", fn, name, ninputs,
+                         TLI_MAX_INPUTS);
+    tl_shape shapes[TLI_MAX_INPUTS];
+    for (size_t k = 0; k < ninputs; k++) {
+        /* Only earlier layers: a model can never hold a cycle. */
+        if (inputs[k] != TLI_INPUT_MODEL && inputs[k] >= m->nlayers)
+            return tli_error(TL_EINVAL, "%s: input %zu of layer '%s' is layer %u, which is not an earlier layer of "
+                             "the model (it has %zu)", fn, k, name, inputs[k], m->nlayers);
+        shapes[k] = *tli_model_shape_of(m, inputs[k]);
+    }
     if (m->nlayers == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 8;
         tl_layer **grown = tli_realloc(m->layers, cap * sizeof *grown);
@@ -143,15 +176,18 @@ tl_status tli_model_append(tl_layer **out, tl_model *m, const tli_layer_ops *ops
         m->layers = grown;
         m->cap = cap;
     }
-    const tl_shape *in = m->nlayers ? &m->layers[m->nlayers - 1]->out_shape : &m->input;
+    tli_layer_spec spec = {ops, cfg, act, use_bias, ninputs, inputs, shapes};
     tl_layer *l;
-    tl_status st = tli_layer_new(&l, ops, cfg, act, use_bias, in, name, m->nlayers);
+    tl_status st = tli_layer_new(&l, &spec, name, m->nlayers, m->shell);
     if (st) {
         tli_error_prefix("%s", fn);
         return st;
     }
     l->model = m;
     tli_layer_init_params(l, m->seed, l->index);
+    for (size_t k = 0; k < l->ninputs; k++)
+        if (l->inputs[k] != TLI_INPUT_MODEL)
+            m->layers[l->inputs[k]]->nconsumers++;
     m->layers[m->nlayers++] = l;
     tli_workspace_free(m);
     if (out)
@@ -159,83 +195,58 @@ tl_status tli_model_append(tl_layer **out, tl_model *m, const tli_layer_ops *ops
     return TL_OK;
 }
 
-TLI_OPTIONS_TYPE_V1(conv2d_type, tl_conv2d_options, TL_CONV2D_OPTIONS);
-TLI_OPTIONS_TYPE_V1(maxpool2d_type, tl_maxpool2d_options, TL_MAXPOOL2D_OPTIONS);
-TLI_OPTIONS_TYPE_V1(dense_type, tl_dense_options, TL_DENSE_OPTIONS);
-
-tl_status tl_model_add_conv2d(tl_layer **out, tl_model *m, const tl_conv2d_options *opts)
+tl_status tli_model_check_graph(const tl_model *m, const char *fn)
 {
-    const char *fn = "tl_model_add_conv2d";
-    if (m == NULL || opts == NULL)
-        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
-    tl_conv2d_options d = TL_CONV2D_OPTIONS_INIT, *o = &d;
-    tl_status st = tli_options_read(&d, opts, &conv2d_type, fn);
-    if (st)
-        return st;
-    tli_conv_cfg cfg = {o->filters, o->kernel_h, o->kernel_w, o->stride_h, o->stride_w, o->padding};
-    return tli_model_append(out, m, &tli_conv2d_ops, &cfg, o->activation, o->use_bias, o->name, fn);
+    for (size_t i = 0; i + 1 < m->nlayers; i++) {
+        const tl_layer *l = m->layers[i];
+        if (l->nconsumers == 0)
+            return tli_error(TL_EINVAL, "%s%slayer '%s' (%s, index %zu) has an output that no layer uses; only the "
+                             "last layer (%s) is the model's output: use it as an input or remove it", fn ? fn : "",
+                             fn ? ": " : "", l->name, l->ops->type_name, i, m->layers[m->nlayers - 1]->name);
+    }
+    return TL_OK;
 }
 
-tl_status tl_model_add_maxpool2d(tl_layer **out, tl_model *m, const tl_maxpool2d_options *opts)
+void tli_workspace_free(tl_model *m)
 {
-    const char *fn = "tl_model_add_maxpool2d";
-    if (m == NULL || opts == NULL)
-        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
-    tl_maxpool2d_options d = TL_MAXPOOL2D_OPTIONS_INIT, *o = &d;
-    tl_status st = tli_options_read(&d, opts, &maxpool2d_type, fn);
-    if (st)
-        return st;
-    tli_pool_cfg cfg = {o->pool_h, o->pool_w, o->stride_h, o->stride_w, o->padding};
-    return tli_model_append(out, m, &tli_maxpool2d_ops, &cfg, TL_ACT_LINEAR, 0, o->name, fn);
-}
-
-tl_status tl_model_add_dense(tl_layer **out, tl_model *m, const tl_dense_options *opts)
-{
-    const char *fn = "tl_model_add_dense";
-    if (m == NULL || opts == NULL)
-        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
-    tl_dense_options d = TL_DENSE_OPTIONS_INIT, *o = &d;
-    tl_status st = tli_options_read(&d, opts, &dense_type, fn);
-    if (st)
-        return st;
-    tli_dense_cfg cfg = {o->units};
-    return tli_model_append(out, m, &tli_dense_ops, &cfg, o->activation, o->use_bias, o->name, fn);
-}
-
-tl_status tl_model_add_flatten(tl_layer **out, tl_model *m, const char *name)
-{
-    if (m == NULL)
-        return tli_error(TL_EINVAL, "tl_model_add_flatten: model is NULL");
-    return tli_model_append(out, m, &tli_flatten_ops, NULL, TL_ACT_LINEAR, 0, name, "tl_model_add_flatten");
-}
-
-tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version)
-{
-    const tl_conv2d_options d = TL_CONV2D_OPTIONS_INIT;
-    return tli_options_init(opts, version, &d, &conv2d_type, "tl_conv2d_options_init");
-}
-
-tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned int version)
-{
-    const tl_maxpool2d_options d = TL_MAXPOOL2D_OPTIONS_INIT;
-    return tli_options_init(opts, version, &d, &maxpool2d_type, "tl_maxpool2d_options_init");
-}
-
-tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version)
-{
-    const tl_dense_options d = TL_DENSE_OPTIONS_INIT;
-    return tli_options_init(opts, version, &d, &dense_type, "tl_dense_options_init");
+    tli_free_aligned(m->ws.arena);
+    memset(&m->ws, 0, sizeof m->ws);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        m->layers[i]->out = NULL;
+        m->layers[i]->scratch = NULL;
+    }
 }
 
 tl_status tl_model_pop_layers(tl_model *m, size_t count)
 {
+    const char *fn = "tl_model_pop_layers";
     if (m == NULL)
-        return tli_error(TL_EINVAL, "tl_model_pop_layers: model is NULL");
+        return tli_error(TL_EINVAL, "%s: model is NULL", fn);
     if (count > m->nlayers)
-        return tli_error(TL_ERANGE, "tl_model_pop_layers: cannot remove %zu layers from a model with %zu", count,
-                         m->nlayers);
-    for (size_t i = 0; i < count; i++)
-        tli_layer_free(m->layers[--m->nlayers]);
+        return tli_error(TL_ERANGE, "%s: cannot remove %zu layers from a model with %zu", fn, count, m->nlayers);
+    /* Layers only take earlier layers, so the kept ones never lose an
+     * input; but one of them may lose every consumer (a branch whose join
+     * is removed), which would leave it dangling: refuse that. */
+    const size_t keep = m->nlayers - count;
+    for (size_t i = 0; i + 1 < keep; i++) {
+        const tl_layer *l = m->layers[i];
+        size_t kept_uses = 0;
+        for (size_t j = i + 1; j < keep; j++)
+            for (size_t k = 0; k < m->layers[j]->ninputs; k++)
+                kept_uses += m->layers[j]->inputs[k] == i;
+        if (l->nconsumers > 0 && kept_uses == 0)
+            return tli_error(TL_EINVAL, "%s: removing %zu layer%s would leave layer '%s' (index %zu) with an output "
+                             "that no layer uses; remove it too or keep the layer%s that take%s it", fn, count,
+                             count == 1 ? "" : "s", l->name, i, l->nconsumers == 1 ? "" : "s",
+                             l->nconsumers == 1 ? "s" : "");
+    }
+    for (size_t i = 0; i < count; i++) {
+        tl_layer *l = m->layers[--m->nlayers];
+        for (size_t k = 0; k < l->ninputs; k++)
+            if (l->inputs[k] != TLI_INPUT_MODEL)
+                m->layers[l->inputs[k]]->nconsumers--;
+        tli_layer_free(l);
+    }
     tli_workspace_free(m);
     tl_model_reset_optimizer(m);
     return TL_OK;
@@ -302,7 +313,7 @@ size_t tl_model_trainable_param_count(const tl_model *m)
     if (m)
         for (size_t i = 0; i < m->nlayers; i++)
             if (m->layers[i]->trainable)
-                n += tl_layer_param_count(m->layers[i]);
+                n += tli_layer_count(m->layers[i], TLI_ROLE_PARAM);
     return n;
 }
 

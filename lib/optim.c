@@ -1,14 +1,12 @@
 /*
- * optim.c - optimizer handles, compile, and the parameter update.
- *
- * State (moments, velocities) lives beside each parameter and is allocated
- * by tli_optim_prepare() before the first step that needs it, only for
- * layers that learn: a frozen layer never gets state, gradient or update.
+ * optim.c - optimizer handles and the update over arrays. Which tensors
+ * are updated, and where their state lives, is train.c's business
+ * (compile.c): a frozen layer never gets state, gradient or update.
  */
 #include <math.h>
 #include <string.h>
 
-#include "model.h"
+#include "optim.h"
 #include "options.h"
 
 TLI_OPTIONS_TYPE_V1(adam_type, tl_adam_options, TL_ADAM_OPTIONS);
@@ -114,6 +112,14 @@ void tl_optimizer_free(tl_optimizer *opt)
         tli_free(opt);
 }
 
+void tli_optimizer_release(tl_optimizer *opt)
+{
+    if (opt) {
+        opt->owned = false;
+        tl_optimizer_free(opt);
+    }
+}
+
 tl_optimizer_kind tl_optimizer_get_kind(const tl_optimizer *opt)
 {
     return opt ? opt->kind : (tl_optimizer_kind)0;
@@ -150,119 +156,13 @@ const char *tl_loss_str(tl_loss loss)
     return "unknown";
 }
 
-/* ---- compile ------------------------------------------------------------ */
-
-bool tli_loss_takes_logits(const tl_model *m)
-{
-    return m->loss == TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY || m->loss == TL_LOSS_CATEGORICAL_CROSSENTROPY;
-}
-
-tl_status tli_check_loss(const tl_model *m, tl_loss loss, const char *fn)
-{
-    if (loss != TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY && loss != TL_LOSS_CATEGORICAL_CROSSENTROPY &&
-        loss != TL_LOSS_MEAN_SQUARED_ERROR)
-        return tli_error(TL_EINVAL, "%s: unknown loss %d", fn, (int)loss);
-    if (m->nlayers == 0)
-        return tli_error(TL_ESTATE, "%s: the model has no layers", fn);
-    const tl_layer *last = m->layers[m->nlayers - 1];
-    if (loss != TL_LOSS_MEAN_SQUARED_ERROR && last->act != TL_ACT_SOFTMAX && last->act != TL_ACT_LINEAR)
-        return tli_error(TL_EINVAL,
-                         "%s: %s needs the last layer ('%s') to end in softmax or linear (logits), not %s", fn,
-                         tl_loss_str(loss), last->name, tl_activation_str(last->act));
-    return TL_OK;
-}
-
-tl_status tl_model_compile(tl_model *m, tl_optimizer *opt, tl_loss loss)
-{
-    const char *fn = "tl_model_compile";
-    if (m == NULL) {
-        tl_optimizer_free(opt);
-        return tli_error(TL_EINVAL, "%s: model is NULL", fn);
-    }
-    if (opt == NULL)
-        return tli_error(TL_EINVAL, "%s: optimizer is NULL", fn);
-    if (opt->owned && opt != m->opt)
-        return tli_error(TL_EINVAL, "%s: the optimizer already belongs to another model", fn);
-    tl_status st = tli_check_loss(m, loss, fn);
-    if (st) {
-        if (opt != m->opt)
-            tl_optimizer_free(opt);
-        return st;
-    }
-    if (opt != m->opt) {
-        if (m->opt) {
-            m->opt->owned = false;
-            tl_optimizer_free(m->opt);
-        }
-        m->opt = opt;
-        opt->owned = true;
-    }
-    m->loss = loss;
-    return tl_model_reset_optimizer(m);
-}
-
-tl_optimizer *tl_model_optimizer(const tl_model *m)
-{
-    return m ? m->opt : NULL;
-}
-
-tl_loss tl_model_loss(const tl_model *m)
-{
-    return m ? m->loss : (tl_loss)0;
-}
-
-size_t tl_model_optimizer_state_bytes(const tl_model *m)
-{
-    size_t bytes = 0;
-    if (m)
-        for (size_t i = 0; i < m->nlayers; i++)
-            for (size_t p = 0; p < m->layers[i]->nparams; p++)
-                for (int k = 0; k < 2; k++)
-                    if (m->layers[i]->params[p].state[k])
-                        bytes += m->layers[i]->params[p].count * sizeof(float);
-    return bytes;
-}
-
-tl_status tl_model_reset_optimizer(tl_model *m)
-{
-    if (m == NULL)
-        return tli_error(TL_EINVAL, "tl_model_reset_optimizer: model is NULL");
-    for (size_t i = 0; i < m->nlayers; i++)
-        tli_layer_free_state(m->layers[i]);
-    if (m->opt)
-        m->opt->steps = 0;
-    return TL_OK;
-}
-
 /* ---- the update ---------------------------------------------------------- */
 
-static size_t slots_needed(const tl_optimizer *o)
+size_t tli_optim_slots(const tl_optimizer *o)
 {
     if (o->kind == TL_OPT_SGD)
         return o->momentum > 0.0f ? 1 : 0;
     return 2;
-}
-
-tl_status tli_optim_prepare(tl_model *m)
-{
-    size_t slots = slots_needed(m->opt);
-    for (size_t i = 0; i < m->nlayers; i++) {
-        tl_layer *l = m->layers[i];
-        if (!tli_layer_learns(l))
-            continue;
-        for (size_t p = 0; p < l->nparams; p++)
-            for (size_t k = 0; k < slots; k++) {
-                tli_param *pr = &l->params[p];
-                if (pr->state[k])
-                    continue;
-                pr->state[k] = tli_malloc_aligned(pr->count * sizeof(float));
-                if (pr->state[k] == NULL)
-                    return tli_error(TL_ENOMEM, "out of memory allocating optimizer state for layer '%s' %s",
-                                     l->name, pr->name);
-                memset(pr->state[k], 0, pr->count * sizeof(float));
-            }
-    }
-    return TL_OK;
 }
 
 static void sgd_update(const tl_optimizer *o, float lr, float *w, const float *g, float *v, size_t n)
@@ -303,21 +203,17 @@ static void adam_update(const tl_optimizer *o, float lr, float *w, const float *
     }
 }
 
-void tli_optim_step(tl_model *m)
+void tli_optim_begin_step(tl_optimizer *o)
 {
-    tl_optimizer *o = m->opt;
     o->steps++;
-    for (size_t i = 0; i < m->nlayers; i++) {
-        tl_layer *l = m->layers[i];
-        if (!tli_layer_learns(l))
-            continue;
-        float lr = o->lr * l->lr_scale;
-        for (size_t p = 0; p < l->nparams; p++) {
-            tli_param *pr = &l->params[p];
-            if (o->kind == TL_OPT_SGD)
-                sgd_update(o, lr, pr->value, pr->grad, pr->state[0], pr->count);
-            else
-                adam_update(o, lr, pr->value, pr->grad, pr->state[0], pr->state[1], pr->count);
-        }
-    }
+}
+
+void tli_optim_update(const tl_optimizer *o, float lr_scale, float *w, const float *g, float *s0, float *s1,
+                      size_t n)
+{
+    const float lr = o->lr * lr_scale;
+    if (o->kind == TL_OPT_SGD)
+        sgd_update(o, lr, w, g, s0, n);
+    else
+        adam_update(o, lr, w, g, s0, s1, n);
 }

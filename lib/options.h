@@ -12,6 +12,8 @@
 #ifndef TLI_OPTIONS_H
 #define TLI_OPTIONS_H
 
+#include <stddef.h>
+
 #include "core.h"
 
 typedef struct tli_options_type {
@@ -27,6 +29,13 @@ typedef struct tli_options_type {
 #define TLI_OPTIONS_TYPE_V1(var, type, prefix)                                                \
     _Static_assert(prefix##_VERSION == 1, "list the sizes of every version of " #type);      \
     static const size_t var##_sizes[] = {0, sizeof(type)};                                   \
+    static const tli_options_type var = {#type, #prefix "_INIT", prefix##_VERSION, var##_sizes}
+
+/* Describe an options struct whose version 2 appended fields starting at
+ * member `first_v2` to version 1. */
+#define TLI_OPTIONS_TYPE_V2(var, type, prefix, first_v2)                                      \
+    _Static_assert(prefix##_VERSION == 2, "list the sizes of every version of " #type);      \
+    static const size_t var##_sizes[] = {0, offsetof(type, first_v2), sizeof(type)};         \
     static const tli_options_type var = {#type, #prefix "_INIT", prefix##_VERSION, var##_sizes}
 
 /* The _init functions: copy the defaults into the caller's struct, only the

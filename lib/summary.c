@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model.h"
+#include "summary.h"
 
 /* "1,234,567" */
 static const char *grouped(size_t v, char *buf, size_t cap)
@@ -20,14 +20,7 @@ static const char *grouped(size_t v, char *buf, size_t cap)
     return buf;
 }
 
-typedef struct sink {
-    tl_write_fn write;
-    void *payload;
-    bool stopped;
-} sink;
-
-static void emit(sink *s, const char *fmt, ...) TLI_PRINTF(2, 3);
-static void emit(sink *s, const char *fmt, ...)
+void tli_emit(tli_sink *s, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -46,13 +39,44 @@ static void emit(sink *s, const char *fmt, ...)
 static const char rule[] = "________________________________________________________________________________";
 static const char dbl[] = "================================================================================";
 
-static void render(const tl_model *m, sink *s)
+/* A model whose layers all take the previous one is a chain: its table
+ * needs no "Connected to" column (Keras prints one only for graphs). */
+static bool is_graph(const tl_model *m)
 {
-    char a[64], b[32], c[96];
-    emit(s, "Model: %zu layers, input %s\n", m->nlayers, tli_shape_str(&m->input, a, sizeof a));
-    emit(s, "%s\n", rule);
-    emit(s, " %-34s %-22s %11s  %s\n", "Layer (type)", "Output Shape", "Param #", "Trainable");
-    emit(s, "%s\n", dbl);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const tl_layer *l = m->layers[i];
+        uint32_t prev = i ? (uint32_t)(i - 1) : TLI_INPUT_MODEL;
+        if (l->ninputs != 1 || l->inputs[0] != prev)
+            return true;
+    }
+    return false;
+}
+
+/* "conv2d_1, add" into buf. */
+static const char *connected(const tl_model *m, const tl_layer *l, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < l->ninputs && len < cap; k++) {
+        const char *name = l->inputs[k] == TLI_INPUT_MODEL ? "input" : m->layers[l->inputs[k]]->name;
+        int n = snprintf(buf + len, cap - len, "%s%s", k ? ", " : "", name);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    return buf;
+}
+
+void tli_summary_table(const tl_model *m, tli_sink *s)
+{
+    char b[32], c[96], conn[256];
+    const bool graph = is_graph(m);
+    tli_emit(s, "%s\n", rule);
+    if (graph)
+        tli_emit(s, " %-34s %-22s %11s  %-11s  %s\n", "Layer (type)", "Output Shape", "Param #", "Trainable",
+                 "Connected to");
+    else
+        tli_emit(s, " %-34s %-22s %11s  %s\n", "Layer (type)", "Output Shape", "Param #", "Trainable");
+    tli_emit(s, "%s\n", dbl);
+    size_t total = 0, trainable = 0;
     for (size_t i = 0; i < m->nlayers; i++) {
         const tl_layer *l = m->layers[i];
         snprintf(c, sizeof c, "%s (%s)", l->name, l->ops->type_name);
@@ -64,24 +88,42 @@ static void render(const tl_model *m, sink *s)
             len += (size_t)snprintf(shape + len, sizeof shape - len, ", %u", o.dims[d]);
         if (len < sizeof shape)
             snprintf(shape + len, sizeof shape - len, ")");
-        emit(s, " %-34s %-22s %11s  %s\n", c, shape, grouped(tl_layer_param_count(l), b, sizeof b),
-             l->nparams == 0 ? "-" : l->trainable ? "yes" : "no (frozen)");
-        emit(s, "%s\n", i + 1 < m->nlayers ? "" : dbl);
+        size_t n = tl_layer_param_count(l), learn = l->trainable ? tli_layer_count(l, TLI_ROLE_PARAM) : 0;
+        total += n;
+        trainable += learn;
+        const char *tr = l->nparams == 0 ? "-" : l->trainable ? "yes" : "no (frozen)";
+        if (graph)
+            tli_emit(s, " %-34s %-22s %11s  %-11s  %s\n", c, shape, grouped(n, b, sizeof b), tr,
+                     connected(m, l, conn, sizeof conn));
+        else
+            tli_emit(s, " %-34s %-22s %11s  %s\n", c, shape, grouped(n, b, sizeof b), tr);
+        tli_emit(s, "%s\n", i + 1 < m->nlayers ? "" : dbl);
     }
     if (m->nlayers == 0)
-        emit(s, "%s\n", dbl);
-    size_t total = tl_model_param_count(m), train = tl_model_trainable_param_count(m);
-    emit(s, "Total params: %s\n", grouped(total, b, sizeof b));
-    emit(s, "Trainable params: %s\n", grouped(train, b, sizeof b));
-    emit(s, "Non-trainable params: %s\n", grouped(total - train, b, sizeof b));
-    emit(s, "%s\n", rule);
+        tli_emit(s, "%s\n", dbl);
+    tli_emit(s, "Total params: %s\n", grouped(total, b, sizeof b));
+    tli_emit(s, "Trainable params: %s\n", grouped(trainable, b, sizeof b));
+    tli_emit(s, "Non-trainable params: %s\n", grouped(total - trainable, b, sizeof b));
+}
+
+void tli_summary_end(tli_sink *s)
+{
+    tli_emit(s, "%s\n", rule);
+}
+
+static void render(const tl_model *m, tli_sink *s)
+{
+    char a[64];
+    tli_emit(s, "Model: %zu layers, input %s\n", m->nlayers, tli_shape_str(&m->input, a, sizeof a));
+    tli_summary_table(m, s);
+    tli_summary_end(s);
 }
 
 tl_status tl_model_summary_write(const tl_model *m, tl_write_fn write, void *payload)
 {
     if (m == NULL || write == NULL)
         return tli_error(TL_EINVAL, "tl_model_summary_write: %s is NULL", m ? "write" : "model");
-    sink s = {write, payload, false};
+    tli_sink s = {write, payload, false};
     render(m, &s);
     if (s.stopped)
         return tli_error(TL_ECANCELED, "tl_model_summary_write: the write callback asked to stop");
@@ -109,12 +151,15 @@ tl_status tl_model_summary(char *buf, size_t cap, size_t *needed, const tl_model
     if (m == NULL || (buf == NULL && cap > 0))
         return tli_error(TL_EINVAL, "tl_model_summary: %s is NULL", m ? "buf" : "model");
     buffer b = {buf, cap, 0};
-    sink s = {to_buffer, &b, false};
+    tli_sink s = {to_buffer, &b, false};
     render(m, &s);
     if (cap > 0)
         buf[b.len < cap ? b.len : cap - 1] = '\0';
     if (needed)
         *needed = b.len;
+    /* A size query (cap 0 with `needed`) is not a failure. */
+    if (cap == 0 && needed)
+        return TL_OK;
     if (b.len >= cap)
         return tli_error(TL_ETOOBIG, "tl_model_summary: the summary needs %zu bytes plus the NUL, the buffer has %zu",
                          b.len, cap);

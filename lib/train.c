@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "data/dataset.h"
-#include "model.h"
+#include "train.h"
 #include "options.h"
 
 TLI_OPTIONS_TYPE_V1(fit_type, tl_fit_options, TL_FIT_OPTIONS);
@@ -89,7 +89,7 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
     tli_exec ex = tli_exec_for(m, n, train);
     const float *y = tli_forward(m, &ex, src->x, logits);
     const size_t width = tli_model_out_size(m);
-    float *grad = train ? m->ws.grad[0] : NULL;
+    float *grad = train ? tli_output_grad(m) : NULL;
     /* Sparse cross-entropy always reads labels; the others prefer targets. */
     const int32_t *labels = src->targets ? NULL : src->labels;
     size_t bad = 0;
@@ -113,7 +113,7 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
                          "pass; %zu layer%s affected)%s; no update was made",
                          where, bad_layer->name, bad_layer->index, affected, affected == 1 ? "" : "s",
                          nonfinite_cause(cause, sizeof cause, m, src, n));
-    tli_optim_step(m);
+    tli_train_update(m);
     return TL_OK;
 }
 
@@ -201,10 +201,17 @@ tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m,
     const char *fn = "tl_model_evaluate";
     if (m == NULL || data == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "data" : "model");
-    tl_status st = check_compiled(m, fn);
-    if (st)
-        return st;
-    return evaluate(out_loss, out_accuracy, m, data, batch_size ? batch_size : 64, fn);
+    /* Evaluation needs a loss, not an optimizer; a model never compiled
+     * is a classifier evaluated with sparse cross-entropy, for this call
+     * only. */
+    const tl_loss compiled = m->loss;
+    if (compiled == 0)
+        m->loss = TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
+    tl_status st = tli_check_loss(m, m->loss, fn);
+    if (st == TL_OK)
+        st = evaluate(out_loss, out_accuracy, m, data, batch_size ? batch_size : 64, fn);
+    m->loss = compiled;
+    return st;
 }
 
 tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs, const int32_t *labels,
@@ -224,7 +231,7 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
         return tli_error(TL_EINVAL, "%s: %s", fn,
                          m->loss == TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? "labels is NULL"
                                                                             : "labels and targets are both NULL");
-    if ((st = tli_workspace_ensure(m, n, true)) || (st = tli_optim_prepare(m))) {
+    if ((st = tli_workspace_ensure(m, n, true)) || (st = tli_train_prepare(m))) {
         tli_error_prefix("%s", fn);
         return st;
     }
@@ -329,7 +336,7 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
     uint32_t *idx = tli_malloc(train->n * sizeof *idx);
     if (idx == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory for %zu example indices", fn, train->n);
-    if ((st = tli_workspace_ensure(m, bs, true)) || (st = tli_optim_prepare(m))) {
+    if ((st = tli_workspace_ensure(m, bs, true)) || (st = tli_train_prepare(m))) {
         tli_free(idx);
         tli_error_prefix("%s", fn);
         return st;

@@ -18,7 +18,7 @@
 #include <stdio.h>
 
 #include "helpers.h"
-#include "model.h"
+#include "train.h"
 
 #define EPS 1e-3f
 #define RTOL 1e-2
@@ -65,7 +65,8 @@ static double central(float *v, objective_fn f, void *ctx)
 
 /* ---- layer level ------------------------------------------------------------- */
 
-typedef enum { K_CONV, K_POOL, K_DENSE } kind;
+/* K_AVG's `bias` field is count_include_pad. */
+typedef enum { K_CONV, K_POOL, K_DENSE, K_AVG, K_GAP } kind;
 
 typedef struct layer_case {
     const char *what;
@@ -96,6 +97,12 @@ static const layer_case layer_cases[] = {
     {"maxpool 2x2 same, odd input", K_POOL, 5, 7, 2, 0, 2, 2, 2, 2, TL_PAD_SAME, TL_ACT_LINEAR, 0, 1},
     {"maxpool 2x2 stride 1", K_POOL, 4, 4, 3, 0, 2, 2, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 0, 1},
     {"maxpool 16 channels", K_POOL, 4, 4, 16, 0, 2, 2, 2, 2, TL_PAD_VALID, TL_ACT_LINEAR, 0, 2},
+    {"avgpool 2x2 valid", K_AVG, 4, 4, 3, 0, 2, 2, 2, 2, TL_PAD_VALID, TL_ACT_LINEAR, 0, 1},
+    {"avgpool 3x3 stride 2 same, real pixels", K_AVG, 5, 6, 2, 0, 3, 3, 2, 2, TL_PAD_SAME, TL_ACT_LINEAR, 0, 1},
+    {"avgpool 3x3 stride 2 same, count_include_pad", K_AVG, 5, 6, 2, 0, 3, 3, 2, 2, TL_PAD_SAME, TL_ACT_LINEAR, 1, 1},
+    {"avgpool 3x3 stride 1 same, 2 threads", K_AVG, 4, 4, 16, 0, 3, 3, 1, 1, TL_PAD_SAME, TL_ACT_LINEAR, 0, 2},
+    {"global avgpool", K_GAP, 3, 4, 5, 0, 0, 0, 0, 0, TL_PAD_VALID, TL_ACT_LINEAR, 0, 1},
+    {"global avgpool 16 channels, 2 threads", K_GAP, 4, 4, 16, 0, 0, 0, 0, 0, TL_PAD_VALID, TL_ACT_LINEAR, 0, 2},
     {"dense linear", K_DENSE, 1, 1, 6, 4, 0, 0, 0, 0, TL_PAD_VALID, TL_ACT_LINEAR, 1, 1},
     {"dense relu", K_DENSE, 1, 1, 6, 5, 0, 0, 0, 0, TL_PAD_VALID, TL_ACT_RELU, 1, 1},
     {"dense sigmoid, no bias", K_DENSE, 1, 1, 5, 4, 0, 0, 0, 0, TL_PAD_VALID, TL_ACT_SIGMOID, 0, 1},
@@ -116,7 +123,8 @@ typedef struct layer_ctx {
 static double layer_objective(void *p)
 {
     layer_ctx *c = p;
-    c->l->ops->forward(c->l, &c->ex, c->x, c->l->out, c->l->act);
+    const float *xs[1] = {c->x};
+    c->l->ops->forward(c->l, &c->ex, xs, c->l->out, c->l->act);
     double s = 0.0;
     for (size_t i = 0; i < LBATCH * c->l->out_size; i++)
         s += (double)c->r[i] * c->l->out[i];
@@ -142,7 +150,8 @@ static double relu_margin(layer_ctx *c, float *tmp)
 {
     if (c->l->act != TL_ACT_RELU)
         return INFINITY;
-    c->l->ops->forward(c->l, &c->ex, c->x, tmp, TL_ACT_LINEAR);
+    const float *xs[1] = {c->x};
+    c->l->ops->forward(c->l, &c->ex, xs, tmp, TL_ACT_LINEAR);
     double m = INFINITY;
     for (size_t i = 0; i < LBATCH * c->l->out_size; i++)
         m = fmin(m, fabs((double)tmp[i]));
@@ -180,6 +189,17 @@ START_TEST(layer_gradients)
             o.activation = lc->act;
             o.use_bias = lc->bias;
             ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &o));
+        } else if (lc->kind == K_AVG) {
+            tl_avgpool2d_options o = TL_AVGPOOL2D_OPTIONS_INIT;
+            o.pool_h = lc->k_h;
+            o.pool_w = lc->k_w;
+            o.stride_h = lc->s_h;
+            o.stride_w = lc->s_w;
+            o.padding = lc->pad;
+            o.count_include_pad = lc->bias;
+            ck_assert_tl_ok(tl_model_add_avgpool2d(NULL, m, &o));
+        } else if (lc->kind == K_GAP) {
+            ck_assert_tl_ok(tl_model_add_global_avgpool2d(NULL, m, NULL, NULL));
         } else {
             tl_maxpool2d_options o = TL_MAXPOOL2D_OPTIONS_INIT;
             o.pool_h = lc->k_h;
@@ -216,7 +236,9 @@ START_TEST(layer_gradients)
     memcpy(dy, r, out * sizeof *dy);
     for (size_t i = 0; i < in; i++)
         dx[i] = NAN;
-    l->ops->backward(l, &c.ex, x, l->out, dy, dx, l->act, true);
+    const float *xs[1] = {x};
+    float *dxs[1] = {dx};
+    l->ops->backward(l, &c.ex, xs, l->out, dy, dxs, l->act, true);
 
     /* The numerical side runs on one thread: only the analytical side is
      * about the thread count, and many tiny parallel regions are slow. */
@@ -246,7 +268,12 @@ END_TEST
 
 /* ---- model level -------------------------------------------------------------- */
 
-typedef enum { NET_CNN, NET_MLP } net_kind;
+/* NET_RES: a residual block (the add takes the block's input and the
+ * second conv), average pooling and global average pooling.
+ * NET_BRANCH: a max-pool whose input feeds two layers (so it cannot fold
+ * that ReLU), two branches joined by a concatenate that takes one of them
+ * twice, and a flatten. */
+typedef enum { NET_CNN, NET_MLP, NET_RES, NET_BRANCH } net_kind;
 
 typedef struct model_case {
     const char *what;
@@ -268,6 +295,12 @@ static const model_case model_cases[] = {
     {"CNN, sparse CE, middle conv frozen", NET_CNN, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, false, 2, 1},
     {"CNN, sparse CE, first conv frozen", NET_CNN, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, false, 0, 1},
     {"CNN, sparse CE, 2 threads", NET_CNN, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, false, -1, 2},
+    {"ResNet block, sparse CE", NET_RES, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, false, -1, 1},
+    {"ResNet block, sparse CE, 2 threads", NET_RES, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, false, -1, 2},
+    {"ResNet block, stem frozen", NET_RES, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, false, 0, 1},
+    {"ResNet block, MSE, inner conv frozen", NET_RES, TL_LOSS_MEAN_SQUARED_ERROR, TL_ACT_SIGMOID, true, 1, 1},
+    {"branches and concatenate, sparse CE", NET_BRANCH, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, TL_ACT_LINEAR, false, -1, 1},
+    {"branches and concatenate, 2 threads", NET_BRANCH, TL_LOSS_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, true, -1, 2},
     {"MLP, MSE on linear outputs", NET_MLP, TL_LOSS_MEAN_SQUARED_ERROR, TL_ACT_LINEAR, true, -1, 1},
     {"MLP, MSE with one-hot labels after tanh", NET_MLP, TL_LOSS_MEAN_SQUARED_ERROR, TL_ACT_TANH, false, -1, 1},
     {"MLP, CE with soft targets", NET_MLP, TL_LOSS_CATEGORICAL_CROSSENTROPY, TL_ACT_SOFTMAX, true, -1, 1},
@@ -311,8 +344,8 @@ static void model_backward(model_ctx *c)
     tli_loss_result r;
     size_t bad;
     const size_t w = tli_model_out_size(c->m);
-    bool ok = logits ? tli_softmax_xent(y, MBATCH, w, c->labels, c->targets, c->m->ws.grad[0], &r, &bad)
-                     : tli_mse(y, MBATCH, w, c->labels, c->targets, c->m->ws.grad[0], &r, &bad);
+    bool ok = logits ? tli_softmax_xent(y, MBATCH, w, c->labels, c->targets, tli_output_grad(c->m), &r, &bad)
+                     : tli_mse(y, MBATCH, w, c->labels, c->targets, tli_output_grad(c->m), &r, &bad);
     ck_assert(ok);
     tli_backward(c->m, &ex, c->x, logits);
 }
@@ -327,16 +360,17 @@ static double model_margin(model_ctx *c)
     double margin = INFINITY;
     for (size_t i = 0; i < m->nlayers; i++) {
         tl_layer *l = m->layers[i];
-        const float *in = i ? m->layers[i - 1]->out : c->x;
+        const float *in = l->inputs[0] == TLI_INPUT_MODEL ? c->x : m->layers[l->inputs[0]]->out;
         if (l->act == TL_ACT_RELU) {
             float *z = malloc(MBATCH * l->out_size * sizeof *z);
-            l->ops->forward(l, &ex, in, z, TL_ACT_LINEAR);
+            const float *xs[1] = {in};
+            l->ops->forward(l, &ex, xs, z, TL_ACT_LINEAR);
             for (size_t j = 0; j < MBATCH * l->out_size; j++)
                 margin = fmin(margin, fabs((double)z[j]));
             free(z);
         }
         if (l->ops->kind == TL_LAYER_MAXPOOL2D) {
-            const tli_pool_geom *g = &l->geom.pool;
+            const tli_pool_geom *g = (const tli_pool_geom *)l->geom;
             for (size_t n = 0; n < MBATCH; n++)
                 for (uint32_t oh = 0; oh < g->out_h; oh++)
                     for (uint32_t ow = 0; ow < g->out_w; ow++)
@@ -383,6 +417,69 @@ static tl_model *build_net(const model_case *mc)
         conv.activation = TL_ACT_TANH;
         ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &conv));
         ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    } else if (mc->net == NET_RES) {
+        /* stem conv(3, relu) -> conv(3, tanh) -> conv(3) -> add(., stem) ->
+         * avgpool 2 same -> conv(3, 2x2, tanh) -> global avgpool -> dense(3)
+         * on 3x5x2 (few ReLU inputs, so that a seed keeps them all away
+         * from the kink). */
+        ck_assert_tl_ok(tl_model_create(&m, 3, 5, 2, 13));
+        tl_layer *stem, *b;
+        conv.filters = 3;
+        conv.padding = TL_PAD_SAME;
+        conv.activation = TL_ACT_RELU;
+        ck_assert_tl_ok(tl_model_add_conv2d(&stem, m, &conv));
+        conv.activation = TL_ACT_TANH;
+        ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &conv));
+        conv.activation = TL_ACT_LINEAR;
+        ck_assert_tl_ok(tl_model_add_conv2d(&b, m, &conv));
+        const tl_layer *both[2] = {b, stem};
+        ck_assert_tl_ok(tl_model_add_add(NULL, m, both, 2, NULL));
+        tl_avgpool2d_options avg = TL_AVGPOOL2D_OPTIONS_INIT;
+        avg.padding = TL_PAD_SAME;
+        ck_assert_tl_ok(tl_model_add_avgpool2d(NULL, m, &avg));
+        conv.filters = 3;
+        conv.kernel_h = conv.kernel_w = 2;
+        conv.activation = TL_ACT_TANH;
+        ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &conv));
+        ck_assert_tl_ok(tl_model_add_global_avgpool2d(NULL, m, NULL, NULL));
+    } else if (mc->net == NET_BRANCH) {
+        /* conv(3, relu) -> maxpool -> {conv a(2, 1x1, sigmoid), conv b(3,
+         * relu, same)} -> concatenate(a, b, a) -> flatten -> dense(3); the
+         * conv's output also feeds a 1x1 conv c whose global average joins
+         * through a second flatten... kept simple: c -> avgpool -> flatten
+         * -> concatenated with the first flatten. On 6x6x2. */
+        ck_assert_tl_ok(tl_model_create(&m, 6, 6, 2, 14));
+        tl_layer *c0, *pool, *a, *bb, *cat, *f1, *c2, *f2;
+        conv.filters = 3;
+        conv.activation = TL_ACT_RELU;
+        ck_assert_tl_ok(tl_model_add_conv2d(&c0, m, &conv));
+        tl_maxpool2d_options mp = TL_MAXPOOL2D_OPTIONS_INIT;
+        ck_assert_tl_ok(tl_model_add_maxpool2d(&pool, m, &mp));
+        conv.filters = 2;
+        conv.kernel_h = conv.kernel_w = 1;
+        conv.activation = TL_ACT_SIGMOID;
+        ck_assert_tl_ok(tl_model_add_conv2d(&a, m, &conv));
+        conv.filters = 3;
+        conv.kernel_h = conv.kernel_w = 3;
+        conv.padding = TL_PAD_SAME;
+        conv.activation = TL_ACT_RELU;
+        conv.input = pool;
+        ck_assert_tl_ok(tl_model_add_conv2d(&bb, m, &conv));
+        const tl_layer *three[3] = {a, bb, a};
+        ck_assert_tl_ok(tl_model_add_concatenate(&cat, m, three, 3, NULL));
+        ck_assert_tl_ok(tl_model_add_flatten(&f1, m, NULL));
+        /* A second use of the first conv's output: a max-pool cannot fold
+         * its ReLU now. */
+        conv.filters = 2;
+        conv.kernel_h = conv.kernel_w = 2;
+        conv.padding = TL_PAD_VALID;
+        conv.activation = TL_ACT_TANH;
+        conv.input = c0;
+        ck_assert_tl_ok(tl_model_add_conv2d(&c2, m, &conv));
+        ck_assert_tl_ok(tl_model_add_flatten_from(&f2, m, c2, NULL));
+        const tl_layer *flat[2] = {f1, f2};
+        ck_assert_tl_ok(tl_model_add_concatenate(NULL, m, flat, 2, NULL));
+        dense.input = NULL;
     } else {
         /* flatten -> dense(5, sigmoid) -> dense(4, relu) -> dense(3) on 2x2x2 */
         ck_assert_tl_ok(tl_model_create(&m, 2, 2, 2, 12));

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "helpers.h"
-#include "model.h"
+#include "engine.h"
 
 /* The 4x4x1 and 5x5x1 inputs used throughout. */
 static const float X4[16] = {1, 0, 2, 1, /**/ 0, 3, 1, 0, /**/ 2, 1, 0, 4, /**/ 1, 0, 3, 2};

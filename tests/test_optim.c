@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "helpers.h"
-#include "model.h"
+#include "train.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -46,13 +46,13 @@ static void two_steps(tl_optimizer *opt, float lr_scale, const float want1[4], c
     tl_layer *l = m->layers[1];
     ck_assert_tl_ok(tl_layer_set_lr_scale(l, lr_scale));
     ck_assert_tl_ok(tl_layer_set_weights(l, 0, W0, 4));
-    ck_assert_tl_ok(tli_optim_prepare(m));
+    ck_assert_tl_ok(tli_train_prepare(m));
     float w[4], b[2];
     const float zero[2] = {0, 0};
     for (int step = 1; step <= 2; step++) {
         memcpy(l->params[0].grad, step == 1 ? G1 : G2, sizeof W0);
         memset(l->params[1].grad, 0, 2 * sizeof(float));
-        tli_optim_step(m);
+        tli_train_update(m);
         ck_assert_tl_ok(tl_layer_get_weights(w, 4, l, 0));
         assert_values(w, step == 1 ? want1 : want2, 4, 2e-6, what, step);
         ck_assert_tl_ok(tl_layer_get_weights(b, 2, l, 1));
@@ -457,7 +457,11 @@ START_TEST(compile_rules)
     /* NULLs: a NULL model still takes the optimizer. */
     ck_assert_tl_ok(tl_optimizer_create_sgd(&o, NULL));
     ck_assert_tl_err(tl_model_compile(NULL, o, TL_LOSS_MEAN_SQUARED_ERROR), TL_EINVAL, "model is NULL");
-    ck_assert_tl_err(tl_model_compile(m, NULL, TL_LOSS_MEAN_SQUARED_ERROR), TL_EINVAL, "optimizer is NULL");
+    /* No optimizer: the loss alone (for evaluate); still checked. */
+    ck_assert_tl_ok(tl_model_compile(m, NULL, TL_LOSS_MEAN_SQUARED_ERROR));
+    ck_assert_int_eq(tl_model_loss(m), TL_LOSS_MEAN_SQUARED_ERROR);
+    ck_assert_ptr_eq(tl_model_optimizer(m), o2);
+    ck_assert_tl_err(tl_model_compile(m, NULL, (tl_loss)77), TL_EINVAL, "unknown loss 77");
     ck_assert_tl_err(tl_model_reset_optimizer(NULL), TL_EINVAL, "NULL");
     ck_assert_uint_eq(tl_model_optimizer_state_bytes(NULL), 0);
     ck_assert_ptr_null(tl_model_optimizer(NULL));

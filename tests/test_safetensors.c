@@ -230,9 +230,13 @@ START_TEST(architecture_metadata_is_json)
     const tli_json_node *layers = tli_json_member(&arch, &arch.nodes[0], "layers");
     ck_assert_ptr_nonnull(layers);
     ck_assert_uint_eq(layers->count, 6);
-    ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"conv2d\",\"kind\":\"conv2d\",\"filters\":32,\"kernel_size\":[3,3],"
-                                        "\"strides\":[1,1],\"padding\":\"valid\",\"activation\":\"relu\","
+    ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"conv2d\",\"kind\":\"conv2d\",\"inputs\":[\"input\"],"
+                                        "\"filters\":32,\"kernel_h\":3,\"kernel_w\":3,\"stride_h\":1,\"stride_w\":1,"
+                                        "\"padding\":\"valid\",\"activation\":\"relu\","
                                         "\"use_bias\":true,\"trainable\":true,\"output_shape\":[30,30,32]}"));
+    ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"max_pooling2d\",\"kind\":\"maxpool2d\",\"inputs\":[\"conv2d\"],"
+                                        "\"pool_h\":2,\"pool_w\":2,\"stride_h\":2,\"stride_w\":2,\"padding\":\"valid\","
+                                        "\"output_shape\":[15,15,32]}"));
     ck_assert_ptr_nonnull(strstr(a->str, "\"input\":[32,32,3]"));
     tli_json_free(&arch);
     tli_json_free(&j);

@@ -134,6 +134,7 @@ END_TEST
 /* ---- evaluate by hand ----------------------------------------------------------------- */
 
 /* x in R^2 -> dense(2, softmax) with identity weights: logits = x. */
+/* loss 0: not compiled at all; a negative loss: the loss without an optimizer. */
 static tl_model *identity_softmax(tl_loss loss)
 {
     tl_model *m;
@@ -147,6 +148,12 @@ static tl_model *identity_softmax(tl_loss loss)
     ck_assert_tl_ok(tl_model_add_dense(&l, m, &d));
     const float eye[4] = {1, 0, 0, 1};
     ck_assert_tl_ok(tl_layer_set_weights(l, 0, eye, 4));
+    if ((int)loss == 0)
+        return m;
+    if ((int)loss < 0) {
+        ck_assert_tl_ok(tl_model_compile(m, NULL, (tl_loss)-(int)loss));
+        return m;
+    }
     tl_optimizer *o;
     ck_assert_tl_ok(tl_optimizer_create_sgd(&o, NULL));
     ck_assert_tl_ok(tl_model_compile(m, o, loss));
@@ -171,6 +178,18 @@ START_TEST(evaluate_by_hand)
     }
     ck_assert_tl_ok(tl_model_evaluate(NULL, &acc, m, ds, 0)); /* either out may be NULL */
     ck_assert_tl_ok(tl_model_evaluate(&loss, NULL, m, ds, 0));
+    tl_model_free(m);
+    /* No optimizer is needed: never compiled means sparse cross-entropy
+     * (and the model stays uncompiled); or the loss alone. */
+    m = identity_softmax((tl_loss)0);
+    ck_assert_tl_ok(tl_model_evaluate(&loss, &acc, m, ds, 0));
+    ck_assert_close(loss, 0.72009485, 1e-6);
+    ck_assert_int_eq(tl_model_loss(m), 0);
+    tl_model_free(m);
+    m = identity_softmax((tl_loss)-(int)TL_LOSS_MEAN_SQUARED_ERROR);
+    ck_assert_tl_ok(tl_model_evaluate(&loss, &acc, m, ds, 0));
+    ck_assert_close(loss, 0.27432799, 1e-6);
+    ck_assert_ptr_null(tl_model_optimizer(m));
     tl_model_free(m);
 
     /* MSE of the softmax outputs against one-hot labels:
@@ -215,7 +234,7 @@ START_TEST(bad_inputs)
 
     /* Not compiled. */
     ck_assert_tl_err(tl_model_fit(m, ds, &fo), TL_ESTATE, "not compiled");
-    ck_assert_tl_err(tl_model_evaluate(&loss, NULL, m, ds, 0), TL_ESTATE, "call tl_model_compile() first");
+    ck_assert_tl_ok(tl_model_evaluate(&loss, NULL, m, ds, 0)); /* evaluate needs no optimizer */
     ck_assert_tl_err(tl_model_train_step(&loss, m, x, labels, NULL, 2), TL_ESTATE, "tl_model_train_step");
     compile_adam(m, 1e-3f);
 

@@ -42,9 +42,9 @@ extern "C" {
 
 /** Version of the headers; compare with tl_version_number() at run time. */
 #define TL_VERSION_MAJOR 1
-#define TL_VERSION_MINOR 0
+#define TL_VERSION_MINOR 1
 #define TL_VERSION_PATCH 0
-#define TL_VERSION_STRING "1.0.0"
+#define TL_VERSION_STRING "1.1.0"
 /** MAJOR*1000000 + MINOR*1000 + PATCH, as SQLite does. */
 #define TL_VERSION_NUMBER (TL_VERSION_MAJOR * 1000000 + TL_VERSION_MINOR * 1000 + TL_VERSION_PATCH)
 

@@ -51,7 +51,7 @@ extern "C" {
 /** Major and minor version of the checkpoint format this libtl writes. It
  *  reads every file of the same major version (see docs/format-checkpoint.md). */
 #define TL_CHECKPOINT_VERSION_MAJOR 1
-#define TL_CHECKPOINT_VERSION_MINOR 0
+#define TL_CHECKPOINT_VERSION_MINOR 1
 
 /**
  * Options of tl_model_save(). Fill with TL_SAVE_OPTIONS_INIT or
@@ -169,7 +169,7 @@ TL_API tl_status tl_checkpoint_info_layer_output_shape(tl_shape *out, const tl_c
 TL_API int tl_checkpoint_info_layer_trainable(const tl_checkpoint_info *info, size_t i);
 /** Learning-rate scale of layer `i`; 0 when out of range. */
 TL_API float tl_checkpoint_info_layer_lr_scale(const tl_checkpoint_info *info, size_t i);
-/** Number of parameter tensors of layer `i`; 0 when out of range. */
+/** Number of tensors of layer `i`; 0 when out of range. */
 TL_API size_t tl_checkpoint_info_layer_num_params(const tl_checkpoint_info *info, size_t i);
 /**
  * Parameter tensor `index` of layer `layer`: name ("kernel", "bias"; owned by
@@ -190,6 +190,21 @@ TL_API tl_status tl_checkpoint_info_layer_conv2d(tl_conv2d_options *out, const t
 TL_API tl_status tl_checkpoint_info_layer_maxpool2d(tl_maxpool2d_options *out, const tl_checkpoint_info *info,
                                                     size_t i);
 TL_API tl_status tl_checkpoint_info_layer_dense(tl_dense_options *out, const tl_checkpoint_info *info, size_t i);
+/** The same for an avgpool2d layer. (Since 1.1.) */
+TL_API tl_status tl_checkpoint_info_layer_avgpool2d(tl_avgpool2d_options *out, const tl_checkpoint_info *info,
+                                                    size_t i);
+
+/**
+ * The settings of layer `i`, of any kind, as text: "name=value, ..." in the
+ * order of the format's fields ("filters=32, kernel_h=3, ..."; "" for kinds
+ * without settings), into `buf` of `cap` bytes (NUL-terminated when
+ * cap > 0). `needed` (may be NULL) receives the length without the NUL; a
+ * first call with cap 0 sizes the buffer and returns TL_OK.
+ * Errors: TL_EINVAL (NULL), TL_ERANGE (i), TL_ETOOBIG (cap too small).
+ * (Since 1.1.)
+ */
+TL_API tl_status tl_checkpoint_info_layer_settings(char *buf, size_t cap, size_t *needed,
+                                                   const tl_checkpoint_info *info, size_t i);
 
 /**
  * Write a Keras-style summary of the file (the table of tl_model_summary()

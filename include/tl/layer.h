@@ -26,7 +26,11 @@ typedef enum tl_layer_kind {
     TL_LAYER_CONV2D = 1,
     TL_LAYER_MAXPOOL2D = 2,
     TL_LAYER_FLATTEN = 3,
-    TL_LAYER_DENSE = 4
+    TL_LAYER_DENSE = 4,
+    TL_LAYER_ADD = 5,              /**< element-wise sum of its inputs (since 1.1) */
+    TL_LAYER_CONCATENATE = 6,      /**< its inputs side by side along the channels (since 1.1) */
+    TL_LAYER_GLOBAL_AVGPOOL2D = 7, /**< (h, w, c) -> (c): the mean over h and w (since 1.1) */
+    TL_LAYER_AVGPOOL2D = 8         /**< mean over each window (since 1.1) */
 } tl_layer_kind;
 
 /** Activations fused into conv2d and dense. Values are stored in files. */
@@ -67,7 +71,8 @@ typedef struct tl_param_info {
     size_t count;     /**< number of float32 values */
 } tl_param_info;
 
-/** A constant lower-case name of a kind ("conv2d", "maxpool2d", ...), or "unknown". */
+/** A constant lower-case name of a kind ("conv2d", "maxpool2d", "add",
+ * "concatenate", "global_avgpool2d", "avgpool2d", ...), or "unknown". */
 TL_API const char *tl_layer_kind_str(tl_layer_kind kind);
 
 /** A constant lower-case name of an activation ("relu", ...), or "unknown". */
@@ -83,6 +88,20 @@ TL_API const char *tl_layer_name(const tl_layer *layer);
 TL_API size_t tl_layer_index(const tl_layer *layer);
 
 /**
+ * Number of inputs of the layer: 1 for most kinds, 2 or more for add and
+ * concatenate; 0 when `layer` is NULL. (Since 1.1.)
+ */
+TL_API size_t tl_layer_num_inputs(const tl_layer *layer);
+
+/**
+ * Borrow the layer whose output is input `k` of `layer`, or NULL in *out
+ * when that input is the model's input (the first layer of a sequential
+ * model). Errors: TL_EINVAL (NULL), TL_ERANGE (k >= the number of inputs).
+ * Thread-safe for concurrent readers. (Since 1.1.)
+ */
+TL_API tl_status tl_layer_input(tl_layer **out, const tl_layer *layer, size_t k);
+
+/**
  * Shape of one example entering / leaving the layer.
  * Errors: TL_EINVAL when an argument is NULL.
  */
@@ -92,7 +111,7 @@ TL_API tl_status tl_layer_output_shape(tl_shape *out, const tl_layer *layer);
 /** The fused activation of a conv2d or dense layer; TL_ACT_LINEAR for others. */
 TL_API tl_activation tl_layer_activation(const tl_layer *layer);
 
-/** Number of parameter tensors (0 for maxpool2d and flatten, 1 or 2 otherwise). */
+/** Number of parameter tensors (0 for pooling, flatten, add and concatenate; 1 or 2 for conv2d and dense). */
 TL_API size_t tl_layer_num_params(const tl_layer *layer);
 
 /** Total number of float32 parameters of the layer. */

@@ -1,9 +1,28 @@
 /*
- * tl/model.h - a model: a sequence of layers on an (h, w, c) input.
+ * tl/model.h - a model: a graph of layers on an (h, w, c) input.
  *
- * Layers are added in order; each one's output shape is inferred when it is
- * added, so a layer that cannot follow the previous one is refused at once
- * (TL_ESHAPE) and the model stays as it was. Weights are drawn when a layer
+ * Layers are added in order; each takes the previous layer's output unless
+ * its options name another earlier layer as its `input` (add and
+ * concatenate take several). A layer's output may feed several layers; the
+ * last layer added is the model's output, and every other layer's output
+ * must be used by some layer (checked when the model runs or is saved:
+ * TL_EINVAL names the unused layer). Each layer's output shape is inferred
+ * when it is added, so a layer that cannot take its input is refused at
+ * once (TL_ESHAPE) and the model stays as it was. Since every input is an
+ * earlier layer, a model can never hold a cycle.
+ *
+ * A residual block, for example:
+ *
+ *     tl_layer *in, *a, *b, *sum;
+ *     tl_model_add_conv2d(&in, m, &stem);            // the block's input
+ *     tl_model_add_conv2d(&a, m, &conv_relu);         // takes `in`
+ *     tl_model_add_conv2d(&b, m, &conv_linear);       // takes `a`
+ *     const tl_layer *both[2] = {b, in};
+ *     tl_model_add_add(&sum, m, both, 2, NULL);       // b + in
+ *
+ * (Here the sum feeds the next conv2d; its `input` defaults to `sum`.)
+ *
+ * Weights are drawn when a layer
  * is added: Glorot-uniform kernels and zero biases (Keras defaults), from a
  * random stream that depends only on the model's seed and the layer's index.
  *
@@ -56,10 +75,11 @@ typedef struct tl_conv2d_options {
     tl_activation activation;
     int use_bias;            /**< non-zero: add a bias per filter */
     const char *name;        /**< NULL: automatic Keras-style name (conv2d, conv2d_1, ...) */
+    const tl_layer *input;   /**< version 2: the layer whose output it takes; NULL: the previous layer */
 } tl_conv2d_options;
-#define TL_CONV2D_OPTIONS_VERSION 1
+#define TL_CONV2D_OPTIONS_VERSION 2
 #define TL_CONV2D_OPTIONS_INIT \
-    { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL }
+    { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL, NULL }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version);
 
@@ -70,9 +90,10 @@ typedef struct tl_maxpool2d_options {
     uint32_t stride_h, stride_w; /**< 0: the pool size, as Keras */
     tl_padding padding;
     const char *name;
+    const tl_layer *input;   /**< version 2: the layer whose output it takes; NULL: the previous layer */
 } tl_maxpool2d_options;
-#define TL_MAXPOOL2D_OPTIONS_VERSION 1
-#define TL_MAXPOOL2D_OPTIONS_INIT { TL_MAXPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, NULL }
+#define TL_MAXPOOL2D_OPTIONS_VERSION 2
+#define TL_MAXPOOL2D_OPTIONS_INIT { TL_MAXPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, NULL, NULL }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned int version);
 
@@ -83,9 +104,10 @@ typedef struct tl_dense_options {
     tl_activation activation;
     int use_bias;
     const char *name;
+    const tl_layer *input;   /**< version 2: the layer whose output it takes; NULL: the previous layer */
 } tl_dense_options;
-#define TL_DENSE_OPTIONS_VERSION 1
-#define TL_DENSE_OPTIONS_INIT { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL }
+#define TL_DENSE_OPTIONS_VERSION 2
+#define TL_DENSE_OPTIONS_INIT { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL, NULL }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version);
 
@@ -107,10 +129,77 @@ TL_API tl_status tl_model_add_dense(tl_layer **out, tl_model *model, const tl_de
 /** Append a flatten layer; `name` NULL for an automatic name. Errors as above. */
 TL_API tl_status tl_model_add_flatten(tl_layer **out, tl_model *model, const char *name);
 
+/*
+ * Since 1.1: graph models and average pooling. `input` (NULL: the previous
+ * layer, or the model's input for the first layer) must be a layer of the
+ * same model; a layer of another model is TL_EINVAL. Errors otherwise as
+ * for the add functions above.
+ */
+
+/** Append a flatten layer taking `input`'s output. */
+TL_API tl_status tl_model_add_flatten_from(tl_layer **out, tl_model *model, const tl_layer *input,
+                                           const char *name);
+
+/**
+ * Append an add layer: the element-wise sum of the outputs of `inputs[0..n)`
+ * (n >= 2, at most 16; the same layer may appear twice), which must all
+ * have the same shape (TL_ESHAPE names the two that differ). Keras' Add, a
+ * residual connection's join. No parameters.
+ */
+TL_API tl_status tl_model_add_add(tl_layer **out, tl_model *model, const tl_layer *const *inputs, size_t n,
+                                  const char *name);
+
+/**
+ * Append a concatenate layer: the outputs of `inputs[0..n)` (n >= 2, at most
+ * 16) side by side along the last axis (the channels of (h, w, c) outputs,
+ * which must agree in h and w; or flat (units) outputs). Keras'
+ * Concatenate(axis=-1). No parameters.
+ */
+TL_API tl_status tl_model_add_concatenate(tl_layer **out, tl_model *model, const tl_layer *const *inputs,
+                                          size_t n, const char *name);
+
+/**
+ * Append global average pooling: (h, w, c) -> (c), the mean of each
+ * channel over h and w (Keras' GlobalAveragePooling2D, PyTorch's
+ * AdaptiveAvgPool2d(1) followed by flatten). `input` NULL: the previous
+ * layer. TL_ESHAPE when the input is not (h, w, c).
+ */
+TL_API tl_status tl_model_add_global_avgpool2d(tl_layer **out, tl_model *model, const tl_layer *input,
+                                               const char *name);
+
+/**
+ * Options of tl_model_add_avgpool2d(). Defaults: 2x2 pool, stride = pool,
+ * valid padding, count_include_pad 0.
+ * count_include_pad: under same padding, a window at the border covers
+ * zero padding. 0 divides by the number of real pixels under the window
+ * (Keras' AveragePooling2D, and the default); non-zero divides by the whole
+ * window inside the padded input (PyTorch's AvgPool2d default,
+ * count_include_pad=True). With valid padding both are the same.
+ */
+typedef struct tl_avgpool2d_options {
+    unsigned int version;        /**< TL_AVGPOOL2D_OPTIONS_VERSION */
+    uint32_t pool_h, pool_w;
+    uint32_t stride_h, stride_w; /**< 0: the pool size, as Keras */
+    tl_padding padding;
+    int count_include_pad;
+    const char *name;
+    const tl_layer *input;       /**< NULL: the previous layer */
+} tl_avgpool2d_options;
+#define TL_AVGPOOL2D_OPTIONS_VERSION 1
+#define TL_AVGPOOL2D_OPTIONS_INIT { TL_AVGPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, 0, NULL, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. (Since 1.1.) */
+TL_API tl_status tl_avgpool2d_options_init(tl_avgpool2d_options *opts, unsigned int version);
+
+/** Append an average-pooling layer. Errors as for tl_model_add_maxpool2d(). (Since 1.1.) */
+TL_API tl_status tl_model_add_avgpool2d(tl_layer **out, tl_model *model, const tl_avgpool2d_options *opts);
+
 /**
  * Remove the last `count` layers (to put a new head on a model). Their
- * handles become invalid. Errors: TL_EINVAL (NULL), TL_ERANGE (count larger
- * than the number of layers). The model's optimizer state is reset.
+ * handles become invalid. Errors: TL_EINVAL (NULL, or the removal would
+ * leave an earlier layer whose output nothing uses, such as one branch of
+ * a residual block whose add is removed: the message names it; the model
+ * is unchanged), TL_ERANGE (count larger than the number of layers). The
+ * model's optimizer state is reset.
  */
 TL_API tl_status tl_model_pop_layers(tl_model *model, size_t count);
 
@@ -151,8 +240,11 @@ TL_API tl_status tl_model_init_params(tl_model *model, uint64_t seed);
  * parameters, trainable; then totals) into `buf` of `cap` bytes, always
  * NUL-terminated when cap > 0. `needed` (may be NULL) receives the full length
  * without the NUL, so a caller can size a buffer with a first call using
- * cap 0. Errors: TL_EINVAL (model NULL, or buf NULL with cap > 0),
- * TL_ETOOBIG (cap too small: the text is cut, *needed tells the size).
+ * cap 0 (buf may then be NULL): that size query returns TL_OK. A graph
+ * model's table has a "Connected to" column naming each layer's inputs.
+ * Errors: TL_EINVAL (model NULL, or buf NULL with cap > 0), TL_ETOOBIG (cap
+ * too small, other than the size query: the text is cut, *needed tells the
+ * size).
  */
 TL_API tl_status tl_model_summary(char *buf, size_t cap, size_t *needed, const tl_model *model);
 

@@ -108,8 +108,11 @@ TL_API const char *tl_loss_str(tl_loss loss);
  * Prepare a model for training with `opt` and `loss` (Keras compile()).
  * The model takes `opt`, even when the call fails; a previous optimizer and
  * all optimizer state are freed. `opt` must not be owned by another model.
- * Errors: TL_EINVAL (NULL, unknown loss, cross-entropy after an activation
- * other than softmax or linear), TL_ESTATE (the model has no layers).
+ * `opt` NULL (since 1.1) sets only the loss, which is all that
+ * tl_model_evaluate() needs; an optimizer the model has is kept as it is.
+ * Errors: TL_EINVAL (model NULL, unknown loss, cross-entropy after an
+ * activation other than softmax or linear), TL_ESTATE (the model has no
+ * layers).
  */
 TL_API tl_status tl_model_compile(tl_model *model, tl_optimizer *opt, tl_loss loss);
 

@@ -85,9 +85,13 @@ TL_API tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
 TL_API tl_status tl_model_fit(tl_model *model, const tl_dataset *train, const tl_fit_options *opts);
 
 /**
- * Mean loss and accuracy of the compiled model on `data` (Keras evaluate()),
- * in chunks of `batch_size` (0 means 64). Either out pointer may be NULL.
- * Errors: as tl_model_fit() (no TL_ECANCELED).
+ * Mean loss and accuracy of the model on `data` (Keras evaluate()), in
+ * chunks of `batch_size` (0 means 64), with the compiled loss. No optimizer
+ * is needed: a model never compiled is evaluated with sparse categorical
+ * cross-entropy, and tl_model_compile(model, NULL, loss) chooses another
+ * loss without an optimizer. Either out pointer may be NULL.
+ * Errors: as tl_model_fit() (no TL_ECANCELED; TL_EINVAL when the last
+ * layer's activation does not fit the loss).
  */
 TL_API tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *model,
                                    const tl_dataset *data, uint32_t batch_size);

@@ -154,13 +154,26 @@ TL_API tl_status tl_model_freeze_upto(tl_model *model, size_t k);
 
 /**
  * A new model made of copies of `src`'s first `k` layers (names, settings
- * and weights), all frozen: the feature extractor T. Its parameters are
+ * and weights) - in a graph, of layer k - 1 and the layers its output
+ * depends on - all frozen: the feature extractor T. Its parameters are
  * copies, not shared, so `src` may be trained or freed afterwards without
  * changing it. Not compiled.
  * Ownership: the caller owns *out (tl_model_free()).
  * Errors: TL_EINVAL (NULL), TL_ERANGE (k 0 or > layers), TL_ENOMEM.
  */
 TL_API tl_status tl_model_extractor_create(tl_model **out, const tl_model *src, size_t k);
+
+/**
+ * The feature extractor cut at the layer called `layer`: a new model whose
+ * output is that layer's output, made of copies of it and of every layer
+ * its output depends on (in a graph, branches that do not lead to it are
+ * left out), with their weights, all frozen. tl_model_extractor_create(out,
+ * src, k) is the same cut at layer k - 1. Not compiled.
+ * Ownership: the caller owns *out (tl_model_free()).
+ * Errors: TL_EINVAL (NULL), TL_ENOTFOUND (no such layer), TL_ENOMEM.
+ * (Since 1.1.)
+ */
+TL_API tl_status tl_model_extractor_create_at(tl_model **out, const tl_model *src, const char *layer);
 
 /**
  * Run `model` (all its layers, inference mode) over every example of `data`

@@ -169,27 +169,11 @@ bool tli_rbuf_u8(tli_rbuf *r, uint8_t *out)
     return p != NULL;
 }
 
-bool tli_rbuf_u16(tli_rbuf *r, uint16_t *out)
-{
-    const uint8_t *p = tli_rbuf_bytes(r, 2);
-    if (p)
-        *out = tli_le16(p);
-    return p != NULL;
-}
-
 bool tli_rbuf_u32(tli_rbuf *r, uint32_t *out)
 {
     const uint8_t *p = tli_rbuf_bytes(r, 4);
     if (p)
         *out = tli_le32(p);
-    return p != NULL;
-}
-
-bool tli_rbuf_u64(tli_rbuf *r, uint64_t *out)
-{
-    const uint8_t *p = tli_rbuf_bytes(r, 8);
-    if (p)
-        *out = tli_le64(p);
     return p != NULL;
 }
 

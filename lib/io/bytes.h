@@ -109,9 +109,7 @@ static inline size_t tli_rbuf_left(const tli_rbuf *r)
     return r->len - r->pos;
 }
 bool tli_rbuf_u8(tli_rbuf *r, uint8_t *out);
-bool tli_rbuf_u16(tli_rbuf *r, uint16_t *out);
 bool tli_rbuf_u32(tli_rbuf *r, uint32_t *out);
-bool tli_rbuf_u64(tli_rbuf *r, uint64_t *out);
 bool tli_rbuf_f32(tli_rbuf *r, float *out);
 /* A pointer to the next n bytes (not copied), or NULL when fewer remain. */
 const uint8_t *tli_rbuf_bytes(tli_rbuf *r, size_t n);

@@ -8,7 +8,8 @@
 #ifndef TLI_IO_CHECKPOINT_H
 #define TLI_IO_CHECKPOINT_H
 
-#include "../model.h"
+#include "../optim.h"
+#include "../train.h"
 
 /* "\x89TLM\r\n\x1a\n": the high byte catches 7-bit transfers, CR LF and LF
  * catch newline translation, ^Z stops a DOS `type`. */
@@ -51,11 +52,16 @@ typedef struct tli_ckpt_model {
 } tli_ckpt_model;
 
 typedef struct tli_ckpt_param {
-    char name[16];
+    char name[TL_MAX_NAME + 1];
+    tli_role role;
     tl_shape shape;
     size_t count;
 } tli_ckpt_param;
 
+/* A LAYR record as the file has it. By the time a visitor sees it, the
+ * parser has built the layer it describes (a shell: shapes and settings,
+ * no values) on the earlier layers' outputs, with the kind's own checks,
+ * and compared the file's output and tensor shapes with what it gives. */
 typedef struct tli_ckpt_layer {
     const tli_layer_ops *ops;
     char name[TL_MAX_NAME + 1];
@@ -63,14 +69,12 @@ typedef struct tli_ckpt_layer {
     int use_bias;
     int trainable;
     float lr_scale;
-    union {
-        tli_conv_cfg conv;
-        tli_pool_cfg pool;
-        tli_dense_cfg dense;
-    } cfg;
+    size_t ninputs;
+    uint32_t inputs[TLI_MAX_INPUTS];
+    _Alignas(8) unsigned char cfg[TLI_CFG_BYTES];
     tl_shape out_shape;
     size_t nparams;
-    tli_ckpt_param params[TLI_MAX_PARAMS];
+    tli_ckpt_param params[TLI_MAX_TENSORS];
 } tli_ckpt_layer;
 
 typedef struct tli_ckpt_optim {
@@ -97,13 +101,9 @@ typedef struct tli_ckpt_visitor {
 } tli_ckpt_visitor;
 
 /* Read and check the checkpoint at `path`, calling `v` for each record.
- * `fn` names the public function in messages. */
-tl_status tli_ckpt_read(const char *path, const tli_ckpt_visitor *v, const char *fn);
-
-/* The optimizer state slots (1, 2) a kind uses. */
-static inline uint32_t tli_ckpt_state_slots(tl_optimizer_kind kind)
-{
-    return kind == TL_OPT_SGD ? 1u : 2u;
-}
+ * `fn` names the public function in messages. When `shell` is not NULL it
+ * receives, on success, the shell model the parser built (layers with
+ * shapes and settings and no values; the caller frees it). */
+tl_status tli_ckpt_read(const char *path, const tli_ckpt_visitor *v, const char *fn, tl_model **shell);
 
 #endif /* TLI_IO_CHECKPOINT_H */

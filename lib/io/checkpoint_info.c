@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../summary.h"
 #include "checkpoint.h"
 
 struct tl_checkpoint_info {
     tli_ckpt_model model;
-    tli_ckpt_layer *layers;
-    size_t nlayers;
+    tl_model *shell; /* the file's layers: shapes, settings, no values */
     bool has_optim;
     tli_ckpt_optim optim;
 };
@@ -20,19 +20,8 @@ struct tl_checkpoint_info {
 static tl_status on_model(void *ctx, const tli_ckpt_model *m, const char *where)
 {
     tl_checkpoint_info *info = ctx;
-    info->model = *m;
-    info->layers = tli_calloc(m->num_layers ? m->num_layers : 1, sizeof *info->layers);
-    if (info->layers == NULL)
-        return tli_error(TL_ENOMEM, "%s: out of memory for %u layer descriptions", where, m->num_layers);
-    return TL_OK;
-}
-
-static tl_status on_layer(void *ctx, size_t index, const tli_ckpt_layer *l, const char *where)
-{
-    tl_checkpoint_info *info = ctx;
     (void)where;
-    info->layers[index] = *l;
-    info->nlayers = index + 1;
+    info->model = *m;
     return TL_OK;
 }
 
@@ -56,8 +45,8 @@ tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path)
     if (info == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory", fn);
     /* No tensor callback: the parser skips (but still checks) the values. */
-    tli_ckpt_visitor v = {info, on_model, on_layer, on_optim, NULL};
-    tl_status st = tli_ckpt_read(path, &v, fn);
+    tli_ckpt_visitor v = {info, on_model, NULL, on_optim, NULL};
+    tl_status st = tli_ckpt_read(path, &v, fn, &info->shell);
     if (st) {
         tl_checkpoint_info_free(info);
         return st;
@@ -70,7 +59,7 @@ void tl_checkpoint_info_free(tl_checkpoint_info *info)
 {
     if (info == NULL)
         return;
-    tli_free(info->layers);
+    tl_model_free(info->shell);
     tli_free(info);
 }
 
@@ -100,24 +89,12 @@ uint64_t tl_checkpoint_info_seed(const tl_checkpoint_info *info)
 
 size_t tl_checkpoint_info_num_layers(const tl_checkpoint_info *info)
 {
-    return info ? info->nlayers : 0;
-}
-
-static size_t layer_params(const tli_ckpt_layer *l)
-{
-    size_t n = 0;
-    for (size_t p = 0; p < l->nparams; p++)
-        n += l->params[p].count;
-    return n;
+    return info ? info->shell->nlayers : 0;
 }
 
 size_t tl_checkpoint_info_param_count(const tl_checkpoint_info *info)
 {
-    size_t n = 0;
-    if (info)
-        for (size_t i = 0; i < info->nlayers; i++)
-            n += layer_params(&info->layers[i]);
-    return n;
+    return info ? tl_model_param_count(info->shell) : 0;
 }
 
 tl_optimizer_kind tl_checkpoint_info_optimizer(const tl_checkpoint_info *info)
@@ -135,38 +112,39 @@ tl_loss tl_checkpoint_info_loss(const tl_checkpoint_info *info)
     return info && info->has_optim ? info->optim.loss : (tl_loss)0;
 }
 
-static const tli_ckpt_layer *layer_at(const tl_checkpoint_info *info, size_t i)
+static const tl_layer *layer_at(const tl_checkpoint_info *info, size_t i)
 {
-    return info && i < info->nlayers ? &info->layers[i] : NULL;
+    return info && i < info->shell->nlayers ? info->shell->layers[i] : NULL;
 }
 
 tl_layer_kind tl_checkpoint_info_layer_kind(const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = layer_at(info, i);
+    const tl_layer *l = layer_at(info, i);
     return l ? l->ops->kind : (tl_layer_kind)0;
 }
 
 const char *tl_checkpoint_info_layer_name(const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = layer_at(info, i);
+    const tl_layer *l = layer_at(info, i);
     return l ? l->name : "";
 }
 
 /* Common argument checks of the getters that return a status. */
-static tl_status get_layer(const tli_ckpt_layer **l, const void *out, const tl_checkpoint_info *info, size_t i,
+static tl_status get_layer(const tl_layer **l, const void *out, const tl_checkpoint_info *info, size_t i,
                            const char *fn)
 {
     if (out == NULL || info == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out ? "info" : "out");
-    if (i >= info->nlayers)
-        return tli_error(TL_ERANGE, "%s: layer %zu is out of range (the file has %zu layers)", fn, i, info->nlayers);
-    *l = &info->layers[i];
+    if (i >= info->shell->nlayers)
+        return tli_error(TL_ERANGE, "%s: layer %zu is out of range (the file has %zu layers)", fn, i,
+                         info->shell->nlayers);
+    *l = info->shell->layers[i];
     return TL_OK;
 }
 
 tl_status tl_checkpoint_info_layer_output_shape(tl_shape *out, const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = NULL;
+    const tl_layer *l = NULL;
     tl_status st = get_layer(&l, out, info, i, "tl_checkpoint_info_layer_output_shape");
     if (st == TL_OK)
         *out = l->out_shape;
@@ -175,19 +153,19 @@ tl_status tl_checkpoint_info_layer_output_shape(tl_shape *out, const tl_checkpoi
 
 int tl_checkpoint_info_layer_trainable(const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = layer_at(info, i);
+    const tl_layer *l = layer_at(info, i);
     return l ? l->trainable : 0;
 }
 
 float tl_checkpoint_info_layer_lr_scale(const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = layer_at(info, i);
+    const tl_layer *l = layer_at(info, i);
     return l ? l->lr_scale : 0.0f;
 }
 
 size_t tl_checkpoint_info_layer_num_params(const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = layer_at(info, i);
+    const tl_layer *l = layer_at(info, i);
     return l ? l->nparams : 0;
 }
 
@@ -195,7 +173,7 @@ tl_status tl_checkpoint_info_layer_param(tl_param_info *out, const tl_checkpoint
                                          size_t index)
 {
     const char *fn = "tl_checkpoint_info_layer_param";
-    const tli_ckpt_layer *l = NULL;
+    const tl_layer *l = NULL;
     tl_status st = get_layer(&l, out, info, layer, fn);
     if (st)
         return st;
@@ -208,7 +186,7 @@ tl_status tl_checkpoint_info_layer_param(tl_param_info *out, const tl_checkpoint
     return TL_OK;
 }
 
-static tl_status layer_of_kind(const tli_ckpt_layer **l, const void *out, unsigned int version,
+static tl_status layer_of_kind(const tl_layer **l, const void *out, unsigned int version,
                                unsigned int current, const tl_checkpoint_info *info, size_t i, tl_layer_kind kind,
                                const char *fn)
 {
@@ -224,96 +202,64 @@ static tl_status layer_of_kind(const tli_ckpt_layer **l, const void *out, unsign
     return TL_OK;
 }
 
+/* The settings of a layer of `kind` into its public options struct (the
+ * kind copies them: see get_options in lib/layers/). */
+static tl_status layer_options(void *out, unsigned int version, unsigned int current, const tl_checkpoint_info *info,
+                               size_t i, tl_layer_kind kind, const char *fn)
+{
+    const tl_layer *l = NULL;
+    tl_status st = layer_of_kind(&l, out, version, current, info, i, kind, fn);
+    if (st == TL_OK)
+        l->ops->get_options(l, out, version);
+    return st;
+}
+
 tl_status tl_checkpoint_info_layer_conv2d(tl_conv2d_options *out, const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = NULL;
-    tl_status st = layer_of_kind(&l, out, out ? out->version : 0, TL_CONV2D_OPTIONS_VERSION, info, i,
-                                 TL_LAYER_CONV2D, "tl_checkpoint_info_layer_conv2d");
-    if (st)
-        return st;
-    const tli_conv_cfg *c = &l->cfg.conv;
-    out->filters = c->filters;
-    out->kernel_h = c->k_h;
-    out->kernel_w = c->k_w;
-    out->stride_h = c->s_h;
-    out->stride_w = c->s_w;
-    out->padding = c->padding;
-    out->activation = l->act;
-    out->use_bias = l->use_bias;
-    out->name = l->name;
-    return TL_OK;
+    return layer_options(out, out ? out->version : 0, TL_CONV2D_OPTIONS_VERSION, info, i, TL_LAYER_CONV2D,
+                         "tl_checkpoint_info_layer_conv2d");
 }
 
 tl_status tl_checkpoint_info_layer_maxpool2d(tl_maxpool2d_options *out, const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = NULL;
-    tl_status st = layer_of_kind(&l, out, out ? out->version : 0, TL_MAXPOOL2D_OPTIONS_VERSION, info, i,
-                                 TL_LAYER_MAXPOOL2D, "tl_checkpoint_info_layer_maxpool2d");
-    if (st)
-        return st;
-    const tli_pool_cfg *c = &l->cfg.pool;
-    out->pool_h = c->p_h;
-    out->pool_w = c->p_w;
-    out->stride_h = c->s_h;
-    out->stride_w = c->s_w;
-    out->padding = c->padding;
-    out->name = l->name;
-    return TL_OK;
+    return layer_options(out, out ? out->version : 0, TL_MAXPOOL2D_OPTIONS_VERSION, info, i, TL_LAYER_MAXPOOL2D,
+                         "tl_checkpoint_info_layer_maxpool2d");
 }
 
 tl_status tl_checkpoint_info_layer_dense(tl_dense_options *out, const tl_checkpoint_info *info, size_t i)
 {
-    const tli_ckpt_layer *l = NULL;
-    tl_status st = layer_of_kind(&l, out, out ? out->version : 0, TL_DENSE_OPTIONS_VERSION, info, i,
-                                 TL_LAYER_DENSE, "tl_checkpoint_info_layer_dense");
-    if (st)
-        return st;
-    out->units = l->cfg.dense.units;
-    out->activation = l->act;
-    out->use_bias = l->use_bias;
-    out->name = l->name;
+    return layer_options(out, out ? out->version : 0, TL_DENSE_OPTIONS_VERSION, info, i, TL_LAYER_DENSE,
+                         "tl_checkpoint_info_layer_dense");
+}
+
+tl_status tl_checkpoint_info_layer_avgpool2d(tl_avgpool2d_options *out, const tl_checkpoint_info *info, size_t i)
+{
+    return layer_options(out, out ? out->version : 0, TL_AVGPOOL2D_OPTIONS_VERSION, info, i, TL_LAYER_AVGPOOL2D,
+                         "tl_checkpoint_info_layer_avgpool2d");
+}
+
+tl_status tl_checkpoint_info_layer_settings(char *buf, size_t cap, size_t *needed, const tl_checkpoint_info *info,
+                                            size_t i)
+{
+    const char *fn = "tl_checkpoint_info_layer_settings";
+    const tl_layer *l = NULL;
+    if (info == NULL || (buf == NULL && cap > 0))
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, info ? "buf" : "info");
+    if (i >= info->shell->nlayers)
+        return tli_error(TL_ERANGE, "%s: layer %zu is out of range (the file has %zu layers)", fn, i,
+                         info->shell->nlayers);
+    l = info->shell->layers[i];
+    size_t len = tli_cfg_describe(l, buf, cap, false);
+    if (needed)
+        *needed = len;
+    if (cap == 0 && needed)
+        return TL_OK;
+    if (len >= cap)
+        return tli_error(TL_ETOOBIG, "%s: the settings need %zu bytes plus the NUL, the buffer has %zu", fn, len, cap);
     return TL_OK;
 }
 
 /* ---- summary ---------------------------------------------------------------- */
-
-/* "1,234,567" */
-static const char *grouped(size_t v, char *buf, size_t cap)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%zu", v);
-    size_t o = 0;
-    for (int i = 0; i < n && o + 2 < cap; i++) {
-        if (i > 0 && (n - i) % 3 == 0)
-            buf[o++] = ',';
-        buf[o++] = digits[i];
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
-typedef struct sink {
-    tl_write_fn write;
-    void *payload;
-    bool stopped;
-} sink;
-
-static void emit(sink *s, const char *fmt, ...) TLI_PRINTF(2, 3);
-static void emit(sink *s, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    if (s->stopped)
-        return;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    if (s->write(line, len, s->payload))
-        s->stopped = true;
-}
 
 static const char *optimizer_name(tl_optimizer_kind k)
 {
@@ -327,45 +273,20 @@ static const char *optimizer_name(tl_optimizer_kind k)
 
 tl_status tl_checkpoint_info_summary_write(const tl_checkpoint_info *info, tl_write_fn write, void *payload)
 {
-    static const char rule[] = "________________________________________________________________________________";
-    static const char dbl[] = "================================================================================";
     if (info == NULL || write == NULL)
         return tli_error(TL_EINVAL, "tl_checkpoint_info_summary_write: %s is NULL", info ? "write" : "info");
-    sink s = {write, payload, false};
-    char a[64], b[32], c[96];
-    emit(&s, "Checkpoint (format %u.%u): %zu layers, input %s, seed %llu\n", info->model.major, info->model.minor,
-         info->nlayers, tli_shape_str(&info->model.input, a, sizeof a), (unsigned long long)info->model.seed);
-    emit(&s, "%s\n", rule);
-    emit(&s, " %-34s %-22s %11s  %s\n", "Layer (type)", "Output Shape", "Param #", "Trainable");
-    emit(&s, "%s\n", dbl);
-    size_t total = 0, trainable = 0;
-    for (size_t i = 0; i < info->nlayers; i++) {
-        const tli_ckpt_layer *l = &info->layers[i];
-        snprintf(c, sizeof c, "%s (%s)", l->name, l->ops->type_name);
-        char shape[64];
-        size_t len = (size_t)snprintf(shape, sizeof shape, "(None");
-        for (uint32_t d = 0; d < l->out_shape.rank && len < sizeof shape; d++)
-            len += (size_t)snprintf(shape + len, sizeof shape - len, ", %u", l->out_shape.dims[d]);
-        if (len < sizeof shape)
-            snprintf(shape + len, sizeof shape - len, ")");
-        size_t n = layer_params(l);
-        total += n;
-        trainable += l->trainable ? n : 0;
-        emit(&s, " %-34s %-22s %11s  %s\n", c, shape, grouped(n, b, sizeof b),
-             l->nparams == 0 ? "-" : l->trainable ? "yes" : "no (frozen)");
-        emit(&s, "%s\n", i + 1 < info->nlayers ? "" : dbl);
-    }
-    if (info->nlayers == 0)
-        emit(&s, "%s\n", dbl);
-    emit(&s, "Total params: %s\n", grouped(total, b, sizeof b));
-    emit(&s, "Trainable params: %s\n", grouped(trainable, b, sizeof b));
-    emit(&s, "Non-trainable params: %s\n", grouped(total - trainable, b, sizeof b));
+    tli_sink s = {write, payload, false};
+    char a[64];
+    tli_emit(&s, "Checkpoint (format %u.%u): %zu layers, input %s, seed %llu\n", info->model.major, info->model.minor,
+             info->shell->nlayers, tli_shape_str(&info->model.input, a, sizeof a),
+             (unsigned long long)info->model.seed);
+    tli_summary_table(info->shell, &s);
     if (info->has_optim)
-        emit(&s, "Optimizer: %s, %llu steps, loss %s\n", optimizer_name(info->optim.kind),
-             (unsigned long long)info->optim.steps, tl_loss_str(info->optim.loss));
+        tli_emit(&s, "Optimizer: %s, %llu steps, loss %s\n", optimizer_name(info->optim.kind),
+                 (unsigned long long)info->optim.steps, tl_loss_str(info->optim.loss));
     else
-        emit(&s, "Optimizer: none saved\n");
-    emit(&s, "%s\n", rule);
+        tli_emit(&s, "Optimizer: none saved\n");
+    tli_summary_end(&s);
     if (s.stopped)
         return tli_error(TL_ECANCELED, "tl_checkpoint_info_summary_write: the write callback asked to stop");
     return TL_OK;

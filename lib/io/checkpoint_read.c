@@ -21,9 +21,12 @@
 /* Per declared layer: what its TENS sections must look like. */
 typedef struct layer_slots {
     uint32_t nparams;
-    size_t count[TLI_MAX_PARAMS];
-    uint8_t filled; /* bit slot * TLI_MAX_PARAMS + param */
+    size_t count[TLI_MAX_TENSORS];
+    tli_role role[TLI_MAX_TENSORS];
+    uint32_t filled; /* bit slot * TLI_MAX_TENSORS + tensor */
 } layer_slots;
+
+_Static_assert((TLI_SLOT_STATE1 + 1) * TLI_MAX_TENSORS <= 32, "the filled mask holds every slot of every tensor");
 
 typedef struct parser {
     const char *fn, *path;
@@ -39,9 +42,8 @@ typedef struct parser {
     tli_ckpt_model model;
     tli_ckpt_optim optim;
     layer_slots *slots;
-    char (*names)[TL_MAX_NAME + 1];
+    tl_model *shell;  /* the layers declared so far, built without values */
     size_t nlayers;   /* LAYR sections seen */
-    tl_shape prev_out; /* output of the last declared layer (the input at first) */
     uint64_t section;  /* payload offset of the current section */
     uint64_t cut;      /* bytes of the current small section beyond its buffer */
     char where[512];
@@ -311,40 +313,15 @@ static tl_status parse_model(parser *p, const uint8_t *b, size_t len)
         return st;
     size_t n = m->num_layers ? m->num_layers : 1;
     p->slots = tli_calloc(n, sizeof *p->slots);
-    p->names = tli_calloc(n, sizeof *p->names);
-    if (p->slots == NULL || p->names == NULL)
+    if (p->slots == NULL)
         return tli_error(TL_ENOMEM, "%s: %s: out of memory for %u layers", p->fn, p->path, m->num_layers);
-    p->have_model = true;
-    p->prev_out = m->input;
-    return p->v->model ? p->v->model(p->v->ctx, m, p->where) : TL_OK;
-}
-
-/* The parameter shapes a layer's settings give on its input: the file must
- * say the same, and this is known before anything is allocated. */
-static tl_status expected_params(parser *p, const tli_ckpt_layer *l, size_t index, tl_shape want[TLI_MAX_PARAMS],
-                                 size_t *n)
-{
-    char sb[64];
-    const tl_shape *in = &p->prev_out;
-    *n = 0;
-    tl_layer_kind kind = l->ops->kind;
-    if (kind == TL_LAYER_CONV2D) {
-        if (in->rank != 3)
-            return perr(p, TL_EFORMAT, "layer %zu ('%s', conv2d) follows an output of shape %s, not (h, w, c)", index,
-                        l->name, tli_shape_str(in, sb, sizeof sb));
-        want[0] = (tl_shape){4, {l->cfg.conv.k_h, l->cfg.conv.k_w, in->dims[2], l->cfg.conv.filters}};
-        want[1] = tli_shape1(l->cfg.conv.filters);
-    } else if (kind == TL_LAYER_DENSE) {
-        if (in->rank != 1)
-            return perr(p, TL_EFORMAT, "layer %zu ('%s', dense) follows an output of shape %s, not a flat one", index,
-                        l->name, tli_shape_str(in, sb, sizeof sb));
-        want[0] = (tl_shape){2, {in->dims[0], l->cfg.dense.units, 0, 0}};
-        want[1] = tli_shape1(l->cfg.dense.units);
-    } else {
-        return TL_OK;
+    if ((st = tl_model_create(&p->shell, m->input.dims[0], m->input.dims[1], m->input.dims[2], m->seed))) {
+        tli_error_prefix("%s", p->where);
+        return st;
     }
-    *n = l->use_bias ? 2 : 1;
-    return TL_OK;
+    p->shell->shell = true;
+    p->have_model = true;
+    return p->v->model ? p->v->model(p->v->ctx, m, p->where) : TL_OK;
 }
 
 static bool name_ok(const char *name, size_t len)
@@ -355,41 +332,140 @@ static bool name_ok(const char *name, size_t len)
     return true;
 }
 
-static tl_status parse_layer_settings(parser *p, tli_rbuf *r, tli_ckpt_layer *l, size_t index)
+/* Inputs of a layer (format 1.1; a 1.0 file's layers take the previous
+ * one). Each must be an earlier layer: a file cannot hold a cycle. */
+static tl_status parse_inputs(parser *p, tli_rbuf *r, tli_ckpt_layer *l, size_t index)
 {
-    uint32_t f[6] = {0};
-    size_t nf = 0;
-    switch (l->ops->kind) {
-    case TL_LAYER_CONV2D: nf = 6; break;
-    case TL_LAYER_MAXPOOL2D: nf = 5; break;
-    case TL_LAYER_DENSE: nf = 1; break;
-    case TL_LAYER_FLATTEN: nf = 0; break;
+    if (p->minor < 1) {
+        l->ninputs = 1;
+        l->inputs[0] = index ? (uint32_t)(index - 1) : TLI_INPUT_MODEL;
+        return TL_OK;
     }
-    for (size_t i = 0; i < nf; i++)
-        if (!tli_rbuf_u32(r, &f[i]))
+    uint32_t n;
+    if (!tli_rbuf_u32(r, &n) || n == 0 || n > TLI_MAX_INPUTS)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): an input count of 1..%d is missing or out of range", index,
+                    l->name, TLI_MAX_INPUTS);
+    l->ninputs = n;
+    for (uint32_t k = 0; k < n; k++) {
+        if (!tli_rbuf_u32(r, &l->inputs[k]))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends inside its inputs", index, l->name);
+        if (l->inputs[k] != TLI_INPUT_MODEL && l->inputs[k] >= index)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): input %u is layer %u, not an earlier layer", index, l->name,
+                        k, l->inputs[k]);
+    }
+    return TL_OK;
+}
+
+/* The kind's settings, field by field. A 1.0 file holds the kind's first
+ * nfields_v1_0 fields without a count; 1.1 writes the count. Fields this
+ * reader does not have come from a newer minor version (skipped); fields
+ * the file lacks keep their defaults. Values are checked by the kind's
+ * build when the parser builds the layer. */
+static tl_status parse_settings(parser *p, tli_rbuf *r, tli_ckpt_layer *l, size_t index)
+{
+    const tli_layer_ops *ops = l->ops;
+    uint32_t n = (uint32_t)ops->nfields_v1_0;
+    if (p->minor >= 1 && !tli_rbuf_u32(r, &n))
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends before the settings", index, l->name);
+    if (n > ops->nfields && p->minor <= TL_CHECKPOINT_VERSION_MINOR)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s', %s) has %u settings, this kind has %zu", index, l->name,
+                    ops->type_name, n, ops->nfields);
+    tli_cfg_defaults(ops, l->cfg);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t w;
+        if (!tli_rbuf_u32(r, &w))
             return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends inside the settings", index, l->name);
-    switch (l->ops->kind) {
-    case TL_LAYER_CONV2D:
-        l->cfg.conv = (tli_conv_cfg){f[0], f[1], f[2], f[3], f[4], (tl_padding)f[5]};
-        if (f[0] == 0 || f[1] == 0 || f[2] == 0 || f[3] == 0 || f[4] == 0)
-            return perr(p, TL_EFORMAT, "layer %zu ('%s', conv2d): filters %u, kernel %ux%u, strides %ux%u must be > 0",
-                        index, l->name, f[0], f[1], f[2], f[3], f[4]);
-        if (f[5] > TL_PAD_SAME)
-            return unknown_value(p, "padding", f[5]);
-        break;
-    case TL_LAYER_MAXPOOL2D:
-        l->cfg.pool = (tli_pool_cfg){f[0], f[1], f[2], f[3], (tl_padding)f[4]};
-        if (f[0] == 0 || f[1] == 0)
-            return perr(p, TL_EFORMAT, "layer %zu ('%s', maxpool2d): pool %ux%u must be > 0", index, l->name, f[0], f[1]);
-        if (f[4] > TL_PAD_SAME)
-            return unknown_value(p, "padding", f[4]);
-        break;
-    case TL_LAYER_DENSE:
-        l->cfg.dense.units = f[0];
-        if (f[0] == 0)
-            return perr(p, TL_EFORMAT, "layer %zu ('%s', dense): units must be > 0", index, l->name);
-        break;
-    case TL_LAYER_FLATTEN: break;
+        if (i >= ops->nfields)
+            continue;
+        const tli_field *f = &ops->fields[i];
+        if (f->type == TLI_FIELD_ENUM && w > f->max) {
+            char what[96];
+            snprintf(what, sizeof what, "layer %zu ('%s', %s): %s", index, l->name, ops->type_name, f->name);
+            return unknown_value(p, what, w);
+        }
+        if (f->type == TLI_FIELD_BOOL && w > 1)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s', %s): %s %u must be 0 or 1", index, l->name, ops->type_name,
+                        f->name, w);
+        tli_field_set(l->cfg, f, w);
+    }
+    return TL_OK;
+}
+
+/* Tensor names and shapes (and roles, from 1.1) as the file declares them. */
+static tl_status parse_tensors(parser *p, tli_rbuf *r, tli_ckpt_layer *l, size_t index)
+{
+    uint32_t n;
+    if (!tli_rbuf_u32(r, &n))
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends before the tensor count", index, l->name);
+    if (n > TLI_MAX_TENSORS)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): %u tensors, more than the limit of %d", index, l->name, n,
+                    TLI_MAX_TENSORS);
+    char sa[64];
+    for (uint32_t i = 0; i < n; i++) {
+        tli_ckpt_param *pr = &l->params[i];
+        uint8_t plen, role = TLI_ROLE_PARAM;
+        const uint8_t *pname;
+        if (!tli_rbuf_u8(r, &plen) || (pname = tli_rbuf_bytes(r, plen)) == NULL ||
+            (p->minor >= 1 && !tli_rbuf_u8(r, &role)) || !read_shape(r, &pr->shape))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends inside tensor %u", index, l->name, i);
+        if (plen == 0 || plen > TL_MAX_NAME || !name_ok((const char *)pname, plen) || memchr(pname, 0, plen))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): tensor %u has an empty or invalid name", index, l->name, i);
+        memcpy(pr->name, pname, plen);
+        pr->name[plen] = '\0';
+        if (role > TLI_ROLE_STATE)
+            return unknown_value(p, "tensor role", role);
+        pr->role = (tli_role)role;
+        uint64_t count = shape_count(&pr->shape);
+        if (count > TLI_MAX_ELEMS)
+            return perr(p, TL_ETOOBIG, "layer %zu ('%s'): %s %s exceeds 2^31 values", index, l->name, pr->name,
+                        tli_shape_str(&pr->shape, sa, sizeof sa));
+        if (!valid_shape(&pr->shape))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): %s has a zero dimension", index, l->name, pr->name);
+        pr->count = (size_t)count;
+    }
+    l->nparams = n;
+    return TL_OK;
+}
+
+/* Build the record's layer (a shell) on the layers before it - the kind's
+ * own checks of settings and shapes - and hold the file to it. */
+static tl_status build_shell(parser *p, const tli_ckpt_layer *l, size_t index)
+{
+    char prefix[600], sa[64], sb[64];
+    snprintf(prefix, sizeof prefix, "%s: layer %zu", p->where, index);
+    tl_layer *b;
+    tl_status st = tli_model_append(&b, p->shell, l->ops, l->cfg, l->act, l->use_bias, l->inputs, l->ninputs,
+                                    l->name, prefix);
+    if (st == TL_EINVAL || st == TL_ESHAPE) {
+        /* The file's settings are at fault, not a caller's: a format error. */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", tl_last_error());
+        return tli_error(TL_EFORMAT, "%s", msg);
+    }
+    if (st)
+        return st;
+    b->trainable = l->trainable;
+    b->lr_scale = l->lr_scale;
+    if (!tli_shape_eq(&b->out_shape, &l->out_shape))
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): the file says its output is %s, its settings give %s", index,
+                    l->name, tli_shape_str(&l->out_shape, sa, sizeof sa), tli_shape_str(&b->out_shape, sb, sizeof sb));
+    if (b->nparams != l->nparams)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s', %s%s) has %zu tensors, %zu expected", index, l->name,
+                    l->ops->type_name, l->use_bias ? " with bias" : "", l->nparams, b->nparams);
+    for (size_t i = 0; i < l->nparams; i++) {
+        const tli_param *want = &b->params[i];
+        const tli_ckpt_param *got = &l->params[i];
+        if (strcmp(got->name, want->name) != 0)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): tensor %zu is called '%s', not '%s'", index, l->name, i,
+                        got->name, want->name);
+        if (!tli_shape_eq(&got->shape, &want->shape))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): %s is %s in the file, but the layer's settings give %s",
+                        index, l->name, got->name, tli_shape_str(&got->shape, sa, sizeof sa),
+                        tli_shape_str(&want->shape, sb, sizeof sb));
+        if (p->minor >= 1 && got->role != want->role)
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): %s is a %s in the file, a %s in this kind", index, l->name,
+                        got->name, got->role == TLI_ROLE_STATE ? "state" : "parameter",
+                        want->role == TLI_ROLE_STATE ? "state" : "parameter");
     }
     return TL_OK;
 }
@@ -412,9 +488,6 @@ static tl_status parse_layer(parser *p, const uint8_t *b, size_t len)
     if (!tli_rbuf_u32(&r, &kind) || !tli_rbuf_u8(&r, &act) || !tli_rbuf_u8(&r, &bias) ||
         !tli_rbuf_u8(&r, &trainable) || !tli_rbuf_u8(&r, &name_len) || !tli_rbuf_f32(&r, &l.lr_scale))
         return perr(p, TL_EFORMAT, "layer %zu: the LAYR section is only %zu bytes", index, len);
-    l.ops = tli_layer_ops_for((tl_layer_kind)kind);
-    if (l.ops == NULL)
-        return unknown_value(p, "layer kind", kind);
     const uint8_t *name = tli_rbuf_bytes(&r, name_len);
     if (name == NULL || name_len == 0 || name_len > TL_MAX_NAME)
         return perr(p, TL_EFORMAT, "layer %zu: a name of %u bytes (1..%d, within the section)", index, name_len,
@@ -423,15 +496,35 @@ static tl_status parse_layer(parser *p, const uint8_t *b, size_t len)
     l.name[name_len] = '\0';
     if (!name_ok(l.name, name_len) || strlen(l.name) != name_len)
         return perr(p, TL_EFORMAT, "layer %zu: the name contains a control character, quote or backslash", index);
-    for (size_t i = 0; i < index; i++)
-        if (strcmp(p->names[i], l.name) == 0)
-            return perr(p, TL_EFORMAT, "layer %zu: the name '%s' is already used by layer %zu", index, l.name, i);
+    /* From 1.1 the kind's name follows, so a reader that does not know the
+     * kind can say which it is. */
+    char kind_name[32] = "";
+    if (p->minor >= 1) {
+        uint8_t klen;
+        const uint8_t *kn;
+        if (!tli_rbuf_u8(&r, &klen) || klen == 0 || klen >= sizeof kind_name || (kn = tli_rbuf_bytes(&r, klen)) == NULL ||
+            !name_ok((const char *)kn, klen) || memchr(kn, 0, klen))
+            return perr(p, TL_EFORMAT, "layer %zu ('%s'): the kind's name is missing or invalid", index, l.name);
+        memcpy(kind_name, kn, klen);
+        kind_name[klen] = '\0';
+    }
+    l.ops = tli_layer_ops_for((tl_layer_kind)kind);
+    if (l.ops == NULL) {
+        if (p->minor > TL_CHECKPOINT_VERSION_MINOR || kind_name[0])
+            return perr(p, TL_EVERSION, "layer %zu ('%s') is a '%s' layer (kind %u), which this libtl (%s, format "
+                        "%u.%u) does not know; the file is format %u.%u", index, l.name,
+                        kind_name[0] ? kind_name : "?", kind, TL_VERSION_STRING, TL_CHECKPOINT_VERSION_MAJOR,
+                        TL_CHECKPOINT_VERSION_MINOR, p->major, p->minor);
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): layer kind %u is not valid", index, l.name, kind);
+    }
+    if (kind_name[0] && strcmp(kind_name, l.ops->type_name) != 0)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): kind %u is '%s', but the file calls it '%s'", index, l.name,
+                    kind, l.ops->type_name, kind_name);
+    if (p->minor < 1 && l.ops->nfields_v1_0 == 0 && l.ops->nfields > 0)
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): kind '%s' did not exist in format 1.0", index, l.name,
+                    l.ops->type_name);
     if (act > TL_ACT_TANH)
         return unknown_value(p, "activation", act);
-    bool has_params = l.ops->kind == TL_LAYER_CONV2D || l.ops->kind == TL_LAYER_DENSE;
-    if (!has_params && (act != TL_ACT_LINEAR || bias != 0))
-        return perr(p, TL_EFORMAT, "layer %zu ('%s', %s) cannot have an activation or a bias", index, l.name,
-                    l.ops->type_name);
     if (bias > 1 || trainable > 1)
         return perr(p, TL_EFORMAT, "layer %zu ('%s'): use_bias %u and trainable %u must be 0 or 1", index, l.name,
                     bias, trainable);
@@ -441,61 +534,33 @@ static tl_status parse_layer(parser *p, const uint8_t *b, size_t len)
     l.act = (tl_activation)act;
     l.use_bias = bias;
     l.trainable = trainable;
-    tl_status st = parse_layer_settings(p, &r, &l, index);
-    if (st)
+    tl_status st;
+    if ((st = parse_inputs(p, &r, &l, index)) || (st = parse_settings(p, &r, &l, index)))
         return st;
     if (!read_shape(&r, &l.out_shape) || !valid_shape(&l.out_shape))
         return perr(p, TL_EFORMAT, "layer %zu ('%s'): the output shape is missing or has rank 0, over %d or a zero "
                     "dimension", index, l.name, TL_MAX_RANK);
     if (shape_count(&l.out_shape) > TLI_MAX_ELEMS)
         return perr(p, TL_ETOOBIG, "layer %zu ('%s'): the output exceeds 2^31 values", index, l.name);
-    tl_shape want[TLI_MAX_PARAMS];
-    size_t nwant;
-    if ((st = expected_params(p, &l, index, want, &nwant)))
+    if ((st = parse_tensors(p, &r, &l, index)))
         return st;
-    uint32_t nparams;
-    if (!tli_rbuf_u32(&r, &nparams))
-        return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends before the parameter count", index, l.name);
-    if (nparams != nwant)
-        return perr(p, TL_EFORMAT, "layer %zu ('%s', %s%s) has %u parameter tensors, %zu expected", index, l.name,
-                    l.ops->type_name, l.use_bias ? " with bias" : "", nparams, nwant);
-    static const char *const pnames[TLI_MAX_PARAMS] = {"kernel", "bias"};
     uint64_t bytes = 0;
-    char sa[64], sb[64];
-    for (uint32_t i = 0; i < nparams; i++) {
-        tli_ckpt_param *pr = &l.params[i];
-        uint8_t plen;
-        const uint8_t *pname;
-        if (!tli_rbuf_u8(&r, &plen) || (pname = tli_rbuf_bytes(&r, plen)) == NULL || !read_shape(&r, &pr->shape))
-            return perr(p, TL_EFORMAT, "layer %zu ('%s'): the section ends inside parameter %u", index, l.name, i);
-        if (plen != strlen(pnames[i]) || memcmp(pname, pnames[i], plen) != 0)
-            return perr(p, TL_EFORMAT, "layer %zu ('%s'): parameter %u is not called '%s'", index, l.name, i,
-                        pnames[i]);
-        memcpy(pr->name, pname, plen);
-        uint64_t count = shape_count(&pr->shape);
-        if (count > TLI_MAX_ELEMS)
-            return perr(p, TL_ETOOBIG, "layer %zu ('%s'): %s %s exceeds 2^31 values", index, l.name, pr->name,
-                        tli_shape_str(&pr->shape, sa, sizeof sa));
-        if (!valid_shape(&pr->shape) || !tli_shape_eq(&pr->shape, &want[i]))
-            return perr(p, TL_EFORMAT, "layer %zu ('%s'): %s is %s in the file, but the layer's settings give %s",
-                        index, l.name, pr->name, tli_shape_str(&pr->shape, sa, sizeof sa),
-                        tli_shape_str(&want[i], sb, sizeof sb));
-        pr->count = (size_t)count;
-        bytes += count * sizeof(float) + TLI_SECTION_HEAD + TLI_TENS_META;
-    }
-    l.nparams = nparams;
+    for (size_t i = 0; i < l.nparams; i++)
+        bytes += l.params[i].count * sizeof(float) + TLI_SECTION_HEAD + TLI_TENS_META;
     /* The values must follow in this payload: refuse sizes it cannot hold
-     * before the visitor allocates them. */
+     * before anything is allocated for them. */
     if (bytes > p->size - p->pos)
-        return perr(p, TL_EFORMAT, "layer %zu ('%s') declares %llu bytes of parameters, but only %llu payload bytes "
+        return perr(p, TL_EFORMAT, "layer %zu ('%s') declares %llu bytes of tensors, but only %llu payload bytes "
                     "remain", index, l.name, (unsigned long long)bytes, (unsigned long long)(p->size - p->pos));
     if ((st = extra_bytes(p, "LAYR", tli_rbuf_left(&r))))
         return st;
-    p->slots[index].nparams = nparams;
-    for (uint32_t i = 0; i < nparams; i++)
+    if ((st = build_shell(p, &l, index)))
+        return st;
+    p->slots[index].nparams = (uint32_t)l.nparams;
+    for (size_t i = 0; i < l.nparams; i++) {
         p->slots[index].count[i] = l.params[i].count;
-    memcpy(p->names[index], l.name, sizeof l.name);
-    p->prev_out = l.out_shape;
+        p->slots[index].role[i] = l.params[i].role;
+    }
     p->nlayers++;
     return p->v->layer ? p->v->layer(p->v->ctx, index, &l, p->where) : TL_OK;
 }
@@ -550,25 +615,29 @@ static tl_status parse_tensor(parser *p, uint64_t len)
         return perr(p, TL_EFORMAT, "a tensor for layer %u, which is not declared before it", layer);
     layer_slots *ls = &p->slots[layer];
     if (param >= ls->nparams)
-        return perr(p, TL_EFORMAT, "a tensor for parameter %u of layer %u ('%s'), which has %u", param, layer,
-                    p->names[layer], ls->nparams);
+        return perr(p, TL_EFORMAT, "a tensor for tensor %u of layer %u ('%s'), which has %u", param, layer,
+                    p->shell->layers[layer]->name, ls->nparams);
     if (dtype != TLI_DTYPE_F32)
         return unknown_value(p, "tensor dtype", dtype);
     if (slot > TLI_SLOT_STATE1)
         return unknown_value(p, "tensor slot", slot);
-    if (slot != TLI_SLOT_VALUE && (!p->have_optim || slot > tli_ckpt_state_slots(p->optim.kind)))
-        return perr(p, TL_EFORMAT, "optimizer state slot %u of layer %u ('%s') %s", slot, layer, p->names[layer],
+    const char *lname = p->shell->layers[layer]->name;
+    if (slot != TLI_SLOT_VALUE && (!p->have_optim || slot > tli_optim_kind_slots(p->optim.kind)))
+        return perr(p, TL_EFORMAT, "optimizer state slot %u of layer %u ('%s') %s", slot, layer, lname,
                     p->have_optim ? "is not used by the saved optimizer" : "comes before the OPTM section");
+    if (slot != TLI_SLOT_VALUE && ls->role[param] == TLI_ROLE_STATE)
+        return perr(p, TL_EFORMAT, "optimizer state for tensor %u of layer %u ('%s'), which the optimizer never "
+                    "updates", param, layer, lname);
     if (count != ls->count[param])
-        return perr(p, TL_EFORMAT, "the tensor of layer %u ('%s') parameter %u has %llu values, its shape gives %zu",
-                    layer, p->names[layer], param, (unsigned long long)count, ls->count[param]);
+        return perr(p, TL_EFORMAT, "the tensor of layer %u ('%s') tensor %u has %llu values, its shape gives %zu",
+                    layer, lname, param, (unsigned long long)count, ls->count[param]);
     if (len != TLI_TENS_META + count * sizeof(float))
         return perr(p, TL_EFORMAT, "section 'TENS' has %llu bytes; %llu values need %llu", (unsigned long long)len,
                     (unsigned long long)count, (unsigned long long)(TLI_TENS_META + count * sizeof(float)));
-    uint8_t bit = (uint8_t)(1u << (slot * TLI_MAX_PARAMS + param));
+    uint32_t bit = 1u << (slot * TLI_MAX_TENSORS + param);
     if (ls->filled & bit)
-        return perr(p, TL_EFORMAT, "a second tensor for layer %u ('%s') parameter %u slot %u", layer, p->names[layer],
-                    param, slot);
+        return perr(p, TL_EFORMAT, "a second tensor for layer %u ('%s') tensor %u slot %u", layer, lname, param,
+                    slot);
     ls->filled |= bit;
     float *dst = NULL;
     if (p->v->tensor && (st = p->v->tensor(&dst, p->v->ctx, layer, param, slot, (size_t)count, p->where)))
@@ -591,9 +660,14 @@ static tl_status finish(parser *p)
     for (size_t i = 0; i < p->nlayers; i++)
         for (uint32_t k = 0; k < p->slots[i].nparams; k++)
             if (!(p->slots[i].filled & (1u << k)))
-                return perr(p, TL_EFORMAT, "layer %zu ('%s') parameter %u has no values", i, p->names[i], k);
+                return perr(p, TL_EFORMAT, "layer %zu ('%s') tensor %u has no values", i, p->shell->layers[i]->name, k);
     if (p->pos != p->size)
         return perr(p, TL_EFORMAT, "%llu payload bytes follow the END section", (unsigned long long)(p->size - p->pos));
+    if (tli_model_check_graph(p->shell, NULL)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tl_last_error());
+        return perr(p, TL_EFORMAT, "%s", msg);
+    }
     /* The zlib stream must end exactly here, with no input left over. */
     uint8_t extra;
     refill(p);
@@ -674,7 +748,7 @@ static tl_status sections(parser *p)
     }
 }
 
-tl_status tli_ckpt_read(const char *path, const tli_ckpt_visitor *v, const char *fn)
+tl_status tli_ckpt_read(const char *path, const tli_ckpt_visitor *v, const char *fn, tl_model **shell)
 {
     parser p;
     memset(&p, 0, sizeof p);
@@ -693,7 +767,10 @@ tl_status tli_ckpt_read(const char *path, const tli_ckpt_visitor *v, const char 
         inflateEnd(&p.z);
     tli_free(p.stored);
     tli_free(p.slots);
-    tli_free(p.names);
+    if (st == TL_OK && shell)
+        *shell = p.shell;
+    else
+        tl_model_free(p.shell);
     tli_rfile_close(&p.file);
     return st;
 }

@@ -125,9 +125,12 @@ static void shape_to(tli_wbuf *b, const tl_shape *s)
         tli_wbuf_u32(b, s->dims[i]);
 }
 
+/* A LAYR record of format 1.1 (docs/format-checkpoint.md): the common
+ * fields, the kind's name, the inputs, the kind's settings as its list of
+ * 32-bit fields, the output shape, and each tensor's name, role and shape. */
 static void layer_body(tli_wbuf *b, const tl_layer *l)
 {
-    size_t name_len = strlen(l->name);
+    size_t name_len = strlen(l->name), kind_len = strlen(l->ops->type_name);
     tli_wbuf_u32(b, (uint32_t)l->ops->kind);
     tli_wbuf_u8(b, (uint8_t)l->act);
     tli_wbuf_u8(b, (uint8_t)(l->use_bias ? 1 : 0));
@@ -135,30 +138,21 @@ static void layer_body(tli_wbuf *b, const tl_layer *l)
     tli_wbuf_u8(b, (uint8_t)name_len);
     tli_wbuf_f32(b, l->lr_scale);
     tli_wbuf_bytes(b, l->name, name_len);
-    switch (l->ops->kind) {
-    case TL_LAYER_CONV2D: {
-        const tli_conv_cfg *c = &l->cfg.conv;
-        uint32_t f[6] = {c->filters, c->k_h, c->k_w, c->s_h, c->s_w, (uint32_t)c->padding};
-        for (int i = 0; i < 6; i++)
-            tli_wbuf_u32(b, f[i]);
-        break;
-    }
-    case TL_LAYER_MAXPOOL2D: {
-        const tli_pool_cfg *c = &l->cfg.pool;
-        uint32_t f[5] = {c->p_h, c->p_w, c->s_h, c->s_w, (uint32_t)c->padding};
-        for (int i = 0; i < 5; i++)
-            tli_wbuf_u32(b, f[i]);
-        break;
-    }
-    case TL_LAYER_DENSE: tli_wbuf_u32(b, l->cfg.dense.units); break;
-    case TL_LAYER_FLATTEN: break;
-    }
+    tli_wbuf_u8(b, (uint8_t)kind_len);
+    tli_wbuf_bytes(b, l->ops->type_name, kind_len);
+    tli_wbuf_u32(b, (uint32_t)l->ninputs);
+    for (size_t k = 0; k < l->ninputs; k++)
+        tli_wbuf_u32(b, l->inputs[k]);
+    tli_wbuf_u32(b, (uint32_t)l->ops->nfields);
+    for (size_t i = 0; i < l->ops->nfields; i++)
+        tli_wbuf_u32(b, tli_field_get(l->cfg, &l->ops->fields[i]));
     shape_to(b, &l->out_shape);
     tli_wbuf_u32(b, (uint32_t)l->nparams);
     for (size_t p = 0; p < l->nparams; p++) {
         size_t n = strlen(l->params[p].name);
         tli_wbuf_u8(b, (uint8_t)n);
         tli_wbuf_bytes(b, l->params[p].name, n);
+        tli_wbuf_u8(b, (uint8_t)l->params[p].role);
         shape_to(b, &l->params[p].shape);
     }
 }
@@ -192,7 +186,7 @@ static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, tli_
         tli_wbuf_u8(b, (uint8_t)(o->nesterov ? 1 : 0));
         tli_wbuf_bytes(b, "\0\0\0", 3);
         st = section(w, TLI_TAG_OPTIM, b);
-        uint32_t slots = tli_ckpt_state_slots(o->kind);
+        uint32_t slots = tli_optim_kind_slots(o->kind);
         for (size_t i = 0; st == TL_OK && i < m->nlayers; i++) {
             const tl_layer *l = m->layers[i];
             for (size_t p = 0; st == TL_OK && p < l->nparams; p++)
@@ -241,6 +235,9 @@ tl_status tl_model_save(const tl_model *m, const char *path, const tl_save_optio
         return read;
     if (o.compression_level < 0 || o.compression_level > 9)
         return tli_error(TL_EINVAL, "%s: compression level %d is outside 0..9", fn, o.compression_level);
+    tl_status graph = tli_model_check_graph(m, fn);
+    if (graph)
+        return graph;
     if (m->nlayers > TLI_CKPT_MAX_LAYERS)
         return tli_error(TL_ETOOBIG, "%s: %s: %zu layers exceed the format's limit of %u", fn, path, m->nlayers,
                          TLI_CKPT_MAX_LAYERS);

@@ -19,21 +19,28 @@ void tli_layout_for(tli_layout *out, const tl_layer *l, size_t p, tl_tensor_layo
     out->lib_shape = *s;
     out->file_shape = *s;
     out->how = TLI_LAYOUT_SAME;
-    if (layout != TL_LAYOUT_PYTORCH || p != 0)
-        return; /* Keras order is libtl's; biases are the same everywhere */
-    if (l->ops->kind == TL_LAYER_CONV2D) {
+    if (layout != TL_LAYOUT_PYTORCH)
+        return; /* Keras order is libtl's */
+    switch (l->params[p].torch_layout) {
+    case TLI_TORCH_SAME: break;
+    case TLI_TORCH_CONV_KERNEL:
         out->how = TLI_LAYOUT_CONV;
         out->file_shape = (tl_shape){4, {s->dims[3], s->dims[2], s->dims[0], s->dims[1]}};
-    } else if (l->ops->kind == TL_LAYER_DENSE) {
+        break;
+    case TLI_TORCH_DENSE_KERNEL: {
         out->how = TLI_LAYOUT_DENSE;
         out->file_shape = (tl_shape){2, {s->dims[1], s->dims[0], 0, 0}};
-        const tl_layer *prev = l->index > 0 ? l->model->layers[l->index - 1] : NULL;
-        if (permute_flatten && prev && prev->ops->kind == TL_LAYER_FLATTEN && prev->in_shape.rank == 3) {
+        /* Its input flattened an (h, w, c) tensor without moving it (a view). */
+        uint32_t in = l->inputs[0];
+        const tl_layer *prev = in == TLI_INPUT_MODEL ? NULL : l->model->layers[in];
+        if (permute_flatten && prev && prev->ops->is_view && prev->in_shape.rank == 3) {
             out->flatten = true;
             out->fh = prev->in_shape.dims[0];
             out->fw = prev->in_shape.dims[1];
             out->fc = prev->in_shape.dims[2];
         }
+        break;
+    }
     }
 }
 

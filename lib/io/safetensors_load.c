@@ -161,17 +161,17 @@ tl_status tl_model_load_safetensors(tl_transfer_report **out_report, tl_model *m
     if ((st = tli_st_open(&f, path, fn)))
         return st;
     plan *plans = tli_calloc(f.count ? f.count : 1, sizeof *plans);
-    size_t *claimed = tli_malloc((m->nlayers ? m->nlayers : 1) * TLI_MAX_PARAMS * sizeof *claimed);
+    size_t *claimed = tli_malloc((m->nlayers ? m->nlayers : 1) * TLI_MAX_TENSORS * sizeof *claimed);
     tl_transfer_report *r = NULL;
     if (plans == NULL || claimed == NULL) {
         st = tli_error(TL_ENOMEM, "%s: %s: out of memory", fn, path);
         goto done;
     }
-    if ((st = tli_report_new(&r, f.count + m->nlayers * TLI_MAX_PARAMS))) {
+    if ((st = tli_report_new(&r, f.count + m->nlayers * TLI_MAX_TENSORS))) {
         tli_error_prefix("%s: %s", fn, path);
         goto done;
     }
-    for (size_t i = 0; i < m->nlayers * TLI_MAX_PARAMS; i++)
+    for (size_t i = 0; i < m->nlayers * TLI_MAX_TENSORS; i++)
         claimed[i] = SIZE_MAX;
 
     tl_status blocking = TL_OK;
@@ -182,7 +182,7 @@ tl_status tl_model_load_safetensors(tl_transfer_report **out_report, tl_model *m
         plan *pl = &plans[i];
         plan_tensor(pl, t, m, &o, layout);
         if (pl->layer) {
-            size_t *c = &claimed[pl->layer->index * TLI_MAX_PARAMS + pl->param];
+            size_t *c = &claimed[pl->layer->index * TLI_MAX_TENSORS + pl->param];
             if (*c != SIZE_MAX) {
                 st = tli_error(TL_EINVAL, "%s: %s: byte %zu: tensors '%.200s' and '%.200s' both name parameter %s of "
                                "layer '%s'", fn, path, t->offset, f.tensors[*c].name, t->name,
@@ -208,7 +208,7 @@ tl_status tl_model_load_safetensors(tl_transfer_report **out_report, tl_model *m
     for (size_t li = 0; li < m->nlayers; li++) {
         const tl_layer *l = m->layers[li];
         for (size_t p = 0; p < l->nparams; p++) {
-            if (claimed[li * TLI_MAX_PARAMS + p] != SIZE_MAX)
+            if (claimed[li * TLI_MAX_TENSORS + p] != SIZE_MAX)
                 continue;
             char want[TL_MAX_NAME + 16];
             const char *name = tli_st_to_file(&o, l, p, layout, want, sizeof want);

@@ -19,11 +19,6 @@ typedef struct entry {
     uint64_t begin, end;
 } entry;
 
-static const char *padding_str(tl_padding p)
-{
-    return p == TL_PAD_SAME ? "same" : "valid";
-}
-
 static void shape_json(tli_wbuf *b, const tl_shape *s)
 {
     tli_wbuf_u8(b, '[');
@@ -43,26 +38,26 @@ static void architecture(tli_wbuf *b, const tl_model *m)
         const tl_layer *l = m->layers[i];
         tli_wbuf_str(b, i ? ",{\"name\":" : "{\"name\":");
         tli_wbuf_json_str(b, l->name);
-        tli_wbuf_fmt(b, ",\"kind\":\"%s\"", l->ops->type_name);
-        switch (l->ops->kind) {
-        case TL_LAYER_CONV2D: {
-            const tli_conv_cfg *c = &l->cfg.conv;
-            tli_wbuf_fmt(b, ",\"filters\":%u,\"kernel_size\":[%u,%u],\"strides\":[%u,%u],\"padding\":\"%s\"", c->filters,
-                         c->k_h, c->k_w, c->s_h, c->s_w, padding_str(c->padding));
-            break;
+        tli_wbuf_fmt(b, ",\"kind\":\"%s\",\"inputs\":[", l->ops->type_name);
+        for (size_t k = 0; k < l->ninputs; k++) {
+            if (k)
+                tli_wbuf_u8(b, ',');
+            tli_wbuf_json_str(b, l->inputs[k] == TLI_INPUT_MODEL ? "input" : m->layers[l->inputs[k]]->name);
         }
-        case TL_LAYER_MAXPOOL2D: {
-            const tli_pool_cfg *c = &l->cfg.pool;
-            tli_wbuf_fmt(b, ",\"pool_size\":[%u,%u],\"strides\":[%u,%u],\"padding\":\"%s\"", c->p_h, c->p_w, c->s_h,
-                         c->s_w, padding_str(c->padding));
-            break;
-        }
-        case TL_LAYER_DENSE: tli_wbuf_fmt(b, ",\"units\":%u", l->cfg.dense.units); break;
-        case TL_LAYER_FLATTEN: break;
-        }
+        tli_wbuf_u8(b, ']');
+        /* The kind's settings, field by field. */
+        char settings[1024];
+        size_t len = tli_cfg_describe(l, settings, sizeof settings, true);
+        if (len < sizeof settings)
+            tli_wbuf_str(b, settings);
+        else
+            b->failed = true;
+        if (l->ops->has_activation)
+            tli_wbuf_fmt(b, ",\"activation\":\"%s\"", tl_activation_str(l->act));
+        if (l->ops->has_bias)
+            tli_wbuf_fmt(b, ",\"use_bias\":%s", l->use_bias ? "true" : "false");
         if (l->nparams)
-            tli_wbuf_fmt(b, ",\"activation\":\"%s\",\"use_bias\":%s,\"trainable\":%s", tl_activation_str(l->act),
-                         l->use_bias ? "true" : "false", l->trainable ? "true" : "false");
+            tli_wbuf_fmt(b, ",\"trainable\":%s", l->trainable ? "true" : "false");
         tli_wbuf_str(b, ",\"output_shape\":");
         shape_json(b, &l->out_shape);
         tli_wbuf_u8(b, '}');

@@ -57,13 +57,13 @@ static bool is_name(const char *name, const char *layer, const char *suffix)
 const char *tli_st_to_file(const tl_safetensors_options *o, const tl_layer *l, size_t p, tl_tensor_layout layout,
                            char *buf, size_t cap)
 {
-    const char *pname = l->params[p].name;
+    const tli_param *t = &l->params[p];
     for (size_t i = 0; i < o->rename_count; i++) {
         const char *lib = o->rename[2 * i + 1];
-        if (is_name(lib, l->name, pname) || (p == 0 && is_name(lib, l->name, "weight")))
+        if (is_name(lib, l->name, t->name) || is_name(lib, l->name, t->torch_name))
             return o->rename[2 * i];
     }
-    snprintf(buf, cap, "%s.%s", l->name, p == 0 && layout == TL_LAYOUT_PYTORCH ? "weight" : pname);
+    snprintf(buf, cap, "%s.%s", l->name, layout == TL_LAYOUT_PYTORCH ? t->torch_name : t->name);
     return buf;
 }
 
@@ -72,20 +72,18 @@ bool tli_st_resolve(const tl_model *m, const char *name, tl_layer **layer, size_
     const char *dot = strrchr(name, '.');
     if (dot == NULL || (size_t)(dot - name) > TL_MAX_NAME)
         return false;
-    size_t p;
-    if (strcmp(dot + 1, "kernel") == 0 || strcmp(dot + 1, "weight") == 0)
-        p = 0;
-    else if (strcmp(dot + 1, "bias") == 0)
-        p = 1;
-    else
-        return false;
     for (size_t i = 0; i < m->nlayers; i++) {
         tl_layer *l = m->layers[i];
-        if (strncmp(l->name, name, (size_t)(dot - name)) == 0 && l->name[dot - name] == '\0' && p < l->nparams) {
-            *layer = l;
-            *param = p;
-            return true;
-        }
+        if (strncmp(l->name, name, (size_t)(dot - name)) != 0 || l->name[dot - name] != '\0')
+            continue;
+        /* A tensor by its Keras or its PyTorch name ("kernel" or "weight"). */
+        for (size_t p = 0; p < l->nparams; p++)
+            if (strcmp(dot + 1, l->params[p].name) == 0 || strcmp(dot + 1, l->params[p].torch_name) == 0) {
+                *layer = l;
+                *param = p;
+                return true;
+            }
+        return false;
     }
     return false;
 }

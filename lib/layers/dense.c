@@ -1,33 +1,38 @@
 /* dense.c - fully connected layer: y = act(x W + b), W is (inputs, units). */
+#include <stddef.h>
+
 #include "layer.h"
+
+typedef struct dense_cfg {
+    uint32_t units;
+} dense_cfg;
+
+_Static_assert(sizeof(dense_cfg) <= TLI_CFG_BYTES, "dense settings fit a layer");
+
+static const tli_field dense_fields[] = {
+    {"units", TLI_FIELD_U32, offsetof(dense_cfg, units), 0, 0, NULL},
+};
 
 static tl_status dense_build(tl_layer *l)
 {
     char sb[64];
-    uint32_t units = l->cfg.dense.units;
+    uint32_t units = ((const dense_cfg *)l->cfg)->units;
     if (units == 0)
-        return tli_error(TL_EINVAL, "layer '%s' (dense, index %zu): units must be > 0", l->name, l->index);
+        return tli_error(TL_EINVAL, TLI_LFMT ": units must be > 0", TLI_LARG(l));
     if (l->in_shape.rank != 1)
-        return tli_error(TL_ESHAPE,
-                         "layer '%s' (dense, index %zu) needs a flat input, got %s; add a flatten layer first",
-                         l->name, l->index, tli_shape_str(&l->in_shape, sb, sizeof sb));
+        return tli_error(TL_ESHAPE, TLI_LFMT " needs a flat input, got %s; add a flatten layer first", TLI_LARG(l),
+                         tli_shape_str(&l->in_shape, sb, sizeof sb));
     uint64_t kernel = (uint64_t)l->in_size * units;
     if (kernel > TLI_MAX_ELEMS)
-        return tli_error(TL_ETOOBIG, "layer '%s' (dense, index %zu): kernel %zu x %u exceeds 2^31 values", l->name,
-                         l->index, l->in_size, units);
+        return tli_error(TL_ETOOBIG, TLI_LFMT ": kernel %zu x %u exceeds 2^31 values", TLI_LARG(l), l->in_size,
+                         units);
     l->out_shape = tli_shape1(units);
     l->out_size = units;
-    tli_param *k = &l->params[0];
-    k->name = "kernel";
-    k->shape = (tl_shape){2, {(uint32_t)l->in_size, units, 0, 0}};
-    k->count = (size_t)kernel;
-    l->nparams = 1;
+    tli_tensor_set(l, 0, "kernel", "weight", TLI_ROLE_PARAM, TLI_INIT_GLOROT_UNIFORM, TLI_TORCH_DENSE_KERNEL,
+                   (tl_shape){2, {(uint32_t)l->in_size, units, 0, 0}});
     if (l->use_bias) {
-        tli_param *b = &l->params[1];
-        b->name = "bias";
-        b->shape = tli_shape1(units);
-        b->count = units;
-        l->nparams = 2;
+        tli_tensor_set(l, 1, "bias", "bias", TLI_ROLE_PARAM, TLI_INIT_ZEROS, TLI_TORCH_SAME, tli_shape1(units));
+        l->bias_index = 1;
     }
     return TL_OK;
 }
@@ -38,35 +43,69 @@ static size_t dense_scratch_bytes(const tl_layer *l, size_t batch, uint32_t thre
     return 0;
 }
 
-static void dense_forward(tl_layer *l, const tli_exec *ex, const float *x, float *y, tl_activation act)
+static void dense_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     const size_t k = l->in_size, n = l->out_size;
-    tli_gemm(ex->threads, ex->batch, n, k, 1.0f, x, (ptrdiff_t)k, 1, l->params[0].value, (ptrdiff_t)n, 1, 0.0f,
+    tli_gemm(ex->threads, ex->batch, n, k, 1.0f, x[0], (ptrdiff_t)k, 1, l->params[0].value, (ptrdiff_t)n, 1, 0.0f,
              y, (ptrdiff_t)n, 1);
     tli_bias_act_forward(ex->threads, y, l->use_bias ? l->params[1].value : NULL, ex->batch, n, act);
 }
 
-static void dense_backward(tl_layer *l, const tli_exec *ex, const float *x, const float *y, float *dy, float *dx,
-                           tl_activation act, bool param_grads)
+static void dense_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
+                           float *const *dx, tl_activation act, bool param_grads)
 {
     const size_t k = l->in_size, n = l->out_size, m = ex->batch;
     tli_act_backward(ex->threads, act, y, dy, m, n,
                      param_grads && l->use_bias && !ex->bias_grad_done ? l->params[1].grad : NULL);
     if (param_grads) /* dW (k x n) = x^T (k x m) * dz (m x n) */
-        tli_gemm(ex->threads, k, n, m, 1.0f, x, 1, (ptrdiff_t)k, dy, (ptrdiff_t)n, 1, 0.0f, l->params[0].grad,
+        tli_gemm(ex->threads, k, n, m, 1.0f, x[0], 1, (ptrdiff_t)k, dy, (ptrdiff_t)n, 1, 0.0f, l->params[0].grad,
                  (ptrdiff_t)n, 1);
-    if (dx) /* dx (m x k) = dz (m x n) * W^T (n x k) */
-        tli_gemm(ex->threads, m, k, n, 1.0f, dy, (ptrdiff_t)n, 1, l->params[0].value, 1, (ptrdiff_t)n, 0.0f, dx,
+    if (dx[0]) /* dx (m x k) = dz (m x n) * W^T (n x k) */
+        tli_gemm(ex->threads, m, k, n, 1.0f, dy, (ptrdiff_t)n, 1, l->params[0].value, 1, (ptrdiff_t)n, 0.0f, dx[0],
                  (ptrdiff_t)k, 1);
+}
+
+static void dense_set_units(void *cfg, uint32_t units)
+{
+    ((dense_cfg *)cfg)->units = units;
+}
+
+static void dense_from_options(void *cfg, tl_activation *act, int *use_bias, const void *opts)
+{
+    const tl_dense_options *o = opts;
+    ((dense_cfg *)cfg)->units = o->units;
+    *act = o->activation;
+    *use_bias = o->use_bias;
+}
+
+static void dense_get_options(const tl_layer *l, void *opts, unsigned int version)
+{
+    tl_dense_options *o = opts;
+    o->units = ((const dense_cfg *)l->cfg)->units;
+    o->activation = l->act;
+    o->use_bias = l->use_bias;
+    o->name = l->name;
+    if (version >= 2)
+        o->input = NULL;
 }
 
 const tli_layer_ops tli_dense_ops = {
     .kind = TL_LAYER_DENSE,
     .type_name = "dense",
     .auto_name = "dense",
+    .cfg_size = sizeof(dense_cfg),
+    .fields = dense_fields,
+    .nfields = 1,
+    .nfields_v1_0 = 1,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .has_activation = true,
+    .has_bias = true,
     .build = dense_build,
     .scratch_bytes = dense_scratch_bytes,
     .forward = dense_forward,
     .backward = dense_backward,
-    .is_view = false,
+    .set_units = dense_set_units,
+    .get_options = dense_get_options,
+    .from_options = dense_from_options,
 };

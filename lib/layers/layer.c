@@ -1,4 +1,5 @@
-/* layer.c - what every layer kind shares: creation, parameters, getters. */
+/* layer.c - what every layer kind shares: the table of kinds, creation,
+ * tensors, settings fields, getters. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -6,17 +7,34 @@
 #include "../rng.h"
 #include "layer.h"
 
+extern const tli_layer_ops tli_conv2d_ops;
+extern const tli_layer_ops tli_maxpool2d_ops;
+extern const tli_layer_ops tli_flatten_ops;
+extern const tli_layer_ops tli_dense_ops;
+extern const tli_layer_ops tli_add_ops;
+extern const tli_layer_ops tli_concatenate_ops;
+extern const tli_layer_ops tli_global_avgpool2d_ops;
+extern const tli_layer_ops tli_avgpool2d_ops;
+
+/* Every kind, one line each. */
+static const tli_layer_ops *const kinds[] = {
+    &tli_conv2d_ops,
+    &tli_maxpool2d_ops,
+    &tli_flatten_ops,
+    &tli_dense_ops,
+    &tli_add_ops,
+    &tli_concatenate_ops,
+    &tli_global_avgpool2d_ops,
+    &tli_avgpool2d_ops,
+};
+
 const tli_layer_ops *tli_layer_ops_for(tl_layer_kind kind)
 {
-    switch (kind) {
-    case TL_LAYER_CONV2D: return &tli_conv2d_ops;
-    case TL_LAYER_MAXPOOL2D: return &tli_maxpool2d_ops;
-    case TL_LAYER_FLATTEN: return &tli_flatten_ops;
-    case TL_LAYER_DENSE: return &tli_dense_ops;
-    }
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (kinds[i]->kind == kind)
+            return kinds[i];
     return NULL;
 }
-
 const char *tl_layer_kind_str(tl_layer_kind kind)
 {
     const tli_layer_ops *ops = tli_layer_ops_for(kind);
@@ -115,58 +133,145 @@ void tli_layer_free(tl_layer *l)
     tli_free(l);
 }
 
-tl_status tli_layer_new(tl_layer **out, const tli_layer_ops *ops, const void *cfg, tl_activation act,
-                        int use_bias, const tl_shape *in_shape, const char *name, size_t index)
+bool tli_layer_learns(const tl_layer *l)
 {
+    if (!l->trainable)
+        return false;
+    for (size_t i = 0; i < l->nparams; i++)
+        if (l->params[i].role == TLI_ROLE_PARAM)
+            return true;
+    return false;
+}
+
+size_t tli_layer_count(const tl_layer *l, tli_role role)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->nparams; i++)
+        if (l->params[i].role == role)
+            n += l->params[i].count;
+    return n;
+}
+
+void tli_tensor_set(tl_layer *l, size_t i, const char *name, const char *torch_name, tli_role role, tli_init init,
+                    tli_torch_layout torch_layout, tl_shape shape)
+{
+    tli_param *p = &l->params[i];
+    p->name = name;
+    p->torch_name = torch_name;
+    p->role = role;
+    p->init = init;
+    p->torch_layout = torch_layout;
+    p->shape = shape;
+    p->count = tl_shape_count(&shape);
+    if (i >= l->nparams)
+        l->nparams = i + 1;
+}
+
+/* The checks every kind shares, before its own build. */
+static tl_status check_common(const tl_layer *l)
+{
+    const tli_layer_ops *ops = l->ops;
+    if (l->ninputs < ops->min_inputs || l->ninputs > ops->max_inputs) {
+        if (ops->min_inputs == ops->max_inputs)
+            return tli_error(TL_EINVAL, TLI_LFMT " takes %zu input%s, not %zu", TLI_LARG(l), ops->min_inputs,
+                             ops->min_inputs == 1 ? "" : "s", l->ninputs);
+        return tli_error(TL_EINVAL, TLI_LFMT " takes %zu to %zu inputs, not %zu", TLI_LARG(l), ops->min_inputs,
+                         ops->max_inputs, l->ninputs);
+    }
+    if (!ops->has_activation && l->act != TL_ACT_LINEAR)
+        return tli_error(TL_EINVAL, TLI_LFMT " has no activation of its own (%s given)", TLI_LARG(l),
+                         tl_activation_str(l->act));
+    if (!ops->has_bias && l->use_bias)
+        return tli_error(TL_EINVAL, TLI_LFMT " has no bias", TLI_LARG(l));
+    return TL_OK;
+}
+
+tl_status tli_layer_new(tl_layer **out, const tli_layer_spec *spec, const char *name, size_t index, bool shell)
+{
+    const tli_layer_ops *ops = spec->ops;
     *out = NULL;
     tl_layer *l = tli_calloc(1, sizeof *l);
     if (l == NULL)
         return tli_error(TL_ENOMEM, "out of memory allocating a %s layer", ops->type_name);
     l->ops = ops;
-    l->act = act;
-    l->use_bias = use_bias ? 1 : 0;
+    l->act = spec->act;
+    l->use_bias = spec->use_bias ? 1 : 0;
     l->trainable = 1;
     l->lr_scale = 1.0f;
-    l->in_shape = *in_shape;
-    l->in_size = tl_shape_count(in_shape);
     l->index = index;
+    l->bias_index = -1;
+    l->gslot = -1;
     snprintf(l->name, sizeof l->name, "%s", name);
-    if (cfg) {
-        switch (ops->kind) {
-        case TL_LAYER_CONV2D: l->cfg.conv = *(const tli_conv_cfg *)cfg; break;
-        case TL_LAYER_MAXPOOL2D: l->cfg.pool = *(const tli_pool_cfg *)cfg; break;
-        case TL_LAYER_DENSE: l->cfg.dense = *(const tli_dense_cfg *)cfg; break;
-        case TL_LAYER_FLATTEN: break;
-        }
+    l->ninputs = spec->ninputs;
+    if (l->ninputs > TLI_MAX_INPUTS) {
+        tli_free(l);
+        return tli_error(TL_EINVAL, "layer '%s' (%s, index %zu): %zu inputs are more than the limit of %d", name,
+                         ops->type_name, index, spec->ninputs, TLI_MAX_INPUTS);
     }
-    tl_status st = ops->build(l);
+    for (size_t k = 0; k < l->ninputs; k++) {
+        l->inputs[k] = spec->inputs[k];
+        l->in_shapes[k] = spec->in_shapes[k];
+    }
+    if (l->ninputs > 0) {
+        l->in_shape = l->in_shapes[0];
+        l->in_size = tl_shape_count(&l->in_shape);
+    }
+    /* A kind's settings struct must fit the space every layer has for it. */
+    if (ops->cfg_size > TLI_CFG_BYTES) {
+        tli_free(l);
+        return tli_error(TL_EINVAL, "the %s kind's settings do not fit a layer", ops->type_name);
+    }
+    if (spec->cfg)
+        memcpy(l->cfg, spec->cfg, ops->cfg_size);
+    else
+        tli_cfg_defaults(ops, l->cfg);
+    tl_status st = check_common(l);
+    if (st == TL_OK)
+        st = ops->build(l);
     if (st != TL_OK) {
         tli_free(l);
         return st;
     }
-    for (size_t i = 0; i < l->nparams; i++) {
+    for (size_t i = 0; i < l->nparams && !shell; i++) {
         tli_param *p = &l->params[i];
         size_t bytes;
         /* Read from p before freeing the layer that holds it. */
         const char *pname = p->name;
         const size_t count = p->count;
-        if (!tli_mul_ok(count, sizeof(float), &bytes)) {
+        if (count > TLI_MAX_ELEMS || !tli_mul_ok(count, sizeof(float), &bytes)) {
             tli_layer_free(l);
-            return tli_error(TL_ETOOBIG, "layer '%s' (%s, index %zu): parameter '%s' is too large", name,
+            return tli_error(TL_ETOOBIG, "layer '%s' (%s, index %zu): tensor '%s' is too large", name,
                              ops->type_name, index, pname);
         }
         p->value = tli_malloc_aligned(bytes);
-        p->grad = tli_malloc_aligned(bytes);
-        if (p->value == NULL || p->grad == NULL) {
+        if (p->role == TLI_ROLE_PARAM)
+            p->grad = tli_malloc_aligned(bytes);
+        if (p->value == NULL || (p->role == TLI_ROLE_PARAM && p->grad == NULL)) {
             tli_layer_free(l);
-            return tli_error(TL_ENOMEM, "layer '%s' (%s, index %zu): out of memory allocating %zu parameters",
-                             name, ops->type_name, index, count);
+            return tli_error(TL_ENOMEM, "layer '%s' (%s, index %zu): out of memory allocating %zu values", name,
+                             ops->type_name, index, count);
         }
         memset(p->value, 0, bytes);
-        memset(p->grad, 0, bytes);
+        if (p->grad)
+            memset(p->grad, 0, bytes);
     }
     *out = l;
     return TL_OK;
+}
+
+/* Fans of a kernel (..., in, out) as Keras computes them: the leading
+ * (receptive field) dims multiply into both. */
+static void fans(const tl_shape *s, double *fan_in, double *fan_out)
+{
+    if (s->rank < 2) {
+        *fan_in = *fan_out = s->rank ? s->dims[0] : 1;
+        return;
+    }
+    double receptive = 1.0;
+    for (uint32_t d = 0; d + 2 < s->rank; d++)
+        receptive *= s->dims[d];
+    *fan_in = receptive * s->dims[s->rank - 2];
+    *fan_out = receptive * s->dims[s->rank - 1];
 }
 
 void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
@@ -175,22 +280,93 @@ void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
     tli_rng_seed(&rng, seed, stream);
     for (size_t i = 0; i < l->nparams; i++) {
         tli_param *p = &l->params[i];
-        if (strcmp(p->name, "bias") == 0) {
-            memset(p->value, 0, sizeof(float) * p->count);
+        if (p->value == NULL)
             continue;
+        double fan_in, fan_out;
+        fans(&p->shape, &fan_in, &fan_out);
+        switch (p->init) {
+        case TLI_INIT_ZEROS: memset(p->value, 0, sizeof(float) * p->count); break;
+        case TLI_INIT_ONES:
+            for (size_t j = 0; j < p->count; j++)
+                p->value[j] = 1.0f;
+            break;
+        case TLI_INIT_GLOROT_UNIFORM:
+        case TLI_INIT_HE_UNIFORM: {
+            /* Keras: sqrt(6 / (fan_in + fan_out)) and sqrt(6 / fan_in). */
+            float limit = (float)sqrt(6.0 / (p->init == TLI_INIT_HE_UNIFORM ? fan_in : fan_in + fan_out));
+            for (size_t j = 0; j < p->count; j++)
+                p->value[j] = (2.0f * tli_rng_uniform(&rng) - 1.0f) * limit;
+            break;
         }
-        /* Glorot-uniform as Keras: fans of a kernel (..., in, out) multiply
-         * the leading (receptive field) dims into both. */
-        const tl_shape *s = &p->shape;
-        double receptive = 1.0;
-        for (uint32_t d = 0; d + 2 < s->rank; d++)
-            receptive *= s->dims[d];
-        double fan_in = receptive * s->dims[s->rank - 2];
-        double fan_out = receptive * s->dims[s->rank - 1];
-        float limit = (float)sqrt(6.0 / (fan_in + fan_out));
-        for (size_t j = 0; j < p->count; j++)
-            p->value[j] = (2.0f * tli_rng_uniform(&rng) - 1.0f) * limit;
+        case TLI_INIT_HE_NORMAL: {
+            /* Keras draws a truncated normal (|z| < 2) with this stddev. */
+            double sd = sqrt(2.0 / fan_in) / 0.87962566103423978;
+            for (size_t j = 0; j < p->count; j++) {
+                double z;
+                do {
+                    double u1 = tli_rng_uniform(&rng), u2 = tli_rng_uniform(&rng);
+                    z = sqrt(-2.0 * log(u1 > 0.0 ? u1 : 1e-300)) * cos(6.283185307179586 * u2);
+                } while (fabs(z) >= 2.0);
+                p->value[j] = (float)(z * sd);
+            }
+            break;
+        }
+        }
     }
+}
+
+/* ---- settings fields ---------------------------------------------------- */
+
+const char *const tli_padding_names[] = {"valid", "same"};
+
+uint32_t tli_field_get(const void *cfg, const tli_field *f)
+{
+    uint32_t w;
+    memcpy(&w, (const unsigned char *)cfg + f->offset, sizeof w);
+    return w;
+}
+
+void tli_field_set(void *cfg, const tli_field *f, uint32_t word)
+{
+    memcpy((unsigned char *)cfg + f->offset, &word, sizeof word);
+}
+
+void tli_cfg_defaults(const tli_layer_ops *ops, void *cfg)
+{
+    memset(cfg, 0, TLI_CFG_BYTES);
+    for (size_t i = 0; i < ops->nfields; i++)
+        tli_field_set(cfg, &ops->fields[i], ops->fields[i].def);
+}
+
+size_t tli_cfg_describe(const tl_layer *l, char *buf, size_t cap, bool json)
+{
+    size_t len = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (size_t i = 0; i < l->ops->nfields; i++) {
+        const tli_field *f = &l->ops->fields[i];
+        uint32_t w = tli_field_get(l->cfg, f);
+        char v[48];
+        if (f->type == TLI_FIELD_F32) {
+            float x;
+            memcpy(&x, &w, sizeof x);
+            snprintf(v, sizeof v, "%.9g", (double)x);
+        } else if (f->type == TLI_FIELD_BOOL && json) {
+            snprintf(v, sizeof v, "%s", w ? "true" : "false");
+        } else if (f->type == TLI_FIELD_ENUM && f->names && w <= f->max) {
+            snprintf(v, sizeof v, json ? "\"%s\"" : "%s", f->names[w]);
+        } else {
+            snprintf(v, sizeof v, "%u", w);
+        }
+        int n;
+        if (json)
+            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, ",\"%s\":%s", f->name, v);
+        else
+            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s%s=%s", i ? ", " : "", f->name,
+                         v);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    return len;
 }
 
 /* ---- public getters ---------------------------------------------------- */
@@ -208,6 +384,25 @@ const char *tl_layer_name(const tl_layer *layer)
 size_t tl_layer_index(const tl_layer *layer)
 {
     return layer ? layer->index : 0;
+}
+
+size_t tl_layer_num_inputs(const tl_layer *layer)
+{
+    return layer ? layer->ninputs : 0;
+}
+
+tl_status tl_layer_input(tl_layer **out, const tl_layer *layer, size_t k)
+{
+    if (out == NULL || layer == NULL)
+        return tli_error(TL_EINVAL, "tl_layer_input: %s is NULL", out ? "layer" : "out");
+    *out = NULL;
+    if (k >= layer->ninputs)
+        return tli_error(TL_ERANGE, "tl_layer_input: layer '%s' has %zu input%s, not index %zu", layer->name,
+                         layer->ninputs, layer->ninputs == 1 ? "" : "s", k);
+    uint32_t i = layer->inputs[k];
+    if (i != TLI_INPUT_MODEL)
+        return tl_model_layer(out, layer->model, i);
+    return TL_OK;
 }
 
 tl_status tl_layer_input_shape(tl_shape *out, const tl_layer *layer)

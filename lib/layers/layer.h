@@ -1,54 +1,109 @@
 /*
- * layer.h - the internal layer interface. One file per layer kind
- * implements a tli_layer_ops table; layer.c holds what all kinds share
- * (names, parameters, getters). Adding a kind is one new file plus one line
- * in tli_layer_ops_for().
+ * layer.h - the internal layer interface.
+ *
+ * A layer kind is one file that defines a tli_layer_ops table: everything
+ * the rest of libtl ever asks about the kind is in it - building and
+ * checking its settings, its tensors (name, role, initializer, layout),
+ * its settings as a list of named fields (which the checkpoint, the
+ * safetensors metadata and the summaries encode, decode and describe
+ * generically), forward, backward and scratch. Nothing outside lib/layers/
+ * switches on a kind: a new kind is its file, its line in the table of
+ * layer.c, its public add function (in its own file) and enum value.
  */
 #ifndef TLI_LAYER_H
 #define TLI_LAYER_H
 
 #include "../core.h"
+#include "../kernels/elementwise.h"
 #include "../kernels/kernels.h"
 
-/* Maximum number of parameter tensors of a layer (kernel, bias). */
-#define TLI_MAX_PARAMS 2
+/* Most tensors one layer may have (batch normalization has four). */
+#define TLI_MAX_TENSORS 8
+/* Most inputs of one layer (add, concatenate). */
+#define TLI_MAX_INPUTS 16
+/* The input index that means "the model's input". */
+#define TLI_INPUT_MODEL UINT32_MAX
+/* Bytes of a kind's settings struct and of its derived geometry. */
+#define TLI_CFG_BYTES 64
+#define TLI_GEOM_BYTES 96
 
-/* One parameter tensor with its gradient and optimizer slots. */
+/* What a tensor is to training. */
+typedef enum tli_role {
+    TLI_ROLE_PARAM = 0, /* trainable: gets a gradient and optimizer updates */
+    TLI_ROLE_STATE = 1  /* updated by the layer itself (moving statistics): saved, never touched by
+                         * gradients or the optimizer */
+} tli_role;
+
+/* How a tensor's first values are drawn (tli_layer_init_params). */
+typedef enum tli_init {
+    TLI_INIT_ZEROS = 0,
+    TLI_INIT_ONES = 1,
+    TLI_INIT_GLOROT_UNIFORM = 2, /* Keras' default for kernels */
+    TLI_INIT_HE_NORMAL = 3,
+    TLI_INIT_HE_UNIFORM = 4
+} tli_init;
+
+/* How a tensor is laid out in PyTorch, against libtl's (Keras') layout. */
+typedef enum tli_torch_layout {
+    TLI_TORCH_SAME = 0,        /* biases, per-channel vectors */
+    TLI_TORCH_CONV_KERNEL = 1, /* (kh, kw, in, out) here, (out, in, kh, kw) in PyTorch */
+    TLI_TORCH_DENSE_KERNEL = 2 /* (in, out) here, (out, in) in PyTorch */
+} tli_torch_layout;
+
+/* One tensor of a layer, with its gradient and optimizer slots. */
 typedef struct tli_param {
-    const char *name; /* "kernel" or "bias" (static) */
+    const char *name;       /* Keras' name: "kernel", "bias" (static) */
+    const char *torch_name; /* PyTorch's name: "weight", "bias" (static) */
+    tli_role role;
+    tli_init init;
+    tli_torch_layout torch_layout;
     tl_shape shape;
     size_t count;
-    float *value;     /* 64-byte aligned, owned */
-    float *grad;      /* 64-byte aligned, owned; valid after a backward pass */
-    float *state[2];  /* optimizer slots (Adam m, v; SGD velocity), NULL until used */
+    float *value;    /* 64-byte aligned, owned; NULL in a shell layer (see tli_layer_new) */
+    float *grad;     /* parameters only; valid after a backward pass */
+    float *state[2]; /* optimizer slots (Adam m, v; SGD velocity), NULL until used */
 } tli_param;
 
-/* Settings of each kind, as given by the user (stored in model files). */
-typedef struct tli_conv_cfg {
-    uint32_t filters, k_h, k_w, s_h, s_w;
-    tl_padding padding;
-} tli_conv_cfg;
+/* ---- settings as fields ------------------------------------------------- */
 
-typedef struct tli_pool_cfg {
-    uint32_t p_h, p_w, s_h, s_w;
-    tl_padding padding;
-} tli_pool_cfg;
+typedef enum tli_field_type {
+    TLI_FIELD_U32 = 0,  /* a count or size */
+    TLI_FIELD_ENUM = 1, /* a public enum; values above `max` are unknown */
+    TLI_FIELD_BOOL = 2, /* 0 or 1 */
+    TLI_FIELD_F32 = 3
+} tli_field_type;
 
-typedef struct tli_dense_cfg {
-    uint32_t units;
-} tli_dense_cfg;
+/* One setting of a kind: a 32-bit member of its settings struct. The
+ * checkpoint stores the fields in table order as 32-bit words, so a kind
+ * only ever appends fields; `def` (bits for F32) fills a field that an
+ * older file does not have. */
+typedef struct tli_field {
+    const char *name;
+    tli_field_type type;
+    size_t offset;
+    uint32_t max; /* ENUM only */
+    uint32_t def;
+    const char *const *names; /* ENUM: the values' names (max + 1) for JSON and text, or NULL */
+} tli_field;
+
+/* Names of tl_padding's values, for the fields that hold one. */
+extern const char *const tli_padding_names[];
+
+/* ---- layers ------------------------------------------------------------- */
 
 /* Everything a layer needs to know about the call it runs in. */
 typedef struct tli_exec {
     uint32_t threads;
     size_t batch;
     bool training;
-    /* Backward only, set by tli_backward for one layer's call when a
-     * max-pool folds the ReLU of the conv/dense layer below it: the pool
-     * also writes that layer's bias gradient here (NULL: it does not), and
-     * that layer is then told the bias gradient is already done. */
+    /* Backward only. fold_bias_grad: a max-pool that folds the ReLU of the
+     * layer below also writes that layer's bias gradient here (NULL: it
+     * does not). bias_grad_done: this layer's bias gradient was written by
+     * the layer above. dx_acc[k]: add input k's gradient into dx[k] instead
+     * of overwriting it (only for kinds with .accumulates). */
     float *fold_bias_grad;
     bool bias_grad_done;
+    const bool *dx_acc;
 } tli_exec;
 
 typedef struct tli_layer_ops tli_layer_ops;
@@ -58,27 +113,31 @@ struct tl_layer {
     tl_model *model;
     size_t index;
     char name[TL_MAX_NAME + 1];
-    tl_shape in_shape, out_shape;
-    size_t in_size, out_size; /* floats per example */
+    /* Inputs: indices of earlier layers of the model, or TLI_INPUT_MODEL. */
+    size_t ninputs;
+    uint32_t inputs[TLI_MAX_INPUTS];
+    tl_shape in_shapes[TLI_MAX_INPUTS];
+    tl_shape in_shape, out_shape; /* in_shape = in_shapes[0] */
+    size_t in_size, out_size;     /* floats per example (in_size of input 0) */
     tl_activation act;
     int use_bias;
     int trainable;
     float lr_scale;
-    size_t nparams;
-    tli_param params[TLI_MAX_PARAMS];
-    union {
-        tli_conv_cfg conv;
-        tli_pool_cfg pool;
-        tli_dense_cfg dense;
-    } cfg;
-    /* Derived at build time from the shapes and settings. */
-    union {
-        tli_conv_geom conv;
-        tli_pool_geom pool;
-    } geom;
-    tli_conv_algo conv_algo; /* conv2d: chosen at build time for this CPU */
-    /* Workspace views for the current batch size, set by the model. */
-    float *out;    /* batch * out_size outputs (an alias of the input for views) */
+    size_t nparams; /* tensors, parameters and state */
+    tli_param params[TLI_MAX_TENSORS];
+    int bias_index; /* the tensor that is the bias the activation follows, or -1 (set by build) */
+    /* The kind's settings and what it derives from them at build time
+     * (each kind casts these to its own structs). */
+    _Alignas(8) unsigned char cfg[TLI_CFG_BYTES];
+    _Alignas(8) unsigned char geom[TLI_GEOM_BYTES];
+    /* Graph bookkeeping, kept by the model: layers that take this one's output. */
+    size_t nconsumers;
+    /* Set by the engine for the current structure (see engine.c). */
+    int32_t gslot;                  /* gradient buffer of this layer's output, -1: none */
+    bool in_acc[TLI_MAX_INPUTS];    /* input k's gradient is added, not written */
+    bool relu_folded, bias_folded;  /* backward: done by the consumer (a max-pool) */
+    /* Workspace views for the current batch size, set by the engine. */
+    float *out;    /* batch * out_size outputs (the input itself for views) */
     void *scratch; /* ops->scratch_bytes of layer-private memory */
 };
 
@@ -86,53 +145,104 @@ struct tli_layer_ops {
     tl_layer_kind kind;
     const char *type_name; /* tl_layer_kind_str(): "conv2d", "maxpool2d", ... */
     const char *auto_name; /* Keras' automatic name: "conv2d", "max_pooling2d", ... */
-    /* Check the settings against l->in_shape and fill l->out_shape,
-     * l->out_size, the parameter shapes and the geometry. Allocates nothing.
-     * Returns a status with the message set (without the caller's prefix). */
+    /* Settings: the kind's struct size, its fields, and how many of them a
+     * format 1.0 checkpoint holds (0: the kind is newer than 1.0). */
+    size_t cfg_size;
+    const tli_field *fields;
+    size_t nfields;
+    size_t nfields_v1_0;
+    /* Inputs it takes: min_inputs..max_inputs (1..1 for most kinds). */
+    size_t min_inputs, max_inputs;
+    bool has_activation; /* applies l->act (conv2d, dense); others must be linear */
+    bool has_bias;       /* honours l->use_bias; others must have it 0 */
+    bool is_view;        /* output is input 0 itself (flatten): no buffer, gradient passes through */
+    bool accumulates;    /* backward honours ex->dx_acc */
+    bool folds_input_relu; /* backward can apply the ReLU derivative of its input's layer and
+                            * write that layer's bias gradient (see tli_maxpool_backward) */
+    /* Check the settings (l->cfg) against l->in_shapes and fill
+     * l->out_shape, l->out_size, the tensors (name, role, shape, count,
+     * init, layout), l->bias_index and the geometry. Allocates nothing.
+     * Returns a status with the message set (naming the layer). */
     tl_status (*build)(tl_layer *l);
     /* Bytes of private scratch for `batch` examples run on `threads`. */
     size_t (*scratch_bytes)(const tl_layer *l, size_t batch, uint32_t threads, bool training);
-    /* y = layer(x) for ex->batch examples, applying activation `act`
-     * (l->act, or linear when the loss takes the logits). */
-    void (*forward)(tl_layer *l, const tli_exec *ex, const float *x, float *y, tl_activation act);
+    /* y = layer(x[0..ninputs)) for ex->batch examples, applying activation
+     * `act` (l->act, or linear when the loss takes the logits). */
+    void (*forward)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act);
     /* dy holds dL/dy for the batch, where y = act(z) is the forward output;
-     * it is overwritten with dL/dz (act is the activation the forward pass
-     * applied). Computes parameter gradients when `param_grads`, and dx
-     * when dx is not NULL. x and y are the forward pass's input and output.
-     * A layer without an activation of its own (maxpool) is given, as `act`,
-     * TL_ACT_RELU when the engine asks it to fold the derivative of the ReLU
-     * that produced x into dx (see tli_backward), TL_ACT_LINEAR otherwise. */
-    void (*backward)(tl_layer *l, const tli_exec *ex, const float *x, const float *y, float *dy, float *dx,
-                     tl_activation act, bool param_grads);
-    /* Output is the input itself (flatten): no buffer, gradient passes through. */
-    bool is_view;
+     * it may be overwritten with dL/dz (act is the activation the forward
+     * pass applied). Computes parameter gradients when `param_grads`, and
+     * dx[k] for every input k whose dx[k] is not NULL. x and y are the
+     * forward pass's inputs and output. A kind with folds_input_relu is
+     * given TL_ACT_RELU as `act` when it is to fold its input layer's ReLU
+     * derivative into dx[0], TL_ACT_LINEAR otherwise. */
+    void (*backward)(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
+                     float *const *dx, tl_activation act, bool param_grads);
+    /* Optional. Set the width of the output (a classifier head's classes)
+     * in settings `cfg`: tl_model_clone_structure's head_units. */
+    void (*set_units)(void *cfg, uint32_t units);
+    /* Optional: the kinds with a public options struct. from_options fills
+     * settings `cfg` (defaults already in it), activation and bias from the
+     * caller's options (read into a current-version struct); get_options
+     * copies them back into one (tl_checkpoint_info_layer_*), touching
+     * only the fields of options version `version`. */
+    void (*from_options)(void *cfg, tl_activation *act, int *use_bias, const void *opts);
+    void (*get_options)(const tl_layer *l, void *opts, unsigned int version);
 };
-
-extern const tli_layer_ops tli_conv2d_ops;
-extern const tli_layer_ops tli_maxpool2d_ops;
-extern const tli_layer_ops tli_flatten_ops;
-extern const tli_layer_ops tli_dense_ops;
 
 /* The ops of a kind, or NULL for an unknown kind. */
 const tli_layer_ops *tli_layer_ops_for(tl_layer_kind kind);
 
-/* Allocate a layer of `ops` called `name` at position `index`, with its
- * settings (cfg may be NULL for kinds without settings), build it on
- * `in_shape`, and allocate its parameters (zero-filled). On error returns
- * the status with a message naming the layer; *out is NULL. The caller
- * sets l->model. */
-tl_status tli_layer_new(tl_layer **out, const tli_layer_ops *ops, const void *cfg, tl_activation act,
-                        int use_bias, const tl_shape *in_shape, const char *name, size_t index);
+/* What a new layer is made of. */
+typedef struct tli_layer_spec {
+    const tli_layer_ops *ops;
+    const void *cfg; /* ops->cfg_size bytes; NULL: the fields' defaults */
+    tl_activation act;
+    int use_bias;
+    size_t ninputs;
+    const uint32_t *inputs;   /* ninputs indices */
+    const tl_shape *in_shapes; /* their output shapes */
+} tli_layer_spec;
 
-/* Free a layer and its parameters and optimizer state. NULL is a no-op. */
+/* Allocate a layer from `spec` called `name` at position `index`, build
+ * it, and - unless `shell` - allocate its tensors (zero-filled). A shell
+ * layer has shapes, settings and tensor descriptions but no values: it
+ * describes a layer of a file (tl_checkpoint_info). On error returns the
+ * status with a message naming the layer; *out is NULL. The caller sets
+ * l->model. */
+tl_status tli_layer_new(tl_layer **out, const tli_layer_spec *spec, const char *name, size_t index, bool shell);
+
+/* Free a layer and its tensors and optimizer state. NULL is a no-op. */
 void tli_layer_free(tl_layer *l);
 
-/* Draw the layer's kernel (Glorot-uniform) and zero its bias from a stream
+/* Draw the layer's tensors with their initializers from a stream
  * determined by (seed, stream). */
 void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream);
 
-/* Free the optimizer slots of every parameter. */
+/* Free the optimizer slots of every tensor. */
 void tli_layer_free_state(tl_layer *l);
+
+/* A layer takes part in training: it is trainable and has a parameter. */
+bool tli_layer_learns(const tl_layer *l);
+
+/* Number of float values in its tensors of role `role`. */
+size_t tli_layer_count(const tl_layer *l, tli_role role);
+
+/* ---- settings fields: what io and the summaries use ------------------- */
+
+/* Field `f` of settings `cfg` as a 32-bit word (F32 as its bits). */
+uint32_t tli_field_get(const void *cfg, const tli_field *f);
+void tli_field_set(void *cfg, const tli_field *f, uint32_t word);
+
+/* Fill `cfg` with the defaults of every field of `ops`. */
+void tli_cfg_defaults(const tli_layer_ops *ops, void *cfg);
+
+/* Append `, "name": value` for every field to buf (JSON), or
+ * "name=value, ..." when `json` is false. Returns the length it would
+ * have (snprintf-style). */
+size_t tli_cfg_describe(const tl_layer *l, char *buf, size_t cap, bool json);
+
+/* ---- shapes -------------------------------------------------------------- */
 
 /* Largest number of floats in one example's tensor or one parameter tensor:
  * indices fit an int32 (max-pool arg-max) and sizes never overflow. */
@@ -142,11 +252,18 @@ void tli_layer_free_state(tl_layer *l);
  * (Keras rules). False when padding is valid and k > n. */
 bool tli_window(uint32_t n, uint32_t k, uint32_t s, tl_padding pad, uint32_t *out_len, uint32_t *pad_before);
 
-/* Shape helpers. */
 tl_shape tli_shape3(uint32_t h, uint32_t w, uint32_t c);
 tl_shape tli_shape1(uint32_t n);
 /* "(13, 13, 64)" into buf. */
 const char *tli_shape_str(const tl_shape *s, char *buf, size_t cap);
 bool tli_shape_eq(const tl_shape *a, const tl_shape *b);
+
+/* Describe tensor `i` of layer `l` (built), for the kinds' build functions. */
+void tli_tensor_set(tl_layer *l, size_t i, const char *name, const char *torch_name, tli_role role, tli_init init,
+                    tli_torch_layout torch_layout, tl_shape shape);
+
+/* Messages of the build functions start "layer 'NAME' (KIND, index I)". */
+#define TLI_LFMT "layer '%s' (%s, index %zu)"
+#define TLI_LARG(l) (l)->name, (l)->ops->type_name, (l)->index
 
 #endif /* TLI_LAYER_H */

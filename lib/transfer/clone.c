@@ -9,11 +9,12 @@
 #include "../options.h"
 #include "transfer.h"
 
-tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const char *name, bool weights, const char *fn)
+tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const uint32_t *inputs, const char *name,
+                                bool weights, const char *fn)
 {
     tl_layer *l;
-    tl_status st = tli_model_append(&l, dst, src->ops, &src->cfg, src->act, src->use_bias,
-                                    name ? name : src->name, fn);
+    tl_status st = tli_model_append(&l, dst, src->ops, src->cfg, src->act, src->use_bias, inputs, src->ninputs,
+                                    name, fn);
     if (st)
         return st;
     if (weights)
@@ -36,14 +37,53 @@ static tl_status new_like(tl_model **out, const tl_model *src, const tl_shape *i
     return TL_OK;
 }
 
-static tl_status append_all(tl_model *dst, const tl_model *src, size_t from, size_t to, bool weights, const char *fn)
+/* Copy src's layers [0, end) that `keep` marks (NULL: all) into dst, each
+ * taking the copies of its inputs; src's model input becomes `model_in`
+ * (an index of dst, or TLI_INPUT_MODEL). `rename_clashes`: a name dst
+ * already has gets an automatic one. */
+static tl_status copy_layers(tl_model *dst, const tl_model *src, size_t end, const bool *keep, uint32_t model_in,
+                             bool weights, bool rename_clashes, const char *fn)
 {
-    for (size_t i = from; i < to; i++) {
-        tl_status st = tli_model_append_like(dst, src->layers[i], NULL, weights, fn);
-        if (st)
-            return st;
+    uint32_t *map = tli_malloc((src->nlayers ? src->nlayers : 1) * sizeof *map);
+    if (map == NULL)
+        return tli_error(TL_ENOMEM, "%s: out of memory", fn);
+    tl_status st = TL_OK;
+    for (size_t i = 0; st == TL_OK && i < end; i++) {
+        const tl_layer *l = src->layers[i];
+        if (keep && !keep[i])
+            continue;
+        uint32_t in[TLI_MAX_INPUTS];
+        for (size_t k = 0; k < l->ninputs; k++)
+            in[k] = l->inputs[k] == TLI_INPUT_MODEL ? model_in : map[l->inputs[k]];
+        const char *name = l->name;
+        tl_layer *clash;
+        if (rename_clashes && tl_model_layer_by_name(&clash, dst, name) == TL_OK)
+            name = NULL; /* a fresh automatic one, as the add functions give */
+        st = tli_model_append_like(dst, l, in, name, weights, fn);
+        map[i] = (uint32_t)(dst->nlayers - 1);
     }
-    return TL_OK;
+    tli_free(map);
+    return st;
+}
+
+/* keep[i]: layer i is `last` or one of the layers its output depends on. */
+static bool *ancestors(const tl_model *m, size_t last, const char *fn)
+{
+    bool *keep = tli_calloc(m->nlayers, sizeof *keep);
+    if (keep == NULL) {
+        tli_error(TL_ENOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    keep[last] = true;
+    for (size_t i = last + 1; i-- > 0;) {
+        if (!keep[i])
+            continue;
+        const tl_layer *l = m->layers[i];
+        for (size_t k = 0; k < l->ninputs; k++)
+            if (l->inputs[k] != TLI_INPUT_MODEL)
+                keep[l->inputs[k]] = true;
+    }
+    return keep;
 }
 
 tl_status tl_model_copy(tl_model **out, const tl_model *src)
@@ -56,7 +96,7 @@ tl_status tl_model_copy(tl_model **out, const tl_model *src)
     tl_status st = new_like(&m, src, &src->input, src->seed, fn);
     if (st)
         return st;
-    if ((st = append_all(m, src, 0, src->nlayers, true, fn))) {
+    if ((st = copy_layers(m, src, src->nlayers, NULL, TLI_INPUT_MODEL, true, false, fn))) {
         tl_model_free(m);
         return st;
     }
@@ -87,29 +127,54 @@ tl_status tl_model_clone_structure(tl_model **out, const tl_model *src, const tl
         return tli_error(TL_ERANGE, "%s: cannot drop %zu layers from a model with %zu", fn, o.drop_last,
                          src->nlayers);
     size_t keep = src->nlayers - o.drop_last;
-    if (o.head_units && (keep == 0 || src->layers[keep - 1]->ops->kind != TL_LAYER_DENSE))
+    const tl_layer *last = keep ? src->layers[keep - 1] : NULL;
+    if (o.head_units && (last == NULL || last->ops->set_units == NULL))
         return tli_error(TL_ESTATE, "%s: head_units %u needs a dense last layer, but the last kept layer is %s", fn,
-                         o.head_units, keep ? src->layers[keep - 1]->ops->type_name : "none (no layers left)");
+                         o.head_units, last ? last->ops->type_name : "none (no layers left)");
     tl_model *m;
     tl_status st = new_like(&m, src, &src->input, o.seed, fn);
     if (st)
         return st;
     size_t plain = o.head_units ? keep - 1 : keep;
-    st = append_all(m, src, 0, plain, false, fn);
+    st = copy_layers(m, src, plain, NULL, TLI_INPUT_MODEL, false, false, fn);
     if (st == TL_OK && o.head_units) {
-        const tl_layer *head = src->layers[keep - 1];
-        tli_dense_cfg cfg = {o.head_units};
+        /* The head: the same layer with another output width. */
+        _Alignas(8) unsigned char cfg[TLI_CFG_BYTES];
+        memcpy(cfg, last->cfg, sizeof cfg);
+        last->ops->set_units(cfg, o.head_units);
         tl_layer *l;
-        st = tli_model_append(&l, m, head->ops, &cfg, head->act, head->use_bias, head->name, fn);
+        st = tli_model_append(&l, m, last->ops, cfg, last->act, last->use_bias, last->inputs, last->ninputs,
+                              last->name, fn);
         if (st == TL_OK) {
-            l->trainable = head->trainable;
-            l->lr_scale = head->lr_scale;
+            l->trainable = last->trainable;
+            l->lr_scale = last->lr_scale;
         }
     }
+    if (st == TL_OK)
+        st = tli_model_check_graph(m, fn);
     if (st) {
         tl_model_free(m);
         return st;
     }
+    *out = m;
+    return TL_OK;
+}
+
+/* The extractor ending at layer `last`: it and what it depends on. */
+static tl_status extractor(tl_model **out, const tl_model *src, size_t last, const char *fn)
+{
+    bool *keep = ancestors(src, last, fn);
+    if (keep == NULL)
+        return TL_ENOMEM;
+    tl_model *m;
+    tl_status st = new_like(&m, src, &src->input, src->seed, fn);
+    if (st == TL_OK && (st = copy_layers(m, src, last + 1, keep, TLI_INPUT_MODEL, true, false, fn)))
+        tl_model_free(m);
+    tli_free(keep);
+    if (st)
+        return st;
+    for (size_t i = 0; i < m->nlayers; i++)
+        m->layers[i]->trainable = 0;
     *out = m;
     return TL_OK;
 }
@@ -122,18 +187,19 @@ tl_status tl_model_extractor_create(tl_model **out, const tl_model *src, size_t 
     *out = NULL;
     if (k == 0 || k > src->nlayers)
         return tli_error(TL_ERANGE, "%s: k = %zu must be in [1, %zu] (the source's layers)", fn, k, src->nlayers);
-    tl_model *m;
-    tl_status st = new_like(&m, src, &src->input, src->seed, fn);
-    if (st)
-        return st;
-    if ((st = append_all(m, src, 0, k, true, fn))) {
-        tl_model_free(m);
-        return st;
-    }
-    for (size_t i = 0; i < m->nlayers; i++)
-        m->layers[i]->trainable = 0;
-    *out = m;
-    return TL_OK;
+    return extractor(out, src, k - 1, fn);
+}
+
+tl_status tl_model_extractor_create_at(tl_model **out, const tl_model *src, const char *layer)
+{
+    const char *fn = "tl_model_extractor_create_at";
+    if (out == NULL || src == NULL || layer == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, out == NULL ? "out" : src ? "layer" : "source model");
+    *out = NULL;
+    tl_layer *l;
+    if (tl_model_layer_by_name(&l, src, layer) != TL_OK)
+        return tli_error(TL_ENOTFOUND, "%s: the model has no layer named '%s'", fn, layer);
+    return extractor(out, src, l->index, fn);
 }
 
 /* The input shape of a model that takes `base`'s output. */
@@ -174,26 +240,10 @@ tl_status tl_model_join(tl_model **out, const tl_model *base, const tl_model *he
     tl_status st = new_like(&m, base, &base->input, base->seed, fn);
     if (st)
         return st;
-    st = append_all(m, base, 0, base->nlayers, true, fn);
-    for (size_t i = 0; st == TL_OK && i < head->nlayers; i++) {
-        const tl_layer *h = head->layers[i];
-        bool clash = false;
-        for (size_t j = 0; j < m->nlayers; j++)
-            clash = clash || strcmp(m->layers[j]->name, h->name) == 0;
-        /* NULL name: a fresh automatic one, as the add functions give. */
-        if (clash) {
-            tl_layer *l;
-            st = tli_model_append(&l, m, h->ops, &h->cfg, h->act, h->use_bias, NULL, fn);
-            if (st == TL_OK) {
-                for (size_t p = 0; p < l->nparams; p++)
-                    memcpy(l->params[p].value, h->params[p].value, l->params[p].count * sizeof(float));
-                l->trainable = h->trainable;
-                l->lr_scale = h->lr_scale;
-            }
-        } else {
-            st = tli_model_append_like(m, h, NULL, true, fn);
-        }
-    }
+    st = copy_layers(m, base, base->nlayers, NULL, TLI_INPUT_MODEL, true, false, fn);
+    /* The head's input is the base's output. */
+    if (st == TL_OK)
+        st = copy_layers(m, head, head->nlayers, NULL, (uint32_t)(base->nlayers - 1), true, true, fn);
     if (st) {
         tl_model_free(m);
         return st;

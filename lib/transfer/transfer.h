@@ -6,7 +6,7 @@
 #ifndef TLI_TRANSFER_H
 #define TLI_TRANSFER_H
 
-#include "../model.h"
+#include "../engine.h"
 
 typedef struct tli_report_entry {
     tl_transfer_outcome outcome;
@@ -38,9 +38,11 @@ tl_status tli_transfer_params(tl_transfer_report **out_report, tl_model *dst, co
                               const tl_transfer_options *opts, const char *fn);
 
 /* Append to `dst` a layer with the settings of `src` (kind, configuration,
- * activation, bias), named `name` (NULL: src's name), copying its weights
- * when `weights` and its trainable flag and learning-rate scale always. */
-tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const char *name, bool weights,
-                                const char *fn);
+ * activation, bias) taking `inputs` (src->ninputs indices of dst), named
+ * `name` (NULL: an automatic name), copying its weights (every tensor,
+ * state included) when `weights` and its trainable flag and learning-rate
+ * scale always. */
+tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const uint32_t *inputs, const char *name,
+                                bool weights, const char *fn);
 
 #endif /* TLI_TRANSFER_H */

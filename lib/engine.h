@@ -1,0 +1,40 @@
+/*
+ * engine.h - running a model over a batch: the workspace, the forward and
+ * backward passes over the layer graph.
+ */
+#ifndef TLI_ENGINE_H
+#define TLI_ENGINE_H
+
+#include "model.h"
+
+/* Make sure the workspace holds `batch` examples (for training when
+ * `training`). Allocates only when it must grow. Checks the graph first
+ * (tli_model_check_graph): a model with an unused layer output cannot run. */
+tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training);
+
+/* The execution context for a batch of n examples. */
+tli_exec tli_exec_for(const tl_model *m, size_t n, bool training);
+
+/* Run every layer on ex->batch examples at x (the workspace must be
+ * ensured). The last layer applies its activation unless `logits`.
+ * Returns the last layer's output (the input when there are no layers). */
+const float *tli_forward(tl_model *m, const tli_exec *ex, const float *x, bool logits);
+
+/* Run layers [0, last] only (inference) and return layer `last`'s output. */
+const float *tli_forward_to(tl_model *m, const tli_exec *ex, const float *x, size_t last);
+
+/* Where the loss writes dL/d(last output) for the backward pass (training
+ * workspace only). */
+float *tli_output_grad(tl_model *m);
+
+/* Index of the lowest layer that has trainable parameters, or nlayers when
+ * none: backward stops there. */
+size_t tli_backward_stop(const tl_model *m);
+
+/* Backward pass after tli_forward(): tli_output_grad() holds dL/d(last
+ * output) - or dL/d(logits) when `logits`. Computes parameter gradients of
+ * layers that learn; gradients of a layer's output from all the layers
+ * that take it are summed. Stops at tli_backward_stop(). */
+void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits);
+
+#endif /* TLI_ENGINE_H */

@@ -1,0 +1,50 @@
+/* add.c - the element-wise sum of two or more inputs of one shape (Keras'
+ * Add): the join of a residual connection. dL/dx_k = dL/dy for every k. */
+#include "layer.h"
+
+static tl_status add_build(tl_layer *l)
+{
+    char sa[64], sb[64];
+    for (size_t k = 1; k < l->ninputs; k++)
+        if (!tli_shape_eq(&l->in_shapes[k], &l->in_shapes[0]))
+            return tli_error(TL_ESHAPE, TLI_LFMT ": input %zu has shape %s but input 0 has %s; add needs one shape",
+                             TLI_LARG(l), k, tli_shape_str(&l->in_shapes[k], sa, sizeof sa),
+                             tli_shape_str(&l->in_shapes[0], sb, sizeof sb));
+    l->out_shape = l->in_shape;
+    l->out_size = l->in_size;
+    return TL_OK;
+}
+
+static size_t add_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
+{
+    (void)l, (void)batch, (void)threads, (void)training;
+    return 0;
+}
+
+static void add_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
+{
+    (void)act;
+    tli_sum(ex->threads, y, x, l->ninputs, ex->batch * l->out_size);
+}
+
+static void add_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
+                         float *const *dx, tl_activation act, bool param_grads)
+{
+    (void)x, (void)y, (void)act, (void)param_grads;
+    for (size_t k = 0; k < l->ninputs; k++)
+        if (dx[k])
+            tli_accumulate(ex->threads, dx[k], dy, ex->batch * l->out_size, ex->dx_acc && ex->dx_acc[k]);
+}
+
+const tli_layer_ops tli_add_ops = {
+    .kind = TL_LAYER_ADD,
+    .type_name = "add",
+    .auto_name = "add",
+    .min_inputs = 2,
+    .max_inputs = TLI_MAX_INPUTS,
+    .accumulates = true,
+    .build = add_build,
+    .scratch_bytes = add_scratch_bytes,
+    .forward = add_forward,
+    .backward = add_backward,
+};
