@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "helpers.h"
-#include "model.h" /* internals: backward stop, gradient buffers */
+#include "engine.h" /* internals: backward stop, gradient buffers */
 
 /* Parameters of layer i, tensor p (caller frees). */
 static float *layer_params(const tl_model *m, size_t i, size_t p, size_t *count)
