@@ -190,12 +190,10 @@ TL_API tl_status tl_checkpoint_info_layer_conv2d(tl_conv2d_options *out, const t
 TL_API tl_status tl_checkpoint_info_layer_maxpool2d(tl_maxpool2d_options *out, const tl_checkpoint_info *info,
                                                     size_t i);
 TL_API tl_status tl_checkpoint_info_layer_dense(tl_dense_options *out, const tl_checkpoint_info *info, size_t i);
-/** The same for an avgpool2d layer. (Since 1.1.) */
-TL_API tl_status tl_checkpoint_info_layer_avgpool2d(tl_avgpool2d_options *out, const tl_checkpoint_info *info,
-                                                    size_t i);
 
 /**
- * The settings of layer `i`, of any kind, as text: "name=value, ..." in the
+ * The settings of layer `i`, of any kind (the getters above cover the
+ * kinds of libtl 1.0), as text: "name=value, ..." in the
  * order of the format's fields ("filters=32, kernel_h=3, ..."; "" for kinds
  * without settings), into `buf` of `cap` bytes (NUL-terminated when
  * cap > 0). `needed` (may be NULL) receives the length without the NUL; a

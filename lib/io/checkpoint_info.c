@@ -232,12 +232,6 @@ tl_status tl_checkpoint_info_layer_dense(tl_dense_options *out, const tl_checkpo
                          "tl_checkpoint_info_layer_dense");
 }
 
-tl_status tl_checkpoint_info_layer_avgpool2d(tl_avgpool2d_options *out, const tl_checkpoint_info *info, size_t i)
-{
-    return layer_options(out, out ? out->version : 0, TL_AVGPOOL2D_OPTIONS_VERSION, info, i, TL_LAYER_AVGPOOL2D,
-                         "tl_checkpoint_info_layer_avgpool2d");
-}
-
 tl_status tl_checkpoint_info_layer_settings(char *buf, size_t cap, size_t *needed, const tl_checkpoint_info *info,
                                             size_t i)
 {

@@ -89,21 +89,6 @@ static void avg_from_options(void *cfg, tl_activation *act, int *use_bias, const
     *use_bias = 0;
 }
 
-static void avg_get_options(const tl_layer *l, void *opts, unsigned int version)
-{
-    const avg_cfg *c = (const avg_cfg *)l->cfg;
-    tl_avgpool2d_options *o = opts;
-    (void)version;
-    o->pool_h = c->p_h;
-    o->pool_w = c->p_w;
-    o->stride_h = c->s_h;
-    o->stride_w = c->s_w;
-    o->padding = (tl_padding)c->padding;
-    o->count_include_pad = (int)c->count_include_pad;
-    o->name = l->name;
-    o->input = NULL;
-}
-
 const tli_layer_ops tli_avgpool2d_ops = {
     .kind = TL_LAYER_AVGPOOL2D,
     .type_name = "avgpool2d",
@@ -118,5 +103,4 @@ const tli_layer_ops tli_avgpool2d_ops = {
     .forward = avg_forward,
     .backward = avg_backward,
     .from_options = avg_from_options,
-    .get_options = avg_get_options,
 };
