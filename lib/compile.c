@@ -4,7 +4,8 @@
  * parameter and is allocated by tli_train_prepare() before the first step
  * that needs it, only for parameter tensors of layers that learn: a frozen
  * layer and a state tensor (moving statistics) never get optimizer state,
- * gradient or update.
+ * gradient or update. And the changes of a model that make its optimizer
+ * state meaningless: removing layers, re-drawing the weights.
  */
 #include <string.h>
 
@@ -95,6 +96,23 @@ tl_status tl_model_reset_optimizer(tl_model *m)
     if (m->opt)
         m->opt->steps = 0;
     return TL_OK;
+}
+
+tl_status tl_model_pop_layers(tl_model *m, size_t count)
+{
+    const char *fn = "tl_model_pop_layers";
+    if (m == NULL)
+        return tli_error(TL_EINVAL, "%s: model is NULL", fn);
+    tl_status st = tli_model_pop(m, count, fn);
+    return st ? st : tl_model_reset_optimizer(m);
+}
+
+tl_status tl_model_init_params(tl_model *m, uint64_t seed)
+{
+    if (m == NULL)
+        return tli_error(TL_EINVAL, "tl_model_init_params: model is NULL");
+    tli_model_redraw(m, seed);
+    return tl_model_reset_optimizer(m);
 }
 
 /* ---- the optimizer over the model's tensors ---------------------------- */

@@ -217,11 +217,8 @@ void tli_workspace_free(tl_model *m)
     }
 }
 
-tl_status tl_model_pop_layers(tl_model *m, size_t count)
+tl_status tli_model_pop(tl_model *m, size_t count, const char *fn)
 {
-    const char *fn = "tl_model_pop_layers";
-    if (m == NULL)
-        return tli_error(TL_EINVAL, "%s: model is NULL", fn);
     if (count > m->nlayers)
         return tli_error(TL_ERANGE, "%s: cannot remove %zu layers from a model with %zu", fn, count, m->nlayers);
     /* Layers only take earlier layers, so the kept ones never lose an
@@ -248,7 +245,6 @@ tl_status tl_model_pop_layers(tl_model *m, size_t count)
         tli_layer_free(l);
     }
     tli_workspace_free(m);
-    tl_model_reset_optimizer(m);
     return TL_OK;
 }
 
@@ -317,14 +313,28 @@ size_t tl_model_trainable_param_count(const tl_model *m)
     return n;
 }
 
-tl_status tl_model_init_params(tl_model *m, uint64_t seed)
+void tli_model_redraw(tl_model *m, uint64_t seed)
 {
-    if (m == NULL)
-        return tli_error(TL_EINVAL, "tl_model_init_params: model is NULL");
     m->seed = seed;
     for (size_t i = 0; i < m->nlayers; i++)
         tli_layer_init_params(m->layers[i], seed, i);
-    tl_model_reset_optimizer(m);
+}
+
+size_t tl_layer_num_inputs(const tl_layer *layer)
+{
+    return layer ? layer->ninputs : 0;
+}
+
+tl_status tl_layer_input(tl_layer **out, const tl_layer *layer, size_t k)
+{
+    if (out == NULL || layer == NULL)
+        return tli_error(TL_EINVAL, "tl_layer_input: %s is NULL", out ? "layer" : "out");
+    *out = NULL;
+    if (k >= layer->ninputs)
+        return tli_error(TL_ERANGE, "tl_layer_input: layer '%s' has %zu input%s, not index %zu", layer->name,
+                         layer->ninputs, layer->ninputs == 1 ? "" : "s", k);
+    if (layer->inputs[k] != TLI_INPUT_MODEL)
+        *out = layer->model->layers[layer->inputs[k]];
     return TL_OK;
 }
 

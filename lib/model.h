@@ -67,6 +67,14 @@ size_t tli_model_out_size(const tl_model *m);
  * uses (the message names it and says what to do); `fn` prefixes it. */
 tl_status tli_model_check_graph(const tl_model *m, const char *fn);
 
+/* Remove the last `count` layers, unless that would leave a kept layer's
+ * output unused (TL_EINVAL naming it; the model is unchanged). Optimizer
+ * state is the caller's to reset. */
+tl_status tli_model_pop(tl_model *m, size_t count, const char *fn);
+
+/* Re-draw every tensor from `seed`, which becomes the model's seed. */
+void tli_model_redraw(tl_model *m, uint64_t seed);
+
 /* Drop the workspace (after the structure or thread count changed). */
 void tli_workspace_free(tl_model *m);
 

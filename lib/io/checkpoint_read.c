@@ -520,7 +520,10 @@ static tl_status parse_layer(parser *p, const uint8_t *b, size_t len)
     if (kind_name[0] && strcmp(kind_name, l.ops->type_name) != 0)
         return perr(p, TL_EFORMAT, "layer %zu ('%s'): kind %u is '%s', but the file calls it '%s'", index, l.name,
                     kind, l.ops->type_name, kind_name);
-    if (p->minor < 1 && l.ops->nfields_v1_0 == 0 && l.ops->nfields > 0)
+    /* Format 1.0 had kinds 1..4 (conv2d .. dense) only. Not "no 1.0
+     * settings": add, concatenate and global_avgpool2d have no settings
+     * either, and are as new. */
+    if (p->minor < 1 && kind > TL_LAYER_DENSE)
         return perr(p, TL_EFORMAT, "layer %zu ('%s'): kind '%s' did not exist in format 1.0", index, l.name,
                     l.ops->type_name);
     if (act > TL_ACT_TANH)

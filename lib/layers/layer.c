@@ -386,25 +386,6 @@ size_t tl_layer_index(const tl_layer *layer)
     return layer ? layer->index : 0;
 }
 
-size_t tl_layer_num_inputs(const tl_layer *layer)
-{
-    return layer ? layer->ninputs : 0;
-}
-
-tl_status tl_layer_input(tl_layer **out, const tl_layer *layer, size_t k)
-{
-    if (out == NULL || layer == NULL)
-        return tli_error(TL_EINVAL, "tl_layer_input: %s is NULL", out ? "layer" : "out");
-    *out = NULL;
-    if (k >= layer->ninputs)
-        return tli_error(TL_ERANGE, "tl_layer_input: layer '%s' has %zu input%s, not index %zu", layer->name,
-                         layer->ninputs, layer->ninputs == 1 ? "" : "s", k);
-    uint32_t i = layer->inputs[k];
-    if (i != TLI_INPUT_MODEL)
-        return tl_model_layer(out, layer->model, i);
-    return TL_OK;
-}
-
 tl_status tl_layer_input_shape(tl_shape *out, const tl_layer *layer)
 {
     if (out == NULL || layer == NULL)
