@@ -67,8 +67,9 @@ static size_t plan_gradients(tl_model *m, bool *tmp)
     }
     if (n == 0)
         return 0;
-    /* At most one slot per layer is ever free at once; a stack in the
-     * layers' own storage would do, but n is small: use the stack. */
+    /* Freed slots wait on a small stack. Few gradients are live at once
+     * (two in a chain, three across a residual block), so it holds a
+     * handful; were it ever full, a freed slot would simply not be reused. */
     int32_t small[256];
     free_slots = small;
     size_t cap = sizeof small / sizeof small[0];

@@ -14,7 +14,7 @@
 
 #include "helpers.h"
 #include "io_helpers.h"
-#include "model.h" /* internals: optimizer state, training stream, alloc hook */
+#include "train.h" /* internals: optimizer state, training stream, alloc hook */
 
 static char *dir;
 
@@ -374,6 +374,7 @@ START_TEST(info_describes_a_file_without_building_it)
         case TL_LAYER_FLATTEN:
             ck_assert_tl_ok(tl_model_add_flatten(NULL, rebuilt, tl_checkpoint_info_layer_name(info, i)));
             break;
+        default: ck_abort_msg("layer %zu: a kind the seed CNN does not have", i);
         }
     }
     ck_assert_tl_ok(tl_model_freeze_upto(rebuilt, 2));
@@ -389,7 +390,7 @@ START_TEST(info_describes_a_file_without_building_it)
     /* The summary of the file: the model's table plus the file's facts. */
     char *text = calloc(8192, 1);
     ck_assert_tl_ok(tl_checkpoint_info_summary_write(info, append_text, text));
-    ck_assert_ptr_nonnull(strstr(text, "Checkpoint (format 1.0): 6 layers, input (32, 32, 3), seed 5"));
+    ck_assert_ptr_nonnull(strstr(text, "Checkpoint (format 1.1): 6 layers, input (32, 32, 3), seed 5"));
     ck_assert_ptr_nonnull(strstr(text, "conv2d_1 (conv2d)"));
     ck_assert_ptr_nonnull(strstr(text, "no (frozen)"));
     ck_assert_ptr_nonnull(strstr(text, "Total params: 42,442"));
@@ -590,6 +591,139 @@ static void ck_grow_section(ckfile *c, size_t off, size_t n)
     wr64(c->p + off + 4, len + n);
 }
 
+/* Where the fields of a LAYR body are, as docs/format-checkpoint.md lays
+ * them out for the file's minor version; offsets from the body's first
+ * byte. */
+typedef struct layr {
+    size_t head;      /* the section header, in the payload */
+    size_t len;       /* of the body */
+    uint32_t kind;
+    size_t name;      /* the name; its length is byte 7 */
+    size_t kind_name; /* 1.1: the length byte of the kind's name */
+    size_t ninputs;   /* 1.1: u32 count, then the u32 inputs */
+    size_t nfields;   /* 1.1: u32 count */
+    size_t fields;    /* the first settings word */
+    uint32_t nf;      /* settings words */
+    size_t out_shape; /* u32 rank, dims */
+    size_t ntensors;  /* u32 count */
+    uint32_t nt;
+    size_t tensor[8]; /* each tensor's name length byte */
+    size_t role[8];   /* 1.1: its role byte */
+    size_t shape[8];  /* its u32 rank */
+} layr;
+
+/* Settings words of kinds 1..4 in a format 1.0 LAYR (no count). */
+static const uint32_t v1_0_fields[] = {0, 6, 5, 0, 1};
+
+static layr layr_at(const ckfile *c, size_t head)
+{
+    const uint8_t *b = c->p + head + 12;
+    layr l;
+    memset(&l, 0, sizeof l);
+    l.head = head;
+    l.len = (size_t)rd64(c->p + head + 4);
+    l.kind = rd32(b);
+    l.name = 12;
+    size_t at = 12 + b[7];
+    if (c->minor >= 1) {
+        l.kind_name = at;
+        at += 1 + (size_t)b[at];
+        l.ninputs = at;
+        at += 4 + 4 * (size_t)rd32(b + at);
+        l.nfields = at;
+        l.nf = rd32(b + at);
+        at += 4;
+    } else {
+        l.nf = l.kind < 5 ? v1_0_fields[l.kind] : 0;
+    }
+    l.fields = at;
+    at += 4 * (size_t)l.nf;
+    l.out_shape = at;
+    at += 4 + 4 * (size_t)rd32(b + at);
+    l.ntensors = at;
+    l.nt = rd32(b + at);
+    at += 4;
+    ck_assert_uint_le(l.nt, 8);
+    for (uint32_t i = 0; i < l.nt; i++) {
+        l.tensor[i] = at;
+        at += 1 + (size_t)b[at];
+        if (c->minor >= 1)
+            l.role[i] = at++;
+        l.shape[i] = at;
+        at += 4 + 4 * (size_t)rd32(b + at);
+    }
+    ck_assert_uint_eq(at, l.len);
+    return l;
+}
+
+/* The nth LAYR section. */
+static layr ck_layr(const ckfile *c, int nth)
+{
+    return layr_at(c, ck_find(c, "LAYR", nth));
+}
+
+/* The body of a LAYR section (valid until the payload changes). */
+static uint8_t *ck_body(const ckfile *c, const layr *l)
+{
+    return c->p + l->head + 12;
+}
+
+/* Replace `remove` bytes at body offset `at` of LAYR section `l` with
+ * `ins`, and fix the section's length. */
+static void ck_layr_splice(ckfile *c, const layr *l, size_t at, size_t remove, const void *ins, size_t n)
+{
+    ck_splice(c, l->head + 12 + at, remove, ins, n);
+    wr64(c->p + l->head + 4, l->len - remove + n);
+}
+
+/* The same checkpoint as a format 1.0 writer lays it out: each LAYR
+ * without the kind's name, the inputs, the settings count and the tensor
+ * roles. Every layer must take the previous one; a kind 1.0 did not have
+ * keeps no settings (1.0 has none for it). */
+static void ck_to_1_0(ckfile *c)
+{
+    ck_assert_uint_eq(c->minor, 1);
+    uint8_t *out = malloc(c->len);
+    size_t n = 0, index = 0;
+    for (size_t off = 0; off < c->len;) {
+        size_t len = 12 + (size_t)rd64(c->p + off + 4);
+        if (memcmp(c->p + off, "LAYR", 4) != 0) {
+            memcpy(out + n, c->p + off, len);
+            n += len;
+            off += len;
+            continue;
+        }
+        layr l = layr_at(c, off);
+        const uint8_t *b = c->p + off + 12;
+        ck_assert_uint_eq(rd32(b + l.ninputs), 1);
+        ck_assert_uint_eq(rd32(b + l.ninputs + 4), index ? (uint32_t)(index - 1) : UINT32_MAX);
+        uint32_t nf = l.kind < 5 ? v1_0_fields[l.kind] : 0;
+        ck_assert_uint_le(nf, l.nf);
+        size_t start = n;
+        memcpy(out + n, c->p + off, 12 + l.kind_name); /* header, common fields, name */
+        n += 12 + l.kind_name;
+        memcpy(out + n, b + l.fields, 4 * (size_t)nf);
+        n += 4 * (size_t)nf;
+        memcpy(out + n, b + l.out_shape, l.tensor[0] ? l.tensor[0] - l.out_shape : l.len - l.out_shape);
+        n += l.tensor[0] ? l.tensor[0] - l.out_shape : l.len - l.out_shape;
+        for (uint32_t i = 0; i < l.nt; i++) {
+            ck_assert_uint_eq(b[l.role[i]], 0);
+            size_t end = i + 1 < l.nt ? l.tensor[i + 1] : l.len;
+            memcpy(out + n, b + l.tensor[i], l.role[i] - l.tensor[i]);
+            n += l.role[i] - l.tensor[i];
+            memcpy(out + n, b + l.shape[i], end - l.shape[i]);
+            n += end - l.shape[i];
+        }
+        wr64(out + start + 4, n - start - 12);
+        off += len;
+        index++;
+    }
+    free(c->p);
+    c->p = out;
+    c->len = n;
+    c->minor = 0;
+}
+
 /* A small model saved with Adam state: the file the corruption tests edit. */
 static char *good_file_opt(const char *name, int include_optimizer)
 {
@@ -609,6 +743,75 @@ static char *good_file_opt(const char *name, int include_optimizer)
 static char *good_file(const char *name)
 {
     return good_file_opt(name, 1);
+}
+
+/* A graph with every kind, on an (8, 8, 2) input:
+ *   0 stem      conv2d(4, 3x3, same, relu)                        <- the input
+ *   1 branch_a  conv2d(4, 3x3, same, relu)                        <- stem
+ *   2 branch_b  conv2d(4, 1x1, linear)                            <- stem
+ *   3 sum       add                                               <- branch_a, branch_b
+ *   4 pooled    avgpool2d(3x3, stride 2, same, count_include_pad) <- sum       (4, 4, 4)
+ *   5 skip      maxpool2d(2x2)                                    <- stem      (4, 4, 4)
+ *   6 joined    concatenate                                       <- pooled, skip (4, 4, 8)
+ *   7 gap       global_avgpool2d                                  <- joined    (8)
+ *   8 flat      flatten                                           <- gap
+ *   9 head      dense(4, softmax)                                 <- flat */
+static tl_model *graph_model(uint64_t seed)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 8, 8, 2, seed));
+    tl_model_set_threads(m, 1);
+    tl_layer *stem, *a, *b, *sum, *pooled, *skip, *joined;
+    tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+    co.filters = 4;
+    co.padding = TL_PAD_SAME;
+    co.activation = TL_ACT_RELU;
+    co.name = "stem";
+    ck_assert_tl_ok(tl_model_add_conv2d(&stem, m, &co));
+    co.name = "branch_a";
+    ck_assert_tl_ok(tl_model_add_conv2d(&a, m, &co));
+    co.name = "branch_b";
+    co.kernel_h = co.kernel_w = 1;
+    co.activation = TL_ACT_LINEAR;
+    co.input = stem;
+    ck_assert_tl_ok(tl_model_add_conv2d(&b, m, &co));
+    const tl_layer *ab[2] = {a, b};
+    ck_assert_tl_ok(tl_model_add_add(&sum, m, ab, 2, "sum"));
+    tl_avgpool2d_options ao = TL_AVGPOOL2D_OPTIONS_INIT;
+    ao.pool_h = ao.pool_w = 3;
+    ao.stride_h = ao.stride_w = 2;
+    ao.padding = TL_PAD_SAME;
+    ao.count_include_pad = 1;
+    ao.name = "pooled";
+    ck_assert_tl_ok(tl_model_add_avgpool2d(&pooled, m, &ao));
+    tl_maxpool2d_options mo = TL_MAXPOOL2D_OPTIONS_INIT;
+    mo.name = "skip";
+    mo.input = stem;
+    ck_assert_tl_ok(tl_model_add_maxpool2d(&skip, m, &mo));
+    const tl_layer *ps[2] = {pooled, skip};
+    ck_assert_tl_ok(tl_model_add_concatenate(&joined, m, ps, 2, "joined"));
+    ck_assert_tl_ok(tl_model_add_global_avgpool2d(NULL, m, joined, "gap"));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, "flat"));
+    tl_dense_options dop = TL_DENSE_OPTIONS_INIT;
+    dop.units = 4;
+    dop.activation = TL_ACT_SOFTMAX;
+    dop.name = "head";
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &dop));
+    return m;
+}
+
+/* The graph model trained a little with Adam and saved with its state. */
+static char *graph_file(const char *name)
+{
+    tl_model *m = graph_model(21);
+    tl_dataset *ds = th_quadrant_dataset(32, 8, 8, 2, 4);
+    compile_adam(m);
+    fit(m, ds, 1, 3);
+    char *path = th_join(dir, name);
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    return path;
 }
 
 /* Write a fresh good file over `path` and return it (to start over). */
@@ -633,6 +836,120 @@ static void assert_refused(const char *path, tl_status status, const char *needl
     ck_assert_ptr_null(info);
 }
 
+START_TEST(graph_model_roundtrip)
+{
+    /* Every kind in a graph, trained with Adam: the file gives back the
+     * same graph, predictions bit for bit, and training resumed from it
+     * goes on as the original does. */
+    tl_model *m = graph_model(21);
+    tl_dataset *ds = th_quadrant_dataset(32, 8, 8, 2, 4);
+    compile_adam(m);
+    fit(m, ds, 1, 3);
+    char *path = th_join(dir, "graph.tlm");
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_model *r = NULL;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert_uint_eq(r->nlayers, 10);
+    ck_assert(th_same_params(m, r));
+    assert_same_optimizer(m, r);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const tl_layer *a = m->layers[i], *b = r->layers[i];
+        ck_assert_int_eq(a->ops->kind, b->ops->kind);
+        ck_assert_str_eq(a->name, b->name);
+        ck_assert_uint_eq(a->ninputs, b->ninputs);
+        ck_assert_int_eq(memcmp(a->inputs, b->inputs, a->ninputs * sizeof *a->inputs), 0);
+        ck_assert_int_eq(a->act, b->act);
+        ck_assert_int_eq(a->use_bias, b->use_bias);
+        ck_assert(tli_shape_eq(&a->out_shape, &b->out_shape));
+        ck_assert_int_eq(memcmp(a->cfg, b->cfg, sizeof a->cfg), 0);
+    }
+    ck_assert_uint_eq(r->layers[0]->inputs[0], UINT32_MAX);
+    ck_assert_uint_eq(r->layers[5]->inputs[0], 0); /* skip <- stem */
+    float x[5 * 8 * 8 * 2];
+    th_fill_uniform(x, sizeof x / sizeof *x, 0.0f, 1.0f, 9);
+    size_t na, nb;
+    float *ya = th_predict(m, x, 5, &na), *yb = th_predict(r, x, 5, &nb);
+    ck_assert_uint_eq(na, 5 * 4);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_int_eq(memcmp(ya, yb, na * sizeof *ya), 0);
+    free(ya);
+    free(yb);
+    fit(m, ds, 1, 0);
+    fit(r, ds, 1, 0);
+    ck_assert(th_same_params(m, r));
+
+    /* The description: kinds, the new kind's settings. */
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    static const tl_layer_kind kinds[10] = {TL_LAYER_CONV2D, TL_LAYER_CONV2D, TL_LAYER_CONV2D, TL_LAYER_ADD,
+                                            TL_LAYER_AVGPOOL2D, TL_LAYER_MAXPOOL2D, TL_LAYER_CONCATENATE,
+                                            TL_LAYER_GLOBAL_AVGPOOL2D, TL_LAYER_FLATTEN, TL_LAYER_DENSE};
+    ck_assert_uint_eq(tl_checkpoint_info_num_layers(info), 10);
+    for (size_t i = 0; i < 10; i++)
+        ck_assert_int_eq(tl_checkpoint_info_layer_kind(info, i), kinds[i]);
+    char text[256];
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 4));
+    ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=2, stride_w=2, padding=same, count_include_pad=1");
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 3));
+    ck_assert_str_eq(text, "");
+    tl_shape s;
+    ck_assert_tl_ok(tl_checkpoint_info_layer_output_shape(&s, info, 6));
+    ck_assert(s.rank == 3 && s.dims[0] == 4 && s.dims[1] == 4 && s.dims[2] == 8);
+    tl_checkpoint_info_free(info);
+    tl_model_free(r);
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    free(path);
+}
+END_TEST
+
+START_TEST(a_1_0_file_still_loads)
+{
+    /* The file as format 1.0 lays it out (docs/format-checkpoint.md) loads
+     * into the same model: each layer takes the previous one, the
+     * settings are the kind's first fields without a count, every tensor
+     * is a parameter. */
+    tl_model *m = small_cnn(8);
+    tl_dataset *ds = th_quadrant_dataset(16, 12, 12, 1, 3);
+    compile_adam(m);
+    fit(m, ds, 1, 1);
+    char *path = th_join(dir, "m.tlm");
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    ckfile c = ck_open(path);
+    ck_assert_uint_eq(c.minor, 1);
+    ck_to_1_0(&c);
+    ck_write(path, &c);
+    tl_model *r = NULL;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert(th_same_params(m, r));
+    assert_same_optimizer(m, r);
+    for (size_t i = 0; i < m->nlayers; i++) {
+        ck_assert_int_eq(memcmp(m->layers[i]->cfg, r->layers[i]->cfg, sizeof m->layers[i]->cfg), 0);
+        ck_assert_uint_eq(r->layers[i]->ninputs, 1);
+        ck_assert_uint_eq(r->layers[i]->inputs[0], i ? (uint32_t)(i - 1) : UINT32_MAX);
+    }
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    uint32_t major, minor;
+    ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
+    ck_assert(major == 1 && minor == 0);
+    tl_checkpoint_info_free(info);
+    /* Saved again, it is a 1.1 file of the same model. */
+    ck_assert_tl_ok(tl_model_save(r, path, NULL));
+    free(c.p);
+    c = ck_open(path);
+    ck_assert_uint_eq(c.minor, 1);
+    tl_model_free(r);
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert(th_same_params(m, r));
+    free(c.p);
+    tl_model_free(r);
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    free(path);
+}
+END_TEST
+
 START_TEST(wrong_magic)
 {
     char *path = good_file("m.tlm");
@@ -654,6 +971,9 @@ START_TEST(unsupported_major_version)
     char *path = good_file("m.tlm");
     ckfile c = ck_open(path);
     c.major = 2;
+    ck_write(path, &c);
+    assert_refused(path, TL_EVERSION, "byte 8: format version 2.1; this libtl reads version 1.x");
+    c.minor = 0;
     ck_write(path, &c);
     assert_refused(path, TL_EVERSION, "byte 8: format version 2.0; this libtl reads version 1.x");
     free(c.p);
@@ -813,24 +1133,22 @@ START_TEST(layer_parameters_larger_than_the_file)
      * allocation. */
     char *path = good_file("m.tlm");
     ckfile c = ck_open(path);
-    size_t layr = ck_find(&c, "LAYR", 5); /* dense(4) on 64 inputs */
-    uint8_t *b = c.p + layr + 12;
-    size_t name_len = b[7];
-    size_t units_at = 12 + name_len;
-    ck_assert_uint_eq(rd32(b + units_at), 4);
+    layr l = ck_layr(&c, 5); /* dense(4) on 64 inputs */
+    uint8_t *b = ck_body(&c, &l);
+    ck_assert_uint_eq(l.nf, 1);
+    ck_assert_uint_eq(rd32(b + l.fields), 4);
     uint32_t units = 1u << 24;
-    wr32(b + units_at, units);
+    wr32(b + l.fields, units);
     /* out shape (units), kernel (64, units), bias (units) */
-    size_t at = units_at + 4;
-    ck_assert_uint_eq(rd32(b + at), 1);
-    wr32(b + at + 4, units);
-    at += 8 + 4; /* rank, dim, nparams */
-    at += 1 + 6 + 4; /* "kernel", rank */
-    wr32(b + at + 4, units);
-    at += 8 + 1 + 4 + 4; /* dims, "bias" len, name, rank */
-    wr32(b + at, units);
+    ck_assert_uint_eq(rd32(b + l.out_shape), 1);
+    wr32(b + l.out_shape + 4, units);
+    ck_assert_uint_eq(l.nt, 2);
+    ck_assert_uint_eq(rd32(b + l.shape[0]), 2);
+    ck_assert_uint_eq(rd32(b + l.shape[0] + 4), 64);
+    wr32(b + l.shape[0] + 8, units);
+    wr32(b + l.shape[1] + 4, units);
     ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "('dense') declares 4362076232 bytes of parameters, but only");
+    assert_refused(path, TL_EFORMAT, "('dense') declares 4362076232 bytes of tensors, but only");
     free(c.p);
     free(path);
 }
@@ -853,23 +1171,45 @@ START_TEST(unknown_critical_section)
 }
 END_TEST
 
+/* What a later minor version might add to a file: an ancillary section
+ * before LAYR 2, fields at the end of MODL, LAYR 0 and OPTM, bytes in END,
+ * and (format 1.1's LAYR only) a seventh setting of the conv2d of LAYR 2.
+ * `only` picks one of the fields (0 MODL, 1 LAYR, 2 OPTM, 3 setting), -1
+ * adds everything. */
+static void add_later_fields(ckfile *c, int only)
+{
+    if ((only < 0 || only == 3) && c->minor >= 1) {
+        layr l = ck_layr(c, 2);
+        ck_assert_uint_eq(l.kind, TL_LAYER_CONV2D);
+        ck_assert_uint_eq(l.nf, 6);
+        uint8_t word[4] = {7, 0, 0, 0};
+        ck_layr_splice(c, &l, l.fields + 4 * l.nf, 0, word, 4);
+        wr32(ck_body(c, &l) + l.nfields, 7);
+    }
+    if (only < 0) {
+        uint8_t anc[12 + 5] = {'n', 'o', 't', 'e'};
+        wr64(anc + 4, 5);
+        memcpy(anc + 12, "hello", 5);
+        ck_splice(c, ck_find(c, "LAYR", 2), 0, anc, sizeof anc);
+        ck_grow_section(c, ck_find(c, "END ", 0), 3);
+    }
+    if (only < 0 || only == 0)
+        ck_grow_section(c, ck_find(c, "MODL", 0), 4);
+    if (only < 0 || only == 1)
+        ck_grow_section(c, ck_find(c, "LAYR", 0), 8);
+    if (only < 0 || only == 2)
+        ck_grow_section(c, ck_find(c, "OPTM", 0), 12);
+}
+
 START_TEST(newer_minor_version_is_read)
 {
-    /* What a 1.1 writer might add: an ancillary section, and fields at the
-     * end of known sections. A 1.0 reader skips both. */
-    char *path = good_file("m.tlm");
+    /* This reader reads format 1.1: a 1.2 file's additions are skipped. */
+    char *src = good_file("src.tlm"), *path = th_join(dir, "m.tlm");
     tl_model *orig = NULL;
-    ck_assert_tl_ok(tl_model_load(&orig, path));
-    ckfile c = ck_open(path);
-    uint8_t anc[12 + 5] = {'n', 'o', 't', 'e'};
-    wr64(anc + 4, 5);
-    memcpy(anc + 12, "hello", 5);
-    ck_splice(&c, ck_find(&c, "LAYR", 2), 0, anc, sizeof anc);
-    ck_grow_section(&c, ck_find(&c, "LAYR", 0), 8);
-    ck_grow_section(&c, ck_find(&c, "MODL", 0), 4);
-    ck_grow_section(&c, ck_find(&c, "OPTM", 0), 12);
-    ck_grow_section(&c, ck_find(&c, "END ", 0), 3);
-    c.minor = 1;
+    ck_assert_tl_ok(tl_model_load(&orig, src));
+    ckfile c = ck_open(src);
+    add_later_fields(&c, -1);
+    c.minor = 2;
     ck_write(path, &c);
     tl_model *m = NULL;
     ck_assert_tl_ok(tl_model_load(&m, path));
@@ -879,18 +1219,38 @@ START_TEST(newer_minor_version_is_read)
     ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
     uint32_t minor;
     ck_assert_tl_ok(tl_checkpoint_info_format_version(NULL, &minor, info));
-    ck_assert_uint_eq(minor, 1);
+    ck_assert_uint_eq(minor, 2);
+    tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+    ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, 2));
+    ck_assert_uint_eq(co.filters, 64);
     tl_checkpoint_info_free(info);
     tl_model_free(m);
-    /* The same extra bytes in a 1.0 file are an error; an unknown ancillary
-     * section alone is not. */
-    c.minor = 0;
-    ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "bytes after its last field");
     free(c.p);
-    free(path);
-    path = good_file("n.tlm");
-    c = ck_open(path);
+    /* Each of them alone, in a file of this reader's own minor version
+     * (1.1) or an older one (1.0), is corruption. */
+    static const char *const own[] = {"section 'MODL' has 4 bytes after its last field",
+                                      "section 'LAYR' has 8 bytes after its last field",
+                                      "section 'OPTM' has 12 bytes after its last field",
+                                      "layer 2 ('conv2d_1', conv2d) has 7 settings, this kind has 6"};
+    for (int k = 0; k < 4; k++) {
+        c = ck_open(src);
+        add_later_fields(&c, k);
+        ck_write(path, &c);
+        assert_refused(path, TL_EFORMAT, own[k]);
+        free(c.p);
+        if (k == 3)
+            break;
+        c = ck_open(src);
+        ck_to_1_0(&c);
+        add_later_fields(&c, k);
+        ck_write(path, &c);
+        assert_refused(path, TL_EFORMAT, own[k]);
+        free(c.p);
+    }
+    /* An unknown ancillary section alone is not. */
+    c = ck_open(src);
+    uint8_t anc[12 + 5] = {'n', 'o', 't', 'e'};
+    wr64(anc + 4, 5);
     ck_splice(&c, ck_find(&c, "OPTM", 0), 0, anc, sizeof anc);
     ck_write(path, &c);
     ck_assert_tl_ok(tl_model_load(&m, path));
@@ -898,26 +1258,260 @@ START_TEST(newer_minor_version_is_read)
     tl_model_free(orig);
     free(c.p);
     free(path);
+    free(src);
 }
 END_TEST
 
 START_TEST(unknown_layer_kind_and_activation)
 {
+    /* From 1.1 a LAYR names its kind, so a reader that does not know the
+     * kind's number says which kind the file needs. */
     char *path = good_file("m.tlm");
     ckfile c = ck_open(path);
-    size_t layr = ck_find(&c, "LAYR", 1);
-    wr32(c.p + layr + 12, 9);
+    layr l = ck_layr(&c, 1);
+    ck_assert_uint_eq(l.kind, TL_LAYER_MAXPOOL2D);
+    uint8_t *b = ck_body(&c, &l);
+    ck_assert_int_eq(memcmp(b + l.kind_name, "\x09maxpool2d", 10), 0);
+    wr32(b, 9);
+    ck_layr_splice(&c, &l, l.kind_name, 10, "\x0esqueeze_excite", 15);
     ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "layer kind 9 is not valid");
+    assert_refused(path, TL_EVERSION,
+                   "layer 1 ('max_pooling2d') is a 'squeeze_excite' layer (kind 9), which this libtl (");
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "format 1.1) does not know; the file is format 1.1"));
     c.minor = 3;
     ck_write(path, &c);
-    assert_refused(path, TL_EVERSION, "layer kind 9 is not known to this libtl (the file is format 1.3");
-    c.minor = 0;
-    wr32(c.p + layr + 12, 2);
+    assert_refused(path, TL_EVERSION, "'squeeze_excite' layer (kind 9), which this libtl (");
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "the file is format 1.3"));
+    free(c.p);
+    /* A 1.0 file does not name its kinds: an unknown one is corruption. */
+    c = ck_open(good_file_into(path));
+    ck_to_1_0(&c);
+    size_t l1 = ck_find(&c, "LAYR", 1);
+    wr32(c.p + l1 + 12, 9);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 1 ('max_pooling2d'): layer kind 9 is not valid");
+    wr32(c.p + l1 + 12, 2);
     c.p[ck_find(&c, "LAYR", 0) + 12 + 4] = 17;
     ck_write(path, &c);
     assert_refused(path, TL_EFORMAT, "activation 17 is not valid");
     free(c.p);
+    /* Activations: corruption in a 1.1 file, a later one's in a 1.3 file. */
+    c = ck_open(good_file_into(path));
+    c.p[ck_find(&c, "LAYR", 0) + 12 + 4] = 17;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "activation 17 is not valid");
+    c.minor = 3;
+    ck_write(path, &c);
+    assert_refused(path, TL_EVERSION, "activation 17 is not known to this libtl (the file is format 1.3");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(kind_names_settings_and_roles)
+{
+    char *path = good_file("m.tlm");
+    ckfile c = ck_open(path);
+    /* A kind's name that is not its number's (both known). */
+    layr l = ck_layr(&c, 1);
+    uint8_t *b = ck_body(&c, &l);
+    memcpy(b + l.kind_name + 1, "avgpool2d", 9);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 1 ('max_pooling2d'): kind 2 is 'maxpool2d', but the file calls it 'avgpool2d'");
+    /* An empty kind's name, one of 32 bytes, one with a control character. */
+    memcpy(b + l.kind_name + 1, "maxpool2d", 9);
+    b[l.kind_name] = 0;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 1 ('max_pooling2d'): the kind's name is missing or invalid");
+    b[l.kind_name] = 32;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "the kind's name is missing or invalid");
+    b[l.kind_name] = 9;
+    b[l.kind_name + 4] = '\n';
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "the kind's name is missing or invalid");
+    b[l.kind_name + 4] = 'p';
+    /* Settings: an enum value above the field's largest (from a later minor
+     * version, or corruption), a boolean above 1. */
+    l = ck_layr(&c, 0);
+    b = ck_body(&c, &l);
+    ck_assert_uint_eq(rd32(b + l.fields + 20), TL_PAD_VALID);
+    wr32(b + l.fields + 20, 2);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d', conv2d): padding 2 is not valid");
+    c.minor = 2;
+    ck_write(path, &c);
+    assert_refused(path, TL_EVERSION, "layer 0 ('conv2d', conv2d): padding 2 is not known to this libtl (the file is "
+                                      "format 1.2");
+    c.minor = 1;
+    wr32(b + l.fields + 20, TL_PAD_VALID);
+    /* Tensor roles: a parameter the file calls a state; a role this reader
+     * does not know. */
+    ck_assert_uint_eq(b[l.role[0]], 0);
+    b[l.role[0]] = 1;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d'): kernel is a state in the file, a parameter in this kind");
+    b[l.role[0]] = 0;
+    b[l.role[1]] = 2;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "tensor role 2 is not valid");
+    c.minor = 2;
+    ck_write(path, &c);
+    assert_refused(path, TL_EVERSION, "tensor role 2 is not known to this libtl (the file is format 1.2");
+    c.minor = 1;
+    b[l.role[1]] = 0;
+    /* A tensor under another name; fewer tensors than the kind has. */
+    ck_assert_int_eq(memcmp(b + l.tensor[0], "\x06kernel", 7), 0);
+    b[l.tensor[0] + 5] = 'a';
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d'): tensor 0 is called 'kernal', not 'kernel'");
+    b[l.tensor[0] + 5] = 'e';
+    wr32(b + l.ntensors, 1);
+    ck_layr_splice(&c, &l, l.tensor[1], l.len - l.tensor[1], NULL, 0);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d', conv2d with bias) has 1 tensors, 2 expected");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(graph_inputs_must_be_earlier_layers)
+{
+    char *path = graph_file("g.tlm");
+    ckfile c = ck_open(path);
+    layr l = ck_layr(&c, 3); /* sum <- branch_a, branch_b */
+    uint8_t *b = ck_body(&c, &l);
+    ck_assert_uint_eq(rd32(b + l.ninputs), 2);
+    ck_assert_uint_eq(rd32(b + l.ninputs + 4), 1);
+    ck_assert_uint_eq(rd32(b + l.ninputs + 8), 2);
+    /* Itself, a later layer, a number that is no layer: a file cannot
+     * hold a cycle. */
+    static const uint32_t bad[] = {3, 9, 4000, UINT32_MAX - 1};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        wr32(b + l.ninputs + 8, bad[i]);
+        ck_write(path, &c);
+        char want[96];
+        snprintf(want, sizeof want, "layer 3 ('sum'): input 1 is layer %u, not an earlier layer", bad[i]);
+        assert_refused(path, TL_EFORMAT, want);
+    }
+    wr32(b + l.ninputs + 8, 2);
+    /* Input counts outside 1..16. */
+    wr32(b + l.ninputs, 0);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 3 ('sum'): an input count of 1..16 is missing or out of range");
+    wr32(b + l.ninputs, 17);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 3 ('sum'): an input count of 1..16 is missing or out of range");
+    /* One input where the kind takes two or more: its own check. */
+    wr32(b + l.ninputs, 1);
+    ck_layr_splice(&c, &l, l.ninputs + 8, 4, NULL, 0);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 'sum' (add, index 3) takes 2 to 16 inputs, not 1");
+    free(c.p);
+    /* The model's input where a layer's input was: the layer is built on
+     * it, and the file's kernel no longer fits. */
+    free(path);
+    path = graph_file("g.tlm");
+    c = ck_open(path);
+    l = ck_layr(&c, 2); /* branch_b <- stem */
+    b = ck_body(&c, &l);
+    ck_assert_uint_eq(rd32(b + l.ninputs + 4), 0);
+    wr32(b + l.ninputs + 4, UINT32_MAX);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "kernel is (1, 1, 4, 4) in the file, but the layer's settings give (1, 1, 2, 4)");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(graph_with_an_unused_layer)
+{
+    /* sum <- branch_a, branch_a: nothing uses branch_b. Each record is
+     * fine; the graph is not, which shows at the end of the file. */
+    char *path = graph_file("g.tlm");
+    ckfile c = ck_open(path);
+    layr l = ck_layr(&c, 3);
+    uint8_t *b = ck_body(&c, &l);
+    ck_assert_uint_eq(rd32(b + l.ninputs + 8), 2);
+    wr32(b + l.ninputs + 8, 1);
+    ck_write(path, &c);
+    char want[160];
+    snprintf(want, sizeof want, "payload byte %zu: layer 'branch_b' (conv2d, index 2) has an output that no layer uses",
+             ck_find(&c, "END ", 0));
+    assert_refused(path, TL_EFORMAT, want);
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(graph_settings_defaults_and_checks)
+{
+    char *path = graph_file("g.tlm");
+    ckfile c = ck_open(path);
+    layr l = ck_layr(&c, 4); /* pooled: avgpool2d, count_include_pad 1 */
+    uint8_t *b = ck_body(&c, &l);
+    ck_assert_uint_eq(l.nf, 6);
+    ck_assert_uint_eq(rd32(b + l.fields + 20), 1);
+    wr32(b + l.fields + 20, 2);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 4 ('pooled', avgpool2d): count_include_pad 2 must be 0 or 1");
+    /* A field the file does not have keeps its default (an earlier minor
+     * version's file of a kind that later gained a field). */
+    wr32(b + l.nfields, 5);
+    ck_layr_splice(&c, &l, l.fields + 20, 4, NULL, 0);
+    ck_write(path, &c);
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_model_load(&m, path));
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    char text[256];
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 4));
+    ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=2, stride_w=2, padding=same, count_include_pad=0");
+    tl_checkpoint_info_free(info);
+    tl_model_free(m);
+    /* A settings value the kind's own build refuses. */
+    l = ck_layr(&c, 4);
+    b = ck_body(&c, &l);
+    wr32(b + l.fields, 0);
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "layer 'pooled' (avgpool2d, index 4): pool size 0x3 must be > 0");
+    free(c.p);
+    free(path);
+}
+END_TEST
+
+START_TEST(kinds_newer_than_1_0_in_a_1_0_file)
+{
+    /* Format 1.0 knew kinds 1-4 only: a 1.0 file with a later kind is
+     * corrupt, whether or not the kind has settings. */
+    static const char *const want[] = {"layer 1 ('global_average_pooling2d'): kind 'global_avgpool2d' did not exist in "
+                                       "format 1.0",
+                                       "layer 1 ('average_pooling2d'): kind 'avgpool2d' did not exist in format 1.0"};
+    char *path = th_join(dir, "m.tlm");
+    for (int k = 0; k < 2; k++) {
+        tl_model *m;
+        ck_assert_tl_ok(tl_model_create(&m, 8, 8, 1, 1));
+        tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+        co.filters = 2;
+        ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+        if (k == 0) {
+            ck_assert_tl_ok(tl_model_add_global_avgpool2d(NULL, m, NULL, NULL));
+        } else {
+            tl_avgpool2d_options ao = TL_AVGPOOL2D_OPTIONS_INIT;
+            ck_assert_tl_ok(tl_model_add_avgpool2d(NULL, m, &ao));
+            ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+        }
+        tl_dense_options dop = TL_DENSE_OPTIONS_INIT;
+        dop.units = 2;
+        ck_assert_tl_ok(tl_model_add_dense(NULL, m, &dop));
+        ck_assert_tl_ok(tl_model_save(m, path, NULL));
+        ckfile c = ck_open(path);
+        ck_to_1_0(&c);
+        ck_write(path, &c);
+        assert_refused(path, TL_EFORMAT, want[k]);
+        free(c.p);
+        tl_model_free(m);
+    }
     free(path);
 }
 END_TEST
@@ -937,9 +1531,9 @@ START_TEST(layers_that_cannot_follow_each_other)
     ck_assert_ptr_null(m);
     /* An output shape the settings do not give. */
     wr32(c.p + modl + 12, 12);
-    size_t layr = ck_find(&c, "LAYR", 0);
-    uint8_t *b = c.p + layr + 12;
-    size_t out_at = 12 + b[7] + 24;
+    layr l = ck_layr(&c, 0);
+    uint8_t *b = ck_body(&c, &l);
+    size_t out_at = l.out_shape;
     ck_assert_uint_eq(rd32(b + out_at), 3);
     wr32(b + out_at + 4, 11);
     ck_write(path, &c);
@@ -948,7 +1542,8 @@ START_TEST(layers_that_cannot_follow_each_other)
     ck_assert_ptr_null(m);
     /* A kernel shape that disagrees with the settings. */
     wr32(b + out_at + 4, 10);
-    wr32(b + out_at + 4 + 12 + 4 + 1 + 6 + 4 + 8, 2);
+    ck_assert_uint_eq(rd32(b + l.shape[0]), 4);
+    wr32(b + l.shape[0] + 12, 2);
     ck_write(path, &c);
     assert_refused(path, TL_EFORMAT, "kernel is (3, 3, 2, 32) in the file, but the layer's settings give (3, 3, 1, 32)");
     free(c.p);
@@ -973,7 +1568,7 @@ START_TEST(duplicate_names_and_bad_fields)
     c.p[l2 + 12 + 7] = 6;
     wr64(c.p + l2 + 4, rd64(c.p + l2 + 4) - 2);
     ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "layer 2: the name 'conv2d' is already used by layer 0");
+    assert_refused(path, TL_EFORMAT, "layer 2: the model already has a layer named 'conv2d'");
     free(c.p);
 
     c = ck_open(good_file_into(path));
@@ -996,7 +1591,7 @@ START_TEST(missing_sections)
     ckfile c = ck_open(path);
     /* Without END. */
     size_t end = ck_find(&c, "END ", 0);
-    ckfile d = {malloc(end), end, 1, 0};
+    ckfile d = {malloc(end), end, c.major, c.minor};
     memcpy(d.p, c.p, end);
     ck_write(path, &d);
     assert_refused(path, TL_EFORMAT, "the payload ends without an END section");
@@ -1005,7 +1600,7 @@ START_TEST(missing_sections)
     size_t t0 = ck_find(&c, "TENS", 0), t1 = ck_find(&c, "TENS", 1);
     ck_splice(&c, t0, t1 - t0, NULL, 0);
     ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d') parameter 0 has no values");
+    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d') tensor 0 has no values");
     /* Optimizer state before the OPTM section. */
     free(c.p);
     free(path);
@@ -1291,6 +1886,8 @@ int main(void)
     tcase_add_test(rt, compression_levels_and_options);
     tcase_add_test(rt, info_describes_a_file_without_building_it);
     tcase_add_test(rt, load_params_transfers_from_a_file);
+    tcase_add_test(rt, graph_model_roundtrip);
+    tcase_add_test(rt, a_1_0_file_still_loads);
     suite_add_tcase(s, rt);
     TCase *bad = tcase_create("corrupt");
     tcase_add_checked_fixture(bad, setup, teardown);
@@ -1309,6 +1906,11 @@ int main(void)
     tcase_add_test(bad, unknown_critical_section);
     tcase_add_test(bad, newer_minor_version_is_read);
     tcase_add_test(bad, unknown_layer_kind_and_activation);
+    tcase_add_test(bad, kind_names_settings_and_roles);
+    tcase_add_test(bad, graph_inputs_must_be_earlier_layers);
+    tcase_add_test(bad, graph_with_an_unused_layer);
+    tcase_add_test(bad, graph_settings_defaults_and_checks);
+    tcase_add_test(bad, kinds_newer_than_1_0_in_a_1_0_file);
     tcase_add_test(bad, layers_that_cannot_follow_each_other);
     tcase_add_test(bad, duplicate_names_and_bad_fields);
     tcase_add_test(bad, missing_sections);

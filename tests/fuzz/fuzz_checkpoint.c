@@ -12,7 +12,8 @@
  *   bit 2:    0 the rest is the whole file;
  *             1 the rest is the decompressed payload, which the harness
  *               compresses and frames with a valid header and CRCs
- *   bit 3:    (framed) minor version 1 instead of 0
+ *   bits 3-4: (framed) the minor version, 0..3 (1.0 and 1.1 lay out LAYR
+ *             differently; 2 and 3 are newer than this reader)
  * Checked: a failure hands back nothing and leaves the target model's
  * parameters as they were; a loaded model works.
  */
@@ -137,6 +138,12 @@ static void use_info(const tl_checkpoint_info *info)
         tl_checkpoint_info_layer_conv2d(&c, info, i);
         tl_checkpoint_info_layer_maxpool2d(&mp, info, i);
         tl_checkpoint_info_layer_dense(&d, info, i);
+        char settings[256];
+        size_t needed = 0;
+        if (tl_checkpoint_info_layer_settings(NULL, 0, &needed, info, i) == TL_OK &&
+            tl_checkpoint_info_layer_settings(settings, sizeof settings, NULL, info, i) == TL_OK &&
+            strlen(settings) != needed)
+            abort();
     }
     if (tl_checkpoint_info_summary_write(info, write_nothing, NULL) != TL_OK)
         abort();
@@ -155,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[512];
     if (mode & 4) {
         size_t n;
-        uint8_t *f = frame(data, size, (mode >> 3) & 1, &n);
+        uint8_t *f = frame(data, size, (mode >> 3) & 3, &n);
         fz_write(path, sizeof path, "in.tlm", f, n);
         free(f);
     } else {

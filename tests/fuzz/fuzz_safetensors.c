@@ -4,7 +4,9 @@
  * nesting), the entries (dtype, shape, offsets) and the data, converted
  * from F16/BF16 and reordered for PyTorch's layout. The first input byte
  * chooses the call: bit 0 layout (Keras / PyTorch), bit 1 lenient, bit 2 a
- * rename map, bit 3 permute_flatten off. The rest is the file.
+ * rename map, bit 3 permute_flatten off, bit 4 into a graph model (add,
+ * concatenate, the pools) instead of the small sequential CNN. The rest is
+ * the file.
  * Checked: a failure leaves the model's parameters as they were and names
  * the function; a report, when given, can be written out.
  */
@@ -27,12 +29,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const rename[] = {"features.0.weight", "conv2d.kernel", "features.0.bias", "conv2d.bias",
                                          "classifier.weight", "dense.kernel",  "classifier.bias", "dense.bias"};
-    static tl_model *target;
-    if (target == NULL && (target = fz_small_model(11, 0)) == NULL)
+    static tl_model *small, *graph;
+    if (small == NULL && (small = fz_small_model(11, 0)) == NULL)
+        abort();
+    if (graph == NULL && (graph = fz_graph_model(11, 0)) == NULL)
         abort();
     if (size < 1)
         return 0;
     unsigned mode = data[0];
+    tl_model *target = (mode & 16) ? graph : small;
     char path[512];
     fz_write(path, sizeof path, "in.safetensors", data + 1, size - 1);
     tl_safetensors_options o = TL_SAFETENSORS_OPTIONS_INIT;

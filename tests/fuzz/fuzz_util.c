@@ -101,6 +101,54 @@ tl_model *fz_small_model(uint64_t seed, int trained)
     return m;
 }
 
+tl_model *fz_graph_model(uint64_t seed, int trained)
+{
+    tl_model *m = NULL;
+    if (tl_model_create(&m, 6, 6, 1, seed) != TL_OK)
+        return NULL;
+    tl_model_set_threads(m, 1);
+    tl_layer *stem = NULL, *conv = NULL, *sum = NULL, *avg = NULL, *max = NULL, *cat = NULL;
+    tl_conv2d_options conv_o = TL_CONV2D_OPTIONS_INIT;
+    tl_avgpool2d_options avg_o = TL_AVGPOOL2D_OPTIONS_INIT;
+    tl_maxpool2d_options max_o = TL_MAXPOOL2D_OPTIONS_INIT;
+    tl_dense_options dense = TL_DENSE_OPTIONS_INIT;
+    conv_o.filters = 2;
+    conv_o.padding = TL_PAD_SAME;
+    conv_o.activation = TL_ACT_RELU;
+    avg_o.padding = TL_PAD_SAME;
+    avg_o.count_include_pad = 1;
+    dense.units = 3;
+    dense.activation = TL_ACT_SOFTMAX;
+    int ok = tl_model_add_conv2d(&stem, m, &conv_o) == TL_OK;
+    conv_o.activation = TL_ACT_LINEAR;
+    ok = ok && tl_model_add_conv2d(&conv, m, &conv_o) == TL_OK;
+    const tl_layer *pair[2] = {conv, stem};
+    ok = ok && tl_model_add_add(&sum, m, pair, 2, NULL) == TL_OK;
+    ok = ok && tl_model_add_avgpool2d(&avg, m, &avg_o) == TL_OK;
+    max_o.input = stem;
+    ok = ok && tl_model_add_maxpool2d(&max, m, &max_o) == TL_OK;
+    pair[0] = avg;
+    pair[1] = max;
+    ok = ok && tl_model_add_concatenate(&cat, m, pair, 2, NULL) == TL_OK;
+    ok = ok && tl_model_add_global_avgpool2d(NULL, m, cat, NULL) == TL_OK;
+    ok = ok && tl_model_add_dense(NULL, m, &dense) == TL_OK;
+    if (ok && trained) {
+        tl_optimizer *o = NULL;
+        ok = tl_optimizer_create_adam(&o, NULL) == TL_OK &&
+             tl_model_compile(m, o, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) == TL_OK;
+        float x[2 * 36];
+        int32_t y[2] = {1, 2};
+        for (int i = 0; i < 72; i++)
+            x[i] = (float)(i % 5) / 5.0f;
+        ok = ok && tl_model_train_step(NULL, m, x, y, NULL, 2) == TL_OK;
+    }
+    if (!ok) {
+        tl_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 float *fz_params(const tl_model *m, size_t *count)
 {
     size_t n = tl_model_param_count(m), k = 0;

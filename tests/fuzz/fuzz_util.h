@@ -28,6 +28,14 @@ const char *fz_write(char *buf, size_t cap, const char *name, const uint8_t *dat
  * NULL on failure. */
 tl_model *fz_small_model(uint64_t seed, int trained);
 
+/* A graph with every layer kind on the same 6x6x1 input: conv2d(2, 3x3,
+ * same, relu) "stem" -> conv2d(2, 3x3, same); add(that, stem) ->
+ * avgpool2d(2x2, same, count_include_pad); maxpool2d(stem); concatenate(the
+ * two pools) -> global_avgpool2d -> dense(3, softmax). One thread;
+ * compiled with Adam after one training step when `trained`. NULL on
+ * failure. */
+tl_model *fz_graph_model(uint64_t seed, int trained);
+
 /* All parameter values of a model, concatenated, into a malloc'd array. */
 float *fz_params(const tl_model *m, size_t *count);
 

@@ -2,9 +2,10 @@
  * make_seeds.c - tl-fuzz-seeds OUTDIR: write the seed corpora of the fuzz
  * harnesses with the tests' own format writers (tests/data_writers.c):
  * OUTDIR/gzip, OUTDIR/tar, OUTDIR/cifar, OUTDIR/idx, and with libtl's own
- * writers OUTDIR/checkpoint and OUTDIR/safetensors: one small valid (or
- * nearly valid) file per seed, prefixed with the mode byte where the
- * harness takes one. Generated at test time, never committed.
+ * writers OUTDIR/checkpoint and OUTDIR/safetensors (sequential and graph
+ * models; plus libtl 1.0.0's checkpoints from tests/fixtures): one small
+ * valid (or nearly valid) file per seed, prefixed with the mode byte where
+ * the harness takes one. Generated at test time, never committed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -308,11 +309,35 @@ static uint64_t le64(const unsigned char *p)
     return v;
 }
 
-/* One saved model as seeds for every mode: the file (modes 0-3) and its
- * decompressed payload (modes 4-7, framed again by the harness). */
-static void checkpoint_seed(const char *name, int trained, int with_optim, int level)
+/* A checkpoint's bytes as seeds for every mode: the file (modes 0-3) and
+ * its decompressed payload (modes 4-7, framed again by the harness with
+ * minor version `minor`: mode bits 3-4). */
+static void checkpoint_bytes_seed(const char *name, const unsigned char *f, size_t n, unsigned minor)
 {
-    tl_model *m = fz_small_model(3, trained);
+    char sname[128];
+    for (unsigned char mode = 0; mode < 4; mode++) {
+        snprintf(sname, sizeof sname, "%s-file-%u", name, mode);
+        seed("checkpoint", sname, &mode, 1, f, n);
+    }
+    uLongf plen = n >= 48 ? (uLongf)le64(f + 16) : 0;
+    unsigned char *payload = malloc(plen ? plen : 1);
+    if (n < 48 || uncompress(payload, &plen, f + 48, (uLong)(n - 48)) != Z_OK) {
+        fprintf(stderr, "%s: cannot decompress the payload\n", name);
+        failed = 1;
+    } else {
+        for (unsigned char mode = 4; mode < 8; mode++) {
+            unsigned char m = (unsigned char)(mode | minor << 3);
+            snprintf(sname, sizeof sname, "%s-payload-%u", name, m);
+            seed("checkpoint", sname, &m, 1, payload, plen);
+        }
+    }
+    free(payload);
+}
+
+/* One saved model (taken and freed) as seeds: what libtl writes is format
+ * 1.1. */
+static void checkpoint_seed(const char *name, tl_model *m, int with_optim, int level)
+{
     tl_save_options so = TL_SAVE_OPTIONS_INIT;
     so.include_optimizer = with_optim;
     so.compression_level = level;
@@ -325,32 +350,28 @@ static void checkpoint_seed(const char *name, int trained, int with_optim, int l
     tl_model_free(m);
     size_t n;
     unsigned char *f = scratch_file(&n);
-    char sname[128];
-    for (unsigned char mode = 0; mode < 4; mode++) {
-        snprintf(sname, sizeof sname, "%s-file-%u", name, mode);
-        seed("checkpoint", sname, &mode, 1, f, n);
-    }
-    uLongf plen = (uLongf)le64(f + 16);
-    unsigned char *payload = malloc(plen ? plen : 1);
-    if (n < 48 || uncompress(payload, &plen, f + 48, (uLong)(n - 48)) != Z_OK) {
-        fprintf(stderr, "%s: cannot decompress the payload\n", name);
-        failed = 1;
-    } else {
-        for (unsigned char mode = 4; mode < 8; mode++) {
-            snprintf(sname, sizeof sname, "%s-payload-%u", name, mode);
-            seed("checkpoint", sname, &mode, 1, payload, plen);
-        }
-    }
-    free(payload);
+    checkpoint_bytes_seed(name, f, n, TL_CHECKPOINT_VERSION_MINOR);
     free(f);
 }
 
 static void checkpoint_seeds(void)
 {
-    checkpoint_seed("plain", 0, 1, 6);
-    checkpoint_seed("adam", 1, 1, 6);
-    checkpoint_seed("sgd-stored", 2, 1, 0);
-    checkpoint_seed("no-optimizer", 1, 0, 9);
+    checkpoint_seed("plain", fz_small_model(3, 0), 1, 6);
+    checkpoint_seed("adam", fz_small_model(3, 1), 1, 6);
+    checkpoint_seed("sgd-stored", fz_small_model(3, 2), 1, 0);
+    checkpoint_seed("no-optimizer", fz_small_model(3, 1), 0, 9);
+    checkpoint_seed("graph-adam", fz_graph_model(3, 1), 1, 6);
+    checkpoint_seed("graph", fz_graph_model(4, 0), 1, 1);
+    /* Files of libtl 1.0.0 (format 1.0), from the compatibility tests. */
+    static const char *const v1_0[] = {"v1_0_cnn.tlm", "v1_0_cnn_noopt.tlm"};
+    for (size_t i = 0; i < sizeof v1_0 / sizeof *v1_0; i++) {
+        char path[1024];
+        size_t n;
+        snprintf(path, sizeof path, "%s/%s", TL_FIXTURES_DIR, v1_0[i]);
+        unsigned char *f = slurp(path, &n);
+        checkpoint_bytes_seed(v1_0[i], f, n, 0);
+        free(f);
+    }
 }
 
 /* ---- safetensors --------------------------------------------------------------- */
@@ -358,21 +379,25 @@ static void checkpoint_seeds(void)
 static void safetensors_seeds(void)
 {
     static const char *const rename[] = {"features.0.weight", "conv2d.kernel", "features.0.bias", "conv2d.bias"};
-    tl_model *m = fz_small_model(5, 0);
+    tl_model *m = fz_small_model(5, 0), *g = fz_graph_model(5, 1);
     tl_safetensors_options so = TL_SAFETENSORS_OPTIONS_INIT;
+    /* Mode bit 4: the harness loads into its graph model. */
     static const struct {
         const char *name;
         tl_tensor_layout layout;
-        int renamed;
+        int renamed, graph;
         unsigned char mode;
-    } v[] = {{"keras", TL_LAYOUT_KERAS, 0, 0},
-             {"pytorch", TL_LAYOUT_PYTORCH, 0, 1},
-             {"pytorch-renamed", TL_LAYOUT_PYTORCH, 1, 5},
-             {"keras-lenient", TL_LAYOUT_KERAS, 0, 2}};
-    for (size_t i = 0; m && i < sizeof v / sizeof *v; i++) {
+    } v[] = {{"keras", TL_LAYOUT_KERAS, 0, 0, 0},
+             {"pytorch", TL_LAYOUT_PYTORCH, 0, 0, 1},
+             {"pytorch-renamed", TL_LAYOUT_PYTORCH, 1, 0, 5},
+             {"keras-lenient", TL_LAYOUT_KERAS, 0, 0, 2},
+             {"graph-keras", TL_LAYOUT_KERAS, 0, 1, 16},
+             {"graph-pytorch", TL_LAYOUT_PYTORCH, 0, 1, 17},
+             {"graph-pytorch-lenient", TL_LAYOUT_PYTORCH, 0, 1, 19}};
+    for (size_t i = 0; m && g && i < sizeof v / sizeof *v; i++) {
         so.rename = v[i].renamed ? rename : NULL;
         so.rename_count = v[i].renamed ? 2 : 0;
-        if (tl_model_save_safetensors(m, scratch_path(), v[i].layout, &so) != TL_OK) {
+        if (tl_model_save_safetensors(v[i].graph ? g : m, scratch_path(), v[i].layout, &so) != TL_OK) {
             fprintf(stderr, "%s: %s\n", v[i].name, tl_last_error());
             failed = 1;
             continue;
@@ -382,9 +407,10 @@ static void safetensors_seeds(void)
         seed("safetensors", v[i].name, &v[i].mode, 1, f, n);
         free(f);
     }
-    if (m == NULL)
+    if (m == NULL || g == NULL)
         failed = 1;
     tl_model_free(m);
+    tl_model_free(g);
     /* Half precision and bfloat16 beside F32, written by hand. */
     static const char json[] =
         "{\"__metadata__\":{\"format\":\"pt\"},"
