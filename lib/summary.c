@@ -58,7 +58,8 @@ static const char *connected(const tl_model *m, const tl_layer *l, char *buf, si
     size_t len = 0;
     buf[0] = '\0';
     for (size_t k = 0; k < l->ninputs && len < cap; k++) {
-        const char *name = l->inputs[k] == TLI_INPUT_MODEL ? "input" : m->layers[l->inputs[k]]->name;
+        /* In parentheses: a layer may be called "input". */
+        const char *name = l->inputs[k] == TLI_INPUT_MODEL ? "(model input)" : m->layers[l->inputs[k]]->name;
         int n = snprintf(buf + len, cap - len, "%s%s", k ? ", " : "", name);
         len += n > 0 ? (size_t)n : 0;
     }
@@ -69,12 +70,19 @@ void tli_summary_table(const tl_model *m, tli_sink *s)
 {
     char b[32], c[96], conn[256];
     const bool graph = is_graph(m);
+    /* The first column fits the longest "name (type)": a long layer name
+     * would otherwise push its row out of line. */
+    int w = 34;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        int n = snprintf(c, sizeof c, "%s (%s)", m->layers[i]->name, m->layers[i]->ops->type_name);
+        w = n > w ? (n < (int)sizeof c ? n : (int)sizeof c - 1) : w;
+    }
     tli_emit(s, "%s\n", rule);
     if (graph)
-        tli_emit(s, " %-34s %-22s %11s  %-11s  %s\n", "Layer (type)", "Output Shape", "Param #", "Trainable",
+        tli_emit(s, " %-*s %-22s %11s  %-11s  %s\n", w, "Layer (type)", "Output Shape", "Param #", "Trainable",
                  "Connected to");
     else
-        tli_emit(s, " %-34s %-22s %11s  %s\n", "Layer (type)", "Output Shape", "Param #", "Trainable");
+        tli_emit(s, " %-*s %-22s %11s  %s\n", w, "Layer (type)", "Output Shape", "Param #", "Trainable");
     tli_emit(s, "%s\n", dbl);
     size_t total = 0, trainable = 0;
     for (size_t i = 0; i < m->nlayers; i++) {
@@ -93,10 +101,10 @@ void tli_summary_table(const tl_model *m, tli_sink *s)
         trainable += learn;
         const char *tr = l->nparams == 0 ? "-" : l->trainable ? "yes" : "no (frozen)";
         if (graph)
-            tli_emit(s, " %-34s %-22s %11s  %-11s  %s\n", c, shape, grouped(n, b, sizeof b), tr,
+            tli_emit(s, " %-*s %-22s %11s  %-11s  %s\n", w, c, shape, grouped(n, b, sizeof b), tr,
                      connected(m, l, conn, sizeof conn));
         else
-            tli_emit(s, " %-34s %-22s %11s  %s\n", c, shape, grouped(n, b, sizeof b), tr);
+            tli_emit(s, " %-*s %-22s %11s  %s\n", w, c, shape, grouped(n, b, sizeof b), tr);
         tli_emit(s, "%s\n", i + 1 < m->nlayers ? "" : dbl);
     }
     if (m->nlayers == 0)

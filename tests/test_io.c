@@ -319,7 +319,7 @@ START_TEST(info_describes_a_file_without_building_it)
     uint32_t major, minor;
     ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
     ck_assert_uint_eq(major, TL_CHECKPOINT_VERSION_MAJOR);
-    ck_assert_uint_eq(minor, TL_CHECKPOINT_VERSION_MINOR);
+    ck_assert_uint_eq(minor, 0); /* the oldest format that holds the model */
     tl_shape s;
     ck_assert_tl_ok(tl_checkpoint_info_input_shape(&s, info));
     ck_assert_uint_eq(s.rank, 3);
@@ -390,7 +390,7 @@ START_TEST(info_describes_a_file_without_building_it)
     /* The summary of the file: the model's table plus the file's facts. */
     char *text = calloc(8192, 1);
     ck_assert_tl_ok(tl_checkpoint_info_summary_write(info, append_text, text));
-    ck_assert_ptr_nonnull(strstr(text, "Checkpoint (format 1.1): 6 layers, input (32, 32, 3), seed 5"));
+    ck_assert_ptr_nonnull(strstr(text, "Checkpoint (format 1.0): 6 layers, input (32, 32, 3), seed 5"));
     ck_assert_ptr_nonnull(strstr(text, "conv2d_1 (conv2d)"));
     ck_assert_ptr_nonnull(strstr(text, "no (frozen)"));
     ck_assert_ptr_nonnull(strstr(text, "Total params: 42,442"));
@@ -724,7 +724,63 @@ static void ck_to_1_0(ckfile *c)
     c->minor = 0;
 }
 
-/* A small model saved with Adam state: the file the corruption tests edit. */
+/* The inverse: a format 1.0 file (what libtl writes for a sequential
+ * model of the 1.0 kinds) in the 1.1 layout, as a writer of 1.1 records
+ * would lay it out: each LAYR gets the kind's name, its one input (the
+ * previous layer), the settings count and a role byte (parameter) per
+ * tensor. The corruption tests edit 1.1 records of such files. */
+static void ck_to_1_1(ckfile *c)
+{
+    static const char *const kind_names[] = {"", "conv2d", "maxpool2d", "flatten", "dense"};
+    ck_assert_uint_eq(c->minor, 0);
+    uint8_t *out = malloc(c->len * 2 + 4096);
+    size_t n = 0, index = 0;
+    for (size_t off = 0; off < c->len;) {
+        size_t len = 12 + (size_t)rd64(c->p + off + 4);
+        if (memcmp(c->p + off, "LAYR", 4) != 0) {
+            memcpy(out + n, c->p + off, len);
+            n += len;
+            off += len;
+            continue;
+        }
+        layr l = layr_at(c, off);
+        const uint8_t *b = c->p + off + 12;
+        ck_assert_uint_ge(l.kind, 1);
+        ck_assert_uint_le(l.kind, 4);
+        size_t start = n;
+        memcpy(out + n, c->p + off, 12 + l.fields); /* header, common fields, name */
+        n += 12 + l.fields;
+        size_t klen = strlen(kind_names[l.kind]);
+        out[n++] = (uint8_t)klen;
+        memcpy(out + n, kind_names[l.kind], klen);
+        n += klen;
+        wr32(out + n, 1);
+        wr32(out + n + 4, index ? (uint32_t)(index - 1) : UINT32_MAX);
+        wr32(out + n + 8, l.nf);
+        n += 12;
+        memcpy(out + n, b + l.fields, l.ntensors + 4 - l.fields); /* settings, output shape, count */
+        n += l.ntensors + 4 - l.fields;
+        for (uint32_t i = 0; i < l.nt; i++) {
+            size_t end = i + 1 < l.nt ? l.tensor[i + 1] : l.len;
+            memcpy(out + n, b + l.tensor[i], l.shape[i] - l.tensor[i]);
+            n += l.shape[i] - l.tensor[i];
+            out[n++] = 0; /* a parameter */
+            memcpy(out + n, b + l.shape[i], end - l.shape[i]);
+            n += end - l.shape[i];
+        }
+        wr64(out + start + 4, n - start - 12);
+        off += len;
+        index++;
+    }
+    free(c->p);
+    c->p = out;
+    c->len = n;
+    c->minor = 1;
+}
+
+/* A small model saved with Adam state: the file the corruption tests edit,
+ * in the 1.1 layout (libtl writes such a model as 1.0, which
+ * a_1_0_file_still_loads covers). */
 static char *good_file_opt(const char *name, int include_optimizer)
 {
     tl_model *m = small_cnn(8);
@@ -735,6 +791,14 @@ static char *good_file_opt(const char *name, int include_optimizer)
     tl_save_options so = TL_SAVE_OPTIONS_INIT;
     so.include_optimizer = include_optimizer;
     ck_assert_tl_ok(tl_model_save(m, path, &so));
+    ckfile c = ck_open(path);
+    ck_to_1_1(&c);
+    ck_write(path, &c);
+    free(c.p);
+    tl_model *r = NULL;
+    ck_assert_tl_ok(tl_model_load(&r, path)); /* the converted file is good */
+    ck_assert(th_same_params(m, r));
+    tl_model_free(r);
     tl_model_free(m);
     tl_dataset_free(ds);
     return path;
@@ -915,10 +979,17 @@ START_TEST(a_1_0_file_still_loads)
     fit(m, ds, 1, 1);
     char *path = th_join(dir, "m.tlm");
     ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    /* libtl writes a model that format 1.0 holds as 1.0, so that libtl 1.0
+     * reads it; the 1.0 layout of the converter is the writer's. */
     ckfile c = ck_open(path);
-    ck_assert_uint_eq(c.minor, 1);
-    ck_to_1_0(&c);
-    ck_write(path, &c);
+    ck_assert_uint_eq(c.minor, 0);
+    ckfile again = {malloc(c.len), c.len, c.major, c.minor};
+    memcpy(again.p, c.p, c.len);
+    ck_to_1_1(&again);
+    ck_to_1_0(&again);
+    ck_assert_uint_eq(again.len, c.len);
+    ck_assert_int_eq(memcmp(again.p, c.p, c.len), 0);
+    free(again.p);
     tl_model *r = NULL;
     ck_assert_tl_ok(tl_model_load(&r, path));
     ck_assert(th_same_params(m, r));
@@ -934,11 +1005,14 @@ START_TEST(a_1_0_file_still_loads)
     ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
     ck_assert(major == 1 && minor == 0);
     tl_checkpoint_info_free(info);
-    /* Saved again, it is a 1.1 file of the same model. */
-    ck_assert_tl_ok(tl_model_save(r, path, NULL));
+    /* A model that format 1.0 cannot hold (a graph) is written as 1.1. */
+    tl_model *g = graph_model(3);
+    ck_assert_tl_ok(tl_model_save(g, path, NULL));
+    tl_model_free(g);
     free(c.p);
     c = ck_open(path);
     ck_assert_uint_eq(c.minor, 1);
+    ck_assert_tl_ok(tl_model_save(r, path, NULL));
     tl_model_free(r);
     ck_assert_tl_ok(tl_model_load(&r, path));
     ck_assert(th_same_params(m, r));
@@ -1265,7 +1339,9 @@ END_TEST
 START_TEST(unknown_layer_kind_and_activation)
 {
     /* From 1.1 a LAYR names its kind, so a reader that does not know the
-     * kind's number says which kind the file needs. */
+     * kind's number says which kind the file needs: a version problem in a
+     * newer file, corruption in a file of the reader's own version (whose
+     * kinds it all knows). */
     char *path = good_file("m.tlm");
     ckfile c = ck_open(path);
     layr l = ck_layr(&c, 1);
@@ -1275,13 +1351,12 @@ START_TEST(unknown_layer_kind_and_activation)
     wr32(b, 9);
     ck_layr_splice(&c, &l, l.kind_name, 10, "\x0esqueeze_excite", 15);
     ck_write(path, &c);
-    assert_refused(path, TL_EVERSION,
-                   "layer 1 ('max_pooling2d') is a 'squeeze_excite' layer (kind 9), which this libtl (");
-    ck_assert_ptr_nonnull(strstr(tl_last_error(), "format 1.1) does not know; the file is format 1.1"));
+    assert_refused(path, TL_EFORMAT,
+                   "layer 1 ('max_pooling2d'): layer kind 9 ('squeeze_excite') is not valid in format 1.1");
     c.minor = 3;
     ck_write(path, &c);
     assert_refused(path, TL_EVERSION, "'squeeze_excite' layer (kind 9), which this libtl (");
-    ck_assert_ptr_nonnull(strstr(tl_last_error(), "the file is format 1.3"));
+    ck_assert_ptr_nonnull(strstr(tl_last_error(), "format 1.1) does not know; the file is format 1.3"));
     free(c.p);
     /* A 1.0 file does not name its kinds: an unknown one is corruption. */
     c = ck_open(good_file_into(path));
@@ -1289,7 +1364,7 @@ START_TEST(unknown_layer_kind_and_activation)
     size_t l1 = ck_find(&c, "LAYR", 1);
     wr32(c.p + l1 + 12, 9);
     ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "layer 1 ('max_pooling2d'): layer kind 9 is not valid");
+    assert_refused(path, TL_EFORMAT, "layer 1 ('max_pooling2d'): layer kind 9 is not valid in format 1.0");
     wr32(c.p + l1 + 12, 2);
     c.p[ck_find(&c, "LAYR", 0) + 12 + 4] = 17;
     ck_write(path, &c);

@@ -230,7 +230,7 @@ START_TEST(architecture_metadata_is_json)
     const tli_json_node *layers = tli_json_member(&arch, &arch.nodes[0], "layers");
     ck_assert_ptr_nonnull(layers);
     ck_assert_uint_eq(layers->count, 6);
-    ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"conv2d\",\"kind\":\"conv2d\",\"inputs\":[\"input\"],"
+    ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"conv2d\",\"kind\":\"conv2d\",\"inputs\":[null],"
                                         "\"filters\":32,\"kernel_h\":3,\"kernel_w\":3,\"stride_h\":1,\"stride_w\":1,"
                                         "\"padding\":\"valid\",\"activation\":\"relu\","
                                         "\"use_bias\":true,\"trainable\":true,\"output_shape\":[30,30,32]}"));

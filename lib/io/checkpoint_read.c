@@ -510,12 +510,15 @@ static tl_status parse_layer(parser *p, const uint8_t *b, size_t len)
     }
     l.ops = tli_layer_ops_for((tl_layer_kind)kind);
     if (l.ops == NULL) {
-        if (p->minor > TL_CHECKPOINT_VERSION_MINOR || kind_name[0])
+        /* Every kind of the file's minor version is known to a reader of
+         * that version or later: only a newer file can hold a new one. */
+        if (p->minor > TL_CHECKPOINT_VERSION_MINOR)
             return perr(p, TL_EVERSION, "layer %zu ('%s') is a '%s' layer (kind %u), which this libtl (%s, format "
                         "%u.%u) does not know; the file is format %u.%u", index, l.name,
                         kind_name[0] ? kind_name : "?", kind, TL_VERSION_STRING, TL_CHECKPOINT_VERSION_MAJOR,
                         TL_CHECKPOINT_VERSION_MINOR, p->major, p->minor);
-        return perr(p, TL_EFORMAT, "layer %zu ('%s'): layer kind %u is not valid", index, l.name, kind);
+        return perr(p, TL_EFORMAT, "layer %zu ('%s'): layer kind %u%s%s%s is not valid in format %u.%u", index,
+                    l.name, kind, kind_name[0] ? " ('" : "", kind_name, kind_name[0] ? "')" : "", p->major, p->minor);
     }
     if (kind_name[0] && strcmp(kind_name, l.ops->type_name) != 0)
         return perr(p, TL_EFORMAT, "layer %zu ('%s'): kind %u is '%s', but the file calls it '%s'", index, l.name,

@@ -125,10 +125,37 @@ static void shape_to(tli_wbuf *b, const tl_shape *s)
         tli_wbuf_u32(b, s->dims[i]);
 }
 
-/* A LAYR record of format 1.1 (docs/format-checkpoint.md): the common
- * fields, the kind's name, the inputs, the kind's settings as its list of
- * 32-bit fields, the output shape, and each tensor's name, role and shape. */
-static void layer_body(tli_wbuf *b, const tl_layer *l)
+/* Whether format 1.0 holds layer l: a kind 1.0 had, taking the previous
+ * layer, every field past 1.0's at its default, no state tensors. */
+static bool fits_1_0(const tl_layer *l)
+{
+    uint32_t prev = l->index ? (uint32_t)(l->index - 1) : TLI_INPUT_MODEL;
+    if (l->ops->kind > TL_LAYER_DENSE || l->ninputs != 1 || l->inputs[0] != prev)
+        return false;
+    for (size_t i = l->ops->nfields_v1_0; i < l->ops->nfields; i++)
+        if (tli_field_get(l->cfg, &l->ops->fields[i]) != l->ops->fields[i].def)
+            return false;
+    for (size_t p = 0; p < l->nparams; p++)
+        if (l->params[p].role != TLI_ROLE_PARAM)
+            return false;
+    return true;
+}
+
+/* The oldest minor version that holds the model, so that libtl 1.0 reads
+ * the files of every model it could have built itself. */
+static uint32_t minor_for(const tl_model *m)
+{
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (!fits_1_0(m->layers[i]))
+            return TL_CHECKPOINT_VERSION_MINOR;
+    return 0;
+}
+
+/* A LAYR record (docs/format-checkpoint.md): the common fields; from 1.1
+ * the kind's name and the inputs; the kind's settings as its 32-bit fields
+ * (1.1 counts them, 1.0 has the kind's 1.0 fields); the output shape; and
+ * each tensor's name, role (1.1) and shape. */
+static void layer_body(tli_wbuf *b, const tl_layer *l, uint32_t minor)
 {
     size_t name_len = strlen(l->name), kind_len = strlen(l->ops->type_name);
     tli_wbuf_u32(b, (uint32_t)l->ops->kind);
@@ -138,13 +165,17 @@ static void layer_body(tli_wbuf *b, const tl_layer *l)
     tli_wbuf_u8(b, (uint8_t)name_len);
     tli_wbuf_f32(b, l->lr_scale);
     tli_wbuf_bytes(b, l->name, name_len);
-    tli_wbuf_u8(b, (uint8_t)kind_len);
-    tli_wbuf_bytes(b, l->ops->type_name, kind_len);
-    tli_wbuf_u32(b, (uint32_t)l->ninputs);
-    for (size_t k = 0; k < l->ninputs; k++)
-        tli_wbuf_u32(b, l->inputs[k]);
-    tli_wbuf_u32(b, (uint32_t)l->ops->nfields);
-    for (size_t i = 0; i < l->ops->nfields; i++)
+    size_t nfields = l->ops->nfields_v1_0;
+    if (minor >= 1) {
+        tli_wbuf_u8(b, (uint8_t)kind_len);
+        tli_wbuf_bytes(b, l->ops->type_name, kind_len);
+        tli_wbuf_u32(b, (uint32_t)l->ninputs);
+        for (size_t k = 0; k < l->ninputs; k++)
+            tli_wbuf_u32(b, l->inputs[k]);
+        nfields = l->ops->nfields;
+        tli_wbuf_u32(b, (uint32_t)nfields);
+    }
+    for (size_t i = 0; i < nfields; i++)
         tli_wbuf_u32(b, tli_field_get(l->cfg, &l->ops->fields[i]));
     shape_to(b, &l->out_shape);
     tli_wbuf_u32(b, (uint32_t)l->nparams);
@@ -152,12 +183,13 @@ static void layer_body(tli_wbuf *b, const tl_layer *l)
         size_t n = strlen(l->params[p].name);
         tli_wbuf_u8(b, (uint8_t)n);
         tli_wbuf_bytes(b, l->params[p].name, n);
-        tli_wbuf_u8(b, (uint8_t)l->params[p].role);
+        if (minor >= 1)
+            tli_wbuf_u8(b, (uint8_t)l->params[p].role);
         shape_to(b, &l->params[p].shape);
     }
 }
 
-static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, tli_wbuf *b)
+static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, uint32_t minor, tli_wbuf *b)
 {
     /* MODL */
     for (uint32_t d = 0; d < 3; d++)
@@ -170,7 +202,7 @@ static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, tli_
     tl_status st = section(w, TLI_TAG_MODEL, b);
     for (size_t i = 0; st == TL_OK && i < m->nlayers; i++) {
         const tl_layer *l = m->layers[i];
-        layer_body(b, l);
+        layer_body(b, l, minor);
         st = section(w, TLI_TAG_LAYER, b);
         for (size_t p = 0; st == TL_OK && p < l->nparams; p++)
             st = tensor(w, i, p, TLI_SLOT_VALUE, l->params[p].value, l->params[p].count);
@@ -200,7 +232,7 @@ static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, tli_
     return st;
 }
 
-static tl_status finish(writer *w, uint8_t header[TLI_CKPT_HEADER_SIZE])
+static tl_status finish(writer *w, uint32_t minor, uint8_t header[TLI_CKPT_HEADER_SIZE])
 {
     int rc;
     do {
@@ -214,7 +246,7 @@ static tl_status finish(writer *w, uint8_t header[TLI_CKPT_HEADER_SIZE])
     memset(header, 0, TLI_CKPT_HEADER_SIZE);
     memcpy(header, TLI_CKPT_MAGIC, 8);
     tli_put_le16(header + 8, TL_CHECKPOINT_VERSION_MAJOR);
-    tli_put_le16(header + 10, TL_CHECKPOINT_VERSION_MINOR);
+    tli_put_le16(header + 10, (uint16_t)minor);
     header[12] = TLI_CKPT_COMPRESSION_ZLIB;
     tli_put_le64(header + 16, w->raw);
     tli_put_le64(header + 24, w->f.written - TLI_CKPT_HEADER_SIZE);
@@ -242,6 +274,7 @@ tl_status tl_model_save(const tl_model *m, const char *path, const tl_save_optio
         return tli_error(TL_ETOOBIG, "%s: %s: %zu layers exceed the format's limit of %u", fn, path, m->nlayers,
                          TLI_CKPT_MAX_LAYERS);
     const bool with_opt = o.include_optimizer && m->opt != NULL && m->loss != 0;
+    const uint32_t minor = minor_for(m);
 
     writer w;
     memset(&w, 0, sizeof w);
@@ -272,8 +305,8 @@ tl_status tl_model_save(const tl_model *m, const char *path, const tl_save_optio
     w.z.avail_out = OUT_CHUNK;
     w.raw_crc = w.stored_crc = (uint32_t)crc32(0L, Z_NULL, 0);
     /* Room for the header, written last. */
-    if ((st = tli_afile_write(&w.f, header, sizeof header)) || (st = write_payload(&w, m, with_opt, &b)) ||
-        (st = finish(&w, header)))
+    if ((st = tli_afile_write(&w.f, header, sizeof header)) || (st = write_payload(&w, m, with_opt, minor, &b)) ||
+        (st = finish(&w, minor, header)))
         goto fail;
     deflateEnd(&w.z);
     tli_free(w.out);

@@ -42,7 +42,11 @@ static void architecture(tli_wbuf *b, const tl_model *m)
         for (size_t k = 0; k < l->ninputs; k++) {
             if (k)
                 tli_wbuf_u8(b, ',');
-            tli_wbuf_json_str(b, l->inputs[k] == TLI_INPUT_MODEL ? "input" : m->layers[l->inputs[k]]->name);
+            /* null: the model's input (any string could be a layer's name). */
+            if (l->inputs[k] == TLI_INPUT_MODEL)
+                tli_wbuf_str(b, "null");
+            else
+                tli_wbuf_json_str(b, m->layers[l->inputs[k]]->name);
         }
         tli_wbuf_u8(b, ']');
         /* The kind's settings, field by field. */

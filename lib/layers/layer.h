@@ -8,7 +8,7 @@
  * safetensors metadata and the summaries encode, decode and describe
  * generically), forward, backward and scratch. Nothing outside lib/layers/
  * switches on a kind: a new kind is its file, its line in the table of
- * layer.c, its public add function (in its own file) and enum value.
+ * layer.c, its public add function (lib/model_add.c) and enum value.
  */
 #ifndef TLI_LAYER_H
 #define TLI_LAYER_H
