@@ -329,12 +329,11 @@ tl_status tl_layer_input(tl_layer **out, const tl_layer *layer, size_t k)
 {
     if (out == NULL || layer == NULL)
         return tli_error(TL_EINVAL, "tl_layer_input: %s is NULL", out ? "layer" : "out");
-    *out = NULL;
     if (k >= layer->ninputs)
         return tli_error(TL_ERANGE, "tl_layer_input: layer '%s' has %zu input%s, not index %zu", layer->name,
                          layer->ninputs, layer->ninputs == 1 ? "" : "s", k);
-    if (layer->inputs[k] != TLI_INPUT_MODEL)
-        *out = layer->model->layers[layer->inputs[k]];
+    uint32_t i = layer->inputs[k];
+    *out = i == TLI_INPUT_MODEL ? NULL : layer->model->layers[i];
     return TL_OK;
 }
 
