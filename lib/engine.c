@@ -176,8 +176,19 @@ tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
 
 tli_exec tli_exec_for(const tl_model *m, size_t n, bool training)
 {
-    tli_exec ex = {m->threads ? m->threads : 1, n, training, NULL, false, NULL};
+    tli_exec ex = {m->threads ? m->threads : 1, n, training, NULL, false, NULL, 0};
     return ex;
+}
+
+void tli_exec_draw_key(tl_model *m, tli_exec *ex)
+{
+    /* Only a model with such a layer draws: the others' training stream
+     * (their shuffles) stays as it always was. */
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (m->layers[i]->ops->draws_random) {
+            ex->rng_key = tli_rng_next(&m->train_rng);
+            return;
+        }
 }
 
 static const float *output_of(const tl_model *m, const float *x, uint32_t i)

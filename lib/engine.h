@@ -12,8 +12,14 @@
  * (tli_model_check_graph): a model with an unused layer output cannot run. */
 tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training);
 
-/* The execution context for a batch of n examples. */
+/* The execution context for a batch of n examples (rng_key 0). */
 tli_exec tli_exec_for(const tl_model *m, size_t n, bool training);
+
+/* Before a training step's forward pass: when a layer of the model draws
+ * random numbers (dropout), draw ex->rng_key from the model's training
+ * stream (m->train_rng, saved in checkpoints), so that training repeats
+ * and resumes bit for bit. A model without such a layer draws nothing. */
+void tli_exec_draw_key(tl_model *m, tli_exec *ex);
 
 /* Run every layer on ex->batch examples at x (the workspace must be
  * ensured). The last layer applies its activation unless `logits`.

@@ -113,8 +113,7 @@ tl_status tl_layer_set_name(tl_layer *layer, const char *name)
 
 static bool act_valid(tl_activation a)
 {
-    return a == TL_ACT_LINEAR || a == TL_ACT_RELU || a == TL_ACT_SOFTMAX || a == TL_ACT_SIGMOID ||
-           a == TL_ACT_TANH;
+    return (unsigned)a <= (unsigned)TL_ACT_HARD_SIGMOID;
 }
 
 const tl_shape *tli_model_shape_of(const tl_model *m, uint32_t i)

@@ -9,10 +9,13 @@
 #include "model.h"
 #include "options.h"
 
-TLI_OPTIONS_TYPE_V2(conv2d_type, tl_conv2d_options, TL_CONV2D_OPTIONS, input);
-TLI_OPTIONS_TYPE_V2(maxpool2d_type, tl_maxpool2d_options, TL_MAXPOOL2D_OPTIONS, input);
+TLI_OPTIONS_TYPE_V3(conv2d_type, tl_conv2d_options, TL_CONV2D_OPTIONS, input, groups);
+TLI_OPTIONS_TYPE_V3(maxpool2d_type, tl_maxpool2d_options, TL_MAXPOOL2D_OPTIONS, input, pad_top);
 TLI_OPTIONS_TYPE_V2(dense_type, tl_dense_options, TL_DENSE_OPTIONS, input);
-TLI_OPTIONS_TYPE_V1(avgpool2d_type, tl_avgpool2d_options, TL_AVGPOOL2D_OPTIONS);
+TLI_OPTIONS_TYPE_V1(dropout_type, tl_dropout_options, TL_DROPOUT_OPTIONS);
+TLI_OPTIONS_TYPE_V1(activation_type, tl_activation_options, TL_ACTIVATION_OPTIONS);
+TLI_OPTIONS_TYPE_V2(avgpool2d_type, tl_avgpool2d_options, TL_AVGPOOL2D_OPTIONS, pad_top);
+TLI_OPTIONS_TYPE_V1(batchnorm_type, tl_batchnorm_options, TL_BATCHNORM_OPTIONS);
 
 /* Append a layer of `kind` with one input (`input` NULL: the previous
  * layer) and the settings of its public options `o` (NULL: none). */
@@ -61,6 +64,16 @@ tl_status tl_model_add_avgpool2d(tl_layer **out, tl_model *m, const tl_avgpool2d
     tl_avgpool2d_options o = TL_AVGPOOL2D_OPTIONS_INIT;
     tl_status st = tli_options_read(&o, opts, &avgpool2d_type, fn);
     return st ? st : add_one(out, m, TL_LAYER_AVGPOOL2D, &o, o.input, o.name, fn);
+}
+
+tl_status tl_model_add_batchnorm(tl_layer **out, tl_model *m, const tl_batchnorm_options *opts)
+{
+    const char *fn = "tl_model_add_batchnorm";
+    if (m == NULL || opts == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
+    tl_batchnorm_options o = TL_BATCHNORM_OPTIONS_INIT;
+    tl_status st = tli_options_read(&o, opts, &batchnorm_type, fn);
+    return st ? st : add_one(out, m, TL_LAYER_BATCHNORM, &o, o.input, o.name, fn);
 }
 
 tl_status tl_model_add_dense(tl_layer **out, tl_model *m, const tl_dense_options *opts)
@@ -124,6 +137,26 @@ tl_status tl_model_add_concatenate(tl_layer **out, tl_model *m, const tl_layer *
     return add_many(out, m, TL_LAYER_CONCATENATE, inputs, n, name, "tl_model_add_concatenate");
 }
 
+tl_status tl_model_add_dropout(tl_layer **out, tl_model *m, const tl_dropout_options *opts)
+{
+    const char *fn = "tl_model_add_dropout";
+    if (m == NULL || opts == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
+    tl_dropout_options o = TL_DROPOUT_OPTIONS_INIT;
+    tl_status st = tli_options_read(&o, opts, &dropout_type, fn);
+    return st ? st : add_one(out, m, TL_LAYER_DROPOUT, &o, o.input, o.name, fn);
+}
+
+tl_status tl_model_add_activation(tl_layer **out, tl_model *m, const tl_activation_options *opts)
+{
+    const char *fn = "tl_model_add_activation";
+    if (m == NULL || opts == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
+    tl_activation_options o = TL_ACTIVATION_OPTIONS_INIT;
+    tl_status st = tli_options_read(&o, opts, &activation_type, fn);
+    return st ? st : add_one(out, m, TL_LAYER_ACTIVATION, &o, o.input, o.name, fn);
+}
+
 tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version)
 {
     const tl_conv2d_options d = TL_CONV2D_OPTIONS_INIT;
@@ -142,8 +175,26 @@ tl_status tl_avgpool2d_options_init(tl_avgpool2d_options *opts, unsigned int ver
     return tli_options_init(opts, version, &d, &avgpool2d_type, "tl_avgpool2d_options_init");
 }
 
+tl_status tl_batchnorm_options_init(tl_batchnorm_options *opts, unsigned int version)
+{
+    const tl_batchnorm_options d = TL_BATCHNORM_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &batchnorm_type, "tl_batchnorm_options_init");
+}
+
 tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version)
 {
     const tl_dense_options d = TL_DENSE_OPTIONS_INIT;
     return tli_options_init(opts, version, &d, &dense_type, "tl_dense_options_init");
+}
+
+tl_status tl_dropout_options_init(tl_dropout_options *opts, unsigned int version)
+{
+    const tl_dropout_options d = TL_DROPOUT_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &dropout_type, "tl_dropout_options_init");
+}
+
+tl_status tl_activation_options_init(tl_activation_options *opts, unsigned int version)
+{
+    const tl_activation_options d = TL_ACTIVATION_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &activation_type, "tl_activation_options_init");
 }

@@ -38,6 +38,13 @@ typedef struct tli_options_type {
     static const size_t var##_sizes[] = {0, offsetof(type, first_v2), sizeof(type)};         \
     static const tli_options_type var = {#type, #prefix "_INIT", prefix##_VERSION, var##_sizes}
 
+/* Describe an options struct whose version 2 appended fields starting at
+ * member `first_v2`, and version 3 those starting at `first_v3`. */
+#define TLI_OPTIONS_TYPE_V3(var, type, prefix, first_v2, first_v3)                            \
+    _Static_assert(prefix##_VERSION == 3, "list the sizes of every version of " #type);      \
+    static const size_t var##_sizes[] = {0, offsetof(type, first_v2), offsetof(type, first_v3), sizeof(type)}; \
+    static const tli_options_type var = {#type, #prefix "_INIT", prefix##_VERSION, var##_sizes}
+
 /* The _init functions: copy the defaults into the caller's struct, only the
  * bytes of `version`, and set its version field. */
 tl_status tli_options_init(void *opts, unsigned int version, const void *defaults, const tli_options_type *t,

@@ -28,4 +28,15 @@ uint64_t tli_rng_below(tli_rng *rng, uint64_t n);
 /* Fisher-Yates shuffle of idx[0..n). */
 void tli_rng_shuffle(tli_rng *rng, uint32_t *idx, size_t n);
 
+/* Counter-based random numbers: output number i + 1 of splitmix64 started
+ * at state `key`, computed directly, so any element of a sequence can be
+ * drawn on any thread in any order (dropout masks). */
+static inline uint64_t tli_hash64(uint64_t key, uint64_t i)
+{
+    uint64_t z = key + (i + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 #endif /* TLI_RNG_H */

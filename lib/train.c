@@ -43,7 +43,7 @@ static const tl_layer *nonfinite_grad(const tl_model *m, size_t *affected)
         if (!tli_layer_learns(l))
             continue;
         for (size_t p = 0; p < l->nparams; p++)
-            if (!tli_all_finite(l->params[p].grad, l->params[p].count)) {
+            if (l->params[p].role == TLI_ROLE_PARAM && !tli_all_finite(l->params[p].grad, l->params[p].count)) {
                 if (first == NULL)
                     first = l;
                 ++*affected;
@@ -87,6 +87,8 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
 {
     const bool logits = tli_loss_takes_logits(m);
     tli_exec ex = tli_exec_for(m, n, train);
+    if (train)
+        tli_exec_draw_key(m, &ex);
     const float *y = tli_forward(m, &ex, src->x, logits);
     const size_t width = tli_model_out_size(m);
     float *grad = train ? tli_output_grad(m) : NULL;

@@ -1,39 +1,60 @@
-/* test_conv.c - the two convolution algorithms (im2col + BLIS, direct
- * AVX-512) agree on forward, weight gradient and input gradient for many
- * shapes, paddings and thread counts. Skipped where the CPU has no AVX-512
- * (only the GEMM path exists there; the layer tests cover it). */
+/* test_conv.c - convolution algorithms and settings.
+ *
+ *  - The algorithms agree: direct AVX-512 against im2col + BLIS (many
+ *    shapes, paddings, explicit pads, thread counts; skipped without
+ *    AVX-512), the depthwise kernels against a double-precision reference
+ *    and against the grouped GEMM path, their portable and AVX-512 builds
+ *    bit for bit, 1 and 2 threads bit for bit.
+ *  - Groups: a grouped convolution equals each group run as a convolution
+ *    of its own (results concatenated), forward and backward; a depthwise
+ *    one equals single-channel convolutions.
+ *  - Forward by hand through the public API: a dilated 3x3, PyTorch's
+ *    padding=1 at stride 2 against TensorFlow's 'same' on an even input,
+ *    and explicit pads on max and average pooling.
+ *  - Files: a checkpoint of a model with every new setting (format 1.1,
+ *    settings back as options), settings at their defaults in a 1.0 file,
+ *    and a grouped kernel through the safetensors PyTorch layout.
+ *  - Bad settings: TL_EINVAL naming the layer and the value.
+ */
 #include <stdio.h>
+#include <unistd.h>
 
 #include "helpers.h"
+#include "io/safetensors.h"
+#include "kernels/conv_direct.h"
 #include "kernels/kernels.h"
 #include "layers/layer.h"
+#include "model.h"
 
-typedef struct shape_case {
-    uint32_t h, w, c, filters, k_h, k_w;
+/* ---- geometry ---------------------------------------------------------------- */
+
+typedef struct conv_spec {
+    uint32_t h, w, c, filters, k_h, k_w, s_h, s_w;
     tl_padding pad;
-} shape_case;
+    uint32_t d_h, d_w, groups;   /* 0: 1 */
+    uint32_t pt, pb, pl, pr;     /* TL_PAD_EXPLICIT */
+} conv_spec;
 
-static const shape_case cases[] = {
-    {32, 32, 3, 32, 3, 3, TL_PAD_VALID},  /* the document's first conv */
-    {15, 15, 32, 64, 3, 3, TL_PAD_VALID}, /* the document's second conv */
-    {28, 28, 1, 32, 3, 3, TL_PAD_VALID},  /* Fashion-MNIST's first conv */
-    {9, 7, 16, 48, 3, 3, TL_PAD_SAME},
-    {8, 8, 32, 16, 5, 5, TL_PAD_SAME},
-    {6, 5, 17, 80, 2, 3, TL_PAD_VALID},
-    {5, 5, 16, 16, 1, 1, TL_PAD_VALID},
-    {4, 6, 64, 128, 3, 1, TL_PAD_SAME},
-};
-
-static tli_conv_geom geom_of(const shape_case *sc)
+/* The geometry conv2d builds for these settings. */
+static tli_conv_geom geom_of(const conv_spec *sc)
 {
-    tli_conv_geom g = {sc->h, sc->w, sc->c, 0, 0, sc->k_h, sc->k_w, 1, 1, 0, 0};
-    uint32_t oh, ow, pt, pl;
-    tli_window(sc->h, sc->k_h, 1, sc->pad, &oh, &pt);
-    tli_window(sc->w, sc->k_w, 1, sc->pad, &ow, &pl);
-    g.out_h = oh;
-    g.out_w = ow;
-    g.pad_t = pt;
-    g.pad_l = pl;
+    const uint32_t d_h = sc->d_h ? sc->d_h : 1, d_w = sc->d_w ? sc->d_w : 1;
+    tli_conv_geom g = {sc->h, sc->w, sc->c, 0, 0, sc->k_h, sc->k_w, sc->s_h, sc->s_w, 0, 0,
+                       d_h, d_w, 0, 0, sc->groups ? sc->groups : 1};
+    const uint32_t span_h = d_h * (sc->k_h - 1) + 1, span_w = d_w * (sc->k_w - 1) + 1;
+    if (sc->pad == TL_PAD_EXPLICIT) {
+        g.pad_t = sc->pt;
+        g.pad_l = sc->pl;
+        g.out_h = (sc->h + sc->pt + sc->pb - span_h) / sc->s_h + 1;
+        g.out_w = (sc->w + sc->pl + sc->pr - span_w) / sc->s_w + 1;
+    } else {
+        ck_assert(tli_window(sc->h, span_h, sc->s_h, sc->pad, &g.out_h, &g.pad_t));
+        ck_assert(tli_window(sc->w, span_w, sc->s_w, sc->pad, &g.out_w, &g.pad_l));
+    }
+    long b = (long)(g.out_h - 1) * g.s_h + span_h - g.in_h - g.pad_t;
+    long r = (long)(g.out_w - 1) * g.s_w + span_w - g.in_w - g.pad_l;
+    g.pad_b = b > 0 ? (uint32_t)b : 0;
+    g.pad_r = r > 0 ? (uint32_t)r : 0;
     return g;
 }
 
@@ -47,73 +68,890 @@ static double max_rel_diff(const float *a, const float *b, size_t n)
     return worst;
 }
 
+static float *fnew(size_t n)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    return v;
+}
+
+/* One run of an algorithm: forward (relu), then backward from dz. */
+typedef struct conv_run {
+    float *y, *dw, *dx;
+} conv_run;
+
+static conv_run run_algo(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, uint32_t threads,
+                         const float *x, const float *w, const float *bias, const float *dz, size_t batch,
+                         tl_activation act)
+{
+    const size_t in = batch * g->in_h * g->in_w * g->in_c, out = batch * g->out_h * g->out_w * filters;
+    const size_t wn = tli_conv_k(g) * filters;
+    ck_assert(tli_conv_algo_ok(algo, g, filters));
+    size_t sb = tli_conv_scratch_bytes(algo, g, filters, batch, threads, true, true);
+    ck_assert(sb != SIZE_MAX);
+    void *scratch = malloc(sb ? sb : 1);
+    conv_run r = {fnew(out), fnew(wn), fnew(in)};
+    for (size_t i = 0; i < wn; i++)
+        r.dw[i] = NAN;
+    for (size_t i = 0; i < in; i++)
+        r.dx[i] = NAN;
+    tli_conv_forward(threads, algo, g, filters, x, w, bias, act, r.y, batch, scratch);
+    tli_conv_backward(threads, algo, g, filters, x, dz, w, r.dw, r.dx, batch, scratch);
+    free(scratch);
+    return r;
+}
+
+static void run_free(conv_run *r)
+{
+    free(r->y), free(r->dw), free(r->dx);
+}
+
+/* y = conv(x, w) + bias in double, straight from the definition. */
+static void naive_conv(const tli_conv_geom *g, uint32_t filters, const float *x, const float *w, const float *bias,
+                       size_t batch, float *y)
+{
+    const uint32_t cg = g->in_c / g->groups, fg = filters / g->groups;
+    for (size_t n = 0; n < batch; n++)
+        for (uint32_t oh = 0; oh < g->out_h; oh++)
+            for (uint32_t ow = 0; ow < g->out_w; ow++)
+                for (uint32_t f = 0; f < filters; f++) {
+                    double s = bias ? bias[f] : 0.0;
+                    uint32_t grp = f / fg;
+                    for (uint32_t kh = 0; kh < g->k_h; kh++)
+                        for (uint32_t kw = 0; kw < g->k_w; kw++) {
+                            long ih = (long)oh * g->s_h - g->pad_t + (long)kh * g->d_h;
+                            long iw = (long)ow * g->s_w - g->pad_l + (long)kw * g->d_w;
+                            if (ih < 0 || ih >= (long)g->in_h || iw < 0 || iw >= (long)g->in_w)
+                                continue;
+                            for (uint32_t c = 0; c < cg; c++)
+                                s += (double)x[((n * g->in_h + (size_t)ih) * g->in_w + (size_t)iw) * g->in_c +
+                                               grp * cg + c] *
+                                     w[(((size_t)kh * g->k_w + kw) * cg + c) * filters + f];
+                        }
+                    y[((n * g->out_h + oh) * g->out_w + ow) * filters + f] = (float)s;
+                }
+}
+
+/* ---- direct AVX-512 against GEMM -------------------------------------------------- */
+
+static const conv_spec direct_cases[] = {
+    {32, 32, 3, 32, 3, 3, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},  /* the document's first conv */
+    {15, 15, 32, 64, 3, 3, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0}, /* the document's second conv */
+    {28, 28, 1, 32, 3, 3, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},  /* Fashion-MNIST's first conv */
+    {9, 7, 16, 48, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},
+    {8, 8, 32, 16, 5, 5, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},
+    {6, 5, 17, 80, 2, 3, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {5, 5, 16, 16, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {4, 6, 64, 128, 3, 1, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},
+    /* explicit pads: PyTorch's padding=1 and 2, and lopsided ones */
+    {8, 8, 16, 32, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},
+    {7, 6, 3, 16, 5, 5, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 2, 2, 2, 2},
+    {6, 7, 16, 16, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 0, 2, 3, 1},
+    {5, 5, 16, 32, 1, 1, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 0, 0, 1}, /* 1x1 with padding: not pointwise */
+};
+
 START_TEST(direct_matches_gemm)
 {
-    const shape_case *sc = &cases[_i];
+    const conv_spec *sc = &direct_cases[_i];
     tli_conv_geom g = geom_of(sc);
     if (!tli_conv_algo_ok(TLI_CONV_DIRECT, &g, sc->filters)) {
         fprintf(stderr, "no AVX-512 on this CPU: direct path not tested\n");
         return;
     }
+    const size_t batch = 3;
+    const size_t in = batch * sc->h * sc->w * sc->c;
+    const size_t out = batch * g.out_h * g.out_w * sc->filters;
+    const size_t wn = tli_conv_k(&g) * sc->filters;
+    float *x = fnew(in), *w = fnew(wn), *bias = fnew(sc->filters), *dz = fnew(out), *ref = fnew(out);
+    th_fill_uniform(x, in, -1, 1, 1);
+    th_fill_uniform(w, wn, -0.5f, 0.5f, 2);
+    th_fill_uniform(bias, sc->filters, -0.1f, 0.1f, 3);
+    th_fill_uniform(dz, out, -1, 1, 4);
+    naive_conv(&g, sc->filters, x, w, bias, batch, ref);
+    for (size_t i = 0; i < out; i++)
+        ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
     for (uint32_t threads = 1; threads <= 2; threads++) {
-        const size_t batch = 3;
-        const size_t in = batch * sc->h * sc->w * sc->c;
-        const size_t out = batch * g.out_h * g.out_w * sc->filters;
-        const size_t wn = (size_t)sc->k_h * sc->k_w * sc->c * sc->filters;
-        float *x = malloc(in * sizeof *x), *w = malloc(wn * sizeof *w), *bias = malloc(sc->filters * sizeof *bias);
-        float *dz = malloc(out * sizeof *dz);
-        float *y[2], *dw[2], *dx[2];
-        void *scratch[2];
-        th_fill_uniform(x, in, -1, 1, 1);
-        th_fill_uniform(w, wn, -0.5f, 0.5f, 2);
-        th_fill_uniform(bias, sc->filters, -0.1f, 0.1f, 3);
-        th_fill_uniform(dz, out, -1, 1, 4);
-        for (int a = 0; a < 2; a++) {
-            tli_conv_algo algo = a ? TLI_CONV_DIRECT : TLI_CONV_GEMM;
-            size_t sb = tli_conv_scratch_bytes(algo, &g, sc->filters, batch, threads, true, true);
-            scratch[a] = malloc(sb ? sb : 1);
-            y[a] = malloc(out * sizeof(float));
-            dw[a] = malloc(wn * sizeof(float));
-            dx[a] = malloc(in * sizeof(float));
-            tli_conv_forward(threads, algo, &g, sc->filters, x, w, bias, TL_ACT_RELU, y[a], batch, scratch[a]);
-            tli_conv_backward(threads, algo, &g, sc->filters, x, dz, w, dw[a], dx[a], batch, scratch[a]);
-        }
-        ck_assert_msg(max_rel_diff(y[0], y[1], out) < 1e-5, "case %d forward differs by %g", _i,
-                      max_rel_diff(y[0], y[1], out));
-        ck_assert_msg(max_rel_diff(dw[0], dw[1], wn) < 1e-5, "case %d weight gradient differs by %g", _i,
-                      max_rel_diff(dw[0], dw[1], wn));
-        ck_assert_msg(max_rel_diff(dx[0], dx[1], in) < 1e-5, "case %d input gradient differs by %g", _i,
-                      max_rel_diff(dx[0], dx[1], in));
-        for (int a = 0; a < 2; a++) {
-            free(scratch[a]);
-            free(y[a]);
-            free(dw[a]);
-            free(dx[a]);
-        }
-        free(x), free(w), free(bias), free(dz);
+        conv_run r[2];
+        for (int a = 0; a < 2; a++)
+            r[a] = run_algo(a ? TLI_CONV_DIRECT : TLI_CONV_GEMM, &g, sc->filters, threads, x, w, bias, dz, batch,
+                            TL_ACT_RELU);
+        ck_assert_msg(max_rel_diff(ref, r[1].y, out) < 1e-5, "case %d forward differs from the reference by %g", _i,
+                      max_rel_diff(ref, r[1].y, out));
+        ck_assert_msg(max_rel_diff(r[0].y, r[1].y, out) < 1e-5, "case %d forward differs by %g", _i,
+                      max_rel_diff(r[0].y, r[1].y, out));
+        ck_assert_msg(max_rel_diff(r[0].dw, r[1].dw, wn) < 1e-5, "case %d weight gradient differs by %g", _i,
+                      max_rel_diff(r[0].dw, r[1].dw, wn));
+        ck_assert_msg(max_rel_diff(r[0].dx, r[1].dx, in) < 1e-5, "case %d input gradient differs by %g", _i,
+                      max_rel_diff(r[0].dx, r[1].dx, in));
+        run_free(&r[0]);
+        run_free(&r[1]);
     }
+    free(x), free(w), free(bias), free(dz), free(ref);
 }
 END_TEST
 
 START_TEST(choice_follows_shape)
 {
-    shape_case odd = {8, 8, 3, 20, 3, 3, TL_PAD_VALID};
+    conv_spec odd = {8, 8, 3, 20, 3, 3, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0};
     tli_conv_geom g = geom_of(&odd);
+    const tli_conv_algo direct = tli_cpu_has_avx512() ? TLI_CONV_DIRECT : TLI_CONV_GEMM;
     /* 20 filters are not a multiple of 16: always the GEMM path. */
     ck_assert_int_eq(tli_conv_choose(&g, 20), TLI_CONV_GEMM);
     g.s_h = 2;
     ck_assert_int_eq(tli_conv_choose(&g, 32), TLI_CONV_GEMM);
     g.s_h = 1;
-    ck_assert_int_eq(tli_conv_choose(&g, 32), tli_cpu_has_avx512() ? TLI_CONV_DIRECT : TLI_CONV_GEMM);
+    ck_assert_int_eq(tli_conv_choose(&g, 32), direct);
+    /* Dilation and groups: never the direct AVX-512 kernels. */
+    g.d_w = 2;
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_DIRECT, &g, 32));
+    ck_assert_int_eq(tli_conv_choose(&g, 32), TLI_CONV_GEMM);
+    g.d_w = 1;
+    conv_spec grouped = {8, 8, 32, 32, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 4, 0, 0, 0, 0};
+    g = geom_of(&grouped);
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_DIRECT, &g, 32));
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_DEPTHWISE, &g, 32));
+    ck_assert_int_eq(tli_conv_choose(&g, 32), TLI_CONV_GEMM);
+    /* Depthwise (groups == channels): its own kernels, any multiplier. */
+    g.groups = 32;
+    ck_assert_int_eq(tli_conv_choose(&g, 32), TLI_CONV_DEPTHWISE);
+    ck_assert_int_eq(tli_conv_choose(&g, 64), TLI_CONV_DEPTHWISE);
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_DIRECT, &g, 32));
+    /* Its scratch: the weight gradient's per-image sums, in training only. */
+    ck_assert_uint_eq(tli_conv_scratch_bytes(TLI_CONV_DEPTHWISE, &g, 32, 64, 2, false, false), 0);
+    ck_assert_uint_eq(tli_conv_scratch_bytes(TLI_CONV_DEPTHWISE, &g, 32, 1, 2, true, true), 0);
+    ck_assert_uint_eq(tli_conv_scratch_bytes(TLI_CONV_DEPTHWISE, &g, 32, 64, 2, true, true), 63 * 9 * 32 * 4);
+    /* One channel, one group: an ordinary convolution. */
+    conv_spec one = {8, 8, 1, 32, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 1, 0, 0, 0, 0};
+    g = geom_of(&one);
+    ck_assert_int_eq(tli_conv_choose(&g, 32), direct);
+}
+END_TEST
+
+/* ---- groups and depthwise ------------------------------------------------------------ */
+
+static const conv_spec group_cases[] = {
+    /* grouped: GEMM per group */
+    {6, 7, 4, 6, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 2, 0, 0, 0, 0},
+    {9, 8, 6, 9, 3, 2, 2, 1, TL_PAD_EXPLICIT, 2, 1, 3, 2, 1, 0, 2},
+    {5, 5, 8, 8, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 4, 0, 0, 0, 0}, /* pointwise: strided views, no im2col */
+    {8, 8, 32, 32, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 2, 1, 1, 1, 1},
+    /* depthwise: multiplier 1 and 2, strides 1 and 2, dilation, paddings */
+    {7, 6, 5, 5, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 5, 0, 0, 0, 0},
+    {8, 8, 5, 10, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 5, 1, 1, 1, 1},
+    {9, 9, 19, 19, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 19, 0, 0, 0, 0},
+    {10, 9, 4, 8, 3, 3, 1, 1, TL_PAD_SAME, 2, 3, 4, 0, 0, 0, 0},
+    {6, 6, 3, 9, 5, 5, 1, 2, TL_PAD_EXPLICIT, 0, 0, 3, 0, 5, 2, 1},
+    {12, 12, 48, 48, 3, 3, 1, 1, TL_PAD_VALID, 0, 0, 48, 0, 0, 0, 0},
+    {5, 5, 33, 33, 7, 7, 1, 1, TL_PAD_SAME, 0, 0, 33, 0, 0, 0, 0}, /* kernel larger than the image */
+    {11, 13, 16, 16, 3, 3, 2, 2, TL_PAD_EXPLICIT, 2, 2, 16, 2, 2, 2, 2}, /* strided, dilated, wide */
+    {7, 9, 83, 83, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 83, 0, 0, 0, 0},       /* 64 + 16 + 3 channels */
+    {10, 11, 4, 4, 9, 9, 1, 1, TL_PAD_SAME, 0, 0, 4, 0, 0, 0, 0},        /* 81 taps: two rounds */
+    {12, 10, 8, 16, 3, 3, 2, 1, TL_PAD_EXPLICIT, 0, 0, 8, 1, 1, 1, 1},   /* multiplier 2, stride 2x1 */
+};
+#define NGROUP ((int)(sizeof group_cases / sizeof group_cases[0]))
+
+/* Everything a grouped case needs, filled from a seed. */
+typedef struct group_data {
+    tli_conv_geom g;
+    uint32_t filters;
+    size_t batch, in, out, wn;
+    float *x, *w, *bias, *dz;
+} group_data;
+
+static group_data group_data_for(const conv_spec *sc, size_t batch)
+{
+    group_data d = {geom_of(sc), sc->filters, batch, 0, 0, 0, NULL, NULL, NULL, NULL};
+    d.in = batch * d.g.in_h * d.g.in_w * d.g.in_c;
+    d.out = batch * d.g.out_h * d.g.out_w * d.filters;
+    d.wn = tli_conv_k(&d.g) * d.filters;
+    d.x = fnew(d.in), d.w = fnew(d.wn), d.bias = fnew(d.filters), d.dz = fnew(d.out);
+    th_fill_uniform(d.x, d.in, -1, 1, 11);
+    th_fill_uniform(d.w, d.wn, -0.5f, 0.5f, 12);
+    th_fill_uniform(d.bias, d.filters, -0.1f, 0.1f, 13);
+    th_fill_uniform(d.dz, d.out, -1, 1, 14);
+    return d;
+}
+
+static void group_data_free(group_data *d)
+{
+    free(d->x), free(d->w), free(d->bias), free(d->dz);
+}
+
+/* The algorithm the layer would use, against the reference; GEMM and
+ * depthwise agree; 1 and 2 threads give the same bits. */
+START_TEST(grouped_matches_reference)
+{
+    const conv_spec *sc = &group_cases[_i];
+    group_data d = group_data_for(sc, 3);
+    float *ref = fnew(d.out);
+    naive_conv(&d.g, d.filters, d.x, d.w, d.bias, d.batch, ref);
+    const tli_conv_algo best = tli_conv_choose(&d.g, d.filters);
+    ck_assert_int_eq(best, d.g.groups == d.g.in_c ? TLI_CONV_DEPTHWISE : TLI_CONV_GEMM);
+    conv_run one = run_algo(best, &d.g, d.filters, 1, d.x, d.w, d.bias, d.dz, d.batch, TL_ACT_LINEAR);
+    conv_run two = run_algo(best, &d.g, d.filters, 2, d.x, d.w, d.bias, d.dz, d.batch, TL_ACT_LINEAR);
+    ck_assert_msg(max_rel_diff(ref, one.y, d.out) < 1e-5, "case %d: forward differs from the reference by %g", _i,
+                  max_rel_diff(ref, one.y, d.out));
+    ck_assert_msg(memcmp(one.y, two.y, d.out * sizeof(float)) == 0, "case %d: forward differs with 2 threads", _i);
+    ck_assert_msg(memcmp(one.dw, two.dw, d.wn * sizeof(float)) == 0, "case %d: dw differs with 2 threads", _i);
+    ck_assert_msg(memcmp(one.dx, two.dx, d.in * sizeof(float)) == 0, "case %d: dx differs with 2 threads", _i);
+    if (best == TLI_CONV_DEPTHWISE) {
+        conv_run gemm = run_algo(TLI_CONV_GEMM, &d.g, d.filters, 1, d.x, d.w, d.bias, d.dz, d.batch, TL_ACT_LINEAR);
+        ck_assert_msg(max_rel_diff(gemm.y, one.y, d.out) < 1e-5, "case %d: forward differs from GEMM", _i);
+        ck_assert_msg(max_rel_diff(gemm.dw, one.dw, d.wn) < 1e-5, "case %d: dw differs from GEMM by %g", _i,
+                      max_rel_diff(gemm.dw, one.dw, d.wn));
+        ck_assert_msg(max_rel_diff(gemm.dx, one.dx, d.in) < 1e-5, "case %d: dx differs from GEMM by %g", _i,
+                      max_rel_diff(gemm.dx, one.dx, d.in));
+        run_free(&gemm);
+    }
+    run_free(&one);
+    run_free(&two);
+    free(ref);
+    group_data_free(&d);
+}
+END_TEST
+
+/* A grouped convolution equals `groups` convolutions of one group each,
+ * on the group's channels with the group's filters, concatenated along the
+ * channels - forward, weight and input gradients. Each is run with the
+ * layer's algorithm (depthwise kernels against single-channel GEMMs). */
+START_TEST(grouped_equals_separate_convs)
+{
+    const conv_spec *sc = &group_cases[_i];
+    group_data d = group_data_for(sc, 2);
+    const tli_conv_geom *g = &d.g;
+    const uint32_t G = g->groups, cg = g->in_c / G, fg = d.filters / G;
+    const size_t pix_in = (size_t)d.batch * g->in_h * g->in_w, pix_out = (size_t)d.batch * g->out_h * g->out_w;
+    const size_t taps = (size_t)g->k_h * g->k_w;
+    conv_run whole = run_algo(tli_conv_choose(g, d.filters), g, d.filters, 2, d.x, d.w, d.bias, d.dz, d.batch,
+                              TL_ACT_LINEAR);
+    tli_conv_geom sg = *g;
+    sg.in_c = cg;
+    sg.groups = 1;
+    float *xs = fnew(pix_in * cg), *ws = fnew(taps * cg * fg), *dzs = fnew(pix_out * fg);
+    for (uint32_t grp = 0; grp < G; grp++) {
+        for (size_t p = 0; p < pix_in; p++)
+            memcpy(xs + p * cg, d.x + p * g->in_c + grp * cg, cg * sizeof(float));
+        for (size_t r = 0; r < taps * cg; r++)
+            memcpy(ws + r * fg, d.w + r * d.filters + grp * fg, fg * sizeof(float));
+        for (size_t p = 0; p < pix_out; p++)
+            memcpy(dzs + p * fg, d.dz + p * d.filters + grp * fg, fg * sizeof(float));
+        conv_run part = run_algo(tli_conv_choose(&sg, fg), &sg, fg, 1, xs, ws, d.bias + grp * fg, dzs, d.batch,
+                                 TL_ACT_LINEAR);
+        for (size_t p = 0; p < pix_out; p++)
+            for (uint32_t f = 0; f < fg; f++) {
+                float a = whole.y[p * d.filters + grp * fg + f], b = part.y[p * fg + f];
+                ck_assert_msg(fabsf(a - b) <= 1e-5f * (1.0f + fabsf(b)), "case %d group %u: y[%zu][%u] %g vs %g", _i,
+                              grp, p, f, (double)a, (double)b);
+            }
+        for (size_t r = 0; r < taps * cg; r++)
+            for (uint32_t f = 0; f < fg; f++) {
+                float a = whole.dw[r * d.filters + grp * fg + f], b = part.dw[r * fg + f];
+                ck_assert_msg(fabsf(a - b) <= 1e-4f * (1.0f + fabsf(b)), "case %d group %u: dw[%zu][%u] %g vs %g", _i,
+                              grp, r, f, (double)a, (double)b);
+            }
+        for (size_t p = 0; p < pix_in; p++)
+            for (uint32_t c = 0; c < cg; c++) {
+                float a = whole.dx[p * g->in_c + grp * cg + c], b = part.dx[p * cg + c];
+                ck_assert_msg(fabsf(a - b) <= 1e-5f * (1.0f + fabsf(b)), "case %d group %u: dx[%zu][%u] %g vs %g", _i,
+                              grp, p, c, (double)a, (double)b);
+            }
+        run_free(&part);
+    }
+    run_free(&whole);
+    free(xs), free(ws), free(dzs);
+    group_data_free(&d);
+}
+END_TEST
+
+/* The depthwise kernels' two builds give the same bits, with any
+ * activation fused. */
+START_TEST(depthwise_builds_agree)
+{
+#ifdef TLI_HAVE_AVX512
+    if (!tli_cpu_has_avx512()) {
+        fprintf(stderr, "no AVX-512 on this CPU: one depthwise build tested\n");
+        return;
+    }
+    const conv_spec *sc = &group_cases[_i];
+    if (sc->groups != sc->c)
+        return;
+    group_data d = group_data_for(sc, 3);
+    float *y[2] = {fnew(d.out), fnew(d.out)}, *dw[2] = {fnew(d.wn), fnew(d.wn)}, *dx[2] = {fnew(d.in), fnew(d.in)};
+    const tl_activation acts[3] = {TL_ACT_LINEAR, TL_ACT_RELU, TL_ACT_TANH};
+    for (int a = 0; a < 3; a++) {
+        tli_depthwise_forward_c(2, &d.g, d.filters, d.x, d.w, d.bias, acts[a], y[0], d.batch);
+        tli_depthwise_forward_avx512(1, &d.g, d.filters, d.x, d.w, d.bias, acts[a], y[1], d.batch);
+        ck_assert_msg(memcmp(y[0], y[1], d.out * sizeof(float)) == 0, "case %d: forward builds differ", _i);
+    }
+    float *partials = fnew(tli_depthwise_partials(&d.g, d.filters, d.batch));
+    tli_depthwise_weight_grad_c(1, &d.g, d.filters, d.x, d.dz, dw[0], partials, d.batch);
+    tli_depthwise_weight_grad_avx512(2, &d.g, d.filters, d.x, d.dz, dw[1], partials, d.batch);
+    free(partials);
+    ck_assert_msg(memcmp(dw[0], dw[1], d.wn * sizeof(float)) == 0, "case %d: dw builds differ", _i);
+    tli_depthwise_input_grad_c(2, &d.g, d.filters, d.dz, d.w, dx[0], d.batch);
+    tli_depthwise_input_grad_avx512(1, &d.g, d.filters, d.dz, d.w, dx[1], d.batch);
+    ck_assert_msg(memcmp(dx[0], dx[1], d.in * sizeof(float)) == 0, "case %d: dx builds differ", _i);
+    for (int i = 0; i < 2; i++)
+        free(y[i]), free(dw[i]), free(dx[i]);
+    group_data_free(&d);
+#else
+    fprintf(stderr, "built without AVX-512 kernels: one depthwise build tested\n");
+#endif
+}
+END_TEST
+
+/* ---- by hand, through the public API ------------------------------------------------- */
+
+/* A one-layer model's outputs for one input. */
+static void predict1(tl_model *m, const float *x, float *y, size_t ny)
+{
+    ck_assert_tl_ok(tl_model_predict(y, ny, m, x, 1, 0));
+}
+
+static tl_conv2d_options conv_opts(uint32_t filters, uint32_t k, uint32_t s, tl_padding pad)
+{
+    tl_conv2d_options o = TL_CONV2D_OPTIONS_INIT;
+    o.filters = filters;
+    o.kernel_h = o.kernel_w = k;
+    o.stride_h = o.stride_w = s;
+    o.padding = pad;
+    return o;
+}
+
+/* Kernel taps 1..9 (row by row), dilation 2, on x[i][j] = 5i + j + 1. */
+START_TEST(dilated_by_hand)
+{
+    float x[25], w[9], y[25];
+    for (int i = 0; i < 25; i++)
+        x[i] = (float)(i + 1);
+    for (int i = 0; i < 9; i++)
+        w[i] = (float)(i + 1);
+    for (int same = 0; same < 2; same++) {
+        tl_model *m;
+        ck_assert_tl_ok(tl_model_create(&m, 5, 5, 1, 1));
+        tl_conv2d_options o = conv_opts(1, 3, 1, same ? TL_PAD_SAME : TL_PAD_VALID);
+        o.dilation_h = o.dilation_w = 2;
+        tl_layer *l;
+        ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &o));
+        ck_assert_tl_ok(tl_layer_set_weights(l, 0, w, 9));
+        tl_shape s;
+        ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+        if (!same) {
+            /* The taps land on rows / columns 0, 2, 4:
+             * 1*1 + 2*3 + 3*5 + 4*11 + 5*13 + 6*15 + 7*21 + 8*23 + 9*25 = 777 */
+            ck_assert(s.dims[0] == 1 && s.dims[1] == 1);
+            predict1(m, x, y, 1);
+            ck_assert_float_eq(y[0], 777.0f);
+        } else {
+            /* The kernel spans 5 cells: 'same' pads 2 on each side. The
+             * centre is the valid output; the corner (0, 0) keeps the taps
+             * (1,1), (1,2), (2,1), (2,2) on x(0,0), x(0,2), x(2,0), x(2,2):
+             * 5*1 + 6*3 + 8*11 + 9*13 = 228; (0, 4) keeps (1,0), (1,1),
+             * (2,0), (2,1) on x(0,2), x(0,4), x(2,2), x(2,4):
+             * 4*3 + 5*5 + 7*13 + 8*15 = 248. */
+            ck_assert(s.dims[0] == 5 && s.dims[1] == 5);
+            predict1(m, x, y, 25);
+            ck_assert_float_eq(y[12], 777.0f);
+            ck_assert_float_eq(y[0], 228.0f);
+            ck_assert_float_eq(y[4], 248.0f);
+        }
+        tl_model_free(m);
+    }
+}
+END_TEST
+
+/* A 3x3 all-ones kernel at stride 2 on the 4x4 input x[i][j] = 4i + j + 1:
+ * PyTorch's padding=1 and TensorFlow's 'same' both give 2x2 outputs, but
+ * PyTorch's windows start at -1 (one row / column of zeros on each side),
+ * TensorFlow's at 0 (its single row / column of zeros at the end). */
+START_TEST(explicit_padding_by_hand)
+{
+    float x[16], w[9], y[4];
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)(i + 1);
+    for (int i = 0; i < 9; i++)
+        w[i] = 1.0f;
+    /* torch: rows/cols {0,1}x{0,1}, {0,1}x{1,2,3}, {1,2,3}x{0,1}, {1,2,3}x{1,2,3} */
+    const float torch[4] = {1 + 2 + 5 + 6, 2 + 3 + 4 + 6 + 7 + 8, 5 + 6 + 9 + 10 + 13 + 14,
+                            6 + 7 + 8 + 10 + 11 + 12 + 14 + 15 + 16};
+    /* same: {0,1,2}x{0,1,2}, {0,1,2}x{2,3}, {2,3}x{0,1,2}, {2,3}x{2,3} */
+    const float same[4] = {1 + 2 + 3 + 5 + 6 + 7 + 9 + 10 + 11, 3 + 4 + 7 + 8 + 11 + 12,
+                           9 + 10 + 11 + 13 + 14 + 15, 11 + 12 + 15 + 16};
+    const struct {
+        tl_padding pad;
+        uint32_t t, b, l, r;
+        const float *want;
+    } cases[] = {
+        {TL_PAD_EXPLICIT, 1, 1, 1, 1, torch},
+        {TL_PAD_SAME, 0, 0, 0, 0, same},
+        {TL_PAD_EXPLICIT, 0, 1, 0, 1, same}, /* 'same' written out */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tl_model *m;
+        ck_assert_tl_ok(tl_model_create(&m, 4, 4, 1, 1));
+        tl_conv2d_options o = conv_opts(1, 3, 2, cases[i].pad);
+        o.pad_top = cases[i].t, o.pad_bottom = cases[i].b, o.pad_left = cases[i].l, o.pad_right = cases[i].r;
+        tl_layer *l;
+        ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &o));
+        ck_assert_tl_ok(tl_layer_set_weights(l, 0, w, 9));
+        predict1(m, x, y, 4);
+        for (int k = 0; k < 4; k++)
+            ck_assert_msg(y[k] == cases[i].want[k], "case %zu: y[%d] = %g, expected %g", i, k, (double)y[k],
+                          (double)cases[i].want[k]);
+        tl_model_free(m);
+    }
+    ck_assert(torch[0] != same[0]);
+    /* Output sizes: floor((in + before + after - k) / stride) + 1. */
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 224, 224, 3, 1));
+    tl_conv2d_options o = conv_opts(8, 7, 2, TL_PAD_EXPLICIT); /* torchvision ResNet's conv1 */
+    o.pad_top = o.pad_bottom = o.pad_left = o.pad_right = 3;
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &o));
+    tl_shape s;
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert(s.dims[0] == 112 && s.dims[1] == 112 && s.dims[2] == 8);
+    o = conv_opts(8, 3, 1, TL_PAD_EXPLICIT); /* lopsided: 112 + 0 + 2 - 3 + 1, 112 + 1 + 0 - 3 + 1 */
+    o.pad_bottom = 2, o.pad_left = 1;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &o));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert(s.dims[0] == 112 && s.dims[1] == 111);
+    tl_model_free(m);
+}
+END_TEST
+
+/* torchvision ResNet's max-pool (3x3, stride 2, padding 1) on negative
+ * values: padded cells never win. Average pooling with the same padding
+ * divides by 9 (count_include_pad) or by the real cells. */
+START_TEST(pool_explicit_by_hand)
+{
+    float x[16], y[4];
+    for (int i = 0; i < 16; i++)
+        x[i] = -(float)(i + 1);
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 4, 4, 1, 1));
+    tl_maxpool2d_options mo = TL_MAXPOOL2D_OPTIONS_INIT;
+    mo.pool_h = mo.pool_w = 3;
+    mo.stride_h = mo.stride_w = 2;
+    mo.padding = TL_PAD_EXPLICIT;
+    mo.pad_top = mo.pad_bottom = mo.pad_left = mo.pad_right = 1;
+    ck_assert_tl_ok(tl_model_add_maxpool2d(NULL, m, &mo));
+    predict1(m, x, y, 4);
+    /* windows {0,1}x{0,1}, {0,1}x{1,2,3}, {1,2,3}x{0,1}, {1,2,3}x{1,2,3} */
+    ck_assert(y[0] == -1.0f && y[1] == -2.0f && y[2] == -5.0f && y[3] == -6.0f);
+    tl_model_free(m);
+    ck_assert_tl_ok(tl_model_create(&m, 112, 112, 2, 1));
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_add_maxpool2d(&l, m, &mo));
+    tl_shape s;
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert(s.dims[0] == 56 && s.dims[1] == 56);
+    tl_model_free(m);
+
+    for (int i = 0; i < 16; i++)
+        x[i] = (float)(i + 1);
+    const float sums[4] = {14, 30, 57, 99}, cells[4] = {4, 6, 6, 9};
+    for (int cip = 0; cip < 2; cip++) {
+        ck_assert_tl_ok(tl_model_create(&m, 4, 4, 1, 1));
+        tl_avgpool2d_options ao = TL_AVGPOOL2D_OPTIONS_INIT;
+        ao.pool_h = ao.pool_w = 3;
+        ao.stride_h = ao.stride_w = 2;
+        ao.padding = TL_PAD_EXPLICIT;
+        ao.pad_top = ao.pad_bottom = ao.pad_left = ao.pad_right = 1;
+        ao.count_include_pad = cip;
+        ck_assert_tl_ok(tl_model_add_avgpool2d(NULL, m, &ao));
+        predict1(m, x, y, 4);
+        for (int k = 0; k < 4; k++)
+            ck_assert_float_eq(y[k], sums[k] / (cip ? 9.0f : cells[k]));
+        tl_model_free(m);
+    }
+}
+END_TEST
+
+/* ---- options versions --------------------------------------------------------------- */
+
+START_TEST(options_versions)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 8, 8, 4, 1));
+    /* A version-2 caller: the members it does not have are never read. */
+    tl_conv2d_options o = conv_opts(4, 3, 1, TL_PAD_SAME);
+    o.version = 2;
+    o.groups = 3; /* garbage past a version-2 struct */
+    o.dilation_h = 0;
+    o.pad_top = 7;
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &o));
+    tl_param_info pi;
+    ck_assert_tl_ok(tl_layer_param_info(&pi, l, 0));
+    ck_assert(pi.shape.dims[2] == 4);
+    /* Zero groups and dilations mean 1. */
+    tl_conv2d_options z = conv_opts(4, 3, 1, TL_PAD_SAME);
+    z.groups = 0;
+    z.dilation_h = z.dilation_w = 0;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &z));
+    ck_assert_tl_ok(tl_layer_param_info(&pi, l, 0));
+    ck_assert(pi.shape.dims[0] == 3 && pi.shape.dims[2] == 4);
+    tl_model_free(m);
+    /* _init of version 2 writes only version 2's bytes. */
+    tl_conv2d_options v;
+    memset(&v, 0xab, sizeof v);
+    ck_assert_tl_ok(tl_conv2d_options_init(&v, 2));
+    ck_assert_uint_eq(v.version, 2);
+    ck_assert_uint_eq(v.groups, 0xababababu);
+    ck_assert_tl_ok(tl_conv2d_options_init(&v, 3));
+    ck_assert(v.groups == 1 && v.dilation_h == 1 && v.dilation_w == 1 && v.pad_top == 0 && v.pad_right == 0);
+    tl_maxpool2d_options mp;
+    memset(&mp, 0xab, sizeof mp);
+    ck_assert_tl_ok(tl_maxpool2d_options_init(&mp, 2));
+    ck_assert_uint_eq(mp.pad_top, 0xababababu);
+    ck_assert_tl_ok(tl_maxpool2d_options_init(&mp, 3));
+    ck_assert_uint_eq(mp.pad_top, 0);
+    tl_avgpool2d_options ap;
+    ck_assert_tl_ok(tl_avgpool2d_options_init(&ap, 2));
+    ck_assert_tl_err(tl_avgpool2d_options_init(&ap, 3), TL_EVERSION, "tl_avgpool2d_options");
+}
+END_TEST
+
+/* ---- bad settings ------------------------------------------------------------------------ */
+
+START_TEST(bad_settings)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 8, 8, 6, 1));
+    tl_conv2d_options o = conv_opts(8, 3, 1, TL_PAD_SAME);
+    o.name = "g";
+    o.groups = 4; /* 6 channels */
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &o), TL_EINVAL,
+                     "layer 'g' (conv2d, index 0): groups 4 must divide the input channels (6) and the filters (8)");
+    o.groups = 3; /* 8 filters */
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &o), TL_EINVAL, "groups 3 must divide");
+    o.groups = 2;
+    o.padding = TL_PAD_EXPLICIT;
+    o.pad_top = 4;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &o), TL_EINVAL,
+                     "layer 'g' (conv2d, index 0): pad_top 4 is larger than the kernel's height (3)");
+    o.pad_top = 0;
+    o.dilation_w = 2; /* spans 5 */
+    o.pad_right = 6;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &o), TL_EINVAL, "pad_right 6 is larger than the kernel's width (5");
+    o.pad_right = 5; /* as wide as the kernel: allowed */
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &o));
+    o.name = "s";
+    o.padding = TL_PAD_SAME;
+    o.pad_right = 1;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &o), TL_EINVAL, "layer 's' (conv2d, index 1): pads (top 0, bottom 0, "
+                                                                  "left 0, right 1) need padding 'explicit', not 'same'");
+    o.padding = (tl_padding)3;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &o), TL_EINVAL, "unknown padding 3");
+    /* The dilated kernel must fit the padded input. */
+    o = conv_opts(4, 3, 1, TL_PAD_VALID);
+    o.dilation_h = 4;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &o), TL_ESHAPE,
+                     "kernel 3x3 (dilation 4x1: 9x3 cells) is larger than its input (6, 9, 8) with valid padding");
+    /* Dilation 0 is not something the options can say (0 means 1); a
+     * file's settings can. */
+    const tli_layer_ops *ops = tli_layer_ops_for(TL_LAYER_CONV2D);
+    _Alignas(8) unsigned char cfg[TLI_CFG_BYTES];
+    tli_cfg_defaults(ops, cfg);
+    for (size_t i = 0; i < ops->nfields; i++) {
+        if (strcmp(ops->fields[i].name, "filters") == 0)
+            tli_field_set(cfg, &ops->fields[i], 4);
+        if (strcmp(ops->fields[i].name, "dilation_h") == 0)
+            tli_field_set(cfg, &ops->fields[i], 0);
+    }
+    ck_assert_tl_err(tli_model_append(NULL, m, ops, cfg, TL_ACT_LINEAR, 1, NULL, 0, "d0", "test"), TL_EINVAL,
+                     "layer 'd0' (conv2d, index 1): groups (1) and dilation (0x1) must be > 0");
+    for (size_t i = 0; i < ops->nfields; i++)
+        if (strcmp(ops->fields[i].name, "dilation_h") == 0 || strcmp(ops->fields[i].name, "groups") == 0)
+            tli_field_set(cfg, &ops->fields[i], strcmp(ops->fields[i].name, "groups") == 0 ? 0 : 1);
+    ck_assert_tl_err(tli_model_append(NULL, m, ops, cfg, TL_ACT_LINEAR, 1, NULL, 0, "g0", "test"), TL_EINVAL,
+                     "groups (0)");
+    /* Pooling: every window keeps a real cell. */
+    tl_maxpool2d_options mp = TL_MAXPOOL2D_OPTIONS_INIT;
+    mp.name = "mp";
+    mp.padding = TL_PAD_EXPLICIT;
+    mp.pad_left = 2;
+    ck_assert_tl_err(tl_model_add_maxpool2d(NULL, m, &mp), TL_EINVAL,
+                     "layer 'mp' (maxpool2d, index 1): pad_left 2 must be smaller than the pool's width (2)");
+    mp.pad_left = 1;
+    mp.padding = TL_PAD_VALID;
+    ck_assert_tl_err(tl_model_add_maxpool2d(NULL, m, &mp), TL_EINVAL, "need padding 'explicit', not 'valid'");
+    tl_avgpool2d_options ap = TL_AVGPOOL2D_OPTIONS_INIT;
+    ap.name = "ap";
+    ap.padding = TL_PAD_EXPLICIT;
+    ap.pad_bottom = 3;
+    ck_assert_tl_err(tl_model_add_avgpool2d(NULL, m, &ap), TL_EINVAL,
+                     "layer 'ap' (avgpool2d, index 1): pad_bottom 3 must be smaller than the pool's height (2)");
+    ck_assert_uint_eq(tl_model_num_layers(m), 1);
+    tl_model_free(m);
+}
+END_TEST
+
+/* ---- files --------------------------------------------------------------------------------- */
+
+static char tmpdir[64];
+
+static const char *tmp_path(char *buf, size_t cap, const char *name)
+{
+    snprintf(buf, cap, "%s/%s", tmpdir, name);
+    return buf;
+}
+
+/* A small backbone with every new setting: grouped dilated conv with
+ * explicit pads, a depthwise stride-2 conv with multiplier 2 (PyTorch
+ * padding), a padded max-pool, a pointwise conv, a padded average pool. */
+static tl_model *settings_model(uint64_t seed)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 12, 12, 4, seed));
+    tl_conv2d_options o = conv_opts(8, 3, 1, TL_PAD_EXPLICIT);
+    o.groups = 2;
+    o.dilation_h = 2;
+    o.pad_top = o.pad_bottom = 2;
+    o.pad_left = o.pad_right = 1;
+    o.activation = TL_ACT_RELU;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &o));
+    o = conv_opts(16, 3, 2, TL_PAD_EXPLICIT);
+    o.groups = 8;
+    o.pad_top = o.pad_bottom = o.pad_left = o.pad_right = 1;
+    o.use_bias = 0;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &o));
+    tl_maxpool2d_options mp = TL_MAXPOOL2D_OPTIONS_INIT;
+    mp.pool_h = mp.pool_w = 3;
+    mp.stride_h = mp.stride_w = 2;
+    mp.padding = TL_PAD_EXPLICIT;
+    mp.pad_top = mp.pad_bottom = mp.pad_left = mp.pad_right = 1;
+    ck_assert_tl_ok(tl_model_add_maxpool2d(NULL, m, &mp));
+    o = conv_opts(8, 1, 1, TL_PAD_VALID);
+    o.groups = 4;
+    o.activation = TL_ACT_TANH;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &o));
+    tl_avgpool2d_options ap = TL_AVGPOOL2D_OPTIONS_INIT;
+    ap.pool_h = ap.pool_w = 3;
+    ap.stride_h = ap.stride_w = 1;
+    ap.padding = TL_PAD_EXPLICIT;
+    ap.pad_top = ap.pad_left = 1;
+    ap.pad_bottom = ap.pad_right = 1;
+    ap.count_include_pad = 1;
+    ck_assert_tl_ok(tl_model_add_avgpool2d(NULL, m, &ap));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 3;
+    d.activation = TL_ACT_SOFTMAX;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    return m;
+}
+
+START_TEST(checkpoint_round_trip)
+{
+    char path[128];
+    tmp_path(path, sizeof path, "settings.tlm");
+    tl_model *m = settings_model(5);
+    float *x = fnew(6 * 12 * 12 * 4), y0[18], y1[18];
+    th_fill_uniform(x, 6 * 12 * 12 * 4, 0, 1, 6);
+    /* A few steps, so that the weights are not only the initial draw. */
+    tl_optimizer *opt;
+    ck_assert_tl_ok(tl_optimizer_create_sgd(&opt, NULL));
+    ck_assert_tl_ok(tl_model_compile(m, opt, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    const int32_t labels[6] = {0, 1, 2, 0, 1, 2};
+    for (int i = 0; i < 3; i++)
+        ck_assert_tl_ok(tl_model_train_step(NULL, m, x, labels, NULL, 6));
+    ck_assert_tl_ok(tl_model_predict(y0, 18, m, x, 6, 0));
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    uint32_t major, minor;
+    ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
+    ck_assert(major == 1 && minor == 1);
+    tl_conv2d_options co;
+    ck_assert_tl_ok(tl_conv2d_options_init(&co, TL_CONV2D_OPTIONS_VERSION));
+    ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, 0));
+    ck_assert(co.groups == 2 && co.dilation_h == 2 && co.dilation_w == 1 && co.padding == TL_PAD_EXPLICIT);
+    ck_assert(co.pad_top == 2 && co.pad_bottom == 2 && co.pad_left == 1 && co.pad_right == 1);
+    ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, 1));
+    ck_assert(co.groups == 8 && co.filters == 16 && co.stride_h == 2 && co.pad_top == 1 && !co.use_bias);
+    /* A version-2 struct gets version 2's members only. */
+    memset(&co, 0xab, sizeof co);
+    co.version = 2;
+    ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, 0));
+    ck_assert(co.filters == 8 && co.padding == TL_PAD_EXPLICIT && co.groups == 0xababababu);
+    tl_maxpool2d_options mo;
+    ck_assert_tl_ok(tl_maxpool2d_options_init(&mo, TL_MAXPOOL2D_OPTIONS_VERSION));
+    ck_assert_tl_ok(tl_checkpoint_info_layer_maxpool2d(&mo, info, 2));
+    ck_assert(mo.padding == TL_PAD_EXPLICIT && mo.pad_top == 1 && mo.pad_right == 1 && mo.pool_h == 3);
+    char text[512];
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 1));
+    ck_assert_str_eq(text, "filters=16, kernel_h=3, kernel_w=3, stride_h=2, stride_w=2, padding=explicit, groups=8, "
+                           "dilation_h=1, dilation_w=1, pad_top=1, pad_bottom=1, pad_left=1, pad_right=1");
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 4));
+    ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=1, stride_w=1, padding=explicit, count_include_pad=1, "
+                           "pad_top=1, pad_bottom=1, pad_left=1, pad_right=1");
+    tl_checkpoint_info_free(info);
+    /* Loaded: the same predictions, bit for bit, and training resumes
+     * identically. */
+    tl_model *r;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert_tl_ok(tl_model_predict(y1, 18, r, x, 6, 0));
+    ck_assert(memcmp(y0, y1, sizeof y0) == 0);
+    ck_assert_tl_ok(tl_model_train_step(NULL, m, x, labels, NULL, 6));
+    ck_assert_tl_ok(tl_model_train_step(NULL, r, x, labels, NULL, 6));
+    size_t na, nb;
+    float *pa = th_all_params(m, &na), *pb = th_all_params(r, &nb);
+    ck_assert(na == nb && memcmp(pa, pb, na * sizeof *pa) == 0);
+    free(pa), free(pb);
+    tl_model_free(r);
+    tl_model_free(m);
+    unlink(path);
+    free(x);
+}
+END_TEST
+
+/* Settings at their defaults (explicit pads of 0 included) fit format 1.0,
+ * whose reader fills the new fields with their defaults. */
+START_TEST(defaults_stay_format_1_0)
+{
+    char path[128];
+    tmp_path(path, sizeof path, "defaults.tlm");
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 8, 8, 3, 1));
+    tl_conv2d_options o = conv_opts(4, 3, 1, TL_PAD_EXPLICIT); /* all pads 0: valid */
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &o));
+    tl_shape s;
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert(s.dims[0] == 6 && s.dims[1] == 6);
+    tl_maxpool2d_options mp = TL_MAXPOOL2D_OPTIONS_INIT;
+    mp.padding = TL_PAD_EXPLICIT;
+    ck_assert_tl_ok(tl_model_add_maxpool2d(NULL, m, &mp));
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    uint32_t major, minor;
+    ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
+    ck_assert(major == 1 && minor == 0);
+    tl_conv2d_options co;
+    memset(&co, 0xab, sizeof co);
+    co.version = TL_CONV2D_OPTIONS_VERSION;
+    ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, 0));
+    ck_assert(co.padding == TL_PAD_VALID && co.groups == 1 && co.dilation_h == 1 && co.dilation_w == 1);
+    ck_assert(co.pad_top == 0 && co.pad_bottom == 0 && co.pad_left == 0 && co.pad_right == 0);
+    tl_maxpool2d_options mo;
+    memset(&mo, 0xab, sizeof mo);
+    mo.version = TL_MAXPOOL2D_OPTIONS_VERSION;
+    ck_assert_tl_ok(tl_checkpoint_info_layer_maxpool2d(&mo, info, 1));
+    ck_assert(mo.padding == TL_PAD_VALID && mo.pad_top == 0 && mo.pad_right == 0);
+    tl_checkpoint_info_free(info);
+    tl_model_free(m);
+    unlink(path);
+}
+END_TEST
+
+/* A grouped kernel (kh, kw, in/groups, filters) is PyTorch's weight
+ * (filters, in/groups, kh, kw): the file holds that shape and order, and a
+ * model loads it back. */
+START_TEST(safetensors_pytorch_grouped)
+{
+    char path[128];
+    tmp_path(path, sizeof path, "grouped.safetensors");
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 6, 6, 6, 3));
+    tl_conv2d_options o = conv_opts(4, 3, 2, TL_PAD_EXPLICIT);
+    o.name = "g";
+    o.groups = 2;
+    o.pad_top = o.pad_bottom = o.pad_left = o.pad_right = 1;
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &o));
+    o = conv_opts(8, 3, 1, TL_PAD_SAME);
+    o.name = "dw";
+    o.groups = 4; /* depthwise, multiplier 2 */
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &o));
+    /* The layout transform works from the kernel's shape: I = in/groups. */
+    tli_layout L;
+    tli_layout_for(&L, m->layers[0], 0, TL_LAYOUT_PYTORCH, true);
+    ck_assert(L.how == TLI_LAYOUT_CONV);
+    ck_assert(L.file_shape.rank == 4 && L.file_shape.dims[0] == 4 && L.file_shape.dims[1] == 3 &&
+              L.file_shape.dims[2] == 3 && L.file_shape.dims[3] == 3);
+    ck_assert_tl_ok(tl_model_save_safetensors(m, path, TL_LAYOUT_PYTORCH, NULL));
+    /* The file: g.weight (4, 3, 3, 3) with w_file[o][i][kh][kw] = kernel[kh][kw][i][o]. */
+    tli_st_file f;
+    ck_assert_tl_ok(tli_st_open(&f, path, "test"));
+    const tli_st_tensor *t = NULL, *tdw = NULL;
+    for (size_t i = 0; i < f.count; i++) {
+        if (strcmp(f.tensors[i].name, "g.weight") == 0)
+            t = &f.tensors[i];
+        if (strcmp(f.tensors[i].name, "dw.weight") == 0)
+            tdw = &f.tensors[i];
+    }
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(tdw);
+    ck_assert(t->rank == 4 && t->dims[0] == 4 && t->dims[1] == 3 && t->dims[2] == 3 && t->dims[3] == 3);
+    ck_assert(tdw->rank == 4 && tdw->dims[0] == 8 && tdw->dims[1] == 1 && tdw->dims[2] == 3 && tdw->dims[3] == 3);
+    const uint64_t begin = f.data_start + t->begin;
+    tli_st_close(&f);
+    float kernel[108], file[108];
+    ck_assert_tl_ok(tl_layer_get_weights(kernel, 108, l, 0));
+    FILE *fp = fopen(path, "rb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fseek(fp, (long)begin, SEEK_SET), 0);
+    ck_assert_uint_eq(fread(file, sizeof(float), 108, fp), 108);
+    fclose(fp);
+    for (int oc = 0; oc < 4; oc++)
+        for (int i = 0; i < 3; i++)
+            for (int kh = 0; kh < 3; kh++)
+                for (int kw = 0; kw < 3; kw++)
+                    ck_assert(file[((oc * 3 + i) * 3 + kh) * 3 + kw] == kernel[((kh * 3 + kw) * 3 + i) * 4 + oc]);
+    /* Back into a fresh model: the same weights and predictions. */
+    tl_model *r;
+    ck_assert_tl_ok(tl_model_create(&r, 6, 6, 6, 99));
+    o = conv_opts(4, 3, 2, TL_PAD_EXPLICIT);
+    o.name = "g";
+    o.groups = 2;
+    o.pad_top = o.pad_bottom = o.pad_left = o.pad_right = 1;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, r, &o));
+    o = conv_opts(8, 3, 1, TL_PAD_SAME);
+    o.name = "dw";
+    o.groups = 4;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, r, &o));
+    ck_assert_tl_ok(tl_model_load_safetensors(NULL, r, path, TL_LAYOUT_PYTORCH, NULL));
+    size_t na, nb;
+    float *pa = th_all_params(m, &na), *pb = th_all_params(r, &nb);
+    ck_assert(na == nb && memcmp(pa, pb, na * sizeof *pa) == 0);
+    free(pa), free(pb);
+    /* A Keras-layout load of the PyTorch file is refused by shape. */
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, r, path, TL_LAYOUT_KERAS, NULL), TL_ESHAPE, "g.");
+    tl_model_free(r);
+    tl_model_free(m);
+    unlink(path);
 }
 END_TEST
 
 int main(void)
 {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tl-conv-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
     Suite *s = suite_create("conv");
     TCase *tc = tcase_create("algorithms");
-    tcase_add_loop_test(tc, direct_matches_gemm, 0, (int)(sizeof cases / sizeof cases[0]));
+    tcase_add_loop_test(tc, direct_matches_gemm, 0, (int)(sizeof direct_cases / sizeof direct_cases[0]));
     tcase_add_test(tc, choice_follows_shape);
+    tcase_add_loop_test(tc, grouped_matches_reference, 0, NGROUP);
+    tcase_add_loop_test(tc, grouped_equals_separate_convs, 0, NGROUP);
+    tcase_add_loop_test(tc, depthwise_builds_agree, 0, NGROUP);
     suite_add_tcase(s, tc);
-    return th_run(s);
+    TCase *tl = tcase_create("layer");
+    tcase_add_test(tl, dilated_by_hand);
+    tcase_add_test(tl, explicit_padding_by_hand);
+    tcase_add_test(tl, pool_explicit_by_hand);
+    tcase_add_test(tl, options_versions);
+    tcase_add_test(tl, bad_settings);
+    tcase_add_test(tl, checkpoint_round_trip);
+    tcase_add_test(tl, defaults_stay_format_1_0);
+    tcase_add_test(tl, safetensors_pytorch_grouped);
+    suite_add_tcase(s, tl);
+    int rc = th_run(s);
+    rmdir(tmpdir);
+    return rc;
 }

@@ -111,6 +111,48 @@ static const layer_case layer_cases[] = {
     {"dense softmax, 2 threads", K_DENSE, 1, 1, 7, 6, 0, 0, 0, 0, TL_PAD_VALID, TL_ACT_SOFTMAX, 1, 2},
 };
 #define NLAYER_CASES ((int)(sizeof layer_cases / sizeof layer_cases[0]))
+
+/* Convolution and pooling settings of 1.1: groups (GEMM per group, or the
+ * depthwise kernels when groups == channels), dilation, explicit pads
+ * (pad == TL_PAD_EXPLICIT). layer_gradients runs these after layer_cases. */
+typedef struct setting_case {
+    layer_case base;
+    uint32_t groups, d_h, d_w; /* conv2d only; 0: 1 */
+    uint32_t pt, pb, pl, pr;
+} setting_case;
+
+static const setting_case setting_cases[] = {
+    {{"conv grouped 2, same relu", K_CONV, 5, 5, 4, 6, 3, 3, 1, 1, TL_PAD_SAME, TL_ACT_RELU, 1, 1}, 2, 1, 1, 0, 0, 0, 0},
+    {{"conv grouped 3, stride 2 explicit, 2 threads", K_CONV, 6, 5, 6, 3, 3, 3, 2, 2, TL_PAD_EXPLICIT, TL_ACT_TANH, 1, 2},
+     3, 1, 1, 1, 1, 1, 1},
+    {{"conv grouped 1x1", K_CONV, 3, 4, 4, 4, 1, 1, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, 1}, 2, 1, 1, 0, 0, 0, 0},
+    {{"depthwise 3x3 same", K_CONV, 5, 5, 3, 3, 3, 3, 1, 1, TL_PAD_SAME, TL_ACT_LINEAR, 1, 1}, 3, 1, 1, 0, 0, 0, 0},
+    {{"depthwise 3x3 stride 2 PyTorch padding, relu", K_CONV, 6, 6, 3, 3, 3, 3, 2, 2, TL_PAD_EXPLICIT, TL_ACT_RELU, 1, 1},
+     3, 1, 1, 1, 1, 1, 1},
+    {{"depthwise multiplier 2, stride 1", K_CONV, 5, 4, 2, 4, 3, 3, 1, 1, TL_PAD_SAME, TL_ACT_SIGMOID, 1, 1},
+     2, 1, 1, 0, 0, 0, 0},
+    {{"depthwise multiplier 2, stride 2, 2 threads", K_CONV, 6, 5, 3, 6, 3, 3, 2, 2, TL_PAD_SAME, TL_ACT_TANH, 0, 2},
+     3, 1, 1, 0, 0, 0, 0},
+    {{"depthwise dilated, lopsided pads", K_CONV, 6, 6, 2, 2, 3, 3, 1, 2, TL_PAD_EXPLICIT, TL_ACT_LINEAR, 1, 1},
+     2, 2, 2, 2, 0, 1, 3},
+    {{"conv dilated 2x3 valid", K_CONV, 7, 8, 2, 3, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_TANH, 1, 1}, 1, 2, 3, 0, 0, 0, 0},
+    {{"conv dilated 2 same stride 2", K_CONV, 7, 6, 2, 3, 3, 3, 2, 2, TL_PAD_SAME, TL_ACT_LINEAR, 1, 1},
+     1, 2, 2, 0, 0, 0, 0},
+    {{"conv explicit 1,1,1,1 stride 2", K_CONV, 6, 6, 2, 3, 3, 3, 2, 2, TL_PAD_EXPLICIT, TL_ACT_LINEAR, 1, 1},
+     1, 1, 1, 1, 1, 1, 1},
+    {{"conv explicit lopsided, 16 filters, 2 threads", K_CONV, 5, 4, 16, 16, 3, 3, 1, 1, TL_PAD_EXPLICIT, TL_ACT_RELU,
+      1, 2},
+     1, 1, 1, 0, 2, 3, 1},
+    {{"maxpool 3x3 stride 2 explicit 1", K_POOL, 6, 6, 2, 0, 3, 3, 2, 2, TL_PAD_EXPLICIT, TL_ACT_LINEAR, 0, 1},
+     0, 0, 0, 1, 1, 1, 1},
+    {{"avgpool 3x3 stride 2 explicit, count_include_pad", K_AVG, 5, 6, 2, 0, 3, 3, 2, 2, TL_PAD_EXPLICIT,
+      TL_ACT_LINEAR, 1, 1},
+     0, 0, 0, 1, 2, 0, 1},
+    {{"avgpool 3x3 stride 2 explicit, real pixels", K_AVG, 5, 6, 2, 0, 3, 3, 2, 2, TL_PAD_EXPLICIT, TL_ACT_LINEAR, 0,
+      1},
+     0, 0, 0, 1, 1, 2, 1},
+};
+#define NSETTING_CASES ((int)(sizeof setting_cases / sizeof setting_cases[0]))
 #define LBATCH 3
 
 typedef struct layer_ctx {
@@ -160,7 +202,9 @@ static double relu_margin(layer_ctx *c, float *tmp)
 
 START_TEST(layer_gradients)
 {
-    const layer_case *lc = &layer_cases[_i];
+    static const setting_case no_settings = {{0}, 1, 1, 1, 0, 0, 0, 0};
+    const setting_case *sx = _i < NLAYER_CASES ? &no_settings : &setting_cases[_i - NLAYER_CASES];
+    const layer_case *lc = _i < NLAYER_CASES ? &layer_cases[_i] : &sx->base;
     tl_model *m;
     ck_assert_tl_ok(tl_model_create(&m, lc->h, lc->w, lc->c, 3));
     ck_assert_tl_ok(tl_model_set_threads(m, lc->threads));
@@ -188,6 +232,10 @@ START_TEST(layer_gradients)
             o.padding = lc->pad;
             o.activation = lc->act;
             o.use_bias = lc->bias;
+            o.groups = sx->groups;
+            o.dilation_h = sx->d_h;
+            o.dilation_w = sx->d_w;
+            o.pad_top = sx->pt, o.pad_bottom = sx->pb, o.pad_left = sx->pl, o.pad_right = sx->pr;
             ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &o));
         } else if (lc->kind == K_AVG) {
             tl_avgpool2d_options o = TL_AVGPOOL2D_OPTIONS_INIT;
@@ -197,6 +245,7 @@ START_TEST(layer_gradients)
             o.stride_w = lc->s_w;
             o.padding = lc->pad;
             o.count_include_pad = lc->bias;
+            o.pad_top = sx->pt, o.pad_bottom = sx->pb, o.pad_left = sx->pl, o.pad_right = sx->pr;
             ck_assert_tl_ok(tl_model_add_avgpool2d(NULL, m, &o));
         } else if (lc->kind == K_GAP) {
             ck_assert_tl_ok(tl_model_add_global_avgpool2d(NULL, m, NULL, NULL));
@@ -207,6 +256,7 @@ START_TEST(layer_gradients)
             o.stride_h = lc->s_h;
             o.stride_w = lc->s_w;
             o.padding = lc->pad;
+            o.pad_top = sx->pt, o.pad_bottom = sx->pb, o.pad_left = sx->pl, o.pad_right = sx->pr;
             ck_assert_tl_ok(tl_model_add_maxpool2d(NULL, m, &o));
         }
     }
@@ -611,7 +661,7 @@ int main(void)
 {
     Suite *s = suite_create("gradients");
     TCase *tc = tcase_create("gradients");
-    tcase_add_loop_test(tc, layer_gradients, 0, NLAYER_CASES);
+    tcase_add_loop_test(tc, layer_gradients, 0, NLAYER_CASES + NSETTING_CASES);
     tcase_add_loop_test(tc, model_gradients, 0, NMODEL_CASES);
     tcase_add_test(tc, loss_gradients);
     suite_add_tcase(s, tc);

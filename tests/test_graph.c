@@ -691,7 +691,8 @@ START_TEST(checkpoint_info_of_a_graph)
     ck_assert(s.rank == 1 && s.dims[0] == 8);
 
     /* Settings as text: the stem, and a kind without settings. */
-    const char *want = "filters=8, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, padding=same";
+    const char *want = "filters=8, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, padding=same, groups=1, "
+                       "dilation_h=1, dilation_w=1, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0";
     size_t needed = 0;
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(NULL, 0, &needed, info, 0));
     ck_assert_uint_eq(needed, strlen(want));
@@ -1165,13 +1166,14 @@ START_TEST(avgpool_by_hand)
     tl_avgpool2d_options d;
     memset(&d, 0xff, sizeof d);
     ck_assert_tl_ok(tl_avgpool2d_options_init(&d, TL_AVGPOOL2D_OPTIONS_VERSION));
-    ck_assert(d.version == 1 && d.pool_h == 2 && d.pool_w == 2 && d.stride_h == 0 && d.stride_w == 0 &&
-              d.padding == TL_PAD_VALID && d.count_include_pad == 0 && d.name == NULL && d.input == NULL);
-    ck_assert_tl_err(tl_avgpool2d_options_init(&d, 2), TL_EVERSION, "version 2");
+    ck_assert(d.version == 2 && d.pool_h == 2 && d.pool_w == 2 && d.stride_h == 0 && d.stride_w == 0 &&
+              d.padding == TL_PAD_VALID && d.count_include_pad == 0 && d.name == NULL && d.input == NULL &&
+              d.pad_top == 0 && d.pad_bottom == 0 && d.pad_left == 0 && d.pad_right == 0);
+    ck_assert_tl_err(tl_avgpool2d_options_init(&d, 3), TL_EVERSION, "version 3");
     tl_model *m;
     ck_assert_tl_ok(tl_model_create(&m, 4, 4, 1, 1));
-    o.version = 2;
-    ck_assert_tl_err(tl_model_add_avgpool2d(NULL, m, &o), TL_EVERSION, "version 2");
+    o.version = 3;
+    ck_assert_tl_err(tl_model_add_avgpool2d(NULL, m, &o), TL_EVERSION, "version 3");
     o.version = 1;
     o.padding = TL_PAD_VALID;
     o.pool_h = o.pool_w = 5;

@@ -953,7 +953,8 @@ START_TEST(graph_model_roundtrip)
         ck_assert_int_eq(tl_checkpoint_info_layer_kind(info, i), kinds[i]);
     char text[256];
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 4));
-    ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=2, stride_w=2, padding=same, count_include_pad=1");
+    ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=2, stride_w=2, padding=same, count_include_pad=1, "
+                           "pad_top=0, pad_bottom=0, pad_left=0, pad_right=0");
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 3));
     ck_assert_str_eq(text, "");
     tl_shape s;
@@ -1247,7 +1248,7 @@ END_TEST
 
 /* What a later minor version might add to a file: an ancillary section
  * before LAYR 2, fields at the end of MODL, LAYR 0 and OPTM, bytes in END,
- * and (format 1.1's LAYR only) a seventh setting of the conv2d of LAYR 2.
+ * and (format 1.1's LAYR only) a setting past the conv2d's own of LAYR 2.
  * `only` picks one of the fields (0 MODL, 1 LAYR, 2 OPTM, 3 setting), -1
  * adds everything. */
 static void add_later_fields(ckfile *c, int only)
@@ -1256,9 +1257,17 @@ static void add_later_fields(ckfile *c, int only)
         layr l = ck_layr(c, 2);
         ck_assert_uint_eq(l.kind, TL_LAYER_CONV2D);
         ck_assert_uint_eq(l.nf, 6);
-        uint8_t word[4] = {7, 0, 0, 0};
-        ck_layr_splice(c, &l, l.fields + 4 * l.nf, 0, word, 4);
-        wr32(ck_body(c, &l) + l.nfields, 7);
+        /* The fields 1.1 gave conv2d after 1.0's six, at their defaults,
+         * then one this reader does not have. */
+        const tli_layer_ops *ops = tli_layer_ops_for(TL_LAYER_CONV2D);
+        uint8_t words[4 * 32] = {0};
+        size_t n = 0;
+        for (size_t i = l.nf; i < ops->nfields; i++, n += 4)
+            wr32(words + n, ops->fields[i].def);
+        wr32(words + n, 7);
+        n += 4;
+        ck_layr_splice(c, &l, l.fields + 4 * l.nf, 0, words, n);
+        wr32(ck_body(c, &l) + l.nfields, (uint32_t)(ops->nfields + 1));
     }
     if (only < 0) {
         uint8_t anc[12 + 5] = {'n', 'o', 't', 'e'};
@@ -1305,7 +1314,7 @@ START_TEST(newer_minor_version_is_read)
     static const char *const own[] = {"section 'MODL' has 4 bytes after its last field",
                                       "section 'LAYR' has 8 bytes after its last field",
                                       "section 'OPTM' has 12 bytes after its last field",
-                                      "layer 2 ('conv2d_1', conv2d) has 7 settings, this kind has 6"};
+                                      "layer 2 ('conv2d_1', conv2d) has 14 settings, this kind has 13"};
     for (int k = 0; k < 4; k++) {
         c = ck_open(src);
         add_later_fields(&c, k);
@@ -1348,27 +1357,31 @@ START_TEST(unknown_layer_kind_and_activation)
     ck_assert_uint_eq(l.kind, TL_LAYER_MAXPOOL2D);
     uint8_t *b = ck_body(&c, &l);
     ck_assert_int_eq(memcmp(b + l.kind_name, "\x09maxpool2d", 10), 0);
-    wr32(b, 9);
+    wr32(b, 99); /* a number no kind has (9 is batchnorm since 1.1) */
     ck_layr_splice(&c, &l, l.kind_name, 10, "\x0esqueeze_excite", 15);
     ck_write(path, &c);
     assert_refused(path, TL_EFORMAT,
-                   "layer 1 ('max_pooling2d'): layer kind 9 ('squeeze_excite') is not valid in format 1.1");
+                   "layer 1 ('max_pooling2d'): layer kind 99 ('squeeze_excite') is not valid in format 1.1");
     c.minor = 3;
     ck_write(path, &c);
-    assert_refused(path, TL_EVERSION, "'squeeze_excite' layer (kind 9), which this libtl (");
+    assert_refused(path, TL_EVERSION, "'squeeze_excite' layer (kind 99), which this libtl (");
     ck_assert_ptr_nonnull(strstr(tl_last_error(), "format 1.1) does not know; the file is format 1.3"));
     free(c.p);
     /* A 1.0 file does not name its kinds: an unknown one is corruption. */
     c = ck_open(good_file_into(path));
     ck_to_1_0(&c);
     size_t l1 = ck_find(&c, "LAYR", 1);
-    wr32(c.p + l1 + 12, 9);
+    wr32(c.p + l1 + 12, 99);
     ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "layer 1 ('max_pooling2d'): layer kind 9 is not valid in format 1.0");
+    assert_refused(path, TL_EFORMAT, "layer 1 ('max_pooling2d'): layer kind 99 is not valid in format 1.0");
     wr32(c.p + l1 + 12, 2);
     c.p[ck_find(&c, "LAYR", 0) + 12 + 4] = 17;
     ck_write(path, &c);
     assert_refused(path, TL_EFORMAT, "activation 17 is not valid");
+    /* relu6 (5) and the other activations of 1.1 did not exist in 1.0. */
+    c.p[ck_find(&c, "LAYR", 0) + 12 + 4] = TL_ACT_RELU6;
+    ck_write(path, &c);
+    assert_refused(path, TL_EFORMAT, "activation 5 is not valid");
     free(c.p);
     /* Activations: corruption in a 1.1 file, a later one's in a 1.3 file. */
     c = ck_open(good_file_into(path));
@@ -1411,12 +1424,12 @@ START_TEST(kind_names_settings_and_roles)
     l = ck_layr(&c, 0);
     b = ck_body(&c, &l);
     ck_assert_uint_eq(rd32(b + l.fields + 20), TL_PAD_VALID);
-    wr32(b + l.fields + 20, 2);
+    wr32(b + l.fields + 20, 3); /* 2 is TL_PAD_EXPLICIT since 1.1 */
     ck_write(path, &c);
-    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d', conv2d): padding 2 is not valid");
+    assert_refused(path, TL_EFORMAT, "layer 0 ('conv2d', conv2d): padding 3 is not valid");
     c.minor = 2;
     ck_write(path, &c);
-    assert_refused(path, TL_EVERSION, "layer 0 ('conv2d', conv2d): padding 2 is not known to this libtl (the file is "
+    assert_refused(path, TL_EVERSION, "layer 0 ('conv2d', conv2d): padding 3 is not known to this libtl (the file is "
                                       "format 1.2");
     c.minor = 1;
     wr32(b + l.fields + 20, TL_PAD_VALID);
@@ -1525,15 +1538,15 @@ START_TEST(graph_settings_defaults_and_checks)
     ckfile c = ck_open(path);
     layr l = ck_layr(&c, 4); /* pooled: avgpool2d, count_include_pad 1 */
     uint8_t *b = ck_body(&c, &l);
-    ck_assert_uint_eq(l.nf, 6);
+    ck_assert_uint_eq(l.nf, 10); /* then pad_top, pad_bottom, pad_left, pad_right */
     ck_assert_uint_eq(rd32(b + l.fields + 20), 1);
     wr32(b + l.fields + 20, 2);
     ck_write(path, &c);
     assert_refused(path, TL_EFORMAT, "layer 4 ('pooled', avgpool2d): count_include_pad 2 must be 0 or 1");
-    /* A field the file does not have keeps its default (an earlier minor
-     * version's file of a kind that later gained a field). */
+    /* Fields the file does not have keep their defaults (an earlier minor
+     * version's file of a kind that later gained fields). */
     wr32(b + l.nfields, 5);
-    ck_layr_splice(&c, &l, l.fields + 20, 4, NULL, 0);
+    ck_layr_splice(&c, &l, l.fields + 20, 4 * (l.nf - 5), NULL, 0);
     ck_write(path, &c);
     tl_model *m = NULL;
     ck_assert_tl_ok(tl_model_load(&m, path));
@@ -1541,7 +1554,8 @@ START_TEST(graph_settings_defaults_and_checks)
     ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
     char text[256];
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 4));
-    ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=2, stride_w=2, padding=same, count_include_pad=0");
+    ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=2, stride_w=2, padding=same, count_include_pad=0, "
+                           "pad_top=0, pad_bottom=0, pad_left=0, pad_right=0");
     tl_checkpoint_info_free(info);
     tl_model_free(m);
     /* A settings value the kind's own build refuses. */

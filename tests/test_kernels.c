@@ -74,42 +74,71 @@ END_TEST
 typedef struct conv_case {
     uint32_t h, w, c, k_h, k_w, s_h, s_w;
     tl_padding pad;
+    uint32_t d_h, d_w, groups;     /* 0: 1 */
+    uint32_t pt, pb, pl, pr;       /* TL_PAD_EXPLICIT */
 } conv_case;
 
 static const conv_case conv_cases[] = {
-    {5, 7, 3, 3, 3, 2, 2, TL_PAD_SAME},  /* odd sizes, stride 2, same */
-    {6, 5, 2, 2, 3, 2, 1, TL_PAD_VALID}, /* non-square kernel, mixed strides */
-    {4, 4, 3, 1, 1, 1, 1, TL_PAD_VALID}, /* 1x1 */
-    {3, 4, 1, 1, 1, 2, 2, TL_PAD_SAME},  /* 1x1 stride 2 */
-    {5, 5, 2, 3, 3, 1, 1, TL_PAD_SAME},  /* same, stride 1 */
-    {7, 6, 1, 3, 2, 2, 3, TL_PAD_SAME},
-    {4, 4, 2, 5, 5, 1, 1, TL_PAD_SAME},  /* kernel larger than the input */
-    {9, 8, 4, 4, 3, 3, 2, TL_PAD_VALID},
+    {5, 7, 3, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},  /* odd sizes, stride 2, same */
+    {6, 5, 2, 2, 3, 2, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0}, /* non-square kernel, mixed strides */
+    {4, 4, 3, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0}, /* 1x1 */
+    {3, 4, 1, 1, 1, 2, 2, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},  /* 1x1 stride 2 */
+    {5, 5, 2, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},  /* same, stride 1 */
+    {7, 6, 1, 3, 2, 2, 3, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},
+    {4, 4, 2, 5, 5, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},  /* kernel larger than the input */
+    {9, 8, 4, 4, 3, 3, 2, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    /* dilation, explicit padding, groups */
+    {9, 8, 3, 3, 3, 1, 1, TL_PAD_VALID, 2, 3, 1, 0, 0, 0, 0},
+    {7, 7, 2, 3, 3, 2, 1, TL_PAD_SAME, 2, 2, 1, 0, 0, 0, 0},
+    {6, 6, 3, 3, 3, 2, 2, TL_PAD_EXPLICIT, 1, 1, 1, 1, 1, 1, 1}, /* PyTorch padding=1, stride 2 */
+    {5, 6, 2, 3, 2, 1, 2, TL_PAD_EXPLICIT, 1, 1, 1, 2, 0, 1, 3},
+    {6, 5, 6, 3, 3, 1, 1, TL_PAD_SAME, 1, 1, 3, 0, 0, 0, 0},
+    {6, 6, 4, 3, 3, 2, 2, TL_PAD_EXPLICIT, 2, 1, 4, 2, 1, 0, 2}, /* depthwise, dilated */
+    {4, 4, 4, 1, 1, 1, 1, TL_PAD_VALID, 1, 1, 2, 0, 0, 0, 0},
 };
 #define NCONV ((int)(sizeof conv_cases / sizeof conv_cases[0]))
 
+/* The geometry the conv2d layer builds: explicit pads as given, the
+ * others by tli_window over the dilated extent; pad_b / pad_r what the
+ * last window needs. */
 static tli_conv_geom geom_of(const conv_case *cc)
 {
-    tli_conv_geom g = {cc->h, cc->w, cc->c, 0, 0, cc->k_h, cc->k_w, cc->s_h, cc->s_w, 0, 0};
-    ck_assert(tli_window(cc->h, cc->k_h, cc->s_h, cc->pad, &g.out_h, &g.pad_t));
-    ck_assert(tli_window(cc->w, cc->k_w, cc->s_w, cc->pad, &g.out_w, &g.pad_l));
+    const uint32_t d_h = cc->d_h ? cc->d_h : 1, d_w = cc->d_w ? cc->d_w : 1;
+    tli_conv_geom g = {cc->h, cc->w, cc->c, 0, 0, cc->k_h, cc->k_w, cc->s_h, cc->s_w, 0, 0,
+                       d_h, d_w, 0, 0, cc->groups ? cc->groups : 1};
+    const uint32_t span_h = d_h * (cc->k_h - 1) + 1, span_w = d_w * (cc->k_w - 1) + 1;
+    if (cc->pad == TL_PAD_EXPLICIT) {
+        g.pad_t = cc->pt;
+        g.pad_l = cc->pl;
+        g.out_h = (cc->h + cc->pt + cc->pb - span_h) / cc->s_h + 1;
+        g.out_w = (cc->w + cc->pl + cc->pr - span_w) / cc->s_w + 1;
+    } else {
+        ck_assert(tli_window(cc->h, span_h, cc->s_h, cc->pad, &g.out_h, &g.pad_t));
+        ck_assert(tli_window(cc->w, span_w, cc->s_w, cc->pad, &g.out_w, &g.pad_l));
+    }
+    long b = (long)(g.out_h - 1) * g.s_h + span_h - g.in_h - g.pad_t;
+    long r = (long)(g.out_w - 1) * g.s_w + span_w - g.in_w - g.pad_l;
+    g.pad_b = b > 0 ? (uint32_t)b : 0;
+    g.pad_r = r > 0 ? (uint32_t)r : 0;
     return g;
 }
 
-static void naive_im2col(const tli_conv_geom *g, const float *x, size_t batch, float *col)
+static void naive_im2col(const tli_conv_geom *g, const float *x, size_t batch, uint32_t grp, float *col)
 {
-    const size_t k = tli_conv_k(g);
+    const size_t k = tli_conv_k(g), cg = g->in_c / g->groups;
     for (size_t n = 0; n < batch; n++)
         for (uint32_t oh = 0; oh < g->out_h; oh++)
             for (uint32_t ow = 0; ow < g->out_w; ow++) {
                 float *row = col + ((n * g->out_h + oh) * g->out_w + ow) * k;
                 for (uint32_t kh = 0; kh < g->k_h; kh++)
                     for (uint32_t kw = 0; kw < g->k_w; kw++)
-                        for (uint32_t c = 0; c < g->in_c; c++) {
-                            long ih = (long)oh * g->s_h - g->pad_t + kh, iw = (long)ow * g->s_w - g->pad_l + kw;
+                        for (uint32_t c = 0; c < cg; c++) {
+                            long ih = (long)oh * g->s_h - g->pad_t + (long)kh * g->d_h;
+                            long iw = (long)ow * g->s_w - g->pad_l + (long)kw * g->d_w;
                             bool in = ih >= 0 && ih < (long)g->in_h && iw >= 0 && iw < (long)g->in_w;
-                            row[((size_t)kh * g->k_w + kw) * g->in_c + c] =
-                                in ? x[((n * g->in_h + (size_t)ih) * g->in_w + (size_t)iw) * g->in_c + c] : 0.0f;
+                            row[((size_t)kh * g->k_w + kw) * cg + c] =
+                                in ? x[((n * g->in_h + (size_t)ih) * g->in_w + (size_t)iw) * g->in_c + grp * cg + c]
+                                   : 0.0f;
                         }
             }
 }
@@ -122,11 +151,14 @@ START_TEST(im2col_matches_naive)
     const size_t cols = batch * g.out_h * g.out_w * tli_conv_k(&g);
     float *x = fnew(in), *want = fnew(cols), *got = fnew(cols);
     th_fill_uniform(x, in, -1.0f, 1.0f, 10 + (uint64_t)_i);
-    naive_im2col(&g, x, batch, want);
-    for (uint32_t threads = 1; threads <= 2; threads++) {
-        fill_nan(got, cols);
-        tli_im2col(threads, &g, x, batch, got);
-        ck_assert_msg(memcmp(got, want, cols * sizeof *got) == 0, "case %d, %u threads: im2col differs", _i, threads);
+    for (uint32_t grp = 0; grp < g.groups; grp++) {
+        naive_im2col(&g, x, batch, grp, want);
+        for (uint32_t threads = 1; threads <= 2; threads++) {
+            fill_nan(got, cols);
+            tli_im2col_group(threads, &g, x, batch, grp, got);
+            ck_assert_msg(memcmp(got, want, cols * sizeof *got) == 0, "case %d, group %u, %u threads: im2col differs",
+                          _i, grp, threads);
+        }
     }
     free(x), free(want), free(got);
 }
@@ -141,13 +173,28 @@ START_TEST(col2im_is_adjoint_of_im2col)
     float *a = fnew(cols), *b = fnew(in), *ca = fnew(in), *ib = fnew(cols);
     th_fill_uniform(a, cols, -1.0f, 1.0f, 20 + (uint64_t)_i);
     th_fill_uniform(b, in, -1.0f, 1.0f, 30 + (uint64_t)_i);
-    tli_im2col(1, &g, b, batch, ib);
-    for (uint32_t threads = 1; threads <= 2; threads++) {
-        fill_nan(ca, in); /* col2im overwrites its output entirely */
-        tli_col2im(threads, &g, a, batch, ca);
-        double lhs = dot(ca, b, in), rhs = dot(a, ib, cols);
-        ck_assert_msg(fabs(lhs - rhs) <= 1e-5 * (fabs(lhs) + fabs(rhs) + 1.0),
-                      "case %d, %u threads: <col2im(a), b> = %.9g but <a, im2col(b)> = %.9g", _i, threads, lhs, rhs);
+    for (uint32_t grp = 0; grp < g.groups; grp++) {
+        tli_im2col_group(1, &g, b, batch, grp, ib);
+        for (uint32_t threads = 1; threads <= 2; threads++) {
+            /* col2im overwrites its group's channels entirely and leaves the
+             * others: those keep a marker, and only the group's count. */
+            for (size_t i = 0; i < in; i++)
+                ca[i] = (i % g.in_c) / (g.in_c / g.groups) == grp ? NAN : 7.0f;
+            tli_col2im_group(threads, &g, a, batch, grp, ca);
+            double lhs = 0.0;
+            for (size_t i = 0; i < in; i++) {
+                if ((i % g.in_c) / (g.in_c / g.groups) != grp) {
+                    ck_assert_msg(ca[i] == 7.0f, "case %d, group %u: channel %zu of another group touched", _i, grp,
+                                  i % g.in_c);
+                    continue;
+                }
+                lhs += (double)ca[i] * (double)b[i];
+            }
+            double rhs = dot(a, ib, cols);
+            ck_assert_msg(fabs(lhs - rhs) <= 1e-5 * (fabs(lhs) + fabs(rhs) + 1.0),
+                          "case %d, group %u, %u threads: <col2im(a), b> = %.9g but <a, im2col(b)> = %.9g", _i, grp,
+                          threads, lhs, rhs);
+        }
     }
     free(a), free(b), free(ca), free(ib);
 }

@@ -225,13 +225,13 @@ START_TEST(shape_errors_name_layer_and_shapes)
     c.padding = (tl_padding)5;
     ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "unknown padding 5");
     c = conv_opts(4);
-    c.activation = (tl_activation)9;
-    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "unknown activation 9");
+    c.activation = (tl_activation)10; /* 9 is hard_sigmoid since 1.1 */
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "unknown activation 10");
     p.pool_h = 0;
     ck_assert_tl_err(tl_model_add_maxpool2d(NULL, m, &p), TL_EINVAL, "pool size 0x2");
     p = (tl_maxpool2d_options)TL_MAXPOOL2D_OPTIONS_INIT;
-    p.padding = (tl_padding)3;
-    ck_assert_tl_err(tl_model_add_maxpool2d(NULL, m, &p), TL_EINVAL, "unknown padding 3");
+    p.padding = (tl_padding)4;
+    ck_assert_tl_err(tl_model_add_maxpool2d(NULL, m, &p), TL_EINVAL, "unknown padding 4");
     ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
     d.units = 0;
     ck_assert_tl_err(tl_model_add_dense(NULL, m, &d), TL_EINVAL, "units must be > 0");
@@ -600,9 +600,10 @@ START_TEST(options_init_and_versions)
     tl_conv2d_options c;
     memset(&c, 0xff, sizeof c);
     ck_assert_tl_ok(tl_conv2d_options_init(&c, TL_CONV2D_OPTIONS_VERSION));
-    ck_assert(c.version == 2 && c.filters == 0 && c.kernel_h == 3 && c.kernel_w == 3 && c.stride_h == 1 &&
+    ck_assert(c.version == 3 && c.filters == 0 && c.kernel_h == 3 && c.kernel_w == 3 && c.stride_h == 1 &&
               c.stride_w == 1 && c.padding == TL_PAD_VALID && c.activation == TL_ACT_LINEAR && c.use_bias == 1 &&
-              c.name == NULL && c.input == NULL);
+              c.name == NULL && c.input == NULL && c.groups == 1 && c.dilation_h == 1 && c.dilation_w == 1 &&
+              c.pad_top == 0 && c.pad_bottom == 0 && c.pad_left == 0 && c.pad_right == 0);
     /* Version 1 (libtl 1.0's struct) ends before `input`: not written. */
     memset(&c, 0xff, sizeof c);
     ck_assert_tl_ok(tl_conv2d_options_init(&c, 1));
@@ -611,13 +612,13 @@ START_TEST(options_init_and_versions)
     memset(&untouched, 0xff, sizeof untouched);
     ck_assert(memcmp(&c.input, &untouched, sizeof untouched) == 0);
     ck_assert_tl_err(tl_conv2d_options_init(&c, 0), TL_EVERSION, "version 0");
-    ck_assert_tl_err(tl_conv2d_options_init(&c, 3), TL_EVERSION, "version 3 is not supported");
+    ck_assert_tl_err(tl_conv2d_options_init(&c, 4), TL_EVERSION, "version 4 is not supported");
     ck_assert_tl_err(tl_conv2d_options_init(NULL, 1), TL_EINVAL, "opts is NULL");
     tl_maxpool2d_options p;
     ck_assert_tl_ok(tl_maxpool2d_options_init(&p, 1));
     ck_assert(p.pool_h == 2 && p.pool_w == 2 && p.stride_h == 0 && p.stride_w == 0 && p.padding == TL_PAD_VALID &&
               p.name == NULL);
-    ck_assert_tl_err(tl_maxpool2d_options_init(&p, 3), TL_EVERSION, "version 3");
+    ck_assert_tl_err(tl_maxpool2d_options_init(&p, 4), TL_EVERSION, "version 4");
     ck_assert_tl_err(tl_maxpool2d_options_init(NULL, 1), TL_EINVAL, "opts is NULL");
     tl_dense_options d;
     ck_assert_tl_ok(tl_dense_options_init(&d, 1));
@@ -628,8 +629,8 @@ START_TEST(options_init_and_versions)
     /* Options structs with a bad version are refused by the add calls. */
     tl_model *m = new_model(8, 8, 1);
     c.filters = 2;
-    c.version = 3;
-    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EVERSION, "tl_conv2d_options version 3");
+    c.version = 4;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EVERSION, "tl_conv2d_options version 4");
     p.version = 0;
     ck_assert_tl_err(tl_model_add_maxpool2d(NULL, m, &p), TL_EVERSION, "tl_maxpool2d_options version 0");
     ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));

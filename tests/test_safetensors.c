@@ -232,10 +232,13 @@ START_TEST(architecture_metadata_is_json)
     ck_assert_uint_eq(layers->count, 6);
     ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"conv2d\",\"kind\":\"conv2d\",\"inputs\":[null],"
                                         "\"filters\":32,\"kernel_h\":3,\"kernel_w\":3,\"stride_h\":1,\"stride_w\":1,"
-                                        "\"padding\":\"valid\",\"activation\":\"relu\","
+                                        "\"padding\":\"valid\",\"groups\":1,\"dilation_h\":1,\"dilation_w\":1,"
+                                        "\"pad_top\":0,\"pad_bottom\":0,\"pad_left\":0,\"pad_right\":0,"
+                                        "\"activation\":\"relu\","
                                         "\"use_bias\":true,\"trainable\":true,\"output_shape\":[30,30,32]}"));
     ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"max_pooling2d\",\"kind\":\"maxpool2d\",\"inputs\":[\"conv2d\"],"
                                         "\"pool_h\":2,\"pool_w\":2,\"stride_h\":2,\"stride_w\":2,\"padding\":\"valid\","
+                                        "\"pad_top\":0,\"pad_bottom\":0,\"pad_left\":0,\"pad_right\":0,"
                                         "\"output_shape\":[15,15,32]}"));
     ck_assert_ptr_nonnull(strstr(a->str, "\"input\":[32,32,3]"));
     tli_json_free(&arch);

@@ -195,7 +195,8 @@ TL_API tl_status tl_checkpoint_info_layer_dense(tl_dense_options *out, const tl_
  * The settings of layer `i`, of any kind (the getters above cover the
  * kinds of libtl 1.0), as text: "name=value, ..." in the
  * order of the format's fields ("filters=32, kernel_h=3, ..."; "" for kinds
- * without settings), into `buf` of `cap` bytes (NUL-terminated when
+ * without settings; an activation layer's starts with its activation:
+ * "activation=leaky_relu, alpha=0.25"), into `buf` of `cap` bytes (NUL-terminated when
  * cap > 0). `needed` (may be NULL) receives the length without the NUL; a
  * first call with cap 0 sizes the buffer and returns TL_OK.
  * Errors: TL_EINVAL (NULL), TL_ERANGE (i), TL_ETOOBIG (cap too small).

@@ -8,7 +8,14 @@
  * Tensors are float32 in NHWC order (batch, height, width, channels).
  * Parameter layouts follow Keras: a conv2d kernel is (kh, kw, in_channels,
  * filters), a dense kernel is (inputs, units), biases are (filters) and
- * (units).
+ * (units). A grouped conv2d's kernel is (kh, kw, in_channels / groups,
+ * filters), as Keras' Conv2D(groups=...): filter f sees the channels of
+ * group f / (filters / groups). A depthwise convolution (groups =
+ * in_channels) with multiplier m therefore has the kernel (kh, kw, 1,
+ * in_channels * m), whose values are in the same memory order as Keras'
+ * DepthwiseConv2D kernel (kh, kw, in_channels, m): output channel c*m + j
+ * is input channel c's j-th filter. PyTorch's weight is (filters,
+ * in_channels / groups, kh, kw) in both cases.
  */
 #ifndef TL_LAYER_H
 #define TL_LAYER_H
@@ -30,22 +37,47 @@ typedef enum tl_layer_kind {
     TL_LAYER_ADD = 5,              /**< element-wise sum of its inputs (since 1.1) */
     TL_LAYER_CONCATENATE = 6,      /**< its inputs side by side along the channels (since 1.1) */
     TL_LAYER_GLOBAL_AVGPOOL2D = 7, /**< (h, w, c) -> (c): the mean over h and w (since 1.1) */
-    TL_LAYER_AVGPOOL2D = 8         /**< mean over each window (since 1.1) */
+    TL_LAYER_AVGPOOL2D = 8,        /**< mean over each window (since 1.1) */
+    TL_LAYER_BATCHNORM = 9,        /**< batch normalization over the channels (since 1.1) */
+    TL_LAYER_DROPOUT = 10,         /**< inverted dropout in training, identity in inference (since 1.1) */
+    TL_LAYER_ACTIVATION = 11       /**< an activation on its own, any of tl_activation (since 1.1) */
 } tl_layer_kind;
 
-/** Activations fused into conv2d and dense. Values are stored in files. */
+/**
+ * Activations. Values are stored in files and never change. conv2d and
+ * dense take those whose derivative follows from their output (linear,
+ * relu, softmax, sigmoid, tanh, relu6, hard_sigmoid); leaky_relu, silu and
+ * hard_swish only come as an activation layer (tl_model_add_activation()),
+ * which takes every one.
+ */
 typedef enum tl_activation {
     TL_ACT_LINEAR = 0,
     TL_ACT_RELU = 1,
-    TL_ACT_SOFTMAX = 2, /**< over the last axis (channels / units) */
+    TL_ACT_SOFTMAX = 2,      /**< over the last axis (channels / units) */
     TL_ACT_SIGMOID = 3,
-    TL_ACT_TANH = 4
+    TL_ACT_TANH = 4,
+    TL_ACT_RELU6 = 5,        /**< min(max(x, 0), 6) (since 1.1) */
+    TL_ACT_LEAKY_RELU = 6,   /**< x > 0 ? x : alpha * x; activation layer only (since 1.1) */
+    TL_ACT_SILU = 7,         /**< x * sigmoid(x), Keras' swish; activation layer only (since 1.1) */
+    TL_ACT_HARD_SWISH = 8,   /**< x * relu6(x + 3) / 6; activation layer only (since 1.1) */
+    TL_ACT_HARD_SIGMOID = 9  /**< relu6(x + 3) / 6, PyTorch's Hardsigmoid (since 1.1) */
 } tl_activation;
 
-/** Padding of conv2d and maxpool2d, as in Keras. */
+/**
+ * Padding of conv2d and the pooling layers. Values are stored in files.
+ * k is the kernel's extent with its dilation, dilation * (kernel - 1) + 1.
+ * PyTorch's padding=p is TL_PAD_EXPLICIT with p on all four sides; it is
+ * TL_PAD_SAME only at stride 1 with k = 2p + 1 (with stride 2, 'same' pads
+ * the odd row and column at the bottom and right only, PyTorch on both
+ * sides, and the outputs differ).
+ */
 typedef enum tl_padding {
-    TL_PAD_VALID = 0, /**< no padding: out = floor((in - k) / stride) + 1 */
-    TL_PAD_SAME = 1   /**< zero padding: out = ceil(in / stride), extra pad bottom/right */
+    TL_PAD_VALID = 0,   /**< no padding: out = floor((in - k) / stride) + 1 */
+    TL_PAD_SAME = 1,    /**< Keras / TensorFlow: out = ceil(in / stride), zero padding split with
+                         *   the odd cell at the bottom / right */
+    TL_PAD_EXPLICIT = 2 /**< zero padding given per side (the options' pad_top, pad_bottom,
+                         *   pad_left, pad_right): out = floor((in + before + after - k) / stride) + 1
+                         *   (since 1.1) */
 } tl_padding;
 
 /** Maximum rank of a tl_shape. */
@@ -66,16 +98,17 @@ TL_API size_t tl_shape_count(const tl_shape *shape);
 
 /** Description of one parameter tensor of a layer. */
 typedef struct tl_param_info {
-    const char *name; /**< "kernel" or "bias"; owned by the layer */
+    const char *name; /**< "kernel", "bias", "gamma", "moving_mean", ...; owned by the layer */
     tl_shape shape;   /**< Keras layout, see the top of this header */
     size_t count;     /**< number of float32 values */
 } tl_param_info;
 
 /** A constant lower-case name of a kind ("conv2d", "maxpool2d", "add",
- * "concatenate", "global_avgpool2d", "avgpool2d", ...), or "unknown". */
+ * "concatenate", "global_avgpool2d", "avgpool2d", "batchnorm", ...), or "unknown". */
 TL_API const char *tl_layer_kind_str(tl_layer_kind kind);
 
-/** A constant lower-case name of an activation ("relu", ...), or "unknown". */
+/** A constant lower-case name of an activation ("relu", "relu6", "leaky_relu",
+ * "silu", "hard_swish", "hard_sigmoid", ...), or "unknown". */
 TL_API const char *tl_activation_str(tl_activation act);
 
 /** Kind of the layer; 0 when `layer` is NULL. */
@@ -108,17 +141,20 @@ TL_API tl_status tl_layer_input(tl_layer **out, const tl_layer *layer, size_t k)
 TL_API tl_status tl_layer_input_shape(tl_shape *out, const tl_layer *layer);
 TL_API tl_status tl_layer_output_shape(tl_shape *out, const tl_layer *layer);
 
-/** The fused activation of a conv2d or dense layer; TL_ACT_LINEAR for others. */
+/** The fused activation of a conv2d or dense layer, the activation of an
+ * activation layer; TL_ACT_LINEAR for others. */
 TL_API tl_activation tl_layer_activation(const tl_layer *layer);
 
-/** Number of parameter tensors (0 for pooling, flatten, add and concatenate; 1 or 2 for conv2d and dense). */
+/** Number of parameter tensors (0 for pooling, flatten, add, concatenate, dropout and activation; 1 or 2 for
+ * conv2d and dense; 2 to 4 for batchnorm, whose moving statistics count as tensors too). */
 TL_API size_t tl_layer_num_params(const tl_layer *layer);
 
 /** Total number of float32 parameters of the layer. */
 TL_API size_t tl_layer_param_count(const tl_layer *layer);
 
 /**
- * Describe parameter tensor `index` (0 = kernel, 1 = bias).
+ * Describe parameter tensor `index` (0 = kernel, 1 = bias; batchnorm: see
+ * tl_model_add_batchnorm()).
  * Errors: TL_EINVAL (NULL), TL_ERANGE (no such parameter).
  */
 TL_API tl_status tl_layer_param_info(tl_param_info *out, const tl_layer *layer, size_t index);
@@ -143,7 +179,9 @@ TL_API tl_status tl_layer_set_weights(tl_layer *layer, size_t index, const float
  * Freeze (trainable = 0) or unfreeze (non-zero) a layer. A frozen layer's
  * parameters never change during training: no gradient is computed for them,
  * no optimizer update (not even weight decay or momentum) is applied, and no
- * optimizer state is allocated for them. Takes effect at the next training
+ * optimizer state is allocated for them. A frozen batch normalization layer
+ * also runs in inference mode and keeps its moving statistics (Keras' rule,
+ * see tl_model_add_batchnorm()). Takes effect at the next training
  * step; no recompile is needed. Layers without parameters accept the call.
  * Errors: TL_EINVAL (NULL).
  */

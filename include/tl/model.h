@@ -64,7 +64,25 @@ TL_API uint64_t tl_model_seed(const tl_model *model);
 /**
  * Options of tl_model_add_conv2d(). Fill with TL_CONV2D_OPTIONS_INIT or
  * tl_conv2d_options_init(), then set what differs. Defaults: 3x3 kernel,
- * stride 1, valid padding, linear activation, with bias, automatic name.
+ * stride 1, valid padding, linear activation, with bias, automatic name,
+ * one group, no dilation.
+ *
+ * Version 3 (since 1.1):
+ * - groups: in_channels and filters split into `groups` equal parts, each
+ *   filter seeing only its part's channels (PyTorch's and Keras' groups);
+ *   both must be divisible by it (TL_EINVAL otherwise). groups = in_channels
+ *   is a depthwise convolution (filters = in_channels * multiplier), which
+ *   has a kernel of its own. The kernel is (kh, kw, in_channels / groups,
+ *   filters); see tl/layer.h for the depthwise layout.
+ * - dilation_h, dilation_w: the distance between the kernel's taps (1: none);
+ *   the kernel then spans dilation * (kernel - 1) + 1 cells.
+ * - pad_top, pad_bottom, pad_left, pad_right: zero rows / columns for
+ *   padding TL_PAD_EXPLICIT, each at most the (dilated) kernel's extent;
+ *   they must be 0 with the other paddings. PyTorch's padding=p is all four
+ *   set to p. Explicit pads that are all 0 are valid padding, and the layer
+ *   reports TL_PAD_VALID.
+ * For groups and the dilations 0 means 1, so a zero-filled struct gets an
+ * ordinary convolution; the INIT macro and tl_conv2d_options_init() set 1.
  */
 typedef struct tl_conv2d_options {
     unsigned int version;    /**< TL_CONV2D_OPTIONS_VERSION */
@@ -76,14 +94,24 @@ typedef struct tl_conv2d_options {
     int use_bias;            /**< non-zero: add a bias per filter */
     const char *name;        /**< NULL: automatic Keras-style name (conv2d, conv2d_1, ...) */
     const tl_layer *input;   /**< version 2: the layer whose output it takes; NULL: the previous layer */
+    uint32_t groups;         /**< version 3: 0 or 1: an ordinary convolution */
+    uint32_t dilation_h, dilation_w; /**< version 3: 0 or 1: no dilation */
+    uint32_t pad_top, pad_bottom, pad_left, pad_right; /**< version 3: TL_PAD_EXPLICIT only */
 } tl_conv2d_options;
-#define TL_CONV2D_OPTIONS_VERSION 2
+#define TL_CONV2D_OPTIONS_VERSION 3
 #define TL_CONV2D_OPTIONS_INIT \
-    { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL, NULL }
+    { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL, NULL, 1, 1, 1, 0, 0, 0, 0 }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version);
 
-/** Options of tl_model_add_maxpool2d(). Defaults: 2x2 pool, stride = pool, valid. */
+/**
+ * Options of tl_model_add_maxpool2d(). Defaults: 2x2 pool, stride = pool, valid.
+ * Version 3 (since 1.1): pad_top, pad_bottom, pad_left, pad_right for
+ * padding TL_PAD_EXPLICIT (0 with the other paddings), each smaller than
+ * the pool along its axis, so that every window holds a real cell: padded
+ * cells never win. PyTorch's MaxPool2d(3, 2, padding=1) (torchvision's
+ * ResNet stem) is a 3x3 pool, stride 2, all four pads 1.
+ */
 typedef struct tl_maxpool2d_options {
     unsigned int version;    /**< TL_MAXPOOL2D_OPTIONS_VERSION */
     uint32_t pool_h, pool_w;
@@ -91,9 +119,10 @@ typedef struct tl_maxpool2d_options {
     tl_padding padding;
     const char *name;
     const tl_layer *input;   /**< version 2: the layer whose output it takes; NULL: the previous layer */
+    uint32_t pad_top, pad_bottom, pad_left, pad_right; /**< version 3: TL_PAD_EXPLICIT only */
 } tl_maxpool2d_options;
-#define TL_MAXPOOL2D_OPTIONS_VERSION 2
-#define TL_MAXPOOL2D_OPTIONS_INIT { TL_MAXPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, NULL, NULL }
+#define TL_MAXPOOL2D_OPTIONS_VERSION 3
+#define TL_MAXPOOL2D_OPTIONS_INIT { TL_MAXPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, NULL, NULL, 0, 0, 0, 0 }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned int version);
 
@@ -115,8 +144,13 @@ TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int vers
  * Append a layer. `out` may be NULL; otherwise it receives the new layer,
  * borrowed from the model. On error the model is unchanged.
  * Errors: TL_EINVAL (NULL model or options, zero filters/units/kernel/pool or
- * stride, unknown activation or padding, name empty, too long or already used
- * in this model), TL_EVERSION (options version unknown),
+ * stride, unknown activation or padding, an activation conv2d and dense
+ * cannot fuse - leaky_relu, silu, hard_swish: follow the layer with an
+ * activation layer instead -, name empty, too long or already used
+ * in this model; conv2d groups that do not divide the input channels and
+ * the filters, a pad larger than the dilated kernel or not smaller than a
+ * pool, pads with padding other than TL_PAD_EXPLICIT; the message names
+ * the layer and the value), TL_EVERSION (options version unknown),
  * TL_ESHAPE (the layer cannot follow the previous output: kernel larger than
  * a valid-padded input, dense or flatten on the wrong rank, ...; the message
  * names the layer, its index and both shapes), TL_ETOOBIG (sizes overflow),
@@ -170,11 +204,14 @@ TL_API tl_status tl_model_add_global_avgpool2d(tl_layer **out, tl_model *model, 
 /**
  * Options of tl_model_add_avgpool2d(). Defaults: 2x2 pool, stride = pool,
  * valid padding, count_include_pad 0.
- * count_include_pad: under same padding, a window at the border covers
- * zero padding. 0 divides by the number of real pixels under the window
+ * count_include_pad: under same or explicit padding, a window at the
+ * border covers zero padding. 0 divides by the number of real pixels under the window
  * (Keras' AveragePooling2D, and the default); non-zero divides by the whole
  * window inside the padded input (PyTorch's AvgPool2d default,
  * count_include_pad=True). With valid padding both are the same.
+ * Version 2: pad_top, pad_bottom, pad_left, pad_right for padding
+ * TL_PAD_EXPLICIT, as in tl_maxpool2d_options (PyTorch's
+ * AvgPool2d(k, s, padding=p) is all four set to p).
  */
 typedef struct tl_avgpool2d_options {
     unsigned int version;        /**< TL_AVGPOOL2D_OPTIONS_VERSION */
@@ -184,14 +221,154 @@ typedef struct tl_avgpool2d_options {
     int count_include_pad;
     const char *name;
     const tl_layer *input;       /**< NULL: the previous layer */
+    uint32_t pad_top, pad_bottom, pad_left, pad_right; /**< version 2: TL_PAD_EXPLICIT only */
 } tl_avgpool2d_options;
-#define TL_AVGPOOL2D_OPTIONS_VERSION 1
-#define TL_AVGPOOL2D_OPTIONS_INIT { TL_AVGPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, 0, NULL, NULL }
+#define TL_AVGPOOL2D_OPTIONS_VERSION 2
+#define TL_AVGPOOL2D_OPTIONS_INIT \
+    { TL_AVGPOOL2D_OPTIONS_VERSION, 2, 2, 0, 0, TL_PAD_VALID, 0, NULL, NULL, 0, 0, 0, 0 }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. (Since 1.1.) */
 TL_API tl_status tl_avgpool2d_options_init(tl_avgpool2d_options *opts, unsigned int version);
 
 /** Append an average-pooling layer. Errors as for tl_model_add_maxpool2d(). (Since 1.1.) */
 TL_API tl_status tl_model_add_avgpool2d(tl_layer **out, tl_model *model, const tl_avgpool2d_options *opts);
+
+/**
+ * Options of tl_model_add_batchnorm(). Defaults are Keras'
+ * BatchNormalization's: epsilon 1e-3, momentum 0.99, center and scale on.
+ *
+ * momentum follows Keras' convention: after each training step
+ *     moving = momentum * moving + (1 - momentum) * batch statistic,
+ * so PyTorch's BatchNorm2d(momentum=0.1) is momentum 0.9 here (libtl's
+ * momentum = 1 - PyTorch's), and Keras' 0.99 is PyTorch's 0.01. PyTorch's
+ * default epsilon is 1e-5: set it when you rebuild a PyTorch model.
+ */
+typedef struct tl_batchnorm_options {
+    unsigned int version;  /**< TL_BATCHNORM_OPTIONS_VERSION */
+    float epsilon;         /**< added to the variance; finite and > 0 */
+    float momentum;        /**< in [0, 1], Keras' convention (see above) */
+    int center;            /**< non-zero: learn an offset beta (PyTorch's bias) */
+    int scale;             /**< non-zero: learn a factor gamma (PyTorch's weight) */
+    const char *name;      /**< NULL: automatic name (batch_normalization, batch_normalization_1, ...) */
+    const tl_layer *input; /**< NULL: the previous layer */
+} tl_batchnorm_options;
+#define TL_BATCHNORM_OPTIONS_VERSION 1
+#define TL_BATCHNORM_OPTIONS_INIT { TL_BATCHNORM_OPTIONS_VERSION, 1e-3f, 0.99f, 1, 1, NULL, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. (Since 1.1.) */
+TL_API tl_status tl_batchnorm_options_init(tl_batchnorm_options *opts, unsigned int version);
+
+/**
+ * Append batch normalization over the last axis: the channels of an
+ * (h, w, c) input (Keras' BatchNormalization(axis=-1), PyTorch's
+ * BatchNorm2d on NCHW) or the units of a flat one (PyTorch's
+ * BatchNorm1d). Output shape = input shape.
+ *
+ * Tensors, in this order (tl_layer_num_params() counts them all):
+ * gamma (c, ones; when `scale`), beta (c, zeros; when `center`) - trained
+ * parameters - and moving_mean (c, zeros) and moving_variance (c, ones):
+ * state, which the layer updates itself. State is saved and loaded with
+ * the model (checkpoint, safetensors as <name>.moving_mean or, in the
+ * PyTorch layout, <name>.running_mean and <name>.running_var), copied by
+ * tl_model_copy, the extractors and tl_model_transfer_params (a structure
+ * clone starts again from zeros and ones), but never gets a gradient or an
+ * optimizer update; the summary counts it as non-trainable.
+ *
+ * Training (tl_model_fit, tl_model_train_step) of a trainable layer
+ * normalizes each channel with the batch's mean and biased variance over
+ * its batch x h x w values, y = gamma * (x - mean) / sqrt(var + epsilon) +
+ * beta, the gradient flowing through those statistics; and then moves the
+ * moving statistics towards the batch's mean and unbiased variance
+ * (var * n / (n - 1), as PyTorch's running_var). Inference (predict,
+ * evaluate, extractors) uses the moving statistics and changes nothing.
+ * A batch whose statistics are not finite leaves them as they were; but
+ * the update happens in the forward pass, so a step that then fails with
+ * TL_ENUMERIC further up (a non-finite loss or gradient from finite
+ * statistics) has already moved them, although it updates no parameter.
+ *
+ * **A frozen batch normalization layer (tl_layer_set_trainable(layer, 0),
+ * tl_model_freeze_upto, a frozen extractor) runs in inference mode also
+ * while the model trains, and keeps its statistics** - Keras' rule since
+ * 2.1.3, and what fine-tuning on a small data set needs: its four tensors
+ * stay bit for bit as they were, and the gradient passes through it as
+ * dy * gamma / sqrt(moving_variance + epsilon). (PyTorch's module.eval() on
+ * the BN modules does the same; its requires_grad = False alone does not.)
+ *
+ * Results do not depend on the thread count; a training step allocates
+ * nothing for the layer (its scratch is part of the model's workspace).
+ * `out` may be NULL; otherwise it receives the new layer, borrowed from
+ * the model. On error the model is unchanged. Errors as for the add
+ * functions above; TL_EINVAL when epsilon is not finite and > 0 or
+ * momentum is outside [0, 1] or NaN (the message names the layer and the
+ * value); TL_ESHAPE when the input is neither (h, w, c) nor flat. Thread
+ * safety: as every call on a model, not concurrently with another call on
+ * the same model. (Since 1.1.)
+ */
+TL_API tl_status tl_model_add_batchnorm(tl_layer **out, tl_model *model, const tl_batchnorm_options *opts);
+
+/**
+ * Options of tl_model_add_dropout(). Default rate 0.5 (PyTorch's default;
+ * Keras' Dropout has none).
+ * In training (fit, train_step) each value is kept with probability
+ * 1 - rate and scaled by 1 / (1 - rate), or set to 0 (inverted dropout, as
+ * Keras and PyTorch); in inference (predict, evaluate, extractors) the
+ * layer passes its input through unchanged. The masks come from the
+ * model's training random stream (the one that shuffles, seeded by the
+ * model's seed or tl_fit_options.seed and saved in checkpoints): training
+ * repeats bit for bit for a given seed and thread count, and a run resumed
+ * from a checkpoint continues exactly; the masks themselves do not depend
+ * on the thread count. Models without dropout draw nothing more from the
+ * stream than before.
+ */
+typedef struct tl_dropout_options {
+    unsigned int version;  /**< TL_DROPOUT_OPTIONS_VERSION */
+    float rate;            /**< fraction of values dropped, in [0, 1) */
+    const char *name;      /**< NULL: automatic name (dropout, dropout_1, ...) */
+    const tl_layer *input; /**< NULL: the previous layer */
+} tl_dropout_options;
+#define TL_DROPOUT_OPTIONS_VERSION 1
+#define TL_DROPOUT_OPTIONS_INIT { TL_DROPOUT_OPTIONS_VERSION, 0.5f, NULL, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. (Since 1.1.) */
+TL_API tl_status tl_dropout_options_init(tl_dropout_options *opts, unsigned int version);
+
+/**
+ * Append a dropout layer (Keras' Dropout, PyTorch's nn.Dropout); any input
+ * shape, output shape = input shape, no parameters. Errors as for the add
+ * functions above; TL_EINVAL when the rate is outside [0, 1) or NaN (the
+ * message names the layer and the value). (Since 1.1.)
+ */
+TL_API tl_status tl_model_add_dropout(tl_layer **out, tl_model *model, const tl_dropout_options *opts);
+
+/**
+ * Options of tl_model_add_activation(). Default: relu.
+ * `alpha` is leaky_relu's slope for x < 0 (ignored by the others); its
+ * default 0.01 is PyTorch's LeakyReLU default (Keras' LeakyReLU has 0.3:
+ * set it when you rebuild a Keras model).
+ */
+typedef struct tl_activation_options {
+    unsigned int version;     /**< TL_ACTIVATION_OPTIONS_VERSION */
+    tl_activation activation; /**< any value of tl_activation */
+    float alpha;              /**< leaky_relu's negative slope; finite */
+    const char *name;         /**< NULL: automatic name (activation, activation_1, ...) */
+    const tl_layer *input;    /**< NULL: the previous layer */
+} tl_activation_options;
+#define TL_ACTIVATION_OPTIONS_VERSION 1
+#define TL_ACTIVATION_OPTIONS_INIT { TL_ACTIVATION_OPTIONS_VERSION, TL_ACT_RELU, 0.01f, NULL, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. (Since 1.1.) */
+TL_API tl_status tl_activation_options_init(tl_activation_options *opts, unsigned int version);
+
+/**
+ * Append an activation layer: y = activation(x) element by element, softmax
+ * over the last axis (Keras' Activation / LeakyReLU / ReLU(max_value=6),
+ * PyTorch's nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish,
+ * nn.Hardsigmoid, nn.Softmax(dim=-1 of NHWC), ...). Any input shape; no
+ * parameters. Its backward pass uses the layer's input, so every
+ * activation's gradient is exact, including those conv2d and dense cannot
+ * fuse. Needed after an add (a residual block's ReLU). As the last layer
+ * of a classifier, softmax counts as the model's output activation for the
+ * losses (as conv2d's or dense's would). Errors as for the add functions
+ * above; TL_EINVAL for an unknown activation or an alpha that is not
+ * finite. (Since 1.1.)
+ */
+TL_API tl_status tl_model_add_activation(tl_layer **out, tl_model *model, const tl_activation_options *opts);
 
 /**
  * Remove the last `count` layers (to put a new head on a model). Their

@@ -529,7 +529,8 @@ static tl_status parse_layer(parser *p, const uint8_t *b, size_t len)
     if (p->minor < 1 && kind > TL_LAYER_DENSE)
         return perr(p, TL_EFORMAT, "layer %zu ('%s'): kind '%s' did not exist in format 1.0", index, l.name,
                     l.ops->type_name);
-    if (act > TL_ACT_TANH)
+    /* relu6 .. hard_sigmoid came with format 1.1. */
+    if (act > TL_ACT_HARD_SIGMOID || (p->minor < 1 && act > TL_ACT_TANH))
         return unknown_value(p, "activation", act);
     if (bias > 1 || trainable > 1)
         return perr(p, TL_EFORMAT, "layer %zu ('%s'): use_bias %u and trainable %u must be 0 or 1", index, l.name,

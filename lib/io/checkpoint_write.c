@@ -126,11 +126,12 @@ static void shape_to(tli_wbuf *b, const tl_shape *s)
 }
 
 /* Whether format 1.0 holds layer l: a kind 1.0 had, taking the previous
- * layer, every field past 1.0's at its default, no state tensors. */
+ * layer, an activation 1.0 had, every field past 1.0's at its default, no
+ * state tensors. */
 static bool fits_1_0(const tl_layer *l)
 {
     uint32_t prev = l->index ? (uint32_t)(l->index - 1) : TLI_INPUT_MODEL;
-    if (l->ops->kind > TL_LAYER_DENSE || l->ninputs != 1 || l->inputs[0] != prev)
+    if (l->ops->kind > TL_LAYER_DENSE || l->ninputs != 1 || l->inputs[0] != prev || l->act > TL_ACT_TANH)
         return false;
     for (size_t i = l->ops->nfields_v1_0; i < l->ops->nfields; i++)
         if (tli_field_get(l->cfg, &l->ops->fields[i]) != l->ops->fields[i].def)

@@ -1,7 +1,8 @@
 /*
  * activation.c - bias + activation fused after a GEMM, and the matching
  * backward pass fused with the bias gradient, so each touches the output
- * matrix once.
+ * matrix once; and the activation layer's forward and backward passes,
+ * which share the forward formulas.
  */
 #include <math.h>
 #include <string.h>
@@ -24,11 +25,17 @@ static void softmax_row(float *v, size_t n)
         v[i] *= inv;
 }
 
-static void bias_act_row(float *v, const float *bias, size_t n, tl_activation act)
+static inline float relu6f(float v)
 {
-    if (bias)
-        for (size_t i = 0; i < n; i++)
-            v[i] += bias[i];
+    /* NaN stays NaN: both comparisons are false. */
+    float t = v < 0.0f ? 0.0f : v;
+    return t > 6.0f ? 6.0f : t;
+}
+
+/* v[i] = act(v[i]) in place (softmax over the row); alpha: leaky_relu's
+ * slope. The formulas are PyTorch's (CPU), in its order of operations. */
+static void act_row(float *v, size_t n, tl_activation act, float alpha)
+{
     switch (act) {
     case TL_ACT_RELU:
         /* NaN stays NaN (as in Keras and PyTorch), so that a non-finite
@@ -47,9 +54,56 @@ static void bias_act_row(float *v, const float *bias, size_t n, tl_activation ac
     case TL_ACT_SOFTMAX:
         softmax_row(v, n);
         break;
+    case TL_ACT_RELU6:
+        for (size_t i = 0; i < n; i++)
+            v[i] = relu6f(v[i]);
+        break;
+    case TL_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] > 0.0f ? v[i] : v[i] * alpha;
+        break;
+    case TL_ACT_SILU:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] / (1.0f + expf(-v[i]));
+        break;
+    case TL_ACT_HARD_SWISH:
+        for (size_t i = 0; i < n; i++)
+            v[i] = v[i] * relu6f(v[i] + 3.0f) / 6.0f;
+        break;
+    case TL_ACT_HARD_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            v[i] = relu6f(v[i] + 3.0f) / 6.0f;
+        break;
     case TL_ACT_LINEAR:
         break;
     }
+}
+
+static void bias_act_row(float *v, const float *bias, size_t n, tl_activation act)
+{
+    if (bias)
+        for (size_t i = 0; i < n; i++)
+            v[i] += bias[i];
+    act_row(v, n, act, 0.0f);
+}
+
+bool tli_act_fusable(tl_activation act)
+{
+    switch (act) {
+    case TL_ACT_LINEAR:
+    case TL_ACT_RELU:
+    case TL_ACT_SOFTMAX:
+    case TL_ACT_SIGMOID:
+    case TL_ACT_TANH:
+    case TL_ACT_RELU6:
+    case TL_ACT_HARD_SIGMOID:
+        return true;
+    case TL_ACT_LEAKY_RELU:
+    case TL_ACT_SILU:
+    case TL_ACT_HARD_SWISH:
+        return false;
+    }
+    return false;
 }
 
 void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t rows, size_t cols,
@@ -87,6 +141,18 @@ static void act_backward_row(tl_activation act, const float *y, float *dy, size_
             dy[i] = y[i] * (dy[i] - dot);
         break;
     }
+    case TL_ACT_RELU6:
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
+        break;
+    case TL_ACT_HARD_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f && y[i] < 1.0f ? dy[i] * (1.0f / 6.0f) : 0.0f;
+        break;
+    case TL_ACT_LEAKY_RELU:
+    case TL_ACT_SILU:
+    case TL_ACT_HARD_SWISH:
+        /* Not fusable (tli_act_fusable): a layer refuses them at build. */
     case TL_ACT_LINEAR:
         break;
     }
@@ -141,4 +207,83 @@ void tli_act_backward(uint32_t threads, tl_activation act, const float *y, float
     for (size_t b = 1; b < blocks; b++)
         for (size_t c = 0; c < cols; c++)
             dbias[c] += partials[b * cols + c];
+}
+
+/* ---- the activation layer ------------------------------------------------ */
+
+void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const float *x, float *y, size_t rows,
+                     size_t cols)
+{
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long r = 0; r < (long)rows; r++) {
+        float *v = y + (size_t)r * cols;
+        if (v != x + (size_t)r * cols)
+            memcpy(v, x + (size_t)r * cols, sizeof(float) * cols);
+        act_row(v, cols, act, alpha);
+    }
+}
+
+static void act_input_backward_row(tl_activation act, float alpha, const float *x, const float *y, const float *dy,
+                                   float *dx, size_t n)
+{
+    switch (act) {
+    case TL_ACT_LINEAR:
+        if (dx != dy)
+            memcpy(dx, dy, sizeof(float) * n);
+        break;
+    case TL_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case TL_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * (y[i] * (1.0f - y[i]));
+        break;
+    case TL_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case TL_ACT_SOFTMAX: {
+        float dot = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            dot += dy[i] * y[i];
+        for (size_t i = 0; i < n; i++)
+            dx[i] = y[i] * (dy[i] - dot);
+        break;
+    }
+    case TL_ACT_RELU6:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] > 0.0f && x[i] < 6.0f ? dy[i] : 0.0f;
+        break;
+    case TL_ACT_LEAKY_RELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * alpha;
+        break;
+    case TL_ACT_SILU:
+        for (size_t i = 0; i < n; i++) {
+            float s = 1.0f / (1.0f + expf(-x[i]));
+            dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    case TL_ACT_HARD_SWISH:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] < -3.0f ? 0.0f : x[i] <= 3.0f ? dy[i] * (x[i] / 3.0f + 0.5f) : dy[i];
+        break;
+    case TL_ACT_HARD_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] > -3.0f && x[i] < 3.0f ? dy[i] * (1.0f / 6.0f) : 0.0f;
+        break;
+    }
+}
+
+void tli_act_input_backward(uint32_t threads, tl_activation act, float alpha, const float *x, const float *y,
+                            const float *dy, float *dx, size_t rows, size_t cols)
+{
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long r = 0; r < (long)rows; r++) {
+        const size_t o = (size_t)r * cols;
+        act_input_backward_row(act, alpha, x + o, y + o, dy + o, dx + o, cols);
+    }
 }

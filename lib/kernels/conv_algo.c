@@ -1,36 +1,56 @@
 /*
- * conv_algo.c - one convolution interface, two algorithms: im2col + BLIS
- * for any shape on any CPU, and direct AVX-512 kernels for the stride-1
- * convolutions with 16k filters that dominate CNN training. The layer asks
- * tli_conv_choose() once and passes the answer back in every call.
+ * conv_algo.c - one convolution interface, three algorithms: im2col + BLIS
+ * for any shape on any CPU (one GEMM per group), direct AVX-512 kernels for
+ * the stride-1 convolutions with 16k filters that dominate CNN training,
+ * and direct depthwise kernels (groups == in_c), for which im2col + GEMM
+ * would be thousands of GEMMs of 9 x 1. The layer asks tli_conv_choose()
+ * once and passes the answer back in every call.
  *
  * The direct input gradient multiplies each output pixel's gradient by the
  * transposed kernel and adds the result straight into the input cells it
  * came from (col2im fused into the kernel).
+ *
+ * Groups on the GEMM path: the kernel (k_h*k_w*cg, filters) holds group
+ * grp's filters in its columns [grp*fg, (grp+1)*fg) (cg = in_c/groups, fg =
+ * filters/groups), and the output's channels likewise, so each group's GEMM
+ * reads and writes strided views of the whole tensors: nothing is copied.
  */
 #include <string.h>
 
 #include "conv_direct.h"
 
+/* A 1x1 convolution whose output pixels are the input's: the input itself
+ * is the im2col matrix (row stride in_c; a group's columns start at its
+ * first channel). */
 static bool is_pointwise(const tli_conv_geom *g)
 {
-    return g->k_h == 1 && g->k_w == 1 && g->s_h == 1 && g->s_w == 1 && g->pad_t == 0 && g->pad_l == 0;
+    return g->k_h == 1 && g->k_w == 1 && g->s_h == 1 && g->s_w == 1 && g->pad_t == 0 && g->pad_l == 0 &&
+           g->out_h == g->in_h && g->out_w == g->in_w;
 }
 
 bool tli_conv_algo_ok(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters)
 {
-    if (algo == TLI_CONV_GEMM)
-        return true;
+    switch (algo) {
+    case TLI_CONV_GEMM: return true;
+    case TLI_CONV_DEPTHWISE: return g->groups == g->in_c && filters % g->in_c == 0;
+    case TLI_CONV_DIRECT:
 #ifdef TLI_HAVE_AVX512
-    return algo == TLI_CONV_DIRECT && tli_cpu_has_avx512() && g->s_h == 1 && g->s_w == 1 && filters % 16 == 0;
+        /* The direct kernels read a padded copy of the input with adjacent
+         * taps and one kernel for all channels. */
+        return tli_cpu_has_avx512() && g->s_h == 1 && g->s_w == 1 && filters % 16 == 0 && g->groups == 1 &&
+               g->d_h == 1 && g->d_w == 1;
 #else
-    (void)g, (void)filters;
-    return false;
+        (void)g, (void)filters;
+        return false;
 #endif
+    }
+    return false;
 }
 
 tli_conv_algo tli_conv_choose(const tli_conv_geom *g, uint32_t filters)
 {
+    if (g->groups > 1 && tli_conv_algo_ok(TLI_CONV_DEPTHWISE, g, filters))
+        return TLI_CONV_DEPTHWISE;
     return tli_conv_algo_ok(TLI_CONV_DIRECT, g, filters) ? TLI_CONV_DIRECT : TLI_CONV_GEMM;
 }
 
@@ -40,8 +60,8 @@ tli_conv_algo tli_conv_choose(const tli_conv_geom *g, uint32_t filters)
  * on the geometry, so forward and backward agree on where they are. */
 typedef struct conv_scratch {
     float *xpad;     /* DIRECT: padded input (kept for the weight gradient) */
-    float *col;      /* GEMM: im2col matrix, reused for dcol; DIRECT: dcol */
-    float *partials; /* DIRECT: per-thread weight-gradient sums */
+    float *col;      /* GEMM: im2col matrices (one per group, each m x k), reused for dcol; DIRECT: dcol */
+    float *partials; /* DIRECT: per-thread weight-gradient sums; DEPTHWISE: per-image ones */
     float *wt;       /* DIRECT: kernel transposed to (filters, k_h*k_w*in_c) */
     float *dxpad;    /* DIRECT: input gradient before cropping the padding */
 } conv_scratch;
@@ -75,9 +95,12 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
     size_t sizes[5] = {0}; /* xpad, col, partials, wt, dxpad */
     const size_t pix = (size_t)g->out_h * g->out_w, k = tli_conv_k(g);
     const size_t wsize = k * filters;
-    if (algo == TLI_CONV_GEMM) {
+    if (algo == TLI_CONV_DEPTHWISE) {
+        if (training) /* see conv_depthwise_impl.h */
+            sizes[2] = batch > 1 ? mul3(batch - 1, (size_t)g->k_h * g->k_w, filters) : 0;
+    } else if (algo == TLI_CONV_GEMM) {
         if (!is_pointwise(g))
-            sizes[1] = mul3(batch, pix, k);
+            sizes[1] = mul3(mul3(batch, pix, k), g->groups, 1);
     } else {
         const size_t padded = mul3(batch, (size_t)padded_h(g) * padded_w(g), g->in_c);
         if (needs_pad(g))
@@ -153,6 +176,44 @@ static void crop_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t
                    row * sizeof(float));
 }
 
+/* The depthwise kernels: the AVX-512 build where the CPU has it (the same
+ * bits as the portable one). */
+static void depthwise_forward(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
+                              const float *w, const float *bias, tl_activation act, float *y, size_t batch)
+{
+#ifdef TLI_HAVE_AVX512
+    if (tli_cpu_has_avx512()) {
+        tli_depthwise_forward_avx512(threads, g, filters, x, w, bias, act, y, batch);
+        return;
+    }
+#endif
+    tli_depthwise_forward_c(threads, g, filters, x, w, bias, act, y, batch);
+}
+
+static void depthwise_input_grad(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
+                                 const float *w, float *dx, size_t batch)
+{
+#ifdef TLI_HAVE_AVX512
+    if (tli_cpu_has_avx512()) {
+        tli_depthwise_input_grad_avx512(threads, g, filters, dz, w, dx, batch);
+        return;
+    }
+#endif
+    tli_depthwise_input_grad_c(threads, g, filters, dz, w, dx, batch);
+}
+
+static void depthwise_weight_grad(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
+                                  const float *dz, float *dw, float *partials, size_t batch)
+{
+#ifdef TLI_HAVE_AVX512
+    if (tli_cpu_has_avx512()) {
+        tli_depthwise_weight_grad_avx512(threads, g, filters, x, dz, dw, partials, batch);
+        return;
+    }
+#endif
+    tli_depthwise_weight_grad_c(threads, g, filters, x, dz, dw, partials, batch);
+}
+
 #ifdef TLI_HAVE_AVX512
 static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
 {
@@ -186,13 +247,23 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
         return;
     }
 #endif
-    const float *col = x;
-    if (!is_pointwise(g)) {
-        tli_im2col(threads, g, x, batch, s.col);
-        col = s.col;
+    if (algo == TLI_CONV_DEPTHWISE) {
+        depthwise_forward(threads, g, filters, x, w, bias, act, y, batch);
+        return;
     }
-    tli_gemm(threads, m, filters, k, 1.0f, col, (ptrdiff_t)k, 1, w, (ptrdiff_t)filters, 1, 0.0f, y,
-             (ptrdiff_t)filters, 1);
+    const size_t fg = filters / g->groups, cg = tli_conv_group_c(g);
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        /* y[:, grp*fg ..] (m x fg) = col_grp (m x k) * w[:, grp*fg ..] (k x fg) */
+        const float *col = x + (size_t)grp * cg;
+        ptrdiff_t rs = (ptrdiff_t)g->in_c;
+        if (!is_pointwise(g)) {
+            col = s.col + (size_t)grp * m * k;
+            rs = (ptrdiff_t)k;
+            tli_im2col_group(threads, g, x, batch, grp, s.col + (size_t)grp * m * k);
+        }
+        tli_gemm(threads, m, fg, k, 1.0f, col, rs, 1, w + (size_t)grp * fg, (ptrdiff_t)filters, 1, 0.0f,
+                 y + (size_t)grp * fg, (ptrdiff_t)filters, 1);
+    }
     tli_bias_act_forward(threads, y, bias, m, filters, act);
 }
 
@@ -202,12 +273,17 @@ static void gemm_dx(uint32_t threads, const tli_conv_geom *g, uint32_t filters, 
                     float *dx, size_t batch, float *col)
 {
     const size_t m = batch * g->out_h * g->out_w, k = tli_conv_k(g);
-    /* dcol (m x k) = dz (m x n) * W^T (n x k) */
-    float *dcol = is_pointwise(g) ? dx : col;
-    tli_gemm(threads, m, k, filters, 1.0f, dz, (ptrdiff_t)filters, 1, w, 1, (ptrdiff_t)filters, 0.0f, dcol,
-             (ptrdiff_t)k, 1);
-    if (!is_pointwise(g))
-        tli_col2im(threads, g, dcol, batch, dx);
+    const size_t fg = filters / g->groups, cg = tli_conv_group_c(g);
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        /* dcol (m x k) = dz[:, grp*fg ..] (m x fg) * W_grp^T (fg x k); for a
+         * pointwise convolution straight into the group's channels of dx. */
+        const bool pw = is_pointwise(g);
+        float *dcol = pw ? dx + (size_t)grp * cg : col + (size_t)grp * m * k;
+        tli_gemm(threads, m, k, fg, 1.0f, dz + (size_t)grp * fg, (ptrdiff_t)filters, 1, w + (size_t)grp * fg, 1,
+                 (ptrdiff_t)filters, 0.0f, dcol, pw ? (ptrdiff_t)g->in_c : (ptrdiff_t)k, 1);
+        if (!pw)
+            tli_col2im_group(threads, g, dcol, batch, grp, dx);
+    }
 }
 
 void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
@@ -241,11 +317,22 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
         return;
     }
 #endif
-    (void)m;
-    const float *col = is_pointwise(g) ? x : s.col;
-    if (dw) /* dW (k x n) = col^T (k x m) * dz (m x n) */
-        tli_gemm(threads, k, filters, m, 1.0f, col, 1, (ptrdiff_t)k, dz, (ptrdiff_t)filters, 1, 0.0f, dw,
-                 (ptrdiff_t)filters, 1);
-    if (dx)
+    if (algo == TLI_CONV_DEPTHWISE) {
+        if (dw)
+            depthwise_weight_grad(threads, g, filters, x, dz, dw, s.partials, batch);
+        if (dx)
+            depthwise_input_grad(threads, g, filters, dz, w, dx, batch);
+        return;
+    }
+    const size_t fg = filters / g->groups, cg = tli_conv_group_c(g);
+    for (uint32_t grp = 0; dw && grp < g->groups; grp++) {
+        /* dW[:, grp*fg ..] (k x fg) = col_grp^T (k x m) * dz[:, grp*fg ..] (m x fg) */
+        const bool pw = is_pointwise(g);
+        const float *col = pw ? x + (size_t)grp * cg : s.col + (size_t)grp * m * k;
+        const ptrdiff_t rs = pw ? (ptrdiff_t)g->in_c : (ptrdiff_t)k;
+        tli_gemm(threads, k, fg, m, 1.0f, col, 1, rs, dz + (size_t)grp * fg, (ptrdiff_t)filters, 1, 0.0f,
+                 dw + (size_t)grp * fg, (ptrdiff_t)filters, 1);
+    }
+    if (dx) /* after the weight gradient: it overwrites the im2col matrices */
         gemm_dx(threads, g, filters, dz, w, dx, batch, s.col);
 }

@@ -31,4 +31,35 @@ void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, c
 void tli_direct_input_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *dz, const float *wt,
                                   float *dxp, size_t batch);
 
+/* ---- depthwise (conv_depthwise_impl.h) ------------------------------------
+ * groups == in_c, filters = in_c * m; any stride, dilation and padding.
+ * Each is built twice: _c for any CPU, _avx512 (only where the library has
+ * AVX-512 kernels, called after tli_cpu_has_avx512()). Both give the same
+ * bits, for any thread count. */
+
+/* Floats of the weight gradient's per-image partial sums for `batch`. */
+static inline size_t tli_depthwise_partials(const tli_conv_geom *g, uint32_t filters, size_t batch)
+{
+    return batch > 1 ? (batch - 1) * g->k_h * g->k_w * filters : 0;
+}
+
+/* y = act(depthwise(x, w) + bias); bias may be NULL. */
+void tli_depthwise_forward_c(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
+                             const float *w, const float *bias, tl_activation act, float *y, size_t batch);
+/* dx = dL/dx from dz = dL/d(pre-activation). Overwrites dx. */
+void tli_depthwise_input_grad_c(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
+                                const float *w, float *dx, size_t batch);
+/* dw = dL/dw. Overwrites dw. `partials` holds (batch - 1) kernels' worth
+ * of floats (tli_depthwise_partials) for the per-image sums. */
+void tli_depthwise_weight_grad_c(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
+                                 const float *dz, float *dw, float *partials, size_t batch);
+#ifdef TLI_HAVE_AVX512
+void tli_depthwise_forward_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
+                                  const float *w, const float *bias, tl_activation act, float *y, size_t batch);
+void tli_depthwise_input_grad_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
+                                     const float *w, float *dx, size_t batch);
+void tli_depthwise_weight_grad_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
+                                      const float *dz, float *dw, float *partials, size_t batch);
+#endif
+
 #endif /* TLI_CONV_DIRECT_H */

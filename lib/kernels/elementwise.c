@@ -1,8 +1,9 @@
-/* elementwise.c - sums, accumulation, concatenation (see elementwise.h).
+/* elementwise.c - sums, accumulation, concatenation, dropout (see elementwise.h).
  * Memory-bound loops: split into contiguous blocks per thread, each element
  * computed the same way whatever the thread count. */
 #include <string.h>
 
+#include "../rng.h"
 #include "elementwise.h"
 
 /* Below this many floats a second thread costs more than it saves. */
@@ -74,4 +75,33 @@ void tli_split_rows(uint32_t threads, float *const *dx, const bool *acc, const f
                 memcpy(d + r * w, src, w * sizeof(float));
         }
     }
+}
+
+float tli_dropout_scale(float rate)
+{
+    return 1.0f / (1.0f - rate);
+}
+
+void tli_dropout_forward(uint32_t threads, uint64_t key, float rate, const float *x, float *y, uint8_t *mask,
+                         size_t n)
+{
+    /* rate < 1, so the threshold is below 2^32 and rate 0 keeps everything. */
+    const uint64_t threshold = (uint64_t)((double)rate * 4294967296.0);
+    const float scale = tli_dropout_scale(rate);
+    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const bool keep = (tli_hash64(key, i) >> 32) >= threshold;
+        mask[i] = keep;
+        y[i] = x[i] * (keep ? scale : 0.0f);
+    }
+}
+
+void tli_dropout_backward(uint32_t threads, float rate, const uint8_t *mask, const float *dy, float *dx, size_t n)
+{
+    const float scale = tli_dropout_scale(rate);
+    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dy[i] * (mask[i] ? scale : 0.0f);
 }

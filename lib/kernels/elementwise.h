@@ -1,7 +1,7 @@
 /*
- * elementwise.h - the loops of the graph layers (add, concatenate) and of
- * gradients that several layers add into one buffer. Float32, densely
- * packed; results do not depend on `threads`.
+ * elementwise.h - the loops of the graph layers (add, concatenate), of
+ * dropout, and of gradients that several layers add into one buffer.
+ * Float32, densely packed; results do not depend on `threads`.
  */
 #ifndef TLI_ELEMENTWISE_H
 #define TLI_ELEMENTWISE_H
@@ -26,5 +26,22 @@ void tli_concat_rows(uint32_t threads, float *y, const float *const *x, const si
  * that came from x[k]. dx[k] NULL: skipped. */
 void tli_split_rows(uint32_t threads, float *const *dx, const bool *acc, const float *dy, const size_t *width,
                     size_t nx, size_t rows);
+
+/* ---- dropout ------------------------------------------------------------- */
+
+/* The factor kept values are scaled by: 1 / (1 - rate) in float. */
+float tli_dropout_scale(float rate);
+
+/* Inverted dropout for training, rate in [0, 1): element i < n is kept when
+ * the high 32 bits of tli_hash64(key, i) are >= rate * 2^32 (probability
+ * 1 - rate, to 2^-32). y[i] = x[i] * s with s = tli_dropout_scale(rate)
+ * when kept, 0 otherwise (x[i] * 0: a NaN or infinity stays non-finite, as
+ * in PyTorch); mask[i] = 1 when kept, 0 otherwise. Each element depends on
+ * (key, i) alone, never on `threads`. */
+void tli_dropout_forward(uint32_t threads, uint64_t key, float rate, const float *x, float *y, uint8_t *mask,
+                         size_t n);
+
+/* Its adjoint: dx[i] = dy[i] * (mask[i] ? s : 0). dx may be dy. */
+void tli_dropout_backward(uint32_t threads, float rate, const uint8_t *mask, const float *dy, float *dx, size_t n);
 
 #endif /* TLI_ELEMENTWISE_H */

@@ -36,33 +36,59 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
 
 /* ---- conv.c: im2col / col2im for NHWC -------------------------------- */
 
+/* Output pixel (oh, ow) reads input rows ih = oh*s_h - pad_t + kh*d_h and
+ * columns iw = ow*s_w - pad_l + kw*d_w (zero outside the image). With
+ * groups > 1 the in_c channels and the filters split into `groups` equal
+ * parts; filter f sees only the channels of its group f / (filters/groups),
+ * and the kernel is (k_h, k_w, in_c/groups, filters). Every member is
+ * set: dilations and groups are at least 1. */
 typedef struct tli_conv_geom {
     uint32_t in_h, in_w, in_c;
     uint32_t out_h, out_w;
     uint32_t k_h, k_w;
     uint32_t s_h, s_w;
     uint32_t pad_t, pad_l; /* zero padding before the first row / column */
+    uint32_t d_h, d_w;     /* dilation: 1 = adjacent cells */
+    uint32_t pad_b, pad_r; /* zero padding after the last row / column (the cells the last window needs) */
+    uint32_t groups;       /* divides in_c and the filters */
 } tli_conv_geom;
 
-/* Row length of the im2col matrix: k_h * k_w * in_c (the kernel's K). */
-static inline size_t tli_conv_k(const tli_conv_geom *g)
+/* Channels of one group: in_c / groups. */
+static inline uint32_t tli_conv_group_c(const tli_conv_geom *g)
 {
-    return (size_t)g->k_h * g->k_w * g->in_c;
+    return g->in_c / g->groups;
 }
 
-/* col[(n*out_h + oh)*out_w + ow][(kh*k_w + kw)*in_c + c] = x[n][ih][iw][c]
- * (0 outside the image). */
-void tli_im2col(uint32_t threads, const tli_conv_geom *g, const float *x, size_t batch, float *col);
+/* Row length of the im2col matrix of one group: k_h * k_w * in_c/groups
+ * (the kernel's K, its rows). */
+static inline size_t tli_conv_k(const tli_conv_geom *g)
+{
+    return (size_t)g->k_h * g->k_w * tli_conv_group_c(g);
+}
 
-/* dx = the adjoint of im2col applied to dcol (sums overlapping windows).
- * Overwrites dx entirely. */
+/* The im2col matrix of group `grp` (0 when groups == 1), cg = in_c/groups:
+ * col[(n*out_h + oh)*out_w + ow][(kh*k_w + kw)*cg + c] = x[n][ih][iw][grp*cg + c]
+ * (0 outside the image; ih, iw as above). */
+void tli_im2col_group(uint32_t threads, const tli_conv_geom *g, const float *x, size_t batch, uint32_t grp,
+                      float *col);
+
+/* The adjoint of tli_im2col_group applied to dcol (sums overlapping
+ * windows) into the channels of group `grp` of dx, which it overwrites;
+ * the other channels are left as they are. */
+void tli_col2im_group(uint32_t threads, const tli_conv_geom *g, const float *dcol, size_t batch, uint32_t grp,
+                      float *dx);
+
+/* Group 0: with groups == 1 the whole im2col matrix, and a col2im that
+ * overwrites dx entirely. */
+void tli_im2col(uint32_t threads, const tli_conv_geom *g, const float *x, size_t batch, float *col);
 void tli_col2im(uint32_t threads, const tli_conv_geom *g, const float *dcol, size_t batch, float *dx);
 
-/* How a convolution is computed. Both give the same results up to float
- * rounding; tests run both and compare. */
+/* How a convolution is computed. All give the same results up to float
+ * rounding; tests run them and compare. */
 typedef enum tli_conv_algo {
-    TLI_CONV_GEMM = 0,  /* im2col + BLIS: any shape, any CPU */
-    TLI_CONV_DIRECT = 1 /* direct AVX-512 kernels: stride 1, filters a multiple of 16 */
+    TLI_CONV_GEMM = 0,     /* im2col + BLIS (one GEMM per group): any shape, any CPU */
+    TLI_CONV_DIRECT = 1,   /* direct AVX-512 kernels: stride 1, filters a multiple of 16, groups 1, no dilation */
+    TLI_CONV_DEPTHWISE = 2 /* direct depthwise kernels: groups == in_c (any multiplier, stride, dilation) */
 } tli_conv_algo;
 
 /* The fastest algorithm this CPU has for the convolution. */
@@ -76,8 +102,10 @@ bool tli_conv_algo_ok(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filte
 size_t tli_conv_scratch_bytes(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch,
                               uint32_t threads, bool training, bool need_dx);
 
-/* y = act(conv(x, w) + bias) for `batch` images; w is (k_h, k_w, in_c,
- * filters), bias may be NULL. The scratch is kept for the backward pass. */
+/* y = act(conv(x, w) + bias) for `batch` images; w is (k_h, k_w,
+ * in_c/groups, filters), bias may be NULL. The scratch is kept for the
+ * backward pass. Results depend only on the inputs, `algo` and `threads`;
+ * the depthwise kernels' not even on `threads`. */
 void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
                       const float *x, const float *w, const float *bias, tl_activation act, float *y, size_t batch,
                       void *scratch);
@@ -162,9 +190,32 @@ void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t 
                           tl_activation act);
 
 /* dy := dL/dz from dL/dy and the activation's output y (in place), and
- * dbias[c] = sum over rows of dz[r][c] when dbias is not NULL. */
+ * dbias[c] = sum over rows of dz[r][c] when dbias is not NULL. `act` must
+ * be tli_act_fusable. */
 void tli_act_backward(uint32_t threads, tl_activation act, const float *y, float *dy, size_t rows, size_t cols,
                       float *dbias);
+
+/* True when the derivative of `act` follows from its output alone, so that
+ * conv2d and dense can fuse it (tli_bias_act_forward / tli_act_backward):
+ * linear, relu, softmax, sigmoid, tanh, relu6 (0 < y < 6) and hard_sigmoid
+ * (0 < y < 1). leaky_relu, silu and hard_swish need the input (and
+ * leaky_relu a slope): only the activation layer applies them. */
+bool tli_act_fusable(tl_activation act);
+
+/* The activation layer: y = act(x) for a rows x cols matrix, softmax over
+ * each row, alpha the leaky_relu slope. Each value is computed exactly as
+ * tli_bias_act_forward computes it (without a bias), so a fused activation
+ * and a linear layer followed by an activation layer give the same bits.
+ * y may be x. */
+void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const float *x, float *y, size_t rows,
+                     size_t cols);
+
+/* Its backward pass: dx = dL/dx from dy = dL/dy, the forward's input x and
+ * output y. Derivatives at the kinks are PyTorch's: 0 for relu at 0, for
+ * relu6 at 0 and 6, for hard_sigmoid at -3 and 3; alpha for leaky_relu at
+ * 0; -0.5 and 1.5 for hard_swish at -3 and 3. dx may be dy. */
+void tli_act_input_backward(uint32_t threads, tl_activation act, float alpha, const float *x, const float *y,
+                            const float *dy, float *dx, size_t rows, size_t cols);
 
 /* ---- loss.c ------------------------------------------------------------ */
 

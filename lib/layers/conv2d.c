@@ -1,17 +1,24 @@
 /*
- * conv2d.c - 2-D convolution as im2col + one GEMM per batch.
+ * conv2d.c - 2-D convolution: strides, dilation, valid / same / explicit
+ * zero padding, groups (depthwise when groups == input channels).
  *
- * The arithmetic lives in lib/kernels (tli_conv_*): im2col + BLIS, or
- * direct AVX-512 kernels where the CPU has them. This file checks settings
- * and shapes, owns the parameters and picks the algorithm once.
+ * The arithmetic lives in lib/kernels (tli_conv_*): im2col + BLIS (one GEMM
+ * per group), direct AVX-512 kernels where the CPU has them, or the direct
+ * depthwise kernels. This file checks settings and shapes, owns the
+ * parameters and picks the algorithm once.
  */
 #include <stddef.h>
+#include <stdio.h>
 
 #include "layer.h"
 
 typedef struct conv_cfg {
     uint32_t filters, k_h, k_w, s_h, s_w;
     uint32_t padding; /* tl_padding */
+    /* since 1.1 (format 1.1 fields) */
+    uint32_t groups;
+    uint32_t d_h, d_w;
+    uint32_t pad_t, pad_b, pad_l, pad_r; /* TL_PAD_EXPLICIT only */
 } conv_cfg;
 
 typedef struct conv_geom {
@@ -29,43 +36,114 @@ static const tli_field conv_fields[] = {
     {"kernel_w", TLI_FIELD_U32, offsetof(conv_cfg, k_w), 0, 3, NULL},
     {"stride_h", TLI_FIELD_U32, offsetof(conv_cfg, s_h), 0, 1, NULL},
     {"stride_w", TLI_FIELD_U32, offsetof(conv_cfg, s_w), 0, 1, NULL},
-    {"padding", TLI_FIELD_ENUM, offsetof(conv_cfg, padding), TL_PAD_SAME, TL_PAD_VALID, tli_padding_names},
+    {"padding", TLI_FIELD_ENUM, offsetof(conv_cfg, padding), TL_PAD_EXPLICIT, TL_PAD_VALID, tli_padding_names},
+    /* 1.1 */
+    {"groups", TLI_FIELD_U32, offsetof(conv_cfg, groups), 0, 1, NULL},
+    {"dilation_h", TLI_FIELD_U32, offsetof(conv_cfg, d_h), 0, 1, NULL},
+    {"dilation_w", TLI_FIELD_U32, offsetof(conv_cfg, d_w), 0, 1, NULL},
+    {"pad_top", TLI_FIELD_U32, offsetof(conv_cfg, pad_t), 0, 0, NULL},
+    {"pad_bottom", TLI_FIELD_U32, offsetof(conv_cfg, pad_b), 0, 0, NULL},
+    {"pad_left", TLI_FIELD_U32, offsetof(conv_cfg, pad_l), 0, 0, NULL},
+    {"pad_right", TLI_FIELD_U32, offsetof(conv_cfg, pad_r), 0, 0, NULL},
 };
+
+/* Output length and the padding before / after along one axis of n cells,
+ * for a kernel spanning `span` cells (dilation included) at stride s.
+ * False when the (padded) input is shorter than the span. */
+static bool conv_axis(uint32_t n, uint32_t span, uint32_t s, tl_padding pad, uint32_t before, uint32_t after,
+                      uint32_t *out, uint32_t *pad_before, uint32_t *pad_after)
+{
+    if (pad == TL_PAD_EXPLICIT) {
+        uint64_t padded = (uint64_t)n + before + after;
+        if (padded < span)
+            return false;
+        *out = (uint32_t)((padded - span) / s + 1);
+        *pad_before = before;
+        *pad_after = after;
+        return true;
+    }
+    if (!tli_window(n, span, s, pad, out, pad_before))
+        return false;
+    /* 'same': what the last window needs past the end (TensorFlow puts the
+     * odd cell there); 'valid': the last window ends inside. */
+    uint64_t end = (uint64_t)(*out - 1) * s + span;
+    *pad_after = end > (uint64_t)n + *pad_before ? (uint32_t)(end - n - *pad_before) : 0;
+    return true;
+}
 
 static tl_status conv_build(tl_layer *l)
 {
-    const conv_cfg *c = (const conv_cfg *)l->cfg;
+    conv_cfg *c = (conv_cfg *)l->cfg;
     conv_geom *cg = (conv_geom *)l->geom;
     tli_conv_geom *g = &cg->g;
     char sb[64];
     if (c->filters == 0 || c->k_h == 0 || c->k_w == 0 || c->s_h == 0 || c->s_w == 0)
         return tli_error(TL_EINVAL, TLI_LFMT ": filters (%u), kernel (%ux%u) and strides (%ux%u) must be > 0",
                          TLI_LARG(l), c->filters, c->k_h, c->k_w, c->s_h, c->s_w);
-    if (c->padding != TL_PAD_VALID && c->padding != TL_PAD_SAME)
+    if (c->groups == 0 || c->d_h == 0 || c->d_w == 0)
+        return tli_error(TL_EINVAL, TLI_LFMT ": groups (%u) and dilation (%ux%u) must be > 0", TLI_LARG(l),
+                         c->groups, c->d_h, c->d_w);
+    if (c->padding != TL_PAD_VALID && c->padding != TL_PAD_SAME && c->padding != TL_PAD_EXPLICIT)
         return tli_error(TL_EINVAL, TLI_LFMT ": unknown padding %u", TLI_LARG(l), c->padding);
+    const bool pads = c->pad_t || c->pad_b || c->pad_l || c->pad_r;
+    if (pads && c->padding != TL_PAD_EXPLICIT)
+        return tli_error(TL_EINVAL, TLI_LFMT ": pads (top %u, bottom %u, left %u, right %u) need padding 'explicit', "
+                         "not '%s'", TLI_LARG(l), c->pad_t, c->pad_b, c->pad_l, c->pad_r,
+                         tli_padding_names[c->padding]);
+    /* Explicit padding of nothing is valid padding: stored as such, so
+     * that a file libtl 1.0 could read stays one. */
+    if (c->padding == TL_PAD_EXPLICIT && !pads)
+        c->padding = TL_PAD_VALID;
+    /* The kernel's extent with its dilation: d*(k-1) + 1 cells. */
+    const uint64_t span_h = (uint64_t)c->d_h * (c->k_h - 1) + 1, span_w = (uint64_t)c->d_w * (c->k_w - 1) + 1;
+    if (span_h > UINT32_MAX || span_w > UINT32_MAX)
+        return tli_error(TL_EINVAL, TLI_LFMT ": dilation %ux%u of a %ux%u kernel is too large", TLI_LARG(l),
+                         c->d_h, c->d_w, c->k_h, c->k_w);
+    static const char *const side[4] = {"pad_top", "pad_bottom", "pad_left", "pad_right"};
+    const uint32_t pad_v[4] = {c->pad_t, c->pad_b, c->pad_l, c->pad_r};
+    for (int i = 0; i < 4; i++) {
+        uint64_t span = i < 2 ? span_h : span_w;
+        if (pad_v[i] > span)
+            return tli_error(TL_EINVAL, TLI_LFMT ": %s %u is larger than the kernel's %s (%llu%s)", TLI_LARG(l),
+                             side[i], pad_v[i], i < 2 ? "height" : "width", (unsigned long long)span,
+                             (i < 2 ? c->d_h : c->d_w) > 1 ? ", dilated" : "");
+    }
     if (l->in_shape.rank != 3)
         return tli_error(TL_ESHAPE, TLI_LFMT " needs an (h, w, c) input, got %s", TLI_LARG(l),
                          tli_shape_str(&l->in_shape, sb, sizeof sb));
     g->in_h = l->in_shape.dims[0];
     g->in_w = l->in_shape.dims[1];
     g->in_c = l->in_shape.dims[2];
+    if (g->in_c % c->groups != 0 || c->filters % c->groups != 0)
+        return tli_error(TL_EINVAL, TLI_LFMT ": groups %u must divide the input channels (%u) and the filters (%u)",
+                         TLI_LARG(l), c->groups, g->in_c, c->filters);
     g->k_h = c->k_h;
     g->k_w = c->k_w;
     g->s_h = c->s_h;
     g->s_w = c->s_w;
-    if (!tli_window(g->in_h, g->k_h, g->s_h, (tl_padding)c->padding, &g->out_h, &g->pad_t) ||
-        !tli_window(g->in_w, g->k_w, g->s_w, (tl_padding)c->padding, &g->out_w, &g->pad_l))
-        return tli_error(TL_ESHAPE, TLI_LFMT ": kernel %ux%u is larger than its input %s with valid padding",
-                         TLI_LARG(l), c->k_h, c->k_w, tli_shape_str(&l->in_shape, sb, sizeof sb));
+    g->d_h = c->d_h;
+    g->d_w = c->d_w;
+    g->groups = c->groups;
+    const tl_padding pad = (tl_padding)c->padding;
+    if (!conv_axis(g->in_h, (uint32_t)span_h, g->s_h, pad, c->pad_t, c->pad_b, &g->out_h, &g->pad_t, &g->pad_b) ||
+        !conv_axis(g->in_w, (uint32_t)span_w, g->s_w, pad, c->pad_l, c->pad_r, &g->out_w, &g->pad_l, &g->pad_r)) {
+        char dil[64] = "";
+        if (c->d_h > 1 || c->d_w > 1)
+            snprintf(dil, sizeof dil, " (dilation %ux%u: %llux%llu cells)", c->d_h, c->d_w,
+                     (unsigned long long)span_h, (unsigned long long)span_w);
+        return tli_error(TL_ESHAPE, TLI_LFMT ": kernel %ux%u%s is larger than its input %s%s", TLI_LARG(l), c->k_h,
+                         c->k_w, dil, tli_shape_str(&l->in_shape, sb, sizeof sb),
+                         pad == TL_PAD_VALID ? " with valid padding" : " and its padding");
+    }
     uint64_t out = tli_mul_sat(tli_mul_sat(g->out_h, g->out_w), c->filters);
-    uint64_t kernel = tli_mul_sat(tli_mul_sat(tli_mul_sat(c->k_h, c->k_w), g->in_c), c->filters);
+    uint64_t kernel = tli_mul_sat(tli_mul_sat(tli_mul_sat(c->k_h, c->k_w), g->in_c / c->groups), c->filters);
     if (out > TLI_MAX_ELEMS || kernel > TLI_MAX_ELEMS)
         return tli_error(TL_ETOOBIG, TLI_LFMT ": output or kernel exceeds 2^31 values", TLI_LARG(l));
     l->out_shape = tli_shape3(g->out_h, g->out_w, c->filters);
     l->out_size = (size_t)out;
     cg->algo = tli_conv_choose(g, c->filters);
     tli_tensor_set(l, 0, "kernel", "weight", TLI_ROLE_PARAM, TLI_INIT_GLOROT_UNIFORM, TLI_TORCH_CONV_KERNEL,
-                   (tl_shape){4, {c->k_h, c->k_w, g->in_c, c->filters}});
+                   (tl_shape){4, {c->k_h, c->k_w, g->in_c / c->groups, c->filters}});
     if (l->use_bias) {
         tli_tensor_set(l, 1, "bias", "bias", TLI_ROLE_PARAM, TLI_INIT_ZEROS, TLI_TORCH_SAME,
                        tli_shape1(c->filters));
@@ -107,7 +185,11 @@ static void conv_from_options(void *cfg, tl_activation *act, int *use_bias, cons
 {
     const tl_conv2d_options *o = opts;
     conv_cfg *c = cfg;
-    *c = (conv_cfg){o->filters, o->kernel_h, o->kernel_w, o->stride_h, o->stride_w, (uint32_t)o->padding};
+    /* `opts` is a current-version struct (an older caller's missing
+     * members hold the defaults); 0 groups or dilation mean 1. */
+    *c = (conv_cfg){o->filters, o->kernel_h, o->kernel_w, o->stride_h, o->stride_w, (uint32_t)o->padding,
+                    o->groups ? o->groups : 1, o->dilation_h ? o->dilation_h : 1, o->dilation_w ? o->dilation_w : 1,
+                    o->pad_top, o->pad_bottom, o->pad_left, o->pad_right};
     *act = o->activation;
     *use_bias = o->use_bias;
 }
@@ -127,6 +209,15 @@ static void conv_get_options(const tl_layer *l, void *opts, unsigned int version
     o->name = l->name;
     if (version >= 2)
         o->input = NULL; /* a file's layer has no handle */
+    if (version >= 3) {
+        o->groups = c->groups;
+        o->dilation_h = c->d_h;
+        o->dilation_w = c->d_w;
+        o->pad_top = c->pad_t;
+        o->pad_bottom = c->pad_b;
+        o->pad_left = c->pad_l;
+        o->pad_right = c->pad_r;
+    }
 }
 
 const tli_layer_ops tli_conv2d_ops = {

@@ -15,6 +15,9 @@ extern const tli_layer_ops tli_add_ops;
 extern const tli_layer_ops tli_concatenate_ops;
 extern const tli_layer_ops tli_global_avgpool2d_ops;
 extern const tli_layer_ops tli_avgpool2d_ops;
+extern const tli_layer_ops tli_batchnorm_ops;
+extern const tli_layer_ops tli_dropout_ops;
+extern const tli_layer_ops tli_activation_ops;
 
 /* Every kind, one line each. */
 static const tli_layer_ops *const kinds[] = {
@@ -26,6 +29,9 @@ static const tli_layer_ops *const kinds[] = {
     &tli_concatenate_ops,
     &tli_global_avgpool2d_ops,
     &tli_avgpool2d_ops,
+    &tli_batchnorm_ops,
+    &tli_dropout_ops,
+    &tli_activation_ops,
 };
 
 const tli_layer_ops *tli_layer_ops_for(tl_layer_kind kind)
@@ -49,6 +55,11 @@ const char *tl_activation_str(tl_activation act)
     case TL_ACT_SOFTMAX: return "softmax";
     case TL_ACT_SIGMOID: return "sigmoid";
     case TL_ACT_TANH: return "tanh";
+    case TL_ACT_RELU6: return "relu6";
+    case TL_ACT_LEAKY_RELU: return "leaky_relu";
+    case TL_ACT_SILU: return "silu";
+    case TL_ACT_HARD_SWISH: return "hard_swish";
+    case TL_ACT_HARD_SIGMOID: return "hard_sigmoid";
     }
     return "unknown";
 }
@@ -181,6 +192,11 @@ static tl_status check_common(const tl_layer *l)
     if (!ops->has_activation && l->act != TL_ACT_LINEAR)
         return tli_error(TL_EINVAL, TLI_LFMT " has no activation of its own (%s given)", TLI_LARG(l),
                          tl_activation_str(l->act));
+    if (ops->has_activation && !ops->any_activation && !tli_act_fusable(l->act))
+        return tli_error(TL_EINVAL,
+                         TLI_LFMT " cannot apply %s itself (its gradient needs the layer's input): give it a "
+                         "linear activation and follow it with an activation layer (tl_model_add_activation)",
+                         TLI_LARG(l), tl_activation_str(l->act));
     if (!ops->has_bias && l->use_bias)
         return tli_error(TL_EINVAL, TLI_LFMT " has no bias", TLI_LARG(l));
     return TL_OK;
@@ -317,7 +333,7 @@ void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
 
 /* ---- settings fields ---------------------------------------------------- */
 
-const char *const tli_padding_names[] = {"valid", "same"};
+const char *const tli_padding_names[] = {"valid", "same", "explicit"};
 
 uint32_t tli_field_get(const void *cfg, const tli_field *f)
 {
@@ -343,6 +359,13 @@ size_t tli_cfg_describe(const tl_layer *l, char *buf, size_t cap, bool json)
     size_t len = 0;
     if (cap)
         buf[0] = '\0';
+    /* An activation layer's activation is its l->act, not a field: the
+     * text names it first (the JSON writer adds "activation" for every
+     * kind that has one). */
+    if (!json && l->ops->any_activation) {
+        int n = snprintf(buf, cap, "activation=%s", tl_activation_str(l->act));
+        len += n > 0 ? (size_t)n : 0;
+    }
     for (size_t i = 0; i < l->ops->nfields; i++) {
         const tli_field *f = &l->ops->fields[i];
         uint32_t w = tli_field_get(l->cfg, f);
@@ -362,8 +385,8 @@ size_t tli_cfg_describe(const tl_layer *l, char *buf, size_t cap, bool json)
         if (json)
             n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, ",\"%s\":%s", f->name, v);
         else
-            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s%s=%s", i ? ", " : "", f->name,
-                         v);
+            n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s%s=%s", len ? ", " : "",
+                         f->name, v);
         len += n > 0 ? (size_t)n : 0;
     }
     return len;

@@ -14,6 +14,7 @@
 #define TLI_LAYER_H
 
 #include "../core.h"
+#include "../kernels/batchnorm.h"
 #include "../kernels/elementwise.h"
 #include "../kernels/kernels.h"
 
@@ -104,6 +105,11 @@ typedef struct tli_exec {
     float *fold_bias_grad;
     bool bias_grad_done;
     const bool *dx_acc;
+    /* Training: a key drawn from the model's training random stream once
+     * per forward pass (tli_exec_draw_key) when a layer draws_random; the
+     * layer derives its random numbers from (key, its index, element
+     * index), so they do not depend on the thread count. 0 otherwise. */
+    uint64_t rng_key;
 } tli_exec;
 
 typedef struct tli_layer_ops tli_layer_ops;
@@ -153,7 +159,10 @@ struct tli_layer_ops {
     size_t nfields_v1_0;
     /* Inputs it takes: min_inputs..max_inputs (1..1 for most kinds). */
     size_t min_inputs, max_inputs;
-    bool has_activation; /* applies l->act (conv2d, dense); others must be linear */
+    bool has_activation; /* applies l->act (conv2d, dense, activation); others must be linear */
+    bool any_activation; /* with has_activation: takes every activation, also those whose derivative
+                          * needs the input (activation); otherwise only tli_act_fusable ones */
+    bool draws_random;   /* forward in training uses ex->rng_key (dropout) */
     bool has_bias;       /* honours l->use_bias; others must have it 0 */
     bool is_view;        /* output is input 0 itself (flatten): no buffer, gradient passes through */
     bool accumulates;    /* backward honours ex->dx_acc */
@@ -241,6 +250,21 @@ void tli_cfg_defaults(const tli_layer_ops *ops, void *cfg);
  * "name=value, ..." when `json` is false. Returns the length it would
  * have (snprintf-style). */
 size_t tli_cfg_describe(const tl_layer *l, char *buf, size_t cap, bool json);
+
+/* ---- pooling windows (pool_window.c) ------------------------------------ */
+
+/* The window settings every pooling kind has, at the start of its
+ * settings struct. */
+typedef struct tli_pool_window {
+    uint32_t p_h, p_w, s_h, s_w; /* stride 0: the pool size, as Keras */
+    uint32_t padding;            /* tl_padding */
+    uint32_t pad_t, pad_b, pad_l, pad_r; /* TL_PAD_EXPLICIT only */
+} tli_pool_window;
+
+/* Check a pooling layer's window against its (h, w, c) input and fill
+ * `g`, l->out_shape and l->out_size. Fills a zero stride with the pool
+ * size and turns explicit padding of nothing into valid padding. */
+tl_status tli_pool_window_build(tl_layer *l, tli_pool_window *w, tli_pool_geom *g);
 
 /* ---- shapes -------------------------------------------------------------- */
 

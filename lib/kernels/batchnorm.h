@@ -1,0 +1,67 @@
+/*
+ * batchnorm.h - the loops of batch normalization over the channels of
+ * `rows` positions of `c` channels each (NHWC: rows = batch * h * w, the
+ * channel innermost; a flat (units) input: rows = batch, c = units).
+ *
+ * Per-channel sums (mean, variance, the gradients' sums) are taken in
+ * fixed chunks of rows, each summed in double by one thread in row order,
+ * then the chunks added in chunk order: the chunking depends on `rows`
+ * only, so results are bit-identical for any thread count. The other
+ * passes compute each element the same way whatever the thread count.
+ * Nothing here allocates: the caller passes `partial`, at least
+ * tli_bn_partial_count(rows, c) doubles.
+ */
+#ifndef TLI_BATCHNORM_H
+#define TLI_BATCHNORM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Doubles of `partial` the functions below need for `rows` x `c`. A
+ * bound that only grows with rows, so a workspace sized for the largest
+ * batch serves every smaller one. */
+size_t tli_bn_partial_count(size_t rows, size_t c);
+
+/* A batch normalization's tensors and per-channel buffers (each c floats). */
+typedef struct tli_bn {
+    size_t rows, c;
+    float epsilon;
+    float momentum;       /* moving = momentum * moving + (1 - momentum) * batch */
+    const float *gamma;   /* NULL: 1 (no scale) */
+    const float *beta;    /* NULL: 0 (no center) */
+    float *moving_mean;
+    float *moving_var;
+    /* Training mode: the batch's mean and 1 / sqrt(var + epsilon), written
+     * by tli_bn_forward_train for tli_bn_backward_train. */
+    float *mean, *inv_std;
+    /* Work space: three per-channel float buffers and `partial`. */
+    float *t0, *t1, *t2;
+    double *partial;
+} tli_bn;
+
+/* Training mode: normalize x with the batch's mean and biased variance,
+ * y = gamma * (x - mean) / sqrt(var + eps) + beta, keep mean and inv_std,
+ * and move the moving statistics towards the batch's mean and unbiased
+ * variance (var * rows / (rows - 1); the biased one when rows is 1), as
+ * PyTorch's running_var. When a channel's mean or variance is not finite
+ * the moving statistics are left as they were (all channels). */
+void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, float *y);
+
+/* Inference mode: normalize with the moving statistics, which stay as
+ * they are. */
+void tli_bn_forward_infer(uint32_t threads, const tli_bn *bn, const float *x, float *y);
+
+/* Training mode, after tli_bn_forward_train on the same x: through the
+ * batch statistics,
+ *   dx = gamma * inv_std / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)),
+ * with n = rows and the sums per channel. dgamma = sum(dy * xhat) and
+ * dbeta = sum(dy) are written (overwritten) when not NULL; dx when not
+ * NULL. dy is only read. */
+void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, const float *dy, float *dx,
+                           float *dgamma, float *dbeta);
+
+/* Inference mode (a frozen layer): dx = dy * gamma / sqrt(moving_var + eps). */
+void tli_bn_backward_infer(uint32_t threads, const tli_bn *bn, const float *dy, float *dx);
+
+#endif /* TLI_BATCHNORM_H */
