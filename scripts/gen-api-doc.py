@@ -16,7 +16,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADERS = ROOT / "include" / "tl"
 OUT = ROOT / "docs" / "api.md"
-ORDER = ["tl.h", "common.h", "layer.h", "model.h", "optim.h", "data.h", "train.h", "transfer.h", "io.h"]
+ORDER = ["tl.h", "common.h", "layer.h", "model.h", "optim.h", "data.h", "train.h", "transfer.h", "io.h", "zoo.h"]
 
 
 def clean_comment(text):

@@ -261,6 +261,65 @@ START_TEST(build_model)
 }
 END_TEST
 
+/* ---- the zoo: a failure anywhere in a builder frees the partial model ------------- */
+
+typedef struct zoo_ctx {
+    tl_model *m;
+    int which; /* 0: ResNet-20, 1: MobileNetV2 */
+} zoo_ctx;
+
+static void zoo_setup(void *c)
+{
+    ((zoo_ctx *)c)->m = (tl_model *)c; /* not NULL: a failure must clear it */
+}
+
+static tl_status zoo_run(void *c)
+{
+    zoo_ctx *z = c;
+    tl_zoo_options o = TL_ZOO_OPTIONS_INIT;
+    o.num_classes = 3;
+    if (z->which == 0) {
+        o.input_h = o.input_w = 8;
+        return tl_zoo_resnet_cifar(&z->m, 20, &o);
+    }
+    o.input_h = o.input_w = 16;
+    o.cifar_stem = 1;
+    o.width_mult = 0.25f;
+    return tl_zoo_mobilenet_v2(&z->m, &o);
+}
+
+static void zoo_failure(void *c)
+{
+    zoo_ctx *z = c;
+    ck_assert_ptr_null(z->m);
+    ck_assert_msg(strstr(tl_last_error(), "tl_zoo_") != NULL, "message '%s' lacks the function", tl_last_error());
+}
+
+static void zoo_success(void *c)
+{
+    zoo_ctx *z = c;
+    ck_assert_ptr_nonnull(z->m);
+    ck_assert_uint_gt(tl_model_num_layers(z->m), 60);
+}
+
+static void zoo_teardown(void *c)
+{
+    zoo_ctx *z = c;
+    if (z->m != (tl_model *)c)
+        tl_model_free(z->m);
+}
+
+START_TEST(zoo_builders)
+{
+    zoo_ctx z = {NULL, 0};
+    alloc_op op = {"build ResNet-20 (zoo)", zoo_setup, zoo_run, zoo_failure, zoo_success, zoo_teardown};
+    report(op.name, each_failure(&op, &z));
+    z.which = 1;
+    alloc_op mb = {"build MobileNetV2 (zoo)", zoo_setup, zoo_run, zoo_failure, zoo_success, zoo_teardown};
+    report(mb.name, each_failure(&mb, &z));
+}
+END_TEST
+
 /* ---- compile and one training step ------------------------------------------------ */
 
 typedef struct step_ctx {
@@ -925,6 +984,7 @@ int main(void)
     TCase *tc = tcase_create("every_allocation");
     tcase_set_timeout(tc, 600); /* hundreds of runs each; minutes under valgrind */
     tcase_add_test(tc, build_model);
+    tcase_add_test(tc, zoo_builders);
     tcase_add_test(tc, train_step);
     tcase_add_test(tc, fit_evaluate_predict);
     tcase_add_test(tc, transfer_ops);

@@ -18,5 +18,6 @@
 #include "train.h"
 #include "transfer.h"
 #include "io.h"
+#include "zoo.h"
 
 #endif /* TL_TL_H */

@@ -1,0 +1,457 @@
+/* test_zoo.c - the zoo's backbones (tl/zoo.h) through the public API:
+ * trainable parameter counts equal torchvision's for the same
+ * configuration, layers carry torchvision's state-dict names, output
+ * shapes (with and without a head), a forward pass of every model gives
+ * finite probabilities, ResNet-20 learns a fixed batch and round-trips
+ * through a PyTorch-layout safetensors file, and bad options are
+ * refused with the function's name, leaving *out NULL. */
+#include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static tl_zoo_options zopts(uint32_t classes, uint32_t h, uint32_t w)
+{
+    tl_zoo_options o = TL_ZOO_OPTIONS_INIT;
+    o.num_classes = classes;
+    o.input_h = h;
+    o.input_w = w;
+    return o;
+}
+
+static void assert_layer(const tl_model *m, const char *name, tl_layer_kind kind)
+{
+    tl_layer *l = NULL;
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, name));
+    ck_assert_msg(tl_layer_get_kind(l) == kind, "%s is a %s", name, tl_layer_kind_str(tl_layer_get_kind(l)));
+}
+
+static void assert_output(const tl_model *m, uint32_t units)
+{
+    tl_shape s;
+    ck_assert_tl_ok(tl_model_output_shape(&s, m));
+    ck_assert_uint_eq(s.rank, 1);
+    ck_assert_uint_eq(s.dims[0], units);
+}
+
+/* Counts by hand, from the architecture built:
+ * ResNet-20, 10 classes (projection shortcuts, convs without bias, BN's
+ * gamma and beta trainable, its moving statistics not):
+ *   conv1 3*3*3*16 = 432, bn1 2*16 = 32
+ *   layer1: 3 blocks x (2 x 3*3*16*16 + 2 x 32) = 3 x 4672 = 14016
+ *   layer2.0: 3*3*16*32 + 64 + 3*3*32*32 + 64 + 1*1*16*32 + 64 = 14528,
+ *   layer2.1/2: 2 x (2 x 9216 + 2 x 64) = 37120; layer2 = 51648
+ *   layer3.0: 3*3*32*64 + 128 + 3*3*64*64 + 128 + 32*64 + 128 = 57728,
+ *   layer3.1/2: 2 x (2 x 36864 + 2 x 128) = 147968; layer3 = 205696
+ *   fc 64*10 + 10 = 650
+ *   total 432 + 32 + 14016 + 51648 + 205696 + 650 = 272,474
+ *   (He's option A, zero-padding identity shortcuts: 272,474 - 2,752 = 269,722.)
+ * torchvision: resnet18() 11,689,512, resnet34() 21,797,672,
+ * mobilenet_v2() 3,504,872 (sum of p.numel() over parameters()). */
+START_TEST(test_param_counts)
+{
+    tl_model *m = NULL;
+    tl_zoo_options o = zopts(10, 32, 32);
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    ck_assert_uint_eq(tl_model_trainable_param_count(m), 272474);
+    /* the BN moving statistics are parameters, but not trainable ones */
+    /* 16 + 6*16 + (6+1)*32 + (6+1)*64 = 784 BN channels: 2 x 784 = 1568 more */
+    ck_assert_uint_eq(tl_model_param_count(m), 272474 + 1568);
+    tl_model_free(m);
+
+    o = zopts(1000, 224, 224);
+    ck_assert_tl_ok(tl_zoo_resnet(&m, 18, &o));
+    ck_assert_uint_eq(tl_model_trainable_param_count(m), 11689512);
+    ck_assert_uint_gt(tl_model_param_count(m), 11689512);
+    tl_model_free(m);
+
+    ck_assert_tl_ok(tl_zoo_resnet(&m, 34, &o));
+    ck_assert_uint_eq(tl_model_trainable_param_count(m), 21797672);
+    tl_model_free(m);
+
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    ck_assert_uint_eq(tl_model_trainable_param_count(m), 3504872);
+    tl_model_free(m);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+    tl_model *m = NULL;
+    tl_zoo_options o = zopts(10, 64, 64);
+    ck_assert_tl_ok(tl_zoo_resnet(&m, 18, &o));
+    assert_layer(m, "conv1", TL_LAYER_CONV2D);
+    assert_layer(m, "bn1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "maxpool", TL_LAYER_MAXPOOL2D);
+    assert_layer(m, "layer1.0.conv1", TL_LAYER_CONV2D);
+    assert_layer(m, "layer1.0.bn1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "layer1.1.conv2", TL_LAYER_CONV2D);
+    assert_layer(m, "layer1.1.bn2", TL_LAYER_BATCHNORM);
+    assert_layer(m, "layer2.0.downsample.0", TL_LAYER_CONV2D);
+    assert_layer(m, "layer2.0.downsample.1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "layer4.1.bn2", TL_LAYER_BATCHNORM);
+    assert_layer(m, "avgpool", TL_LAYER_GLOBAL_AVGPOOL2D);
+    assert_layer(m, "fc", TL_LAYER_DENSE);
+    tl_layer *l = NULL;
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "layer1.0.downsample.0"), TL_ENOTFOUND);
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "layer4.2.conv1"), TL_ENOTFOUND);
+    /* downsample conv: 1x1, stride 2, no bias: one tensor (64 -> 128) */
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "layer2.0.downsample.0"));
+    ck_assert_uint_eq(tl_layer_num_params(l), 1);
+    ck_assert_uint_eq(tl_layer_param_count(l), 64 * 128);
+    tl_model_free(m);
+
+    ck_assert_tl_ok(tl_zoo_resnet(&m, 34, &o));
+    assert_layer(m, "layer3.5.bn2", TL_LAYER_BATCHNORM);
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "layer3.6.conv1"), TL_ENOTFOUND);
+    tl_model_free(m);
+
+    o = zopts(10, 32, 32);
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    assert_layer(m, "conv1", TL_LAYER_CONV2D);
+    assert_layer(m, "layer1.2.bn2", TL_LAYER_BATCHNORM);
+    assert_layer(m, "layer2.0.downsample.0", TL_LAYER_CONV2D);
+    assert_layer(m, "layer3.0.downsample.1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "layer3.2.relu2", TL_LAYER_ACTIVATION);
+    assert_layer(m, "layer1.0.add", TL_LAYER_ADD);
+    assert_layer(m, "fc", TL_LAYER_DENSE);
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "layer1.0.downsample.0"), TL_ENOTFOUND);
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "layer4.0.conv1"), TL_ENOTFOUND);
+    tl_model_free(m);
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 56, &o));
+    assert_layer(m, "layer3.8.bn2", TL_LAYER_BATCHNORM);
+    tl_model_free(m);
+
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    assert_layer(m, "features.0.0", TL_LAYER_CONV2D);
+    assert_layer(m, "features.0.1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "features.1.conv.0.0", TL_LAYER_CONV2D); /* depthwise */
+    assert_layer(m, "features.1.conv.0.1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "features.1.conv.1", TL_LAYER_CONV2D);
+    assert_layer(m, "features.1.conv.2", TL_LAYER_BATCHNORM);
+    assert_layer(m, "features.2.conv.0.0", TL_LAYER_CONV2D); /* expand */
+    assert_layer(m, "features.2.conv.1.0", TL_LAYER_CONV2D); /* depthwise */
+    assert_layer(m, "features.2.conv.1.1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "features.2.conv.2", TL_LAYER_CONV2D);
+    assert_layer(m, "features.2.conv.3", TL_LAYER_BATCHNORM);
+    assert_layer(m, "features.3.add", TL_LAYER_ADD);
+    assert_layer(m, "features.17.conv.3", TL_LAYER_BATCHNORM);
+    assert_layer(m, "features.18.0", TL_LAYER_CONV2D);
+    assert_layer(m, "features.18.1", TL_LAYER_BATCHNORM);
+    assert_layer(m, "classifier.0", TL_LAYER_DROPOUT);
+    assert_layer(m, "classifier.1", TL_LAYER_DENSE);
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "features.2.add"), TL_ENOTFOUND); /* 16 -> 24 */
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "features.14.add"), TL_ENOTFOUND); /* stride 2 */
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "features.17.add"), TL_ENOTFOUND); /* 160 -> 320 */
+    /* the depthwise conv of block 2: 3x3 over 96 = 16 * 6 channels, groups 96 */
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "features.2.conv.1.0"));
+    ck_assert_uint_eq(tl_layer_param_count(l), 3 * 3 * 96);
+    tl_model_free(m);
+
+    /* a negative dropout: no classifier.0, the dense head keeps its name */
+    o.dropout = -1.0f;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "classifier.0"), TL_ENOTFOUND);
+    assert_layer(m, "classifier.1", TL_LAYER_DENSE);
+    tl_model_free(m);
+}
+END_TEST
+
+START_TEST(test_shapes)
+{
+    tl_model *m = NULL;
+    tl_shape s;
+    tl_layer *l = NULL;
+    tl_zoo_options o = zopts(0, 32, 32);
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 32, &o));
+    assert_output(m, 64);
+    ck_assert_tl_ok(tl_model_layer(&l, m, tl_model_num_layers(m) - 1));
+    ck_assert_str_eq(tl_layer_name(l), "avgpool");
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "layer3.4.relu2"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[0], 8);
+    ck_assert_uint_eq(s.dims[1], 8);
+    ck_assert_uint_eq(s.dims[2], 64);
+    tl_model_free(m);
+
+    o = zopts(0, 64, 64);
+    ck_assert_tl_ok(tl_zoo_resnet(&m, 18, &o));
+    assert_output(m, 512);
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "maxpool"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[0], 16);
+    ck_assert_uint_eq(s.dims[1], 16);
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "layer4.1.relu2"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[0], 2);
+    ck_assert_uint_eq(s.dims[2], 512);
+    tl_model_free(m);
+
+    o = zopts(0, 32, 32);
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    assert_output(m, 1280);
+    ck_assert_int_eq(tl_model_layer_by_name(&l, m, "classifier.0"), TL_ENOTFOUND);
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "features.18.2"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[0], 1);
+    tl_model_free(m);
+
+    o.cifar_stem = 1;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "features.18.2"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[0], 4);
+    ck_assert_uint_eq(s.dims[1], 4);
+    ck_assert_uint_eq(s.dims[2], 1280);
+    tl_model_free(m);
+
+    /* width 0.5: 16-channel stem, last conv stays 1280; 1.4: 1792 */
+    o = zopts(7, 32, 32);
+    o.width_mult = 0.5f;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    assert_output(m, 7);
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "features.0.0"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[2], 16);
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "features.18.0"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[2], 1280);
+    tl_model_free(m);
+    o.width_mult = 1.4f;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "features.18.0"));
+    ck_assert_tl_ok(tl_layer_output_shape(&s, l));
+    ck_assert_uint_eq(s.dims[2], 1792);
+    tl_model_free(m);
+
+    /* non-square input, one channel */
+    o = zopts(5, 40, 48);
+    o.input_channels = 1;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    assert_output(m, 5);
+    tl_model_free(m);
+}
+END_TEST
+
+/* Append a softmax, predict n random images, check finite rows summing to 1. */
+static void check_forward(tl_model *m, size_t n, uint32_t h, uint32_t w, uint32_t classes)
+{
+    tl_activation_options a = TL_ACTIVATION_OPTIONS_INIT;
+    a.activation = TL_ACT_SOFTMAX;
+    a.name = "softmax";
+    ck_assert_tl_ok(tl_model_add_activation(NULL, m, &a));
+    ck_assert_tl_ok(tl_model_set_threads(m, 2));
+    size_t in = n * h * w * 3;
+    float *x = malloc(in * sizeof *x);
+    float *y = malloc(n * classes * sizeof *y);
+    uint64_t r = 12345;
+    for (size_t i = 0; i < in; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)(r >> 40) / (float)(1u << 24);
+    }
+    ck_assert_tl_ok(tl_model_predict(y, n * classes, m, x, n, 0));
+    for (size_t i = 0; i < n; i++) {
+        double sum = 0;
+        for (uint32_t k = 0; k < classes; k++) {
+            float v = y[i * classes + k];
+            ck_assert_msg(isfinite(v) && v >= 0.0f, "row %zu class %u: %g", i, k, (double)v);
+            sum += v;
+        }
+        ck_assert_close(sum, 1.0, 1e-5);
+    }
+    free(x);
+    free(y);
+}
+
+START_TEST(test_forward)
+{
+    tl_model *m = NULL;
+    tl_zoo_options o = zopts(10, 32, 32);
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    check_forward(m, 4, 32, 32, 10);
+    tl_model_free(m);
+
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    check_forward(m, 2, 32, 32, 10);
+    tl_model_free(m);
+
+    o.cifar_stem = 1;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    check_forward(m, 2, 32, 32, 10);
+    tl_model_free(m);
+
+    o = zopts(10, 64, 64);
+    ck_assert_tl_ok(tl_zoo_resnet(&m, 18, &o));
+    check_forward(m, 2, 64, 64, 10);
+    tl_model_free(m);
+}
+END_TEST
+
+/* ResNet-20 (16 x 16 inputs to keep it fast) fits one fixed batch of
+ * random images with random labels: the loss falls well below ln 4. */
+START_TEST(test_resnet20_learns)
+{
+    enum { N = 16, H = 16, W = 16, C = 3 };
+    tl_model *m = NULL;
+    tl_zoo_options o = zopts(4, H, W);
+    o.seed = 7;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    ck_assert_tl_ok(tl_model_set_threads(m, 2));
+    tl_optimizer *opt = NULL;
+    tl_adam_options ao = TL_ADAM_OPTIONS_INIT;
+    ao.learning_rate = 3e-3f;
+    ck_assert_tl_ok(tl_optimizer_create_adam(&opt, &ao));
+    ck_assert_tl_ok(tl_model_compile(m, opt, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    static float x[N * H * W * C];
+    int32_t labels[N];
+    uint64_t r = 99;
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)(r >> 40) / (float)(1u << 24);
+    }
+    for (int i = 0; i < N; i++)
+        labels[i] = i % 4;
+    double first = 0, loss = 0;
+    for (int step = 0; step < 30; step++) {
+        ck_assert_tl_ok(tl_model_train_step(&loss, m, x, labels, NULL, N));
+        ck_assert(isfinite(loss));
+        if (step == 0)
+            first = loss;
+    }
+    ck_assert_msg(loss < 0.5 * first, "loss %g after 30 steps, %g at first", loss, first);
+    /* bn1's moving mean (tensor 2) moved away from its zeros */
+    tl_layer *bn = NULL;
+    float mean[16];
+    ck_assert_tl_ok(tl_model_layer_by_name(&bn, m, "bn1"));
+    ck_assert_tl_ok(tl_layer_get_weights(mean, 16, bn, 2));
+    int moved = 0;
+    for (int k = 0; k < 16; k++)
+        moved |= mean[k] != 0.0f;
+    ck_assert(moved);
+    tl_model_free(m);
+}
+END_TEST
+
+/* The names are PyTorch state-dict keys: a ResNet-20 whose BN statistics
+ * moved, written in the PyTorch layout, loads strictly (every tensor
+ * named, none missing) into a ResNet-20 drawn from another seed, which
+ * then predicts the same. */
+START_TEST(test_pytorch_layout_round_trip)
+{
+    enum { N = 4, H = 16, W = 16 };
+    tl_zoo_options o = zopts(3, H, W);
+    o.seed = 1;
+    tl_model *a = NULL, *b = NULL;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&a, 20, &o));
+    o.seed = 2;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&b, 20, &o));
+    ck_assert_tl_ok(tl_model_set_threads(a, 1));
+    ck_assert_tl_ok(tl_model_set_threads(b, 1));
+    tl_optimizer *opt = NULL;
+    ck_assert_tl_ok(tl_optimizer_create_sgd(&opt, NULL));
+    ck_assert_tl_ok(tl_model_compile(a, opt, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    static float x[N * H * W * 3];
+    int32_t labels[N] = {0, 1, 2, 0};
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)((i * 37) % 101) / 101.0f;
+    ck_assert_tl_ok(tl_model_train_step(NULL, a, x, labels, NULL, N));
+    const char *base = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/tl-zoo-%ld.safetensors", base && *base ? base : "/tmp", (long)getpid());
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, TL_LAYOUT_PYTORCH, NULL));
+    ck_assert_tl_ok(tl_model_load_safetensors(NULL, b, path, TL_LAYOUT_PYTORCH, NULL));
+    unlink(path);
+    float ya[N * 3], yb[N * 3];
+    ck_assert_tl_ok(tl_model_predict(ya, N * 3, a, x, N, 0));
+    ck_assert_tl_ok(tl_model_predict(yb, N * 3, b, x, N, 0));
+    for (int i = 0; i < N * 3; i++)
+        ck_assert_msg(ya[i] == yb[i], "output %d: %g vs %g", i, (double)ya[i], (double)yb[i]);
+    tl_model_free(a);
+    tl_model_free(b);
+}
+END_TEST
+
+START_TEST(test_bad_inputs)
+{
+    tl_model *m = (tl_model *)&m; /* not NULL: the call must clear it */
+    tl_zoo_options o = TL_ZOO_OPTIONS_INIT;
+    ck_assert_tl_err(tl_zoo_resnet_cifar(&m, 18, &o), TL_EINVAL, "tl_zoo_resnet_cifar");
+    ck_assert_ptr_null(m);
+    ck_assert(strstr(tl_last_error(), "20, 32, 44 or 56") != NULL);
+    m = (tl_model *)&m;
+    ck_assert_tl_err(tl_zoo_resnet_cifar(&m, 21, NULL), TL_EINVAL, "depth 21");
+    ck_assert_ptr_null(m);
+    m = (tl_model *)&m;
+    ck_assert_tl_err(tl_zoo_resnet(&m, 50, &o), TL_EINVAL, "18 or 34");
+    ck_assert_ptr_null(m);
+    ck_assert(strstr(tl_last_error(), "tl_zoo_resnet") != NULL);
+    ck_assert_tl_err(tl_zoo_resnet(NULL, 18, &o), TL_EINVAL, "out");
+    ck_assert_tl_err(tl_zoo_mobilenet_v2(NULL, &o), TL_EINVAL, "out");
+
+    tl_zoo_options w = o;
+    w.width_mult = -0.5f;
+    m = (tl_model *)&m;
+    ck_assert_tl_err(tl_zoo_mobilenet_v2(&m, &w), TL_EINVAL, "width_mult");
+    ck_assert_ptr_null(m);
+    w.width_mult = NAN;
+    ck_assert_tl_err(tl_zoo_mobilenet_v2(&m, &w), TL_EINVAL, "tl_zoo_mobilenet_v2");
+
+    tl_zoo_options s = o;
+    s.input_h = 16;
+    ck_assert_tl_err(tl_zoo_resnet(&m, 18, &s), TL_EINVAL, "too small");
+    ck_assert_ptr_null(m);
+    ck_assert_tl_err(tl_zoo_mobilenet_v2(&m, &s), TL_EINVAL, "too small");
+    s.cifar_stem = 1; /* 16 x 32 is fine with the CIFAR stem */
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &s));
+    tl_model_free(m);
+    s.input_h = 4;
+    ck_assert_tl_err(tl_zoo_resnet_cifar(&m, 20, &s), TL_EINVAL, "too small");
+    ck_assert_ptr_null(m);
+    s = o;
+    s.input_channels = 0;
+    ck_assert_tl_err(tl_zoo_resnet_cifar(&m, 20, &s), TL_EINVAL, "input_channels");
+
+    tl_zoo_options d = o;
+    d.dropout = 1.0f;
+    ck_assert_tl_err(tl_zoo_resnet_cifar(&m, 20, &d), TL_EINVAL, "dropout");
+    ck_assert_tl_err(tl_zoo_mobilenet_v2(&m, &d), TL_EINVAL, "dropout");
+    d.dropout = -0.1f;
+    ck_assert_tl_err(tl_zoo_resnet(&m, 18, &d), TL_EINVAL, "dropout");
+    ck_assert_ptr_null(m);
+    d.dropout = 0.3f;
+    tl_layer *l = NULL;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &d));
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "dropout"));
+    tl_model_free(m);
+
+    tl_zoo_options v = o;
+    v.version = 99;
+    ck_assert_tl_err(tl_zoo_resnet_cifar(&m, 20, &v), TL_EVERSION, "version");
+    ck_assert_ptr_null(m);
+    ck_assert_tl_err(tl_zoo_options_init(&v, 2), TL_EVERSION, "version");
+    ck_assert_tl_err(tl_zoo_options_init(NULL, 1), TL_EINVAL, "opts");
+    ck_assert_tl_ok(tl_zoo_options_init(&v, TL_ZOO_OPTIONS_VERSION));
+    ck_assert_uint_eq(v.num_classes, 10);
+    ck_assert_uint_eq(v.input_h, 32);
+    ck_assert_uint_eq(v.input_channels, 3);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("zoo");
+    TCase *build = tcase_create("build");
+    tcase_add_test(build, test_param_counts);
+    tcase_add_test(build, test_names);
+    tcase_add_test(build, test_shapes);
+    tcase_add_test(build, test_bad_inputs);
+    suite_add_tcase(s, build);
+    TCase *run = tcase_create("run");
+    tcase_set_timeout(run, 300);
+    tcase_add_test(run, test_forward);
+    tcase_add_test(run, test_resnet20_learns);
+    tcase_add_test(run, test_pytorch_layout_round_trip);
+    suite_add_tcase(s, run);
+    return th_run(s);
+}
