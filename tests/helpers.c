@@ -147,3 +147,31 @@ fail:
     *count = 0;
     return NULL;
 }
+
+double th_central(float *v, th_objective_fn f, void *ctx)
+{
+    const float saved = *v;
+    const float up = saved + TH_GRAD_EPS, down = saved - TH_GRAD_EPS;
+    *v = up;
+    double fp = f(ctx);
+    *v = down;
+    double fm = f(ctx);
+    *v = saved;
+    return (fp - fm) / ((double)up - (double)down);
+}
+
+void th_check_grad(const float *a, const double *num, size_t n, const char *what)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fmax(fabs((double)a[i]), fabs(num[i])));
+    ck_assert_msg(scale > 1e-3, "%s: gradient is negligible everywhere (max %g)", what, scale);
+    /* Float rounding in the numerical side stays below 2e-3 of the largest
+     * component in every case tested; the floor leaves some room for it. */
+    const double atol = 5e-3 * scale + 1e-5;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - num[i]);
+        ck_assert_msg(d <= 1e-2 * fmax(fabs((double)a[i]), fabs(num[i])) + atol,
+                      "%s[%zu]: analytical %.7g, numerical %.7g (difference %.3g)", what, i, (double)a[i], num[i], d);
+    }
+}

@@ -71,4 +71,17 @@ int th_run(Suite *s);
  * than the test's may call it. */
 float *th_all_params(const tl_model *m, size_t *count);
 
+/* Gradient checks (test_gradients, test_activation, test_batchnorm). */
+/* Step of the central differences: large enough for float rounding, small
+ * enough for the curvature of every layer tested. */
+#define TH_GRAD_EPS 1e-3f
+typedef double (*th_objective_fn)(void *ctx);
+/* Central difference of f at *v with step TH_GRAD_EPS; restores *v. */
+double th_central(float *v, th_objective_fn f, void *ctx);
+/* Compare analytical `a` with numerical `num` over n values (relative 1e-2
+ * plus an absolute floor of 5e-3 of the largest component); fails on the
+ * first value outside, and on a gradient that is negligible everywhere
+ * (which would prove nothing). `what` names the tensor. */
+void th_check_grad(const float *a, const double *num, size_t n, const char *what);
+
 #endif

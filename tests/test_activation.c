@@ -307,35 +307,8 @@ END_TEST
 
 /* ==== 3. gradients against central differences ================================= */
 
-#define EPS 1e-3f
+#define EPS TH_GRAD_EPS
 #define LBATCH 3
-
-static void check_grad(const float *a, const double *num, size_t n, const char *what)
-{
-    double scale = 0.0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fmax(fabs((double)a[i]), fabs(num[i])));
-    ck_assert_msg(scale > 1e-3, "%s: gradient is negligible everywhere (max %g)", what, scale);
-    const double atol = 5e-3 * scale + 1e-5;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - num[i]);
-        ck_assert_msg(d <= 1e-2 * fmax(fabs((double)a[i]), fabs(num[i])) + atol,
-                      "%s[%zu]: analytical %.7g, numerical %.7g (difference %.3g)", what, i, (double)a[i], num[i], d);
-    }
-}
-
-typedef double (*objective_fn)(void *ctx);
-static double central(float *v, objective_fn f, void *ctx)
-{
-    const float saved = *v;
-    const float up = saved + EPS, down = saved - EPS;
-    *v = up;
-    double fp = f(ctx);
-    *v = down;
-    double fm = f(ctx);
-    *v = saved;
-    return (fp - fm) / ((double)up - (double)down);
-}
 
 /* Move values that lie within 10 eps of a kink of any activation here
  * (-3, 0, 3, 6) away from it. */
@@ -399,10 +372,10 @@ START_TEST(layer_gradients)
     l->ops->backward(l, &c.ex, xs, l->out, dy, dxs, l->act, true);
     c.ex.threads = 1;
     for (size_t j = 0; j < n; j++)
-        num[j] = central(&x[j], layer_objective, &c);
+        num[j] = th_central(&x[j], layer_objective, &c);
     char what[96];
     snprintf(what, sizeof what, "activation layer %s, %u thread(s): input", tl_activation_str(act), threads);
-    check_grad(dx, num, n, what);
+    th_check_grad(dx, num, n, what);
     free(x), free(r), free(dy), free(dx), free(num);
     tl_model_free(m);
 }
@@ -540,9 +513,9 @@ START_TEST(model_gradients)
             double *num = malloc(pr->count * sizeof *num);
             memcpy(a, pr->grad, pr->count * sizeof *a);
             for (size_t j = 0; j < pr->count; j++)
-                num[j] = central(&pr->value[j], model_objective, &ctx);
+                num[j] = th_central(&pr->value[j], model_objective, &ctx);
             snprintf(what, sizeof what, "%u thread(s): layer %s %s", threads, l->name, pr->name);
-            check_grad(a, num, pr->count, what);
+            th_check_grad(a, num, pr->count, what);
             free(a);
             free(num);
         }

@@ -221,21 +221,7 @@ END_TEST
 
 /* ---- 2. gradients against central differences ------------------------------------ */
 
-#define EPS 1e-3f
-
-static void check_grad(const float *a, const double *num, size_t n, const char *what)
-{
-    double scale = 0.0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fmax(fabs((double)a[i]), fabs(num[i])));
-    ck_assert_msg(scale > 1e-3, "%s: gradient is negligible everywhere (max %g)", what, scale);
-    const double atol = 5e-3 * scale + 1e-5;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - num[i]);
-        ck_assert_msg(d <= 1e-2 * fmax(fabs((double)a[i]), fabs(num[i])) + atol,
-                      "%s[%zu]: analytical %.7g, numerical %.7g (difference %.3g)", what, i, (double)a[i], num[i], d);
-    }
-}
+#define EPS TH_GRAD_EPS
 
 typedef struct grad_case {
     const char *what;
@@ -275,15 +261,14 @@ static double objective(grad_ctx *c)
     return s;
 }
 
+static double objective_fn(void *c)
+{
+    return objective(c);
+}
+
 static double central(float *v, grad_ctx *c)
 {
-    const float saved = *v, up = saved + EPS, down = saved - EPS;
-    *v = up;
-    double fp = objective(c);
-    *v = down;
-    double fm = objective(c);
-    *v = saved;
-    return (fp - fm) / ((double)up - (double)down);
+    return th_central(v, objective_fn, c);
 }
 
 START_TEST(gradients_match_central_differences)
@@ -351,14 +336,14 @@ START_TEST(gradients_match_central_differences)
         for (size_t j = 0; j < pr->count; j++)
             pn[j] = central(&pr->value[j], &c);
         snprintf(what, sizeof what, "%s: %s", gc->what, pr->name);
-        check_grad(a, pn, pr->count, what);
+        th_check_grad(a, pn, pr->count, what);
         free(a);
         free(pn);
     }
     for (size_t j = 0; j < in; j++)
         num[j] = central(&x[j], &c);
     snprintf(what, sizeof what, "%s: input", gc->what);
-    check_grad(dx, num, in, what);
+    th_check_grad(dx, num, in, what);
     if (!gc->frozen) {
         /* Through the batch statistics, each channel's input gradient sums
          * to 0 (the mean is subtracted). */
@@ -471,7 +456,7 @@ START_TEST(model_gradients_through_the_engine)
             }
             snprintf(what, sizeof what, "%s: layer '%s' %s", frozen ? "frozen batchnorm" : "training", l->name,
                      pr->name);
-            check_grad(a, num, pr->count, what);
+            th_check_grad(a, num, pr->count, what);
             checked++;
             free(a);
             free(num);

@@ -20,8 +20,6 @@
 #include "helpers.h"
 #include "train.h"
 
-#define EPS 1e-3f
-#define RTOL 1e-2
 /* A perturbation moves a pre-activation by at most eps * |coefficient|
  * (inputs in [-1, 1], weights in [-0.5, 0.5]) in a layer; through a small
  * model by a few eps. */
@@ -29,39 +27,6 @@
 #define MODEL_MARGIN 5e-3
 
 /* ---- comparing --------------------------------------------------------------- */
-
-/* Compare analytical `a` with numerical `num` over n values; `what` names
- * the tensor. Fails on the first value outside the tolerance. */
-static void check_grad(const float *a, const double *num, size_t n, const char *what)
-{
-    double scale = 0.0;
-    for (size_t i = 0; i < n; i++)
-        scale = fmax(scale, fmax(fabs((double)a[i]), fabs(num[i])));
-    /* A check of a gradient that is zero everywhere proves nothing. */
-    ck_assert_msg(scale > 1e-3, "%s: gradient is negligible everywhere (max %g)", what, scale);
-    /* Float rounding in the numerical side stays below 2e-3 of the largest
-     * component in every case here; the floor leaves some room for it. */
-    const double atol = 5e-3 * scale + 1e-5;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - num[i]);
-        ck_assert_msg(d <= RTOL * fmax(fabs((double)a[i]), fabs(num[i])) + atol,
-                      "%s[%zu]: analytical %.7g, numerical %.7g (difference %.3g)", what, i, (double)a[i], num[i], d);
-    }
-}
-
-/* Central difference of f at *v; restores *v. */
-typedef double (*objective_fn)(void *ctx);
-static double central(float *v, objective_fn f, void *ctx)
-{
-    const float saved = *v;
-    const float up = saved + EPS, down = saved - EPS;
-    *v = up;
-    double fp = f(ctx);
-    *v = down;
-    double fm = f(ctx);
-    *v = saved;
-    return (fp - fm) / ((double)up - (double)down);
-}
 
 /* ---- layer level ------------------------------------------------------------- */
 
@@ -301,16 +266,16 @@ START_TEST(layer_gradients)
         memcpy(a, pr->grad, pr->count * sizeof *a);
         double *pn = malloc(pr->count * sizeof *pn);
         for (size_t j = 0; j < pr->count; j++)
-            pn[j] = central(&pr->value[j], layer_objective, &c);
+            pn[j] = th_central(&pr->value[j], layer_objective, &c);
         snprintf(what, sizeof what, "%s: %s", lc->what, pr->name);
-        check_grad(a, pn, pr->count, what);
+        th_check_grad(a, pn, pr->count, what);
         free(a);
         free(pn);
     }
     for (size_t j = 0; j < in; j++)
-        num[j] = central(&x[j], layer_objective, &c);
+        num[j] = th_central(&x[j], layer_objective, &c);
     snprintf(what, sizeof what, "%s: input", lc->what);
-    check_grad(dx, num, in, what);
+    th_check_grad(dx, num, in, what);
     free(num), free(x), free(r), free(dy), free(dx), free(tmp);
     tl_model_free(m);
 }
@@ -599,9 +564,9 @@ START_TEST(model_gradients)
             memcpy(a, pr->grad, pr->count * sizeof *a);
             double *num = malloc(pr->count * sizeof *num);
             for (size_t j = 0; j < pr->count; j++)
-                num[j] = central(&pr->value[j], model_objective, &c);
+                num[j] = th_central(&pr->value[j], model_objective, &c);
             snprintf(what, sizeof what, "%s: layer '%s' %s", mc->what, l->name, pr->name);
-            check_grad(a, num, pr->count, what);
+            th_check_grad(a, num, pr->count, what);
             checked++;
             free(a);
             free(num);
@@ -651,8 +616,8 @@ START_TEST(loss_gradients)
             ck_assert(tli_mse(z, 4, 5, c.labels, c.t, dz, &r, &bad));
         double num[20];
         for (int i = 0; i < 20; i++)
-            num[i] = central(&z[i], loss_objective, &c);
-        check_grad(dz, num, 20, names[k]);
+            num[i] = th_central(&z[i], loss_objective, &c);
+        th_check_grad(dz, num, 20, names[k]);
     }
 }
 END_TEST
