@@ -2,11 +2,15 @@
  * trainable parameter counts equal torchvision's for the same
  * configuration, layers carry torchvision's state-dict names, output
  * shapes (with and without a head), a forward pass of every model gives
- * finite probabilities, ResNet-20 learns a fixed batch and round-trips
- * through a PyTorch-layout safetensors file, and bad options are
- * refused with the function's name, leaving *out NULL. */
+ * finite probabilities, ResNet-20 learns a fixed batch and the spot task
+ * (1 and 2 threads) and round-trips through a PyTorch-layout safetensors
+ * file, files of another class count, depth or width are refused naming
+ * the first tensor that differs (or loaded in part, leniently), and bad
+ * options are refused with the function's name, leaving *out NULL. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -372,6 +376,137 @@ START_TEST(test_pytorch_layout_round_trip)
 }
 END_TEST
 
+/* ResNet-20 learns the spot task (8 x 8 x 3, a brighter 2 x 2 spot marks
+ * one of 4 quadrants; the smallest input the three stages take) with 1
+ * and 2 threads, and both thread counts reach the same accuracy from the
+ * same seed. SGD with momentum and BN in training mode, as people train
+ * ResNets. */
+START_TEST(test_resnet20_spot_task)
+{
+    enum { SIDE = 8, CH = 3, CLASSES = 4 };
+    const uint32_t threads = (uint32_t)_i + 1;
+    const char *r = getenv("TL_TEST_REDUCED");
+    const bool reduced = r && r[0] && strcmp(r, "0") != 0;
+    tl_dataset *train = th_spot_dataset(reduced ? 600 : 1200, SIDE, SIDE, CH, 1.0f, 0.5f, 11);
+    tl_dataset *test = th_spot_dataset(500, SIDE, SIDE, CH, 1.0f, 0.5f, 12);
+    ck_assert_ptr_nonnull(train);
+    ck_assert_ptr_nonnull(test);
+    tl_zoo_options o = zopts(CLASSES, SIDE, SIDE);
+    o.seed = 5;
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    ck_assert_tl_ok(tl_model_set_threads(m, threads));
+    tl_sgd_options so = TL_SGD_OPTIONS_INIT;
+    so.learning_rate = 0.05f;
+    so.momentum = 0.9f;
+    tl_optimizer *opt = NULL;
+    ck_assert_tl_ok(tl_optimizer_create_sgd(&opt, &so));
+    ck_assert_tl_ok(tl_model_compile(m, opt, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    double loss0, acc0, loss, acc;
+    ck_assert_tl_ok(tl_model_evaluate(&loss0, &acc0, m, test, 0));
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.epochs = reduced ? 4 : 6;
+    fo.batch_size = 32;
+    fo.seed = 3;
+    ck_assert_tl_ok(tl_model_fit(m, train, &fo));
+    ck_assert_tl_ok(tl_model_evaluate(&loss, &acc, m, test, 0));
+    fprintf(stderr, "ResNet-20, spot task, %u thread(s): test accuracy %.4f (before %.4f), loss %.4f (before %.4f)\n",
+            threads, acc, acc0, loss, loss0);
+    ck_assert_msg(acc0 < 0.5, "%u threads: %.3f accuracy before training", threads, acc0);
+    ck_assert_msg(acc > 0.9, "%u threads: test accuracy %.4f", threads, acc);
+    ck_assert(loss < loss0 / 3);
+    tl_model_free(m);
+    tl_dataset_free(train);
+    tl_dataset_free(test);
+}
+END_TEST
+
+/* Runs the model on fixed inputs: a fingerprint to tell whether it changed. */
+static void outputs(float *y, tl_model *m, uint32_t h, uint32_t w, size_t units)
+{
+    static float x[2 * 64 * 64 * 3];
+    for (size_t i = 0; i < (size_t)2 * h * w * 3; i++)
+        x[i] = (float)((i * 29) % 97) / 97.0f;
+    ck_assert_tl_ok(tl_model_predict(y, 2 * units, m, x, 2, 0));
+}
+
+/* A file that does not fit the model: the wrong class count, depth or
+ * width. Strict loading names the first tensor that differs and leaves
+ * the model as it was; lenient loading takes what fits and reports the
+ * rest. */
+START_TEST(test_mismatched_files)
+{
+    enum { H = 16, W = 16 };
+    const char *base = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/tl-zoo-mm-%ld.safetensors", base && *base ? base : "/tmp", (long)getpid());
+    tl_zoo_options o = zopts(10, H, W);
+    tl_model *src = NULL, *dst = NULL;
+    float before[2 * 100], after[2 * 100];
+
+    /* 10 classes in the file, 100 in the model: fc.weight is the first
+     * tensor that differs (everything before it fits). */
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&src, 20, &o));
+    ck_assert_tl_ok(tl_model_save_safetensors(src, path, TL_LAYOUT_PYTORCH, NULL));
+    tl_zoo_options o100 = o;
+    o100.num_classes = 100;
+    o100.seed = 9;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&dst, 20, &o100));
+    ck_assert_tl_ok(tl_model_set_threads(dst, 1));
+    outputs(before, dst, H, W, 100);
+    tl_transfer_report *rep = NULL;
+    ck_assert_tl_err(tl_model_load_safetensors(&rep, dst, path, TL_LAYOUT_PYTORCH, NULL), TL_ESHAPE, "fc.weight");
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_uint_eq(tl_transfer_report_count_outcome(rep, TL_TRANSFER_SHAPE_DIFFERS), 2); /* weight, bias */
+    tl_transfer_report_free(rep);
+    outputs(after, dst, H, W, 100);
+    ck_assert_mem_eq(before, after, sizeof(float) * 2 * 100);
+
+    /* Lenient: the backbone loads, the head stays as drawn. */
+    tl_safetensors_options so = TL_SAFETENSORS_OPTIONS_INIT;
+    so.policy = TL_TRANSFER_LENIENT;
+    rep = NULL;
+    ck_assert_tl_ok(tl_model_load_safetensors(&rep, dst, path, TL_LAYOUT_PYTORCH, &so));
+    ck_assert_uint_eq(tl_transfer_report_count_outcome(rep, TL_TRANSFER_SHAPE_DIFFERS), 2);
+    /* tl_model_param_count counts every tensor, BN's moving statistics too */
+    ck_assert_uint_eq(tl_transfer_report_params_copied(rep), tl_model_param_count(src) - (64 * 10 + 10));
+    tl_transfer_report_free(rep);
+    tl_layer *a = NULL, *b = NULL;
+    ck_assert_tl_ok(tl_model_layer_by_name(&a, src, "layer3.2.conv2"));
+    ck_assert_tl_ok(tl_model_layer_by_name(&b, dst, "layer3.2.conv2"));
+    static float wa[3 * 3 * 64 * 64], wb[3 * 3 * 64 * 64];
+    ck_assert_tl_ok(tl_layer_get_weights(wa, 3 * 3 * 64 * 64, a, 0));
+    ck_assert_tl_ok(tl_layer_get_weights(wb, 3 * 3 * 64 * 64, b, 0));
+    ck_assert_mem_eq(wa, wb, sizeof wa);
+    tl_model_free(dst);
+
+    /* A deeper file (ResNet-32) into ResNet-20: the extra blocks have no
+     * layer to go to; the message names the first such tensor. */
+    tl_model *deep = NULL;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&deep, 32, &o));
+    ck_assert_tl_ok(tl_model_save_safetensors(deep, path, TL_LAYOUT_PYTORCH, NULL));
+    tl_model_free(deep);
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, src, path, TL_LAYOUT_PYTORCH, NULL), TL_ENOTFOUND,
+                     "layer1.3.conv1.weight");
+    tl_model_free(src);
+
+    /* A MobileNetV2 of width 0.5 into one of width 1: the stem's 16
+     * filters are not 32. */
+    tl_zoo_options mo = zopts(10, 32, 32);
+    mo.cifar_stem = 1;
+    mo.width_mult = 0.5f;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&src, &mo));
+    ck_assert_tl_ok(tl_model_save_safetensors(src, path, TL_LAYOUT_PYTORCH, NULL));
+    tl_model_free(src);
+    mo.width_mult = 1.0f;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&dst, &mo));
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, dst, path, TL_LAYOUT_PYTORCH, NULL), TL_ESHAPE,
+                     "features.0.0.weight");
+    tl_model_free(dst);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_bad_inputs)
 {
     tl_model *m = (tl_model *)&m; /* not NULL: the call must clear it */
@@ -452,6 +587,8 @@ int main(void)
     tcase_add_test(run, test_forward);
     tcase_add_test(run, test_resnet20_learns);
     tcase_add_test(run, test_pytorch_layout_round_trip);
+    tcase_add_test(run, test_mismatched_files);
+    tcase_add_loop_test(run, test_resnet20_spot_task, 0, 2);
     suite_add_tcase(s, run);
     return th_run(s);
 }
