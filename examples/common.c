@@ -171,6 +171,76 @@ static int set_switch(ex_options *o, const ex_program *p, const char *name)
     return 0;
 }
 
+/* The flags every example takes (ex_options), as written on the command line. */
+static const char *const common_flags[] = {"--data",  "--epochs", "--batch", "--lr",   "--seed",
+                                           "--threads", "--model", "--out",   "--json", "--help"};
+
+/* Levenshtein distance, capped: names are short (< 64 bytes). */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (la >= 64 || lb >= 64)
+        return 64;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* A flag is close to `name` when a typo or two apart, or when one starts
+ * with the other (--epoch for --epochs, --thread for --threads). */
+static int close_to(const char *name, const char *flag)
+{
+    size_t ln = strlen(name), lf = strlen(flag);
+    if (ln > 3 && (strncmp(name, flag, ln < lf ? ln : lf) == 0))
+        return 1;
+    return edit_distance(name, flag) <= (lf > 8 ? 3u : 2u);
+}
+
+/* An unknown flag: say so, list the close ones, exit 2. */
+static void unknown_flag(const ex_program *p, const char *name)
+{
+    char near[512] = "";
+    size_t used = 0, found = 0;
+    for (size_t i = 0; i < sizeof common_flags / sizeof common_flags[0] + p->num_flags; i++) {
+        const char *f = i < sizeof common_flags / sizeof common_flags[0]
+                            ? common_flags[i]
+                            : p->flags[i - sizeof common_flags / sizeof common_flags[0]].name;
+        if (!close_to(name, f) || used + strlen(f) + 8 >= sizeof near)
+            continue;
+        used += (size_t)snprintf(near + used, sizeof near - used, "%s%s", found ? ", " : "", f);
+        found++;
+    }
+    if (found)
+        usage_error("unknown flag '%s'; did you mean %s?", name, near);
+    usage_error("unknown flag '%s'", name);
+}
+
+/* Whether `name` is a flag that takes a value (common or the program's). */
+static int takes_value(const ex_program *p, const char *name)
+{
+    for (size_t i = 0; i < sizeof common_flags / sizeof common_flags[0]; i++)
+        if (strcmp(name, common_flags[i]) == 0)
+            return strcmp(name, "--json") != 0 && strcmp(name, "--help") != 0;
+    for (size_t i = 0; i < p->num_flags; i++)
+        if (strcmp(name, p->flags[i].name) == 0)
+            return p->flags[i].kind != EX_FLAG_SWITCH;
+    return 0;
+}
+
 void ex_parse(ex_options *opt, const ex_program *prog, int argc, char **argv)
 {
     prog_name = prog->name;
@@ -192,6 +262,10 @@ void ex_parse(ex_options *opt, const ex_program *prog, int argc, char **argv)
         name[len] = '\0';
         if (!eq && set_switch(opt, prog, name))
             continue;
+        if (eq && set_switch(&(ex_options){0}, prog, name))
+            usage_error("%s takes no value", name);
+        if (!takes_value(prog, name))
+            unknown_flag(prog, name); /* before looking for a value: '--bogus' is not "missing its value" */
         const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (value == NULL)
             usage_error("%s needs a value", name);

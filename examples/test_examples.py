@@ -192,7 +192,9 @@ def main():
     for args, needle in ((["--epochs", "abc"], "--epochs"), (["--epochs", "-1"], "--epochs"),
                          (["--lr", "0"], "--lr"), (["--batch", "0"], "--batch"), (["--threads"], "--threads"),
                          (["--seed", "99999999999999999999999"], "--seed"), (["--bogus"], "--bogus"),
-                         (["--source-classes", "1,1"], "--source-classes"), (["--per-class", "x"], "--per-class")):
+                         (["--source-classes", "1,1"], "--source-classes"), (["--per-class", "x"], "--per-class"),
+                         (["--bogus"], "unknown flag '--bogus'"), (["--epoch", "3"], "did you mean --epochs"),
+                         (["--thread=2"], "--threads"), (["--json=1"], "--json takes no value")):
         p = run(exes["transfer_demo"], *args, expect=1)
         if p.returncode != 2 or needle not in p.stderr:
             fail(f"transfer_demo {' '.join(args)}: exit {p.returncode}, stderr {p.stderr!r}")
