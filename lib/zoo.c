@@ -40,7 +40,9 @@ static void zb_fail(zoo_builder *b, tl_status st)
     tli_error_prefix("%s", b->fn);
 }
 
-/* conv k x k, stride s, explicit pad p (0: valid), no bias, linear. */
+/* conv k x k, stride s, explicit pad p (0: valid), no bias, linear; the
+ * kernel drawn as torchvision draws every convolution of its ResNets and
+ * MobileNetV2: kaiming_normal_(mode="fan_out", nonlinearity="relu"). */
 static tl_layer *zb_conv(zoo_builder *b, const tl_layer *in, uint32_t filters, uint32_t k, uint32_t s, uint32_t p,
                          uint32_t groups, const char *name)
 {
@@ -55,6 +57,7 @@ static tl_layer *zb_conv(zoo_builder *b, const tl_layer *in, uint32_t filters, u
     o.pad_top = o.pad_bottom = o.pad_left = o.pad_right = p;
     o.use_bias = 0;
     o.groups = groups;
+    o.kernel_initializer = TL_INIT_HE_NORMAL_FAN_OUT;
     o.name = name;
     o.input = in;
     tl_status st = tl_model_add_conv2d(&l, b->m, &o);
@@ -106,9 +109,10 @@ static tl_layer *zb_add(zoo_builder *b, const tl_layer *x, const tl_layer *y, co
     return l;
 }
 
-/* Global average pooling, then dropout (rate > 0) and dense (classes > 0). */
+/* Global average pooling, then dropout (rate > 0) and dense (classes > 0)
+ * whose kernel and bias are drawn with k_init and b_init. */
 static void zb_head(zoo_builder *b, const tl_layer *in, uint32_t classes, float rate, const char *drop_name,
-                    const char *fc_name)
+                    const char *fc_name, tl_initializer k_init, tl_initializer b_init)
 {
     tl_layer *l = NULL;
     if (b->st)
@@ -123,6 +127,8 @@ static void zb_head(zoo_builder *b, const tl_layer *in, uint32_t classes, float 
     if (st == TL_OK && classes > 0) {
         tl_dense_options o = TL_DENSE_OPTIONS_INIT;
         o.units = classes;
+        o.kernel_initializer = k_init;
+        o.bias_initializer = b_init;
         o.name = fc_name;
         st = tl_model_add_dense(NULL, b->m, &o);
     }
@@ -231,7 +237,9 @@ tl_status tl_zoo_resnet_cifar(tl_model **out, int depth, const tl_zoo_options *o
             in_ch = ch;
         }
     }
-    zb_head(&b, x, o.num_classes, o.dropout, "dropout", "fc");
+    /* torchvision's fc keeps nn.Linear's default initialisation. */
+    zb_head(&b, x, o.num_classes, o.dropout, "dropout", "fc", TL_INIT_UNIFORM_INV_SQRT_FAN_IN,
+            TL_INIT_UNIFORM_INV_SQRT_FAN_IN);
     return zoo_finish(&b, out);
 }
 
@@ -275,7 +283,9 @@ tl_status tl_zoo_resnet(tl_model **out, int depth, const tl_zoo_options *opts)
             in_ch = ch;
         }
     }
-    zb_head(&b, x, o.num_classes, o.dropout, "dropout", "fc");
+    /* torchvision's fc keeps nn.Linear's default initialisation. */
+    zb_head(&b, x, o.num_classes, o.dropout, "dropout", "fc", TL_INIT_UNIFORM_INV_SQRT_FAN_IN,
+            TL_INIT_UNIFORM_INV_SQRT_FAN_IN);
     return zoo_finish(&b, out);
 }
 
@@ -369,6 +379,7 @@ tl_status tl_zoo_mobilenet_v2(tl_model **out, const tl_zoo_options *opts)
     x = zb_bn(&b, x, n);
     snprintf(n, sizeof n, "features.%d.2", idx);
     x = zb_act(&b, x, TL_ACT_RELU6, n);
-    zb_head(&b, x, o.num_classes, rate, "classifier.0", "classifier.1");
+    /* torchvision: nn.init.normal_(weight, 0, 0.01), zeros_(bias). */
+    zb_head(&b, x, o.num_classes, rate, "classifier.0", "classifier.1", TL_INIT_NORMAL_STDDEV_0_01, TL_INIT_ZEROS);
     return zoo_finish(&b, out);
 }

@@ -783,7 +783,8 @@ START_TEST(checkpoint_round_trip)
     char text[512];
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 1));
     ck_assert_str_eq(text, "filters=16, kernel_h=3, kernel_w=3, stride_h=2, stride_w=2, padding=explicit, groups=8, "
-                           "dilation_h=1, dilation_w=1, pad_top=1, pad_bottom=1, pad_left=1, pad_right=1");
+                           "dilation_h=1, dilation_w=1, pad_top=1, pad_bottom=1, pad_left=1, pad_right=1, "
+                           "kernel_initializer=default, bias_initializer=default");
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 4));
     ck_assert_str_eq(text, "pool_h=3, pool_w=3, stride_h=1, stride_w=1, padding=explicit, count_include_pad=1, "
                            "pad_top=1, pad_bottom=1, pad_left=1, pad_right=1");

@@ -1314,7 +1314,7 @@ START_TEST(newer_minor_version_is_read)
     static const char *const own[] = {"section 'MODL' has 4 bytes after its last field",
                                       "section 'LAYR' has 8 bytes after its last field",
                                       "section 'OPTM' has 12 bytes after its last field",
-                                      "layer 2 ('conv2d_1', conv2d) has 14 settings, this kind has 13"};
+                                      "layer 2 ('conv2d_1', conv2d) has 16 settings, this kind has 15"};
     for (int k = 0; k < 4; k++) {
         c = ck_open(src);
         add_later_fields(&c, k);

@@ -2,8 +2,11 @@
  * automatic names and custom names, look-up, shape inference and its
  * errors (status and message), parameter counts, the summary and its
  * buffer contract, weight access, removing layers, deterministic
- * initialisation, option versions, prediction errors, threads. */
+ * initialisation, option versions, prediction errors, threads; the
+ * initializers (tl_initializer): each one's law, the default's bits, bad
+ * values, a checkpoint round trip. */
 #include <stdio.h>
+#include <unistd.h>
 
 #include "helpers.h"
 
@@ -700,6 +703,374 @@ START_TEST(threads)
 }
 END_TEST
 
+/* ---- initializers ----------------------------------------------------------------------- */
+
+/* What an initializer draws for a tensor with fans (fan_in, fan_out). */
+typedef enum draw_family { FAM_CONST, FAM_UNIFORM, FAM_TRUNCATED, FAM_NORMAL } draw_family;
+typedef struct draw_law {
+    draw_family family;
+    double value; /* FAM_CONST: the value; FAM_UNIFORM: the limit a of U(-a, a); others: the stddev */
+} draw_law;
+
+static draw_law law_of(tl_initializer init, int is_bias, double fan_in, double fan_out)
+{
+    switch (init) {
+    case TL_INIT_DEFAULT:
+        return is_bias ? (draw_law){FAM_CONST, 0.0} : law_of(TL_INIT_GLOROT_UNIFORM, 0, fan_in, fan_out);
+    case TL_INIT_ZEROS: return (draw_law){FAM_CONST, 0.0};
+    case TL_INIT_ONES: return (draw_law){FAM_CONST, 1.0};
+    case TL_INIT_GLOROT_UNIFORM: return (draw_law){FAM_UNIFORM, sqrt(6.0 / (fan_in + fan_out))};
+    case TL_INIT_GLOROT_TRUNCATED_NORMAL: return (draw_law){FAM_TRUNCATED, sqrt(2.0 / (fan_in + fan_out))};
+    case TL_INIT_HE_UNIFORM: return (draw_law){FAM_UNIFORM, sqrt(6.0 / fan_in)};
+    case TL_INIT_HE_TRUNCATED_NORMAL: return (draw_law){FAM_TRUNCATED, sqrt(2.0 / fan_in)};
+    case TL_INIT_HE_NORMAL_FAN_OUT: return (draw_law){FAM_NORMAL, sqrt(2.0 / fan_out)};
+    case TL_INIT_UNIFORM_INV_SQRT_FAN_IN: return (draw_law){FAM_UNIFORM, 1.0 / sqrt(fan_in)};
+    case TL_INIT_NORMAL_STDDEV_0_01: return (draw_law){FAM_NORMAL, 0.01};
+    }
+    ck_abort_msg("unknown initializer %d", (int)init);
+    return (draw_law){FAM_CONST, 0.0};
+}
+
+/* Check tensor `index` of `l` against the law of `init` with the given fans.
+ *
+ * The tolerances are statistical, for n independent draws, each set at six
+ * standard errors (a chance below 2e-9 that a correct draw fails a check,
+ * for any seed; the draws here are fixed, so the test never flakes):
+ * - mean: its standard error is sd / sqrt(n);
+ * - standard deviation s: var(s^2) = sd^4 (kurtosis - 1) / n, so s / sd
+ *   has a standard error of sqrt((kurtosis - 1) / (4 n)); the kurtosis is
+ *   1.8 for a uniform, 2.4 for the normal cut at +-2, 3 for a normal: 3
+ *   bounds them all, 1 / sqrt(2 n);
+ * - uniform U(-a, a): |w| <= a, and max |w| >= a (1 - 30 / n), which fails
+ *   with probability (1 - 30 / n)^n < e^-30;
+ * - truncated normal: |w| < 2 sd / 0.8796 (the cut), and the largest is
+ *   within 133 / n of the cut (the density of |z| at the cut, 0.226 per
+ *   unit of the cut, puts 30 draws there on average);
+ * - normal (not truncated): the fraction beyond 2 sd is 0.0455 within six
+ *   binomial standard errors (the truncated law has 0.0347 there), and
+ *   some |w| exceed 2.3 sd, past where a truncated draw could reach (when
+ *   n * P(|z| > 2.3) = 0.0214 n is at least 30). */
+static void expect_law(const tl_layer *l, size_t index, tl_initializer init, double fan_in, double fan_out,
+                       const char *what)
+{
+    tl_param_info info;
+    ck_assert_tl_ok(tl_layer_param_info(&info, l, index));
+    const size_t n = info.count;
+    float *w = malloc(n * sizeof *w);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_tl_ok(tl_layer_get_weights(w, n, l, index));
+    const draw_law law = law_of(init, index == 1, fan_in, fan_out);
+    if (law.family == FAM_CONST) {
+        for (size_t j = 0; j < n; j++)
+            ck_assert_msg(w[j] == (float)law.value, "%s: value %zu is %g, not %g", what, j, (double)w[j], law.value);
+        free(w);
+        return;
+    }
+    double sum = 0.0, sq = 0.0, mx = 0.0;
+    size_t beyond2 = 0;
+    const double sd = law.family == FAM_UNIFORM ? law.value / sqrt(3.0) : law.value;
+    for (size_t j = 0; j < n; j++) {
+        sum += w[j];
+        mx = fmax(mx, fabs(w[j]));
+        beyond2 += fabs(w[j]) > 2.0 * sd;
+    }
+    const double mean = sum / (double)n;
+    for (size_t j = 0; j < n; j++)
+        sq += (w[j] - mean) * (w[j] - mean);
+    const double s = sqrt(sq / (double)(n - 1)), dn = (double)n;
+    if (getenv("TL_TEST_VERBOSE"))
+        printf("%-28s n %6zu  mean %+.3e (tol %.1e)  sd %.5e / %.5e = %.4f (tol %.4f)  max|w| %.4e\n", what, n,
+               mean, 6.0 * sd / sqrt(dn), s, sd, s / sd, 6.0 / sqrt(2.0 * dn), mx);
+    ck_assert_msg(fabs(mean) <= 6.0 * sd / sqrt(dn), "%s: mean %g, sd %g, n %zu", what, mean, sd, n);
+    ck_assert_msg(fabs(s / sd - 1.0) <= 6.0 / sqrt(2.0 * dn), "%s: sd %g, expected %g (n %zu)", what, s, sd, n);
+    if (law.family == FAM_UNIFORM) {
+        ck_assert_msg(mx <= law.value * (1.0 + 1e-6), "%s: |w| %g above the limit %g", what, mx, law.value);
+        ck_assert_msg(mx >= law.value * (1.0 - 30.0 / dn), "%s: largest |w| %g, limit %g", what, mx, law.value);
+    } else if (law.family == FAM_TRUNCATED) {
+        const double cut = 2.0 * sd / 0.87962566103423978;
+        ck_assert_msg(mx < cut * (1.0 + 1e-6), "%s: |w| %g beyond the cut %g", what, mx, cut);
+        ck_assert_msg(mx >= cut * (1.0 - 133.0 / dn), "%s: largest |w| %g, cut %g", what, mx, cut);
+    } else {
+        const double p = 0.0455002638963584, frac = (double)beyond2 / dn;
+        ck_assert_msg(fabs(frac - p) <= 6.0 * sqrt(p * (1.0 - p) / dn), "%s: %g of the draws beyond 2 sd", what,
+                      frac);
+        if (0.0214 * dn >= 30.0)
+            ck_assert_msg(mx > 2.3 * sd, "%s: largest |w| %g is only %g sd: truncated?", what, mx, mx / sd);
+    }
+    free(w);
+}
+
+static tl_conv2d_options conv_init_opts(uint32_t filters, uint32_t k, uint32_t groups, tl_initializer init)
+{
+    tl_conv2d_options o = conv_opts(filters);
+    o.kernel_h = o.kernel_w = k;
+    o.groups = groups;
+    o.kernel_initializer = init;
+    o.bias_initializer = init;
+    return o;
+}
+
+/* Every initializer (the loop index) on a conv2d kernel, a grouped and a
+ * depthwise one, a dense kernel, and their biases (which take the fans of
+ * their kernel). */
+START_TEST(initializers_draw_their_law)
+{
+    const tl_initializer init = (tl_initializer)_i;
+    char what[64];
+    /* conv2d 3x3, 64 -> 128: kernel (3, 3, 64, 128), 73,728 values, fan_in
+     * 576, fan_out 1152. */
+    tl_model *m = new_model(6, 6, 64);
+    tl_conv2d_options co = conv_init_opts(128, 3, 1, init);
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &co));
+    snprintf(what, sizeof what, "conv2d kernel, init %d", (int)init);
+    expect_law(l, 0, init, 576, 1152, what);
+    snprintf(what, sizeof what, "conv2d bias, init %d", (int)init);
+    expect_law(l, 1, init, 576, 1152, what);
+    tl_model_free(m);
+    /* Grouped, 4 groups: kernel (3, 3, 16, 128), fan_in 3 * 3 * 64 / 4 = 144,
+     * fan_out 3 * 3 * 128 = 1152. */
+    m = new_model(6, 6, 64);
+    co = conv_init_opts(128, 3, 4, init);
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &co));
+    snprintf(what, sizeof what, "grouped kernel, init %d", (int)init);
+    expect_law(l, 0, init, 144, 1152, what);
+    tl_model_free(m);
+    /* Depthwise 5x5, 256 channels, multiplier 4: kernel (5, 5, 1, 1024),
+     * 25,600 values, fan_in 5 * 5 = 25, fan_out 5 * 5 * 1024 = 25,600
+     * (PyTorch's fans of its (1024, 1, 5, 5) weight). */
+    m = new_model(8, 8, 256);
+    co = conv_init_opts(1024, 5, 256, init);
+    co.use_bias = 0;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, m, &co));
+    snprintf(what, sizeof what, "depthwise kernel, init %d", (int)init);
+    expect_law(l, 0, init, 25, 25600, what);
+    tl_model_free(m);
+    /* dense 512 -> 256: kernel (512, 256), 131,072 values. */
+    m = new_model(1, 1, 512);
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 256;
+    d.kernel_initializer = d.bias_initializer = init;
+    ck_assert_tl_ok(tl_model_add_dense(&l, m, &d));
+    snprintf(what, sizeof what, "dense kernel, init %d", (int)init);
+    expect_law(l, 0, init, 512, 256, what);
+    snprintf(what, sizeof what, "dense bias, init %d", (int)init);
+    expect_law(l, 1, init, 512, 256, what);
+    tl_model_free(m);
+}
+END_TEST
+
+/* FNV-1a over the bits of every parameter of a model. */
+static uint64_t params_hash(const tl_model *m)
+{
+    size_t n;
+    float *v = th_all_params(m, &n);
+    ck_assert_ptr_nonnull(v);
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t k = 0; k < n * sizeof *v; k++) {
+        h ^= b[k];
+        h *= 1099511628211ull;
+    }
+    free(v);
+    return h;
+}
+
+/* Whether two models have the same parameter values, bit for bit. */
+static int same_params(const tl_model *a, const tl_model *b)
+{
+    size_t na, nb;
+    float *va = th_all_params(a, &na), *vb = th_all_params(b, &nb);
+    int same = na == nb && memcmp(va, vb, na * sizeof *va) == 0;
+    free(va), free(vb);
+    return same;
+}
+
+/* conv2d(32, relu) - conv2d(64, 5x5, 32 groups, relu) - flatten - dense(10),
+ * seed 77, kernels drawn with `init` and biases with zeros (TL_INIT_DEFAULT:
+ * both defaults). init < 0: the options as an older caller fills them -
+ * the first conv2d's a version 2 struct, the dense layer's a version 1
+ * struct, the bytes past their versions garbage (the grouped conv2d needs
+ * version 3, with its defaults). */
+static tl_model *default_draw_model(int init)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 16, 16, 3, 77));
+    tl_conv2d_options c, g = TL_CONV2D_OPTIONS_INIT;
+    tl_dense_options d;
+    memset(&c, 0xff, sizeof c);
+    memset(&d, 0xff, sizeof d);
+    ck_assert_tl_ok(tl_conv2d_options_init(&c, init < 0 ? 2 : TL_CONV2D_OPTIONS_VERSION));
+    ck_assert_tl_ok(tl_dense_options_init(&d, init < 0 ? 1 : TL_DENSE_OPTIONS_VERSION));
+    if (init >= 0) {
+        c.kernel_initializer = g.kernel_initializer = d.kernel_initializer = (tl_initializer)init;
+        c.bias_initializer = g.bias_initializer = d.bias_initializer =
+            init == TL_INIT_DEFAULT ? TL_INIT_DEFAULT : TL_INIT_ZEROS;
+    }
+    c.filters = 32;
+    c.activation = TL_ACT_RELU;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &c));
+    g.filters = 64;
+    g.kernel_h = g.kernel_w = 5;
+    g.groups = 32;
+    g.activation = TL_ACT_RELU;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &g));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    d.units = 10;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    return m;
+}
+
+/* The default draws are libtl 1.0's, bit for bit: the hash below was taken
+ * from this model built by the library before initializers were options
+ * (commit c46be0d), whose Glorot-uniform draw is 1.0.0's. TL_INIT_DEFAULT,
+ * an explicit Glorot-uniform kernel with zero bias, and option structs of
+ * older versions all give those bits. */
+START_TEST(initializer_default_is_unchanged)
+{
+    const uint64_t before = 0xc83e391d0476f67eull; /* 66,570 values */
+    tl_model *def = default_draw_model(TL_INIT_DEFAULT), *glorot = default_draw_model(TL_INIT_GLOROT_UNIFORM),
+             *old = default_draw_model(-1);
+    ck_assert_uint_eq(tl_model_param_count(def), 66570);
+    ck_assert_msg(params_hash(def) == before, "default draws changed: %016llx",
+                  (unsigned long long)params_hash(def));
+    ck_assert(params_hash(glorot) == before);
+    ck_assert(params_hash(old) == before);
+    tl_model_free(def), tl_model_free(glorot), tl_model_free(old);
+}
+END_TEST
+
+START_TEST(initializer_bad_values)
+{
+    tl_model *m = new_model(6, 6, 4);
+    tl_conv2d_options co = conv_opts(8);
+    co.kernel_initializer = (tl_initializer)10;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &co), TL_EINVAL, "unknown kernel_initializer 10");
+    co.kernel_initializer = TL_INIT_DEFAULT;
+    co.bias_initializer = (tl_initializer)-1;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &co), TL_EINVAL, "unknown bias_initializer 4294967295");
+    /* Checked also without a bias, which would not use it. */
+    co.use_bias = 0;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &co), TL_EINVAL, "'conv2d' (conv2d, index 0): unknown bias_init");
+    ck_assert_uint_eq(tl_model_num_layers(m), 0);
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 3;
+    d.name = "head";
+    d.kernel_initializer = (tl_initializer)99;
+    ck_assert_tl_err(tl_model_add_dense(NULL, m, &d), TL_EINVAL, "layer 'head' (dense, index 1): unknown "
+                                                                  "kernel_initializer 99");
+    d.kernel_initializer = TL_INIT_NORMAL_STDDEV_0_01;
+    d.bias_initializer = (tl_initializer)(TL_INIT_NORMAL_STDDEV_0_01 + 1);
+    ck_assert_tl_err(tl_model_add_dense(NULL, m, &d), TL_EINVAL, "unknown bias_initializer 10");
+    ck_assert_uint_eq(tl_model_num_layers(m), 1);
+    d.bias_initializer = TL_INIT_ONES;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    tl_model_free(m);
+}
+END_TEST
+
+/* The choice is a setting of the layer: a checkpoint keeps it (the file is
+ * then format 1.1; a model with the defaults is still written as 1.0), the
+ * file's description names it, and the loaded model draws with it again
+ * (tl_model_init_params, tl_model_clone_structure). */
+START_TEST(initializer_checkpoint_round_trip)
+{
+    char dir[] = "/tmp/tl-init-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64], path0[64];
+    snprintf(path, sizeof path, "%s/m.tlm", dir);
+    snprintf(path0, sizeof path0, "%s/d.tlm", dir);
+
+    tl_model *m = new_model(8, 8, 16);
+    tl_conv2d_options co = conv_opts(64);
+    co.padding = TL_PAD_SAME;
+    co.kernel_initializer = TL_INIT_HE_NORMAL_FAN_OUT;
+    co.bias_initializer = TL_INIT_UNIFORM_INV_SQRT_FAN_IN;
+    co.name = "conv";
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 8;
+    d.kernel_initializer = TL_INIT_GLOROT_TRUNCATED_NORMAL;
+    d.bias_initializer = TL_INIT_ONES;
+    d.name = "head";
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    uint32_t major, minor;
+    ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
+    ck_assert_uint_eq(minor, 1);
+    char text[512];
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 0));
+    ck_assert_ptr_nonnull(strstr(text, "kernel_initializer=he_normal_fan_out, bias_initializer=uniform_inv_sqrt_fan_in"));
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 2));
+    ck_assert_str_eq(text, "units=8, kernel_initializer=glorot_truncated_normal, bias_initializer=ones");
+    tl_conv2d_options ci;
+    ck_assert_tl_ok(tl_conv2d_options_init(&ci, TL_CONV2D_OPTIONS_VERSION));
+    ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&ci, info, 0));
+    ck_assert(ci.kernel_initializer == TL_INIT_HE_NORMAL_FAN_OUT &&
+              ci.bias_initializer == TL_INIT_UNIFORM_INV_SQRT_FAN_IN);
+    tl_dense_options di;
+    ck_assert_tl_ok(tl_dense_options_init(&di, TL_DENSE_OPTIONS_VERSION));
+    ck_assert_tl_ok(tl_checkpoint_info_layer_dense(&di, info, 2));
+    ck_assert(di.kernel_initializer == TL_INIT_GLOROT_TRUNCATED_NORMAL && di.bias_initializer == TL_INIT_ONES);
+    /* An older caller's struct (dense version 1) is not written past its end. */
+    memset(&di, 0xab, sizeof di);
+    di.version = 1;
+    ck_assert_tl_ok(tl_checkpoint_info_layer_dense(&di, info, 2));
+    ck_assert(di.units == 8 && (unsigned)di.kernel_initializer == 0xababababu);
+    tl_checkpoint_info_free(info);
+
+    tl_model *r;
+    ck_assert_tl_ok(tl_model_load(&r, path));
+    ck_assert(same_params(m, r));
+    /* Re-drawn from another seed: new values, the same laws. Kernel fans:
+     * conv 3 * 3 * 16 = 144 and 3 * 3 * 64 = 576; dense 4096 and 8. */
+    for (int round = 0; round < 2; round++) {
+        tl_model *x = r;
+        if (round == 0) {
+            ck_assert_tl_ok(tl_model_init_params(r, 1234));
+        } else {
+            tl_clone_options o = TL_CLONE_OPTIONS_INIT;
+            o.seed = 99;
+            ck_assert_tl_ok(tl_model_clone_structure(&x, r, &o));
+        }
+        ck_assert(!same_params(m, x));
+        tl_layer *l;
+        ck_assert_tl_ok(tl_model_layer(&l, x, 0));
+        expect_law(l, 0, TL_INIT_HE_NORMAL_FAN_OUT, 144, 576, round ? "clone: conv kernel" : "redrawn: conv kernel");
+        expect_law(l, 1, TL_INIT_UNIFORM_INV_SQRT_FAN_IN, 144, 576, round ? "clone: conv bias" : "redrawn: conv bias");
+        ck_assert_tl_ok(tl_model_layer(&l, x, 2));
+        expect_law(l, 0, TL_INIT_GLOROT_TRUNCATED_NORMAL, 4096, 8, round ? "clone: dense kernel" : "redrawn: dense kernel");
+        expect_law(l, 1, TL_INIT_ONES, 4096, 8, round ? "clone: dense bias" : "redrawn: dense bias");
+        if (x != r)
+            tl_model_free(x);
+    }
+
+    /* The same model with the default initializers fits format 1.0. */
+    tl_model *z = new_model(8, 8, 16);
+    co.kernel_initializer = co.bias_initializer = TL_INIT_DEFAULT;
+    d.kernel_initializer = d.bias_initializer = TL_INIT_DEFAULT;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, z, &co));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, z, NULL));
+    ck_assert_tl_ok(tl_model_add_dense(NULL, z, &d));
+    ck_assert_tl_ok(tl_model_save(z, path0, NULL));
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path0));
+    ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
+    ck_assert_uint_eq(minor, 0);
+    ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 2));
+    ck_assert_str_eq(text, "units=8, kernel_initializer=default, bias_initializer=default");
+    tl_checkpoint_info_free(info);
+
+    remove(path), remove(path0), rmdir(dir);
+    tl_model_free(m), tl_model_free(r), tl_model_free(z);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -718,5 +1089,11 @@ int main(void)
     tcase_add_test(tc, predict_shapes_and_chunks);
     tcase_add_test(tc, threads);
     suite_add_tcase(s, tc);
+    TCase *ti = tcase_create("initializers");
+    tcase_add_loop_test(ti, initializers_draw_their_law, TL_INIT_DEFAULT, TL_INIT_NORMAL_STDDEV_0_01 + 1);
+    tcase_add_test(ti, initializer_default_is_unchanged);
+    tcase_add_test(ti, initializer_bad_values);
+    tcase_add_test(ti, initializer_checkpoint_round_trip);
+    suite_add_tcase(s, ti);
     return th_run(s);
 }

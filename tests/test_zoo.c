@@ -6,7 +6,8 @@
  * (1 and 2 threads) and round-trips through a PyTorch-layout safetensors
  * file, files of another class count, depth or width are refused naming
  * the first tensor that differs (or loaded in part, leniently), and bad
- * options are refused with the function's name, leaving *out NULL. */
+ * options are refused with the function's name, leaving *out NULL; the
+ * weights are drawn as torchvision draws them. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -573,6 +574,108 @@ START_TEST(test_bad_inputs)
 }
 END_TEST
 
+/* Mean, standard deviation and largest |w| of a layer's tensor. */
+static void tensor_stats(const tl_model *m, const char *name, size_t index, size_t *n, double *mean, double *sd,
+                         double *maxabs)
+{
+    tl_layer *l;
+    tl_param_info info;
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, name));
+    ck_assert_tl_ok(tl_layer_param_info(&info, l, index));
+    float *w = malloc(info.count * sizeof *w);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_tl_ok(tl_layer_get_weights(w, info.count, l, index));
+    double s = 0.0, q = 0.0, mx = 0.0;
+    for (size_t j = 0; j < info.count; j++)
+        s += w[j], mx = fmax(mx, fabs(w[j]));
+    *n = info.count;
+    *mean = s / (double)info.count;
+    for (size_t j = 0; j < info.count; j++)
+        q += (w[j] - *mean) * (w[j] - *mean);
+    *sd = sqrt(q / (double)(info.count - 1));
+    *maxabs = mx;
+    free(w);
+}
+
+/* A plain (not truncated) normal N(0, sd^2): mean and standard deviation
+ * within six standard errors (sd / sqrt(n) and sd / sqrt(2 n), see
+ * test_model.c's initializer tests), and values past 2.3 sd, where no
+ * truncated normal of this sd reaches (n * P(|z| > 2.3) = 0.021 n >= 30). */
+static void assert_normal(const tl_model *m, const char *name, double want_sd)
+{
+    size_t n;
+    double mean, sd, mx;
+    tensor_stats(m, name, 0, &n, &mean, &sd, &mx);
+    ck_assert_msg(fabs(mean) <= 6.0 * want_sd / sqrt((double)n), "%s: mean %g", name, mean);
+    ck_assert_msg(fabs(sd / want_sd - 1.0) <= 6.0 / sqrt(2.0 * (double)n), "%s: sd %g, expected %g (n %zu)", name, sd,
+                  want_sd, n);
+    if (0.0214 * (double)n >= 30.0)
+        ck_assert_msg(mx > 2.3 * want_sd, "%s: largest |w| %g = %g sd", name, mx, mx / want_sd);
+}
+
+/* U(-a, a): inside the bounds, reaching to a (1 - 30 / n) (missed with
+ * probability < e^-30), standard deviation a / sqrt(3) within six errors. */
+static void assert_uniform(const tl_model *m, const char *name, size_t index, double a)
+{
+    size_t n;
+    double mean, sd, mx;
+    tensor_stats(m, name, index, &n, &mean, &sd, &mx);
+    ck_assert_msg(mx <= a * (1.0 + 1e-6) && mx >= a * (1.0 - 30.0 / (double)n), "%s[%zu]: largest |w| %g, a %g", name,
+                  index, mx, a);
+    ck_assert_msg(fabs(sd / (a / sqrt(3.0)) - 1.0) <= 6.0 / sqrt(2.0 * (double)n), "%s[%zu]: sd %g, a %g", name,
+                  index, sd, a);
+}
+
+/* torchvision's initialisation: every conv kernel N(0, 2 / fan_out) with
+ * fan_out = kh * kw * filters (depthwise included), the ResNets' fc with
+ * nn.Linear's default U(+-1/sqrt(fan_in)) for weight and bias, MobileNetV2's
+ * classifier N(0, 0.01^2) with a zero bias; batch normalization 1 and 0. */
+START_TEST(test_initialisation)
+{
+    tl_model *m = NULL;
+    tl_zoo_options o = zopts(10, 32, 32);
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    assert_normal(m, "layer3.2.conv2", sqrt(2.0 / (3 * 3 * 64)));
+    assert_normal(m, "layer2.0.conv1", sqrt(2.0 / (3 * 3 * 32)));
+    assert_normal(m, "layer3.0.downsample.0", sqrt(2.0 / 64));
+    assert_uniform(m, "fc", 0, 1.0 / sqrt(64.0));
+    assert_uniform(m, "fc", 1, 1.0 / sqrt(64.0));
+    tl_layer *l;
+    float bn[16];
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "bn1"));
+    ck_assert_tl_ok(tl_layer_get_weights(bn, 16, l, 0));
+    for (int j = 0; j < 16; j++)
+        ck_assert(bn[j] == 1.0f);
+    ck_assert_tl_ok(tl_layer_get_weights(bn, 16, l, 1));
+    for (int j = 0; j < 16; j++)
+        ck_assert(bn[j] == 0.0f);
+    tl_model_free(m);
+
+    o = zopts(1000, 32, 32);
+    ck_assert_tl_ok(tl_zoo_resnet(&m, 18, &o));
+    assert_normal(m, "conv1", sqrt(2.0 / (7 * 7 * 64)));
+    assert_normal(m, "layer4.1.conv2", sqrt(2.0 / (3 * 3 * 512)));
+    assert_uniform(m, "fc", 0, 1.0 / sqrt(512.0));
+    assert_uniform(m, "fc", 1, 1.0 / sqrt(512.0));
+    tl_model_free(m);
+
+    o = zopts(10, 32, 32);
+    o.cifar_stem = 1;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    /* The depthwise conv of block 17 (960 channels): PyTorch's fan_out of
+     * its (960, 1, 3, 3) weight is 3 * 3 * 960. */
+    assert_normal(m, "features.17.conv.1.0", sqrt(2.0 / (3 * 3 * 960)));
+    assert_normal(m, "features.18.0", sqrt(2.0 / 1280));
+    assert_normal(m, "classifier.1", 0.01);
+    float b[10];
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "classifier.1"));
+    ck_assert_tl_ok(tl_layer_get_weights(b, 10, l, 1));
+    for (int j = 0; j < 10; j++)
+        ck_assert(b[j] == 0.0f);
+    tl_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("zoo");
@@ -581,6 +684,7 @@ int main(void)
     tcase_add_test(build, test_names);
     tcase_add_test(build, test_shapes);
     tcase_add_test(build, test_bad_inputs);
+    tcase_add_test(build, test_initialisation);
     suite_add_tcase(s, build);
     TCase *run = tcase_create("run");
     tcase_set_timeout(run, 300);

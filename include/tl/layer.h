@@ -80,6 +80,51 @@ typedef enum tl_padding {
                          *   (since 1.1) */
 } tl_padding;
 
+/**
+ * How a conv2d's or a dense layer's tensor is first drawn: the options'
+ * kernel_initializer and bias_initializer (since 1.1). Values are stored in
+ * files and never change.
+ *
+ * The fans are PyTorch's, which are also Keras' for these layouts: a
+ * dense kernel (in, units) has fan_in = in and fan_out = units; a conv2d
+ * kernel (kh, kw, in_channels / groups, filters) has
+ * fan_in = kh * kw * in_channels / groups and fan_out = kh * kw * filters.
+ * So a depthwise convolution (groups = in_channels, multiplier m) has
+ * fan_in = kh * kw and fan_out = kh * kw * in_channels * m - PyTorch's
+ * fan_out of its (filters, 1, kh, kw) weight, which kaiming_normal_(mode=
+ * "fan_out") uses in torchvision's MobileNetV2 (the He paper's "per group"
+ * fan_out would be kh * kw * m). A bias uses the fans of its layer's kernel
+ * (PyTorch's rule for its default bias; Keras would use the bias's length
+ * for both fans).
+ *
+ * "Truncated" normals are Keras' truncated_normal: a normal with the given
+ * stddev / 0.87962566103423978 (the stddev of a unit normal cut at +-2),
+ * values beyond two of those redrawn, so that the result has the given
+ * standard deviation and |w| < 2 * stddev / 0.8796. The plain normals are
+ * not truncated.
+ */
+typedef enum tl_initializer {
+    TL_INIT_DEFAULT = 0,                 /**< the kind's default: TL_INIT_GLOROT_UNIFORM for kernels,
+                                          *   TL_INIT_ZEROS for biases (libtl 1.0's draws, bit for bit) */
+    TL_INIT_ZEROS = 1,                   /**< 0 */
+    TL_INIT_ONES = 2,                    /**< 1 */
+    TL_INIT_GLOROT_UNIFORM = 3,          /**< U(-a, a), a = sqrt(6 / (fan_in + fan_out)): Keras'
+                                          *   glorot_uniform, PyTorch's xavier_uniform_ */
+    TL_INIT_GLOROT_TRUNCATED_NORMAL = 4, /**< truncated normal, stddev sqrt(2 / (fan_in + fan_out)):
+                                          *   Keras' glorot_normal */
+    TL_INIT_HE_UNIFORM = 5,              /**< U(-a, a), a = sqrt(6 / fan_in): Keras' he_uniform, PyTorch's
+                                          *   kaiming_uniform_(mode="fan_in", nonlinearity="relu") */
+    TL_INIT_HE_TRUNCATED_NORMAL = 6,     /**< truncated normal, stddev sqrt(2 / fan_in): Keras' he_normal */
+    TL_INIT_HE_NORMAL_FAN_OUT = 7,       /**< plain normal N(0, 2 / fan_out): PyTorch's
+                                          *   kaiming_normal_(mode="fan_out", nonlinearity="relu"), what
+                                          *   torchvision's ResNets and MobileNetV2 give their convolutions */
+    TL_INIT_UNIFORM_INV_SQRT_FAN_IN = 8, /**< U(-a, a), a = 1 / sqrt(fan_in): PyTorch's default for
+                                          *   nn.Linear and nn.Conv2d, weight (kaiming_uniform_(a=sqrt(5)))
+                                          *   and bias alike */
+    TL_INIT_NORMAL_STDDEV_0_01 = 9       /**< plain normal N(0, 0.01^2), no fan: torchvision's MobileNetV2
+                                          *   classifier weight (nn.init.normal_(w, 0, 0.01)) */
+} tl_initializer;
+
 /** Maximum rank of a tl_shape. */
 #define TL_MAX_RANK 4
 

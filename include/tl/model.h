@@ -23,7 +23,8 @@
  * (Here the sum feeds the next conv2d; its `input` defaults to `sum`.)
  *
  * Weights are drawn when a layer
- * is added: Glorot-uniform kernels and zero biases (Keras defaults), from a
+ * is added, by the initializers its options name (tl_initializer; by
+ * default Glorot-uniform kernels and zero biases, Keras' defaults), from a
  * random stream that depends only on the model's seed and the layer's index.
  *
  * Thread safety: a model must not be used by two threads at once. Different
@@ -81,6 +82,14 @@ TL_API uint64_t tl_model_seed(const tl_model *model);
  *   they must be 0 with the other paddings. PyTorch's padding=p is all four
  *   set to p. Explicit pads that are all 0 are valid padding, and the layer
  *   reports TL_PAD_VALID.
+ * - kernel_initializer, bias_initializer: how the kernel and the bias are
+ *   drawn (tl_initializer, see tl/layer.h for the fans of grouped and
+ *   depthwise kernels); TL_INIT_DEFAULT (0) is Glorot-uniform for the
+ *   kernel and zeros for the bias. A value outside tl_initializer is
+ *   TL_EINVAL, the message naming the option and the value. The choice
+ *   is a setting of the layer: checkpoints, the safetensors architecture
+ *   metadata and tl_checkpoint_info_layer_settings() record it, and
+ *   tl_model_init_params() and structure clones draw with it again.
  * For groups and the dilations 0 means 1, so a zero-filled struct gets an
  * ordinary convolution; the INIT macro and tl_conv2d_options_init() set 1.
  */
@@ -97,10 +106,13 @@ typedef struct tl_conv2d_options {
     uint32_t groups;         /**< version 3: 0 or 1: an ordinary convolution */
     uint32_t dilation_h, dilation_w; /**< version 3: 0 or 1: no dilation */
     uint32_t pad_top, pad_bottom, pad_left, pad_right; /**< version 3: TL_PAD_EXPLICIT only */
+    tl_initializer kernel_initializer; /**< version 3: TL_INIT_DEFAULT: Glorot-uniform */
+    tl_initializer bias_initializer;   /**< version 3: TL_INIT_DEFAULT: zeros (when use_bias) */
 } tl_conv2d_options;
 #define TL_CONV2D_OPTIONS_VERSION 3
 #define TL_CONV2D_OPTIONS_INIT \
-    { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL, NULL, 1, 1, 1, 0, 0, 0, 0 }
+    { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL, NULL, 1, 1, 1, 0, 0, 0, 0, \
+      TL_INIT_DEFAULT, TL_INIT_DEFAULT }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version);
 
@@ -126,7 +138,14 @@ typedef struct tl_maxpool2d_options {
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned int version);
 
-/** Options of tl_model_add_dense(). Defaults: linear activation, with bias. */
+/**
+ * Options of tl_model_add_dense(). Defaults: linear activation, with bias,
+ * Glorot-uniform kernel, zero bias.
+ * Version 2 (since 1.1): `input`, and kernel_initializer and
+ * bias_initializer as in tl_conv2d_options (a dense kernel (in, units) has
+ * fan_in = in, fan_out = units; TL_INIT_DEFAULT: Glorot-uniform kernel,
+ * zero bias).
+ */
 typedef struct tl_dense_options {
     unsigned int version;    /**< TL_DENSE_OPTIONS_VERSION */
     uint32_t units;          /**< required (> 0) */
@@ -134,9 +153,12 @@ typedef struct tl_dense_options {
     int use_bias;
     const char *name;
     const tl_layer *input;   /**< version 2: the layer whose output it takes; NULL: the previous layer */
+    tl_initializer kernel_initializer; /**< version 2: TL_INIT_DEFAULT: Glorot-uniform */
+    tl_initializer bias_initializer;   /**< version 2: TL_INIT_DEFAULT: zeros (when use_bias) */
 } tl_dense_options;
 #define TL_DENSE_OPTIONS_VERSION 2
-#define TL_DENSE_OPTIONS_INIT { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL, NULL }
+#define TL_DENSE_OPTIONS_INIT \
+    { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL, NULL, TL_INIT_DEFAULT, TL_INIT_DEFAULT }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version);
 
@@ -144,9 +166,9 @@ TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int vers
  * Append a layer. `out` may be NULL; otherwise it receives the new layer,
  * borrowed from the model. On error the model is unchanged.
  * Errors: TL_EINVAL (NULL model or options, zero filters/units/kernel/pool or
- * stride, unknown activation or padding, an activation conv2d and dense
- * cannot fuse - leaky_relu, silu, hard_swish: follow the layer with an
- * activation layer instead -, name empty, too long or already used
+ * stride, unknown activation, padding or initializer, an activation conv2d
+ * and dense cannot fuse - leaky_relu, silu, hard_swish: follow the layer
+ * with an activation layer instead -, name empty, too long or already used
  * in this model; conv2d groups that do not divide the input channels and
  * the filters, a pad larger than the dilated kernel or not smaller than a
  * pool, pads with padding other than TL_PAD_EXPLICIT; the message names
@@ -406,8 +428,11 @@ TL_API size_t tl_model_param_count(const tl_model *model);
 TL_API size_t tl_model_trainable_param_count(const tl_model *model);
 
 /**
- * Re-draw every parameter from `seed` (Glorot-uniform kernels, zero biases)
- * and reset the optimizer state. The model's seed becomes `seed`.
+ * Re-draw every parameter from `seed`, each tensor with its layer's
+ * initializer (tl_initializer; by default Glorot-uniform kernels and zero
+ * biases; batch normalization's gamma and moving variance ones, beta and
+ * moving mean zeros) and reset the optimizer state. The model's seed
+ * becomes `seed`.
  * Errors: TL_EINVAL (NULL).
  */
 TL_API tl_status tl_model_init_params(tl_model *model, uint64_t seed);

@@ -34,10 +34,20 @@
  * convention, see tl_batchnorm_options), paddings are explicit (PyTorch's
  * padding=k/2), and the classifier is a linear dense layer (logits: compile
  * with TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY, which takes a linear
- * output as logits). Weights are drawn as for every model (Glorot-uniform
- * kernels, zero biases, BN gamma 1 and beta 0, from opts->seed), not with
- * torchvision's Kaiming-normal initialisation; with batch normalization
- * after every convolution this trains well.
+ * output as logits). Weights are drawn from opts->seed as torchvision
+ * draws them (the layers' kernel_initializer and bias_initializer, see
+ * tl_initializer in tl/layer.h, which checkpoints and structure clones
+ * keep): every convolution's kernel with TL_INIT_HE_NORMAL_FAN_OUT, a plain
+ * normal of variance 2 / fan_out, fan_out = kh * kw * filters (PyTorch's
+ * kaiming_normal_(mode="fan_out", nonlinearity="relu"); for the depthwise
+ * convolutions too, whose fan_out counts all the filters, as PyTorch's);
+ * batch normalization's gamma 1 and beta 0; the ResNets' fc with nn.Linear's
+ * default, TL_INIT_UNIFORM_INV_SQRT_FAN_IN for kernel and bias,
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = the input channels;
+ * MobileNetV2's classifier.1 with TL_INIT_NORMAL_STDDEV_0_01, N(0, 0.01^2),
+ * and a zero bias. The random numbers are libtl's, so the values are not
+ * torchvision's, only their distributions. (torchvision's optional
+ * zero_init_residual, gamma 0 in each block's last BN, is not done.)
  *
  * Thread safety: the builders share nothing; they may run in several
  * threads at once. The model they make follows tl/model.h's rules.

@@ -19,6 +19,7 @@ typedef struct conv_cfg {
     uint32_t groups;
     uint32_t d_h, d_w;
     uint32_t pad_t, pad_b, pad_l, pad_r; /* TL_PAD_EXPLICIT only */
+    uint32_t k_init, b_init;             /* tl_initializer; TL_INIT_DEFAULT: Glorot-uniform, zeros */
 } conv_cfg;
 
 typedef struct conv_geom {
@@ -45,6 +46,10 @@ static const tli_field conv_fields[] = {
     {"pad_bottom", TLI_FIELD_U32, offsetof(conv_cfg, pad_b), 0, 0, NULL},
     {"pad_left", TLI_FIELD_U32, offsetof(conv_cfg, pad_l), 0, 0, NULL},
     {"pad_right", TLI_FIELD_U32, offsetof(conv_cfg, pad_r), 0, 0, NULL},
+    {"kernel_initializer", TLI_FIELD_ENUM, offsetof(conv_cfg, k_init), TLI_INIT_MAX, TL_INIT_DEFAULT,
+     tli_initializer_names},
+    {"bias_initializer", TLI_FIELD_ENUM, offsetof(conv_cfg, b_init), TLI_INIT_MAX, TL_INIT_DEFAULT,
+     tli_initializer_names},
 };
 
 /* Output length and the padding before / after along one axis of n cells,
@@ -85,6 +90,11 @@ static tl_status conv_build(tl_layer *l)
                          c->groups, c->d_h, c->d_w);
     if (c->padding != TL_PAD_VALID && c->padding != TL_PAD_SAME && c->padding != TL_PAD_EXPLICIT)
         return tli_error(TL_EINVAL, TLI_LFMT ": unknown padding %u", TLI_LARG(l), c->padding);
+    tl_status st = tli_check_initializer(l, "kernel_initializer", c->k_init);
+    if (st == TL_OK)
+        st = tli_check_initializer(l, "bias_initializer", c->b_init);
+    if (st)
+        return st;
     const bool pads = c->pad_t || c->pad_b || c->pad_l || c->pad_r;
     if (pads && c->padding != TL_PAD_EXPLICIT)
         return tli_error(TL_EINVAL, TLI_LFMT ": pads (top %u, bottom %u, left %u, right %u) need padding 'explicit', "
@@ -142,11 +152,13 @@ static tl_status conv_build(tl_layer *l)
     l->out_shape = tli_shape3(g->out_h, g->out_w, c->filters);
     l->out_size = (size_t)out;
     cg->algo = tli_conv_choose(g, c->filters);
-    tli_tensor_set(l, 0, "kernel", "weight", TLI_ROLE_PARAM, TLI_INIT_GLOROT_UNIFORM, TLI_TORCH_CONV_KERNEL,
-                   (tl_shape){4, {c->k_h, c->k_w, g->in_c / c->groups, c->filters}});
+    /* The kernel's fans: kh * kw * in / groups and kh * kw * filters. */
+    tli_tensor_set(l, 0, "kernel", "weight", TLI_ROLE_PARAM, tli_init_resolve(c->k_init, TLI_INIT_GLOROT_UNIFORM),
+                   TLI_TORCH_CONV_KERNEL, (tl_shape){4, {c->k_h, c->k_w, g->in_c / c->groups, c->filters}});
     if (l->use_bias) {
-        tli_tensor_set(l, 1, "bias", "bias", TLI_ROLE_PARAM, TLI_INIT_ZEROS, TLI_TORCH_SAME,
-                       tli_shape1(c->filters));
+        tli_tensor_set(l, 1, "bias", "bias", TLI_ROLE_PARAM, tli_init_resolve(c->b_init, TLI_INIT_ZEROS),
+                       TLI_TORCH_SAME, tli_shape1(c->filters));
+        tli_tensor_set_fans(l, 1, 0);
         l->bias_index = 1;
     }
     return TL_OK;
@@ -189,7 +201,8 @@ static void conv_from_options(void *cfg, tl_activation *act, int *use_bias, cons
      * members hold the defaults); 0 groups or dilation mean 1. */
     *c = (conv_cfg){o->filters, o->kernel_h, o->kernel_w, o->stride_h, o->stride_w, (uint32_t)o->padding,
                     o->groups ? o->groups : 1, o->dilation_h ? o->dilation_h : 1, o->dilation_w ? o->dilation_w : 1,
-                    o->pad_top, o->pad_bottom, o->pad_left, o->pad_right};
+                    o->pad_top, o->pad_bottom, o->pad_left, o->pad_right, (uint32_t)o->kernel_initializer,
+                    (uint32_t)o->bias_initializer};
     *act = o->activation;
     *use_bias = o->use_bias;
 }
@@ -217,6 +230,8 @@ static void conv_get_options(const tl_layer *l, void *opts, unsigned int version
         o->pad_bottom = c->pad_b;
         o->pad_left = c->pad_l;
         o->pad_right = c->pad_r;
+        o->kernel_initializer = (tl_initializer)c->k_init;
+        o->bias_initializer = (tl_initializer)c->b_init;
     }
 }
 

@@ -5,20 +5,34 @@
 
 typedef struct dense_cfg {
     uint32_t units;
+    /* since 1.1 (format 1.1 fields) */
+    uint32_t k_init, b_init; /* tl_initializer; TL_INIT_DEFAULT: Glorot-uniform, zeros */
 } dense_cfg;
 
 _Static_assert(sizeof(dense_cfg) <= TLI_CFG_BYTES, "dense settings fit a layer");
 
+/* The order is the checkpoint's: fields are only ever appended. */
 static const tli_field dense_fields[] = {
     {"units", TLI_FIELD_U32, offsetof(dense_cfg, units), 0, 0, NULL},
+    /* 1.1 */
+    {"kernel_initializer", TLI_FIELD_ENUM, offsetof(dense_cfg, k_init), TLI_INIT_MAX, TL_INIT_DEFAULT,
+     tli_initializer_names},
+    {"bias_initializer", TLI_FIELD_ENUM, offsetof(dense_cfg, b_init), TLI_INIT_MAX, TL_INIT_DEFAULT,
+     tli_initializer_names},
 };
 
 static tl_status dense_build(tl_layer *l)
 {
     char sb[64];
-    uint32_t units = ((const dense_cfg *)l->cfg)->units;
+    const dense_cfg *c = (const dense_cfg *)l->cfg;
+    uint32_t units = c->units;
     if (units == 0)
         return tli_error(TL_EINVAL, TLI_LFMT ": units must be > 0", TLI_LARG(l));
+    tl_status st = tli_check_initializer(l, "kernel_initializer", c->k_init);
+    if (st == TL_OK)
+        st = tli_check_initializer(l, "bias_initializer", c->b_init);
+    if (st)
+        return st;
     if (l->in_shape.rank != 1)
         return tli_error(TL_ESHAPE, TLI_LFMT " needs a flat input, got %s; add a flatten layer first", TLI_LARG(l),
                          tli_shape_str(&l->in_shape, sb, sizeof sb));
@@ -28,10 +42,13 @@ static tl_status dense_build(tl_layer *l)
                          units);
     l->out_shape = tli_shape1(units);
     l->out_size = units;
-    tli_tensor_set(l, 0, "kernel", "weight", TLI_ROLE_PARAM, TLI_INIT_GLOROT_UNIFORM, TLI_TORCH_DENSE_KERNEL,
-                   (tl_shape){2, {(uint32_t)l->in_size, units, 0, 0}});
+    /* The kernel's fans: inputs and units. */
+    tli_tensor_set(l, 0, "kernel", "weight", TLI_ROLE_PARAM, tli_init_resolve(c->k_init, TLI_INIT_GLOROT_UNIFORM),
+                   TLI_TORCH_DENSE_KERNEL, (tl_shape){2, {(uint32_t)l->in_size, units, 0, 0}});
     if (l->use_bias) {
-        tli_tensor_set(l, 1, "bias", "bias", TLI_ROLE_PARAM, TLI_INIT_ZEROS, TLI_TORCH_SAME, tli_shape1(units));
+        tli_tensor_set(l, 1, "bias", "bias", TLI_ROLE_PARAM, tli_init_resolve(c->b_init, TLI_INIT_ZEROS),
+                       TLI_TORCH_SAME, tli_shape1(units));
+        tli_tensor_set_fans(l, 1, 0);
         l->bias_index = 1;
     }
     return TL_OK;
@@ -73,7 +90,10 @@ static void dense_set_units(void *cfg, uint32_t units)
 static void dense_from_options(void *cfg, tl_activation *act, int *use_bias, const void *opts)
 {
     const tl_dense_options *o = opts;
-    ((dense_cfg *)cfg)->units = o->units;
+    dense_cfg *c = cfg;
+    c->units = o->units;
+    c->k_init = (uint32_t)o->kernel_initializer;
+    c->b_init = (uint32_t)o->bias_initializer;
     *act = o->activation;
     *use_bias = o->use_bias;
 }
@@ -85,8 +105,12 @@ static void dense_get_options(const tl_layer *l, void *opts, unsigned int versio
     o->activation = l->act;
     o->use_bias = l->use_bias;
     o->name = l->name;
-    if (version >= 2)
+    if (version >= 2) {
+        const dense_cfg *c = (const dense_cfg *)l->cfg;
         o->input = NULL;
+        o->kernel_initializer = (tl_initializer)c->k_init;
+        o->bias_initializer = (tl_initializer)c->b_init;
+    }
 }
 
 const tli_layer_ops tli_dense_ops = {
@@ -95,7 +119,7 @@ const tli_layer_ops tli_dense_ops = {
     .auto_name = "dense",
     .cfg_size = sizeof(dense_cfg),
     .fields = dense_fields,
-    .nfields = 1,
+    .nfields = sizeof dense_fields / sizeof dense_fields[0],
     .nfields_v1_0 = 1,
     .min_inputs = 1,
     .max_inputs = 1,

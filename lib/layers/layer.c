@@ -163,6 +163,22 @@ size_t tli_layer_count(const tl_layer *l, tli_role role)
     return n;
 }
 
+/* Fans of a kernel (..., in, out) as Keras computes them: the leading
+ * (receptive field) dims multiply into both. For libtl's layouts these are
+ * also PyTorch's fans (conv2d: kh * kw * in / groups and kh * kw * filters). */
+static void fans(const tl_shape *s, double *fan_in, double *fan_out)
+{
+    if (s->rank < 2) {
+        *fan_in = *fan_out = s->rank ? s->dims[0] : 1;
+        return;
+    }
+    double receptive = 1.0;
+    for (uint32_t d = 0; d + 2 < s->rank; d++)
+        receptive *= s->dims[d];
+    *fan_in = receptive * s->dims[s->rank - 2];
+    *fan_out = receptive * s->dims[s->rank - 1];
+}
+
 void tli_tensor_set(tl_layer *l, size_t i, const char *name, const char *torch_name, tli_role role, tli_init init,
                     tli_torch_layout torch_layout, tl_shape shape)
 {
@@ -174,8 +190,30 @@ void tli_tensor_set(tl_layer *l, size_t i, const char *name, const char *torch_n
     p->torch_layout = torch_layout;
     p->shape = shape;
     p->count = tl_shape_count(&shape);
+    fans(&shape, &p->fan_in, &p->fan_out);
     if (i >= l->nparams)
         l->nparams = i + 1;
+}
+
+void tli_tensor_set_fans(tl_layer *l, size_t i, size_t from)
+{
+    l->params[i].fan_in = l->params[from].fan_in;
+    l->params[i].fan_out = l->params[from].fan_out;
+}
+
+const char *const tli_initializer_names[] = {
+    "default", "zeros", "ones", "glorot_uniform", "glorot_truncated_normal", "he_uniform", "he_truncated_normal",
+    "he_normal_fan_out", "uniform_inv_sqrt_fan_in", "normal_stddev_0.01",
+};
+_Static_assert(sizeof tli_initializer_names / sizeof tli_initializer_names[0] == TLI_INIT_MAX + 1,
+               "a name for every tl_initializer");
+
+tl_status tli_check_initializer(const tl_layer *l, const char *option, uint32_t word)
+{
+    if (word > TLI_INIT_MAX)
+        return tli_error(TL_EINVAL, TLI_LFMT ": unknown %s %u (tl_initializer: 0 to %d)", TLI_LARG(l), option, word,
+                         TLI_INIT_MAX);
+    return TL_OK;
 }
 
 /* The checks every kind shares, before its own build. */
@@ -275,19 +313,46 @@ tl_status tli_layer_new(tl_layer **out, const tli_layer_spec *spec, const char *
     return TL_OK;
 }
 
-/* Fans of a kernel (..., in, out) as Keras computes them: the leading
- * (receptive field) dims multiply into both. */
-static void fans(const tl_shape *s, double *fan_in, double *fan_out)
+/* A uniform double in (0, 1] with 53 random bits, for the normals (no
+ * log(0), and tails to sqrt(-2 ln 2^-53) = 8.6 standard deviations). */
+static double uniform_open0(tli_rng *rng)
 {
-    if (s->rank < 2) {
-        *fan_in = *fan_out = s->rank ? s->dims[0] : 1;
-        return;
+    return (double)((tli_rng_next(rng) >> 11) + 1) * 0x1p-53;
+}
+
+/* A standard normal by Box-Muller (the cosine half). */
+static double std_normal(tli_rng *rng)
+{
+    double u1 = uniform_open0(rng), u2 = uniform_open0(rng);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Keras' truncated_normal with standard deviation sd: a normal of stddev
+ * sd / 0.8796..., the stddev of a unit normal cut at +-2, values at 2 of
+ * those or beyond redrawn. */
+static void draw_truncated_normal(tli_rng *rng, float *v, size_t n, double sd)
+{
+    const double s = sd / 0.87962566103423978;
+    for (size_t j = 0; j < n; j++) {
+        double z;
+        do
+            z = std_normal(rng);
+        while (fabs(z) >= 2.0);
+        v[j] = (float)(z * s);
     }
-    double receptive = 1.0;
-    for (uint32_t d = 0; d + 2 < s->rank; d++)
-        receptive *= s->dims[d];
-    *fan_in = receptive * s->dims[s->rank - 2];
-    *fan_out = receptive * s->dims[s->rank - 1];
+}
+
+static void draw_normal(tli_rng *rng, float *v, size_t n, double sd)
+{
+    for (size_t j = 0; j < n; j++)
+        v[j] = (float)(std_normal(rng) * sd);
+}
+
+/* U(-limit, limit) from 24-bit floats: libtl 1.0's Glorot draw, bit for bit. */
+static void draw_uniform(tli_rng *rng, float *v, size_t n, float limit)
+{
+    for (size_t j = 0; j < n; j++)
+        v[j] = (2.0f * tli_rng_uniform(rng) - 1.0f) * limit;
 }
 
 void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
@@ -298,8 +363,7 @@ void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
         tli_param *p = &l->params[i];
         if (p->value == NULL)
             continue;
-        double fan_in, fan_out;
-        fans(&p->shape, &fan_in, &fan_out);
+        const double fan_in = p->fan_in, fan_out = p->fan_out;
         switch (p->init) {
         case TLI_INIT_ZEROS: memset(p->value, 0, sizeof(float) * p->count); break;
         case TLI_INIT_ONES:
@@ -307,26 +371,18 @@ void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
                 p->value[j] = 1.0f;
             break;
         case TLI_INIT_GLOROT_UNIFORM:
-        case TLI_INIT_HE_UNIFORM: {
-            /* Keras: sqrt(6 / (fan_in + fan_out)) and sqrt(6 / fan_in). */
-            float limit = (float)sqrt(6.0 / (p->init == TLI_INIT_HE_UNIFORM ? fan_in : fan_in + fan_out));
-            for (size_t j = 0; j < p->count; j++)
-                p->value[j] = (2.0f * tli_rng_uniform(&rng) - 1.0f) * limit;
+            draw_uniform(&rng, p->value, p->count, (float)sqrt(6.0 / (fan_in + fan_out)));
             break;
-        }
-        case TLI_INIT_HE_NORMAL: {
-            /* Keras draws a truncated normal (|z| < 2) with this stddev. */
-            double sd = sqrt(2.0 / fan_in) / 0.87962566103423978;
-            for (size_t j = 0; j < p->count; j++) {
-                double z;
-                do {
-                    double u1 = tli_rng_uniform(&rng), u2 = tli_rng_uniform(&rng);
-                    z = sqrt(-2.0 * log(u1 > 0.0 ? u1 : 1e-300)) * cos(6.283185307179586 * u2);
-                } while (fabs(z) >= 2.0);
-                p->value[j] = (float)(z * sd);
-            }
+        case TLI_INIT_HE_UNIFORM: draw_uniform(&rng, p->value, p->count, (float)sqrt(6.0 / fan_in)); break;
+        case TLI_INIT_UNIFORM_INV_SQRT_FAN_IN:
+            draw_uniform(&rng, p->value, p->count, (float)(1.0 / sqrt(fan_in)));
             break;
-        }
+        case TLI_INIT_GLOROT_TRUNCATED_NORMAL:
+            draw_truncated_normal(&rng, p->value, p->count, sqrt(2.0 / (fan_in + fan_out)));
+            break;
+        case TLI_INIT_HE_TRUNCATED_NORMAL: draw_truncated_normal(&rng, p->value, p->count, sqrt(2.0 / fan_in)); break;
+        case TLI_INIT_HE_NORMAL_FAN_OUT: draw_normal(&rng, p->value, p->count, sqrt(2.0 / fan_out)); break;
+        case TLI_INIT_NORMAL_STDDEV_0_01: draw_normal(&rng, p->value, p->count, 0.01); break;
         }
     }
 }

@@ -35,14 +35,34 @@ typedef enum tli_role {
                          * gradients or the optimizer */
 } tli_role;
 
-/* How a tensor's first values are drawn (tli_layer_init_params). */
+/* How a tensor's first values are drawn (tli_layer_init_params): the
+ * public tl_initializer's values, resolved (never TL_INIT_DEFAULT; see
+ * tli_init_resolve). The fans are the tensor's (tli_param.fan_in,
+ * fan_out). */
 typedef enum tli_init {
-    TLI_INIT_ZEROS = 0,
-    TLI_INIT_ONES = 1,
-    TLI_INIT_GLOROT_UNIFORM = 2, /* Keras' default for kernels */
-    TLI_INIT_HE_NORMAL = 3,
-    TLI_INIT_HE_UNIFORM = 4
+    TLI_INIT_ZEROS = TL_INIT_ZEROS,
+    TLI_INIT_ONES = TL_INIT_ONES,
+    TLI_INIT_GLOROT_UNIFORM = TL_INIT_GLOROT_UNIFORM, /* Keras' default for kernels */
+    TLI_INIT_GLOROT_TRUNCATED_NORMAL = TL_INIT_GLOROT_TRUNCATED_NORMAL,
+    TLI_INIT_HE_UNIFORM = TL_INIT_HE_UNIFORM,
+    TLI_INIT_HE_TRUNCATED_NORMAL = TL_INIT_HE_TRUNCATED_NORMAL,
+    TLI_INIT_HE_NORMAL_FAN_OUT = TL_INIT_HE_NORMAL_FAN_OUT,
+    TLI_INIT_UNIFORM_INV_SQRT_FAN_IN = TL_INIT_UNIFORM_INV_SQRT_FAN_IN,
+    TLI_INIT_NORMAL_STDDEV_0_01 = TL_INIT_NORMAL_STDDEV_0_01
 } tli_init;
+
+/* The largest tl_initializer value. */
+#define TLI_INIT_MAX TL_INIT_NORMAL_STDDEV_0_01
+
+/* Names of tl_initializer's values (TLI_INIT_MAX + 1), for the settings
+ * fields that hold one. */
+extern const char *const tli_initializer_names[];
+
+/* A settings word holding a tl_initializer: TL_INIT_DEFAULT becomes `def`. */
+static inline tli_init tli_init_resolve(uint32_t word, tli_init def)
+{
+    return word == TL_INIT_DEFAULT ? def : (tli_init)word;
+}
 
 /* How a tensor is laid out in PyTorch, against libtl's (Keras') layout. */
 typedef enum tli_torch_layout {
@@ -60,6 +80,8 @@ typedef struct tli_param {
     tli_torch_layout torch_layout;
     tl_shape shape;
     size_t count;
+    double fan_in, fan_out; /* for the initializers: the shape's (tli_tensor_set), or the kernel's for
+                             * a bias (tli_tensor_set_fans) */
     float *value;    /* 64-byte aligned, owned; NULL in a shell layer (see tli_layer_new) */
     float *grad;     /* parameters only; valid after a backward pass */
     float *state[2]; /* optimizer slots (Adam m, v; SGD velocity), NULL until used */
@@ -282,9 +304,21 @@ tl_shape tli_shape1(uint32_t n);
 const char *tli_shape_str(const tl_shape *s, char *buf, size_t cap);
 bool tli_shape_eq(const tl_shape *a, const tl_shape *b);
 
-/* Describe tensor `i` of layer `l` (built), for the kinds' build functions. */
+/* Describe tensor `i` of layer `l` (built), for the kinds' build functions.
+ * Its fans are the shape's: a rank >= 2 shape (..., in, out) has fan_in =
+ * receptive * in and fan_out = receptive * out, receptive the product of
+ * the leading dims (Keras' and, for libtl's layouts, PyTorch's rule); a
+ * rank-1 shape (n) has n for both. */
 void tli_tensor_set(tl_layer *l, size_t i, const char *name, const char *torch_name, tli_role role, tli_init init,
                     tli_torch_layout torch_layout, tl_shape shape);
+
+/* Give tensor `i` the fans of tensor `from` (a bias those of its kernel). */
+void tli_tensor_set_fans(tl_layer *l, size_t i, size_t from);
+
+/* Check a settings word that holds a tl_initializer (the field called
+ * `option`): TL_EINVAL naming the layer, the option and the value when it
+ * is not one. */
+tl_status tli_check_initializer(const tl_layer *l, const char *option, uint32_t word);
 
 /* Messages of the build functions start "layer 'NAME' (KIND, index I)". */
 #define TLI_LFMT "layer '%s' (%s, index %zu)"
