@@ -28,6 +28,11 @@ tl_status tli_check_loss(const tl_model *m, tl_loss loss, const char *fn)
         return tli_error(TL_EINVAL,
                          "%s: %s needs the last layer ('%s') to end in softmax or linear (logits), not %s", fn,
                          tl_loss_str(loss), last->name, tl_activation_str(last->act));
+    if (loss == TL_LOSS_MEAN_SQUARED_ERROR && !tli_loss_options_default(m))
+        return tli_error(TL_EINVAL,
+                         "%s: %s takes no loss options, but the model has label_smoothing %g and %zu class weights; "
+                         "clear them with tl_model_set_loss_options(model, NULL) first",
+                         fn, tl_loss_str(loss), (double)m->label_smoothing, m->nclass_weights);
     return TL_OK;
 }
 
@@ -93,8 +98,10 @@ tl_status tl_model_reset_optimizer(tl_model *m)
         return tli_error(TL_EINVAL, "tl_model_reset_optimizer: model is NULL");
     for (size_t i = 0; i < m->nlayers; i++)
         tli_layer_free_state(m->layers[i]);
-    if (m->opt)
+    if (m->opt) {
         m->opt->steps = 0;
+        tli_optim_restart_schedule(m->opt);
+    }
     return TL_OK;
 }
 
@@ -144,7 +151,8 @@ tl_status tli_train_prepare(tl_model *m)
 
 void tli_train_update(tl_model *m)
 {
-    tli_optim_begin_step(m->opt);
+    /* The schedule's rate once per step, times each layer's scale. */
+    const float lr = tli_optim_begin_step(m->opt);
     for (size_t i = 0; i < m->nlayers; i++) {
         tl_layer *l = m->layers[i];
         if (!tli_layer_learns(l))
@@ -152,7 +160,8 @@ void tli_train_update(tl_model *m)
         for (size_t p = 0; p < l->nparams; p++) {
             tli_param *pr = &l->params[p];
             if (pr->role == TLI_ROLE_PARAM)
-                tli_optim_update(m->opt, l->lr_scale, pr->value, pr->grad, pr->state[0], pr->state[1], pr->count);
+                tli_optim_update(m->opt, lr * l->lr_scale, pr->value, pr->grad, pr->state[0], pr->state[1],
+                                 pr->count);
         }
     }
 }

@@ -33,6 +33,11 @@ tl_status tli_error(tl_status status, const char *fmt, ...) TLI_PRINTF(2, 3);
  * raised the error and the caller knows the file or layer). */
 void tli_error_prefix(const char *fmt, ...) TLI_PRINTF(1, 2);
 
+/* x as text for files and programs: the fewest digits that read back as
+ * the same float (as_float) or double, '.' as the decimal point in every
+ * locale. */
+void tli_format_number(char *out, size_t cap, double x, bool as_float);
+
 /* Allocation. Every allocation in libtl goes through these so that tests can
  * make the n-th one fail (tli_alloc_fail_at). They never set an error; the
  * caller reports TL_ENOMEM with what it was allocating. */

@@ -40,6 +40,7 @@ void tl_model_free(tl_model *m)
         tli_layer_free(m->layers[i]);
     tli_free(m->layers);
     tli_optimizer_release(m->opt);
+    tli_free(m->class_weights);
     tli_free(m);
 }
 
@@ -183,7 +184,7 @@ tl_status tli_model_append(tl_layer **out, tl_model *m, const tli_layer_ops *ops
         return st;
     }
     l->model = m;
-    tli_layer_init_params(l, m->seed, l->index);
+    tli_layer_init_params(l, m->seed, l->index, false);
     for (size_t k = 0; k < l->ninputs; k++)
         if (l->inputs[k] != TLI_INPUT_MODEL)
             m->layers[l->inputs[k]]->nconsumers++;
@@ -202,6 +203,16 @@ tl_status tli_model_check_graph(const tl_model *m, const char *fn)
             return tli_error(TL_EINVAL, "%s%slayer '%s' (%s, index %zu) has an output that no layer uses; only the "
                              "last layer (%s) is the model's output: use it as an input or remove it", fn ? fn : "",
                              fn ? ": " : "", l->name, l->ops->type_name, i, m->layers[m->nlayers - 1]->name);
+    }
+    /* Values the kinds refuse (a normalization's std <= 0), which a file or
+     * the caller's memory may have brought in. */
+    for (size_t i = 0; i < m->nlayers; i++) {
+        tl_status st = tli_layer_check_values(m->layers[i]);
+        if (st) {
+            if (fn)
+                tli_error_prefix("%s", fn);
+            return st;
+        }
     }
     return TL_OK;
 }
@@ -316,7 +327,7 @@ void tli_model_redraw(tl_model *m, uint64_t seed)
 {
     m->seed = seed;
     for (size_t i = 0; i < m->nlayers; i++)
-        tli_layer_init_params(m->layers[i], seed, i);
+        tli_layer_init_params(m->layers[i], seed, i, true);
 }
 
 size_t tl_layer_num_inputs(const tl_layer *layer)

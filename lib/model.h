@@ -36,6 +36,9 @@ struct tl_model {
     uint32_t threads;     /* resolved, >= 1 */
     tl_optimizer *opt;
     tl_loss loss;
+    float label_smoothing; /* the cross-entropy losses' options (tl_model_set_loss_options, */
+    float *class_weights;  /* loss_options.c): NULL or nclass_weights floats, the model's copy */
+    size_t nclass_weights;
     tli_rng train_rng;    /* shuffling; continues across fit calls */
     tli_workspace ws;
 };

@@ -4,6 +4,7 @@
  * layers, and appends a layer of its kind through tli_model_append. What
  * the settings mean is the kind's business (lib/layers/).
  */
+#include <math.h>
 #include <string.h>
 
 #include "model.h"
@@ -16,6 +17,7 @@ TLI_OPTIONS_TYPE_V1(dropout_type, tl_dropout_options, TL_DROPOUT_OPTIONS);
 TLI_OPTIONS_TYPE_V1(activation_type, tl_activation_options, TL_ACTIVATION_OPTIONS);
 TLI_OPTIONS_TYPE_V2(avgpool2d_type, tl_avgpool2d_options, TL_AVGPOOL2D_OPTIONS, pad_top);
 TLI_OPTIONS_TYPE_V1(batchnorm_type, tl_batchnorm_options, TL_BATCHNORM_OPTIONS);
+TLI_OPTIONS_TYPE_V1(normalization_type, tl_normalization_options, TL_NORMALIZATION_OPTIONS);
 
 /* Append a layer of `kind` with one input (`input` NULL: the previous
  * layer) and the settings of its public options `o` (NULL: none). */
@@ -157,6 +159,48 @@ tl_status tl_model_add_activation(tl_layer **out, tl_model *m, const tl_activati
     return st ? st : add_one(out, m, TL_LAYER_ACTIVATION, &o, o.input, o.name, fn);
 }
 
+/* A normalization's statistics from the options, checked before the layer
+ * exists (on error the model stays as it was). */
+static tl_status check_statistics(const tl_normalization_options *o, const char *fn)
+{
+    const char *who = o->name ? o->name : "(automatic name)";
+    if ((o->mean || o->std) && o->channels == 0)
+        return tli_error(TL_EINVAL, "%s: layer '%s': %s given with channels 0; set channels to the length of the "
+                         "arrays (the input's last axis)", fn, who, o->mean ? "mean" : "std");
+    for (uint32_t k = 0; o->mean && k < o->channels; k++)
+        if (!isfinite(o->mean[k]))
+            return tli_error(TL_EINVAL, "%s: layer '%s': mean[%u] = %g must be finite", fn, who, k,
+                             (double)o->mean[k]);
+    for (uint32_t k = 0; o->std && k < o->channels; k++)
+        if (!(isfinite(o->std[k]) && o->std[k] > 0.0f))
+            return tli_error(TL_EINVAL,
+                             "%s: layer '%s': std[%u] = %g must be finite and > 0 (a constant channel: give it 1)", fn,
+                             who, k, (double)o->std[k]);
+    return TL_OK;
+}
+
+tl_status tl_model_add_normalization(tl_layer **out, tl_model *m, const tl_normalization_options *opts)
+{
+    const char *fn = "tl_model_add_normalization";
+    if (m == NULL || opts == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "options" : "model");
+    tl_normalization_options o = TL_NORMALIZATION_OPTIONS_INIT;
+    tl_status st = tli_options_read(&o, opts, &normalization_type, fn);
+    if (st || (st = check_statistics(&o, fn)))
+        return st;
+    tl_layer *l;
+    if ((st = add_one(&l, m, TL_LAYER_NORMALIZATION, &o, o.input, o.name, fn)))
+        return st;
+    /* build checked channels against the input: the arrays hold c values. */
+    if (o.mean)
+        memcpy(l->params[0].value, o.mean, l->params[0].count * sizeof(float));
+    if (o.std)
+        memcpy(l->params[1].value, o.std, l->params[1].count * sizeof(float));
+    if (out)
+        *out = l;
+    return TL_OK;
+}
+
 tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version)
 {
     const tl_conv2d_options d = TL_CONV2D_OPTIONS_INIT;
@@ -197,4 +241,10 @@ tl_status tl_activation_options_init(tl_activation_options *opts, unsigned int v
 {
     const tl_activation_options d = TL_ACTIVATION_OPTIONS_INIT;
     return tli_options_init(opts, version, &d, &activation_type, "tl_activation_options_init");
+}
+
+tl_status tl_normalization_options_init(tl_normalization_options *opts, unsigned int version)
+{
+    const tl_normalization_options d = TL_NORMALIZATION_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &normalization_type, "tl_normalization_options_init");
 }

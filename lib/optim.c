@@ -11,6 +11,7 @@
 
 TLI_OPTIONS_TYPE_V1(adam_type, tl_adam_options, TL_ADAM_OPTIONS);
 TLI_OPTIONS_TYPE_V1(sgd_type, tl_sgd_options, TL_SGD_OPTIONS);
+TLI_OPTIONS_TYPE_V1(schedule_type, tl_schedule_options, TL_SCHEDULE_OPTIONS);
 
 static bool finite_pos(float x)
 {
@@ -23,6 +24,8 @@ static tl_status new_optimizer(tl_optimizer **out, tl_optimizer_kind kind, const
     if (o == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory", fn);
     o->kind = kind;
+    const tl_schedule_options none = TL_SCHEDULE_OPTIONS_INIT;
+    tli_schedule_set(&o->sched, &none, 0);
     *out = o;
     return TL_OK;
 }
@@ -146,6 +149,44 @@ uint64_t tl_optimizer_steps(const tl_optimizer *opt)
     return opt ? opt->steps : 0;
 }
 
+/* ---- learning-rate schedules (the formulas are schedule.c's) ------------- */
+
+tl_status tl_schedule_options_init(tl_schedule_options *opts, unsigned int version)
+{
+    const tl_schedule_options d = TL_SCHEDULE_OPTIONS_INIT;
+    return tli_options_init(opts, version, &d, &schedule_type, "tl_schedule_options_init");
+}
+
+tl_status tl_optimizer_set_schedule(tl_optimizer *opt, const tl_schedule_options *s)
+{
+    const char *fn = "tl_optimizer_set_schedule";
+    if (opt == NULL)
+        return tli_error(TL_EINVAL, "%s: optimizer is NULL", fn);
+    tl_schedule_options d = TL_SCHEDULE_OPTIONS_INIT;
+    tl_status st = tli_options_read(&d, s, &schedule_type, fn);
+    if (st || (st = tli_schedule_check(&d, fn)))
+        return st;
+    tli_schedule_set(&opt->sched, &d, opt->steps);
+    return TL_OK;
+}
+
+float tli_optim_rate(const tl_optimizer *o)
+{
+    if (!tli_schedule_active(&o->sched))
+        return o->lr;
+    return (float)tli_schedule_rate(&o->sched, o->lr, o->steps);
+}
+
+float tl_optimizer_current_learning_rate(const tl_optimizer *opt)
+{
+    return opt ? tli_optim_rate(opt) : 0.0f;
+}
+
+void tli_optim_restart_schedule(tl_optimizer *o)
+{
+    tli_schedule_restart(&o->sched, o->steps);
+}
+
 const char *tl_loss_str(tl_loss loss)
 {
     switch (loss) {
@@ -203,15 +244,15 @@ static void adam_update(const tl_optimizer *o, float lr, float *w, const float *
     }
 }
 
-void tli_optim_begin_step(tl_optimizer *o)
+float tli_optim_begin_step(tl_optimizer *o)
 {
+    const float lr = tli_optim_rate(o);
     o->steps++;
+    return lr;
 }
 
-void tli_optim_update(const tl_optimizer *o, float lr_scale, float *w, const float *g, float *s0, float *s1,
-                      size_t n)
+void tli_optim_update(const tl_optimizer *o, float lr, float *w, const float *g, float *s0, float *s1, size_t n)
 {
-    const float lr = o->lr * lr_scale;
     if (o->kind == TL_OPT_SGD)
         sgd_update(o, lr, w, g, s0, n);
     else

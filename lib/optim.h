@@ -7,6 +7,7 @@
 #define TLI_OPTIM_H
 
 #include "core.h"
+#include "schedule.h"
 
 struct tl_optimizer {
     tl_optimizer_kind kind;
@@ -17,6 +18,7 @@ struct tl_optimizer {
     float weight_decay;
     uint64_t steps;
     bool owned;              /* taken by a model: tl_optimizer_free() refuses it */
+    tli_schedule sched;      /* the learning-rate schedule; kind CONSTANT: none */
 };
 
 /* State arrays (0, 1 or 2) the update of `o` uses per tensor. */
@@ -28,14 +30,22 @@ static inline uint32_t tli_optim_kind_slots(tl_optimizer_kind kind)
     return kind == TL_OPT_SGD ? 1u : 2u;
 }
 
+/* The rate the next step uses: the base rate through the schedule, rounded
+ * to float once (the base rate itself, bit for bit, without a schedule). */
+float tli_optim_rate(const tl_optimizer *o);
+
 /* Count one step (before the updates of that step: Adam's bias correction
- * uses it). */
-void tli_optim_begin_step(tl_optimizer *o);
+ * uses it) and return its rate (tli_optim_rate() before the count). */
+float tli_optim_begin_step(tl_optimizer *o);
+
+/* Start the schedule again (its counters 0) at the current step count:
+ * with the step count reset, and by tl_model_reset_optimizer(). */
+void tli_optim_restart_schedule(tl_optimizer *o);
 
 /* One update of the n values at w from gradient g, with state s0, s1 (as
  * many as tli_optim_slots() says; zero-filled before the first step), at
- * the learning rate times `lr_scale`. */
-void tli_optim_update(const tl_optimizer *o, float lr_scale, float *w, const float *g, float *s0, float *s1,
-                      size_t n);
+ * learning rate `lr`: the step's rate (tli_optim_begin_step()) times the
+ * layer's lr scale. */
+void tli_optim_update(const tl_optimizer *o, float lr, float *w, const float *g, float *s0, float *s1, size_t n);
 
 #endif /* TLI_OPTIM_H */

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "augment.h"
 #include "data/dataset.h"
+#include "history.h"
 #include "train.h"
 #include "options.h"
 
-TLI_OPTIONS_TYPE_V1(fit_type, tl_fit_options, TL_FIT_OPTIONS);
+TLI_OPTIONS_TYPE_V2(fit_type, tl_fit_options, TL_FIT_OPTIONS, augment);
 
 tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
 {
@@ -28,6 +30,7 @@ typedef struct batch_src {
     const uint32_t *idx;
     size_t base;
     const char *origin;
+    tl_metrics *metrics; /* evaluation: also count this batch's metrics (metrics.c); else NULL */
 } batch_src;
 
 /* The layer where a non-finite parameter gradient first appeared, or NULL;
@@ -95,8 +98,14 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
     /* Sparse cross-entropy always reads labels; the others prefer targets. */
     const int32_t *labels = src->targets ? NULL : src->labels;
     size_t bad = 0;
-    bool ok = logits ? tli_softmax_xent(y, n, width, labels, src->targets, grad, res, &bad)
-                     : tli_mse(y, n, width, labels, src->targets, grad, res, &bad);
+    bool ok;
+    if (!logits)
+        ok = tli_mse(y, n, width, labels, src->targets, grad, res, &bad);
+    else if (m->label_smoothing == 0.0f && m->class_weights == NULL)
+        ok = tli_softmax_xent(y, n, width, labels, src->targets, grad, res, &bad);
+    else
+        ok = tli_softmax_xent_ex(y, n, width, labels, src->targets, m->label_smoothing, m->class_weights, grad,
+                                 res, &bad);
     if (!ok)
         return tli_error(TL_ERANGE, "%s: label %d of example %zu is outside the model's %zu outputs", where,
                          labels[bad], bad, width);
@@ -104,8 +113,14 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
     if (!isfinite(res->loss_sum))
         return tli_error(TL_ENUMERIC, "%s: the loss is not finite (%g)%s%s", where, res->loss_sum,
                          nonfinite_cause(cause, sizeof cause, m, src, n), train ? "; no update was made" : "");
+    if (src->metrics)
+        tli_metrics_add(src->metrics, y, n, width, labels, src->targets);
     if (!train)
         return TL_OK;
+    const float lr = tli_optim_rate(m->opt);
+    if (!isfinite(lr))
+        return tli_error(TL_ENUMERIC, "%s: the %s learning-rate schedule gives a rate of %g (base %g); no update was "
+                         "made", where, tli_schedule_kind_str(m->opt->sched.o.kind), (double)lr, (double)m->opt->lr);
     tli_backward(m, &ex, src->x, logits);
     size_t affected;
     const tl_layer *bad_layer = nonfinite_grad(m, &affected);
@@ -147,23 +162,32 @@ static tl_status check_compiled(const tl_model *m, const char *fn)
 {
     if (m->opt == NULL || m->loss == 0)
         return tli_error(TL_ESTATE, "%s: the model is not compiled; call tl_model_compile() first", fn);
-    return tli_check_loss(m, m->loss, fn);
+    tl_status st = tli_check_loss(m, m->loss, fn);
+    return st ? st : tli_check_loss_options(m, fn);
 }
 
-/* Copy examples idx[0..n) of ds into the workspace batch. */
-static void gather(tl_model *m, const tl_dataset *ds, const float *targets, const uint32_t *idx, size_t n)
+/* Copy examples idx[0..n) of ds into the workspace batch; `aug` non-NULL:
+ * augment the images with the batch's key as they are copied. */
+static void gather(tl_model *m, const tl_dataset *ds, const float *targets, const uint32_t *idx, size_t n,
+                   const tl_augment_options *aug, uint64_t key)
 {
     const size_t ex = ds->example_size, width = tli_model_out_size(m);
+    if (aug)
+        tli_augment_gather(m->threads ? m->threads : 1, aug, key, ds->images, idx, n, ds->h, ds->w, ds->c,
+                           m->ws.input);
     for (size_t i = 0; i < n; i++) {
-        memcpy(m->ws.input + i * ex, ds->images + (size_t)idx[i] * ex, ex * sizeof(float));
+        if (aug == NULL)
+            memcpy(m->ws.input + i * ex, ds->images + (size_t)idx[i] * ex, ex * sizeof(float));
         m->ws.labels[i] = ds->labels[idx[i]];
         if (targets)
             memcpy(m->ws.targets + i * width, targets + (size_t)idx[i] * width, width * sizeof(float));
     }
 }
 
-static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
-                          const char *fn)
+/* The evaluation loop of tl_model_evaluate(), tl_model_evaluate_metrics()
+ * (metrics not NULL) and fit's validation. */
+static tl_status evaluate_loop(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
+                               tl_metrics *metrics, const char *fn)
 {
     const float *targets;
     tl_status st = check_data(m, ds, fn, &targets);
@@ -176,25 +200,33 @@ static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const 
         return st;
     }
     const size_t width = tli_model_out_size(m);
-    double loss = 0.0;
+    double loss = 0.0, weight = 0.0;
     size_t correct = 0;
     char where[128];
     for (size_t done = 0; done < ds->n; done += batch) {
         size_t b = ds->n - done < batch ? ds->n - done : batch;
         batch_src src = {ds->images + done * ds->example_size, ds->labels + done,
-                         targets ? targets + done * width : NULL, NULL, done, "the data"};
+                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics};
         tli_loss_result r;
         snprintf(where, sizeof where, "%s: examples %zu..%zu", fn, done, done + b - 1);
         if ((st = run_batch(m, &src, b, false, &r, where)))
             return st;
         loss += r.loss_sum;
+        weight += r.weight_sum;
         correct += r.correct;
     }
+    /* Without class weights, weight is n exactly. */
     if (out_loss)
-        *out_loss = loss / (double)ds->n;
+        *out_loss = tli_loss_mean(loss, weight);
     if (out_acc)
         *out_acc = (double)correct / (double)ds->n;
     return TL_OK;
+}
+
+static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
+                          const char *fn)
+{
+    return evaluate_loop(out_loss, out_acc, m, ds, batch, NULL, fn);
 }
 
 tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
@@ -203,6 +235,12 @@ tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m,
     const char *fn = "tl_model_evaluate";
     if (m == NULL || data == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "data" : "model");
+    return tli_model_evaluate(out_loss, out_accuracy, m, data, batch_size, NULL, fn);
+}
+
+tl_status tli_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
+                             uint32_t batch_size, tl_metrics *metrics, const char *fn)
+{
     /* Evaluation needs a loss, not an optimizer; a model never compiled
      * is a classifier evaluated with sparse cross-entropy, for this call
      * only. */
@@ -211,7 +249,9 @@ tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m,
         m->loss = TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY;
     tl_status st = tli_check_loss(m, m->loss, fn);
     if (st == TL_OK)
-        st = evaluate(out_loss, out_accuracy, m, data, batch_size ? batch_size : 64, fn);
+        st = tli_check_loss_options(m, fn);
+    if (st == TL_OK)
+        st = evaluate_loop(out_loss, out_accuracy, m, data, batch_size ? batch_size : 64, metrics, fn);
     m->loss = compiled;
     return st;
 }
@@ -233,21 +273,23 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
         return tli_error(TL_EINVAL, "%s: %s", fn,
                          m->loss == TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY ? "labels is NULL"
                                                                             : "labels and targets are both NULL");
+    if ((st = tli_schedule_step_check(&m->opt->sched, fn)))
+        return st;
     if ((st = tli_workspace_ensure(m, n, true)) || (st = tli_train_prepare(m))) {
         tli_error_prefix("%s", fn);
         return st;
     }
-    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs"};
+    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL};
     tli_loss_result r;
     if ((st = run_batch(m, &src, n, true, &r, fn)))
         return st;
     if (out_loss)
-        *out_loss = r.loss_sum / (double)n;
+        *out_loss = tli_loss_mean(r.loss_sum, r.weight_sum);
     return TL_OK;
 }
 
 static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_options *o, const float *targets,
-                            uint32_t *idx)
+                            uint32_t *idx, const tl_augment_options *aug, tli_recipe *rc)
 {
     const char *fn = "tl_model_fit";
     const size_t n = ds->n, bs = o->batch_size < n ? o->batch_size : n;
@@ -266,14 +308,36 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
         p.epoch = e;
         p.epochs = o->epochs;
         p.batches = batches;
-        double loss = 0.0, t0 = tli_now();
+        double loss = 0.0, weight = 0.0, t0 = tli_now();
         size_t correct = 0, counted = 0;
         for (size_t b = 0; b < batches; b++) {
             size_t lo = b * bs, cnt = n - lo < bs ? n - lo : bs;
-            gather(m, ds, targets, idx + lo, cnt);
+            /* The batch's augmentation key comes before its dropout key. */
+            const uint64_t key = aug ? tli_rng_next(&m->train_rng) : 0;
+            gather(m, ds, targets, idx + lo, cnt, aug, key);
+            if (o->on_batch_begin) {
+                tl_batch tb;
+                memset(&tb, 0, sizeof tb);
+                tb.struct_size = sizeof tb;
+                tb.epoch = e;
+                tb.batch = b;
+                tb.n = cnt;
+                tb.height = ds->h;
+                tb.width = ds->w;
+                tb.channels = ds->c;
+                tb.inputs = m->ws.input;
+                tb.labels = m->ws.labels;
+                tb.targets = targets ? m->ws.targets : NULL;
+                tb.target_width = targets ? tli_model_out_size(m) : 0;
+                tb.index = idx + lo;
+                if (o->on_batch_begin(&tb, o->payload))
+                    return tli_error(TL_ECANCELED, "%s: stopped by the batch-begin callback at epoch %u, batch %zu",
+                                     fn, e + 1, b + 1);
+            }
             batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL, idx + lo, 0,
-                             "the training data"};
+                             "the training data", NULL};
             tli_loss_result r;
+            p.learning_rate = tli_optim_rate(m->opt);
             snprintf(where, sizeof where, "%s: epoch %u, batch %zu of %zu", fn, e + 1, b + 1, batches);
             tl_status st = run_batch(m, &src, cnt, true, &r, where);
             if (st == TL_ENUMERIC && o->on_nonfinite == TL_NONFINITE_SKIP) {
@@ -282,12 +346,13 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                 return st;
             } else {
                 loss += r.loss_sum;
+                weight += r.weight_sum; /* cnt without class weights */
                 correct += r.correct;
                 counted += cnt;
             }
             p.batch = b + 1;
             p.samples = lo + cnt;
-            p.loss = counted ? loss / (double)counted : NAN;
+            p.loss = counted ? tli_loss_mean(loss, weight) : NAN;
             p.accuracy = counted ? (double)correct / (double)counted : 0.0;
             p.seconds = tli_now() - t0;
             p.samples_per_second = p.seconds > 0 ? (double)p.samples / p.seconds : 0.0;
@@ -303,9 +368,18 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
             }
             p.has_validation = 1;
         }
+        /* Before the callback, so that a checkpoint written there resumes
+         * the schedule at the next epoch. */
+        tli_schedule_epoch_end(&m->opt->sched, m->opt->lr, p.val_loss, p.val_accuracy);
         p.seconds = tli_now() - t0;
+        bool stop;
+        tl_status st = tli_recipe_epoch_end(rc, m, e, &p, &stop, fn);
+        if (st)
+            return st;
         if (o->on_epoch && o->on_epoch(&p, o->payload))
             return tli_error(TL_ECANCELED, "%s: stopped by the epoch callback after epoch %u", fn, e + 1);
+        if (stop)
+            break;
     }
     return TL_OK;
 }
@@ -323,7 +397,11 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
         return tli_error(TL_EINVAL, "%s: epochs (%u) and batch_size (%u) must be > 0", fn, o.epochs, o.batch_size);
     if (o.on_nonfinite != TL_NONFINITE_STOP && o.on_nonfinite != TL_NONFINITE_SKIP)
         return tli_error(TL_EINVAL, "%s: unknown on_nonfinite policy %d", fn, (int)o.on_nonfinite);
-    tl_status st = check_compiled(m, fn);
+    tl_augment_options aug;
+    tl_status st = tli_augment_read(&aug, o.augment, fn);
+    if (st || (st = tli_augment_check(&aug, train->h, train->w, fn)) || (st = tli_recipe_check(&o, train, fn)))
+        return st;
+    st = check_compiled(m, fn);
     const float *targets = NULL;
     if (st || (st = check_data(m, train, fn, &targets)))
         return st;
@@ -335,6 +413,9 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
         }
     }
     size_t bs = o.batch_size < train->n ? o.batch_size : train->n;
+    const uint64_t batches = (train->n + bs - 1) / bs;
+    if ((st = tli_schedule_fit_check(&m->opt->sched, o.epochs, batches, o.validation != NULL, fn)))
+        return st;
     uint32_t *idx = tli_malloc(train->n * sizeof *idx);
     if (idx == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory for %zu example indices", fn, train->n);
@@ -343,9 +424,16 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
         tli_error_prefix("%s", fn);
         return st;
     }
+    tli_recipe rc;
+    if ((st = tli_recipe_begin(&rc, m, &o, fn))) {
+        tli_free(idx);
+        return st;
+    }
     if (o.seed)
         tli_rng_seed(&m->train_rng, o.seed, TLI_STREAM_TRAIN);
-    st = fit_epochs(m, train, &o, targets, idx);
+    tli_schedule_fit_begin(&m->opt->sched, o.epochs, batches);
+    st = fit_epochs(m, train, &o, targets, idx, tli_augment_active(&aug) ? &aug : NULL, &rc);
+    tli_recipe_end(&rc, m, st);
     tli_free(idx);
     return st;
 }

@@ -21,4 +21,35 @@ tl_status tli_train_prepare(tl_model *m);
 /* One optimizer step over every parameter that learns (after backward). */
 void tli_train_update(tl_model *m);
 
+/* ---- loss options (loss_options.c) ---------------------------------------- */
+
+/* Whether the model's loss options are the defaults (none). */
+bool tli_loss_options_default(const tl_model *m);
+
+/* Check loss options against a loss and a model of `outputs` outputs, as
+ * tl_model_set_loss_options() does (TL_EINVAL naming the option and the
+ * value); the checkpoint reader holds a file to the same rules. */
+tl_status tli_loss_options_check(tl_loss loss, float smoothing, const float *weights, size_t nweights,
+                                 size_t outputs, const char *fn);
+
+/* Replace the model's loss options with checked ones (weights copied). */
+tl_status tli_loss_options_set(tl_model *m, float smoothing, const float *weights, size_t nweights,
+                               const char *fn);
+
+/* Before running the loss: the class weights still fit the last layer. */
+tl_status tli_check_loss_options(const tl_model *m, const char *fn);
+
+/* ---- evaluation and metrics (train.c, metrics.c) --------------------------- */
+
+/* tl_model_evaluate() after its NULL checks; `metrics` not NULL also counts
+ * the metrics of every batch (tli_metrics_add). */
+tl_status tli_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
+                             uint32_t batch_size, tl_metrics *metrics, const char *fn);
+
+/* Count one evaluated batch: y the model's output (logits for the
+ * cross-entropy losses), true classes from labels or the arg-max of the
+ * targets rows (width floats each). */
+void tli_metrics_add(tl_metrics *metrics, const float *y, size_t n, size_t width, const int32_t *labels,
+                     const float *targets);
+
 #endif /* TLI_TRAIN_H */

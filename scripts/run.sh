@@ -22,8 +22,9 @@ BUILD_DIR=${BUILD_DIR:-build}
 pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check dataset-fashion-mnist"
 # The hardening checks (scripts/hardening.sh): libFuzzer from clang, and
 # abidw/abidiff; gcc brings the sanitizer runtimes, binutils nm and readelf.
+# The torch suite (tests/test_torch.c) compares the zoo with PyTorch.
 if [ "$mode" = test ]; then
-    pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils"
+    pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision"
 fi
 missing=""
 for p in $pkgs; do

@@ -12,6 +12,14 @@
  *    followed by an activation layer: the same forward bits, the same
  *    training step; softmax as an activation layer at the output equals
  *    dense's fused softmax, bit for bit, in training too;
+ *  - leaky_relu (slope 0.1 and the default), silu and hard_swish fused into
+ *    conv2d on the im2col + GEMM path, on the direct AVX-512 path, into a
+ *    depthwise conv2d and into dense: the same bits as the linear layer
+ *    followed by an activation layer, in inference, in training's forward
+ *    pass (which keeps z) and after two SGD steps; input, kernel and bias
+ *    gradients against central differences (1 and 2 threads); z only in
+ *    training's scratch, no allocation in a training step; the slope in
+ *    checkpoints, a non-finite one refused;
  *  - dropout: identity in inference, bit for bit; in training the kept
  *    fraction, the exact scale, the backward mask, the same masks for 1 and
  *    2 threads; training repeats bit for bit, the masks come from the
@@ -287,21 +295,23 @@ START_TEST(derivatives_at_the_kinks)
         tli_act_input_backward(1, cases[i].act, cases[i].alpha, &x, &y, &dy, &dx, 1, 1);
         ck_assert_msg(dx == 2.0f * cases[i].d, "%s'(%g) * 2 = %.9g, expected %.9g",
                       tl_activation_str(cases[i].act), (double)x, (double)dx, 2.0 * cases[i].d);
-        if (tli_act_fusable(cases[i].act) && cases[i].act != TL_ACT_HARD_SIGMOID) {
-            /* From the output: the same at every point above. */
+        if (cases[i].act != TL_ACT_HARD_SIGMOID) {
+            /* Fused (from the output, or from z for leaky_relu, silu and
+             * hard_swish): the same at every point above. */
             float d2 = 2.0f;
-            tli_act_backward(1, cases[i].act, &y, &d2, 1, 1, NULL);
+            tli_act_backward(1, cases[i].act, cases[i].alpha, &x, &y, &d2, 1, 1, NULL);
             ck_assert_msg(d2 == dx, "%s at %g: fused %.9g, layer %.9g", tl_activation_str(cases[i].act), (double)x,
                           (double)d2, (double)dx);
         }
     }
     /* hard_sigmoid from its output: 0 at y = 0 and y = 1, 1/6 inside. */
     float y[3] = {0.0f, 1.0f, 0.5f}, d[3] = {6.0f, 6.0f, 6.0f};
-    tli_act_backward(1, TL_ACT_HARD_SIGMOID, y, d, 1, 3, NULL);
+    tli_act_backward(1, TL_ACT_HARD_SIGMOID, 0.0f, NULL, y, d, 1, 3, NULL);
     ck_assert(d[0] == 0.0f && d[1] == 0.0f && d[2] == 1.0f);
-    ck_assert(tli_act_fusable(TL_ACT_RELU6) && tli_act_fusable(TL_ACT_HARD_SIGMOID));
-    ck_assert(!tli_act_fusable(TL_ACT_SILU) && !tli_act_fusable(TL_ACT_HARD_SWISH) &&
-              !tli_act_fusable(TL_ACT_LEAKY_RELU));
+    ck_assert(!tli_act_needs_input(TL_ACT_RELU6) && !tli_act_needs_input(TL_ACT_HARD_SIGMOID) &&
+              !tli_act_needs_input(TL_ACT_SOFTMAX) && !tli_act_needs_input(TL_ACT_LINEAR));
+    ck_assert(tli_act_needs_input(TL_ACT_SILU) && tli_act_needs_input(TL_ACT_HARD_SWISH) &&
+              tli_act_needs_input(TL_ACT_LEAKY_RELU));
 }
 END_TEST
 
@@ -670,6 +680,314 @@ START_TEST(softmax_layer_as_output)
 }
 END_TEST
 
+/* ==== 4b. leaky_relu, silu and hard_swish fused ================================ */
+
+/* Where the activation is fused: conv2d on the im2col + GEMM path (3
+ * filters, stride 2), on the direct AVX-512 path (stride 1, 16 filters,
+ * 16 input channels: the direct input gradient too; im2col + GEMM on a CPU
+ * without AVX-512), a depthwise conv2d (4 channels, multiplier 2), dense. */
+enum { FP_GEMM, FP_DIRECT, FP_DEPTHWISE, FP_DENSE, NFP };
+static const char *const fp_names[NFP] = {"conv2d (im2col + GEMM)", "conv2d (direct)", "depthwise conv2d", "dense"};
+
+/* The activations whose derivative needs the pre-activation z; alpha NAN:
+ * the options' default slope. */
+static const struct {
+    tl_activation act;
+    float alpha;
+} zacts[] = {{TL_ACT_LEAKY_RELU, 0.1f}, {TL_ACT_LEAKY_RELU, NAN}, {TL_ACT_SILU, NAN}, {TL_ACT_HARD_SWISH, NAN}};
+#define NZA 4
+
+/* conv2d.c's geometry (conv_geom): the convolution, then its algorithm. */
+typedef struct conv_geom_view {
+    tli_conv_geom g;
+    tli_conv_algo algo;
+} conv_geom_view;
+
+static const conv_geom_view *conv_view(const tl_layer *l)
+{
+    return (const conv_geom_view *)(const void *)l->geom;
+}
+
+/* The tested layer's index in fused_model(). */
+static size_t fp_index(int p)
+{
+    return p == FP_DENSE ? 2 : 1;
+}
+
+/* A linear pre-layer (so that the tested layer computes an input gradient),
+ * the tested layer of path p with activation `act` fused - or, when
+ * `split`, linear and followed by an activation layer with the same
+ * slope. The tested layer has the same index, so the same weights, either
+ * way. */
+static tl_model *fused_model(int p, tl_activation act, float alpha, bool split, uint64_t seed)
+{
+    static const uint32_t in[NFP][3] = {{6, 6, 3}, {4, 4, 16}, {5, 5, 4}, {2, 2, 3}};
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, in[p][0], in[p][1], in[p][2], seed));
+    tl_conv2d_options c = TL_CONV2D_OPTIONS_INIT;
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    if (p == FP_DENSE) {
+        ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+        d.units = 6;
+        ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+        d.units = 5;
+        d.activation = split ? TL_ACT_LINEAR : act;
+        if (!isnan(alpha))
+            d.activation_alpha = alpha;
+        ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    } else {
+        c.filters = in[p][2];
+        c.kernel_h = c.kernel_w = 1;
+        ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &c));
+        c.kernel_h = c.kernel_w = 3;
+        c.padding = TL_PAD_SAME;
+        c.filters = p == FP_GEMM ? 5 : p == FP_DIRECT ? 16 : 8;
+        c.stride_h = c.stride_w = p == FP_GEMM ? 2 : 1;
+        c.groups = p == FP_DEPTHWISE ? 4 : 1;
+        c.activation = split ? TL_ACT_LINEAR : act;
+        if (!isnan(alpha))
+            c.activation_alpha = alpha;
+        ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &c));
+        const tl_layer *l = m->layers[1];
+        const conv_geom_view *v = conv_view(l);
+        const tli_conv_algo want = p == FP_GEMM        ? TLI_CONV_GEMM
+                                   : p == FP_DEPTHWISE ? TLI_CONV_DEPTHWISE
+                                   : tli_conv_algo_ok(TLI_CONV_DIRECT, &v->g, c.filters) ? TLI_CONV_DIRECT
+                                                                                          : TLI_CONV_GEMM;
+        ck_assert_int_eq(v->algo, want);
+    }
+    if (split) {
+        tl_activation_options a = TL_ACTIVATION_OPTIONS_INIT;
+        a.activation = act;
+        if (!isnan(alpha))
+            a.alpha = alpha;
+        ck_assert_tl_ok(tl_model_add_activation(NULL, m, &a));
+    }
+    return m;
+}
+
+/* _i = path * NZA + activation. The fused layer and the linear layer
+ * followed by an activation layer, from the same weights (a bias too), on
+ * 1 or 2 threads: the same bits in inference and in training's forward
+ * pass (which keeps z), and the same bits after two SGD steps. Bit for
+ * bit because both compute the same float operations in the same order:
+ * z = the same kernel's output plus the bias, y = act_row(z), and in the
+ * backward pass dz = dy * act'(z) by act_input_backward_row, summed into
+ * the bias gradient with the same split of the rows. */
+START_TEST(zact_fused_equals_activation_layer)
+{
+    const int p = _i / NZA;
+    const tl_activation act = zacts[_i % NZA].act;
+    const float alpha = zacts[_i % NZA].alpha;
+    const uint32_t threads = (uint32_t)(_i % 2) + 1;
+    tl_model *fused = fused_model(p, act, alpha, false, 5), *split = fused_model(p, act, alpha, true, 5);
+    const size_t li = fp_index(p);
+    tl_layer *lf = fused->layers[li], *ls = split->layers[li];
+    /* A kernel up to 5 / sqrt(fan_in) and a bias: z spans well beyond +-3. */
+    const size_t nk = lf->params[0].count, nb = lf->params[1].count;
+    float *kernel = images(1, nk, -1.0f, 1.0f, 8), *bias = images(1, nb, -1.0f, 1.0f, 9);
+    for (size_t j = 0; j < nk; j++)
+        kernel[j] *= (float)(5.0 / sqrt(lf->params[0].fan_in));
+    ck_assert_tl_ok(tl_layer_set_weights(lf, 0, kernel, nk));
+    ck_assert_tl_ok(tl_layer_set_weights(ls, 0, kernel, nk));
+    ck_assert_tl_ok(tl_layer_set_weights(lf, 1, bias, nb));
+    ck_assert_tl_ok(tl_layer_set_weights(ls, 1, bias, nb));
+    ck_assert(same_params(fused, split));
+    ck_assert_tl_ok(tl_model_set_threads(fused, threads));
+    ck_assert_tl_ok(tl_model_set_threads(split, threads));
+    const size_t n = 6, width = tli_model_out_size(fused);
+    float *x = images(n, fused->in_size, -2.0f, 2.0f, 3);
+    float *ya = malloc(n * width * sizeof *ya), *yb = malloc(n * width * sizeof *yb);
+    ck_assert_tl_ok(tl_model_predict(ya, n * width, fused, x, n, 0));
+    ck_assert_tl_ok(tl_model_predict(yb, n * width, split, x, n, 0));
+    char what[128];
+    snprintf(what, sizeof what, "%s, %s (alpha %g), %u thread(s)", fp_names[p], tl_activation_str(act),
+             (double)alpha, threads);
+    ck_assert_msg(same_bits(ya, yb, n * width), "%s: fused and layer outputs differ", what);
+    /* Both signs (leaky_relu), the three pieces of hard_swish. */
+    size_t neg = 0, mid = 0, pos = 0;
+    for (size_t j = 0; j < n * width; j++) {
+        neg += act == TL_ACT_HARD_SWISH ? ya[j] == 0.0f : ya[j] < 0.0f;
+        mid += act == TL_ACT_HARD_SWISH && ya[j] != 0.0f && ya[j] < 3.0f;
+        pos += ya[j] > (act == TL_ACT_HARD_SWISH ? 3.0f : 0.0f);
+    }
+    ck_assert_msg(neg > 0 && pos > 0 && (act != TL_ACT_HARD_SWISH || mid > 0), "%s: %zu / %zu / %zu", what, neg,
+                  mid, pos);
+    /* Training's forward pass keeps z, and gives the same y. */
+    ck_assert_tl_ok(tli_workspace_ensure(fused, n, true));
+    tli_exec ex = tli_exec_for(fused, n, true);
+    const float *yt = tli_forward(fused, &ex, x, false);
+    ck_assert_msg(same_bits(ya, yt, n * width), "%s: training and inference outputs differ", what);
+    /* Two SGD steps with mean squared error. */
+    float *t = images(n, width, -0.5f, 1.0f, 4);
+    compile_sgd(fused, TL_LOSS_MEAN_SQUARED_ERROR);
+    compile_sgd(split, TL_LOSS_MEAN_SQUARED_ERROR);
+    for (int s = 0; s < 2; s++) {
+        double la, lb;
+        ck_assert_tl_ok(tl_model_train_step(&la, fused, x, NULL, t, n));
+        ck_assert_tl_ok(tl_model_train_step(&lb, split, x, NULL, t, n));
+        ck_assert_msg(la == lb, "%s: step %d: loss %.17g vs %.17g", what, s, la, lb);
+    }
+    ck_assert_msg(same_params(fused, split), "%s: parameters differ after training", what);
+    free(kernel), free(bias), free(x), free(ya), free(yb), free(t);
+    tl_model_free(fused);
+    tl_model_free(split);
+}
+END_TEST
+
+/* Smallest distance of z to a kink of `act` (0 for leaky_relu; -3, 0 and 3
+ * for hard_swish' pieces; none for silu). */
+static double zact_margin(tl_activation act, const float *z, size_t n)
+{
+    double margin = INFINITY;
+    for (size_t j = 0; j < n && act != TL_ACT_SILU; j++) {
+        margin = fmin(margin, fabs((double)z[j]));
+        if (act == TL_ACT_HARD_SWISH)
+            margin = fmin(margin, fmin(fabs(z[j] - 3.0), fabs(z[j] + 3.0)));
+    }
+    return margin;
+}
+
+/* _i = path * NZA + activation; 1 or 2 threads. The fused layer's input,
+ * kernel and bias gradients against central differences of
+ * sum(r * layer(x)), with values drawn (seed after seed) so that no z lies
+ * within 3e-3 of a kink (a step of 1e-3 in one value moves z by at most
+ * 2e-3 here). Also: the z the training pass keeps (at the start of the
+ * layer's scratch) is the linear layer's output bit for bit, and y the
+ * inference pass's. */
+START_TEST(zact_gradients)
+{
+    const int p = _i / NZA;
+    const tl_activation act = zacts[_i % NZA].act;
+    const float alpha = zacts[_i % NZA].alpha;
+    const uint32_t threads = (uint32_t)(_i % 2) + 1;
+    tl_model *m = fused_model(p, act, alpha, false, 11);
+    ck_assert_tl_ok(tl_model_set_threads(m, threads));
+    tl_layer *l = m->layers[fp_index(p)];
+    ck_assert_tl_ok(tli_workspace_ensure(m, LBATCH, true));
+    const size_t nx = LBATCH * l->in_size, ny = LBATCH * l->out_size;
+    float *x = malloc(nx * sizeof *x), *r = malloc(ny * sizeof *r), *dy = malloc(ny * sizeof *dy);
+    float *dx = malloc(nx * sizeof *dx), *z = malloc(ny * sizeof *z), *yi = malloc(ny * sizeof *yi);
+    th_fill_uniform(r, ny, -1.0f, 1.0f, 5);
+    const float *xs[1] = {x};
+    tli_exec inf = tli_exec_for(m, LBATCH, false);
+    /* Kernel values up to 5 / sqrt(fan_in): z spans well beyond +-3. */
+    const float wmax = (float)(5.0 / sqrt(l->params[0].fan_in));
+    char what[160];
+    snprintf(what, sizeof what, "%s, %s (alpha %g), %u thread(s)", fp_names[p], tl_activation_str(act),
+             (double)alpha, threads);
+    uint64_t seed = 1;
+    for (;; seed++) {
+        ck_assert_msg(seed < 3000, "%s: no seed keeps z away from the kinks", what);
+        th_fill_uniform(x, nx, -2.0f, 2.0f, seed * 17);
+        th_fill_uniform(l->params[0].value, l->params[0].count, -wmax, wmax, seed * 29);
+        th_fill_uniform(l->params[1].value, l->params[1].count, -1.0f, 1.0f, seed * 31);
+        l->ops->forward(l, &inf, xs, z, TL_ACT_LINEAR);
+        if (zact_margin(act, z, ny) > 3e-3)
+            break;
+    }
+    size_t neg = 0, big = 0;
+    for (size_t j = 0; j < ny; j++)
+        neg += z[j] < -3.0f, big += z[j] > 3.0f;
+    ck_assert_msg(neg > 0 && big > 0, "%s: z below -3: %zu, above 3: %zu", what, neg, big);
+    l->ops->forward(l, &inf, xs, yi, l->act);
+    /* Analytical: the training forward pass, then backward. */
+    tli_exec ex = tli_exec_for(m, LBATCH, true);
+    l->ops->forward(l, &ex, xs, l->out, l->act);
+    ck_assert_msg(same_bits(l->out, yi, ny), "%s: training and inference outputs differ", what);
+    ck_assert_msg(same_bits((const float *)l->scratch, z, ny), "%s: the kept z is not the linear output", what);
+    memcpy(dy, r, ny * sizeof *dy);
+    for (size_t i = 0; i < nx; i++)
+        dx[i] = NAN;
+    float *dxs[1] = {dx};
+    l->ops->backward(l, &ex, xs, l->out, dy, dxs, l->act, true);
+    layer_ctx c = {l, inf, x, r};
+    c.ex.threads = 1;
+    double *num = malloc(nx * sizeof *num);
+    for (size_t j = 0; j < nx; j++)
+        num[j] = th_central(&x[j], layer_objective, &c);
+    char name[200];
+    snprintf(name, sizeof name, "%s: input", what);
+    th_check_grad(dx, num, nx, name);
+    free(num);
+    for (size_t q = 0; q < l->nparams; q++) {
+        tli_param *pr = &l->params[q];
+        float *a = malloc(pr->count * sizeof *a);
+        num = malloc(pr->count * sizeof *num);
+        memcpy(a, pr->grad, pr->count * sizeof *a);
+        for (size_t j = 0; j < pr->count; j++)
+            num[j] = th_central(&pr->value[j], layer_objective, &c);
+        snprintf(name, sizeof name, "%s: %s", what, pr->name);
+        th_check_grad(a, num, pr->count, name);
+        free(a);
+        free(num);
+    }
+    free(x), free(r), free(dy), free(dx), free(z), free(yi);
+    tl_model_free(m);
+}
+END_TEST
+
+/* The scratch: z (batch x output floats) more only for these activations
+ * and only in training; and a training step allocates nothing. */
+START_TEST(zact_scratch_and_no_allocation)
+{
+    for (int p = 0; p < NFP; p++) {
+        tl_model *lin = fused_model(p, TL_ACT_LINEAR, NAN, false, 1);
+        tl_model *relu = fused_model(p, TL_ACT_RELU, NAN, false, 1);
+        tl_model *silu = fused_model(p, TL_ACT_SILU, NAN, false, 1);
+        const tl_layer *a = lin->layers[fp_index(p)], *b = relu->layers[fp_index(p)], *c = silu->layers[fp_index(p)];
+        for (int training = 0; training < 2; training++) {
+            const size_t base = a->ops->scratch_bytes(a, 8, 2, training);
+            ck_assert_uint_eq(b->ops->scratch_bytes(b, 8, 2, training), base);
+            size_t extra = training ? 8 * c->out_size * sizeof(float) : 0;
+            if (p != FP_DENSE)
+                extra = (extra + 63) & ~(size_t)63;
+            ck_assert_msg(c->ops->scratch_bytes(c, 8, 2, training) == base + extra, "%s, training %d: %zu + %zu",
+                          fp_names[p], training, base, extra);
+        }
+        tl_model_free(lin);
+        tl_model_free(relu);
+        tl_model_free(silu);
+    }
+    /* conv(silu) -> depthwise conv(leaky_relu 0.2) -> flatten ->
+     * dense(hard_swish) -> dense(softmax), two threads. */
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 6, 6, 2, 3));
+    ck_assert_tl_ok(tl_model_set_threads(m, 2));
+    tl_conv2d_options c = TL_CONV2D_OPTIONS_INIT;
+    c.filters = 4;
+    c.padding = TL_PAD_SAME;
+    c.activation = TL_ACT_SILU;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &c));
+    c.groups = 4;
+    c.activation = TL_ACT_LEAKY_RELU;
+    c.activation_alpha = 0.2f;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &c));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 8;
+    d.activation = TL_ACT_HARD_SWISH;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    d.units = 4;
+    d.activation = TL_ACT_SOFTMAX;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    compile_sgd(m, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+    float *x;
+    int32_t *labels;
+    th_quadrant_data(&x, &labels, 16, 6, 6, 2, 7);
+    double first, loss;
+    ck_assert_tl_ok(tl_model_train_step(&first, m, x, labels, NULL, 16));
+    tli_alloc_fail_at(0);
+    for (int s = 0; s < 20; s++)
+        ck_assert_tl_ok(tl_model_train_step(&loss, m, x, labels, NULL, 16));
+    ck_assert_int_eq(tli_alloc_fail_at(0), 0);
+    ck_assert_msg(loss < first, "the loss went from %g to %g", first, loss);
+    free(x);
+    free(labels);
+    tl_model_free(m);
+}
+END_TEST
+
 /* ==== 5. dropout ================================================================ */
 
 START_TEST(dropout_is_identity_in_inference)
@@ -914,7 +1232,7 @@ START_TEST(checkpoint_roundtrip_and_resume)
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(buf, sizeof buf, NULL, info, 2));
     ck_assert_str_eq(buf, "rate=0.5");
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(buf, sizeof buf, NULL, info, 4));
-    ck_assert_str_eq(buf, "activation=hard_swish, alpha=0.00999999978");
+    ck_assert_str_eq(buf, "activation=hard_swish, alpha=0.01");
     tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
     ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, 3));
     ck_assert_int_eq(co.activation, TL_ACT_HARD_SIGMOID);
@@ -981,6 +1299,70 @@ START_TEST(checkpoint_version_of_new_activations)
         ck_assert_int_eq(tl_layer_activation(l->layers[0]), cases[i].conv);
         ck_assert_int_eq(tl_layer_activation(l->layers[2]), cases[i].dense);
         tl_model_free(l);
+        tl_model_free(m);
+    }
+    free(path);
+}
+END_TEST
+
+/* A fused leaky_relu's slope is a setting: in the checkpoint (format 1.1),
+ * its settings text and options, back after loading; the default slope
+ * with another activation keeps a chain in format 1.0, and a slope given
+ * with an activation that does not read it is not kept. */
+START_TEST(checkpoint_keeps_activation_alpha)
+{
+    char *path = join(dir, "alpha.tlm");
+    for (int v = 0; v < 2; v++) {
+        tl_model *m;
+        ck_assert_tl_ok(tl_model_create(&m, 5, 5, 2, 4));
+        tl_conv2d_options c = TL_CONV2D_OPTIONS_INIT;
+        c.filters = 3;
+        c.activation = v ? TL_ACT_RELU : TL_ACT_LEAKY_RELU;
+        c.activation_alpha = v ? 0.3f : 0.1f;
+        ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &c));
+        ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+        tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+        d.units = 4;
+        d.activation = v ? TL_ACT_TANH : TL_ACT_LEAKY_RELU;
+        d.activation_alpha = v ? 0.01f : 0.25f;
+        ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+        ck_assert_tl_ok(tl_model_save(m, path, NULL));
+        tl_checkpoint_info *info;
+        ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+        uint32_t minor;
+        ck_assert_tl_ok(tl_checkpoint_info_format_version(NULL, &minor, info));
+        ck_assert_uint_eq(minor, v ? 0 : 1);
+        tl_conv2d_options co;
+        ck_assert_tl_ok(tl_conv2d_options_init(&co, TL_CONV2D_OPTIONS_VERSION));
+        ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&co, info, 0));
+        ck_assert(co.activation_alpha == (v ? 0.01f : 0.1f));
+        tl_dense_options dop;
+        ck_assert_tl_ok(tl_dense_options_init(&dop, TL_DENSE_OPTIONS_VERSION));
+        ck_assert_tl_ok(tl_checkpoint_info_layer_dense(&dop, info, 2));
+        ck_assert(dop.activation_alpha == (v ? 0.01f : 0.25f));
+        char buf[512];
+        ck_assert_tl_ok(tl_checkpoint_info_layer_settings(buf, sizeof buf, NULL, info, 2));
+        ck_assert_str_eq(buf, v ? "units=4, kernel_initializer=default, bias_initializer=default, "
+                                  "activation_alpha=0.01"
+                                : "units=4, kernel_initializer=default, bias_initializer=default, "
+                                  "activation_alpha=0.25");
+        ck_assert_tl_ok(tl_checkpoint_info_layer_settings(buf, sizeof buf, NULL, info, 0));
+        ck_assert_ptr_nonnull(strstr(buf, v ? ", activation_alpha=0.01" : ", activation_alpha=0.1"));
+        tl_checkpoint_info_free(info);
+        tl_model *back;
+        ck_assert_tl_ok(tl_model_load(&back, path));
+        ck_assert_int_eq(tl_layer_activation(back->layers[0]), c.activation);
+        /* The same predictions: the slopes came back. */
+        float *x = images(5, 50, -2.0f, 2.0f, 6), ya[20], yb[20];
+        ck_assert_tl_ok(tl_model_predict(ya, 20, m, x, 5, 0));
+        ck_assert_tl_ok(tl_model_predict(yb, 20, back, x, 5, 0));
+        ck_assert(same_bits(ya, yb, 20));
+        size_t negative = 0;
+        for (int j = 0; j < 20; j++)
+            negative += ya[j] < 0.0f;
+        ck_assert_uint_gt(negative, 0);
+        free(x);
+        tl_model_free(back);
         tl_model_free(m);
     }
     free(path);
@@ -1066,12 +1448,16 @@ START_TEST(bad_values)
     a.version = 2;
     ck_assert_tl_err(tl_model_add_activation(NULL, m, &a), TL_EVERSION, "tl_activation_options");
 
-    /* Not fused: silu, hard_swish, leaky_relu in conv2d or dense. */
+    /* A fused leaky_relu's slope must be finite, also when the activation
+     * does not read it. */
+    c.activation = TL_ACT_LEAKY_RELU;
+    c.activation_alpha = NAN;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL,
+                     "layer 'conv2d_1' (conv2d, index 1): activation_alpha nan must be finite");
     c.activation = TL_ACT_SILU;
-    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "cannot apply silu itself");
-    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "tl_model_add_activation");
-    c.activation = TL_ACT_HARD_SWISH;
-    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "hard_swish");
+    c.activation_alpha = INFINITY;
+    ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "activation_alpha inf must be finite");
+    c.activation_alpha = 0.01f;
     c.activation = (tl_activation)10;
     ck_assert_tl_err(tl_model_add_conv2d(NULL, m, &c), TL_EINVAL, "unknown activation 10");
     ck_assert_uint_eq(tl_model_num_layers(m), 1);
@@ -1079,7 +1465,10 @@ START_TEST(bad_values)
     tl_dense_options de = TL_DENSE_OPTIONS_INIT;
     de.units = 3;
     de.activation = TL_ACT_LEAKY_RELU;
-    ck_assert_tl_err(tl_model_add_dense(NULL, m, &de), TL_EINVAL, "cannot apply leaky_relu itself");
+    de.activation_alpha = -INFINITY;
+    ck_assert_tl_err(tl_model_add_dense(NULL, m, &de), TL_EINVAL,
+                     "layer 'dense' (dense, index 2): activation_alpha -inf must be finite");
+    de.activation_alpha = 0.01f;
     /* The model is as it was: two layers, and it still takes more. */
     ck_assert_uint_eq(tl_model_num_layers(m), 2);
     de.activation = TL_ACT_RELU6;
@@ -1111,6 +1500,13 @@ int main(void)
     tcase_add_test(f, softmax_layer_as_output);
     suite_add_tcase(s, f);
 
+    TCase *z = tcase_create("fused_needing_input");
+    tcase_set_timeout(z, 600);
+    tcase_add_loop_test(z, zact_fused_equals_activation_layer, 0, NFP * NZA);
+    tcase_add_loop_test(z, zact_gradients, 0, NFP * NZA);
+    tcase_add_test(z, zact_scratch_and_no_allocation);
+    suite_add_tcase(s, z);
+
     TCase *d = tcase_create("dropout");
     tcase_set_timeout(d, 300);
     tcase_add_test(d, dropout_is_identity_in_inference);
@@ -1124,6 +1520,7 @@ int main(void)
     tcase_add_checked_fixture(io, setup, teardown);
     tcase_add_test(io, checkpoint_roundtrip_and_resume);
     tcase_add_test(io, checkpoint_version_of_new_activations);
+    tcase_add_test(io, checkpoint_keeps_activation_alpha);
     tcase_add_test(io, safetensors_roundtrip);
     suite_add_tcase(s, io);
 

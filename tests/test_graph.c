@@ -693,7 +693,7 @@ START_TEST(checkpoint_info_of_a_graph)
     /* Settings as text: the stem, and a kind without settings. */
     const char *want = "filters=8, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, padding=same, groups=1, "
                        "dilation_h=1, dilation_w=1, pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, "
-                       "kernel_initializer=default, bias_initializer=default";
+                       "kernel_initializer=default, bias_initializer=default, activation_alpha=0.01";
     size_t needed = 0;
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(NULL, 0, &needed, info, 0));
     ck_assert_uint_eq(needed, strlen(want));

@@ -1314,7 +1314,7 @@ START_TEST(newer_minor_version_is_read)
     static const char *const own[] = {"section 'MODL' has 4 bytes after its last field",
                                       "section 'LAYR' has 8 bytes after its last field",
                                       "section 'OPTM' has 12 bytes after its last field",
-                                      "layer 2 ('conv2d_1', conv2d) has 16 settings, this kind has 15"};
+                                      "layer 2 ('conv2d_1', conv2d) has 17 settings, this kind has 16"};
     for (int k = 0; k < 4; k++) {
         c = ck_open(src);
         add_later_fields(&c, k);
@@ -1711,6 +1711,204 @@ START_TEST(missing_sections)
 }
 END_TEST
 
+/* ---- learning-rate schedules: the SCHD section ------------------------------------------ */
+
+static bool ck_has(const ckfile *c, const char *tag)
+{
+    for (size_t off = 0; off + 12 <= c->len; off += 12 + (size_t)rd64(c->p + off + 4))
+        if (memcmp(c->p + off, tag, 4) == 0)
+            return true;
+    return false;
+}
+
+/* The small CNN with Adam and a schedule, one epoch of 16 examples in
+ * batches of 16 trained (steps 1, epoch 1), saved. */
+static char *schedule_file(const char *name, const tl_schedule_options *s)
+{
+    tl_model *m = small_cnn(8);
+    tl_dataset *ds = th_quadrant_dataset(16, 12, 12, 1, 3), *val = th_quadrant_dataset(8, 12, 12, 1, 4);
+    compile_adam(m);
+    ck_assert_tl_ok(tl_optimizer_set_schedule(tl_model_optimizer(m), s));
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.batch_size = 16;
+    fo.validation = val;
+    ck_assert_tl_ok(tl_model_fit(m, ds, &fo));
+    char *path = th_join(dir, name);
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    tl_dataset_free(val);
+    return path;
+}
+
+static tl_schedule_options cosine_schedule(void)
+{
+    tl_schedule_options s = TL_SCHEDULE_OPTIONS_INIT;
+    s.kind = TL_SCHEDULE_COSINE;
+    s.warmup_steps = 1;
+    s.warmup_start_factor = 0.5f;
+    return s;
+}
+
+START_TEST(schedule_section_layout)
+{
+    /* The SCHD body as docs/format-checkpoint.md lays it out. */
+    tl_schedule_options s = cosine_schedule();
+    char *path = schedule_file("m.tlm", &s);
+    ckfile c = ck_open(path);
+    ck_assert_uint_eq(c.minor, 1); /* the seed CNN alone is 1.0: the schedule makes it 1.1 */
+    size_t at = ck_find(&c, "SCHD", 0);
+    ck_assert_uint_eq(at, ck_find(&c, "OPTM", 0) + 12 + 44); /* right after OPTM */
+    ck_assert_uint_eq(rd64(c.p + at + 4), 184);
+    const uint8_t *b = c.p + at + 12;
+    ck_assert_uint_eq(rd32(b), TL_SCHEDULE_COSINE);
+    ck_assert_uint_eq(rd32(b + 4), TL_MONITOR_VAL_LOSS);
+    ck_assert_uint_eq(rd32(b + 16), 0);  /* milestones */
+    ck_assert_uint_eq(rd64(b + 84), 0);  /* total_steps: left to fit */
+    ck_assert_uint_eq(rd64(b + 92), 1);  /* warmup_steps */
+    ck_assert_uint_eq(rd32(b + 100), 0x3f000000u); /* warmup_start_factor 0.5 */
+    ck_assert_uint_eq(rd32(b + 108), 0x3e99999au); /* pct_start 0.3 */
+    ck_assert_uint_eq(rd64(b + 136), 0); /* started at step 0 */
+    ck_assert_uint_eq(rd64(b + 144), 1); /* T = 1 epoch x 1 batch, set by fit */
+    ck_assert_uint_eq(rd32(b + 152), 1); /* one epoch */
+    ck_assert_uint_eq(rd64(b + 168), 0x7ff0000000000000ull); /* best: +inf (not a plateau) */
+    ck_assert_uint_eq(rd64(b + 176), 0x3ff0000000000000ull); /* reduction 1.0 */
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_model_load(&m, path));
+    ck_assert_int_eq(m->opt->sched.o.kind, TL_SCHEDULE_COSINE);
+    ck_assert_uint_eq(m->opt->sched.total, 1);
+    ck_assert_uint_eq(m->opt->sched.epoch, 1);
+    ck_assert(tl_optimizer_current_learning_rate(m->opt) == 0.0f); /* step 1 = T: min_lr 0 */
+    /* Parameters alone do not take the optimizer, nor its schedule. */
+    tl_model *dst = small_cnn(1);
+    ck_assert_tl_ok(tl_model_load_params(NULL, dst, path, NULL));
+    ck_assert_ptr_null(tl_model_optimizer(dst));
+    tl_model_free(dst);
+    /* The description says so. */
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    char *text = calloc(8192, 1);
+    ck_assert_tl_ok(tl_checkpoint_info_summary_write(info, append_text, text));
+    ck_assert_msg(strstr(text, "Learning-rate schedule: cosine, epoch 1, step 1, next rate 0\n") != NULL, "%s", text);
+    free(text);
+    tl_checkpoint_info_free(info);
+    /* No schedule, no SCHD: the same model writes format 1.0 again. */
+    ck_assert_tl_ok(tl_optimizer_set_schedule(m->opt, NULL));
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    free(c.p);
+    c = ck_open(path);
+    ck_assert_uint_eq(c.minor, 0);
+    ck_assert(!ck_has(&c, "SCHD"));
+    free(c.p);
+    tl_model_free(m);
+    free(path);
+}
+END_TEST
+
+/* The schedule file with its SCHD body edited by `edit`, written to path. */
+static void edited(const char *src, const char *path, void (*edit)(ckfile *c, uint8_t *body), uint16_t minor)
+{
+    ckfile c = ck_open(src);
+    edit(&c, c.p + ck_find(&c, "SCHD", 0) + 12);
+    c.minor = minor;
+    ck_write(path, &c);
+    free(c.p);
+}
+
+static void kind_9(ckfile *c, uint8_t *b) { (void)c; wr32(b, 9); }
+static void kind_0(ckfile *c, uint8_t *b) { (void)c; wr32(b, 0); }
+static void monitor_5(ckfile *c, uint8_t *b) { (void)c; wr32(b + 4, 5); }
+static void milestones_17(ckfile *c, uint8_t *b) { (void)c; wr32(b + 16, 17); }
+static void negative_start(ckfile *c, uint8_t *b) { (void)c; wr32(b + 100, 0xbf800000u); } /* -1 */
+static void late_origin(ckfile *c, uint8_t *b) { (void)c; wr64(b + 136, 2); }
+static void other_total(ckfile *c, uint8_t *b) { (void)c; wr64(b + 84, 7); }
+static void short_total(ckfile *c, uint8_t *b) { (void)c; wr64(b + 92, 5); wr64(b + 84, 0); wr64(b + 144, 3); }
+static void scale_2(ckfile *c, uint8_t *b) { (void)c; wr64(b + 176, 0x4000000000000000ull); }
+static void best_nan(ckfile *c, uint8_t *b) { (void)c; wr64(b + 168, 0x7ff8000000000000ull); }
+static void bad_epochs(ckfile *c, uint8_t *b) { (void)c; wr32(b + 156, 11); } /* patience 10 */
+static void shorter(ckfile *c, uint8_t *b)
+{
+    (void)b;
+    size_t at = ck_find(c, "SCHD", 0);
+    ck_splice(c, at + 12 + 100, 84, NULL, 0);
+    wr64(c->p + at + 4, 100);
+}
+static void longer(ckfile *c, uint8_t *b)
+{
+    (void)b;
+    ck_grow_section(c, ck_find(c, "SCHD", 0), 8);
+}
+static void twice(ckfile *c, uint8_t *b)
+{
+    uint8_t sec[12 + 184];
+    memcpy(sec, b - 12, sizeof sec);
+    ck_splice(c, ck_find(c, "END ", 0), 0, sec, sizeof sec);
+}
+static void before_optm(ckfile *c, uint8_t *b)
+{
+    uint8_t sec[12 + 184];
+    memcpy(sec, b - 12, sizeof sec);
+    ck_splice(c, ck_find(c, "SCHD", 0), sizeof sec, NULL, 0);
+    ck_splice(c, ck_find(c, "OPTM", 0), 0, sec, sizeof sec);
+}
+static void nothing(ckfile *c, uint8_t *b) { (void)c, (void)b; }
+
+START_TEST(schedule_section_errors)
+{
+    tl_schedule_options s = cosine_schedule();
+    char *src = schedule_file("src.tlm", &s), *path = th_join(dir, "m.tlm");
+    static const struct {
+        void (*edit)(ckfile *, uint8_t *);
+        uint16_t minor;
+        tl_status st;
+        const char *needle;
+    } cases[] = {
+        {kind_9, 1, TL_EFORMAT, "schedule kind 9 is not valid"},
+        {kind_9, 2, TL_EVERSION, "schedule kind 9 is not known to this libtl (the file is format 1.2"},
+        {kind_0, 1, TL_EFORMAT, "schedule kind 0 (constant) is not stored"},
+        {monitor_5, 1, TL_EFORMAT, "schedule monitor 5 is not valid"},
+        {monitor_5, 2, TL_EVERSION, "schedule monitor 5 is not known"},
+        {milestones_17, 1, TL_EFORMAT, "17 schedule milestones, at most 16"},
+        {negative_start, 1, TL_EFORMAT, "the saved schedule: cosine schedule: warmup_start_factor -1 must be finite"},
+        {late_origin, 1, TL_EFORMAT, "the cosine schedule started at step 2, after the optimizer's 1 steps"},
+        {other_total, 1, TL_EFORMAT, "the cosine schedule's total_steps in effect, 1, is not its setting 7"},
+        {short_total, 1, TL_EFORMAT, "the cosine schedule's warmup_steps 5 exceed its total_steps in effect 3"},
+        {scale_2, 1, TL_EFORMAT, "reduction 2 must be in [0, 1]"},
+        {best_nan, 1, TL_EFORMAT, "best value nan a number"},
+        {bad_epochs, 1, TL_EFORMAT, "11 bad epochs and 0 cooldown epochs left exceed its patience 10"},
+        {shorter, 1, TL_EFORMAT, "section 'SCHD' has 100 bytes, at least 184 expected"},
+        {longer, 1, TL_EFORMAT, "section 'SCHD' has 8 bytes after its last field"},
+        {twice, 1, TL_EFORMAT, "a second SCHD section"},
+        {before_optm, 1, TL_EFORMAT, "a SCHD section before the OPTM section"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        edited(src, path, cases[i].edit, cases[i].minor);
+        assert_refused(path, cases[i].st, cases[i].needle);
+    }
+    /* A later minor version's fields at the end of SCHD are skipped. */
+    edited(src, path, longer, 2);
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_model_load(&m, path));
+    ck_assert_int_eq(m->opt->sched.o.kind, TL_SCHEDULE_COSINE);
+    tl_model_free(m);
+    /* A SCHD in a file that says 1.0: schedules came with 1.1. */
+    ckfile c = ck_open(src);
+    ck_to_1_0(&c);
+    ck_write(path, &c);
+    free(c.p);
+    assert_refused(path, TL_EFORMAT, "a SCHD section in a format 1.0 file");
+    /* A reader older than the section (libtl 1.0 reads format 1.0 only)
+     * refuses it as an unknown critical section, like this reader refuses
+     * a newer one's (unknown_critical_section): never loads the model
+     * without its schedule. */
+    edited(src, path, nothing, 1);
+    ck_assert_tl_ok(tl_model_load(&m, path));
+    tl_model_free(m);
+    free(src);
+    free(path);
+}
+END_TEST
+
 START_TEST(invalid_zlib_stream_with_valid_crcs)
 {
     char *path = good_file("m.tlm");
@@ -2006,6 +2204,11 @@ int main(void)
     tcase_add_test(bad, invalid_zlib_stream_with_valid_crcs);
     tcase_add_test(bad, not_a_file);
     suite_add_tcase(s, bad);
+    TCase *sched = tcase_create("schedule");
+    tcase_add_checked_fixture(sched, setup, teardown);
+    tcase_add_test(sched, schedule_section_layout);
+    tcase_add_test(sched, schedule_section_errors);
+    suite_add_tcase(s, sched);
     TCase *atomic = tcase_create("atomic");
     tcase_add_checked_fixture(atomic, setup, teardown);
     tcase_add_test(atomic, save_into_a_missing_directory);

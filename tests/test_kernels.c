@@ -399,7 +399,7 @@ START_TEST(bias_act_forward_by_hand)
         for (uint32_t threads = 1; threads <= 2; threads++) {
             float y[6];
             memcpy(y, x, sizeof y);
-            tli_bias_act_forward(threads, y, bias, 2, 3, cases[i].act);
+            tli_bias_act_forward(threads, y, bias, 2, 3, cases[i].act, 0.0f);
             for (int r = 0; r < 2; r++)
                 for (int c = 0; c < 3; c++)
                     ck_assert_msg(fabsf(y[r * 3 + c] - cases[i].want[c]) <= 1e-6f, "%s: y[%d][%d] = %.9g, want %.9g",
@@ -407,23 +407,23 @@ START_TEST(bias_act_forward_by_hand)
         }
     /* Without bias: softmax of (1, 2, 3); linear leaves the data alone. */
     float y[3] = {1, 2, 3};
-    tli_bias_act_forward(1, y, NULL, 1, 3, TL_ACT_SOFTMAX);
+    tli_bias_act_forward(1, y, NULL, 1, 3, TL_ACT_SOFTMAX, 0.0f);
     const float sm[3] = {0.0900305732f, 0.244728471f, 0.665240956f};
     assert_floats(y, sm, 3, 1e-6, "softmax");
     float lin[3] = {1, -2, 3};
-    tli_bias_act_forward(1, lin, NULL, 1, 3, TL_ACT_LINEAR);
+    tli_bias_act_forward(1, lin, NULL, 1, 3, TL_ACT_LINEAR, 0.0f);
     ck_assert(lin[0] == 1 && lin[1] == -2 && lin[2] == 3);
     /* Softmax of huge logits stays finite and exact. */
     float big[3] = {1e30f, -1e30f, 0.0f};
-    tli_bias_act_forward(1, big, NULL, 1, 3, TL_ACT_SOFTMAX);
+    tli_bias_act_forward(1, big, NULL, 1, 3, TL_ACT_SOFTMAX, 0.0f);
     ck_assert(big[0] == 1.0f && big[1] == 0.0f && big[2] == 0.0f);
     /* ReLU keeps NaN (Keras and PyTorch do): it must reach the loss. */
     float nanv[3] = {NAN, -1.0f, 2.0f};
-    tli_bias_act_forward(1, nanv, NULL, 1, 3, TL_ACT_RELU);
+    tli_bias_act_forward(1, nanv, NULL, 1, 3, TL_ACT_RELU, 0.0f);
     ck_assert(isnan(nanv[0]) && nanv[1] == 0.0f && nanv[2] == 2.0f);
     /* Saturated sigmoid and tanh. */
     float sat[2] = {-200.0f, 200.0f};
-    tli_bias_act_forward(1, sat, NULL, 1, 2, TL_ACT_SIGMOID);
+    tli_bias_act_forward(1, sat, NULL, 1, 2, TL_ACT_SIGMOID, 0.0f);
     ck_assert(sat[0] == 0.0f && sat[1] == 1.0f);
 }
 END_TEST
@@ -454,7 +454,7 @@ START_TEST(act_backward_by_hand)
                 }
             float dy2[R * C];
             memcpy(dy2, dy, sizeof dy);
-            tli_act_backward(threads, cases[i].act, y, dy, R, C, dbias);
+            tli_act_backward(threads, cases[i].act, 0.0f, NULL, y, dy, R, C, dbias);
             for (int r = 0; r < R; r++)
                 for (int c = 0; c < C; c++)
                     ck_assert_msg(fabsf(dy[r * C + c] - cases[i].want[c] * (float)(r + 1)) <= 1e-5f,
@@ -462,7 +462,7 @@ START_TEST(act_backward_by_hand)
                                   c, (double)dy[r * C + c]);
             assert_floats(dbias, want_bias, C, 1e-5, "dbias");
             /* Without a bias gradient: the same dz. */
-            tli_act_backward(threads, cases[i].act, y, dy2, R, C, NULL);
+            tli_act_backward(threads, cases[i].act, 0.0f, NULL, y, dy2, R, C, NULL);
             ck_assert(memcmp(dy, dy2, sizeof dy) == 0);
         }
 }

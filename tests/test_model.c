@@ -1008,7 +1008,8 @@ START_TEST(initializer_checkpoint_round_trip)
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 0));
     ck_assert_ptr_nonnull(strstr(text, "kernel_initializer=he_normal_fan_out, bias_initializer=uniform_inv_sqrt_fan_in"));
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 2));
-    ck_assert_str_eq(text, "units=8, kernel_initializer=glorot_truncated_normal, bias_initializer=ones");
+    ck_assert_str_eq(text, "units=8, kernel_initializer=glorot_truncated_normal, bias_initializer=ones, "
+                           "activation_alpha=0.01");
     tl_conv2d_options ci;
     ck_assert_tl_ok(tl_conv2d_options_init(&ci, TL_CONV2D_OPTIONS_VERSION));
     ck_assert_tl_ok(tl_checkpoint_info_layer_conv2d(&ci, info, 0));
@@ -1063,7 +1064,8 @@ START_TEST(initializer_checkpoint_round_trip)
     ck_assert_tl_ok(tl_checkpoint_info_format_version(&major, &minor, info));
     ck_assert_uint_eq(minor, 0);
     ck_assert_tl_ok(tl_checkpoint_info_layer_settings(text, sizeof text, NULL, info, 2));
-    ck_assert_str_eq(text, "units=8, kernel_initializer=default, bias_initializer=default");
+    ck_assert_str_eq(text, "units=8, kernel_initializer=default, bias_initializer=default, "
+                           "activation_alpha=0.01");
     tl_checkpoint_info_free(info);
 
     remove(path), remove(path0), rmdir(dir);

@@ -234,7 +234,8 @@ START_TEST(architecture_metadata_is_json)
                                         "\"filters\":32,\"kernel_h\":3,\"kernel_w\":3,\"stride_h\":1,\"stride_w\":1,"
                                         "\"padding\":\"valid\",\"groups\":1,\"dilation_h\":1,\"dilation_w\":1,"
                                         "\"pad_top\":0,\"pad_bottom\":0,\"pad_left\":0,\"pad_right\":0,"
-                                        "\"activation\":\"relu\","
+                                        "\"kernel_initializer\":\"default\",\"bias_initializer\":\"default\","
+                                        "\"activation_alpha\":0.01,\"activation\":\"relu\","
                                         "\"use_bias\":true,\"trainable\":true,\"output_shape\":[30,30,32]}"));
     ck_assert_ptr_nonnull(strstr(a->str, "{\"name\":\"max_pooling2d\",\"kind\":\"maxpool2d\",\"inputs\":[\"conv2d\"],"
                                         "\"pool_h\":2,\"pool_w\":2,\"stride_h\":2,\"stride_w\":2,\"padding\":\"valid\","
@@ -910,6 +911,913 @@ START_TEST(every_allocation_failure)
 }
 END_TEST
 
+/* ---- tl_model_create_from_safetensors ------------------------------------------------------- */
+
+/* Every tensor of `m` set to deterministic values (variances positive), so
+ * that biases and batchnorm statistics are not their zero initial values. */
+static void cr_randomize(tl_model *m, uint64_t seed)
+{
+    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
+        tl_layer *l;
+        ck_assert_tl_ok(tl_model_layer(&l, m, i));
+        for (size_t p = 0; p < tl_layer_num_params(l); p++) {
+            tl_param_info info;
+            ck_assert_tl_ok(tl_layer_param_info(&info, l, p));
+            float *v = malloc(info.count * sizeof *v);
+            bool var = strcmp(info.name, "moving_variance") == 0;
+            th_fill_uniform(v, info.count, var ? 0.5f : -0.5f, var ? 1.5f : 0.5f, seed * 1000 + i * 10 + p);
+            ck_assert_tl_ok(tl_layer_set_weights(l, p, v, info.count));
+            free(v);
+        }
+    }
+}
+
+/* `b` is `a` again: layers (kind, name, inputs, settings, activation, bias,
+ * trainable flag, output shape), summaries, parameters bit for bit, and
+ * predictions bit for bit (with one thread each). */
+static void cr_same_model(tl_model *a, tl_model *b)
+{
+    ck_assert_uint_eq(tl_model_num_layers(a), tl_model_num_layers(b));
+    tl_shape sa, sb;
+    ck_assert_tl_ok(tl_model_input_shape(&sa, a));
+    ck_assert_tl_ok(tl_model_input_shape(&sb, b));
+    ck_assert(sa.rank == sb.rank && memcmp(sa.dims, sb.dims, sizeof sa.dims) == 0);
+    for (size_t i = 0; i < tl_model_num_layers(a); i++) {
+        const tl_layer *la = a->layers[i], *lb = b->layers[i];
+        ck_assert_str_eq(lb->name, la->name);
+        ck_assert_ptr_eq(lb->ops, la->ops);
+        ck_assert_uint_eq(lb->ninputs, la->ninputs);
+        for (size_t k = 0; k < la->ninputs; k++)
+            ck_assert_uint_eq(lb->inputs[k], la->inputs[k]);
+        ck_assert_int_eq(memcmp(lb->cfg, la->cfg, la->ops->cfg_size), 0);
+        ck_assert_int_eq(lb->act, la->act);
+        ck_assert_int_eq(lb->use_bias, la->use_bias);
+        ck_assert_int_eq(tl_layer_is_trainable(lb), tl_layer_is_trainable(la));
+        ck_assert(tli_shape_eq(&lb->out_shape, &la->out_shape));
+        char da[512], db[512];
+        tli_cfg_describe(la, da, sizeof da, false);
+        tli_cfg_describe(lb, db, sizeof db, false);
+        ck_assert_str_eq(db, da);
+    }
+    size_t na, nb;
+    ck_assert_tl_ok(tl_model_summary(NULL, 0, &na, a));
+    ck_assert_tl_ok(tl_model_summary(NULL, 0, &nb, b));
+    char *ta = malloc(na + 1), *tb = malloc(nb + 1);
+    ck_assert_tl_ok(tl_model_summary(ta, na + 1, NULL, a));
+    ck_assert_tl_ok(tl_model_summary(tb, nb + 1, NULL, b));
+    ck_assert_str_eq(tb, ta);
+    free(ta);
+    free(tb);
+    ck_assert(th_same_params(a, b));
+    ck_assert_tl_ok(tl_model_set_threads(a, 1));
+    ck_assert_tl_ok(tl_model_set_threads(b, 1));
+    size_t in = (size_t)sa.dims[0] * sa.dims[1] * sa.dims[2], n = 3, ca, cb;
+    float *x = malloc(n * in * sizeof *x);
+    th_fill_uniform(x, n * in, 0.0f, 1.0f, 77);
+    float *ya = th_predict(a, x, n, &ca), *yb = th_predict(b, x, n, &cb);
+    ck_assert_ptr_nonnull(ya);
+    ck_assert_ptr_nonnull(yb);
+    ck_assert_uint_eq(ca, cb);
+    ck_assert_msg(memcmp(ya, yb, ca * sizeof *ya) == 0, "predictions differ");
+    free(x);
+    free(ya);
+    free(yb);
+}
+
+/* Save `a` in `layout`, create a model from the file, compare. */
+static void cr_roundtrip(tl_model *a, tl_tensor_layout layout)
+{
+    char *path = th_join(dir, layout == TL_LAYOUT_KERAS ? "k.safetensors" : "p.safetensors");
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, layout, NULL));
+    tl_model *b = (tl_model *)&b;
+    ck_assert_tl_ok(tl_model_create_from_safetensors(&b, path, NULL));
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_null(tl_model_optimizer(b));
+    ck_assert_uint_eq(tl_model_seed(b), 0);
+    cr_same_model(a, b);
+    tl_model_free(b);
+    free(path);
+}
+
+START_TEST(create_seed_cnn_both_layouts)
+{
+    tl_model *a = th_seed_cnn(32, 32, 3, 10, 1);
+    cr_randomize(a, 1);
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_layer(&l, a, 0));
+    ck_assert_tl_ok(tl_layer_set_trainable(l, 0)); /* a frozen layer stays frozen */
+    cr_roundtrip(a, TL_LAYOUT_KERAS);
+    cr_roundtrip(a, TL_LAYOUT_PYTORCH);
+    tl_model_free(a);
+}
+END_TEST
+
+/* A graph with every kind: add, concatenate, both pools (one on an earlier
+ * layer), batchnorm (frozen), a leaky_relu activation layer, a depthwise
+ * convolution with explicit pads and no bias, a grouped dilated one,
+ * dropout, global average pooling, a flatten of an earlier layer. */
+static tl_model *cr_graph_model(void)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 12, 12, 3, 4));
+    tl_layer *stem, *bn, *act, *dw, *sum, *avg, *mx, *cat, *c2, *gap, *fl, *both;
+    tl_conv2d_options c = TL_CONV2D_OPTIONS_INIT;
+    c.filters = 8;
+    c.padding = TL_PAD_SAME;
+    c.activation = TL_ACT_RELU;
+    c.name = "stem";
+    ck_assert_tl_ok(tl_model_add_conv2d(&stem, m, &c));
+    tl_batchnorm_options b = TL_BATCHNORM_OPTIONS_INIT;
+    b.epsilon = 1e-5f;
+    b.momentum = 0.9f;
+    ck_assert_tl_ok(tl_model_add_batchnorm(&bn, m, &b));
+    ck_assert_tl_ok(tl_layer_set_trainable(bn, 0));
+    tl_activation_options a = TL_ACTIVATION_OPTIONS_INIT;
+    a.activation = TL_ACT_LEAKY_RELU;
+    a.alpha = 0.3f;
+    ck_assert_tl_ok(tl_model_add_activation(&act, m, &a));
+    c.name = "depthwise";
+    c.groups = 8;
+    c.padding = TL_PAD_EXPLICIT;
+    c.pad_top = c.pad_bottom = c.pad_left = c.pad_right = 1;
+    c.activation = TL_ACT_LINEAR;
+    c.use_bias = 0;
+    ck_assert_tl_ok(tl_model_add_conv2d(&dw, m, &c));
+    const tl_layer *pair[2] = {dw, stem};
+    ck_assert_tl_ok(tl_model_add_add(&sum, m, pair, 2, "join"));
+    tl_avgpool2d_options ap = TL_AVGPOOL2D_OPTIONS_INIT;
+    ap.padding = TL_PAD_SAME;
+    ap.count_include_pad = 1;
+    ck_assert_tl_ok(tl_model_add_avgpool2d(&avg, m, &ap));
+    tl_maxpool2d_options mp = TL_MAXPOOL2D_OPTIONS_INIT;
+    mp.input = stem;
+    ck_assert_tl_ok(tl_model_add_maxpool2d(&mx, m, &mp));
+    pair[0] = avg;
+    pair[1] = mx;
+    ck_assert_tl_ok(tl_model_add_concatenate(&cat, m, pair, 2, NULL));
+    tl_conv2d_options g = TL_CONV2D_OPTIONS_INIT;
+    g.filters = 4;
+    g.groups = 2;
+    g.dilation_h = g.dilation_w = 2;
+    g.padding = TL_PAD_SAME;
+    g.activation = TL_ACT_RELU6;
+    ck_assert_tl_ok(tl_model_add_conv2d(&c2, m, &g));
+    tl_dropout_options d = TL_DROPOUT_OPTIONS_INIT;
+    d.rate = 0.2f;
+    ck_assert_tl_ok(tl_model_add_dropout(NULL, m, &d));
+    ck_assert_tl_ok(tl_model_add_global_avgpool2d(&gap, m, NULL, NULL));
+    ck_assert_tl_ok(tl_model_add_flatten_from(&fl, m, mx, NULL));
+    pair[0] = gap;
+    pair[1] = fl;
+    ck_assert_tl_ok(tl_model_add_concatenate(&both, m, pair, 2, NULL));
+    tl_dense_options o = TL_DENSE_OPTIONS_INIT;
+    o.units = 5;
+    o.activation = TL_ACT_SOFTMAX;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &o));
+    cr_randomize(m, 2);
+    return m;
+}
+
+START_TEST(create_graph_both_layouts)
+{
+    tl_model *a = cr_graph_model();
+    cr_roundtrip(a, TL_LAYOUT_KERAS);
+    cr_roundtrip(a, TL_LAYOUT_PYTORCH);
+    tl_model_free(a);
+}
+END_TEST
+
+START_TEST(create_zoo_models_both_layouts)
+{
+    tl_zoo_options o = TL_ZOO_OPTIONS_INIT;
+    o.seed = 3;
+    tl_model *a;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&a, 20, &o));
+    cr_randomize(a, 3);
+    cr_roundtrip(a, TL_LAYOUT_KERAS);
+    cr_roundtrip(a, TL_LAYOUT_PYTORCH);
+    tl_model_free(a);
+    o.cifar_stem = 1;
+    ck_assert_tl_ok(tl_zoo_mobilenet_v2(&a, &o));
+    cr_randomize(a, 4);
+    cr_roundtrip(a, TL_LAYOUT_KERAS);
+    cr_roundtrip(a, TL_LAYOUT_PYTORCH);
+    tl_model_free(a);
+}
+END_TEST
+
+START_TEST(create_with_rename_map)
+{
+    static const char *const names[] = {"features.0.weight", "conv2d.kernel", "features.0.bias", "conv2d.bias"};
+    tl_model *a = th_seed_cnn(16, 16, 1, 3, 5);
+    char *path = th_join(dir, "r.safetensors");
+    tl_safetensors_options o = TL_SAFETENSORS_OPTIONS_INIT;
+    o.rename = names;
+    o.rename_count = 2;
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, TL_LAYOUT_PYTORCH, &o));
+    tl_model *b = (tl_model *)&b;
+    /* Without the map the file's names pair with nothing: strict refuses. */
+    ck_assert_tl_err(tl_model_create_from_safetensors(&b, path, NULL), TL_ENOTFOUND, "features.0.weight");
+    ck_assert_ptr_null(b);
+    ck_assert_tl_ok(tl_model_create_from_safetensors(&b, path, &o));
+    cr_same_model(a, b);
+    tl_model_free(b);
+    o.policy = TL_TRANSFER_LENIENT;
+    b = (tl_model *)&b;
+    ck_assert_tl_err(tl_model_create_from_safetensors(&b, path, &o), TL_EINVAL, "TL_TRANSFER_STRICT");
+    ck_assert_ptr_null(b);
+    tl_model_free(a);
+    free(path);
+}
+END_TEST
+
+/* The file's header with every `from` replaced by `to`; the data are
+ * kept. `escape`: from and to are JSON inside the architecture string,
+ * written unescaped here. */
+static void cr_edit_how(const char *src, const char *dst, const char *from, const char *to, bool escape)
+{
+    size_t len;
+    uint8_t *f = th_file_read(src, &len);
+    ck_assert_ptr_nonnull(f);
+    uint64_t n = get_u64(f);
+    char ef[1024], et[1024];
+    const char *in[2] = {from, to};
+    char *out[2] = {ef, et};
+    for (int k = 0; k < 2; k++) {
+        size_t o = 0;
+        for (const char *p = in[k]; *p; p++) {
+            if (escape && (*p == '"' || *p == '\\'))
+                out[k][o++] = '\\';
+            out[k][o++] = *p;
+        }
+        out[k][o] = '\0';
+    }
+    size_t cap = n + 8 * strlen(et) + 64, hl = 0;
+    char *h = malloc(cap);
+    const char *p = (const char *)f + 8, *end = p + n;
+    bool found = false;
+    while (p < end) {
+        if ((size_t)(end - p) >= strlen(ef) && memcmp(p, ef, strlen(ef)) == 0) {
+            ck_assert_uint_lt(hl + strlen(et), cap);
+            memcpy(h + hl, et, strlen(et));
+            hl += strlen(et);
+            p += strlen(ef);
+            found = true;
+        } else {
+            h[hl++] = *p++;
+        }
+        ck_assert_uint_lt(hl, cap);
+    }
+    ck_assert_msg(found, "'%s' is not in the header", ef);
+    uint8_t *g = malloc(8 + hl + (len - 8 - n));
+    put_u64(g, hl);
+    memcpy(g + 8, h, hl);
+    memcpy(g + 8 + hl, f + 8 + n, len - 8 - n);
+    th_file_write(dst, g, 8 + hl + (len - 8 - n));
+    free(g);
+    free(h);
+    free(f);
+}
+
+static void cr_edit(const char *src, const char *dst, const char *from, const char *to)
+{
+    cr_edit_how(src, dst, from, to, true);
+}
+
+/* Creating from `path` fails with `status`, a message holding the path and
+ * `needle`, and *out NULL. */
+static void cr_refused(const char *path, const tl_safetensors_options *o, tl_status status, const char *needle)
+{
+    tl_model *m = (tl_model *)&m;
+    ck_assert_tl_err(tl_model_create_from_safetensors(&m, path, o), status, needle);
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(tl_last_error(), path) != NULL, "'%s' lacks the path", tl_last_error());
+    ck_assert_msg(strncmp(tl_last_error(), "tl_model_create_from_safetensors", 32) == 0, "'%s' lacks the function",
+                  tl_last_error());
+}
+
+/* `from` -> `to` in the seed CNN's file, then refused as said. */
+static void cr_edited(const char *from, const char *to, tl_status status, const char *needle)
+{
+    char *good = th_join(dir, "good.safetensors"), *bad = th_join(dir, "bad.safetensors");
+    cr_edit(good, bad, from, to);
+    cr_refused(bad, NULL, status, needle);
+    free(good);
+    free(bad);
+}
+
+/* Two edits, then refused as said. */
+static void cr_edited2(const char *from1, const char *to1, const char *from2, const char *to2, tl_status status,
+                       const char *needle)
+{
+    char *good = th_join(dir, "good.safetensors"), *mid = th_join(dir, "mid.safetensors"),
+         *bad = th_join(dir, "bad.safetensors");
+    cr_edit(good, mid, from1, to1);
+    cr_edit(mid, bad, from2, to2);
+    cr_refused(bad, NULL, status, needle);
+    free(good);
+    free(mid);
+    free(bad);
+}
+
+START_TEST(create_refuses_bad_descriptions)
+{
+    tl_model *a = th_seed_cnn(32, 32, 3, 10, 1);
+    char *good = th_join(dir, "good.safetensors");
+    ck_assert_tl_ok(tl_model_save_safetensors(a, good, TL_LAYOUT_KERAS, NULL));
+    /* Sanity: the edit machinery keeps a good file good. */
+    char *same = th_join(dir, "same.safetensors");
+    cr_edit(good, same, "\"format\":\"libtl\"", "\"format\":\"libtl\"");
+    tl_model *b;
+    ck_assert_tl_ok(tl_model_create_from_safetensors(&b, same, NULL));
+    tl_model_free(b);
+
+    /* Output shapes, settings and kinds. */
+    cr_edited("\"output_shape\":[30,30,32]", "\"output_shape\":[30,30,33]", TL_EFORMAT,
+              "layer 0 ('conv2d', conv2d): the file says its output is (30, 30, 33), its settings and inputs give "
+              "(30, 30, 32)");
+    cr_edited("\"kind\":\"maxpool2d\"", "\"kind\":\"maxpool3d\"", TL_EFORMAT,
+              "layer 1 ('max_pooling2d'): unknown kind 'maxpool3d'");
+    cr_edited("\"filters\":32", "\"filters\":0", TL_EFORMAT, "layer 'conv2d' (conv2d, index 0)");
+    cr_edited("\"units\":10", "\"units\":\"ten\"", TL_EFORMAT,
+              "layer 5 ('dense', dense): 'units' is not an integer 0..4294967295");
+    cr_edited("\"padding\":\"valid\",\"groups\":1", "\"padding\":\"diagonal\",\"groups\":1", TL_EFORMAT,
+              "layer 0 ('conv2d', conv2d): 'padding' is \"diagonal\", which is not valid");
+    cr_edited("\"activation\":\"relu\"", "\"activation\":\"gelu\"", TL_EFORMAT,
+              "layer 0 ('conv2d', conv2d): activation \"gelu\", which is not valid");
+    cr_edited("\"use_bias\":true", "\"use_bias\":1", TL_EFORMAT, "'use_bias' is a number, not true or false");
+    cr_edited("\"trainable\":true", "\"trainable\":true,\"colour\":\"red\"", TL_EFORMAT,
+              "layer 0 ('conv2d', conv2d): a member 'colour' for this kind, which is not valid");
+    cr_edited("\"kind\":\"flatten\"", "\"kind\":\"flatten\",\"units\":3", TL_EFORMAT, "a member 'units'");
+    cr_edited(",\"activation\":\"softmax\"", "", TL_EFORMAT, "layer 5 ('dense', dense): 'activation' is missing");
+    cr_edited("\"inputs\":[\"conv2d\"],", "", TL_EFORMAT, "layer 1 ('max_pooling2d', maxpool2d): 'inputs' is missing");
+    cr_edited("\"kernel_w\":3,", "\"kernel_size\":[3,3],", TL_EFORMAT,
+              "layer 0 ('conv2d', conv2d): a member 'kernel_size' for this kind, which is not valid");
+    /* Names and inputs. */
+    cr_edited("\"inputs\":[\"conv2d\"]", "\"inputs\":[\"dense\"]", TL_EFORMAT,
+              "layer 1 ('max_pooling2d', maxpool2d): input 0 names 'dense', which is not a layer before it");
+    cr_edited("\"inputs\":[\"conv2d\"]", "\"inputs\":[\"max_pooling2d\"]", TL_EFORMAT,
+              "input 0 names 'max_pooling2d', which is not a layer before it");
+    cr_edited("\"inputs\":[\"conv2d\"]", "\"inputs\":[\"conv2d\",null]", TL_EFORMAT, "max_pooling2d");
+    cr_edited("\"inputs\":[\"conv2d\"]", "\"inputs\":[]", TL_EFORMAT, "'inputs' is not an array of 1..16 names");
+    cr_edited("\"name\":\"conv2d_1\"", "\"name\":\"conv2d\"", TL_EFORMAT,
+              "the model already has a layer named 'conv2d'");
+    char long_name[128];
+    snprintf(long_name, sizeof long_name, "\"name\":\"%064d\"", 7);
+    cr_edited("\"name\":\"flatten\"", long_name, TL_EFORMAT, "layer 4: a name of 64 bytes");
+    cr_edited("\"name\":\"flatten\",", "", TL_EFORMAT, "layer 4 has no name");
+    /* A layer whose output nothing takes. */
+    cr_edited("{\"name\":\"max_pooling2d\",", "{\"name\":\"extra\",\"kind\":\"dropout\",\"inputs\":[\"conv2d\"],"
+              "\"rate\":0.5,\"output_shape\":[30,30,32]},{\"name\":\"max_pooling2d\",", TL_EFORMAT, "'extra'");
+    /* The top level. */
+    cr_edited("\"input\":[32,32,3]", "\"input\":[32,32]", TL_EFORMAT, "\"input\" is not an array [h, w, c]");
+    cr_edited("\"input\":[32,32,3]", "\"input\":[31,32,3]", TL_EFORMAT,
+              "layer 0 ('conv2d', conv2d): the file says its output is (30, 30, 32), its settings and inputs give (29, 30, 32)");
+    cr_edited("\"format\":\"libtl\"", "\"format\":\"keras\"", TL_EFORMAT, "\"format\" is not \"libtl\"");
+    cr_edited("\"version\":\"1.1.0\"", "\"version\":\"one\"", TL_EFORMAT, "\"version\" is not a libtl version");
+    cr_edited("\"version\":\"1.1.0\"", "\"version\":\"1.1.0\",\"optimizer\":\"adam\"", TL_EFORMAT,
+              "a member 'optimizer' at the top level, which is not valid");
+    /* Newer versions: what this libtl lacks is named. */
+    cr_edited("\"version\":\"1.1.0\"", "\"version\":\"2.0.0\"", TL_EVERSION, "written by libtl 2.0.0");
+    char *newer = th_join(dir, "newer.safetensors"), *newer2 = th_join(dir, "newer2.safetensors");
+    cr_edit(good, newer, "\"version\":\"1.1.0\"", "\"version\":\"1.7.2\"");
+    cr_edit(newer, newer2, "\"kind\":\"flatten\"", "\"kind\":\"flatten3d\"");
+    cr_refused(newer2, NULL, TL_EVERSION,
+               "layer 4 ('flatten') is a 'flatten3d' layer, a kind this libtl (" TL_VERSION_STRING ") does not know; "
+               "the file was written by libtl 1.7.2");
+    cr_edit(newer, newer2, "\"activation\":\"relu\"", "\"activation\":\"gelu\"");
+    cr_refused(newer2, NULL, TL_EVERSION, "activation \"gelu\", which this libtl");
+    cr_edit(newer, newer2, "\"trainable\":true", "\"trainable\":true,\"lr_scale\":0.5");
+    cr_refused(newer2, NULL, TL_EVERSION, "a member 'lr_scale' for this kind, which this libtl");
+    /* Bad JSON, and JSON beyond the limits. */
+    cr_edited("\"output_shape\":[10]}", "\"output_shape\":[10]", TL_EFORMAT, "libtl.architecture (in the decoded text)");
+    cr_edited("\"output_shape\":[10]}", "\"output_shape\":[10],}", TL_EFORMAT, "libtl.architecture");
+    cr_edited("\"output_shape\":[10]", "\"output_shape\":[[[[[[[[[10]]]]]]]]]", TL_ETOOBIG, "libtl.architecture");
+    /* The layout (metadata of its own, outside the description). */
+    char *bad = th_join(dir, "bad.safetensors");
+    cr_edit_how(good, bad, "\"libtl.layout\":\"keras\"", "\"libtl.layout\":\"jax\"", false);
+    cr_refused(bad, NULL, TL_EFORMAT, "libtl.layout \"jax\" is neither \"keras\" nor \"pytorch\"");
+    cr_edit_how(good, bad, "\"libtl.layout\":\"keras\"", "\"libtl.layouts\":\"keras\"", false);
+    cr_refused(bad, NULL, TL_EFORMAT, "no \"libtl.layout\" metadata");
+    free(bad);
+    /* Tensors against the description: shape, missing, unexpected. */
+    cr_edited2("\"units\":10", "\"units\":9", "\"output_shape\":[10]", "\"output_shape\":[9]", TL_ESHAPE,
+               "tensor 'dense.kernel'");
+    cr_edited2("\"units\":10", "\"units\":11", "\"output_shape\":[10]", "\"output_shape\":[11]", TL_ENOTFOUND,
+               "the layers have 44747 parameter values, the file's tensors only 42442: tensors are missing");
+    cr_edited("\"activation\":\"softmax\",\"use_bias\":true", "\"activation\":\"softmax\",\"use_bias\":false",
+              TL_ENOTFOUND, "tensor 'dense.bias' (byte ");
+    tl_model_free(a);
+    free(good);
+    free(same);
+    free(newer);
+    free(newer2);
+}
+END_TEST
+
+START_TEST(create_refuses_weights_only_and_bad_arguments)
+{
+    char *path = th_join(dir, "w.safetensors");
+    float v[2] = {1, 2};
+    uint8_t d[8];
+    floats_le(d, v, 2);
+    write_st(path, "{\"__metadata__\":{\"format\":\"pt\"},\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+             d, 8);
+    cr_refused(path, NULL, TL_EFORMAT, "carries weights only");
+    ck_assert_msg(strstr(tl_last_error(), "tl_model_load_safetensors()") != NULL, "%s", tl_last_error());
+    write_st(path, "{\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", d, 8);
+    cr_refused(path, NULL, TL_EFORMAT, "no \"libtl.architecture\" metadata");
+    /* The file's own format is checked first, as by the loader. */
+    write_st(path, "{\"fc.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", d, 4);
+    cr_refused(path, NULL, TL_ETRUNCATED, "byte ");
+    char *missing = th_join(dir, "missing.safetensors");
+    cr_refused(missing, NULL, TL_ENOTFOUND, "missing.safetensors");
+    tl_model *m = (tl_model *)&m;
+    ck_assert_tl_err(tl_model_create_from_safetensors(&m, NULL, NULL), TL_EINVAL, "path is NULL");
+    ck_assert_ptr_null(m);
+    ck_assert_tl_err(tl_model_create_from_safetensors(NULL, path, NULL), TL_EINVAL, "out is NULL");
+    tl_safetensors_options o = TL_SAFETENSORS_OPTIONS_INIT;
+    o.version = 7;
+    m = (tl_model *)&m;
+    ck_assert_tl_err(tl_model_create_from_safetensors(&m, path, &o), TL_EVERSION, "version 7");
+    ck_assert_ptr_null(m);
+    o.version = TL_SAFETENSORS_OPTIONS_VERSION;
+    o.rename_count = 1;
+    ck_assert_tl_err(tl_model_create_from_safetensors(&m, path, &o), TL_EINVAL, "rename is NULL");
+    free(missing);
+    free(path);
+}
+END_TEST
+
+/* A description of `n` dropout layers in a chain on a 1x1x1 input, as a
+ * file without tensors. */
+static void cr_write_chain(const char *path, int n)
+{
+    size_t cap = (size_t)n * 160 + 400, len = 0;
+    char *h = malloc(cap);
+    len += (size_t)snprintf(h + len, cap - len, "{\"__metadata__\":{\"libtl.architecture\":\"{\\\"format\\\":"
+                            "\\\"libtl\\\",\\\"version\\\":\\\"1.1.0\\\",\\\"input\\\":[1,1,1],\\\"layers\\\":[");
+    for (int i = 0; i < n; i++) {
+        char in[32];
+        if (i)
+            snprintf(in, sizeof in, "\\\"d%d\\\"", i - 1);
+        else
+            snprintf(in, sizeof in, "null");
+        len += (size_t)snprintf(h + len, cap - len,
+                                "%s{\\\"name\\\":\\\"d%d\\\",\\\"kind\\\":\\\"dropout\\\",\\\"inputs\\\":[%s],"
+                                "\\\"rate\\\":0.5,\\\"output_shape\\\":[1,1,1]}",
+                                i ? "," : "", i, in);
+    }
+    len += (size_t)snprintf(h + len, cap - len, "]}\",\"libtl.layout\":\"keras\"}}");
+    ck_assert_uint_lt(len, cap);
+    write_st(path, h, NULL, 0);
+    free(h);
+}
+
+START_TEST(create_refuses_too_many_layers)
+{
+    char *path = th_join(dir, "long.safetensors");
+    cr_write_chain(path, 4097);
+    cr_refused(path, NULL, TL_ETOOBIG, "4097 layers exceed the limit of 4096");
+    /* 4096 of them are a model. */
+    cr_write_chain(path, 4096);
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create_from_safetensors(&m, path, NULL));
+    ck_assert_uint_eq(tl_model_num_layers(m), 4096);
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_layer(&l, m, 4095));
+    ck_assert_str_eq(tl_layer_name(l), "d4095");
+    ck_assert_uint_eq(tl_layer_num_inputs(l), 1);
+    tl_model_free(m);
+    free(path);
+}
+END_TEST
+
+/* libtl 1.0's description: no inputs (a chain), window settings as pairs. */
+static const char v1_0_arch[] =
+    "{\"format\":\"libtl\",\"version\":\"1.0.0\",\"input\":[12,12,3],\"layers\":["
+    "{\"name\":\"conv2d\",\"kind\":\"conv2d\",\"filters\":8,\"kernel_size\":[3,3],\"strides\":[1,1],"
+    "\"padding\":\"valid\",\"activation\":\"relu\",\"use_bias\":true,\"trainable\":true,\"output_shape\":[10,10,8]},"
+    "{\"name\":\"max_pooling2d\",\"kind\":\"maxpool2d\",\"pool_size\":[2,2],\"strides\":[2,2],\"padding\":\"valid\","
+    "\"output_shape\":[5,5,8]},"
+    "{\"name\":\"conv2d_1\",\"kind\":\"conv2d\",\"filters\":8,\"kernel_size\":[3,3],\"strides\":[1,1],"
+    "\"padding\":\"same\",\"activation\":\"relu\",\"use_bias\":true,\"trainable\":false,\"output_shape\":[5,5,8]},"
+    "{\"name\":\"max_pooling2d_1\",\"kind\":\"maxpool2d\",\"pool_size\":[2,2],\"strides\":[2,2],"
+    "\"padding\":\"valid\",\"output_shape\":[2,2,8]},"
+    "{\"name\":\"flatten\",\"kind\":\"flatten\",\"output_shape\":[32]},"
+    "{\"name\":\"dense\",\"kind\":\"dense\",\"units\":5,\"activation\":\"softmax\",\"use_bias\":true,"
+    "\"trainable\":true,\"output_shape\":[5]}]}";
+
+/* The 1.0 CNN built with the add functions. */
+static tl_model *cr_v1_0_model(void)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 12, 12, 3, 9));
+    tl_conv2d_options conv = TL_CONV2D_OPTIONS_INIT;
+    tl_maxpool2d_options pool = TL_MAXPOOL2D_OPTIONS_INIT;
+    tl_dense_options dense = TL_DENSE_OPTIONS_INIT;
+    conv.filters = 8;
+    conv.activation = TL_ACT_RELU;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &conv));
+    ck_assert_tl_ok(tl_model_add_maxpool2d(NULL, m, &pool));
+    conv.padding = TL_PAD_SAME;
+    tl_layer *c1;
+    ck_assert_tl_ok(tl_model_add_conv2d(&c1, m, &conv));
+    ck_assert_tl_ok(tl_layer_set_trainable(c1, 0));
+    ck_assert_tl_ok(tl_model_add_maxpool2d(NULL, m, &pool));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    dense.units = 5;
+    dense.activation = TL_ACT_SOFTMAX;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &dense));
+    cr_randomize(m, 6);
+    return m;
+}
+
+START_TEST(create_reads_libtl_1_0_descriptions)
+{
+    tl_model *a = cr_v1_0_model();
+    char *path = th_join(dir, "now.safetensors"), *old = th_join(dir, "v1_0.safetensors");
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, TL_LAYOUT_PYTORCH, NULL));
+    /* This file's tensors under 1.0's metadata. */
+    size_t len;
+    uint8_t *f = th_file_read(path, &len);
+    uint64_t n = get_u64(f);
+    char *h = malloc(n + 1);
+    memcpy(h, f + 8, n);
+    h[n] = '\0';
+    const char *tensors = strstr(h, "\"libtl.version\":\"" TL_VERSION_STRING "\"},");
+    ck_assert_ptr_nonnull(tensors);
+    tensors += strlen("\"libtl.version\":\"" TL_VERSION_STRING "\"},");
+    char esc[sizeof v1_0_arch * 2];
+    size_t e = 0;
+    for (const char *p = v1_0_arch; *p; p++) {
+        if (*p == '"')
+            esc[e++] = '\\';
+        esc[e++] = *p;
+    }
+    esc[e] = '\0';
+    size_t cap = strlen(esc) + strlen(tensors) + 200;
+    char *header = malloc(cap);
+    snprintf(header, cap, "{\"__metadata__\":{\"libtl.architecture\":\"%s\",\"libtl.layout\":\"pytorch\","
+             "\"libtl.version\":\"1.0.0\"},%s", esc, tensors);
+    write_st(old, header, f + 8 + n, len - 8 - n);
+    tl_model *b;
+    ck_assert_tl_ok(tl_model_create_from_safetensors(&b, old, NULL));
+    cr_same_model(a, b);
+    tl_model_free(b);
+    /* What 1.0 could not have written. */
+    char *bad = th_join(dir, "bad.safetensors");
+    cr_edit(old, bad, "\"kind\":\"flatten\"", "\"kind\":\"global_avgpool2d\"");
+    cr_refused(bad, NULL, TL_EFORMAT, "layer 4 ('flatten'): kind 'global_avgpool2d' did not exist in libtl 1.0");
+    cr_edit(old, bad, "\"activation\":\"relu\"", "\"activation\":\"relu6\"");
+    cr_refused(bad, NULL, TL_EFORMAT, "activation 'relu6' did not exist in libtl 1.0");
+    cr_edit(old, bad, "\"kernel_size\":[3,3],\"strides\":[1,1],\"padding\":\"valid\"",
+            "\"kernel_size\":[3],\"strides\":[1,1],\"padding\":\"valid\"");
+    cr_refused(bad, NULL, TL_EFORMAT, "layer 0 ('conv2d', conv2d): 'kernel_size' is not an array [h, w]");
+    cr_edit(old, bad, "\"filters\":8,\"kernel_size\":[3,3]", "\"filters\":8,\"kernel_h\":3,\"kernel_size\":[3,3]");
+    cr_refused(bad, NULL, TL_EFORMAT, "setting 'kernel_h' is given twice ('kernel_size')");
+    free(bad);
+
+    /* The fixture libtl 1.0.0 wrote itself (tests/fixtures, found from this
+     * source file: meson runs the tests in the build directory). */
+    char fixture[1024];
+    const char *src = __FILE__, *slash = strrchr(src, '/');
+    snprintf(fixture, sizeof fixture, "%.*sfixtures/v1_0_cnn.torch.safetensors", slash ? (int)(slash - src + 1) : 0,
+             src);
+    FILE *probe = fopen(fixture, "rb");
+    ck_assert_msg(probe != NULL, "fixture %s not found from %s", fixture, src);
+    fclose(probe);
+    tl_model *c;
+    ck_assert_tl_ok(tl_model_create_from_safetensors(&c, fixture, NULL));
+    ck_assert_uint_eq(tl_model_num_layers(c), 6);
+    ck_assert_uint_eq(tl_model_param_count(c), 973);
+    tl_model *d = cr_v1_0_model();
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_layer(&l, d, 2));
+    ck_assert_tl_ok(tl_layer_set_trainable(l, 1));
+    tl_transfer_report *r = NULL;
+    ck_assert_tl_ok(tl_model_load_safetensors(&r, d, fixture, TL_LAYOUT_PYTORCH, NULL));
+    tl_transfer_report_free(r);
+    cr_same_model(d, c);
+    tl_model_free(c);
+    tl_model_free(d);
+    free(header);
+    free(h);
+    free(f);
+    free(path);
+    free(old);
+    tl_model_free(a);
+}
+END_TEST
+
+START_TEST(create_every_allocation_failure)
+{
+    tl_model *a = cr_graph_model();
+    char *path = th_join(dir, "g.safetensors");
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, TL_LAYOUT_PYTORCH, NULL));
+    long i;
+    for (i = 1; i < 10000; i++) {
+        tl_model *b = (tl_model *)&b;
+        tl_clear_error();
+        tli_alloc_fail_at(i);
+        tl_status st = tl_model_create_from_safetensors(&b, path, NULL);
+        long made = tli_alloc_fail_at(0);
+        if (made < i) {
+            ck_assert_tl_ok(st);
+            cr_same_model(a, b);
+            tl_model_free(b);
+            break;
+        }
+        ck_assert_msg(st == TL_ENOMEM, "allocation %ld: %s: %s", i, tl_status_str(st), tl_last_error());
+        ck_assert_msg(strstr(tl_last_error(), "tl_model_create_from_safetensors") != NULL, "allocation %ld: %s", i,
+                      tl_last_error());
+        ck_assert_ptr_null(b);
+    }
+    ck_assert_int_gt(i, 10);
+    ck_assert_int_lt(i, 10000);
+    tl_model_free(a);
+    free(path);
+}
+END_TEST
+
+/* A Keras DepthwiseConv2D kernel (kh, kw, in, multiplier) loads into a
+ * depthwise conv2d, whose own kernel is (kh, kw, 1, in * multiplier):
+ * the same values in the same order. A grouped conv that is not
+ * depthwise, or the PyTorch layout, does not take that shape. */
+START_TEST(keras_depthwise_kernel_shape)
+{
+    tl_model *m[2];
+    for (int i = 0; i < 2; i++) {
+        ck_assert_tl_ok(tl_model_create(&m[i], 6, 6, 4, 10 + (uint64_t)i));
+        tl_conv2d_options c = TL_CONV2D_OPTIONS_INIT;
+        c.filters = 8; /* multiplier 2 */
+        c.groups = 4;
+        c.name = "dw";
+        ck_assert_tl_ok(tl_model_add_conv2d(NULL, m[i], &c));
+    }
+    char *path = th_join(dir, "dw.safetensors"), *edited = th_join(dir, "dw-keras.safetensors");
+    ck_assert_tl_ok(tl_model_save_safetensors(m[0], path, TL_LAYOUT_KERAS, NULL));
+    cr_edit_how(path, edited, "\"shape\":[3,3,1,8]", "\"shape\":[3,3,4,2]", false);
+    ck_assert(!th_same_params(m[0], m[1]));
+    ck_assert_tl_ok(tl_model_load_safetensors(NULL, m[1], edited, TL_LAYOUT_KERAS, NULL));
+    ck_assert(th_same_params(m[0], m[1]));
+    /* (3, 3, 2, 4) has the same size but is not the Keras shape. */
+    cr_edit_how(path, edited, "\"shape\":[3,3,1,8]", "\"shape\":[3,3,2,4]", false);
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, m[1], edited, TL_LAYOUT_KERAS, NULL), TL_ESHAPE, "dw.kernel");
+    tl_model_free(m[0]);
+    tl_model_free(m[1]);
+    free(path);
+    free(edited);
+}
+END_TEST
+
+static TCase *create_tcase(void)
+{
+    TCase *tc = tcase_create("create");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, create_seed_cnn_both_layouts);
+    tcase_add_test(tc, create_graph_both_layouts);
+    tcase_add_test(tc, create_zoo_models_both_layouts);
+    tcase_add_test(tc, create_with_rename_map);
+    tcase_add_test(tc, create_refuses_bad_descriptions);
+    tcase_add_test(tc, create_refuses_weights_only_and_bad_arguments);
+    tcase_add_test(tc, create_refuses_too_many_layers);
+    tcase_add_test(tc, create_reads_libtl_1_0_descriptions);
+    tcase_add_test(tc, create_every_allocation_failure);
+    return tc;
+}
+
+/* ---- PyTorch's num_batches_tracked ------------------------------------------------------------ */
+
+/* A model of one batchnorm "bn" on a (1, 1, 2) input. */
+static tl_model *nbt_bn_model(void)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, 1, 1, 2, 1));
+    tl_batchnorm_options o = TL_BATCHNORM_OPTIONS_INIT;
+    o.name = "bn";
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &o));
+    return m;
+}
+
+/* A PyTorch BatchNorm2d(2) state dict by hand: weight, bias, running_mean,
+ * running_var (F32 (2,)) and num_batches_tracked with `dtype`, `shape` and
+ * `nbytes` bytes of value 7 (little-endian). */
+static void nbt_write(const char *path, const char *name, const char *dtype, const char *shape, size_t nbytes)
+{
+    const float v[8] = {1.5f, 2.5f, 0.25f, -0.5f, 3.0f, 4.0f, 0.5f, 2.0f};
+    uint8_t data[32 + 16] = {0};
+    floats_le(data, v, 8);
+    data[32] = 7;
+    char header[512];
+    snprintf(header, sizeof header,
+             "{\"bn.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"bn.bias\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+             "\"bn.running_mean\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,24]},"
+             "\"bn.running_var\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]},"
+             "\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[32,%zu]}}",
+             name, dtype, shape, 32 + nbytes);
+    write_st(path, header, data, 32 + nbytes);
+}
+
+START_TEST(nbt_accepted_on_load)
+{
+    char *path = th_join(dir, "bn.safetensors");
+    /* PyTorch writes shape (); (1,) is accepted too (older exporters). */
+    const char *shapes[] = {"[]", "[1]"};
+    for (int s = 0; s < 2; s++) {
+        nbt_write(path, "bn.num_batches_tracked", "I64", shapes[s], 8);
+        tl_model *m = nbt_bn_model();
+        tl_transfer_report *r = NULL;
+        ck_assert_tl_ok(tl_model_load_safetensors(&r, m, path, TL_LAYOUT_PYTORCH, NULL));
+        ck_assert_uint_eq(tl_transfer_report_count(r), 5);
+        ck_assert_uint_eq(tl_transfer_report_count_outcome(r, TL_TRANSFER_COPIED), 4);
+        ck_assert_uint_eq(tl_transfer_report_params_copied(r), 8);
+        tl_transfer_outcome oc;
+        const char *src, *dst, *reason;
+        size_t src_index, params;
+        ck_assert_tl_ok(tl_transfer_report_entry(&oc, &src, &src_index, &dst, NULL, &params, &reason, r, 4));
+        ck_assert_int_eq(oc, TL_TRANSFER_NO_PARAMS);
+        ck_assert_str_eq(src, "bn.num_batches_tracked");
+        ck_assert_uint_eq(src_index, 4);
+        ck_assert_str_eq(dst, "bn");
+        ck_assert_uint_eq(params, 0);
+        ck_assert_msg(strstr(reason, "not loaded") != NULL, "%s", reason);
+        tl_transfer_report_free(r);
+        /* The four tensors are in; the counter's value went nowhere. */
+        tl_layer *bn;
+        ck_assert_tl_ok(tl_model_layer_by_name(&bn, m, "bn"));
+        float got[2];
+        const float want[4][2] = {{1.5f, 2.5f}, {0.25f, -0.5f}, {3.0f, 4.0f}, {0.5f, 2.0f}};
+        for (size_t p = 0; p < 4; p++) {
+            ck_assert_tl_ok(tl_layer_get_weights(got, 2, bn, p));
+            ck_assert(got[0] == want[p][0] && got[1] == want[p][1]);
+        }
+        tl_model_free(m);
+    }
+    /* Without the counter (a file of another exporter) all is well too. */
+    tl_model *m = nbt_bn_model(), *m2 = nbt_bn_model();
+    ck_assert_tl_ok(tl_model_save_safetensors(m, path, TL_LAYOUT_KERAS, NULL));
+    ck_assert_tl_ok(tl_model_load_safetensors(NULL, m2, path, TL_LAYOUT_KERAS, NULL));
+    /* The Keras layout knows no counter: unexpected, strict fails. */
+    nbt_write(path, "bn.num_batches_tracked", "I64", "[]", 8);
+    static const char *const keras_names[] = {"bn.weight", "bn.gamma", "bn.bias", "bn.beta",
+                                              "bn.running_mean", "bn.moving_mean", "bn.running_var",
+                                              "bn.moving_variance"};
+    tl_safetensors_options o = TL_SAFETENSORS_OPTIONS_INIT;
+    o.rename = keras_names;
+    o.rename_count = 4;
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, m, path, TL_LAYOUT_KERAS, &o), TL_ENOTFOUND,
+                     "bn.num_batches_tracked");
+    tl_model_free(m);
+    tl_model_free(m2);
+    free(path);
+}
+END_TEST
+
+START_TEST(nbt_written_on_pytorch_export)
+{
+    /* conv -> bn -> flatten -> fc, as a PyTorch model would have it. */
+    tl_model *a = tiny_model();
+    ck_assert_tl_ok(tl_model_pop_layers(a, 2));
+    tl_batchnorm_options bo = TL_BATCHNORM_OPTIONS_INIT;
+    bo.name = "bn";
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, a, &bo));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, a, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 2;
+    d.name = "fc";
+    ck_assert_tl_ok(tl_model_add_dense(NULL, a, &d));
+    char *path = th_join(dir, "torch.safetensors");
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, TL_LAYOUT_PYTORCH, NULL));
+
+    st_view v = view_open(path);
+    /* After running_var, as BatchNorm2d's state_dict() orders them: I64,
+     * shape (), 8 bytes of 0. */
+    const char *rv = strstr(v.header, "\"bn.running_var\":");
+    const char *key = "\"bn.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[";
+    const char *p = strstr(v.header, key);
+    ck_assert_msg(rv != NULL && p != NULL && p > rv, "header %s", v.header);
+    unsigned long long b, e;
+    ck_assert_int_eq(sscanf(p + strlen(key), "%llu,%llu]}", &b, &e), 2);
+    ck_assert_uint_eq(e - b, 8);
+    ck_assert_uint_le(8 + v.n + e, v.len);
+    for (unsigned long long i = b; i < e; i++)
+        ck_assert_uint_eq(v.file[8 + v.n + i], 0);
+    /* Every tensor of the model, plus the counter; the F32 ones unchanged. */
+    size_t entries = 0;
+    for (const char *q = v.header; (q = strstr(q, "\"data_offsets\"")) != NULL; q++)
+        entries++;
+    size_t tensors = 0;
+    for (size_t i = 0; i < tl_model_num_layers(a); i++) {
+        tl_layer *l;
+        ck_assert_tl_ok(tl_model_layer(&l, a, i));
+        tensors += tl_layer_num_params(l);
+    }
+    ck_assert_uint_eq(entries, tensors + 1);
+    uint64_t dims[16];
+    int rank;
+    size_t count;
+    view_tensor(&v, "bn.running_var", dims, &rank, &count);
+    ck_assert_int_eq(rank, 1);
+    ck_assert_uint_eq(count, 2);
+    view_close(&v);
+
+    /* libtl reads its own export back, strict, counter passed over. */
+    tl_model *b2 = NULL;
+    ck_assert_tl_ok(tl_model_copy(&b2, a));
+    ck_assert_tl_ok(tl_model_init_params(b2, 99));
+    tl_transfer_report *r = NULL;
+    ck_assert_tl_ok(tl_model_load_safetensors(&r, b2, path, TL_LAYOUT_PYTORCH, NULL));
+    ck_assert_uint_eq(tl_transfer_report_count_outcome(r, TL_TRANSFER_NO_PARAMS), 1);
+    ck_assert_uint_eq(tl_transfer_report_count(r), tensors + 1);
+    tl_transfer_report_free(r);
+    ck_assert(th_same_params(a, b2));
+
+    /* The Keras layout writes none. */
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, TL_LAYOUT_KERAS, NULL));
+    v = view_open(path);
+    ck_assert_ptr_null(strstr(v.header, "num_batches_tracked"));
+    view_close(&v);
+
+    /* A rename entry names the counter too, both ways. */
+    static const char *const names[] = {"norm.num_batches_tracked", "bn.num_batches_tracked"};
+    tl_safetensors_options o = TL_SAFETENSORS_OPTIONS_INIT;
+    o.rename = names;
+    o.rename_count = 1;
+    ck_assert_tl_ok(tl_model_save_safetensors(a, path, TL_LAYOUT_PYTORCH, &o));
+    v = view_open(path);
+    ck_assert_ptr_nonnull(strstr(v.header, "\"norm.num_batches_tracked\":{\"dtype\":\"I64\""));
+    ck_assert_ptr_null(strstr(v.header, "\"bn.num_batches_tracked\""));
+    view_close(&v);
+    ck_assert_tl_ok(tl_model_load_safetensors(NULL, b2, path, TL_LAYOUT_PYTORCH, &o));
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, b2, path, TL_LAYOUT_PYTORCH, NULL), TL_ENOTFOUND,
+                     "norm.num_batches_tracked");
+    tl_model_free(a);
+    tl_model_free(b2);
+    free(path);
+}
+END_TEST
+
+START_TEST(nbt_wrong_dtype_or_shape_refused)
+{
+    char *path = th_join(dir, "bad.safetensors");
+    const struct {
+        const char *dtype, *shape;
+        size_t bytes;
+    } bad[] = {{"F32", "[]", 4}, {"I32", "[]", 4}, {"F64", "[]", 8}, {"I64", "[2]", 16}, {"I64", "[1,1]", 8}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nbt_write(path, "bn.num_batches_tracked", bad[i].dtype, bad[i].shape, bad[i].bytes);
+        tl_model *m = nbt_bn_model();
+        size_t n0 = 0, n1 = 0;
+        float *before = th_all_params(m, &n0);
+        tl_transfer_report *r = NULL;
+        ck_assert_tl_err(tl_model_load_safetensors(&r, m, path, TL_LAYOUT_PYTORCH, NULL), TL_ESHAPE,
+                         "'bn.num_batches_tracked'");
+        ck_assert_msg(strstr(tl_last_error(), bad[i].dtype) != NULL, "%s", tl_last_error());
+        ck_assert_uint_eq(tl_transfer_report_count_outcome(r, TL_TRANSFER_SHAPE_DIFFERS), 1);
+        tl_transfer_report_free(r);
+        float *after = th_all_params(m, &n1);
+        ck_assert_int_eq(memcmp(before, after, n0 * sizeof *before), 0); /* strict: unchanged */
+        free(after);
+        /* Lenient: the four tensors are loaded, the counter reported. */
+        tl_safetensors_options o = TL_SAFETENSORS_OPTIONS_INIT;
+        o.policy = TL_TRANSFER_LENIENT;
+        ck_assert_tl_ok(tl_model_load_safetensors(&r, m, path, TL_LAYOUT_PYTORCH, &o));
+        ck_assert_uint_eq(tl_transfer_report_count_outcome(r, TL_TRANSFER_COPIED), 4);
+        ck_assert_uint_eq(tl_transfer_report_count_outcome(r, TL_TRANSFER_SHAPE_DIFFERS), 1);
+        tl_transfer_report_free(r);
+        free(before);
+        tl_model_free(m);
+    }
+    /* A counter for a layer that is no batchnorm, or for no layer: unexpected. */
+    tl_model *m = nbt_bn_model();
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 2;
+    d.name = "fc";
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    nbt_write(path, "fc.num_batches_tracked", "I64", "[]", 8);
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, m, path, TL_LAYOUT_PYTORCH, NULL), TL_ENOTFOUND,
+                     "only a batchnorm has num_batches_tracked");
+    nbt_write(path, "bn2.num_batches_tracked", "I64", "[]", 8);
+    ck_assert_tl_err(tl_model_load_safetensors(NULL, m, path, TL_LAYOUT_PYTORCH, NULL), TL_ENOTFOUND,
+                     "'bn2.num_batches_tracked'");
+    tl_model_free(m);
+    free(path);
+}
+END_TEST
+
+static TCase *nbt_tcase(void)
+{
+    TCase *tc = tcase_create("num_batches_tracked");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, nbt_accepted_on_load);
+    tcase_add_test(tc, nbt_written_on_pytorch_export);
+    tcase_add_test(tc, nbt_wrong_dtype_or_shape_refused);
+    return tc;
+}
+
 int main(void)
 {
     Suite *s = suite_create("safetensors");
@@ -923,6 +1831,7 @@ int main(void)
     tcase_add_test(rt, rename_map_on_export_and_import);
     tcase_add_test(rt, lenient_load_reports_unexpected_missing_and_mismatched);
     tcase_add_test(rt, layout_mismatch_names_the_tensor);
+    tcase_add_test(rt, keras_depthwise_kernel_shape);
     tcase_add_test(rt, argument_errors);
     suite_add_tcase(s, rt);
     TCase *bad = tcase_create("malformed");
@@ -939,5 +1848,7 @@ int main(void)
     tcase_add_test(fail, export_over_a_directory_fails_cleanly);
     tcase_add_test(fail, every_allocation_failure);
     suite_add_tcase(s, fail);
+    suite_add_tcase(s, create_tcase());
+    suite_add_tcase(s, nbt_tcase());
     return th_run(s);
 }

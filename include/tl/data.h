@@ -305,7 +305,9 @@ TL_API tl_status tl_dataset_class_counts(size_t *out, size_t out_len, const tl_d
  * (population deviation, i.e. divided by the count; computed in double in
  * two passes). `channels` is the length of both out arrays and must equal
  * the dataset's channel count. Compute them on the training set and apply
- * them to every set with tl_dataset_standardize().
+ * them to every set with tl_dataset_standardize(), or put them inside the
+ * model, where they are saved with it: tl_model_add_normalization() and
+ * tl_layer_normalization_adapt() (since 1.1).
  * Ownership: the arrays are the caller's; nothing is allocated.
  * Errors (arrays unchanged): TL_EINVAL (a pointer NULL), TL_ESHAPE
  * (channels differs from the dataset's), TL_ENOMEM.

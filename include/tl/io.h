@@ -8,8 +8,11 @@
  *    step count and per-parameter state. A run stopped after epoch 3 and
  *    resumed from the file ends with the same bits as one that never
  *    stopped. zlib-compressed, CRC-32 checked, little-endian on every host.
- *  - safetensors (docs/format-safetensors.md) carries parameters only, by
- *    name, to and from PyTorch, Keras and anything else that reads it.
+ *  - safetensors (docs/format-safetensors.md) carries parameters by name,
+ *    to and from PyTorch, Keras and anything else that reads it. libtl's
+ *    own exports also describe the architecture in their metadata, so
+ *    tl_model_create_from_safetensors() rebuilds the whole model from one
+ *    (without optimizer state or training stream).
  *
  * Saving is atomic: the file is written as `<path>.tmp-XXXXXX` in the same
  * directory, flushed to disk (fsync) and renamed over `path`, and the
@@ -235,8 +238,11 @@ typedef enum tl_tensor_layout {
  * Fill with TL_SAFETENSORS_OPTIONS_INIT or tl_safetensors_options_init().
  *
  * Names: libtl calls a tensor `<layer name>.kernel` (also accepted as
- * `<layer name>.weight`) or `<layer name>.bias`. `rename` maps other names
- * onto these: `rename_count` pairs of strings, {file name, libtl name},
+ * `<layer name>.weight`) or `<layer name>.bias` (a batchnorm's also
+ * `.gamma`/`.weight`, `.beta`/`.bias`, `.moving_mean`/`.running_mean`,
+ * `.moving_variance`/`.running_var`, and in the PyTorch layout
+ * `.num_batches_tracked`, see tl_model_save_safetensors()). `rename` maps
+ * other names onto these: `rename_count` pairs of strings, {file name, libtl name},
  * e.g. {"features.0.weight", "conv2d.kernel", "features.0.bias",
  * "conv2d.bias", "classifier.weight", "dense.kernel"}. Loading looks file
  * names up in the first column; saving writes the first column for the
@@ -266,6 +272,14 @@ TL_API tl_status tl_safetensors_options_init(tl_safetensors_options *opts, unsig
  * the layers, see docs/format-safetensors.md). The header is padded with
  * spaces so the data start at a multiple of 8 bytes. Atomic, as
  * tl_model_save(). `opts` NULL means the defaults.
+ * TL_LAYOUT_PYTORCH also writes, after each batchnorm layer's running_var,
+ * `<layer>.num_batches_tracked`: an I64 of shape () and value 0, as
+ * PyTorch's BatchNorm2d has in its state_dict(), so that the file is a
+ * complete state dict for PyTorch's load_state_dict(strict=True). libtl
+ * keeps no such count (its batchnorm moves its statistics with a fixed
+ * momentum); 0 is what PyTorch assumes for a state dict without one, and
+ * PyTorch reads the counter only for momentum=None (a cumulative average,
+ * which then starts afresh). TL_LAYOUT_KERAS writes none.
  * Errors: TL_EINVAL (NULL, unknown layout, a rename entry NULL, or two
  * tensors ending up with the same name), TL_EVERSION, TL_EIO, TL_ENOMEM.
  */
@@ -282,8 +296,19 @@ TL_API tl_status tl_model_save_safetensors(const tl_model *model, const char *pa
  * (src = tensor name, cut to TL_MAX_NAME bytes; src index = position in the
  * header; dst = layer): TL_TRANSFER_COPIED, TL_TRANSFER_NO_DESTINATION (an
  * unexpected tensor: no such layer or parameter), TL_TRANSFER_SHAPE_DIFFERS
- * (wrong shape or an unsupported dtype); then one TL_TRANSFER_NOT_IN_SOURCE
+ * (wrong shape or an unsupported dtype), TL_TRANSFER_NO_PARAMS (PyTorch's
+ * batch counter, below); then one TL_TRANSFER_NOT_IN_SOURCE
  * entry per parameter of the model that no tensor fills (missing).
+ * With TL_LAYOUT_PYTORCH, a batchnorm layer's `<layer>.num_batches_tracked`
+ * (every BatchNorm2d state_dict() has one) is checked - dtype I64, shape ()
+ * or (1,) - and its value ignored: libtl's batchnorm has a fixed momentum
+ * and keeps no count (PyTorch itself reads the counter only for
+ * momentum=None). Its entry is TL_TRANSFER_NO_PARAMS (no parameter takes
+ * it, 0 values copied; dst = the layer), which fails neither policy; a file
+ * without it loads as well. Another dtype or shape is
+ * TL_TRANSFER_SHAPE_DIFFERS naming the tensor (TL_ESHAPE under strict); a
+ * counter for a layer that is no batchnorm, or in the Keras layout, is
+ * unexpected (TL_TRANSFER_NO_DESTINATION).
  * Strict: any such problem fails the call (TL_ESHAPE for a shape or dtype,
  * TL_ENOTFOUND for an unexpected or missing tensor) and `model` is
  * unchanged. Lenient: what pairs up is copied. On every error `model` is
@@ -299,6 +324,49 @@ TL_API tl_status tl_model_save_safetensors(const tl_model *model, const char *pa
  */
 TL_API tl_status tl_model_load_safetensors(tl_transfer_report **out_report, tl_model *model, const char *path,
                                            tl_tensor_layout layout, const tl_safetensors_options *opts);
+
+/**
+ * Create the model a safetensors file written by tl_model_save_safetensors()
+ * describes, with its parameters: one file carries a whole model. The
+ * file's "libtl.architecture" metadata gives the input shape and every
+ * layer - kind, name, inputs, settings, activation, bias, trainable flag -
+ * which are rebuilt with the same checks as the add functions, and each
+ * layer's "output_shape" must be what they give; then the tensors are
+ * loaded as tl_model_load_safetensors() does, in the layout the file's
+ * "libtl.layout" names, strictly: every tensor must fill a parameter and
+ * every parameter must be filled. Descriptions written by libtl 1.0 (a
+ * chain of conv2d, maxpool2d, flatten and dense) are read too.
+ * `opts` NULL means the defaults; `rename` and `permute_flatten` apply as
+ * in tl_model_load_safetensors() (a file saved with them needs the same
+ * options back); `policy` must be TL_TRANSFER_STRICT.
+ * The model comes back uncompiled, with seed 0 (the seed matters only to
+ * tl_model_init_params() and training's shuffles and dropout), all online
+ * CPUs as threads (tl_model_set_threads()) and learning-rate scales 1 (a
+ * safetensors file holds neither an optimizer nor these).
+ * Limits: at most 4096 layers (as a checkpoint), names of 1..TL_MAX_NAME
+ * bytes; the description is parsed with the limits of the header (nesting,
+ * string sizes). Parameters are allocated only after the whole description
+ * checked out and the file's tensors proved large enough to fill them.
+ * Ownership: the caller owns *out (tl_model_free()).
+ * Thread safety: reads only the file; calls on different files (or the same
+ * one) may run at once.
+ * Errors: TL_EINVAL (NULL out or path, bad options, a policy other than
+ * strict), TL_EVERSION (options version; a description written by a newer
+ * libtl with a kind, setting or value this one lacks - the message names
+ * it), TL_ENOTFOUND (no such file; a tensor missing or unexpected),
+ * TL_EIO, TL_ETRUNCATED, TL_EFORMAT (the file breaks the format; it has no
+ * "libtl.architecture" - it carries weights only: build the model and use
+ * tl_model_load_safetensors(); the description is not strict JSON, lacks a
+ * member, has an unknown member, kind or value, a setting the kind
+ * refuses, an input that is not an earlier layer, a duplicate name, an
+ * output shape other than the settings give), TL_ESHAPE (a tensor's shape
+ * or dtype does not fit its parameter), TL_ETOOBIG (limits),
+ * TL_ENOMEM. The message names the file, the layer (index, name, kind)
+ * and what is wrong. On error *out is NULL and nothing is left allocated.
+ * (Since 1.1.)
+ */
+TL_API tl_status tl_model_create_from_safetensors(tl_model **out, const char *path,
+                                                  const tl_safetensors_options *opts);
 
 #ifdef __cplusplus
 }

@@ -40,15 +40,14 @@ typedef enum tl_layer_kind {
     TL_LAYER_AVGPOOL2D = 8,        /**< mean over each window (since 1.1) */
     TL_LAYER_BATCHNORM = 9,        /**< batch normalization over the channels (since 1.1) */
     TL_LAYER_DROPOUT = 10,         /**< inverted dropout in training, identity in inference (since 1.1) */
-    TL_LAYER_ACTIVATION = 11       /**< an activation on its own, any of tl_activation (since 1.1) */
+    TL_LAYER_ACTIVATION = 11,      /**< an activation on its own, any of tl_activation (since 1.1) */
+    TL_LAYER_NORMALIZATION = 12    /**< fixed per-channel (x * scale + offset - mean) / std (since 1.1) */
 } tl_layer_kind;
 
 /**
- * Activations. Values are stored in files and never change. conv2d and
- * dense take those whose derivative follows from their output (linear,
- * relu, softmax, sigmoid, tanh, relu6, hard_sigmoid); leaky_relu, silu and
- * hard_swish only come as an activation layer (tl_model_add_activation()),
- * which takes every one.
+ * Activations. Values are stored in files and never change. conv2d, dense
+ * and the activation layer (tl_model_add_activation()) take every one;
+ * leaky_relu's slope is their options' activation_alpha or alpha.
  */
 typedef enum tl_activation {
     TL_ACT_LINEAR = 0,
@@ -57,9 +56,9 @@ typedef enum tl_activation {
     TL_ACT_SIGMOID = 3,
     TL_ACT_TANH = 4,
     TL_ACT_RELU6 = 5,        /**< min(max(x, 0), 6) (since 1.1) */
-    TL_ACT_LEAKY_RELU = 6,   /**< x > 0 ? x : alpha * x; activation layer only (since 1.1) */
-    TL_ACT_SILU = 7,         /**< x * sigmoid(x), Keras' swish; activation layer only (since 1.1) */
-    TL_ACT_HARD_SWISH = 8,   /**< x * relu6(x + 3) / 6; activation layer only (since 1.1) */
+    TL_ACT_LEAKY_RELU = 6,   /**< x > 0 ? x : alpha * x (since 1.1) */
+    TL_ACT_SILU = 7,         /**< x * sigmoid(x), Keras' swish (since 1.1) */
+    TL_ACT_HARD_SWISH = 8,   /**< x * relu6(x + 3) / 6 (since 1.1) */
     TL_ACT_HARD_SIGMOID = 9  /**< relu6(x + 3) / 6, PyTorch's Hardsigmoid (since 1.1) */
 } tl_activation;
 
@@ -191,7 +190,8 @@ TL_API tl_status tl_layer_output_shape(tl_shape *out, const tl_layer *layer);
 TL_API tl_activation tl_layer_activation(const tl_layer *layer);
 
 /** Number of parameter tensors (0 for pooling, flatten, add, concatenate, dropout and activation; 1 or 2 for
- * conv2d and dense; 2 to 4 for batchnorm, whose moving statistics count as tensors too). */
+ * conv2d and dense; 2 to 4 for batchnorm, whose moving statistics count as tensors too; 2 for
+ * normalization, its mean and std). */
 TL_API size_t tl_layer_num_params(const tl_layer *layer);
 
 /** Total number of float32 parameters of the layer. */
@@ -199,7 +199,7 @@ TL_API size_t tl_layer_param_count(const tl_layer *layer);
 
 /**
  * Describe parameter tensor `index` (0 = kernel, 1 = bias; batchnorm: see
- * tl_model_add_batchnorm()).
+ * tl_model_add_batchnorm(); normalization: 0 = mean, 1 = std).
  * Errors: TL_EINVAL (NULL), TL_ERANGE (no such parameter).
  */
 TL_API tl_status tl_layer_param_info(tl_param_info *out, const tl_layer *layer, size_t index);
@@ -216,7 +216,10 @@ TL_API tl_status tl_layer_get_weights(float *out, size_t count, const tl_layer *
 /**
  * Copy caller memory into parameter tensor `index` (Keras set_weights()).
  * Same errors as tl_layer_get_weights(); on error nothing is changed.
- * Optimizer state for the tensor is kept.
+ * Optimizer state for the tensor is kept. Also TL_EINVAL for values the
+ * layer cannot use: a normalization's mean not finite, or its std not
+ * finite and > 0 (the message names the layer, the tensor, the channel
+ * and the value).
  */
 TL_API tl_status tl_layer_set_weights(tl_layer *layer, size_t index, const float *values, size_t count);
 

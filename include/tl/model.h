@@ -34,6 +34,7 @@
 #define TL_MODEL_H
 
 #include "common.h"
+#include "data.h"
 #include "layer.h"
 
 #ifdef __cplusplus
@@ -90,8 +91,20 @@ TL_API uint64_t tl_model_seed(const tl_model *model);
  *   is a setting of the layer: checkpoints, the safetensors architecture
  *   metadata and tl_checkpoint_info_layer_settings() record it, and
  *   tl_model_init_params() and structure clones draw with it again.
+ * - activation_alpha: leaky_relu's negative slope when `activation` is
+ *   TL_ACT_LEAKY_RELU, default 0.01 as tl_activation_options' alpha (so a
+ *   fused leaky relu and an activation layer agree); finite (TL_EINVAL
+ *   otherwise, the message naming the layer and the value). The other
+ *   activations ignore it, and the layer then keeps the default. A
+ *   setting of the layer, as the initializers.
  * For groups and the dilations 0 means 1, so a zero-filled struct gets an
  * ordinary convolution; the INIT macro and tl_conv2d_options_init() set 1.
+ *
+ * Every activation fuses, as Keras' `activation` argument: those whose
+ * derivative needs the pre-activation (leaky_relu, silu, hard_swish) make
+ * the layer keep it in its workspace while it trains (batch x output
+ * floats more, allocated with the workspace, not in a training step);
+ * the others cost nothing extra.
  */
 typedef struct tl_conv2d_options {
     unsigned int version;    /**< TL_CONV2D_OPTIONS_VERSION */
@@ -108,11 +121,12 @@ typedef struct tl_conv2d_options {
     uint32_t pad_top, pad_bottom, pad_left, pad_right; /**< version 3: TL_PAD_EXPLICIT only */
     tl_initializer kernel_initializer; /**< version 3: TL_INIT_DEFAULT: Glorot-uniform */
     tl_initializer bias_initializer;   /**< version 3: TL_INIT_DEFAULT: zeros (when use_bias) */
+    float activation_alpha;  /**< version 3: leaky_relu's negative slope (0.01); finite */
 } tl_conv2d_options;
 #define TL_CONV2D_OPTIONS_VERSION 3
 #define TL_CONV2D_OPTIONS_INIT \
     { TL_CONV2D_OPTIONS_VERSION, 0, 3, 3, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR, 1, NULL, NULL, 1, 1, 1, 0, 0, 0, 0, \
-      TL_INIT_DEFAULT, TL_INIT_DEFAULT }
+      TL_INIT_DEFAULT, TL_INIT_DEFAULT, 0.01f }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_conv2d_options_init(tl_conv2d_options *opts, unsigned int version);
 
@@ -141,10 +155,11 @@ TL_API tl_status tl_maxpool2d_options_init(tl_maxpool2d_options *opts, unsigned 
 /**
  * Options of tl_model_add_dense(). Defaults: linear activation, with bias,
  * Glorot-uniform kernel, zero bias.
- * Version 2 (since 1.1): `input`, and kernel_initializer and
- * bias_initializer as in tl_conv2d_options (a dense kernel (in, units) has
- * fan_in = in, fan_out = units; TL_INIT_DEFAULT: Glorot-uniform kernel,
- * zero bias).
+ * Version 2 (since 1.1): `input`, kernel_initializer and bias_initializer
+ * as in tl_conv2d_options (a dense kernel (in, units) has fan_in = in,
+ * fan_out = units; TL_INIT_DEFAULT: Glorot-uniform kernel, zero bias), and
+ * activation_alpha, leaky_relu's slope, as in tl_conv2d_options (default
+ * 0.01). Every activation fuses, as in conv2d.
  */
 typedef struct tl_dense_options {
     unsigned int version;    /**< TL_DENSE_OPTIONS_VERSION */
@@ -155,10 +170,11 @@ typedef struct tl_dense_options {
     const tl_layer *input;   /**< version 2: the layer whose output it takes; NULL: the previous layer */
     tl_initializer kernel_initializer; /**< version 2: TL_INIT_DEFAULT: Glorot-uniform */
     tl_initializer bias_initializer;   /**< version 2: TL_INIT_DEFAULT: zeros (when use_bias) */
+    float activation_alpha;  /**< version 2: leaky_relu's negative slope (0.01); finite */
 } tl_dense_options;
 #define TL_DENSE_OPTIONS_VERSION 2
 #define TL_DENSE_OPTIONS_INIT \
-    { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL, NULL, TL_INIT_DEFAULT, TL_INIT_DEFAULT }
+    { TL_DENSE_OPTIONS_VERSION, 0, TL_ACT_LINEAR, 1, NULL, NULL, TL_INIT_DEFAULT, TL_INIT_DEFAULT, 0.01f }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int version);
 
@@ -166,9 +182,8 @@ TL_API tl_status tl_dense_options_init(tl_dense_options *opts, unsigned int vers
  * Append a layer. `out` may be NULL; otherwise it receives the new layer,
  * borrowed from the model. On error the model is unchanged.
  * Errors: TL_EINVAL (NULL model or options, zero filters/units/kernel/pool or
- * stride, unknown activation, padding or initializer, an activation conv2d
- * and dense cannot fuse - leaky_relu, silu, hard_swish: follow the layer
- * with an activation layer instead -, name empty, too long or already used
+ * stride, unknown activation, padding or initializer, an activation_alpha
+ * that is not finite, name empty, too long or already used
  * in this model; conv2d groups that do not divide the input channels and
  * the filters, a pad larger than the dilated kernel or not smaller than a
  * pool, pads with padding other than TL_PAD_EXPLICIT; the message names
@@ -382,15 +397,102 @@ TL_API tl_status tl_activation_options_init(tl_activation_options *opts, unsigne
  * over the last axis (Keras' Activation / LeakyReLU / ReLU(max_value=6),
  * PyTorch's nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish,
  * nn.Hardsigmoid, nn.Softmax(dim=-1 of NHWC), ...). Any input shape; no
- * parameters. Its backward pass uses the layer's input, so every
- * activation's gradient is exact, including those conv2d and dense cannot
- * fuse. Needed after an add (a residual block's ReLU). As the last layer
+ * parameters. Its backward pass uses the layer's input, as conv2d's and
+ * dense's do for the activations that need it. Needed after an add (a
+ * residual block's ReLU) or a batch normalization. As the last layer
  * of a classifier, softmax counts as the model's output activation for the
  * losses (as conv2d's or dense's would). Errors as for the add functions
  * above; TL_EINVAL for an unknown activation or an alpha that is not
  * finite. (Since 1.1.)
  */
 TL_API tl_status tl_model_add_activation(tl_layer **out, tl_model *model, const tl_activation_options *opts);
+
+/**
+ * Options of tl_model_add_normalization(). Defaults: no statistics given
+ * (mean 0, std 1, as many channels as the input's last axis), scale 1,
+ * offset 0: the identity until the statistics are set.
+ *
+ * - channels: the length of `mean` and `std`; it must equal the input's
+ *   last axis (TL_ESHAPE otherwise). 0: the input's last axis, and then
+ *   mean and std must be NULL (TL_EINVAL: libtl would not know how many
+ *   values to read).
+ * - mean: `channels` finite values, copied; NULL: zeros.
+ * - std: `channels` values, each finite and > 0, copied; NULL: ones.
+ *   (Standard deviations, as torchvision's Normalize takes them. From a
+ *   Keras Normalization layer's weights, std = sqrt(variance).)
+ * - scale, offset: applied first, x * scale + offset (Keras' Rescaling):
+ *   scale 1/255 takes 8-bit pixel values to [0, 1], as torchvision's
+ *   ToTensor does. scale finite and not 0, offset finite.
+ */
+typedef struct tl_normalization_options {
+    unsigned int version;  /**< TL_NORMALIZATION_OPTIONS_VERSION */
+    uint32_t channels;     /**< length of mean and std; 0: the input's last axis (mean, std NULL) */
+    const float *mean;     /**< per-channel mean (after scale and offset); NULL: 0 */
+    const float *std;      /**< per-channel standard deviation, > 0; NULL: 1 */
+    float scale;           /**< applied first: x * scale + offset; finite, not 0 */
+    float offset;          /**< finite */
+    const char *name;      /**< NULL: automatic name (normalization, normalization_1, ...) */
+    const tl_layer *input; /**< NULL: the previous layer (or the model's input) */
+} tl_normalization_options;
+#define TL_NORMALIZATION_OPTIONS_VERSION 1
+#define TL_NORMALIZATION_OPTIONS_INIT { TL_NORMALIZATION_OPTIONS_VERSION, 0, NULL, NULL, 1.0f, 0.0f, NULL, NULL }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. (Since 1.1.) */
+TL_API tl_status tl_normalization_options_init(tl_normalization_options *opts, unsigned int version);
+
+/**
+ * Append a normalization layer: the preprocessing inside the model, so that
+ * a saved model predicts from raw inputs and a deployment cannot forget
+ * it. Over the last axis - the channels of an (h, w, c) input, the units
+ * of a flat one - each value x of channel k becomes
+ *     y = (x * scale + offset - mean[k]) / std[k]
+ * (computed in float in that order; with scale 1 and offset 0 exactly
+ * tl_dataset_standardize()'s (x - mean) / std). Keras' Rescaling followed
+ * by Normalization; torchvision's ToTensor and Normalize. Output shape =
+ * input shape. Usually the first layer, but any layer's output will do.
+ *
+ * Tensors: mean (c) and std (c), state: never trained (no gradient, no
+ * optimizer update; frozen or not makes no difference), counted as
+ * non-trainable by the summary, saved and loaded with the model
+ * (checkpoint; safetensors as <name>.mean and <name>.std in both
+ * layouts), copied by tl_model_copy, the extractors and
+ * tl_model_transfer_params, and - unlike other tensors - also by
+ * tl_model_clone_structure, and kept by tl_model_init_params: they belong
+ * to the data, not to the training. Set them later with
+ * tl_layer_set_weights() (index 0 mean, 1 std) or
+ * tl_layer_normalization_adapt(). The gradient flows through the layer to
+ * the layers below (dx = dy * scale / std).
+ *
+ * `out` may be NULL; otherwise it receives the new layer, borrowed from
+ * the model. On error the model is unchanged. Errors as for the add
+ * functions above; TL_EINVAL when scale is 0 or not finite, offset is not
+ * finite, a mean is not finite or a std is not finite and > 0 (the message
+ * names the option, the channel and the value), or mean or std is given
+ * with channels 0; TL_ESHAPE when channels differs from the input's last
+ * axis. A model loaded from a file whose std is not > 0 is refused when it
+ * runs (TL_EINVAL, naming the layer and the channel). (Since 1.1.)
+ */
+TL_API tl_status tl_model_add_normalization(tl_layer **out, tl_model *model, const tl_normalization_options *opts);
+
+/**
+ * Set a normalization layer's mean and std to the per-channel statistics
+ * of dataset `ds` as the layer sees it, after its scale and offset: the
+ * mean and the population standard deviation of x * scale + offset over
+ * every pixel of every example (Keras' Normalization.adapt(); for scale 1,
+ * offset 0 the values tl_dataset_channel_stats() returns). The dataset's
+ * channels must be the layer's; its images are what the layer takes in,
+ * so adapt the first layer of a model with the training set (for a layer
+ * deeper in a model, pass the outputs of the layers before it).
+ * A constant channel (std 0, or below 1e-6 of its mean's magnitude, where
+ * float rounding is all that is left) gets std 1 - its values then all
+ * become 0 up to rounding - and is counted in *out_constant (may be NULL),
+ * so the caller can say so.
+ * Errors (the layer unchanged): TL_EINVAL (NULL layer or dataset; the layer
+ * is not a normalization layer), TL_ESHAPE (the channel counts differ),
+ * TL_ERANGE (the dataset has values that are not finite, or statistics
+ * that do not fit a float: the message names the channel), TL_ENOMEM.
+ * Thread safety: as every call on a model; `ds` is only read. (Since 1.1.)
+ */
+TL_API tl_status tl_layer_normalization_adapt(tl_layer *layer, const tl_dataset *ds, uint32_t *out_constant);
 
 /**
  * Remove the last `count` layers (to put a new head on a model). Their

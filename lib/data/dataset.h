@@ -28,4 +28,9 @@ struct tl_dataset {
 tl_status tli_dataset_adopt(tl_dataset **out, float *images, int32_t *labels, size_t n, uint32_t h, uint32_t w,
                             uint32_t c, uint32_t num_classes);
 
+/* Per-channel mean and population variance of every pixel of every
+ * example, in double, two passes (tl_dataset_channel_stats): mean and var
+ * hold ds->c values each. */
+void tli_dataset_channel_moments(const tl_dataset *ds, double *mean, double *var);
+
 #endif /* TLI_DATASET_H */

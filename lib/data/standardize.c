@@ -4,19 +4,11 @@
 
 #include "dataset.h"
 
-tl_status tl_dataset_channel_stats(float *out_mean, float *out_std, uint32_t channels, const tl_dataset *ds)
+void tli_dataset_channel_moments(const tl_dataset *ds, double *mean, double *sq)
 {
-    const char *fn = "tl_dataset_channel_stats";
-    if (out_mean == NULL || out_std == NULL || ds == NULL)
-        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, ds == NULL ? "dataset" : out_mean ? "out_std" : "out_mean");
-    if (channels != ds->c)
-        return tli_error(TL_ESHAPE, "%s: arrays of %u channels for a dataset of (%u, %u, %u)", fn, channels, ds->h,
-                         ds->w, ds->c);
     const size_t c = ds->c, pixels = ds->n * ds->h * (size_t)ds->w;
-    double *acc = tli_calloc(2 * c, sizeof(double));
-    if (acc == NULL)
-        return tli_error(TL_ENOMEM, "%s: out of memory", fn);
-    double *mean = acc, *sq = acc + c;
+    memset(mean, 0, c * sizeof *mean);
+    memset(sq, 0, c * sizeof *sq);
     /* Two passes (mean, then squared deviations) stay accurate where
      * sum(x^2) - n*mean^2 cancels. Per-image partial sums keep the double
      * accumulators' terms of similar size. */
@@ -43,9 +35,27 @@ tl_status tl_dataset_channel_stats(float *out_mean, float *out_std, uint32_t cha
             sq[k] += s;
         }
     }
+    for (size_t k = 0; k < c; k++)
+        sq[k] /= (double)pixels;
+}
+
+tl_status tl_dataset_channel_stats(float *out_mean, float *out_std, uint32_t channels, const tl_dataset *ds)
+{
+    const char *fn = "tl_dataset_channel_stats";
+    if (out_mean == NULL || out_std == NULL || ds == NULL)
+        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, ds == NULL ? "dataset" : out_mean ? "out_std" : "out_mean");
+    if (channels != ds->c)
+        return tli_error(TL_ESHAPE, "%s: arrays of %u channels for a dataset of (%u, %u, %u)", fn, channels, ds->h,
+                         ds->w, ds->c);
+    const size_t c = ds->c;
+    double *acc = tli_calloc(2 * c, sizeof(double));
+    if (acc == NULL)
+        return tli_error(TL_ENOMEM, "%s: out of memory", fn);
+    double *mean = acc, *var = acc + c;
+    tli_dataset_channel_moments(ds, mean, var);
     for (size_t k = 0; k < c; k++) {
         out_mean[k] = (float)mean[k];
-        out_std[k] = (float)sqrt(sq[k] / (double)pixels);
+        out_std[k] = (float)sqrt(var[k]);
     }
     tli_free(acc);
     return TL_OK;

@@ -24,11 +24,15 @@
 #define TLI_TAG_LAYER "LAYR"
 #define TLI_TAG_TENSOR "TENS"
 #define TLI_TAG_OPTIM "OPTM"
+#define TLI_TAG_SCHEDULE "SCHD" /* since 1.1, after OPTM when the optimizer has a schedule */
+#define TLI_TAG_LOSS "LOSS"     /* since 1.1, after OPTM (and SCHD) when the loss has options */
 #define TLI_TAG_END "END "
 
 /* Fixed body sizes of version 1.0 (a later minor version may append). */
 #define TLI_MODL_SIZE 60
 #define TLI_OPTM_SIZE 44
+#define TLI_SCHD_SIZE 184
+#define TLI_LOSS_SIZE 8 /* then 4 bytes per class weight */
 #define TLI_TENS_META 24 /* layer, param, slot, dtype, count */
 #define TLI_SECTION_HEAD 12
 
@@ -98,6 +102,12 @@ typedef struct tli_ckpt_visitor {
      * them. The parser turns them into host order afterwards. */
     tl_status (*tensor)(float **out, void *ctx, size_t layer, size_t param, uint32_t slot, size_t count,
                         const char *where);
+    /* The optimizer's schedule (SCHD, after OPTM): settings checked as
+     * tl_optimizer_set_schedule() does, counters consistent with them. */
+    tl_status (*schedule)(void *ctx, const tli_schedule *s, const char *where);
+    /* The loss's options (LOSS, after OPTM), checked as
+     * tl_model_set_loss_options() does; `weights` is valid during the call. */
+    tl_status (*loss)(void *ctx, float smoothing, const float *weights, size_t nweights, const char *where);
 } tli_ckpt_visitor;
 
 /* Read and check the checkpoint at `path`, calling `v` for each record.

@@ -15,6 +15,8 @@ struct tl_checkpoint_info {
     tl_model *shell; /* the file's layers: shapes, settings, no values */
     bool has_optim;
     tli_ckpt_optim optim;
+    bool has_schedule;
+    tli_schedule schedule;
 };
 
 static tl_status on_model(void *ctx, const tli_ckpt_model *m, const char *where)
@@ -34,6 +36,15 @@ static tl_status on_optim(void *ctx, const tli_ckpt_optim *o, const char *where)
     return TL_OK;
 }
 
+static tl_status on_schedule(void *ctx, const tli_schedule *s, const char *where)
+{
+    tl_checkpoint_info *info = ctx;
+    (void)where;
+    info->schedule = *s;
+    info->has_schedule = true;
+    return TL_OK;
+}
+
 tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path)
 {
     const char *fn = "tl_checkpoint_info_read";
@@ -45,7 +56,7 @@ tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path)
     if (info == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory", fn);
     /* No tensor callback: the parser skips (but still checks) the values. */
-    tli_ckpt_visitor v = {info, on_model, NULL, on_optim, NULL};
+    tli_ckpt_visitor v = {info, on_model, NULL, on_optim, NULL, on_schedule, NULL};
     tl_status st = tli_ckpt_read(path, &v, fn, &info->shell);
     if (st) {
         tl_checkpoint_info_free(info);
@@ -280,6 +291,12 @@ tl_status tl_checkpoint_info_summary_write(const tl_checkpoint_info *info, tl_wr
                  (unsigned long long)info->optim.steps, tl_loss_str(info->optim.loss));
     else
         tli_emit(&s, "Optimizer: none saved\n");
+    if (info->has_schedule) {
+        const tli_schedule *h = &info->schedule;
+        tli_emit(&s, "Learning-rate schedule: %s, epoch %u, step %llu, next rate %g\n",
+                 tli_schedule_kind_str(h->o.kind), h->epoch, (unsigned long long)(info->optim.steps - h->origin),
+                 (double)(float)tli_schedule_rate(h, info->optim.lr, info->optim.steps));
+    }
     tli_summary_end(&s);
     if (s.stopped)
         return tli_error(TL_ECANCELED, "tl_checkpoint_info_summary_write: the write callback asked to stop");

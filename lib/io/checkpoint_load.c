@@ -89,6 +89,25 @@ static tl_status on_optim(void *ctx, const tli_ckpt_optim *co, const char *where
     return TL_OK;
 }
 
+static tl_status on_schedule(void *ctx, const tli_schedule *s, const char *where)
+{
+    loader *ld = ctx;
+    (void)where;
+    if (ld->with_optim)
+        ld->m->opt->sched = *s; /* the parser checked it as tl_optimizer_set_schedule() does */
+    return TL_OK;
+}
+
+static tl_status on_loss(void *ctx, float smoothing, const float *weights, size_t nweights, const char *where)
+{
+    loader *ld = ctx;
+    if (!ld->with_optim)
+        return TL_OK;
+    /* Checked by the parser (after OPTM, which compiled the model); this
+     * fails only for want of memory. */
+    return tli_loss_options_set(ld->m, smoothing, weights, nweights, where);
+}
+
 static tl_status on_tensor(float **out, void *ctx, size_t layer, size_t param, uint32_t slot, size_t count,
                            const char *where)
 {
@@ -113,7 +132,7 @@ static tl_status on_tensor(float **out, void *ctx, size_t layer, size_t param, u
 static tl_status load(tl_model **out, const char *path, bool with_optim, const char *fn)
 {
     loader ld = {NULL, with_optim, fn};
-    tli_ckpt_visitor v = {&ld, on_model, on_layer, on_optim, on_tensor};
+    tli_ckpt_visitor v = {&ld, on_model, on_layer, on_optim, on_tensor, on_schedule, on_loss};
     tl_status st = tli_ckpt_read(path, &v, fn, NULL);
     if (st) {
         tl_model_free(ld.m);

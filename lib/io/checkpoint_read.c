@@ -38,7 +38,7 @@ typedef struct parser {
     uint64_t pos, size; /* decompressed payload: bytes consumed, total */
     uint32_t crc, want_crc;
     uint32_t major, minor;
-    bool have_model, have_optim;
+    bool have_model, have_optim, have_schedule, have_loss;
     tli_ckpt_model model;
     tli_ckpt_optim optim;
     layer_slots *slots;
@@ -605,6 +605,152 @@ static tl_status parse_optim(parser *p, const uint8_t *b, size_t len)
     return p->v->optim ? p->v->optim(p->v->ctx, o, p->where) : TL_OK;
 }
 
+static double f64_at(const uint8_t *b)
+{
+    uint64_t bits = tli_le64(b);
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+/* SCHD (since 1.1): the optimizer's learning-rate schedule, its settings
+ * held to tl_optimizer_set_schedule()'s checks and its counters to what
+ * those settings allow. */
+static tl_status parse_schedule(parser *p, const uint8_t *b, size_t len)
+{
+    if (p->minor < 1)
+        return perr(p, TL_EFORMAT, "a SCHD section in a format %u.%u file (schedules came with 1.1)", p->major,
+                    p->minor);
+    if (!p->have_optim)
+        return perr(p, TL_EFORMAT, "a SCHD section before the OPTM section");
+    if (p->have_schedule)
+        return perr(p, TL_EFORMAT, "a second SCHD section");
+    if (len < TLI_SCHD_SIZE)
+        return perr(p, TL_EFORMAT, "section 'SCHD' has %zu bytes, at least %d expected", len, TLI_SCHD_SIZE);
+    tli_schedule s;
+    memset(&s, 0, sizeof s);
+    tl_schedule_options *o = &s.o;
+    uint32_t kind = tli_le32(b), monitor = tli_le32(b + 4);
+    if (kind == TL_SCHEDULE_CONSTANT)
+        return perr(p, TL_EFORMAT, "schedule kind 0 (constant) is not stored");
+    if (kind > TL_SCHEDULE_REDUCE_ON_PLATEAU)
+        return unknown_value(p, "schedule kind", kind);
+    if (monitor > TL_MONITOR_VAL_ACCURACY)
+        return unknown_value(p, "schedule monitor", monitor);
+    o->version = TL_SCHEDULE_OPTIONS_VERSION;
+    o->kind = (tl_schedule_kind)kind;
+    o->monitor = (tl_schedule_monitor)monitor;
+    o->gamma = tli_bits_f32(tli_le32(b + 8));
+    o->step_size = tli_le32(b + 12);
+    o->num_milestones = tli_le32(b + 16);
+    if (o->num_milestones > TL_SCHEDULE_MAX_MILESTONES)
+        return perr(p, TL_EFORMAT, "%u schedule milestones, at most %d", o->num_milestones,
+                    TL_SCHEDULE_MAX_MILESTONES);
+    for (int i = 0; i < TL_SCHEDULE_MAX_MILESTONES; i++)
+        o->milestones[i] = tli_le32(b + 20 + 4 * i);
+    o->total_steps = tli_le64(b + 84);
+    o->warmup_steps = tli_le64(b + 92);
+    o->warmup_start_factor = tli_bits_f32(tli_le32(b + 100));
+    o->min_lr = tli_bits_f32(tli_le32(b + 104));
+    o->pct_start = tli_bits_f32(tli_le32(b + 108));
+    o->div_factor = tli_bits_f32(tli_le32(b + 112));
+    o->final_div_factor = tli_bits_f32(tli_le32(b + 116));
+    o->factor = tli_bits_f32(tli_le32(b + 120));
+    o->patience = tli_le32(b + 124);
+    o->min_delta = tli_bits_f32(tli_le32(b + 128));
+    o->cooldown = tli_le32(b + 132);
+    if (tli_schedule_check(o, "the saved schedule")) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tl_last_error());
+        return perr(p, TL_EFORMAT, "%s", msg);
+    }
+    s.origin = tli_le64(b + 136);
+    s.total = tli_le64(b + 144);
+    s.epoch = tli_le32(b + 152);
+    s.bad = tli_le32(b + 156);
+    s.cooldown_left = tli_le32(b + 160);
+    s.best = f64_at(b + 168);
+    s.scale = f64_at(b + 176);
+    const char *name = tli_schedule_kind_str(o->kind);
+    if (s.origin > p->optim.steps)
+        return perr(p, TL_EFORMAT, "the %s schedule started at step %llu, after the optimizer's %llu steps", name,
+                    (unsigned long long)s.origin, (unsigned long long)p->optim.steps);
+    if (s.total != o->total_steps && !(tli_schedule_per_step(o->kind) && o->total_steps == 0))
+        return perr(p, TL_EFORMAT, "the %s schedule's total_steps in effect, %llu, is not its setting %llu", name,
+                    (unsigned long long)s.total, (unsigned long long)o->total_steps);
+    if (o->kind == TL_SCHEDULE_COSINE && s.total && o->warmup_steps > s.total)
+        return perr(p, TL_EFORMAT, "the cosine schedule's warmup_steps %llu exceed its total_steps in effect %llu",
+                    (unsigned long long)o->warmup_steps, (unsigned long long)s.total);
+    if (s.bad > o->patience || s.cooldown_left > o->cooldown)
+        return perr(p, TL_EFORMAT, "the %s schedule's %u bad epochs and %u cooldown epochs left exceed its patience "
+                    "%u and cooldown %u", name, s.bad, s.cooldown_left, o->patience, o->cooldown);
+    if (!(s.scale >= 0.0 && s.scale <= 1.0) || isnan(s.best))
+        return perr(p, TL_EFORMAT, "the %s schedule's reduction %g must be in [0, 1] and its best value %g a number",
+                    name, s.scale, s.best);
+    tl_status st = extra_bytes(p, "SCHD", len - TLI_SCHD_SIZE);
+    if (st)
+        return st;
+    p->have_schedule = true;
+    return p->v->schedule ? p->v->schedule(p->v->ctx, &s, p->where) : TL_OK;
+}
+
+/* LOSS (since 1.1): the loss's options, held to tl_model_set_loss_options()'s
+ * checks. Read as it streams: its class weights may not fit a small body. */
+static tl_status parse_loss(parser *p, uint64_t len)
+{
+    if (p->minor < 1)
+        return perr(p, TL_EFORMAT, "a LOSS section in a format %u.%u file (loss options came with 1.1)", p->major,
+                    p->minor);
+    if (!p->have_optim)
+        return perr(p, TL_EFORMAT, "a LOSS section before the OPTM section");
+    if (p->have_loss)
+        return perr(p, TL_EFORMAT, "a second LOSS section");
+    if (len < TLI_LOSS_SIZE)
+        return perr(p, TL_EFORMAT, "section 'LOSS' has %llu bytes, at least %d expected", (unsigned long long)len,
+                    TLI_LOSS_SIZE);
+    uint8_t head[TLI_LOSS_SIZE];
+    tl_status st = pull(p, head, sizeof head);
+    if (st)
+        return st;
+    const uint32_t count = tli_le32(head);
+    const float smoothing = tli_bits_f32(tli_le32(head + 4));
+    const size_t outputs = tli_model_out_size(p->shell);
+    if (count != 0 && count != outputs)
+        return perr(p, TL_EFORMAT, "%u class weights, but the model has %zu outputs", count, outputs);
+    if ((uint64_t)count * 4 > len - TLI_LOSS_SIZE)
+        return perr(p, TL_EFORMAT, "section 'LOSS' has %llu bytes, too few for its %u class weights",
+                    (unsigned long long)len, count);
+    float *w = NULL;
+    if (count) {
+        w = tli_malloc((size_t)count * sizeof *w);
+        if (w == NULL)
+            return perr(p, TL_ENOMEM, "out of memory for %u class weights", count);
+        if ((st = pull(p, w, (size_t)count * sizeof *w))) {
+            tli_free(w);
+            return st;
+        }
+        for (uint32_t c = 0; c < count; c++)
+            w[c] = tli_bits_f32(tli_le32((const uint8_t *)&w[c]));
+    }
+    if (smoothing == 0.0f && w == NULL)
+        return perr(p, TL_EFORMAT, "a LOSS section with the default options, which are never stored");
+    if (tli_loss_options_check(p->optim.loss, smoothing, w, count, outputs, "the saved loss options")) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tl_last_error());
+        tli_free(w);
+        return perr(p, TL_EFORMAT, "%s", msg);
+    }
+    p->cut = 0;
+    const uint64_t extra = len - TLI_LOSS_SIZE - (uint64_t)count * 4;
+    if ((st = extra_bytes(p, "LOSS", (size_t)extra)) == TL_OK && (st = skip(p, extra)) == TL_OK) {
+        p->have_loss = true;
+        if (p->v->loss)
+            st = p->v->loss(p->v->ctx, smoothing, w, count, p->where);
+    }
+    tli_free(w);
+    return st;
+}
+
 static tl_status parse_tensor(parser *p, uint64_t len)
 {
     uint8_t b[TLI_TENS_META];
@@ -740,6 +886,11 @@ static tl_status sections(parser *p)
         } else if (strcmp(tag, TLI_TAG_OPTIM) == 0) {
             if (!(st = small_body(p, len, body, sizeof body, &got)))
                 st = parse_optim(p, body, got);
+        } else if (strcmp(tag, TLI_TAG_SCHEDULE) == 0) {
+            if (!(st = small_body(p, len, body, sizeof body, &got)))
+                st = parse_schedule(p, body, got);
+        } else if (strcmp(tag, TLI_TAG_LOSS) == 0) {
+            st = parse_loss(p, len);
         } else if (strcmp(tag, TLI_TAG_END) == 0) {
             if (!(st = skip(p, len)))
                 return finish(p);

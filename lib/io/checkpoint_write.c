@@ -143,9 +143,14 @@ static bool fits_1_0(const tl_layer *l)
 }
 
 /* The oldest minor version that holds the model, so that libtl 1.0 reads
- * the files of every model it could have built itself. */
-static uint32_t minor_for(const tl_model *m)
+ * the files of every model it could have built itself. A learning-rate
+ * schedule (SCHD) came with 1.1. */
+static uint32_t minor_for(const tl_model *m, bool with_opt)
 {
+    if (with_opt && tli_schedule_active(&m->opt->sched))
+        return TL_CHECKPOINT_VERSION_MINOR;
+    if (with_opt && !tli_loss_options_default(m)) /* LOSS came with 1.1 */
+        return TL_CHECKPOINT_VERSION_MINOR;
     for (size_t i = 0; i < m->nlayers; i++)
         if (!fits_1_0(m->layers[i]))
             return TL_CHECKPOINT_VERSION_MINOR;
@@ -190,6 +195,44 @@ static void layer_body(tli_wbuf *b, const tl_layer *l, uint32_t minor)
     }
 }
 
+static void f64_to(tli_wbuf *b, double v)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    tli_wbuf_u64(b, bits);
+}
+
+/* A SCHD record (docs/format-checkpoint.md): the settings as
+ * tl_schedule_options has them, then the counters. */
+static void schedule_body(tli_wbuf *b, const tli_schedule *s)
+{
+    const tl_schedule_options *o = &s->o;
+    tli_wbuf_u32(b, (uint32_t)o->kind);
+    tli_wbuf_u32(b, (uint32_t)o->monitor);
+    tli_wbuf_f32(b, o->gamma);
+    tli_wbuf_u32(b, o->step_size);
+    tli_wbuf_u32(b, o->num_milestones);
+    for (int i = 0; i < TL_SCHEDULE_MAX_MILESTONES; i++)
+        tli_wbuf_u32(b, o->milestones[i]);
+    tli_wbuf_u64(b, o->total_steps);
+    tli_wbuf_u64(b, o->warmup_steps);
+    const float f[6] = {o->warmup_start_factor, o->min_lr, o->pct_start, o->div_factor, o->final_div_factor,
+                        o->factor};
+    for (int i = 0; i < 6; i++)
+        tli_wbuf_f32(b, f[i]);
+    tli_wbuf_u32(b, o->patience);
+    tli_wbuf_f32(b, o->min_delta);
+    tli_wbuf_u32(b, o->cooldown);
+    tli_wbuf_u64(b, s->origin);
+    tli_wbuf_u64(b, s->total);
+    tli_wbuf_u32(b, s->epoch);
+    tli_wbuf_u32(b, s->bad);
+    tli_wbuf_u32(b, s->cooldown_left);
+    tli_wbuf_u32(b, 0);
+    f64_to(b, s->best);
+    f64_to(b, s->scale);
+}
+
 static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, uint32_t minor, tli_wbuf *b)
 {
     /* MODL */
@@ -219,6 +262,18 @@ static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, uint
         tli_wbuf_u8(b, (uint8_t)(o->nesterov ? 1 : 0));
         tli_wbuf_bytes(b, "\0\0\0", 3);
         st = section(w, TLI_TAG_OPTIM, b);
+        if (st == TL_OK && tli_schedule_active(&o->sched)) {
+            schedule_body(b, &o->sched);
+            st = section(w, TLI_TAG_SCHEDULE, b);
+        }
+        if (st == TL_OK && !tli_loss_options_default(m)) {
+            /* LOSS: the cross-entropy loss's options; absent at the defaults. */
+            tli_wbuf_u32(b, (uint32_t)m->nclass_weights);
+            tli_wbuf_f32(b, m->label_smoothing);
+            for (size_t c = 0; c < m->nclass_weights; c++)
+                tli_wbuf_f32(b, m->class_weights[c]);
+            st = section(w, TLI_TAG_LOSS, b);
+        }
         uint32_t slots = tli_optim_kind_slots(o->kind);
         for (size_t i = 0; st == TL_OK && i < m->nlayers; i++) {
             const tl_layer *l = m->layers[i];
@@ -275,7 +330,7 @@ tl_status tl_model_save(const tl_model *m, const char *path, const tl_save_optio
         return tli_error(TL_ETOOBIG, "%s: %s: %zu layers exceed the format's limit of %u", fn, path, m->nlayers,
                          TLI_CKPT_MAX_LAYERS);
     const bool with_opt = o.include_optimizer && m->opt != NULL && m->loss != 0;
-    const uint32_t minor = minor_for(m);
+    const uint32_t minor = minor_for(m, with_opt);
 
     writer w;
     memset(&w, 0, sizeof w);

@@ -69,6 +69,20 @@ const char *tli_st_to_file(const tl_safetensors_options *o, const tl_layer *l, s
 /* Find the parameter a libtl name ("<layer>.kernel|weight|bias") names. */
 bool tli_st_resolve(const tl_model *m, const char *name, tl_layer **layer, size_t *param);
 
+/* PyTorch's BatchNorm counter "<bn>.num_batches_tracked" (an I64 scalar):
+ * the PyTorch layout writes it (0) for every batchnorm layer and accepts it
+ * on load without reading its value (libtl's momentum is fixed; PyTorch
+ * only reads the counter when momentum=None). */
+#define TLI_ST_COUNTER "num_batches_tracked"
+
+/* When `name` is "<layer>.num_batches_tracked" and the model has a layer
+ * of that name (of any kind), that layer; otherwise NULL. */
+tl_layer *tli_st_resolve_counter(const tl_model *m, const char *name);
+
+/* The file name of batchnorm l's counter: a rename entry whose libtl name
+ * is "<layer>.num_batches_tracked", or that name itself, written into buf. */
+const char *tli_st_counter_to_file(const tl_safetensors_options *o, const tl_layer *l, char *buf, size_t cap);
+
 /* ---- layouts ----------------------------------------------------------------------- */
 
 typedef struct tli_layout {

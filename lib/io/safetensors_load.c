@@ -4,7 +4,10 @@
  * shape the chosen layout gives, report every tensor and every missing
  * parameter, then read, convert and reorder the values into staging buffers
  * and copy them into the model only when everything succeeded: on any
- * error the model is unchanged.
+ * error the model is unchanged. In the PyTorch layout a batchnorm's
+ * "num_batches_tracked" is checked (an I64 scalar) and passed over
+ * (TL_TRANSFER_NO_PARAMS): libtl's batchnorm has a fixed momentum and no
+ * counter.
  */
 #include <stdio.h>
 #include <string.h>
@@ -41,9 +44,63 @@ static bool same_shape(const tli_st_tensor *t, const tl_shape *s)
     return true;
 }
 
+/* Keras' DepthwiseConv2D stores its kernel as (kh, kw, in, multiplier);
+ * libtl's depthwise conv2d kernel is (kh, kw, 1, in * multiplier) with
+ * output channel ci * multiplier + j, the same values in the same order.
+ * In the Keras layout either shape loads. False when `p` is no depthwise
+ * kernel (or one input channel, where the two shapes are one). */
+static bool keras_depthwise_shape(const tl_layer *l, size_t p, tl_tensor_layout layout, tl_shape *out)
+{
+    const tl_shape *s = &l->params[p].shape;
+    if (layout != TL_LAYOUT_KERAS || l->params[p].torch_layout != TLI_TORCH_CONV_KERNEL || s->rank != 4 ||
+        s->dims[2] != 1 || l->in_shape.rank != 3)
+        return false;
+    const uint32_t in = l->in_shape.dims[2];
+    if (in < 2 || s->dims[3] % in != 0)
+        return false;
+    *out = (tl_shape){4, {s->dims[0], s->dims[1], in, s->dims[3] / in}};
+    return true;
+}
+
 static const char *layout_name(tl_tensor_layout layout)
 {
     return layout == TL_LAYOUT_PYTORCH ? "PyTorch" : "Keras";
+}
+
+/* PyTorch's "<bn>.num_batches_tracked" for layer l (true), or another
+ * tensor (false). The PyTorch layout accepts an I64 of shape () or (1,)
+ * for a batchnorm and passes it over; any other dtype or shape is
+ * refused, and the Keras layout and the other kinds do not know it. */
+static bool plan_counter(plan *pl, const tli_st_tensor *t, tl_layer *l, tl_tensor_layout layout)
+{
+    char a[96];
+    if (l == NULL)
+        return false;
+    pl->layer = NULL;
+    if (l->ops->kind != TL_LAYER_BATCHNORM) {
+        pl->outcome = TL_TRANSFER_NO_DESTINATION;
+        snprintf(pl->reason, sizeof pl->reason, "unexpected: layer '%s' is a %s; only a batchnorm has "
+                 TLI_ST_COUNTER, l->name, l->ops->type_name);
+        return true;
+    }
+    if (layout != TL_LAYOUT_PYTORCH) {
+        pl->outcome = TL_TRANSFER_NO_DESTINATION;
+        snprintf(pl->reason, sizeof pl->reason, "unexpected: PyTorch's batch counter; the Keras layout has none "
+                 "(load a PyTorch state dict with TL_LAYOUT_PYTORCH)");
+        return true;
+    }
+    pl->layer = l;
+    pl->param = l->nparams; /* the counter's own slot in `claimed` (a batchnorm has at most 4 tensors) */
+    if (strcmp(t->dtype, "I64") != 0 || !(t->rank == 0 || (t->rank == 1 && t->dims[0] == 1))) {
+        pl->outcome = TL_TRANSFER_SHAPE_DIFFERS;
+        snprintf(pl->reason, sizeof pl->reason, "%s %s: batchnorm '%s' " TLI_ST_COUNTER " must be I64 of shape () "
+                 "or (1,)", t->dtype, file_shape_str(t, a, sizeof a), l->name);
+        return true;
+    }
+    pl->outcome = TL_TRANSFER_NO_PARAMS;
+    snprintf(pl->reason, sizeof pl->reason, "I64 %s: PyTorch's batch counter, checked and not loaded (libtl's "
+             "batchnorm has a fixed momentum)", t->rank ? "(1,)" : "()");
+    return true;
 }
 
 /* Decide what to do with tensor t. */
@@ -53,6 +110,8 @@ static void plan_tensor(plan *pl, const tli_st_tensor *t, const tl_model *m, con
     const char *target = tli_st_to_libtl(o, t->name);
     char a[96], b[96];
     if (!tli_st_resolve(m, target, &pl->layer, &pl->param)) {
+        if (plan_counter(pl, t, tli_st_resolve_counter(m, target), layout))
+            return;
         pl->layer = NULL;
         pl->outcome = TL_TRANSFER_NO_DESTINATION;
         if (target != t->name)
@@ -69,7 +128,9 @@ static void plan_tensor(plan *pl, const tli_st_tensor *t, const tl_model *m, con
         snprintf(pl->reason, sizeof pl->reason, "dtype %.20s cannot be loaded (F32, F16 or BF16)", t->dtype);
         return;
     }
-    if (!same_shape(t, &pl->L.file_shape)) {
+    tl_shape depthwise;
+    if (!same_shape(t, &pl->L.file_shape) &&
+        !(keras_depthwise_shape(l, pl->param, layout, &depthwise) && same_shape(t, &depthwise))) {
         pl->outcome = TL_TRANSFER_SHAPE_DIFFERS;
         /* Say so when the tensor is in the other layout: the usual mistake. */
         tli_layout other;
@@ -186,7 +247,8 @@ tl_status tl_model_load_safetensors(tl_transfer_report **out_report, tl_model *m
             if (*c != SIZE_MAX) {
                 st = tli_error(TL_EINVAL, "%s: %s: byte %zu: tensors '%.200s' and '%.200s' both name parameter %s of "
                                "layer '%s'", fn, path, t->offset, f.tensors[*c].name, t->name,
-                               pl->layer->params[pl->param].name, pl->layer->name);
+                               pl->param < pl->layer->nparams ? pl->layer->params[pl->param].name : TLI_ST_COUNTER,
+                               pl->layer->name);
                 goto done;
             }
             *c = i;
@@ -196,7 +258,7 @@ tl_status tl_model_load_safetensors(tl_transfer_report **out_report, tl_model *m
         e->src_index = i;
         e->params = pl->outcome == TL_TRANSFER_COPIED ? (size_t)t->count : 0;
         snprintf(e->reason, sizeof e->reason, "%s", pl->reason);
-        if (pl->outcome != TL_TRANSFER_COPIED) {
+        if (pl->outcome != TL_TRANSFER_COPIED && pl->outcome != TL_TRANSFER_NO_PARAMS) {
             problems++;
             if (blocking == TL_OK) {
                 blocking = pl->outcome == TL_TRANSFER_SHAPE_DIFFERS ? TL_ESHAPE : TL_ENOTFOUND;

@@ -1,7 +1,10 @@
 /*
  * safetensors_write.c - tl_model_save_safetensors(): every parameter as an
  * F32 tensor in the chosen layout, with libtl's architecture in the
- * header's __metadata__, written atomically like a checkpoint.
+ * header's __metadata__, written atomically like a checkpoint. The PyTorch
+ * layout adds each batchnorm's "num_batches_tracked" (I64, shape (), value
+ * 0) after its running_var, as BatchNorm2d's state_dict() has it, so that
+ * load_state_dict(strict=True) accepts the file.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,11 +16,23 @@
 typedef struct entry {
     const tl_layer *layer;
     size_t param;
+    bool counter; /* the batchnorm's num_batches_tracked: I64 0, no parameter */
     const char *name;
-    char own[TL_MAX_NAME + 16];
+    char own[TL_MAX_NAME + 32];
     tli_layout L;
     uint64_t begin, end;
 } entry;
+
+/* 1 when the layout writes a num_batches_tracked for layer l. */
+static size_t has_counter(const tl_layer *l, tl_tensor_layout layout)
+{
+    return layout == TL_LAYOUT_PYTORCH && l->ops->kind == TL_LAYER_BATCHNORM;
+}
+
+static const char *entry_what(const entry *e)
+{
+    return e->counter ? TLI_ST_COUNTER : e->layer->params[e->param].name;
+}
 
 static void shape_json(tli_wbuf *b, const tl_shape *s)
 {
@@ -85,8 +100,12 @@ static tl_status header(tli_wbuf *h, const tl_model *m, const entry *e, size_t n
     for (size_t i = 0; i < n; i++) {
         tli_wbuf_u8(h, ',');
         tli_wbuf_json_str(h, e[i].name);
-        tli_wbuf_str(h, ":{\"dtype\":\"F32\",\"shape\":");
-        shape_json(h, &e[i].L.file_shape);
+        if (e[i].counter) {
+            tli_wbuf_str(h, ":{\"dtype\":\"I64\",\"shape\":[]");
+        } else {
+            tli_wbuf_str(h, ":{\"dtype\":\"F32\",\"shape\":");
+            shape_json(h, &e[i].L.file_shape);
+        }
         tli_wbuf_fmt(h, ",\"data_offsets\":[%llu,%llu]}", (unsigned long long)e[i].begin,
                      (unsigned long long)e[i].end);
     }
@@ -114,6 +133,11 @@ static tl_status write_all(tli_afile *f, const tli_wbuf *h, const entry *e, size
     if (tmp == NULL && st == TL_OK)
         st = tli_error(TL_ENOMEM, "%s: %s: out of memory", f->fn, f->path);
     for (size_t i = 0; st == TL_OK && i < n; i++) {
+        if (e[i].counter) {
+            static const uint8_t zero[8] = {0};
+            st = tli_afile_write(f, zero, sizeof zero);
+            continue;
+        }
         const tli_param *p = &e[i].layer->params[e[i].param];
         tli_layout_apply(&e[i].L, p->value, tmp, false);
         tli_f32_swap_le(tmp, p->count);
@@ -135,32 +159,40 @@ tl_status tl_model_save_safetensors(const tl_model *m, const char *path, tl_tens
         return st;
     size_t n = 0, max_count = 0;
     for (size_t i = 0; i < m->nlayers; i++)
-        n += m->layers[i]->nparams;
+        n += m->layers[i]->nparams + has_counter(m->layers[i], layout);
     entry *e = tli_calloc(n ? n : 1, sizeof *e);
     if (e == NULL)
         return tli_error(TL_ENOMEM, "%s: %s: out of memory", fn, path);
     uint64_t at = 0;
     size_t k = 0;
-    for (size_t i = 0; i < m->nlayers; i++)
-        for (size_t p = 0; p < m->layers[i]->nparams; p++, k++) {
-            const tl_layer *l = m->layers[i];
+    for (size_t i = 0; i < m->nlayers; i++) {
+        const tl_layer *l = m->layers[i];
+        const size_t np = l->nparams + has_counter(l, layout);
+        for (size_t p = 0; p < np; p++, k++) {
             e[k].layer = l;
             e[k].param = p;
-            e[k].name = tli_st_to_file(&o, l, p, layout, e[k].own, sizeof e[k].own);
-            tli_layout_for(&e[k].L, l, p, layout, o.permute_flatten != 0);
             e[k].begin = at;
-            at += (uint64_t)l->params[p].count * sizeof(float);
+            if (p == l->nparams) {
+                e[k].counter = true;
+                e[k].name = tli_st_counter_to_file(&o, l, e[k].own, sizeof e[k].own);
+                at += 8;
+            } else {
+                e[k].name = tli_st_to_file(&o, l, p, layout, e[k].own, sizeof e[k].own);
+                tli_layout_for(&e[k].L, l, p, layout, o.permute_flatten != 0);
+                at += (uint64_t)l->params[p].count * sizeof(float);
+                max_count = l->params[p].count > max_count ? l->params[p].count : max_count;
+            }
             e[k].end = at;
-            max_count = l->params[p].count > max_count ? l->params[p].count : max_count;
             for (size_t j = 0; j < k; j++)
                 if (strcmp(e[j].name, e[k].name) == 0) {
                     st = tli_error(TL_EINVAL, "%s: %s: two tensors would be called '%.200s' (%s of '%s' and %s of '%s'); "
-                                   "check the rename map", fn, path, e[k].name, e[j].layer->params[e[j].param].name,
-                                   e[j].layer->name, l->params[p].name, l->name);
+                                   "check the rename map", fn, path, e[k].name, entry_what(&e[j]), e[j].layer->name,
+                                   entry_what(&e[k]), l->name);
                     tli_free(e);
                     return st;
                 }
         }
+    }
     tli_wbuf h = {0};
     tli_afile f = {.fd = -1};
     if ((st = header(&h, m, e, n, layout, fn, path)) == TL_OK && (st = tli_afile_open(&f, path, fn)) == TL_OK) {

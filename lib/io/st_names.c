@@ -1,7 +1,8 @@
 /*
  * st_names.c - tensor names in safetensors files: libtl's own
- * ("<layer>.kernel", "<layer>.weight", "<layer>.bias"), and the caller's
- * rename map of {file name, libtl name} pairs.
+ * ("<layer>.kernel", "<layer>.weight", "<layer>.bias"; a batchnorm's
+ * PyTorch counter "<layer>.num_batches_tracked"), and the caller's rename
+ * map of {file name, libtl name} pairs.
  */
 #include <stdio.h>
 #include <string.h>
@@ -86,4 +87,26 @@ bool tli_st_resolve(const tl_model *m, const char *name, tl_layer **layer, size_
         return false;
     }
     return false;
+}
+
+tl_layer *tli_st_resolve_counter(const tl_model *m, const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (dot == NULL || strcmp(dot + 1, TLI_ST_COUNTER) != 0 || (size_t)(dot - name) > TL_MAX_NAME)
+        return NULL;
+    for (size_t i = 0; i < m->nlayers; i++) {
+        tl_layer *l = m->layers[i];
+        if (strncmp(l->name, name, (size_t)(dot - name)) == 0 && l->name[dot - name] == '\0')
+            return l;
+    }
+    return NULL;
+}
+
+const char *tli_st_counter_to_file(const tl_safetensors_options *o, const tl_layer *l, char *buf, size_t cap)
+{
+    for (size_t i = 0; i < o->rename_count; i++)
+        if (is_name(o->rename[2 * i + 1], l->name, TLI_ST_COUNTER))
+            return o->rename[2 * i];
+    snprintf(buf, cap, "%s.%s", l->name, TLI_ST_COUNTER);
+    return buf;
 }

@@ -2,7 +2,9 @@
  * activation.c - bias + activation fused after a GEMM, and the matching
  * backward pass fused with the bias gradient, so each touches the output
  * matrix once; and the activation layer's forward and backward passes,
- * which share the forward formulas.
+ * which share the formulas: one forward (act_row) and, for the
+ * activations whose derivative needs the pre-activation z, one backward
+ * (act_input_backward_row) for the fused and the layer's.
  */
 #include <math.h>
 #include <string.h>
@@ -79,147 +81,41 @@ static void act_row(float *v, size_t n, tl_activation act, float alpha)
     }
 }
 
-static void bias_act_row(float *v, const float *bias, size_t n, tl_activation act)
+static void bias_act_row(float *v, const float *bias, size_t n, tl_activation act, float alpha)
 {
     if (bias)
         for (size_t i = 0; i < n; i++)
             v[i] += bias[i];
-    act_row(v, n, act, 0.0f);
+    act_row(v, n, act, alpha);
 }
 
-bool tli_act_fusable(tl_activation act)
+bool tli_act_needs_input(tl_activation act)
 {
-    switch (act) {
-    case TL_ACT_LINEAR:
-    case TL_ACT_RELU:
-    case TL_ACT_SOFTMAX:
-    case TL_ACT_SIGMOID:
-    case TL_ACT_TANH:
-    case TL_ACT_RELU6:
-    case TL_ACT_HARD_SIGMOID:
-        return true;
-    case TL_ACT_LEAKY_RELU:
-    case TL_ACT_SILU:
-    case TL_ACT_HARD_SWISH:
-        return false;
-    }
-    return false;
+    return act == TL_ACT_LEAKY_RELU || act == TL_ACT_SILU || act == TL_ACT_HARD_SWISH;
 }
 
 void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t rows, size_t cols,
-                          tl_activation act)
+                          tl_activation act, float alpha)
 {
     if (bias == NULL && act == TL_ACT_LINEAR)
         return;
     (void)threads;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long r = 0; r < (long)rows; r++)
-        bias_act_row(y + (size_t)r * cols, bias, cols, act);
+        bias_act_row(y + (size_t)r * cols, bias, cols, act, alpha);
 }
 
-static void act_backward_row(tl_activation act, const float *y, float *dy, size_t n)
-{
-    switch (act) {
-    case TL_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-        break;
-    case TL_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++)
-            dy[i] *= y[i] * (1.0f - y[i]);
-        break;
-    case TL_ACT_TANH:
-        for (size_t i = 0; i < n; i++)
-            dy[i] *= 1.0f - y[i] * y[i];
-        break;
-    case TL_ACT_SOFTMAX: {
-        /* dz_i = y_i * (dy_i - sum_j dy_j y_j) */
-        float dot = 0.0f;
-        for (size_t i = 0; i < n; i++)
-            dot += dy[i] * y[i];
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] * (dy[i] - dot);
-        break;
-    }
-    case TL_ACT_RELU6:
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
-        break;
-    case TL_ACT_HARD_SIGMOID:
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] > 0.0f && y[i] < 1.0f ? dy[i] * (1.0f / 6.0f) : 0.0f;
-        break;
-    case TL_ACT_LEAKY_RELU:
-    case TL_ACT_SILU:
-    case TL_ACT_HARD_SWISH:
-        /* Not fusable (tli_act_fusable): a layer refuses them at build. */
-    case TL_ACT_LINEAR:
-        break;
-    }
-}
-
-/* Bias sums use a fixed split of the rows into `blocks` whose partial sums
- * are added in block order: the result depends on the thread count only,
- * never on scheduling. Partial sums live on the stack, so very wide layers
- * on many threads fall back to one block. */
-#define TLI_PARTIAL_MAX 8192
-
-void tli_act_backward(uint32_t threads, tl_activation act, const float *y, float *dy, size_t rows, size_t cols,
-                      float *dbias)
-{
-    float partials[TLI_PARTIAL_MAX];
-    size_t blocks = threads ? threads : 1;
-    if (blocks > rows)
-        blocks = rows ? rows : 1;
-    if (dbias && blocks * cols > TLI_PARTIAL_MAX)
-        blocks = 1;
-    if (dbias == NULL) {
-        if (act == TL_ACT_LINEAR)
-            return;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (long r = 0; r < (long)rows; r++)
-            act_backward_row(act, y + (size_t)r * cols, dy + (size_t)r * cols, cols);
-        return;
-    }
-    if (blocks == 1) {
-        memset(dbias, 0, sizeof(float) * cols);
-        for (size_t r = 0; r < rows; r++) {
-            float *d = dy + r * cols;
-            act_backward_row(act, y + r * cols, d, cols);
-            for (size_t c = 0; c < cols; c++)
-                dbias[c] += d[c];
-        }
-        return;
-    }
-#pragma omp parallel for num_threads((int)blocks) schedule(static, 1)
-    for (long b = 0; b < (long)blocks; b++) {
-        size_t lo = rows * (size_t)b / blocks, hi = rows * ((size_t)b + 1) / blocks;
-        float *p = partials + (size_t)b * cols;
-        memset(p, 0, sizeof(float) * cols);
-        for (size_t r = lo; r < hi; r++) {
-            float *d = dy + r * cols;
-            act_backward_row(act, y + r * cols, d, cols);
-            for (size_t c = 0; c < cols; c++)
-                p[c] += d[c];
-        }
-    }
-    memcpy(dbias, partials, sizeof(float) * cols);
-    for (size_t b = 1; b < blocks; b++)
-        for (size_t c = 0; c < cols; c++)
-            dbias[c] += partials[b * cols + c];
-}
-
-/* ---- the activation layer ------------------------------------------------ */
-
-void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const float *x, float *y, size_t rows,
-                     size_t cols)
+void tli_bias_act_forward_keep(uint32_t threads, float *z, const float *bias, float *y, size_t rows, size_t cols,
+                               tl_activation act, float alpha)
 {
     (void)threads;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long r = 0; r < (long)rows; r++) {
-        float *v = y + (size_t)r * cols;
-        if (v != x + (size_t)r * cols)
-            memcpy(v, x + (size_t)r * cols, sizeof(float) * cols);
+        float *zr = z + (size_t)r * cols, *v = y + (size_t)r * cols;
+        if (bias)
+            for (size_t i = 0; i < cols; i++)
+                zr[i] += bias[i];
+        memcpy(v, zr, sizeof(float) * cols);
         act_row(v, cols, act, alpha);
     }
 }
@@ -274,6 +170,118 @@ static void act_input_backward_row(tl_activation act, float alpha, const float *
         for (size_t i = 0; i < n; i++)
             dx[i] = x[i] > -3.0f && x[i] < 3.0f ? dy[i] * (1.0f / 6.0f) : 0.0f;
         break;
+    }
+}
+
+/* dy := dL/dz in place: from the output y, or for the activations that
+ * need it (tli_act_needs_input) from the pre-activation z, with the
+ * activation layer's formulas. */
+static void act_backward_row(tl_activation act, float alpha, const float *z, const float *y, float *dy, size_t n)
+{
+    switch (act) {
+    case TL_ACT_RELU:
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case TL_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dy[i] *= y[i] * (1.0f - y[i]);
+        break;
+    case TL_ACT_TANH:
+        for (size_t i = 0; i < n; i++)
+            dy[i] *= 1.0f - y[i] * y[i];
+        break;
+    case TL_ACT_SOFTMAX: {
+        /* dz_i = y_i * (dy_i - sum_j dy_j y_j) */
+        float dot = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            dot += dy[i] * y[i];
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] * (dy[i] - dot);
+        break;
+    }
+    case TL_ACT_RELU6:
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
+        break;
+    case TL_ACT_HARD_SIGMOID:
+        for (size_t i = 0; i < n; i++)
+            dy[i] = y[i] > 0.0f && y[i] < 1.0f ? dy[i] * (1.0f / 6.0f) : 0.0f;
+        break;
+    case TL_ACT_LEAKY_RELU:
+    case TL_ACT_SILU:
+    case TL_ACT_HARD_SWISH:
+        act_input_backward_row(act, alpha, z, y, dy, dy, n);
+        break;
+    case TL_ACT_LINEAR:
+        break;
+    }
+}
+
+/* Bias sums use a fixed split of the rows into `blocks` whose partial sums
+ * are added in block order: the result depends on the thread count only,
+ * never on scheduling. Partial sums live on the stack, so very wide layers
+ * on many threads fall back to one block. */
+#define TLI_PARTIAL_MAX 8192
+
+void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const float *z, const float *y, float *dy,
+                      size_t rows, size_t cols, float *dbias)
+{
+    float partials[TLI_PARTIAL_MAX];
+    size_t blocks = threads ? threads : 1;
+    if (blocks > rows)
+        blocks = rows ? rows : 1;
+    if (dbias && blocks * cols > TLI_PARTIAL_MAX)
+        blocks = 1;
+    if (dbias == NULL) {
+        if (act == TL_ACT_LINEAR)
+            return;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (long r = 0; r < (long)rows; r++)
+            act_backward_row(act, alpha, z ? z + (size_t)r * cols : NULL, y + (size_t)r * cols, dy + (size_t)r * cols,
+                             cols);
+        return;
+    }
+    if (blocks == 1) {
+        memset(dbias, 0, sizeof(float) * cols);
+        for (size_t r = 0; r < rows; r++) {
+            float *d = dy + r * cols;
+            act_backward_row(act, alpha, z ? z + r * cols : NULL, y + r * cols, d, cols);
+            for (size_t c = 0; c < cols; c++)
+                dbias[c] += d[c];
+        }
+        return;
+    }
+#pragma omp parallel for num_threads((int)blocks) schedule(static, 1)
+    for (long b = 0; b < (long)blocks; b++) {
+        size_t lo = rows * (size_t)b / blocks, hi = rows * ((size_t)b + 1) / blocks;
+        float *p = partials + (size_t)b * cols;
+        memset(p, 0, sizeof(float) * cols);
+        for (size_t r = lo; r < hi; r++) {
+            float *d = dy + r * cols;
+            act_backward_row(act, alpha, z ? z + r * cols : NULL, y + r * cols, d, cols);
+            for (size_t c = 0; c < cols; c++)
+                p[c] += d[c];
+        }
+    }
+    memcpy(dbias, partials, sizeof(float) * cols);
+    for (size_t b = 1; b < blocks; b++)
+        for (size_t c = 0; c < cols; c++)
+            dbias[c] += partials[b * cols + c];
+}
+
+/* ---- the activation layer ------------------------------------------------ */
+
+void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const float *x, float *y, size_t rows,
+                     size_t cols)
+{
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (long r = 0; r < (long)rows; r++) {
+        float *v = y + (size_t)r * cols;
+        if (v != x + (size_t)r * cols)
+            memcpy(v, x + (size_t)r * cols, sizeof(float) * cols);
+        act_row(v, cols, act, alpha);
     }
 }
 

@@ -179,15 +179,15 @@ static void crop_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t
 /* The depthwise kernels: the AVX-512 build where the CPU has it (the same
  * bits as the portable one). */
 static void depthwise_forward(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
-                              const float *w, const float *bias, tl_activation act, float *y, size_t batch)
+                              const float *w, const float *bias, bool relu, float *y, size_t batch)
 {
 #ifdef TLI_HAVE_AVX512
     if (tli_cpu_has_avx512()) {
-        tli_depthwise_forward_avx512(threads, g, filters, x, w, bias, act, y, batch);
+        tli_depthwise_forward_avx512(threads, g, filters, x, w, bias, relu, y, batch);
         return;
     }
 #endif
-    tli_depthwise_forward_c(threads, g, filters, x, w, bias, act, y, batch);
+    tli_depthwise_forward_c(threads, g, filters, x, w, bias, relu, y, batch);
 }
 
 static void depthwise_input_grad(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
@@ -225,35 +225,48 @@ static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
 /* ---- forward --------------------------------------------------------------- */
 
 void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
-                      const float *x, const float *w, const float *bias, tl_activation act, float *y, size_t batch,
-                      void *scratch)
+                      const float *x, const float *w, const float *bias, tl_activation act, float alpha, float *y,
+                      float *z, size_t batch, void *scratch)
 {
     conv_scratch s;
     const size_t m = batch * g->out_h * g->out_w, k = tli_conv_k(g);
     /* Only the leading blocks are used here; see conv_scratch. */
     layout(algo, g, filters, batch, 1, false, false, scratch, &s);
+    /* The direct and depthwise kernels add the bias and apply a ReLU
+     * themselves; any other activation follows in one pass over their
+     * output, which is z when it is kept. */
 #ifdef TLI_HAVE_AVX512
-    if (algo == TLI_CONV_DIRECT) {
-        const float *src = x;
-        if (needs_pad(g)) {
-            pad_nhwc(threads, x, batch, g->in_h, g->in_w, g->in_c, g->pad_t, g->pad_l, padded_h(g), padded_w(g),
-                     s.xpad);
-            src = s.xpad;
-        }
-        tli_direct_geom d = direct_geom(g, filters);
-        tli_direct_forward_avx512(threads, &d, src, w, bias, act == TL_ACT_RELU, y, batch);
-        if (act != TL_ACT_RELU && act != TL_ACT_LINEAR)
-            tli_bias_act_forward(threads, y, NULL, m, filters, act);
-        return;
-    }
+    const bool direct = algo == TLI_CONV_DIRECT;
+#else
+    const bool direct = false; /* never chosen without the kernels */
 #endif
-    if (algo == TLI_CONV_DEPTHWISE) {
-        depthwise_forward(threads, g, filters, x, w, bias, act, y, batch);
+    if (direct || algo == TLI_CONV_DEPTHWISE) {
+        const bool relu = act == TL_ACT_RELU && z == NULL;
+        float *out = z ? z : y;
+#ifdef TLI_HAVE_AVX512
+        if (direct) {
+            const float *src = x;
+            if (needs_pad(g)) {
+                pad_nhwc(threads, x, batch, g->in_h, g->in_w, g->in_c, g->pad_t, g->pad_l, padded_h(g),
+                         padded_w(g), s.xpad);
+                src = s.xpad;
+            }
+            tli_direct_geom d = direct_geom(g, filters);
+            tli_direct_forward_avx512(threads, &d, src, w, bias, relu, out, batch);
+        }
+#endif
+        if (algo == TLI_CONV_DEPTHWISE)
+            depthwise_forward(threads, g, filters, x, w, bias, relu, out, batch);
+        if (z)
+            tli_bias_act_forward_keep(threads, z, NULL, y, m, filters, act, alpha);
+        else if (act != TL_ACT_RELU && act != TL_ACT_LINEAR)
+            tli_bias_act_forward(threads, y, NULL, m, filters, act, alpha);
         return;
     }
+    float *out = z ? z : y;
     const size_t fg = filters / g->groups, cg = tli_conv_group_c(g);
     for (uint32_t grp = 0; grp < g->groups; grp++) {
-        /* y[:, grp*fg ..] (m x fg) = col_grp (m x k) * w[:, grp*fg ..] (k x fg) */
+        /* out[:, grp*fg ..] (m x fg) = col_grp (m x k) * w[:, grp*fg ..] (k x fg) */
         const float *col = x + (size_t)grp * cg;
         ptrdiff_t rs = (ptrdiff_t)g->in_c;
         if (!is_pointwise(g)) {
@@ -262,9 +275,12 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
             tli_im2col_group(threads, g, x, batch, grp, s.col + (size_t)grp * m * k);
         }
         tli_gemm(threads, m, fg, k, 1.0f, col, rs, 1, w + (size_t)grp * fg, (ptrdiff_t)filters, 1, 0.0f,
-                 y + (size_t)grp * fg, (ptrdiff_t)filters, 1);
+                 out + (size_t)grp * fg, (ptrdiff_t)filters, 1);
     }
-    tli_bias_act_forward(threads, y, bias, m, filters, act);
+    if (z)
+        tli_bias_act_forward_keep(threads, z, bias, y, m, filters, act, alpha);
+    else
+        tli_bias_act_forward(threads, y, bias, m, filters, act, alpha);
 }
 
 /* ---- backward -------------------------------------------------------------- */

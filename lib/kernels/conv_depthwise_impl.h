@@ -20,7 +20,8 @@
  * so both builds round every product and every sum the same way; the
  * tests compare the two bit for bit).
  *  - forward: one image per iteration (threads over images); each output is
- *    0 + its taps in (kh, kw) order, then bias and activation;
+ *    0 + its taps in (kh, kw) order, then bias and a ReLU when asked (the
+ *    caller, tli_conv_forward, applies any other activation);
  *  - input gradient: one image per iteration; each input cell gathers the
  *    outputs that read it, in (kh, kw) order of the taps that read it;
  *  - weight gradient: one image per iteration into its own partial sums
@@ -226,7 +227,7 @@ static void dw_grad_any(float *restrict dw, const float *restrict x, const float
 }
 
 void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x, const float *w,
-                     const float *bias, tl_activation act, float *y, size_t batch)
+                     const float *bias, bool relu, float *y, size_t batch)
 {
     const size_t C = g->in_c, F = filters, m = F / C, taps = (size_t)g->k_h * g->k_w;
     const size_t in_img = (size_t)g->in_h * g->in_w * C, out_row = (size_t)g->out_w * F;
@@ -264,12 +265,10 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
                     }
                 }
             }
-            if (act == TL_ACT_RELU) /* while the row is in cache */
+            if (relu) /* while the row is in cache */
                 dw_relu(yr, out_row);
         }
     }
-    if (act != TL_ACT_RELU && act != TL_ACT_LINEAR)
-        tli_bias_act_forward(threads, y, NULL, batch * g->out_h * g->out_w, F, act);
 }
 
 void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz, const float *w,

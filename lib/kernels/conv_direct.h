@@ -43,9 +43,10 @@ static inline size_t tli_depthwise_partials(const tli_conv_geom *g, uint32_t fil
     return batch > 1 ? (batch - 1) * g->k_h * g->k_w * filters : 0;
 }
 
-/* y = act(depthwise(x, w) + bias); bias may be NULL. */
+/* y = depthwise(x, w) + bias, then max(0, .) when relu; bias may be NULL.
+ * Other activations are applied by the caller (tli_conv_forward). */
 void tli_depthwise_forward_c(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
-                             const float *w, const float *bias, tl_activation act, float *y, size_t batch);
+                             const float *w, const float *bias, bool relu, float *y, size_t batch);
 /* dx = dL/dx from dz = dL/d(pre-activation). Overwrites dx. */
 void tli_depthwise_input_grad_c(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
                                 const float *w, float *dx, size_t batch);
@@ -55,7 +56,7 @@ void tli_depthwise_weight_grad_c(uint32_t threads, const tli_conv_geom *g, uint3
                                  const float *dz, float *dw, float *partials, size_t batch);
 #ifdef TLI_HAVE_AVX512
 void tli_depthwise_forward_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
-                                  const float *w, const float *bias, tl_activation act, float *y, size_t batch);
+                                  const float *w, const float *bias, bool relu, float *y, size_t batch);
 void tli_depthwise_input_grad_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
                                      const float *w, float *dx, size_t batch);
 void tli_depthwise_weight_grad_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,

@@ -44,4 +44,25 @@ void tli_dropout_forward(uint32_t threads, uint64_t key, float rate, const float
 /* Its adjoint: dx[i] = dy[i] * (mask[i] ? s : 0). dx may be dy. */
 void tli_dropout_backward(uint32_t threads, float rate, const uint8_t *mask, const float *dy, float *dx, size_t n);
 
+/* ---- normalization (normalize.c) ---------------------------------------- */
+
+/* Floats of one period of the per-channel pattern the normalization
+ * kernels use: the smallest multiple of c that is at least 256, so that
+ * the inner loop runs over a long contiguous stretch whatever c is. */
+size_t tli_normalize_period(size_t c);
+
+/* y[i] = (x[i] * scale + offset - mean[k]) / std[k], k = i % c, for
+ * i < n (n a multiple of c; NHWC rows or flat vectors), each value
+ * computed in float in that order: with scale 1 and offset 0 the result
+ * is (x - mean) / std bit for bit (tl_dataset_standardize's, torchvision's
+ * Normalize). `pattern` holds 2 * tli_normalize_period(c) floats of
+ * scratch. The same bits for any `threads`. y may be x. */
+void tli_normalize_forward(uint32_t threads, const float *x, float *y, size_t n, size_t c, float scale,
+                           float offset, const float *mean, const float *std, float *pattern);
+
+/* Its adjoint: dx[i] = dy[i] * (scale / std[k]). `pattern` holds
+ * tli_normalize_period(c) floats of scratch. dx may be dy. */
+void tli_normalize_backward(uint32_t threads, const float *dy, float *dx, size_t n, size_t c, float scale,
+                            const float *std, float *pattern);
+
 #endif /* TLI_ELEMENTWISE_H */

@@ -102,13 +102,16 @@ bool tli_conv_algo_ok(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filte
 size_t tli_conv_scratch_bytes(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch,
                               uint32_t threads, bool training, bool need_dx);
 
-/* y = act(conv(x, w) + bias) for `batch` images; w is (k_h, k_w,
- * in_c/groups, filters), bias may be NULL. The scratch is kept for the
- * backward pass. Results depend only on the inputs, `algo` and `threads`;
- * the depthwise kernels' not even on `threads`. */
+/* y = act(z), z = conv(x, w) + bias, for `batch` images; w is (k_h, k_w,
+ * in_c/groups, filters), bias may be NULL, alpha leaky_relu's slope. z
+ * NULL: only y is written; otherwise z (batch x out_h x out_w x filters)
+ * receives the pre-activation too, for a backward pass that needs it
+ * (tli_act_needs_input); y is then the same, bit for bit. The scratch is
+ * kept for the backward pass. Results depend only on the inputs, `algo`
+ * and `threads`; the depthwise kernels' not even on `threads`. */
 void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
-                      const float *x, const float *w, const float *bias, tl_activation act, float *y, size_t batch,
-                      void *scratch);
+                      const float *x, const float *w, const float *bias, tl_activation act, float alpha, float *y,
+                      float *z, size_t batch, void *scratch);
 
 /* From dz = dL/d(pre-activation) after tli_conv_forward on the same x and
  * scratch: dw (when not NULL) = dL/dw, dx (when not NULL) = dL/dx. The bias
@@ -185,22 +188,33 @@ void tli_global_avgpool_backward(uint32_t threads, uint32_t hw, uint32_t c, cons
 /* ---- activation.c ------------------------------------------------------ */
 
 /* y[r][c] = act(y[r][c] + bias[c]) for a rows x cols matrix, in place;
- * bias may be NULL. Softmax is taken over each row. */
+ * bias may be NULL. Softmax is taken over each row; alpha is leaky_relu's
+ * slope (the others ignore it). */
 void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t rows, size_t cols,
-                          tl_activation act);
+                          tl_activation act, float alpha);
 
-/* dy := dL/dz from dL/dy and the activation's output y (in place), and
- * dbias[c] = sum over rows of dz[r][c] when dbias is not NULL. `act` must
- * be tli_act_fusable. */
-void tli_act_backward(uint32_t threads, tl_activation act, const float *y, float *dy, size_t rows, size_t cols,
-                      float *dbias);
+/* The same, keeping the pre-activation: z[r][c] += bias[c] (bias may be
+ * NULL), then y = act(z), in one pass. For a layer in training whose
+ * activation needs z in its backward pass (tli_act_needs_input); y and z
+ * get exactly the values tli_bias_act_forward gives y. */
+void tli_bias_act_forward_keep(uint32_t threads, float *z, const float *bias, float *y, size_t rows, size_t cols,
+                               tl_activation act, float alpha);
 
-/* True when the derivative of `act` follows from its output alone, so that
- * conv2d and dense can fuse it (tli_bias_act_forward / tli_act_backward):
- * linear, relu, softmax, sigmoid, tanh, relu6 (0 < y < 6) and hard_sigmoid
- * (0 < y < 1). leaky_relu, silu and hard_swish need the input (and
- * leaky_relu a slope): only the activation layer applies them. */
-bool tli_act_fusable(tl_activation act);
+/* dy := dL/dz from dL/dy (in place), and dbias[c] = sum over rows of
+ * dz[r][c] when dbias is not NULL. The derivative comes from the output y,
+ * or, for the activations that need it (tli_act_needs_input), from the
+ * pre-activation z (with slope alpha for leaky_relu), by the activation
+ * layer's formulas (tli_act_input_backward); z is not read otherwise and
+ * may be NULL then. */
+void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const float *z, const float *y, float *dy,
+                      size_t rows, size_t cols, float *dbias);
+
+/* True when the derivative of `act` needs its input z, not only its output:
+ * leaky_relu, silu and hard_swish. conv2d and dense then keep z in their
+ * scratch in training (tli_bias_act_forward_keep); the others (linear,
+ * relu, softmax, sigmoid, tanh, relu6: 0 < y < 6, hard_sigmoid: 0 < y < 1)
+ * take their derivative from y and keep nothing. */
+bool tli_act_needs_input(tl_activation act);
 
 /* The activation layer: y = act(x) for a rows x cols matrix, softmax over
  * each row, alpha the leaky_relu slope. Each value is computed exactly as
@@ -221,9 +235,14 @@ void tli_act_input_backward(uint32_t threads, tl_activation act, float alpha, co
 
 /* What a loss kernel returns for one batch. */
 typedef struct tli_loss_result {
-    double loss_sum; /* sum over the batch of each example's loss */
-    size_t correct;  /* examples whose arg-max output matches the label / target */
+    double loss_sum;   /* sum over the batch of each example's loss (weighted: its numerator) */
+    size_t correct;    /* examples whose arg-max output matches the label / target */
+    double weight_sum; /* what the mean divides loss_sum by: rows, or the class weights' sum */
 } tli_loss_result;
+
+/* The mean loss of a result (or of sums of results): loss_sum / weight_sum,
+ * 0 when no example carries weight. */
+double tli_loss_mean(double loss_sum, double weight_sum);
 
 /* Softmax cross-entropy fused with the softmax: z are logits (rows x cols).
  * Targets are either labels (one int per row) or t (rows x cols floats).
@@ -233,6 +252,17 @@ typedef struct tli_loss_result {
 bool tli_softmax_xent(const float *z, size_t rows, size_t cols, const int32_t *labels, const float *t,
                       float *dz, tli_loss_result *res, size_t *bad_row);
 
+/* Softmax cross-entropy with the loss options (tl_loss_options): targets
+ * q = (1 - smoothing) * t + smoothing / cols (t one-hot of the label, or
+ * the given row), each class c weighted by weights[c] (NULL: all 1).
+ * Example r's loss is sum_c w_c q_rc (lse(z_r) - z_rc); its weight is w of
+ * its label, or sum_c w_c t_rc / sum_c t_rc for float targets (1 without
+ * weights). loss_sum is the sum of the losses, weight_sum of the weights,
+ * dz (may be NULL) the gradient of loss_sum / weight_sum (0 when that is
+ * 0): (softmax(z_r) * sum_c a_rc - a_r) / weight_sum, a_rc = w_c q_rc. */
+bool tli_softmax_xent_ex(const float *z, size_t rows, size_t cols, const int32_t *labels, const float *t,
+                         float smoothing, const float *weights, float *dz, tli_loss_result *res, size_t *bad_row);
+
 /* Mean squared error: loss per row = mean over cols of (y - t)^2, with t
  * either given or one-hot of labels. dy (may be NULL) = 2 (y - t) / (rows*cols). */
 bool tli_mse(const float *y, size_t rows, size_t cols, const int32_t *labels, const float *t, float *dy,
@@ -240,6 +270,10 @@ bool tli_mse(const float *y, size_t rows, size_t cols, const int32_t *labels, co
 
 /* Index of the largest of n values (the first on ties). */
 size_t tli_argmax(const float *v, size_t n);
+
+/* How many of the n values come before v[i] in a descending order whose
+ * ties go to the lower index: 0 exactly when tli_argmax() returns i. */
+size_t tli_rank(const float *v, size_t n, size_t i);
 
 /* True when all n values are finite. */
 bool tli_all_finite(const float *v, size_t n);

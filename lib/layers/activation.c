@@ -3,10 +3,11 @@
  * nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softmax). The
  * activation is the layer's l->act, as for conv2d and dense, so the engine
  * treats it alike: it passes TL_ACT_LINEAR when the loss takes the last
- * layer's logits (softmax), and a max-pool above may fold its ReLU. Unlike
- * the fused ones, its backward pass reads the input x, so it takes every
- * activation (leaky_relu, silu and hard_swish too). The one setting is
- * leaky_relu's slope alpha; softmax is over the last axis. */
+ * layer's logits (softmax), and a max-pool above may fold its ReLU. Its
+ * backward pass reads the input x, with the formulas conv2d and dense use
+ * for the activations whose derivative needs their pre-activation
+ * (leaky_relu, silu, hard_swish). The one setting is leaky_relu's slope
+ * alpha; softmax is over the last axis. */
 #include <math.h>
 #include <stddef.h>
 
@@ -19,7 +20,7 @@ typedef struct act_cfg {
 _Static_assert(sizeof(act_cfg) <= TLI_CFG_BYTES, "activation settings fit a layer");
 
 static const tli_field act_fields[] = {
-    {"alpha", TLI_FIELD_F32, offsetof(act_cfg, alpha), 0, 0x3c23d70au /* 0.01f */, NULL},
+    {"alpha", TLI_FIELD_F32, offsetof(act_cfg, alpha), 0, TLI_ACT_ALPHA_DEFAULT_BITS /* 0.01f */, NULL},
 };
 
 static tl_status act_build(tl_layer *l)
@@ -80,7 +81,7 @@ const tli_layer_ops tli_activation_ops = {
     .min_inputs = 1,
     .max_inputs = 1,
     .has_activation = true,
-    .any_activation = true,
+    .is_activation = true,
     .build = act_build,
     .scratch_bytes = act_scratch_bytes,
     .forward = act_forward,

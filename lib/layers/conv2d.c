@@ -1,11 +1,14 @@
 /*
  * conv2d.c - 2-D convolution: strides, dilation, valid / same / explicit
- * zero padding, groups (depthwise when groups == input channels).
+ * zero padding, groups (depthwise when groups == input channels), any
+ * activation fused.
  *
  * The arithmetic lives in lib/kernels (tli_conv_*): im2col + BLIS (one GEMM
  * per group), direct AVX-512 kernels where the CPU has them, or the direct
  * depthwise kernels. This file checks settings and shapes, owns the
- * parameters and picks the algorithm once.
+ * parameters and picks the algorithm once. An activation whose derivative
+ * needs the pre-activation z (tli_act_needs_input: leaky_relu, silu,
+ * hard_swish) has z kept in training, before the kernels' scratch.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@ typedef struct conv_cfg {
     uint32_t d_h, d_w;
     uint32_t pad_t, pad_b, pad_l, pad_r; /* TL_PAD_EXPLICIT only */
     uint32_t k_init, b_init;             /* tl_initializer; TL_INIT_DEFAULT: Glorot-uniform, zeros */
+    float alpha;                         /* leaky_relu's slope (activation_alpha) */
 } conv_cfg;
 
 typedef struct conv_geom {
@@ -50,6 +54,7 @@ static const tli_field conv_fields[] = {
      tli_initializer_names},
     {"bias_initializer", TLI_FIELD_ENUM, offsetof(conv_cfg, b_init), TLI_INIT_MAX, TL_INIT_DEFAULT,
      tli_initializer_names},
+    {"activation_alpha", TLI_FIELD_F32, offsetof(conv_cfg, alpha), 0, TLI_ACT_ALPHA_DEFAULT_BITS, NULL},
 };
 
 /* Output length and the padding before / after along one axis of n cells,
@@ -93,6 +98,8 @@ static tl_status conv_build(tl_layer *l)
     tl_status st = tli_check_initializer(l, "kernel_initializer", c->k_init);
     if (st == TL_OK)
         st = tli_check_initializer(l, "bias_initializer", c->b_init);
+    if (st == TL_OK)
+        st = tli_check_act_alpha(l, &c->alpha);
     if (st)
         return st;
     const bool pads = c->pad_t || c->pad_b || c->pad_l || c->pad_r;
@@ -164,33 +171,61 @@ static tl_status conv_build(tl_layer *l)
     return TL_OK;
 }
 
+/* The kernels' scratch, and in training before it the pre-activation z
+ * when the activation needs it (rounded to 64 bytes, so the kernels'
+ * blocks stay aligned; it depends on the batch only). */
+static size_t conv_z_bytes(const tl_layer *l, size_t batch)
+{
+    size_t z;
+    if (!tli_mul_ok(batch, l->out_size, &z) || !tli_mul_ok(z, sizeof(float), &z) || z > SIZE_MAX - 63)
+        return SIZE_MAX;
+    return (z + 63) & ~(size_t)63;
+}
+
 static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
     const conv_cfg *c = (const conv_cfg *)l->cfg;
     /* A layer on the model's input never needs an input gradient. */
     bool need_dx = training && l->inputs[0] != TLI_INPUT_MODEL;
-    return tli_conv_scratch_bytes(cg->algo, &cg->g, c->filters, batch, threads, training, need_dx);
+    size_t bytes = tli_conv_scratch_bytes(cg->algo, &cg->g, c->filters, batch, threads, training, need_dx);
+    if (!training || !tli_act_needs_input(l->act) || bytes == SIZE_MAX)
+        return bytes;
+    size_t z = conv_z_bytes(l, batch);
+    return z > SIZE_MAX - bytes ? SIZE_MAX : z + bytes;
 }
 
 static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
     const conv_cfg *c = (const conv_cfg *)l->cfg;
+    float *z = NULL;
+    char *kernel_scratch = l->scratch;
+    if (ex->training && tli_act_needs_input(act)) {
+        z = l->scratch;
+        kernel_scratch += conv_z_bytes(l, ex->batch);
+    }
     tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value,
-                     l->use_bias ? l->params[1].value : NULL, act, y, ex->batch, l->scratch);
+                     l->use_bias ? l->params[1].value : NULL, act, c->alpha, y, z, ex->batch, kernel_scratch);
 }
 
 static void conv_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
                           float *const *dx, tl_activation act, bool param_grads)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
+    const conv_cfg *c = (const conv_cfg *)l->cfg;
     const size_t m = ex->batch * cg->g.out_h * cg->g.out_w;
-    const uint32_t n = ((const conv_cfg *)l->cfg)->filters;
-    tli_act_backward(ex->threads, act, y, dy, m, n,
+    const uint32_t n = c->filters;
+    const float *z = NULL;
+    char *kernel_scratch = l->scratch;
+    if (tli_act_needs_input(act)) { /* kept by the training forward pass */
+        z = l->scratch;
+        kernel_scratch += conv_z_bytes(l, ex->batch);
+    }
+    tli_act_backward(ex->threads, act, c->alpha, z, y, dy, m, n,
                      param_grads && l->use_bias && !ex->bias_grad_done ? l->params[1].grad : NULL);
     tli_conv_backward(ex->threads, cg->algo, &cg->g, n, x[0], dy, l->params[0].value,
-                      param_grads ? l->params[0].grad : NULL, dx[0], ex->batch, l->scratch);
+                      param_grads ? l->params[0].grad : NULL, dx[0], ex->batch, kernel_scratch);
 }
 
 static void conv_from_options(void *cfg, tl_activation *act, int *use_bias, const void *opts)
@@ -202,7 +237,7 @@ static void conv_from_options(void *cfg, tl_activation *act, int *use_bias, cons
     *c = (conv_cfg){o->filters, o->kernel_h, o->kernel_w, o->stride_h, o->stride_w, (uint32_t)o->padding,
                     o->groups ? o->groups : 1, o->dilation_h ? o->dilation_h : 1, o->dilation_w ? o->dilation_w : 1,
                     o->pad_top, o->pad_bottom, o->pad_left, o->pad_right, (uint32_t)o->kernel_initializer,
-                    (uint32_t)o->bias_initializer};
+                    (uint32_t)o->bias_initializer, o->activation_alpha};
     *act = o->activation;
     *use_bias = o->use_bias;
 }
@@ -232,6 +267,7 @@ static void conv_get_options(const tl_layer *l, void *opts, unsigned int version
         o->pad_right = c->pad_r;
         o->kernel_initializer = (tl_initializer)c->k_init;
         o->bias_initializer = (tl_initializer)c->b_init;
+        o->activation_alpha = c->alpha;
     }
 }
 

@@ -1,4 +1,7 @@
-/* dense.c - fully connected layer: y = act(x W + b), W is (inputs, units). */
+/* dense.c - fully connected layer: y = act(x W + b), W is (inputs, units),
+ * any activation fused. An activation whose derivative needs the
+ * pre-activation z = x W + b (tli_act_needs_input: leaky_relu, silu,
+ * hard_swish) has z kept in the layer's scratch in training. */
 #include <stddef.h>
 
 #include "layer.h"
@@ -7,6 +10,7 @@ typedef struct dense_cfg {
     uint32_t units;
     /* since 1.1 (format 1.1 fields) */
     uint32_t k_init, b_init; /* tl_initializer; TL_INIT_DEFAULT: Glorot-uniform, zeros */
+    float alpha;             /* leaky_relu's slope (activation_alpha) */
 } dense_cfg;
 
 _Static_assert(sizeof(dense_cfg) <= TLI_CFG_BYTES, "dense settings fit a layer");
@@ -19,18 +23,21 @@ static const tli_field dense_fields[] = {
      tli_initializer_names},
     {"bias_initializer", TLI_FIELD_ENUM, offsetof(dense_cfg, b_init), TLI_INIT_MAX, TL_INIT_DEFAULT,
      tli_initializer_names},
+    {"activation_alpha", TLI_FIELD_F32, offsetof(dense_cfg, alpha), 0, TLI_ACT_ALPHA_DEFAULT_BITS, NULL},
 };
 
 static tl_status dense_build(tl_layer *l)
 {
     char sb[64];
-    const dense_cfg *c = (const dense_cfg *)l->cfg;
+    dense_cfg *c = (dense_cfg *)l->cfg;
     uint32_t units = c->units;
     if (units == 0)
         return tli_error(TL_EINVAL, TLI_LFMT ": units must be > 0", TLI_LARG(l));
     tl_status st = tli_check_initializer(l, "kernel_initializer", c->k_init);
     if (st == TL_OK)
         st = tli_check_initializer(l, "bias_initializer", c->b_init);
+    if (st == TL_OK)
+        st = tli_check_act_alpha(l, &c->alpha);
     if (st)
         return st;
     if (l->in_shape.rank != 1)
@@ -54,25 +61,37 @@ static tl_status dense_build(tl_layer *l)
     return TL_OK;
 }
 
+/* In training, z (batch x units) when the activation needs it. */
 static size_t dense_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
 {
-    (void)l, (void)batch, (void)threads, (void)training;
-    return 0;
+    (void)threads;
+    size_t z = 0;
+    if (training && tli_act_needs_input(l->act) &&
+        (!tli_mul_ok(batch, l->out_size, &z) || !tli_mul_ok(z, sizeof(float), &z)))
+        return SIZE_MAX;
+    return z;
 }
 
 static void dense_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     const size_t k = l->in_size, n = l->out_size;
+    const float alpha = ((const dense_cfg *)l->cfg)->alpha;
+    const float *bias = l->use_bias ? l->params[1].value : NULL;
+    float *z = ex->training && tli_act_needs_input(act) ? l->scratch : NULL;
     tli_gemm(ex->threads, ex->batch, n, k, 1.0f, x[0], (ptrdiff_t)k, 1, l->params[0].value, (ptrdiff_t)n, 1, 0.0f,
-             y, (ptrdiff_t)n, 1);
-    tli_bias_act_forward(ex->threads, y, l->use_bias ? l->params[1].value : NULL, ex->batch, n, act);
+             z ? z : y, (ptrdiff_t)n, 1);
+    if (z)
+        tli_bias_act_forward_keep(ex->threads, z, bias, y, ex->batch, n, act, alpha);
+    else
+        tli_bias_act_forward(ex->threads, y, bias, ex->batch, n, act, alpha);
 }
 
 static void dense_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
                            float *const *dx, tl_activation act, bool param_grads)
 {
     const size_t k = l->in_size, n = l->out_size, m = ex->batch;
-    tli_act_backward(ex->threads, act, y, dy, m, n,
+    const float *z = tli_act_needs_input(act) ? l->scratch : NULL;
+    tli_act_backward(ex->threads, act, ((const dense_cfg *)l->cfg)->alpha, z, y, dy, m, n,
                      param_grads && l->use_bias && !ex->bias_grad_done ? l->params[1].grad : NULL);
     if (param_grads) /* dW (k x n) = x^T (k x m) * dz (m x n) */
         tli_gemm(ex->threads, k, n, m, 1.0f, x[0], 1, (ptrdiff_t)k, dy, (ptrdiff_t)n, 1, 0.0f, l->params[0].grad,
@@ -94,6 +113,7 @@ static void dense_from_options(void *cfg, tl_activation *act, int *use_bias, con
     c->units = o->units;
     c->k_init = (uint32_t)o->kernel_initializer;
     c->b_init = (uint32_t)o->bias_initializer;
+    c->alpha = o->activation_alpha;
     *act = o->activation;
     *use_bias = o->use_bias;
 }
@@ -110,6 +130,7 @@ static void dense_get_options(const tl_layer *l, void *opts, unsigned int versio
         o->input = NULL;
         o->kernel_initializer = (tl_initializer)c->k_init;
         o->bias_initializer = (tl_initializer)c->b_init;
+        o->activation_alpha = c->alpha;
     }
 }
 

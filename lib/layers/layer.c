@@ -18,6 +18,7 @@ extern const tli_layer_ops tli_avgpool2d_ops;
 extern const tli_layer_ops tli_batchnorm_ops;
 extern const tli_layer_ops tli_dropout_ops;
 extern const tli_layer_ops tli_activation_ops;
+extern const tli_layer_ops tli_normalization_ops;
 
 /* Every kind, one line each. */
 static const tli_layer_ops *const kinds[] = {
@@ -32,6 +33,7 @@ static const tli_layer_ops *const kinds[] = {
     &tli_batchnorm_ops,
     &tli_dropout_ops,
     &tli_activation_ops,
+    &tli_normalization_ops,
 };
 
 const tli_layer_ops *tli_layer_ops_for(tl_layer_kind kind)
@@ -190,9 +192,15 @@ void tli_tensor_set(tl_layer *l, size_t i, const char *name, const char *torch_n
     p->torch_layout = torch_layout;
     p->shape = shape;
     p->count = tl_shape_count(&shape);
+    p->preset = false;
     fans(&shape, &p->fan_in, &p->fan_out);
     if (i >= l->nparams)
         l->nparams = i + 1;
+}
+
+void tli_tensor_set_preset(tl_layer *l, size_t i)
+{
+    l->params[i].preset = true;
 }
 
 void tli_tensor_set_fans(tl_layer *l, size_t i, size_t from)
@@ -207,6 +215,15 @@ const char *const tli_initializer_names[] = {
 };
 _Static_assert(sizeof tli_initializer_names / sizeof tli_initializer_names[0] == TLI_INIT_MAX + 1,
                "a name for every tl_initializer");
+
+tl_status tli_check_act_alpha(tl_layer *l, float *alpha)
+{
+    if (!isfinite(*alpha))
+        return tli_error(TL_EINVAL, TLI_LFMT ": activation_alpha %g must be finite", TLI_LARG(l), (double)*alpha);
+    if (l->act != TL_ACT_LEAKY_RELU)
+        *alpha = TLI_ACT_ALPHA_DEFAULT;
+    return TL_OK;
+}
 
 tl_status tli_check_initializer(const tl_layer *l, const char *option, uint32_t word)
 {
@@ -230,11 +247,6 @@ static tl_status check_common(const tl_layer *l)
     if (!ops->has_activation && l->act != TL_ACT_LINEAR)
         return tli_error(TL_EINVAL, TLI_LFMT " has no activation of its own (%s given)", TLI_LARG(l),
                          tl_activation_str(l->act));
-    if (ops->has_activation && !ops->any_activation && !tli_act_fusable(l->act))
-        return tli_error(TL_EINVAL,
-                         TLI_LFMT " cannot apply %s itself (its gradient needs the layer's input): give it a "
-                         "linear activation and follow it with an activation layer (tl_model_add_activation)",
-                         TLI_LARG(l), tl_activation_str(l->act));
     if (!ops->has_bias && l->use_bias)
         return tli_error(TL_EINVAL, TLI_LFMT " has no bias", TLI_LARG(l));
     return TL_OK;
@@ -355,13 +367,13 @@ static void draw_uniform(tli_rng *rng, float *v, size_t n, float limit)
         v[j] = (2.0f * tli_rng_uniform(rng) - 1.0f) * limit;
 }
 
-void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
+void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream, bool keep_preset)
 {
     tli_rng rng;
     tli_rng_seed(&rng, seed, stream);
     for (size_t i = 0; i < l->nparams; i++) {
         tli_param *p = &l->params[i];
-        if (p->value == NULL)
+        if (p->value == NULL || (keep_preset && p->preset))
             continue;
         const double fan_in = p->fan_in, fan_out = p->fan_out;
         switch (p->init) {
@@ -385,6 +397,19 @@ void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream)
         case TLI_INIT_NORMAL_STDDEV_0_01: draw_normal(&rng, p->value, p->count, 0.01); break;
         }
     }
+}
+
+tl_status tli_layer_check_values(const tl_layer *l)
+{
+    if (l->ops->check_values == NULL)
+        return TL_OK;
+    for (size_t i = 0; i < l->nparams; i++)
+        if (l->params[i].value) {
+            tl_status st = l->ops->check_values(l, i, l->params[i].value);
+            if (st)
+                return st;
+        }
+    return TL_OK;
 }
 
 /* ---- settings fields ---------------------------------------------------- */
@@ -418,7 +443,7 @@ size_t tli_cfg_describe(const tl_layer *l, char *buf, size_t cap, bool json)
     /* An activation layer's activation is its l->act, not a field: the
      * text names it first (the JSON writer adds "activation" for every
      * kind that has one). */
-    if (!json && l->ops->any_activation) {
+    if (!json && l->ops->is_activation) {
         int n = snprintf(buf, cap, "activation=%s", tl_activation_str(l->act));
         len += n > 0 ? (size_t)n : 0;
     }
@@ -429,7 +454,7 @@ size_t tli_cfg_describe(const tl_layer *l, char *buf, size_t cap, bool json)
         if (f->type == TLI_FIELD_F32) {
             float x;
             memcpy(&x, &w, sizeof x);
-            snprintf(v, sizeof v, "%.9g", (double)x);
+            tli_format_number(v, sizeof v, x, true);
         } else if (f->type == TLI_FIELD_BOOL && json) {
             snprintf(v, sizeof v, "%s", w ? "true" : "false");
         } else if (f->type == TLI_FIELD_ENUM && f->names && w <= f->max) {
@@ -558,6 +583,10 @@ tl_status tl_layer_set_weights(tl_layer *layer, size_t index, const float *value
         return tli_error(TL_EINVAL, "tl_layer_set_weights: values is NULL");
     if ((st = check_count("tl_layer_set_weights", layer, index, count)))
         return st;
+    if (layer->ops->check_values && (st = layer->ops->check_values(layer, index, values))) {
+        tli_error_prefix("tl_layer_set_weights");
+        return st;
+    }
     memcpy(layer->params[index].value, values, sizeof(float) * count);
     return TL_OK;
 }

@@ -82,6 +82,8 @@ typedef struct tli_param {
     size_t count;
     double fan_in, fan_out; /* for the initializers: the shape's (tli_tensor_set), or the kernel's for
                              * a bias (tli_tensor_set_fans) */
+    bool preset; /* state the user sets (normalization statistics), not drawn: structure clones copy it
+                  * and tl_model_init_params keeps it (tli_tensor_set_preset) */
     float *value;    /* 64-byte aligned, owned; NULL in a shell layer (see tli_layer_new) */
     float *grad;     /* parameters only; valid after a backward pass */
     float *state[2]; /* optimizer slots (Adam m, v; SGD velocity), NULL until used */
@@ -181,9 +183,9 @@ struct tli_layer_ops {
     size_t nfields_v1_0;
     /* Inputs it takes: min_inputs..max_inputs (1..1 for most kinds). */
     size_t min_inputs, max_inputs;
-    bool has_activation; /* applies l->act (conv2d, dense, activation); others must be linear */
-    bool any_activation; /* with has_activation: takes every activation, also those whose derivative
-                          * needs the input (activation); otherwise only tli_act_fusable ones */
+    bool has_activation; /* applies l->act, any of them (conv2d, dense, activation); others must be
+                          * linear */
+    bool is_activation;  /* the layer is its activation (activation): the settings text names it */
     bool draws_random;   /* forward in training uses ex->rng_key (dropout) */
     bool has_bias;       /* honours l->use_bias; others must have it 0 */
     bool is_view;        /* output is input 0 itself (flatten): no buffer, gradient passes through */
@@ -219,6 +221,12 @@ struct tli_layer_ops {
      * only the fields of options version `version`. */
     void (*from_options)(void *cfg, tl_activation *act, int *use_bias, const void *opts);
     void (*get_options)(const tl_layer *l, void *opts, unsigned int version);
+    /* Optional: check values `v` (params[i].count floats) for tensor `i`
+     * of built layer `l`: tl_layer_set_weights before it copies them, and
+     * tli_model_check_graph (every run and save) with each tensor's own
+     * values. Returns a status with the message set, naming the layer,
+     * the tensor, the element and the value (normalization: std > 0). */
+    tl_status (*check_values)(const tl_layer *l, size_t i, const float *v);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */
@@ -247,8 +255,12 @@ tl_status tli_layer_new(tl_layer **out, const tli_layer_spec *spec, const char *
 void tli_layer_free(tl_layer *l);
 
 /* Draw the layer's tensors with their initializers from a stream
- * determined by (seed, stream). */
-void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream);
+ * determined by (seed, stream); `keep_preset`: leave the preset tensors
+ * (tli_param.preset) as they are (a redraw of an existing layer). */
+void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream, bool keep_preset);
+
+/* Check every tensor of `l` that has values with its kind's check_values. */
+tl_status tli_layer_check_values(const tl_layer *l);
 
 /* Free the optimizer slots of every tensor. */
 void tli_layer_free_state(tl_layer *l);
@@ -312,6 +324,9 @@ bool tli_shape_eq(const tl_shape *a, const tl_shape *b);
 void tli_tensor_set(tl_layer *l, size_t i, const char *name, const char *torch_name, tli_role role, tli_init init,
                     tli_torch_layout torch_layout, tl_shape shape);
 
+/* Mark tensor `i` preset (tli_param.preset). */
+void tli_tensor_set_preset(tl_layer *l, size_t i);
+
 /* Give tensor `i` the fans of tensor `from` (a bias those of its kernel). */
 void tli_tensor_set_fans(tl_layer *l, size_t i, size_t from);
 
@@ -319,6 +334,17 @@ void tli_tensor_set_fans(tl_layer *l, size_t i, size_t from);
  * `option`): TL_EINVAL naming the layer, the option and the value when it
  * is not one. */
 tl_status tli_check_initializer(const tl_layer *l, const char *option, uint32_t word);
+
+/* leaky_relu's default slope: the activation layer's alpha and conv2d's
+ * and dense's activation_alpha (PyTorch's LeakyReLU default), 0.01f. */
+#define TLI_ACT_ALPHA_DEFAULT 0.01f
+#define TLI_ACT_ALPHA_DEFAULT_BITS 0x3c23d70au
+
+/* Check a fused activation's slope (the settings field activation_alpha,
+ * conv2d and dense): TL_EINVAL naming the layer and the value when it is
+ * not finite. Only leaky_relu reads it: for the other activations it
+ * becomes the default, so that it never keeps a model from format 1.0. */
+tl_status tli_check_act_alpha(tl_layer *l, float *alpha);
 
 /* Messages of the build functions start "layer 'NAME' (KIND, index I)". */
 #define TLI_LFMT "layer '%s' (%s, index %zu)"

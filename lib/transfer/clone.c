@@ -17,8 +17,11 @@ tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const uint32
                                     name, fn);
     if (st)
         return st;
-    if (weights)
-        for (size_t p = 0; p < l->nparams; p++)
+    /* Without weights (a structure clone) the preset tensors - a
+     * normalization's statistics, the data's and not learned - still come
+     * along. */
+    for (size_t p = 0; p < l->nparams; p++)
+        if (weights || src->params[p].preset)
             memcpy(l->params[p].value, src->params[p].value, l->params[p].count * sizeof(float));
     l->trainable = src->trainable;
     l->lr_scale = src->lr_scale;

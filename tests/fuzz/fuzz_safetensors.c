@@ -5,10 +5,13 @@
  * from F16/BF16 and reordered for PyTorch's layout. The first input byte
  * chooses the call: bit 0 layout (Keras / PyTorch), bit 1 lenient, bit 2 a
  * rename map, bit 3 permute_flatten off, bit 4 into a graph model (add,
- * concatenate, the pools) instead of the small sequential CNN. The rest is
+ * concatenate, the pools) instead of the small sequential CNN, bit 5
+ * tl_model_create_from_safetensors() instead: the model the file's
+ * libtl.architecture describes (bits 2 and 3 still apply). The rest is
  * the file.
- * Checked: a failure leaves the model's parameters as they were and names
- * the function; a report, when given, can be written out.
+ * Checked: a failure leaves the model's parameters as they were (creating:
+ * hands back no model) and names the function; a report, when given, can
+ * be written out; a created model can be summarized.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (mode & 8)
         o.permute_flatten = 0;
+    if (mode & 32) {
+        tl_model *made = (tl_model *)&made;
+        tl_status st = tl_model_create_from_safetensors(&made, path, &o);
+        if (st != TL_OK && (made != NULL || strncmp(tl_last_error(), "tl_model_create_from_safetensors", 32) != 0))
+            abort();
+        if (st == TL_OK && (made == NULL || tl_model_summary_write(made, write_nothing, NULL) != TL_OK))
+            abort();
+        tl_model_free(made);
+        return 0;
+    }
     tl_tensor_layout layout = (mode & 1) ? TL_LAYOUT_PYTORCH : TL_LAYOUT_KERAS;
     size_t before_n, after_n;
     float *before = fz_params(target, &before_n);

@@ -393,7 +393,11 @@ static void safetensors_seeds(void)
              {"keras-lenient", TL_LAYOUT_KERAS, 0, 0, 2},
              {"graph-keras", TL_LAYOUT_KERAS, 0, 1, 16},
              {"graph-pytorch", TL_LAYOUT_PYTORCH, 0, 1, 17},
-             {"graph-pytorch-lenient", TL_LAYOUT_PYTORCH, 0, 1, 19}};
+             {"graph-pytorch-lenient", TL_LAYOUT_PYTORCH, 0, 1, 19},
+             /* Mode bit 5: the harness creates the model the file describes. */
+             {"create-keras", TL_LAYOUT_KERAS, 0, 0, 32},
+             {"create-pytorch-renamed", TL_LAYOUT_PYTORCH, 1, 0, 36},
+             {"create-graph-pytorch", TL_LAYOUT_PYTORCH, 0, 1, 32}};
     for (size_t i = 0; m && g && i < sizeof v / sizeof *v; i++) {
         so.rename = v[i].renamed ? rename : NULL;
         so.rename_count = v[i].renamed ? 2 : 0;
@@ -429,6 +433,14 @@ static void safetensors_seeds(void)
         file[8 + hl + i] = i % 2 ? 0x3c : (unsigned char)(i * 5);
     unsigned char mode = 0;
     seed("safetensors", "half", &mode, 1, file, 8 + hl + 142);
+    /* libtl 1.0's description (a chain, window settings as pairs). */
+    char path[1024];
+    size_t n;
+    snprintf(path, sizeof path, "%s/%s", TL_FIXTURES_DIR, "v1_0_cnn.torch.safetensors");
+    unsigned char *f = slurp(path, &n);
+    mode = 32;
+    seed("safetensors", "create-v1_0", &mode, 1, f, n);
+    free(f);
 }
 
 int main(int argc, char **argv)
