@@ -508,6 +508,139 @@ START_TEST(test_mismatched_files)
 }
 END_TEST
 
+/* The transfer APIs on a backbone with batch normalization: a ResNet-20
+ * whose BN statistics moved is the source. By name, every layer but the
+ * head goes into a 100-class ResNet-20 (the moving statistics too); frozen
+ * below the head, a fit leaves the backbone's tensors bit for bit; the
+ * extractor cut at "avgpool" joined with a copy of the head predicts what
+ * the source predicts; a copy predicts the same; a structure clone with a
+ * new head starts BN afresh. */
+START_TEST(test_transfer_on_backbones)
+{
+    enum { N = 8, H = 16, W = 16, C = 3 };
+    tl_zoo_options o = zopts(10, H, W);
+    o.seed = 3;
+    tl_model *src = NULL;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&src, 20, &o));
+    ck_assert_tl_ok(tl_model_set_threads(src, 1));
+    tl_optimizer *opt = NULL;
+    ck_assert_tl_ok(tl_optimizer_create_sgd(&opt, NULL));
+    ck_assert_tl_ok(tl_model_compile(src, opt, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    static float x[N * H * W * C];
+    int32_t labels[N];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)((i * 53) % 103) / 103.0f;
+    for (int i = 0; i < N; i++)
+        labels[i] = i % 10;
+    for (int step = 0; step < 3; step++)
+        ck_assert_tl_ok(tl_model_train_step(NULL, src, x, labels, NULL, N));
+    const size_t nl = tl_model_num_layers(src);
+    tl_layer *fc = NULL;
+    ck_assert_tl_ok(tl_model_layer_by_name(&fc, src, "fc"));
+
+    /* 1. parameter transfer by name, all but fc */
+    tl_zoo_options o100 = o;
+    o100.num_classes = 100;
+    o100.seed = 4;
+    tl_model *dst = NULL;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&dst, 20, &o100));
+    ck_assert_tl_ok(tl_model_set_threads(dst, 1));
+    tl_transfer_options to = TL_TRANSFER_OPTIONS_INIT;
+    to.match = TL_MATCH_NAME;
+    to.first = 0;
+    to.count = nl - 1; /* fc is the last layer */
+    tl_transfer_report *rep = NULL;
+    ck_assert_tl_ok(tl_model_transfer_params(&rep, dst, src, &to));
+    ck_assert_uint_eq(tl_transfer_report_params_copied(rep), tl_model_param_count(src) - (64 * 10 + 10));
+    tl_transfer_report_free(rep);
+    static float a[3 * 3 * 64 * 64], b[3 * 3 * 64 * 64];
+    const char *bn = "layer3.2.bn2";
+    tl_layer *la = NULL, *lb = NULL;
+    ck_assert_tl_ok(tl_model_layer_by_name(&la, src, bn));
+    ck_assert_tl_ok(tl_model_layer_by_name(&lb, dst, bn));
+    for (size_t t = 0; t < 4; t++) { /* gamma, beta, moving mean, moving variance */
+        ck_assert_tl_ok(tl_layer_get_weights(a, 64, la, t));
+        ck_assert_tl_ok(tl_layer_get_weights(b, 64, lb, t));
+        ck_assert_mem_eq(a, b, 64 * sizeof(float));
+    }
+
+    /* 2. frozen below the head: fit moves fc only, BN statistics stay */
+    ck_assert_tl_ok(tl_model_freeze_upto(dst, nl - 1));
+    tl_optimizer *adam = NULL;
+    ck_assert_tl_ok(tl_optimizer_create_adam(&adam, NULL));
+    ck_assert_tl_ok(tl_model_compile(dst, adam, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    tl_dataset *ds = NULL;
+    ck_assert_tl_ok(tl_dataset_create(&ds, x, labels, N, H, W, C, 100, TL_DATA_COPY));
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.epochs = 2;
+    fo.batch_size = 4;
+    ck_assert_tl_ok(tl_model_fit(dst, ds, &fo));
+    for (size_t t = 0; t < 4; t++) {
+        ck_assert_tl_ok(tl_layer_get_weights(a, 64, la, t));
+        ck_assert_tl_ok(tl_layer_get_weights(b, 64, lb, t));
+        ck_assert_mem_eq(a, b, 64 * sizeof(float));
+    }
+    tl_layer *c1 = NULL, *c2 = NULL;
+    ck_assert_tl_ok(tl_model_layer_by_name(&c1, src, "layer3.2.conv2"));
+    ck_assert_tl_ok(tl_model_layer_by_name(&c2, dst, "layer3.2.conv2"));
+    ck_assert_tl_ok(tl_layer_get_weights(a, sizeof a / sizeof a[0], c1, 0));
+    ck_assert_tl_ok(tl_layer_get_weights(b, sizeof b / sizeof b[0], c2, 0));
+    ck_assert_mem_eq(a, b, sizeof a);
+    tl_dataset_free(ds);
+    tl_model_free(dst);
+
+    /* 3. the extractor at "avgpool" plus a copy of the head = the source */
+    tl_model *base = NULL, *head = NULL, *joined = NULL;
+    ck_assert_tl_ok(tl_model_extractor_create_at(&base, src, "avgpool"));
+    ck_assert_uint_eq(tl_model_num_layers(base), nl - 1);
+    ck_assert_tl_ok(tl_model_head_create(&head, base, 1));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, head, NULL)); /* the head's input is (1, 1, 64) */
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 10;
+    d.name = "fc";
+    ck_assert_tl_ok(tl_model_add_dense(NULL, head, &d));
+    tl_transfer_options by_name = TL_TRANSFER_OPTIONS_INIT;
+    by_name.match = TL_MATCH_NAME;
+    by_name.first = nl - 1; /* the source's fc only */
+    ck_assert_tl_ok(tl_model_transfer_params(NULL, head, src, &by_name));
+    ck_assert_tl_ok(tl_model_join(&joined, base, head));
+    ck_assert_tl_ok(tl_model_set_threads(joined, 1));
+    float ys[N * 10], yj[N * 10];
+    ck_assert_tl_ok(tl_model_predict(ys, N * 10, src, x, N, 0));
+    ck_assert_tl_ok(tl_model_predict(yj, N * 10, joined, x, N, 0));
+    ck_assert_mem_eq(ys, yj, sizeof ys);
+    tl_model_free(base);
+    tl_model_free(head);
+    tl_model_free(joined);
+
+    /* 4. a copy predicts the same */
+    tl_model *copy = NULL;
+    ck_assert_tl_ok(tl_model_copy(&copy, src));
+    ck_assert_tl_ok(tl_model_predict(yj, N * 10, copy, x, N, 0));
+    ck_assert_mem_eq(ys, yj, sizeof ys);
+    tl_model_free(copy);
+
+    /* 5. a structure clone with a 100-way head: BN starts at 0 / 1 */
+    tl_clone_options co = TL_CLONE_OPTIONS_INIT;
+    co.seed = 9;
+    co.head_units = 100;
+    tl_model *clone = NULL;
+    ck_assert_tl_ok(tl_model_clone_structure(&clone, src, &co));
+    assert_output(clone, 100);
+    ck_assert_uint_eq(tl_model_num_layers(clone), nl);
+    tl_layer *lc = NULL;
+    ck_assert_tl_ok(tl_model_layer_by_name(&lc, clone, bn));
+    ck_assert_tl_ok(tl_layer_get_weights(a, 64, lc, 2));
+    ck_assert_tl_ok(tl_layer_get_weights(b, 64, lc, 3));
+    for (int k = 0; k < 64; k++) {
+        ck_assert(a[k] == 0.0f);
+        ck_assert(b[k] == 1.0f);
+    }
+    tl_model_free(clone);
+    tl_model_free(src);
+}
+END_TEST
+
 START_TEST(test_bad_inputs)
 {
     tl_model *m = (tl_model *)&m; /* not NULL: the call must clear it */
@@ -692,6 +825,7 @@ int main(void)
     tcase_add_test(run, test_resnet20_learns);
     tcase_add_test(run, test_pytorch_layout_round_trip);
     tcase_add_test(run, test_mismatched_files);
+    tcase_add_test(run, test_transfer_on_backbones);
     tcase_add_loop_test(run, test_resnet20_spot_task, 0, 2);
     suite_add_tcase(s, run);
     return th_run(s);

@@ -228,7 +228,10 @@ TL_API tl_status tl_clone_options_init(tl_clone_options *opts, unsigned int vers
 /**
  * The same architecture as `src` (kinds, settings, names, activations,
  * trainable flags, learning-rate scales, thread count) with freshly drawn
- * weights (Glorot-uniform kernels, zero biases) from opts->seed - Keras'
+ * weights from opts->seed, each tensor drawn with its layer's initializer
+ * (by default Glorot-uniform kernels and zero biases; batch normalization
+ * starts again at gamma 1, beta 0, mean 0, variance 1; a normalization
+ * layer's statistics, which describe the data, are copied) - Keras'
  * clone_model. `opts` NULL: seed 0, nothing dropped or resized. Not compiled.
  * Ownership: the caller owns *out.
  * Errors: TL_EINVAL (NULL), TL_EVERSION, TL_ERANGE (drop_last larger than
