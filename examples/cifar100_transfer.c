@@ -4,7 +4,10 @@
  * CIFAR-10 model (tl_model_transfer_params()), fine-tune on CIFAR-100 and
  * report the test accuracy, top-1 and top-5 (tl_model_evaluate_metrics(),
  * top-5 being the usual CIFAR-100 figure). With --scratch, the same network
- * is also trained from fresh weights, for comparison.
+ * is also trained from fresh weights, for comparison. With --arch resnet20
+ * (or mobilenetv2) both models are that zoo network, and every layer but
+ * the head is copied, by name; the recipe flags (--augment, --schedule,
+ * --early-stop) apply to every training run.
  *
  *   cifar10_train --data cifar-10-binary.tar.gz --out cifar10.tlm
  *   cifar100_transfer --model cifar10.tlm --data cifar-100-binary.tar.gz --scratch
@@ -41,12 +44,14 @@ int main(int argc, char **argv)
     const ex_program prog = {
         "cifar100_transfer",
         "Copies the conv layers of a CIFAR-10 model into the same CNN with 100 classes and fine-tunes\n"
-        "it on CIFAR-100 (parameter transfer).",
+        "it on CIFAR-100 (parameter transfer). With --arch resnet20 or mobilenetv2 the model file must\n"
+        "be of that network (cifar10_train --arch), and every layer but the head is copied, by name.",
         "CIFAR-100: cifar-100-binary.tar.gz, a directory holding it, or the extracted folder",
         "the CIFAR-10 model written by cifar10_train --out",
         "write the fine-tuned model to this file",
         flags,
         sizeof flags / sizeof flags[0],
+        EX_RECIPE_ARCH | EX_RECIPE_TRAINING,
     };
     ex_parse(&opt, &prog, argc, argv);
     ex_say("libtl %s, %s\n", tl_version(), tl_backend_info());

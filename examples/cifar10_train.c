@@ -7,7 +7,10 @@
  *   cifar100_transfer --model cifar10.tlm --data cifar-100-binary.tar.gz
  *
  * The archive comes from https://www.cs.toronto.edu/~kriz/cifar.html
- * (binary version); it is read without unpacking. --help lists every flag.
+ * (binary version); it is read without unpacking. --arch resnet20 or
+ * mobilenetv2 trains a zoo backbone instead; --augment, --schedule and
+ * --early-stop add the training recipe; --plot draws the curves. --help
+ * lists every flag.
  */
 #include "common.h"
 
@@ -17,12 +20,14 @@ int main(int argc, char **argv)
                       .out = "cifar10.tlm"};
     const ex_program prog = {
         "cifar10_train",
-        "Trains the document's CNN (conv 32, pool, conv 64, pool, dense 10) on CIFAR-10 and saves it.",
+        "Trains the document's CNN (conv 32, pool, conv 64, pool, dense 10), or with --arch a ResNet-20 or\n"
+        "MobileNetV2 from the zoo, on CIFAR-10 and saves it.",
         "CIFAR-10: cifar-10-binary.tar.gz, a directory holding it, or the extracted folder",
         "start from this model file instead of fresh weights (e.g. to train more epochs)",
         "write the trained model to this file",
         NULL,
         0,
+        EX_RECIPE_ARCH | EX_RECIPE_TRAINING,
     };
     ex_parse(&opt, &prog, argc, argv);
     ex_say("libtl %s, %s\n", tl_version(), tl_backend_info());
@@ -40,7 +45,7 @@ int main(int argc, char **argv)
         if (tl_model_optimizer(model) == NULL)
             ex_compile_adam(model, opt.lr);
     } else {
-        model = ex_seed_cnn(32, 32, 3, 10, opt.seed, opt.threads);
+        model = ex_build_model(&opt, 32, 32, 3, 10);
         ex_compile_adam(model, opt.lr);
     }
     ex_print_summary(model);

@@ -7,6 +7,7 @@
 #endif
 
 #include "common.h"
+#include "plot.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,6 +20,9 @@
 
 static const char *prog_name = "example"; /* set by ex_parse() */
 static int json_mode;                      /* --json given */
+static const ex_options *parsed;           /* the options ex_parse() filled (ex_fit() reads the recipe) */
+static unsigned recipe;                    /* the program's EX_RECIPE_* flags */
+static int early_stop_given;               /* --early-stop appeared (0 is refused, not "off") */
 
 void ex_check(tl_status status, const char *call, const char *file, int line)
 {
@@ -106,6 +110,23 @@ static void print_help(const ex_options *d, const ex_program *p)
     help_line("--model", "FILE", p->model_help, d->model);
     help_line("--out", "FILE", p->out_help, d->out);
     help_line("--json", NULL, "print one JSON line per result on stdout (progress stays on stderr)", NULL);
+    help_line("--history", "FILE.csv",
+              "write every training run's history as CSV, one row per epoch", NULL);
+    help_line("--plot", "FILE.svg", "draw the loss, accuracy and learning-rate curves of every run as SVG", NULL);
+    if (p->recipe & EX_RECIPE_ARCH)
+        help_line("--arch", "NAME",
+                  "seed (the document's CNN), resnet20 (tl_zoo_resnet_cifar) or mobilenetv2 (cifar_stem)",
+                  d->arch ? d->arch : "seed");
+    if (p->recipe & EX_RECIPE_TRAINING) {
+        help_line("--augment", NULL, "random crop (zero padding 4) and horizontal flip (probability 0.5)", NULL);
+        help_line("--schedule", "NAME",
+                  "cosine (1 epoch warm-up, to 0), step (x0.1 at 50% and 75% of the epochs), onecycle, none",
+                  d->schedule ? d->schedule : "none");
+        help_line("--early-stop", "N",
+                  "hold out 10% of the training data for validation (only with this flag); stop after N\n"
+                  "                         epochs without a better validation accuracy, keep the best epoch's weights",
+                  NULL);
+    }
     help_line("--help", NULL, "print this help", NULL);
     for (size_t i = 0; i < p->num_flags; i++) {
         const ex_flag *f = &p->flags[i];
@@ -140,7 +161,18 @@ static int set_flag(ex_options *o, const ex_program *p, const char *name, const 
         o->model = value;
     else if (strcmp(name, "--out") == 0)
         o->out = value;
-    else {
+    else if (strcmp(name, "--history") == 0)
+        o->history = value;
+    else if (strcmp(name, "--plot") == 0)
+        o->plot = value;
+    else if ((p->recipe & EX_RECIPE_ARCH) && strcmp(name, "--arch") == 0)
+        o->arch = value;
+    else if ((p->recipe & EX_RECIPE_TRAINING) && strcmp(name, "--schedule") == 0)
+        o->schedule = value;
+    else if ((p->recipe & EX_RECIPE_TRAINING) && strcmp(name, "--early-stop") == 0) {
+        o->early_stop = (unsigned)parse_unsigned(name, value, 1000000);
+        early_stop_given = 1;
+    } else {
         for (size_t i = 0; i < p->num_flags; i++) {
             const ex_flag *f = &p->flags[i];
             if (strcmp(name, f->name) != 0)
@@ -163,6 +195,10 @@ static int set_switch(ex_options *o, const ex_program *p, const char *name)
         o->json = 1;
         return 1;
     }
+    if ((p->recipe & EX_RECIPE_TRAINING) && strcmp(name, "--augment") == 0) {
+        o->augment = 1;
+        return 1;
+    }
     for (size_t i = 0; i < p->num_flags; i++)
         if (p->flags[i].kind == EX_FLAG_SWITCH && strcmp(name, p->flags[i].name) == 0) {
             *(int *)p->flags[i].value = 1;
@@ -172,8 +208,31 @@ static int set_switch(ex_options *o, const ex_program *p, const char *name)
 }
 
 /* The flags every example takes (ex_options), as written on the command line. */
-static const char *const common_flags[] = {"--data",  "--epochs", "--batch", "--lr",   "--seed",
-                                           "--threads", "--model", "--out",   "--json", "--help"};
+static const char *const common_flags[] = {"--data",  "--epochs", "--batch", "--lr",   "--seed",    "--threads",
+                                           "--model", "--out",    "--json",  "--help", "--history", "--plot"};
+/* The recipe flags, by group: those the program takes count as its own. */
+static const char *const arch_flags[] = {"--arch"};
+static const char *const training_flags[] = {"--augment", "--schedule", "--early-stop"};
+
+/* Every flag name `p` takes, one by one: i from 0 until NULL. */
+static const char *flag_name(const ex_program *p, size_t i)
+{
+    size_t nc = sizeof common_flags / sizeof common_flags[0];
+    if (i < nc)
+        return common_flags[i];
+    i -= nc;
+    if (p->recipe & EX_RECIPE_ARCH) {
+        if (i < 1)
+            return arch_flags[i];
+        i -= 1;
+    }
+    if (p->recipe & EX_RECIPE_TRAINING) {
+        if (i < 3)
+            return training_flags[i];
+        i -= 3;
+    }
+    return i < p->num_flags ? p->flags[i].name : NULL;
+}
 
 /* Levenshtein distance, capped: names are short (< 64 bytes). */
 static size_t edit_distance(const char *a, const char *b)
@@ -215,10 +274,8 @@ static void unknown_flag(const ex_program *p, const char *name)
 {
     char near[512] = "";
     size_t used = 0, found = 0;
-    for (size_t i = 0; i < sizeof common_flags / sizeof common_flags[0] + p->num_flags; i++) {
-        const char *f = i < sizeof common_flags / sizeof common_flags[0]
-                            ? common_flags[i]
-                            : p->flags[i - sizeof common_flags / sizeof common_flags[0]].name;
+    const char *f;
+    for (size_t i = 0; (f = flag_name(p, i)) != NULL; i++) {
         if (!close_to(name, f) || used + strlen(f) + 8 >= sizeof near)
             continue;
         used += (size_t)snprintf(near + used, sizeof near - used, "%s%s", found ? ", " : "", f);
@@ -235,6 +292,10 @@ static int takes_value(const ex_program *p, const char *name)
     for (size_t i = 0; i < sizeof common_flags / sizeof common_flags[0]; i++)
         if (strcmp(name, common_flags[i]) == 0)
             return strcmp(name, "--json") != 0 && strcmp(name, "--help") != 0;
+    if ((p->recipe & EX_RECIPE_ARCH) && strcmp(name, "--arch") == 0)
+        return 1;
+    if ((p->recipe & EX_RECIPE_TRAINING) && (strcmp(name, "--schedule") == 0 || strcmp(name, "--early-stop") == 0))
+        return 1;
     for (size_t i = 0; i < p->num_flags; i++)
         if (strcmp(name, p->flags[i].name) == 0)
             return p->flags[i].kind != EX_FLAG_SWITCH;
@@ -244,6 +305,7 @@ static int takes_value(const ex_program *p, const char *name)
 void ex_parse(ex_options *opt, const ex_program *prog, int argc, char **argv)
 {
     prog_name = prog->name;
+    recipe = prog->recipe;
     ex_options defaults = *opt; /* --help shows them even after other flags */
     for (int i = 1; i < argc; i++) {
         char name[64];
@@ -274,7 +336,23 @@ void ex_parse(ex_options *opt, const ex_program *prog, int argc, char **argv)
     }
     if (opt->epochs == 0 || opt->batch == 0)
         usage_error("%s must be at least 1", opt->epochs == 0 ? "--epochs" : "--batch");
+    if (opt->arch == NULL)
+        opt->arch = "seed";
+    if (strcmp(opt->arch, "seed") != 0 && strcmp(opt->arch, "resnet20") != 0 && strcmp(opt->arch, "mobilenetv2") != 0)
+        usage_error("--arch wants seed, resnet20 or mobilenetv2, not '%s'", opt->arch);
+    if (opt->schedule == NULL)
+        opt->schedule = "none";
+    if (strcmp(opt->schedule, "cosine") != 0 && strcmp(opt->schedule, "step") != 0 &&
+        strcmp(opt->schedule, "onecycle") != 0 && strcmp(opt->schedule, "none") != 0)
+        usage_error("--schedule wants cosine, step, onecycle or none, not '%s'", opt->schedule);
+    if (early_stop_given && opt->early_stop == 0)
+        usage_error("--early-stop wants a patience of at least 1 epoch");
+    if (opt->history != NULL && opt->history[0] == '\0')
+        usage_error("--history wants a file name");
+    if (opt->plot != NULL && opt->plot[0] == '\0')
+        usage_error("--plot wants a file name");
     json_mode = opt->json;
+    parsed = opt;
 }
 
 void ex_parse_classes(int32_t *out, size_t *count, size_t cap, const char *text, const char *flag, int32_t limit)
@@ -370,6 +448,32 @@ tl_model *ex_seed_cnn(uint32_t h, uint32_t w, uint32_t c, uint32_t classes, uint
     return m;
 }
 
+int ex_arch_is_seed(const ex_options *opt)
+{
+    return opt->arch == NULL || strcmp(opt->arch, "seed") == 0;
+}
+
+tl_model *ex_build_model(const ex_options *opt, uint32_t h, uint32_t w, uint32_t c, uint32_t classes)
+{
+    if (ex_arch_is_seed(opt))
+        return ex_seed_cnn(h, w, c, classes, opt->seed, opt->threads);
+    tl_zoo_options zoo = TL_ZOO_OPTIONS_INIT;
+    zoo.num_classes = classes;
+    zoo.input_h = h;
+    zoo.input_w = w;
+    zoo.input_channels = c;
+    zoo.seed = opt->seed;
+    tl_model *m;
+    if (strcmp(opt->arch, "resnet20") == 0) {
+        CHECK(tl_zoo_resnet_cifar(&m, 20, &zoo));
+    } else {
+        zoo.cifar_stem = 1; /* stride 1 where 224 x 224 inputs have stride 2 */
+        CHECK(tl_zoo_mobilenet_v2(&m, &zoo));
+    }
+    CHECK(tl_model_set_threads(m, opt->threads));
+    return m;
+}
+
 void ex_compile_adam(tl_model *model, double lr)
 {
     tl_adam_options adam = TL_ADAM_OPTIONS_INIT;
@@ -443,9 +547,12 @@ static void draw_bar(const tl_progress *p, const bar_state *s, const char *end)
     double per_batch = p->batch ? p->seconds / (double)p->batch : 0;
     double left = per_batch * (double)(p->batches - p->batch + (size_t)(p->epochs - p->epoch - 1) * p->batches);
     unsigned eta = (unsigned)(left + 0.5);
-    fprintf(stderr, "%s%s epoch %u/%u [%s] %zu/%zu ETA %u:%02u loss %.4f acc %.4f %.0f img/s%s", s->tty ? "\r" : "",
+    char val[48] = "";
+    if (p->has_validation)
+        snprintf(val, sizeof val, " val_loss %.4f val_acc %.4f", p->val_loss, p->val_accuracy);
+    fprintf(stderr, "%s%s epoch %u/%u [%s] %zu/%zu ETA %u:%02u loss %.4f acc %.4f%s %.0f img/s%s", s->tty ? "\r" : "",
             s->label, p->epoch + 1, p->epochs, bar, p->batch, p->batches, eta / 60, eta % 60, p->loss, p->accuracy,
-            p->samples_per_second, end);
+            val, p->samples_per_second, end);
     fflush(stderr);
 }
 
@@ -477,22 +584,173 @@ static int on_epoch(const tl_progress *p, void *payload)
     return 0;
 }
 
+/* Every run's history so far, for --history and --plot. */
+enum { MAX_RUNS = 16 };
+static struct {
+    char label[64];
+    tl_history *history;
+} runs[MAX_RUNS];
+static size_t num_runs;
+
+/* A growing buffer for tl_history_write_csv(). */
+typedef struct text_buffer {
+    char *text;
+    size_t len, cap;
+} text_buffer;
+
+static int buffer_write(const char *text, size_t len, void *payload)
+{
+    text_buffer *b = payload;
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = 2 * (b->len + len + 1);
+        char *t = realloc(b->text, cap);
+        if (t == NULL)
+            return 1;
+        b->text = t;
+        b->cap = cap;
+    }
+    memcpy(b->text + b->len, text, len);
+    b->len += len;
+    b->text[b->len] = '\0';
+    return 0;
+}
+
+/* --history: tl_history_write_csv() of each run, a "run" column in front. */
+static void write_history_csv(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", prog_name, path, strerror(errno));
+        exit(1);
+    }
+    for (size_t r = 0; r < num_runs; r++) {
+        text_buffer b = {NULL, 0, 0};
+        CHECK(tl_history_write_csv(runs[r].history, buffer_write, &b));
+        char *line = b.text, *nl;
+        for (int first = 1; line != NULL && (nl = strchr(line, '\n')) != NULL; line = nl + 1, first = 0) {
+            if (first && r == 0)
+                fprintf(f, "run,%.*s\n", (int)(nl - line), line);
+            else if (!first)
+                fprintf(f, "%s,%.*s\n", runs[r].label, (int)(nl - line), line);
+        }
+        free(b.text);
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", prog_name, path, strerror(errno));
+        exit(1);
+    }
+}
+
+/* Keep the run and rewrite --history and --plot with every run so far. */
+static void record_run(const char *label, tl_history *history, const ex_options *o)
+{
+    if (num_runs == MAX_RUNS) {
+        tl_history_free(history);
+        return;
+    }
+    snprintf(runs[num_runs].label, sizeof runs[num_runs].label, "%s", label);
+    runs[num_runs++].history = history;
+    if (o == NULL)
+        return;
+    if (o->history != NULL)
+        write_history_csv(o->history);
+    if (o->plot != NULL) {
+        ex_plot_run pr[MAX_RUNS];
+        for (size_t i = 0; i < num_runs; i++)
+            pr[i] = (ex_plot_run){runs[i].label, runs[i].history};
+        char title[160];
+        if (recipe & EX_RECIPE_ARCH)
+            snprintf(title, sizeof title, "%s (--arch %s)", prog_name, o->arch);
+        else
+            snprintf(title, sizeof title, "%s", prog_name);
+        if (ex_plot_svg(o->plot, title, pr, num_runs) != 0) {
+            fprintf(stderr, "%s: cannot write %s: %s\n", prog_name, o->plot, strerror(errno));
+            exit(1);
+        }
+    }
+}
+
+/* --schedule: the named schedule on the model's optimizer, for `epochs`
+ * epochs of `steps` steps each. */
+static void set_schedule(tl_model *model, const char *name, unsigned epochs, size_t steps)
+{
+    tl_schedule_options s = TL_SCHEDULE_OPTIONS_INIT;
+    if (strcmp(name, "cosine") == 0) {
+        s.kind = TL_SCHEDULE_COSINE; /* total_steps 0: fit sets it to epochs x steps; min_lr 0 */
+        s.warmup_steps = steps;      /* one epoch of linear warm-up */
+    } else if (strcmp(name, "step") == 0) {
+        s.kind = TL_SCHEDULE_MULTISTEP; /* x gamma (0.1) at 50% and 75% of the epochs */
+        uint32_t m[2] = {epochs / 2, epochs * 3 / 4};
+        for (int i = 0; i < 2; i++)
+            if (m[i] > 0 && (s.num_milestones == 0 || m[i] > s.milestones[s.num_milestones - 1]))
+                s.milestones[s.num_milestones++] = m[i];
+        if (s.num_milestones == 0) /* one epoch: nothing to decay */
+            return;
+    } else if (strcmp(name, "onecycle") == 0) {
+        s.kind = TL_SCHEDULE_ONE_CYCLE; /* PyTorch's defaults, max_lr = --lr */
+    } else {
+        return;
+    }
+    CHECK(tl_optimizer_set_schedule(tl_model_optimizer(model), &s));
+}
+
 void ex_fit(ex_result *r, tl_model *model, const tl_dataset *train, unsigned epochs, unsigned batch,
             const char *label)
 {
+    const ex_options *o = parsed;
     bar_state state = {label, isatty(fileno(stderr)), 0, ex_now()};
     tl_fit_options fit = TL_FIT_OPTIONS_INIT;
+    tl_augment_options augment = TL_AUGMENT_OPTIONS_INIT;
+    tl_early_stopping_options early = TL_EARLY_STOPPING_OPTIONS_INIT;
+    tl_dataset *part = NULL, *validation = NULL;
     fit.epochs = epochs;
     fit.batch_size = batch;
     fit.on_batch = on_batch;
     fit.on_epoch = on_epoch;
     fit.payload = &state;
+    if (o != NULL && o->early_stop > 0) {
+        /* Early stopping needs data the model does not train on: 10% of
+         * each class, or of the whole set when the classes are too small
+         * for that (10% of each would be nothing). */
+        if (tl_dataset_split(&part, &validation, train, 0.1, TL_HOLDOUT_STRATIFIED, o->seed) != TL_OK)
+            CHECK(tl_dataset_split(&part, &validation, train, 0.1, TL_HOLDOUT_RANDOM, o->seed));
+        train = part;
+        fit.validation = validation;
+        early.monitor = TL_MONITOR_VAL_ACCURACY;
+        early.patience = o->early_stop;
+        early.restore_best = 1;
+        fit.early_stopping = &early;
+    }
+    if (o != NULL && o->augment) {
+        augment.crop_padding = 4; /* zeros, as PyTorch's CIFAR recipes */
+        augment.padding_mode = TL_PADDING_ZERO;
+        augment.flip_probability = 0.5;
+        fit.augment = &augment;
+    }
+    if (o != NULL && o->schedule != NULL)
+        set_schedule(model, o->schedule, epochs, (tl_dataset_count(train) + batch - 1) / batch);
+    tl_history *history;
+    CHECK(tl_history_create(&history));
+    fit.history = history;
     double t0 = ex_now();
     CHECK(tl_model_fit(model, train, &fit));
     r->seconds = ex_now() - t0;
-    r->epochs = epochs;
-    r->images_per_second = (double)epochs * (double)tl_dataset_count(train) / r->seconds;
+    r->epochs = (unsigned)tl_history_epochs(history);
+    r->images_per_second = (double)r->epochs * (double)tl_dataset_count(train) / r->seconds;
     r->threads = tl_model_threads(model);
+    if (validation != NULL) {
+        size_t best = 0;
+        for (size_t i = 1; i < r->epochs; i++)
+            if (tl_history_value(history, i, TL_HISTORY_VAL_ACCURACY) >
+                tl_history_value(history, best, TL_HISTORY_VAL_ACCURACY))
+                best = i;
+        ex_say("%s: %u of %u epochs%s; kept epoch %zu (validation accuracy %.4f on %zu held-out images)\n", label,
+               r->epochs, epochs, r->epochs < epochs ? " (stopped early)" : "", best + 1,
+               tl_history_value(history, best, TL_HISTORY_VAL_ACCURACY), tl_dataset_count(validation));
+    }
+    record_run(label, history, o);
+    tl_dataset_free(part);
+    tl_dataset_free(validation);
 }
 
 void ex_evaluate(ex_result *r, tl_model *model, const tl_dataset *test)

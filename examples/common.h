@@ -6,7 +6,10 @@
  *   - CHECK(), which stops with libtl's status and last-error sentence;
  *   - the data loaders, which explain where to get the data when it is missing;
  *   - the document's CNN;
- *   - training with a progress bar (drawn from tl_fit_options' callbacks);
+ *   - the --arch networks: the document's CNN or a zoo backbone;
+ *   - training with a progress bar (drawn from tl_fit_options' callbacks),
+ *     the recipe flags (--augment, --schedule, --early-stop) and the
+ *     --history CSV and --plot SVG (plot.c) of every run;
  *   - the one-line JSON result.
  *
  * Nothing here is part of libtl: it uses the public API only, as any
@@ -40,7 +43,20 @@ typedef struct ex_options {
     const char *model; /* --model FILE: a model file to read */
     const char *out;   /* --out FILE: where to write the trained model */
     int json;          /* --json: one machine-readable line per result */
+    const char *history; /* --history FILE.csv: every training run's history, one row per epoch */
+    const char *plot;    /* --plot FILE.svg: the same as curves (plot.c) */
+    /* The recipe flags (ex_program.recipe); ex_parse() fills in the defaults. */
+    const char *arch;     /* --arch seed|resnet20|mobilenetv2 (EX_RECIPE_ARCH); default "seed" */
+    int augment;          /* --augment: random crop (zero padding 4) and horizontal flip (p 0.5) */
+    const char *schedule; /* --schedule cosine|step|onecycle|none; default "none" */
+    unsigned early_stop;  /* --early-stop N: patience on the validation accuracy; 0: off */
 } ex_options;
+
+/* Which recipe flags a program takes (ex_program.recipe, or-ed). */
+enum {
+    EX_RECIPE_ARCH = 1,    /* --arch */
+    EX_RECIPE_TRAINING = 2 /* --augment, --schedule, --early-stop */
+};
 
 /* An example's own flags, in addition to the common ones. */
 typedef enum ex_flag_kind {
@@ -66,6 +82,7 @@ typedef struct ex_program {
     const char *out_help;   /* what --out writes */
     const ex_flag *flags;   /* the example's own flags (may be NULL) */
     size_t num_flags;
+    unsigned recipe;        /* EX_RECIPE_* flags the program takes (0: none) */
 } ex_program;
 
 /* Parse the command line into `opt` (which holds the defaults) and the
@@ -102,6 +119,16 @@ tl_dataset *ex_load_fashion_mnist(const char *dir, tl_split split);
  * -> flatten -> dense(classes, softmax). Not compiled. */
 tl_model *ex_seed_cnn(uint32_t h, uint32_t w, uint32_t c, uint32_t classes, uint64_t seed, unsigned threads);
 
+/* The network --arch names for h x w x c inputs and `classes` outputs,
+ * seeded with opt->seed, using opt->threads: "seed" is ex_seed_cnn();
+ * "resnet20" tl_zoo_resnet_cifar(20); "mobilenetv2" tl_zoo_mobilenet_v2()
+ * with cifar_stem. The zoo's heads are linear (logits), which sparse
+ * cross-entropy takes as they are. Not compiled. */
+tl_model *ex_build_model(const ex_options *opt, uint32_t h, uint32_t w, uint32_t c, uint32_t classes);
+
+/* Whether opt->arch is the document's CNN. */
+int ex_arch_is_seed(const ex_options *opt);
+
 /* Compile with Adam at learning rate `lr` and sparse categorical
  * cross-entropy, as the document does. */
 void ex_compile_adam(tl_model *model, double lr);
@@ -133,8 +160,13 @@ typedef struct ex_result {
 double ex_now(void);
 
 /* tl_model_fit() with a progress bar on stderr (epoch, ETA, loss, accuracy,
- * images/s). `label` names the run on the bar. Fills `r`'s epochs, seconds
- * and images_per_second. */
+ * images/s). `label` names the run on the bar, in --history and in --plot.
+ * Fills `r`'s epochs (those run: fewer when stopped early), seconds and
+ * images_per_second. The recipe flags given apply here: --augment,
+ * --schedule (set on the model's optimizer for these epochs) and
+ * --early-stop (10% of `train`, drawn per class with --seed, is held out
+ * for validation; the best epoch's weights are restored). After the run,
+ * --history and --plot are (re)written with every run so far. */
 void ex_fit(ex_result *r, tl_model *model, const tl_dataset *train, unsigned epochs, unsigned batch,
             const char *label);
 

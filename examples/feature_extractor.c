@@ -27,6 +27,7 @@ int main(int argc, char **argv)
         "write the joined model (frozen base + trained head) to this file",
         NULL,
         0,
+        0,
     };
     ex_parse(&opt, &prog, argc, argv);
     ex_say("libtl %s, %s\n", tl_version(), tl_backend_info());

@@ -16,7 +16,7 @@ tl_model *ex_scratch(ex_result *r, const ex_task *task, const ex_options *opt)
 {
     uint32_t h, w, c;
     CHECK(tl_dataset_shape(&h, &w, &c, task->train));
-    tl_model *m = ex_seed_cnn(h, w, c, task->classes, opt->seed, opt->threads);
+    tl_model *m = ex_build_model(opt, h, w, c, task->classes);
     train_and_test(r, m, task, opt, "scratch");
     return m;
 }
@@ -25,21 +25,30 @@ tl_model *ex_param_transfer(ex_result *r, const ex_task *task, const tl_model *s
 {
     uint32_t h, w, c;
     CHECK(tl_dataset_shape(&h, &w, &c, task->train));
-    tl_model *m = ex_seed_cnn(h, w, c, task->classes, opt->seed, opt->threads);
+    tl_model *m = ex_build_model(opt, h, w, c, task->classes);
 
-    /* The document copies layers[0] and layers[2], the two conv layers:
-     * select the source's conv layers by kind. The head stays fresh, since
-     * it answers a different question. */
-    size_t convs[16], n = 0;
-    for (size_t i = 0; i < tl_model_num_layers(source) && n < 16; i++) {
-        tl_layer *layer;
-        CHECK(tl_model_layer(&layer, source, i));
-        if (tl_layer_get_kind(layer) == TL_LAYER_CONV2D)
-            convs[n++] = i;
-    }
+    /* The head stays fresh, since it answers a different question. */
     tl_transfer_options how = TL_TRANSFER_OPTIONS_INIT; /* layer i -> layer i, every shape must match */
-    how.layers = convs;
-    how.num_layers = n;
+    size_t convs[16], n = 0;
+    if (ex_arch_is_seed(opt)) {
+        /* The document copies layers[0] and layers[2], the two conv layers:
+         * select the source's conv layers by kind. */
+        for (size_t i = 0; i < tl_model_num_layers(source) && n < 16; i++) {
+            tl_layer *layer;
+            CHECK(tl_model_layer(&layer, source, i));
+            if (tl_layer_get_kind(layer) == TL_LAYER_CONV2D)
+                convs[n++] = i;
+        }
+        how.layers = convs;
+        how.num_layers = n;
+    } else {
+        /* A zoo network: every layer but the head (its last layer, "fc" or
+         * "classifier.1"), convolutions and batch normalization (with its
+         * running statistics) alike, matched by name. */
+        how.match = TL_MATCH_NAME;
+        how.first = 0;
+        how.count = tl_model_num_layers(source) - 1;
+    }
     tl_transfer_report *report = NULL;
     tl_status st = tl_model_transfer_params(&report, m, source, &how);
     /* The report says, layer by layer, what was copied, or why not. */
@@ -56,9 +65,14 @@ tl_model *ex_param_transfer(ex_result *r, const ex_task *task, const tl_model *s
 tl_model *ex_feature_extractor(ex_result *r, const ex_task *task, const tl_model *source, const ex_options *opt)
 {
     double t0 = ex_now();
-    /* T: copies of every source layer but the old head, all frozen. */
+    /* T: copies of every source layer but the old head, all frozen (a zoo
+     * network is cut at its global average pooling, "avgpool"). */
     tl_model *base;
-    CHECK(tl_model_extractor_create(&base, source, tl_model_num_layers(source) - 1));
+    tl_layer *avgpool;
+    if (!ex_arch_is_seed(opt) && tl_model_layer_by_name(&avgpool, source, "avgpool") == TL_OK)
+        CHECK(tl_model_extractor_create_at(&base, source, "avgpool"));
+    else
+        CHECK(tl_model_extractor_create(&base, source, tl_model_num_layers(source) - 1));
     CHECK(tl_model_set_threads(base, opt->threads));
 
     /* X_new = T(X_old), once: the base never changes, so the head can be

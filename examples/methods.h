@@ -3,11 +3,13 @@
  * Each is one short function in methods.c; transfer_demo runs all four,
  * cifar100_transfer, feature_extractor and structure_clone one or two each.
  *
- *   scratch            the document's CNN with fresh weights
+ *   scratch            the document's CNN (or the --arch network) with fresh weights
  *   param_transfer     theta_new = theta_old + alpha * delta_theta: copy the
- *                      source's conv layers, then fine-tune everything
- *   feature_extractor  X_new = T(X_old): the source without its head, frozen,
- *                      run once over the data; only a new head is trained
+ *                      source's conv layers (a zoo network: every layer but
+ *                      the head, by name), then fine-tune everything
+ *   feature_extractor  X_new = T(X_old): the source without its head (a zoo
+ *                      network: cut at "avgpool"), frozen, run once over the
+ *                      data; only a new head is trained
  *   structure_clone    M_new = M_old: the source's architecture with fresh
  *                      weights and a head resized for the new task
  */

@@ -19,13 +19,20 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import xml.etree.ElementTree as ET
 
 RESULT_KEYS = {"example", "method", "accuracy", "loss", "epochs", "seconds", "images_per_second",
                "batch", "lr", "seed", "threads"}
 DEMO_KEYS = RESULT_KEYS | {"test_accuracy", "train_seconds", "source_classes", "target_classes",
                            "source_epochs", "target_epochs", "per_class", "data"}
 COMMON_FLAGS = ["--data", "--epochs", "--batch", "--lr", "--seed", "--threads", "--model", "--out",
-                "--json", "--help"]
+                "--json", "--help", "--history", "--plot"]
+RECIPE_FLAGS = {"cifar10_train": ["--arch", "--augment", "--schedule", "--early-stop"],
+                "cifar100_transfer": ["--arch", "--augment", "--schedule", "--early-stop"],
+                "transfer_demo": ["--arch"]}
+HISTORY_HEADER = ("run,epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,skipped_batches,"
+                  "improved,stopped")
+SVG = "{http://www.w3.org/2000/svg}"
 failures = []
 
 
@@ -68,6 +75,49 @@ def json_lines(p, name, methods, keys):
             fail(f"{name}: accuracy {acc!r} is not in [0, 1]")
         out.append(obj)
     return out
+
+
+def history_rows(path, who, runs):
+    """--history: the header, then one row per epoch of each run, `runs` = [(label, epochs), ...]."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        fail(f"{who}: no history file ({e})")
+        return []
+    if not lines or lines[0] != HISTORY_HEADER:
+        fail(f"{who}: history header {lines[:1]!r}, expected {HISTORY_HEADER!r}")
+        return []
+    rows = [dict(zip(HISTORY_HEADER.split(","), line.split(","))) for line in lines[1:]]
+    expected = [(label, str(e + 1)) for label, n in runs for e in range(n)]
+    got = [(r["run"], r["epoch"]) for r in rows]
+    if got != expected:
+        fail(f"{who}: history rows {got}, expected {expected}")
+    for r in rows:
+        if len(r) != len(HISTORY_HEADER.split(",")):
+            fail(f"{who}: a history row has {len(r)} fields: {r}")
+    return rows
+
+
+def svg_plot(path, who, polylines, legend):
+    """--plot: XML that parses, `polylines` lines (a run of two or more finite epochs each), the legend texts."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        fail(f"{who}: the plot is not readable XML ({e})")
+        return
+    if root.tag != SVG + "svg":
+        fail(f"{who}: the plot's root is {root.tag}, not svg")
+    n = len(root.findall(f".//{SVG}polyline"))
+    if n != polylines:
+        fail(f"{who}: {n} polylines in the plot, expected {polylines}")
+    texts = [t.text for t in root.iter(SVG + "text") if t.get("class") == "legend"]
+    if texts != legend:
+        fail(f"{who}: legend {texts}, expected {legend}")
+    texts = [t.text or "" for t in root.iter(SVG + "text")]
+    for title in ("loss", "accuracy", "learning rate", "epoch"):
+        if not any(t.endswith(title) for t in texts):
+            fail(f"{who}: the plot has no {title!r} label")
 
 
 def model_file(path, who):
@@ -123,7 +173,7 @@ def main():
     # --help documents every common flag, in every example.
     for name, exe in exes.items():
         p = run(exe, "--help")
-        for flag in COMMON_FLAGS:
+        for flag in COMMON_FLAGS + RECIPE_FLAGS.get(name, []):
             if flag not in p.stdout:
                 fail(f"{name} --help does not document {flag}")
 
@@ -160,6 +210,71 @@ def main():
             "3,4,5,6")
     json_lines(p, "transfer_demo --model", methods, DEMO_KEYS)
 
+    # --history and --plot: one row per epoch, a plot that parses; they do not change the training.
+    p = run(exes["cifar10_train"], "--data", c10, *fast, "--epochs", "2", "--out", "", "--json",
+            "--history", j("h.csv"), "--plot", j("h.svg"))
+    plain = run(exes["cifar10_train"], "--data", c10, *fast, "--epochs", "2", "--out", "", "--json")
+    a, b = json_lines(p, "cifar10_train --history", ["train"], RESULT_KEYS), json_lines(plain, "cifar10_train", ["train"], RESULT_KEYS)
+    if a and b and (a[0]["accuracy"], a[0]["loss"]) != (b[0]["accuracy"], b[0]["loss"]):
+        fail(f"cifar10_train: --history/--plot changed the result: {a[0]} vs {b[0]}")
+    rows = history_rows(j("h.csv"), "cifar10_train --history", [("cifar10", 2)])
+    if rows and any(r["val_loss"] or r["val_accuracy"] for r in rows):
+        fail(f"cifar10_train --history: validation figures without a validation set: {rows}")
+    svg_plot(j("h.svg"), "cifar10_train --plot", 3, ["train", "learning rate"])  # loss, accuracy, lr
+    run(exes["cifar10_train"], "--data", c10, *fast, "--out", "", "--plot", j("one.svg"))
+    svg_plot(j("one.svg"), "cifar10_train --plot, 1 epoch", 0, ["train", "learning rate"])  # dots only
+
+    # The recipe: augmentation, a cosine schedule and early stopping on a 10% validation split.
+    p = run(exes["cifar10_train"], "--data", c10, *fast, "--epochs", "3", "--out", "", "--json", "--augment",
+            "--schedule", "cosine", "--early-stop", "5", "--history", j("r.csv"), "--plot", j("r.svg"))
+    json_lines(p, "cifar10_train --augment --schedule cosine --early-stop 5", ["train"], RESULT_KEYS)
+    rows = history_rows(j("r.csv"), "cifar10_train recipe", [("cifar10", 3)])
+    rates = [float(r["learning_rate"]) for r in rows]
+    if rows and not (rates[0] > rates[1] > rates[2]):  # after the first epoch's warm-up, down to 0
+        fail(f"cifar10_train --schedule cosine: learning rates {rates}")
+    if rows and any(not r["val_accuracy"] or r["improved"] not in ("0", "1") for r in rows):
+        fail(f"cifar10_train --early-stop: no validation figures or early-stopping marks: {rows}")
+    if "held-out" not in p.stderr:
+        fail(f"cifar10_train --early-stop does not say what it held out:\n{p.stderr}")
+    svg_plot(j("r.svg"), "cifar10_train recipe --plot", 5, ["train", "validation", "learning rate"])
+    # Patience 1: fit may stop before --epochs; the JSON epochs and the history say how many ran.
+    p = run(exes["cifar100_transfer"], "--data", c100, "--model", m, *fast, "--epochs", "4", "--early-stop", "1",
+            "--json", "--history", j("e.csv"))
+    rows = json_lines(p, "cifar100_transfer --early-stop 1", ["param_transfer"], RESULT_KEYS)
+    if rows:
+        n = rows[0]["epochs"]
+        hist = history_rows(j("e.csv"), "cifar100_transfer --early-stop 1", [("param_transfer", n)])
+        if hist and n < 4 and hist[-1]["stopped"] != "1":
+            fail(f"cifar100_transfer --early-stop 1: {n} epochs but the last row is not marked stopped: {hist}")
+    for sched, changes in (("step", True), ("onecycle", True), ("none", False)):
+        run(exes["cifar10_train"], "--data", c10, *fast, "--epochs", "4", "--out", "", "--schedule", sched,
+            "--history", j("s.csv"))
+        rows = history_rows(j("s.csv"), f"cifar10_train --schedule {sched}", [("cifar10", 4)])
+        if rows and (len({r["learning_rate"] for r in rows}) > 1) != changes:
+            fail(f"cifar10_train --schedule {sched}: learning rates {[r['learning_rate'] for r in rows]}")
+
+    # --arch resnet20: CIFAR-10, then every layer but the head transferred to CIFAR-100; the main job too.
+    p = run(exes["cifar10_train"], "--data", c10, *fast, "--arch", "resnet20", "--out", j("r20.tlm"), "--json")
+    json_lines(p, "cifar10_train --arch resnet20", ["train"], RESULT_KEYS)
+    model_file(j("r20.tlm"), "cifar10_train --arch resnet20 --out")
+    p = run(exes["cifar100_transfer"], "--data", c100, "--model", j("r20.tlm"), *fast, "--arch", "resnet20",
+            "--json", "--history", j("t.csv"))
+    json_lines(p, "cifar100_transfer --arch resnet20", ["param_transfer"], RESULT_KEYS)
+    history_rows(j("t.csv"), "cifar100_transfer --history", [("param_transfer", 1)])
+    for needle in ("layer3.2.conv2", "copied"):
+        if needle not in p.stderr:
+            fail(f"cifar100_transfer --arch resnet20: the transfer report lacks {needle!r}:\n{p.stderr}")
+    fc = [line for line in p.stderr.splitlines() if line.split()[:1] == ["fc"]]
+    if len(fc) != 1 or "not selected" not in fc[0]:
+        fail(f"cifar100_transfer --arch resnet20: the head fc should be 'not selected':\n{p.stderr}")
+    p = run(exes["cifar100_transfer"], "--data", c100, "--model", m, *fast, "--arch", "resnet20", expect=1)
+    if "TL_E" not in p.stderr:
+        fail(f"cifar100_transfer --arch resnet20 with a seed CNN file: no libtl status:\n{p.stderr}")
+    p = run(exes["transfer_demo"], *demo, "--arch", "resnet20", "--history", j("d.csv"), "--plot", j("d.svg"))
+    json_lines(p, "transfer_demo --arch resnet20", methods, DEMO_KEYS)
+    history_rows(j("d.csv"), "transfer_demo --history", [("source", 1)] + [(name, 2) for name in methods])
+    svg_plot(j("d.svg"), "transfer_demo --plot", 4 * 3, ["source"] + methods)  # source: 1 epoch, dots only
+
     # Missing data: a non-zero exit, the path looked for, and where to get the data.
     p = run(exes["cifar10_train"], "--data", j("nowhere/cifar-10-binary.tar.gz"), *fast, "--out", "", expect=1)
     for needle in ("nowhere/cifar-10-binary.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar.html",
@@ -194,10 +309,19 @@ def main():
                          (["--seed", "99999999999999999999999"], "--seed"), (["--bogus"], "--bogus"),
                          (["--source-classes", "1,1"], "--source-classes"), (["--per-class", "x"], "--per-class"),
                          (["--bogus"], "unknown flag '--bogus'"), (["--epoch", "3"], "did you mean --epochs"),
-                         (["--thread=2"], "--threads"), (["--json=1"], "--json takes no value")):
+                         (["--thread=2"], "--threads"), (["--json=1"], "--json takes no value"),
+                         (["--arch", "vgg"], "--arch"), (["--augment"], "unknown flag '--augment'"),
+                         (["--history", ""], "--history"), (["--histroy", "h.csv"], "did you mean --history")):
         p = run(exes["transfer_demo"], *args, expect=1)
         if p.returncode != 2 or needle not in p.stderr:
             fail(f"transfer_demo {' '.join(args)}: exit {p.returncode}, stderr {p.stderr!r}")
+    for args, needle in ((["--arch", "vgg"], "--arch"), (["--schedule", "bogus"], "--schedule"),
+                         (["--early-stop", "0"], "--early-stop"), (["--early-stop", "x"], "--early-stop"),
+                         (["--augment=1"], "--augment takes no value"), (["--schedul", "step"], "--schedule"),
+                         (["--plot"], "--plot")):
+        p = run(exes["cifar10_train"], "--data", c10, *args, expect=1)
+        if p.returncode != 2 or needle not in p.stderr:
+            fail(f"cifar10_train {' '.join(args)}: exit {p.returncode}, stderr {p.stderr!r}")
 
     if failures:
         print(f"{len(failures)} failure(s); files kept in {tmp}", file=sys.stderr)

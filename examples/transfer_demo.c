@@ -13,6 +13,9 @@
  *
  * --help lists every flag. With --model FILE the source model is read from
  * a file instead of trained; --out FILE saves the one trained here.
+ * --arch resnet20 (or mobilenetv2) uses that zoo network, built for the
+ * 28x28x1 images, as the source and the scratch model (see methods.c for
+ * what each method does with it); --plot draws every run's curves.
  */
 #include <stdio.h>
 #include <string.h>
@@ -52,7 +55,7 @@ static tl_model *source_model(const tl_dataset *train, const tl_dataset *test, c
     tl_dataset *src_test = select_classes(test, s->source, s->num_source);
     uint32_t h, w, c;
     CHECK(tl_dataset_shape(&h, &w, &c, train));
-    tl_model *m = ex_seed_cnn(h, w, c, (uint32_t)s->num_source, opt->seed, opt->threads);
+    tl_model *m = ex_build_model(opt, h, w, c, (uint32_t)s->num_source);
     ex_compile_adam(m, opt->lr);
     ex_print_summary(m);
 
@@ -116,6 +119,7 @@ int main(int argc, char **argv)
         "write the source model trained here to this file",
         flags,
         sizeof flags / sizeof flags[0],
+        EX_RECIPE_ARCH,
     };
     ex_parse(&opt, &prog, argc, argv);
     ex_parse_classes(s.source, &s.num_source, MAX_CLASSES, s.source_list, "--source-classes", 10);
