@@ -1478,14 +1478,12 @@ START_TEST(create_reads_libtl_1_0_descriptions)
     cr_refused(bad, NULL, TL_EFORMAT, "setting 'kernel_h' is given twice ('kernel_size')");
     free(bad);
 
-    /* The fixture libtl 1.0.0 wrote itself (tests/fixtures, found from this
-     * source file: meson runs the tests in the build directory). */
+    /* The fixture libtl 1.0.0 wrote itself (tests/fixtures; meson gives
+     * its absolute path). */
     char fixture[1024];
-    const char *src = __FILE__, *slash = strrchr(src, '/');
-    snprintf(fixture, sizeof fixture, "%.*sfixtures/v1_0_cnn.torch.safetensors", slash ? (int)(slash - src + 1) : 0,
-             src);
+    snprintf(fixture, sizeof fixture, "%s/v1_0_cnn.torch.safetensors", TL_FIXTURES_DIR);
     FILE *probe = fopen(fixture, "rb");
-    ck_assert_msg(probe != NULL, "fixture %s not found from %s", fixture, src);
+    ck_assert_msg(probe != NULL, "fixture %s not found", fixture);
     fclose(probe);
     tl_model *c;
     ck_assert_tl_ok(tl_model_create_from_safetensors(&c, fixture, NULL));

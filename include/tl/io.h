@@ -241,7 +241,8 @@ typedef enum tl_tensor_layout {
  * `<layer name>.weight`) or `<layer name>.bias` (a batchnorm's also
  * `.gamma`/`.weight`, `.beta`/`.bias`, `.moving_mean`/`.running_mean`,
  * `.moving_variance`/`.running_var`, and in the PyTorch layout
- * `.num_batches_tracked`, see tl_model_save_safetensors()). `rename` maps
+ * `.num_batches_tracked`, see tl_model_save_safetensors(); a
+ * normalization layer's `.mean` and `.std` in both layouts). `rename` maps
  * other names onto these: `rename_count` pairs of strings, {file name, libtl name},
  * e.g. {"features.0.weight", "conv2d.kernel", "features.0.bias",
  * "conv2d.bias", "classifier.weight", "dense.kernel"}. Loading looks file
