@@ -7,7 +7,10 @@
  *   cifar100_transfer --model cifar10.tlm --data cifar-100-binary.tar.gz
  *
  * The archive comes from https://www.cs.toronto.edu/~kriz/cifar.html
- * (binary version); it is read without unpacking. --arch resnet20 or
+ * (binary version); it is read without unpacking. --data may also name
+ * a directory of MNIST-format files (Fashion-MNIST, which Debian packages:
+ * /usr/share/datasets/fashion-mnist), to run the recipe without CIFAR.
+ * --arch resnet20 or
  * mobilenetv2 trains a zoo backbone instead; --augment, --schedule and
  * --early-stop add the training recipe; --plot draws the curves. --help
  * lists every flag.
@@ -22,7 +25,8 @@ int main(int argc, char **argv)
         "cifar10_train",
         "Trains the document's CNN (conv 32, pool, conv 64, pool, dense 10), or with --arch a ResNet-20 or\n"
         "MobileNetV2 from the zoo, on CIFAR-10 and saves it.",
-        "CIFAR-10: cifar-10-binary.tar.gz, a directory holding it, or the extracted folder",
+        "CIFAR-10: cifar-10-binary.tar.gz, a directory holding it, or the extracted folder; or a directory of\n"
+        "                         Fashion-MNIST's *-ubyte files (/usr/share/datasets/fashion-mnist)",
         "start from this model file instead of fresh weights (e.g. to train more epochs)",
         "write the trained model to this file",
         NULL,
@@ -32,9 +36,12 @@ int main(int argc, char **argv)
     ex_parse(&opt, &prog, argc, argv);
     ex_say("libtl %s, %s\n", tl_version(), tl_backend_info());
 
-    tl_dataset *train = ex_load_cifar10(opt.data, TL_SPLIT_TRAIN);
-    tl_dataset *test = ex_load_cifar10(opt.data, TL_SPLIT_TEST);
-    ex_say("CIFAR-10: %zu training and %zu test images\n", tl_dataset_count(train), tl_dataset_count(test));
+    const char *set;
+    tl_dataset *train = ex_load_ten_classes(opt.data, TL_SPLIT_TRAIN, &set);
+    tl_dataset *test = ex_load_ten_classes(opt.data, TL_SPLIT_TEST, &set);
+    ex_say("%s: %zu training and %zu test images\n", set, tl_dataset_count(train), tl_dataset_count(test));
+    uint32_t h, w, c;
+    CHECK(tl_dataset_shape(&h, &w, &c, train));
 
     tl_model *model;
     if (opt.model != NULL) {
@@ -45,7 +52,7 @@ int main(int argc, char **argv)
         if (tl_model_optimizer(model) == NULL)
             ex_compile_adam(model, opt.lr);
     } else {
-        model = ex_build_model(&opt, 32, 32, 3, 10);
+        model = ex_build_model(&opt, h, w, c, 10);
         ex_compile_adam(model, opt.lr);
     }
     ex_print_summary(model);

@@ -423,6 +423,31 @@ tl_dataset *ex_load_fashion_mnist(const char *dir, tl_split split)
     return ds;
 }
 
+/* An MNIST-format directory (Fashion-MNIST's four *-ubyte files, gzipped
+ * or not) rather than CIFAR: its training images file is there. */
+static int is_mnist_dir(const char *path)
+{
+    static const char *const names[] = {"train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"};
+    for (size_t i = 0; i < 2; i++) {
+        char file[4096];
+        if ((size_t)snprintf(file, sizeof file, "%s/%s", path, names[i]) >= sizeof file)
+            return 0;
+        if (access(file, R_OK) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+tl_dataset *ex_load_ten_classes(const char *path, tl_split split, const char **name)
+{
+    if (is_mnist_dir(path)) {
+        *name = "Fashion-MNIST";
+        return ex_load_fashion_mnist(path, split);
+    }
+    *name = "CIFAR-10";
+    return ex_load_cifar10(path, split);
+}
+
 /* ---- models ----------------------------------------------------------- */
 
 tl_model *ex_seed_cnn(uint32_t h, uint32_t w, uint32_t c, uint32_t classes, uint64_t seed, unsigned threads)

@@ -111,6 +111,10 @@ void ex_say(const char *fmt, ...)
 tl_dataset *ex_load_cifar10(const char *path, tl_split split);
 tl_dataset *ex_load_cifar100(const char *path, tl_split split);
 tl_dataset *ex_load_fashion_mnist(const char *dir, tl_split split);
+/* CIFAR-10, or Fashion-MNIST when `path` is a directory of MNIST-format
+ * files (the other 10-class set on a machine without network); *name says
+ * which. */
+tl_dataset *ex_load_ten_classes(const char *path, tl_split split, const char **name);
 
 /* ---- models ----------------------------------------------------------- */
 

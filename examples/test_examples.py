@@ -253,6 +253,14 @@ def main():
         if rows and (len({r["learning_rate"] for r in rows}) > 1) != changes:
             fail(f"cifar10_train --schedule {sched}: learning rates {[r['learning_rate'] for r in rows]}")
 
+    # cifar10_train on a directory of MNIST-format files (Fashion-MNIST): 28 x 28 x 1 models, the recipe too.
+    p = run(exes["cifar10_train"], "--data", j("fashion"), *fast, "--out", "", "--json", "--augment",
+            "--schedule", "cosine")
+    json_lines(p, "cifar10_train on Fashion-MNIST", ["train"], RESULT_KEYS)
+    if "Fashion-MNIST: 400 training and 100 test images" not in p.stderr + p.stdout:
+        fail(f"cifar10_train on Fashion-MNIST does not say what it loaded:\n{p.stderr}")
+    p = run(exes["cifar10_train"], "--data", j("fashion"), *fast, "--arch", "resnet20", "--out", "")
+
     # --arch resnet20: CIFAR-10, then every layer but the head transferred to CIFAR-100; the main job too.
     p = run(exes["cifar10_train"], "--data", c10, *fast, "--arch", "resnet20", "--out", j("r20.tlm"), "--json")
     json_lines(p, "cifar10_train --arch resnet20", ["train"], RESULT_KEYS)
