@@ -77,7 +77,7 @@ static bool plan_counter(plan *pl, const tli_st_tensor *t, tl_layer *l, tl_tenso
     if (l == NULL)
         return false;
     pl->layer = NULL;
-    if (l->ops->kind != TL_LAYER_BATCHNORM) {
+    if (!l->ops->torch_batch_counter) {
         pl->outcome = TL_TRANSFER_NO_DESTINATION;
         snprintf(pl->reason, sizeof pl->reason, "unexpected: layer '%s' is a %s; only a batchnorm has "
                  TLI_ST_COUNTER, l->name, l->ops->type_name);

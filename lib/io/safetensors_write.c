@@ -26,7 +26,7 @@ typedef struct entry {
 /* 1 when the layout writes a num_batches_tracked for layer l. */
 static size_t has_counter(const tl_layer *l, tl_tensor_layout layout)
 {
-    return layout == TL_LAYOUT_PYTORCH && l->ops->kind == TL_LAYER_BATCHNORM;
+    return layout == TL_LAYOUT_PYTORCH && l->ops->torch_batch_counter;
 }
 
 static const char *entry_what(const entry *e)

@@ -192,6 +192,7 @@ struct tli_layer_ops {
     bool accumulates;    /* backward honours ex->dx_acc */
     bool folds_input_relu; /* backward can apply the ReLU derivative of its input's layer and
                             * write that layer's bias gradient (see tli_maxpool_backward) */
+    bool torch_batch_counter; /* PyTorch's state dict has "<layer>.num_batches_tracked" (batchnorm) */
     /* Check the settings (l->cfg) against l->in_shapes and fill
      * l->out_shape, l->out_size, the tensors (name, role, shape, count,
      * init, layout), l->bias_index and the geometry. Allocates nothing.

@@ -1,5 +1,5 @@
 /*
- * adapt.c - a normalization layer's statistics from a dataset
+ * normalization_adapt.c - a normalization layer's statistics from a dataset
  * (tl_layer_normalization_adapt, Keras' Normalization.adapt()): the
  * dataset's per-channel moments in double (the ones
  * tl_dataset_channel_stats rounds), moved through the layer's scale and
@@ -10,8 +10,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "data/dataset.h"
-#include "model.h"
+#include "../data/dataset.h"
+#include "../model.h"
 
 /* Below this fraction of its mean's magnitude a channel's deviation is
  * rounding, not data: the channel is constant. */
