@@ -28,6 +28,8 @@ const char *tl_status_str(tl_status status)
     case TL_ENUMERIC: return "TL_ENUMERIC: non-finite value";
     case TL_ECANCELED: return "TL_ECANCELED: canceled by a callback";
     case TL_ETOOBIG: return "TL_ETOOBIG: size too large";
+    case TL_EUNSUPPORTED: return "TL_EUNSUPPORTED: valid input libtl cannot represent";
+    case TL_EPEER: return "TL_EPEER: another process of the run failed";
     }
     return "unknown status";
 }

@@ -11,7 +11,7 @@ START_TEST(status_names)
     ck_assert_str_eq(tl_status_str((tl_status)-999), "unknown status");
     ck_assert_str_eq(tl_status_str((tl_status)5), "unknown status");
     /* Every defined code has its own name. */
-    for (int a = TL_ETOOBIG; a <= TL_OK; a++)
+    for (int a = TL_EPEER; a <= TL_OK; a++)
         for (int b = a + 1; b <= TL_OK; b++)
             ck_assert_str_ne(tl_status_str((tl_status)a), tl_status_str((tl_status)b));
 }

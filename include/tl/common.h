@@ -64,7 +64,11 @@ typedef enum tl_status {
     TL_ERANGE = -11,     /**< a value is outside its allowed range (label, index) */
     TL_ENUMERIC = -12,   /**< a NaN or infinity appeared in a loss or gradient */
     TL_ECANCELED = -13,  /**< a callback asked to stop */
-    TL_ETOOBIG = -14     /**< a size would overflow or exceeds a documented limit */
+    TL_ETOOBIG = -14,    /**< a size would overflow or exceeds a documented limit */
+    TL_EUNSUPPORTED = -15, /**< the input is valid but uses something libtl cannot represent
+                                (e.g. an ONNX operator or attribute value it has no layer for) */
+    TL_EPEER = -16       /**< another process of a distributed run failed; the message says
+                              which one and why (tl/mpi.h) */
 } tl_status;
 
 /**

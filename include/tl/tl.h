@@ -19,5 +19,6 @@
 #include "transfer.h"
 #include "io.h"
 #include "zoo.h"
+#include "onnx.h"
 
 #endif /* TL_TL_H */
