@@ -36,6 +36,47 @@ extern "C" {
 
 /* ---- export: tl_model_save_onnx() ---------------------------------------- */
 
+/**
+ * Options of tl_model_save_onnx(). Fill with TL_ONNX_SAVE_OPTIONS_INIT or
+ * tl_onnx_save_options_init(), then set what differs.
+ */
+typedef struct tl_onnx_save_options {
+    unsigned int version;    /**< TL_ONNX_SAVE_OPTIONS_VERSION */
+    int fold_batchnorm;      /**< non-zero: each batchnorm whose input is a convolution without activation,
+                                  and that convolution's only consumer, is folded into the convolution's
+                                  weights and bias (fewer nodes, the form runtimes prefer); 0 (default): kept
+                                  as BatchNormalization nodes */
+    int nhwc_input;          /**< 0 (default): the graph's input is (N, c, h, w), as ONNX pipelines expect;
+                                  non-zero: (N, h, w, c), as libtl's own input (a Transpose node first; an
+                                  (h, w, c) output is then transposed back to (N, h, w, c) too) */
+    int64_t opset;           /**< the ai.onnx opset to declare: 0 = 13 (default); 13 to 17 accepted */
+} tl_onnx_save_options;
+#define TL_ONNX_SAVE_OPTIONS_VERSION 1
+#define TL_ONNX_SAVE_OPTIONS_INIT { TL_ONNX_SAVE_OPTIONS_VERSION, 0, 0, 0 }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. (Since 1.1.) */
+TL_API tl_status tl_onnx_save_options_init(tl_onnx_save_options *opts, unsigned int version);
+
+/**
+ * Write `model` to `path` as an ONNX file (docs/format-onnx.md, "Export")
+ * in inference form: batchnorm with its moving statistics (or folded, see
+ * the options), dropout left out, normalization layers as Sub/Div nodes,
+ * activations fused into conv2d and dense as nodes after them, softmax
+ * included. The batch dimension is symbolic ("N"); node and weight names
+ * come from the layer names ("conv1", "conv1.weight", "bn1.running_mean");
+ * the metadata holds libtl's version and the layer names. ONNX Runtime
+ * gives for the file, on NCHW images, the predictions tl_model_predict()
+ * gives on the same images in NHWC. `opts` NULL means the defaults.
+ * Atomic, as tl_model_save(): on error a previous file at `path` is
+ * unchanged and no temporary file is left.
+ * Errors: TL_EINVAL (NULL model or path, an opset outside 13..17, a model
+ * without layers, two ONNX names that would clash), TL_EVERSION (options
+ * version), TL_EUNSUPPORTED (a layer ONNX has no operator for; the message
+ * names it), TL_ETOOBIG (over protobuf's 2 GiB), TL_EIO, TL_ENOMEM.
+ * Thread safety: the model is only read, but must not change meanwhile.
+ * (Since 1.1.)
+ */
+TL_API tl_status tl_model_save_onnx(const tl_model *model, const char *path, const tl_onnx_save_options *opts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct act_cfg {
@@ -71,6 +72,13 @@ static void act_from_options(void *cfg, tl_activation *act, int *use_bias, const
     *use_bias = 0;
 }
 
+/* ONNX: the activation's operator(s) (lib/layers/onnx_act.c). */
+static tl_status act_onnx(const tl_layer *l, tli_onnx *g)
+{
+    tli_onnx_activation(g, l, l->act, ((const act_cfg *)l->cfg)->alpha, tli_onnx_in(g, l, 0), tli_onnx_out(g, l));
+    return TL_OK;
+}
+
 const tli_layer_ops tli_activation_ops = {
     .kind = TL_LAYER_ACTIVATION,
     .type_name = "activation",
@@ -87,4 +95,5 @@ const tli_layer_ops tli_activation_ops = {
     .forward = act_forward,
     .backward = act_backward,
     .from_options = act_from_options,
+    .onnx_export = act_onnx,
 };

@@ -1,5 +1,6 @@
 /* add.c - the element-wise sum of two or more inputs of one shape (Keras'
  * Add): the join of a residual connection. dL/dx_k = dL/dy for every k. */
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 static tl_status add_build(tl_layer *l)
@@ -36,6 +37,17 @@ static void add_backward(tl_layer *l, const tli_exec *ex, const float *const *x,
             tli_accumulate(ex->threads, dx[k], dy, ex->batch * l->out_size, ex->dx_acc && ex->dx_acc[k]);
 }
 
+/* ONNX: Add for two inputs, Sum for more. */
+static tl_status add_onnx(const tl_layer *l, tli_onnx *g)
+{
+    const char *in[TLI_MAX_INPUTS];
+    for (size_t k = 0; k < l->ninputs; k++)
+        in[k] = tli_onnx_in(g, l, k);
+    tli_onnx_node(g, l->ninputs == 2 ? "Add" : "Sum", l->name, in, l->ninputs, tli_onnx_out(g, l));
+    tli_onnx_node_end(g);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_add_ops = {
     .kind = TL_LAYER_ADD,
     .type_name = "add",
@@ -47,4 +59,5 @@ const tli_layer_ops tli_add_ops = {
     .scratch_bytes = add_scratch_bytes,
     .forward = add_forward,
     .backward = add_backward,
+    .onnx_export = add_onnx,
 };

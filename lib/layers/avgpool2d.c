@@ -3,6 +3,7 @@
  * (PyTorch's default) or not (Keras'; libtl's default). */
 #include <stddef.h>
 
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct avg_cfg {
@@ -67,6 +68,16 @@ static void avg_from_options(void *cfg, tl_activation *act, int *use_bias, const
     *use_bias = 0;
 }
 
+/* ONNX: AveragePool; count_include_pad means the same there (every window
+ * lies inside the padded input, so its divisor is the pool's area). */
+static tl_status avg_onnx(const tl_layer *l, tli_onnx *g)
+{
+    tli_pool_onnx(g, l, "AveragePool");
+    tli_onnx_attr_int(g, "count_include_pad", ((const avg_cfg *)l->cfg)->count_include_pad ? 1 : 0);
+    tli_onnx_node_end(g);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_avgpool2d_ops = {
     .kind = TL_LAYER_AVGPOOL2D,
     .type_name = "avgpool2d",
@@ -81,4 +92,5 @@ const tli_layer_ops tli_avgpool2d_ops = {
     .forward = avg_forward,
     .backward = avg_backward,
     .from_options = avg_from_options,
+    .onnx_export = avg_onnx,
 };

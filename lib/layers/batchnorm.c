@@ -25,6 +25,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct bn_cfg {
@@ -183,6 +184,44 @@ static void bn_from_options(void *cfg, tl_activation *act, int *use_bias, const 
     *use_bias = 0;
 }
 
+/* Inference: y = (x - mean) * gamma / sqrt(var + eps) + beta per channel. */
+static void bn_channel_affine(const tl_layer *l, float *scale, float *shift)
+{
+    const bn_cfg *c = (const bn_cfg *)l->cfg;
+    const bn_geom *g = (const bn_geom *)l->geom;
+    for (uint32_t j = 0; j < g->c; j++) {
+        const double inv = 1.0 / sqrt((double)l->params[g->var].value[j] + (double)c->epsilon);
+        const double s = (g->gamma >= 0 ? (double)l->params[g->gamma].value[j] : 1.0) * inv;
+        scale[j] = (float)s;
+        shift[j] = (float)((g->beta >= 0 ? (double)l->params[g->beta].value[j] : 0.0) -
+                           (double)l->params[g->mean].value[j] * s);
+    }
+}
+
+/* ONNX: BatchNormalization with the moving statistics (inference form);
+ * a missing gamma (scale off) is written as ones, a missing beta as zeros,
+ * since the operator takes all four. */
+static tl_status bn_onnx(const tl_layer *l, tli_onnx *g)
+{
+    const bn_cfg *c = (const bn_cfg *)l->cfg;
+    const bn_geom *bg = (const bn_geom *)l->geom;
+    static const char *const torch[4] = {"weight", "bias", "running_mean", "running_var"};
+    const int idx[4] = {bg->gamma, bg->beta, bg->mean, bg->var};
+    const char *in[5] = {tli_onnx_in(g, l, 0)};
+    const int64_t d[1] = {bg->c};
+    for (int t = 0; t < 4; t++) {
+        in[t + 1] = tli_onnx_weight(g, l, torch[t]);
+        float *v = tli_onnx_init(g, in[t + 1], 1, d);
+        for (uint32_t j = 0; v && j < bg->c; j++)
+            v[j] = idx[t] >= 0 ? l->params[idx[t]].value[j] : (t == 0 ? 1.0f : 0.0f);
+        tli_onnx_init_end(g);
+    }
+    tli_onnx_node(g, "BatchNormalization", l->name, in, 5, tli_onnx_out(g, l));
+    tli_onnx_attr_float(g, "epsilon", c->epsilon);
+    tli_onnx_node_end(g);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_batchnorm_ops = {
     .kind = TL_LAYER_BATCHNORM,
     .type_name = "batchnorm",
@@ -198,4 +237,6 @@ const tli_layer_ops tli_batchnorm_ops = {
     .forward = bn_forward,
     .backward = bn_backward,
     .from_options = bn_from_options,
+    .onnx_export = bn_onnx,
+    .channel_affine = bn_channel_affine,
 };

@@ -2,6 +2,7 @@
  * Concatenate(axis=-1)): channels of (h, w, c) inputs with equal h and w,
  * or units of flat inputs. In NHWC that is rows of h*w*batch cells, each
  * the inputs' channel runs one after another. */
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 static tl_status concat_build(tl_layer *l)
@@ -67,6 +68,18 @@ static void concat_backward(tl_layer *l, const tli_exec *ex, const float *const 
     tli_split_rows(ex->threads, dx, ex->dx_acc, dy, width, l->ninputs, rows);
 }
 
+/* ONNX: Concat over axis 1, the channels (or units) in NCHW. */
+static tl_status concat_onnx(const tl_layer *l, tli_onnx *g)
+{
+    const char *in[TLI_MAX_INPUTS];
+    for (size_t k = 0; k < l->ninputs; k++)
+        in[k] = tli_onnx_in(g, l, k);
+    tli_onnx_node(g, "Concat", l->name, in, l->ninputs, tli_onnx_out(g, l));
+    tli_onnx_attr_int(g, "axis", TLI_ONNX_CHANNEL_AXIS);
+    tli_onnx_node_end(g);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_concatenate_ops = {
     .kind = TL_LAYER_CONCATENATE,
     .type_name = "concatenate",
@@ -78,4 +91,5 @@ const tli_layer_ops tli_concatenate_ops = {
     .scratch_bytes = concat_scratch_bytes,
     .forward = concat_forward,
     .backward = concat_backward,
+    .onnx_export = concat_onnx,
 };

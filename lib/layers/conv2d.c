@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct conv_cfg {
@@ -271,6 +272,67 @@ static void conv_get_options(const tl_layer *l, void *opts, unsigned int version
     }
 }
 
+/* ONNX: Conv with the kernel in OIHW, explicit pads (libtl's, 'same'
+ * included: TensorFlow's split, the odd cell after), the activation as
+ * nodes after it. With fold_batchnorm, a linear convolution whose only
+ * consumer is a per-channel affine layer (batchnorm) takes it into its
+ * weights: W' = W * scale[o], b' = b * scale[o] + shift[o]. */
+static tl_status conv_onnx(const tl_layer *l, tli_onnx *g)
+{
+    const conv_cfg *c = (const conv_cfg *)l->cfg;
+    const tli_conv_geom *cg = &((const conv_geom *)l->geom)->g;
+    const uint32_t o_n = c->filters, i_n = cg->in_c / c->groups, kh = c->k_h, kw = c->k_w;
+    const tl_layer *bn = tli_onnx_sole_consumer(g, l);
+    float *scale = NULL, *shift = NULL;
+    if (tli_onnx_folding(g) && l->act == TL_ACT_LINEAR && bn && bn->ops->channel_affine) {
+        scale = tli_malloc(2 * (size_t)o_n * sizeof *scale);
+        if (scale == NULL)
+            return tli_error(TL_ENOMEM, TLI_LFMT ": out of memory", TLI_LARG(l));
+        shift = scale + o_n;
+        bn->ops->channel_affine(bn, scale, shift);
+        tli_onnx_absorb(g, l, bn);
+    } else {
+        bn = NULL;
+    }
+    const char *out = bn ? tli_onnx_out(g, bn) : tli_onnx_out(g, l);
+    const char *y = l->act == TL_ACT_LINEAR ? out : tli_onnx_sub(g, l, "conv");
+    const char *in[3] = {tli_onnx_in(g, l, 0), tli_onnx_weight(g, l, "weight"),
+                         l->use_bias || bn ? tli_onnx_weight(g, l, "bias") : NULL};
+    const int64_t wd[4] = {o_n, i_n, kh, kw};
+    float *w = tli_onnx_init(g, in[1], 4, wd);
+    const float *k = l->params[0].value; /* (kh, kw, in, out) */
+    if (w)
+        for (uint32_t o = 0; o < o_n; o++)
+            for (uint32_t i = 0; i < i_n; i++)
+                for (uint32_t r = 0; r < kh * kw; r++)
+                    w[((size_t)o * i_n + i) * kh * kw + r] = k[((size_t)r * i_n + i) * o_n + o] * (bn ? scale[o] : 1.0f);
+    tli_onnx_init_end(g);
+    if (in[2]) {
+        const int64_t bd[1] = {o_n};
+        float *b = tli_onnx_init(g, in[2], 1, bd);
+        for (uint32_t o = 0; b && o < o_n; o++) {
+            const float b0 = l->use_bias ? l->params[1].value[o] : 0.0f;
+            b[o] = bn ? b0 * scale[o] + shift[o] : b0;
+        }
+        tli_onnx_init_end(g);
+    }
+    tli_free(scale);
+    tli_onnx_node(g, "Conv", l->name, in, in[2] ? 3 : 2, y);
+    const int64_t ks[2] = {kh, kw}, st[2] = {c->s_h, c->s_w}, dl[2] = {c->d_h, c->d_w};
+    const int64_t pads[4] = {cg->pad_t, cg->pad_l, cg->pad_b, cg->pad_r};
+    tli_onnx_attr_ints(g, "kernel_shape", ks, 2);
+    tli_onnx_attr_ints(g, "strides", st, 2);
+    tli_onnx_attr_ints(g, "pads", pads, 4);
+    tli_onnx_attr_ints(g, "dilations", dl, 2);
+    tli_onnx_attr_int(g, "group", c->groups);
+    tli_onnx_node_end(g);
+    if (bn)
+        tli_onnx_alias(g, l, out);
+    if (l->act != TL_ACT_LINEAR)
+        tli_onnx_activation(g, l, l->act, c->alpha, y, out);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_conv2d_ops = {
     .kind = TL_LAYER_CONV2D,
     .type_name = "conv2d",
@@ -289,4 +351,5 @@ const tli_layer_ops tli_conv2d_ops = {
     .backward = conv_backward,
     .from_options = conv_from_options,
     .get_options = conv_get_options,
+    .onnx_export = conv_onnx,
 };

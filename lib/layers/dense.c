@@ -3,7 +3,9 @@
  * pre-activation z = x W + b (tli_act_needs_input: leaky_relu, silu,
  * hard_swish) has z kept in the layer's scratch in training. */
 #include <stddef.h>
+#include <string.h>
 
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct dense_cfg {
@@ -134,6 +136,48 @@ static void dense_get_options(const tl_layer *l, void *opts, unsigned int versio
     }
 }
 
+/* ONNX: Gemm(x, W, b) with transB = 1, W as PyTorch's Linear has it
+ * (units, inputs), then the activation. When the input is a flatten left in
+ * ONNX's (c, h, w) order, the kernel's rows are permuted to it: row
+ * (y * w + x) * c + k of libtl's kernel is column (k * h + y) * w + x. */
+static tl_status dense_onnx(const tl_layer *l, tli_onnx *g)
+{
+    const dense_cfg *c = (const dense_cfg *)l->cfg;
+    const size_t n_in = l->in_size, units = c->units;
+    tl_shape hwc;
+    const bool chw = tli_onnx_chw_input(g, l, 0, &hwc);
+    const char *out = tli_onnx_out(g, l);
+    const char *y = l->act == TL_ACT_LINEAR ? out : tli_onnx_sub(g, l, "gemm");
+    const char *in[3] = {tli_onnx_in(g, l, 0), tli_onnx_weight(g, l, "weight"),
+                         l->use_bias ? tli_onnx_weight(g, l, "bias") : NULL};
+    const int64_t wd[2] = {(int64_t)units, (int64_t)n_in};
+    float *w = tli_onnx_init(g, in[1], 2, wd);
+    const float *k = l->params[0].value; /* (inputs, units) */
+    if (w) {
+        const size_t hh = chw ? hwc.dims[0] : 1, ww = chw ? hwc.dims[1] : 1, cc = chw ? hwc.dims[2] : n_in;
+        for (size_t r = 0; r < n_in; r++) {
+            const size_t ch = r % cc, pos = r / cc; /* pos = y * w + x */
+            const size_t q = chw ? (ch * hh + pos / ww) * ww + pos % ww : r;
+            for (size_t o = 0; o < units; o++)
+                w[o * n_in + q] = k[r * units + o];
+        }
+    }
+    tli_onnx_init_end(g);
+    if (in[2]) {
+        const int64_t bd[1] = {(int64_t)units};
+        float *b = tli_onnx_init(g, in[2], 1, bd);
+        if (b)
+            memcpy(b, l->params[1].value, units * sizeof *b);
+        tli_onnx_init_end(g);
+    }
+    tli_onnx_node(g, "Gemm", l->name, in, in[2] ? 3 : 2, y);
+    tli_onnx_attr_int(g, "transB", 1);
+    tli_onnx_node_end(g);
+    if (l->act != TL_ACT_LINEAR)
+        tli_onnx_activation(g, l, l->act, c->alpha, y, out);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_dense_ops = {
     .kind = TL_LAYER_DENSE,
     .type_name = "dense",
@@ -153,4 +197,6 @@ const tli_layer_ops tli_dense_ops = {
     .set_units = dense_set_units,
     .get_options = dense_get_options,
     .from_options = dense_from_options,
+    .onnx_export = dense_onnx,
+    .onnx_flat = TLI_ONNX_FLAT_TAKES,
 };

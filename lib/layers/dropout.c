@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../rng.h"
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct dropout_cfg {
@@ -72,6 +73,13 @@ static void dropout_from_options(void *cfg, tl_activation *act, int *use_bias, c
     *use_bias = 0;
 }
 
+/* ONNX (inference form): no node; the output is the input. */
+static tl_status dropout_onnx(const tl_layer *l, tli_onnx *g)
+{
+    tli_onnx_alias(g, l, tli_onnx_in(g, l, 0));
+    return TL_OK;
+}
+
 const tli_layer_ops tli_dropout_ops = {
     .kind = TL_LAYER_DROPOUT,
     .type_name = "dropout",
@@ -87,4 +95,6 @@ const tli_layer_ops tli_dropout_ops = {
     .forward = dropout_forward,
     .backward = dropout_backward,
     .from_options = dropout_from_options,
+    .onnx_export = dropout_onnx,
+    .onnx_flat = TLI_ONNX_FLAT_PASSES,
 };

@@ -1,5 +1,6 @@
 /* global_avgpool2d.c - (h, w, c) -> (c), each channel's mean over the image
  * (Keras' GlobalAveragePooling2D; PyTorch's AdaptiveAvgPool2d(1) + flatten). */
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 static tl_status gap_build(tl_layer *l)
@@ -35,6 +36,18 @@ static void gap_backward(tl_layer *l, const tli_exec *ex, const float *const *x,
         tli_global_avgpool_backward(ex->threads, s->dims[0] * s->dims[1], s->dims[2], dy, ex->batch, dx[0]);
 }
 
+/* ONNX: GlobalAveragePool gives (N, c, 1, 1); Flatten makes it libtl's (c). */
+static tl_status gap_onnx(const tl_layer *l, tli_onnx *g)
+{
+    const char *x = tli_onnx_in(g, l, 0), *p = tli_onnx_sub(g, l, "pool");
+    tli_onnx_node(g, "GlobalAveragePool", l->name, &x, 1, p);
+    tli_onnx_node_end(g);
+    tli_onnx_node(g, "Flatten", tli_onnx_sub(g, l, "Flatten"), &p, 1, tli_onnx_out(g, l));
+    tli_onnx_attr_int(g, "axis", 1);
+    tli_onnx_node_end(g);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_global_avgpool2d_ops = {
     .kind = TL_LAYER_GLOBAL_AVGPOOL2D,
     .type_name = "global_avgpool2d",
@@ -45,4 +58,5 @@ const tli_layer_ops tli_global_avgpool2d_ops = {
     .scratch_bytes = gap_scratch_bytes,
     .forward = gap_forward,
     .backward = gap_backward,
+    .onnx_export = gap_onnx,
 };

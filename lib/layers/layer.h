@@ -138,6 +138,17 @@ typedef struct tli_exec {
 
 typedef struct tli_layer_ops tli_layer_ops;
 
+/* The ONNX graph a kind exports itself into (lib/io/onnx_export.h). */
+typedef struct tli_onnx tli_onnx;
+
+/* What a kind does with a flat input that the ONNX export leaves in ONNX's
+ * (c, h, w) flatten order instead of libtl's (h, w, c) (see flatten.c). */
+typedef enum tli_onnx_flat {
+    TLI_ONNX_FLAT_NO = 0,    /* needs libtl's order (the flatten then transposes first) */
+    TLI_ONNX_FLAT_TAKES = 1, /* takes either: permutes its weights (dense) */
+    TLI_ONNX_FLAT_PASSES = 2 /* leaves the order as it is for its own consumers (dropout) */
+} tli_onnx_flat;
+
 struct tl_layer {
     const tli_layer_ops *ops;
     tl_model *model;
@@ -228,6 +239,18 @@ struct tli_layer_ops {
      * values. Returns a status with the message set, naming the layer,
      * the tensor, the element and the value (normalization: std > 0). */
     tl_status (*check_values)(const tl_layer *l, size_t i, const float *v);
+    /* ONNX export (lib/io/onnx_export.h has the conventions). onnx_export
+     * adds the layer's nodes and weights in inference form, ending in the
+     * tensor tli_onnx_out(g, l) or an alias; returns a status with the
+     * message set. NULL: the kind has no ONNX equivalent, and the export
+     * fails with TL_EUNSUPPORTED naming the layer. */
+    tl_status (*onnx_export)(const tl_layer *l, tli_onnx *g);
+    tli_onnx_flat onnx_flat;
+    /* Optional: in inference the layer is y = x * scale[k] + shift[k] for
+     * channel k of its last axis (out_shape's last dim floats each), so a
+     * linear convolution before it can take it into its weights
+     * (batchnorm; the ONNX export's fold_batchnorm). */
+    void (*channel_affine)(const tl_layer *l, float *scale, float *shift);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */
@@ -300,6 +323,11 @@ typedef struct tli_pool_window {
  * `g`, l->out_shape and l->out_size. Fills a zero stride with the pool
  * size and turns explicit padding of nothing into valid padding. */
 tl_status tli_pool_window_build(tl_layer *l, tli_pool_window *w, tli_pool_geom *g);
+
+/* Start the ONNX node `op` (MaxPool, AveragePool) of pooling layer l with
+ * its window's kernel_shape, strides and pads; the caller adds its own
+ * attributes and ends the node. */
+void tli_pool_onnx(tli_onnx *g, const tl_layer *l, const char *op);
 
 /* ---- shapes -------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* maxpool2d.c - max pooling; training keeps each window's arg-max. */
 #include <stddef.h>
 
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct pool_cfg {
@@ -84,6 +85,14 @@ static void pool_get_options(const tl_layer *l, void *opts, unsigned int version
     }
 }
 
+/* ONNX: MaxPool (padded cells never win, as here). */
+static tl_status pool_onnx(const tl_layer *l, tli_onnx *g)
+{
+    tli_pool_onnx(g, l, "MaxPool");
+    tli_onnx_node_end(g);
+    return TL_OK;
+}
+
 const tli_layer_ops tli_maxpool2d_ops = {
     .kind = TL_LAYER_MAXPOOL2D,
     .type_name = "maxpool2d",
@@ -101,4 +110,5 @@ const tli_layer_ops tli_maxpool2d_ops = {
     .backward = pool_backward,
     .from_options = pool_from_options,
     .get_options = pool_get_options,
+    .onnx_export = pool_onnx,
 };

@@ -24,7 +24,9 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 typedef struct norm_cfg {
@@ -129,6 +131,39 @@ static void norm_from_options(void *cfg, tl_activation *act, int *use_bias, cons
     *use_bias = 0;
 }
 
+/* ONNX: the same arithmetic as the kernel, one operator per step:
+ * Mul(scale) and Add(offset) when they are not 1 and 0, Sub(mean),
+ * Div(std); mean and std per channel ((c, 1, 1) on an image). */
+static tl_status norm_onnx(const tl_layer *l, tli_onnx *g)
+{
+    const norm_cfg *c = (const norm_cfg *)l->cfg;
+    const uint32_t ch = ((const norm_geom *)l->geom)->c;
+    const char *x = tli_onnx_in(g, l, 0);
+    static const char *const step[4] = {"Mul", "Add", "Sub", "Div"};
+    static const char *const what[4] = {"scale", "offset", "mean", "std"};
+    const bool on[4] = {c->scale != 1.0f, c->offset != 0.0f, true, true};
+    int last = 3;
+    for (int t = 0; t < 4; t++) {
+        if (!on[t])
+            continue;
+        const char *in[2] = {x, tli_onnx_weight(g, l, what[t])};
+        if (t < 2) {
+            tli_onnx_scalar(g, in[1], t == 0 ? c->scale : c->offset);
+        } else {
+            int64_t d[3];
+            float *v = tli_onnx_init(g, in[1], tli_onnx_channel_dims(&l->in_shape, ch, d), d);
+            if (v)
+                memcpy(v, l->params[t == 2 ? NORM_MEAN : NORM_STD].value, ch * sizeof *v);
+            tli_onnx_init_end(g);
+        }
+        const char *y = t == last ? tli_onnx_out(g, l) : tli_onnx_sub(g, l, what[t]);
+        tli_onnx_node(g, step[t], t == last ? l->name : tli_onnx_sub(g, l, step[t]), in, 2, y);
+        tli_onnx_node_end(g);
+        x = y;
+    }
+    return TL_OK;
+}
+
 const tli_layer_ops tli_normalization_ops = {
     .kind = TL_LAYER_NORMALIZATION,
     .type_name = "normalization",
@@ -144,4 +179,5 @@ const tli_layer_ops tli_normalization_ops = {
     .backward = norm_backward,
     .from_options = norm_from_options,
     .check_values = norm_check_values,
+    .onnx_export = norm_onnx,
 };

@@ -1,5 +1,6 @@
 /* pool_window.c - the window of the pooling kinds (max and average):
  * settings checks, explicit or Keras padding, output geometry. */
+#include "../io/onnx_export.h"
 #include "layer.h"
 
 /* Output length and leading pad along one axis: explicit pads (each
@@ -63,3 +64,19 @@ tl_status tli_pool_window_build(tl_layer *l, tli_pool_window *c, tli_pool_geom *
     return TL_OK;
 }
 
+
+void tli_pool_onnx(tli_onnx *g, const tl_layer *l, const char *op)
+{
+    const tli_pool_geom *pg = (const tli_pool_geom *)l->geom;
+    const char *x = tli_onnx_in(g, l, 0);
+    const int64_t ks[2] = {pg->p_h, pg->p_w}, st[2] = {pg->s_h, pg->s_w};
+    /* The trailing pads: what the last window needs (the geometry keeps
+     * only the leading ones); ONNX's output size floor((n + pads - k) / s)
+     * + 1 then equals libtl's. */
+    const int64_t pads[4] = {pg->pad_t, pg->pad_l, tli_onnx_pad_after(pg->in_h, pg->p_h, pg->s_h, pg->pad_t, pg->out_h),
+                             tli_onnx_pad_after(pg->in_w, pg->p_w, pg->s_w, pg->pad_l, pg->out_w)};
+    tli_onnx_node(g, op, l->name, &x, 1, tli_onnx_out(g, l));
+    tli_onnx_attr_ints(g, "kernel_shape", ks, 2);
+    tli_onnx_attr_ints(g, "strides", st, 2);
+    tli_onnx_attr_ints(g, "pads", pads, 4);
+}
