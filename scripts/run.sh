@@ -22,9 +22,12 @@ BUILD_DIR=${BUILD_DIR:-build}
 pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check dataset-fashion-mnist"
 # The hardening checks (scripts/hardening.sh): libFuzzer from clang, and
 # abidw/abidiff; gcc brings the sanitizer runtimes, binutils nm and readelf.
-# The torch suite (tests/test_torch.c) compares the zoo with PyTorch.
+# The torch suite (tests/test_torch.c) compares the zoo with PyTorch; the
+# onnx_export suite (tests/test_onnx_save.c) checks the exported ONNX files
+# with python3-onnx and runs them in ONNX Runtime under node (npm below).
 if [ "$mode" = test ]; then
     pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision"
+    pkgs="$pkgs python3-onnx nodejs npm"
 fi
 missing=""
 for p in $pkgs; do
@@ -51,6 +54,17 @@ if [ "$mode" = demo ]; then
 fi
 
 # --- tests -----------------------------------------------------------------
+# ONNX Runtime for node, into a scratch folder under the build directory
+# (tests/meson.build points TL_ORT_NODE_PATH at $BUILD_DIR/peers/node_modules).
+# --ignore-scripts skips the package's optional GPU download; its CPU library
+# ships inside it. Not on the Debian mirror, so it needs the npm registry;
+# when that is unreachable the onnx_ort test is skipped (exit 77), not failed.
+ort_dir="$BUILD_DIR/peers"
+if [ ! -d "$ort_dir/node_modules/onnxruntime-node" ] && command -v npm >/dev/null 2>&1; then
+    mkdir -p "$ort_dir"
+    (cd "$ort_dir" && npm install --ignore-scripts --no-audit --no-fund onnxruntime-node) ||
+        echo "run.sh: could not install onnxruntime-node; the onnx_ort test will be skipped"
+fi
 # The suites run with one thread each unless a test is about threads; a busy
 # second core makes spinning OpenMP workers collapse throughput.
 export OMP_WAIT_POLICY=passive

@@ -666,10 +666,15 @@ static bool peer_present(const char *kind)
         char *argv[] = {"/usr/bin/python3", "-c", "import onnx, onnx.checker, onnx.shape_inference", NULL};
         return run(argv) == 0;
     }
-    const char *np = getenv("NODE_PATH");
-    const char *ort = getenv("TL_ORT_NODE_PATH");
-    if (ort && *ort && (np == NULL || strstr(np, ort) == NULL))
-        setenv("NODE_PATH", ort, 1);
+    /* $TL_ORT_NODE_PATH first, then whatever NODE_PATH the caller has. */
+    const char *np = getenv("NODE_PATH"), *ort = getenv("TL_ORT_NODE_PATH");
+    if (ort && *ort) {
+        size_t len = strlen(ort) + (np ? strlen(np) : 0) + 2;
+        char *both = malloc(len);
+        snprintf(both, len, "%s%s%s", ort, np && *np ? ":" : "", np && *np ? np : "");
+        setenv("NODE_PATH", both, 1);
+        free(both);
+    }
     char *argv[] = {"/usr/bin/env", "node", "-e", "require('onnxruntime-node')", NULL};
     return run(argv) == 0;
 }

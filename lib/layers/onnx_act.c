@@ -3,10 +3,18 @@
  * shape of per-channel constants, and explicit pads. */
 #include "../io/onnx_export.h"
 
-/* One node `op` from x to out, named "<layer>/<op>". */
+/* The name of the node of `op` that writes the activation's result: an
+ * activation layer's is the layer's own name, a fused one's
+ * "<layer>/<op>" (the layer's name is its conv2d or dense node's). */
+static const char *node_name(tli_onnx *g, const tl_layer *l, const char *op)
+{
+    return l->ops->is_activation ? l->name : tli_onnx_sub(g, l, op);
+}
+
+/* One node `op` from x to out. */
 static void unary(tli_onnx *g, const tl_layer *l, const char *op, const char *x, const char *out)
 {
-    tli_onnx_node(g, op, tli_onnx_sub(g, l, op), &x, 1, out);
+    tli_onnx_node(g, op, node_name(g, l, op), &x, 1, out);
 }
 
 void tli_onnx_activation(tli_onnx *g, const tl_layer *l, tl_activation act, float alpha, const char *x,
@@ -34,7 +42,7 @@ void tli_onnx_activation(tli_onnx *g, const tl_layer *l, tl_activation act, floa
         const char *in[3] = {x, tli_onnx_sub(g, l, "clip_min"), tli_onnx_sub(g, l, "clip_max")};
         tli_onnx_scalar(g, in[1], 0.0f);
         tli_onnx_scalar(g, in[2], 6.0f);
-        tli_onnx_node(g, "Clip", tli_onnx_sub(g, l, "Clip"), in, 3, out);
+        tli_onnx_node(g, "Clip", node_name(g, l, "Clip"), in, 3, out);
         break;
     }
     case TL_ACT_HARD_SIGMOID: /* relu6(x + 3) / 6 = max(0, min(1, x / 6 + 1/2)) */
@@ -50,18 +58,18 @@ void tli_onnx_activation(tli_onnx *g, const tl_layer *l, tl_activation act, floa
         /* Opset 13 has no HardSwish: x * HardSigmoid(x), as HardSwish-14 defines it. */
         {
             const char *in[2] = {x, tli_onnx_sub(g, l, "hard_sigmoid")};
-            unary(g, l, "HardSigmoid", x, in[1]);
+            tli_onnx_node(g, "HardSigmoid", tli_onnx_sub(g, l, "HardSigmoid"), &x, 1, in[1]);
             tli_onnx_attr_float(g, "alpha", 1.0f / 6.0f);
             tli_onnx_attr_float(g, "beta", 0.5f);
             tli_onnx_node_end(g);
-            tli_onnx_node(g, "Mul", tli_onnx_sub(g, l, "Mul"), in, 2, out);
+            tli_onnx_node(g, "Mul", node_name(g, l, "Mul"), in, 2, out);
         }
         break;
     case TL_ACT_SILU: { /* x * Sigmoid(x): ONNX has no SiLU operator */
         const char *in[2] = {x, tli_onnx_sub(g, l, "sigmoid")};
-        unary(g, l, "Sigmoid", x, in[1]);
+        tli_onnx_node(g, "Sigmoid", tli_onnx_sub(g, l, "Sigmoid"), &x, 1, in[1]);
         tli_onnx_node_end(g);
-        tli_onnx_node(g, "Mul", tli_onnx_sub(g, l, "Mul"), in, 2, out);
+        tli_onnx_node(g, "Mul", node_name(g, l, "Mul"), in, 2, out);
         break;
     }
     case TL_ACT_LINEAR:
