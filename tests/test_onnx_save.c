@@ -271,6 +271,8 @@ static tl_model *kinds_model(void)
     conv(m, a, "pw", 8, 1, 1, TL_PAD_VALID, TL_ACT_LINEAR);
     tl_batchnorm_options bo = TL_BATCHNORM_OPTIONS_INIT;
     bo.name = "pw_bn";
+    bo.center = 0; /* no beta: folded and written as zeros */
+    bo.epsilon = 0.01f;
     ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
     tl_layer *hs = act_layer(m, "pw_hswish", TL_ACT_HARD_SWISH);
     const tl_layer *cat_in[2] = {b, hs};
@@ -299,6 +301,8 @@ static tl_model *kinds_model(void)
     conv(m, NULL, "head_conv", 16, 2, 1, TL_PAD_VALID, TL_ACT_HARD_SIGMOID); /* (4, 3, 16) */
     ck_assert_tl_ok(tl_model_add_flatten(NULL, m, "flat"));
     bo.name = "flat_bn"; /* a flatten whose consumer is no dense: Transpose + Flatten */
+    bo.center = 1;
+    bo.scale = 0; /* no gamma: written as ones */
     ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
     tl_dense_options d = TL_DENSE_OPTIONS_INIT;
     d.units = 32;
@@ -335,8 +339,19 @@ static tl_model *flat_dropout_model(void)
     ck_assert_tl_ok(tl_model_add_dropout(NULL, m, &dr));
     tl_dense_options d = TL_DENSE_OPTIONS_INIT;
     d.units = 6;
-    d.bias_initializer = TL_INIT_HE_UNIFORM;
+    d.use_bias = 0; /* Gemm without its C input */
     ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    return m;
+}
+
+/* A model that passes its input through (one dropout layer): the graph's
+ * output is an Identity (or, with NHWC input, the two Transposes). */
+static tl_model *identity_model(void)
+{
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_model_create(&m, 3, 4, 2, 3));
+    tl_dropout_options dr = TL_DROPOUT_OPTIONS_INIT;
+    ck_assert_tl_ok(tl_model_add_dropout(NULL, m, &dr));
     return m;
 }
 
@@ -607,6 +622,16 @@ static void export_case(peer_run *pr, tl_model *m, const char *name, int fold, i
     o.opset = opset;
     ck_assert_tl_ok(tl_model_save_onnx(m, p[0], &o));
     write_floats(p[1], xg, NIMG * ex);
+    if (out.rank == 3 && !nhwc) { /* an image output is (N, c, h, w) in the graph */
+        const uint32_t oh = out.dims[0], ow = out.dims[1], oc = out.dims[2];
+        float *t = malloc(NIMG * width * sizeof *t);
+        for (size_t n = 0; n < NIMG; n++)
+            for (size_t j = 0; j < (size_t)oh * ow; j++)
+                for (uint32_t k = 0; k < oc; k++)
+                    t[n * width + k * (size_t)oh * ow + j] = pred[n * width + j * oc + k];
+        free(pred);
+        pred = t;
+    }
     write_floats(p[2], pred, NIMG * width);
     fprintf(pr->manifest, "%s %s %d %u %u %u %s %zu %s %d %d %zu\n", p[0], p[1], NIMG, nhwc ? h : c, nhwc ? w : h,
             nhwc ? c : w, p[2], width, nhwc ? "nhwc" : "nchw", fold, (int)opset, count_kind(m, TL_LAYER_BATCHNORM));
@@ -644,6 +669,7 @@ START_TEST(exported_files_pass_peer)
     export_case(&pr, k, "kinds", 0, 0, 14); /* HardSwish as an operator */
     tl_model_free(k);
     export_all(&pr, flat_dropout_model(), "flat_dropout", 16);
+    export_all(&pr, identity_model(), "identity", 13);
     fclose(pr.manifest);
     int rc;
     if (strcmp(peer_kind, "checker") == 0) {
