@@ -124,6 +124,11 @@ START_TEST(pb_nested)
     ck_assert_uint_eq(w.buf.data[6], 0);
     ck_assert_uint_eq(w.buf.data[6 + 195], 195);
     tli_pbw_free(&w);
+    /* A field whose bytes are written elsewhere: tag and length only. */
+    tli_pbw_head(&w, 7, 300);
+    static const uint8_t head[] = {0x3a, 0xac, 0x02};
+    expect_bytes(&w, head, sizeof head);
+    tli_pbw_free(&w);
 }
 END_TEST
 
@@ -136,6 +141,9 @@ START_TEST(pb_errors)
     tli_pbw_uint(&w, 1, 1); /* sticky: nothing more is written */
     ck_assert_uint_eq(w.buf.len, 0);
     tli_pbw_free(&w);
+    w = (tli_pbw){0};
+    tli_pbw_head(&w, 7, (uint64_t)INT32_MAX + 1);
+    ck_assert_tl_err(tli_pbw_status(&w, "fn", "p"), TL_ETOOBIG, "2 GiB");
     w = (tli_pbw){0};
     tli_pbw_end(&w);
     ck_assert_tl_err(tli_pbw_status(&w, "fn", "p"), TL_EINVAL, "unbalanced");

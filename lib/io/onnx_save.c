@@ -165,27 +165,45 @@ static void metadata(tli_pbw *w, const tli_onnx *g, bool nhwc)
     tli_wbuf_free(&j);
 }
 
-static void model_proto(tli_pbw *w, const tli_onnx *g, bool nhwc, const char *in, const char *out)
+/* The ModelProto in pieces, so that the nodes and the weights (nearly all
+ * of the file) are written from the builder's buffers instead of being
+ * copied into one: head (the model's first fields and the graph's tag and
+ * length), g->nodes, g->inits, gtail (the graph's name, input and output),
+ * tail (opset and metadata). */
+static void model_pieces(tli_pbw *head, tli_pbw *gtail, tli_pbw *tail, const tli_onnx *g, bool nhwc, const char *in,
+                         const char *out)
 {
     const tl_model *m = g->m;
     int64_t d[TL_MAX_RANK];
-    tli_pbw_int(w, ONNX_MODEL_IR_VERSION, ir_version(g->opset));
-    tli_pbw_string(w, ONNX_MODEL_PRODUCER_NAME, "libtl");
-    tli_pbw_string(w, ONNX_MODEL_PRODUCER_VERSION, TL_VERSION_STRING);
-    tli_pbw_string(w, ONNX_MODEL_DOC_STRING, "A libtl model in inference form.");
-    tli_pbw_begin(w, ONNX_MODEL_GRAPH);
-    tli_pbw_append(w, &g->nodes);
-    tli_pbw_string(w, ONNX_GRAPH_NAME, "libtl");
-    tli_pbw_append(w, &g->inits);
-    value_info(w, ONNX_GRAPH_INPUT, in, d, graph_dims(&m->input, nhwc, d));
+    tli_pbw_string(gtail, ONNX_GRAPH_NAME, "libtl");
+    value_info(gtail, ONNX_GRAPH_INPUT, in, d, graph_dims(&m->input, nhwc, d));
     const tl_shape *os = &m->layers[m->nlayers - 1]->out_shape;
-    value_info(w, ONNX_GRAPH_OUTPUT, out, d, graph_dims(os, nhwc, d));
-    tli_pbw_end(w);
-    tli_pbw_begin(w, ONNX_MODEL_OPSET_IMPORT);
-    tli_pbw_string(w, ONNX_OPSET_DOMAIN, "");
-    tli_pbw_int(w, ONNX_OPSET_VERSION, g->opset);
-    tli_pbw_end(w);
-    metadata(w, g, nhwc);
+    value_info(gtail, ONNX_GRAPH_OUTPUT, out, d, graph_dims(os, nhwc, d));
+    tli_pbw_int(head, ONNX_MODEL_IR_VERSION, ir_version(g->opset));
+    tli_pbw_string(head, ONNX_MODEL_PRODUCER_NAME, "libtl");
+    tli_pbw_string(head, ONNX_MODEL_PRODUCER_VERSION, TL_VERSION_STRING);
+    tli_pbw_string(head, ONNX_MODEL_DOC_STRING, "A libtl model in inference form.");
+    /* Each length is at most 2^31 - 1, so the sum does not overflow. */
+    tli_pbw_head(head, ONNX_MODEL_GRAPH, (uint64_t)g->nodes.buf.len + g->inits.buf.len + gtail->buf.len);
+    tli_pbw_begin(tail, ONNX_MODEL_OPSET_IMPORT);
+    tli_pbw_string(tail, ONNX_OPSET_DOMAIN, "");
+    tli_pbw_int(tail, ONNX_OPSET_VERSION, g->opset);
+    tli_pbw_end(tail);
+    metadata(tail, g, nhwc);
+}
+
+static tl_status write_pieces(const tli_pbw *const *piece, size_t n, const char *path, const char *fn)
+{
+    tli_afile f = {.fd = -1};
+    tl_status st = tli_afile_open(&f, path, fn);
+    if (st)
+        return st;
+    for (size_t i = 0; st == TL_OK && i < n; i++)
+        st = tli_afile_write(&f, piece[i]->buf.data, piece[i]->buf.len);
+    if (st == TL_OK)
+        return tli_afile_commit(&f);
+    tli_afile_abort(&f);
+    return st;
 }
 
 tl_status tl_model_save_onnx(const tl_model *m, const char *path, const tl_onnx_save_options *opts)
@@ -206,26 +224,23 @@ tl_status tl_model_save_onnx(const tl_model *m, const char *path, const tl_onnx_
     if ((st = tli_model_check_graph(m, fn)) != TL_OK)
         return st;
     tli_onnx g = {0};
-    tli_pbw w = {0};
+    tli_pbw head = {0}, gtail = {0}, tail = {0};
     const char *in = NULL, *out = NULL;
     st = tli_onnx_setup(&g, m, opset, o.fold_batchnorm != 0, fn, path);
     if (st == TL_OK)
         st = walk(&g, o.nhwc_input != 0, &in, &out);
     if (st == TL_OK && (st = tli_pbw_status(&g.nodes, fn, path)) == TL_OK &&
         (st = tli_pbw_status(&g.inits, fn, path)) == TL_OK) {
-        model_proto(&w, &g, o.nhwc_input != 0, in, out);
-        st = tli_pbw_status(&w, fn, path);
-    }
-    tli_onnx_release(&g);
-    if (st == TL_OK) {
-        tli_afile f;
-        if ((st = tli_afile_open(&f, path, fn)) == TL_OK) {
-            if ((st = tli_afile_write(&f, w.buf.data, w.buf.len)) == TL_OK)
-                st = tli_afile_commit(&f);
-            else
-                tli_afile_abort(&f);
+        model_pieces(&head, &gtail, &tail, &g, o.nhwc_input != 0, in, out);
+        if ((st = tli_pbw_status(&head, fn, path)) == TL_OK && (st = tli_pbw_status(&gtail, fn, path)) == TL_OK &&
+            (st = tli_pbw_status(&tail, fn, path)) == TL_OK) {
+            const tli_pbw *piece[5] = {&head, &g.nodes, &g.inits, &gtail, &tail};
+            st = write_pieces(piece, 5, path, fn);
         }
     }
-    tli_pbw_free(&w);
+    tli_onnx_release(&g);
+    tli_pbw_free(&head);
+    tli_pbw_free(&gtail);
+    tli_pbw_free(&tail);
     return st;
 }

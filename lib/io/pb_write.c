@@ -150,16 +150,9 @@ void tli_pbw_end(tli_pbw *w)
     w->buf.len += k;
 }
 
-void tli_pbw_append(tli_pbw *w, const tli_pbw *src)
+void tli_pbw_head(tli_pbw *w, uint32_t field, uint64_t n)
 {
-    if (!pbw_ok(src)) {
-        w->buf.failed |= src->buf.failed;
-        w->too_big |= src->too_big;
-        w->unbalanced |= src->unbalanced;
-        return;
-    }
-    if (pbw_ok(w))
-        tli_wbuf_bytes(&w->buf, src->buf.data, src->buf.len);
+    len_head(w, field, n);
 }
 
 tl_status tli_pbw_status(const tli_pbw *w, const char *fn, const char *path)

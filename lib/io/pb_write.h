@@ -69,8 +69,10 @@ void tli_pbw_ints_packed(tli_pbw *w, uint32_t field, const int64_t *v, size_t n)
 void tli_pbw_begin(tli_pbw *w, uint32_t field);
 void tli_pbw_end(tli_pbw *w);
 
-/* Append the whole of `src` (encoded fields of the same message). */
-void tli_pbw_append(tli_pbw *w, const tli_pbw *src);
+/* Only the tag and length of a length-delimited field of n bytes, for a
+ * field whose bytes are written elsewhere (a message encoded in pieces
+ * and streamed to a file without copying them together). */
+void tli_pbw_head(tli_pbw *w, uint32_t field, uint64_t n);
 
 /* TL_OK, or the sticky error as a status with a message naming `fn` and
  * `path`: TL_ENOMEM, TL_ETOOBIG (a message past 2 GiB) or TL_EINVAL
