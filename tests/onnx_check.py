@@ -17,7 +17,7 @@ are checked against the declared and the inferred shapes). For every file:
    the layer list (a JSON list of {name, kind, tensor}, every tensor of it
    present in the graph), every node named;
  - batch normalization: FOLD 0 keeps BNS BatchNormalization nodes; FOLD 1
-   leaves none right after a Conv.
+   leaves none right after a Conv or a Gemm.
 Exit status 77 when the onnx package cannot be imported, 1 on any failure.
 """
 import json
@@ -87,8 +87,8 @@ def check(line):
     if fold == 1:
         for node in bn_nodes:
             p = producers.get(node.input[0])
-            if p is not None and p.op_type == "Conv":
-                problems.append("node %s: BatchNormalization after Conv %s not folded" % (node.name, p.name))
+            if p is not None and p.op_type in ("Conv", "Gemm"):
+                problems.append("node %s: BatchNormalization after %s %s not folded" % (node.name, p.op_type, p.name))
     status = "ok" if not problems else "FAILED"
     print("onnx_check: %s: %d nodes, %d initializers, opset %d, checker and strict shape inference %s"
           % (path.rsplit("/", 1)[-1], len(g.node), len(g.initializer), opset, status))

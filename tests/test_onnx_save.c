@@ -12,8 +12,8 @@
  * batchnorm statistics and affine parameters set to non-default values), a
  * model made of every kind and activation (odd sizes, 'same' padding with
  * its odd cell after, explicit asymmetric pads, groups, dilation, both
- * count_include_pad, a batchnorm to fold, a flatten into a batchnorm, a
- * three-input add) and a flatten -> dropout -> dense model, each written
+ * count_include_pad, batchnorms to fold into a conv and a dense layer, a
+ * flatten into a batchnorm, a three-input add) and a flatten -> dropout -> dense model, each written
  * with fold_batchnorm 0 and 1 and with NCHW and NHWC input, at opsets 13,
  * 15 and 17, the suite writes the file, three images in the graph's layout
  * and libtl's predictions (tl_model_predict on the NHWC images) plus a
@@ -314,10 +314,13 @@ static tl_model *kinds_model(void)
     ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
     tl_dense_options d = TL_DENSE_OPTIONS_INIT;
     d.units = 32;
-    d.activation = TL_ACT_TANH;
     d.name = "fc1";
     d.bias_initializer = TL_INIT_HE_UNIFORM;
     ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    bo.name = "fc1_bn"; /* folded into the Gemm */
+    bo.scale = 1;
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
+    act_layer(m, "tanh", TL_ACT_TANH);
     act_layer(m, "sigmoid", TL_ACT_SIGMOID);
     act_layer(m, "leaky", TL_ACT_LEAKY_RELU);
     tl_dropout_options dr = TL_DROPOUT_OPTIONS_INIT;

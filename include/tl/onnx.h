@@ -42,8 +42,8 @@ extern "C" {
  */
 typedef struct tl_onnx_save_options {
     unsigned int version;    /**< TL_ONNX_SAVE_OPTIONS_VERSION */
-    int fold_batchnorm;      /**< non-zero: each batchnorm whose input is a convolution without activation,
-                                  and that convolution's only consumer, is folded into the convolution's
+    int fold_batchnorm;      /**< non-zero: each batchnorm whose input is a conv2d or dense layer without
+                                  activation, and that layer's only consumer, is folded into the layer's
                                   weights and bias (fewer nodes, the form runtimes prefer); 0 (default): kept
                                   as BatchNormalization nodes */
     int nhwc_input;          /**< 0 (default): the graph's input is (N, c, h, w), as ONNX pipelines expect;

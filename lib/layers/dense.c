@@ -139,17 +139,32 @@ static void dense_get_options(const tl_layer *l, void *opts, unsigned int versio
 /* ONNX: Gemm(x, W, b) with transB = 1, W as PyTorch's Linear has it
  * (units, inputs), then the activation. When the input is a flatten left in
  * ONNX's (c, h, w) order, the kernel's rows are permuted to it: row
- * (y * w + x) * c + k of libtl's kernel is column (k * h + y) * w + x. */
+ * (y * w + x) * c + k of libtl's kernel is column (k * h + y) * w + x.
+ * With fold_batchnorm, a linear dense layer whose only consumer is a
+ * per-channel affine layer (batchnorm) takes it into its weights, as
+ * conv2d does. */
 static tl_status dense_onnx(const tl_layer *l, tli_onnx *g)
 {
     const dense_cfg *c = (const dense_cfg *)l->cfg;
     const size_t n_in = l->in_size, units = c->units;
     tl_shape hwc;
     const bool chw = tli_onnx_chw_input(g, l, 0, &hwc);
-    const char *out = tli_onnx_out(g, l);
+    const tl_layer *bn = tli_onnx_sole_consumer(g, l);
+    float *scale = NULL, *shift = NULL;
+    if (tli_onnx_folding(g) && l->act == TL_ACT_LINEAR && bn && bn->ops->channel_affine) {
+        scale = tli_malloc(2 * units * sizeof *scale);
+        if (scale == NULL)
+            return tli_error(TL_ENOMEM, TLI_LFMT ": out of memory", TLI_LARG(l));
+        shift = scale + units;
+        bn->ops->channel_affine(bn, scale, shift);
+        tli_onnx_absorb(g, l, bn);
+    } else {
+        bn = NULL;
+    }
+    const char *out = bn ? tli_onnx_out(g, bn) : tli_onnx_out(g, l);
     const char *y = l->act == TL_ACT_LINEAR ? out : tli_onnx_sub(g, l, "gemm");
     const char *in[3] = {tli_onnx_in(g, l, 0), tli_onnx_weight(g, l, "weight"),
-                         l->use_bias ? tli_onnx_weight(g, l, "bias") : NULL};
+                         l->use_bias || bn ? tli_onnx_weight(g, l, "bias") : NULL};
     const int64_t wd[2] = {(int64_t)units, (int64_t)n_in};
     float *w = tli_onnx_init(g, in[1], 2, wd);
     const float *k = l->params[0].value; /* (inputs, units) */
@@ -159,20 +174,25 @@ static tl_status dense_onnx(const tl_layer *l, tli_onnx *g)
             const size_t ch = r % cc, pos = r / cc; /* pos = y * w + x */
             const size_t q = chw ? (ch * hh + pos / ww) * ww + pos % ww : r;
             for (size_t o = 0; o < units; o++)
-                w[o * n_in + q] = k[r * units + o];
+                w[o * n_in + q] = k[r * units + o] * (bn ? scale[o] : 1.0f);
         }
     }
     tli_onnx_init_end(g);
     if (in[2]) {
         const int64_t bd[1] = {(int64_t)units};
         float *b = tli_onnx_init(g, in[2], 1, bd);
-        if (b)
-            memcpy(b, l->params[1].value, units * sizeof *b);
+        for (size_t o = 0; b && o < units; o++) {
+            const float b0 = l->use_bias ? l->params[1].value[o] : 0.0f;
+            b[o] = bn ? b0 * scale[o] + shift[o] : b0;
+        }
         tli_onnx_init_end(g);
     }
+    tli_free(scale);
     tli_onnx_node(g, "Gemm", l->name, in, in[2] ? 3 : 2, y);
     tli_onnx_attr_int(g, "transB", 1);
     tli_onnx_node_end(g);
+    if (bn)
+        tli_onnx_alias(g, l, out);
     if (l->act != TL_ACT_LINEAR)
         tli_onnx_activation(g, l, l->act, c->alpha, y, out);
     return TL_OK;

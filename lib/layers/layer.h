@@ -248,7 +248,7 @@ struct tli_layer_ops {
     tli_onnx_flat onnx_flat;
     /* Optional: in inference the layer is y = x * scale[k] + shift[k] for
      * channel k of its last axis (out_shape's last dim floats each), so a
-     * linear convolution before it can take it into its weights
+     * linear conv2d or dense layer before it can take it into its weights
      * (batchnorm; the ONNX export's fold_batchnorm). */
     void (*channel_affine)(const tl_layer *l, float *scale, float *shift);
 };
