@@ -19,6 +19,10 @@
  *    (tli_onnx_sub), its weights "<layer>.<PyTorch name>" ("conv1.weight",
  *    "bn1.running_mean"), so a user recognizes them and a PyTorch state
  *    dict maps onto them.
+ *  - Two passes: the writer runs every hook twice (the first pass makes
+ *    the nodes and measures the weights, the second writes the weights to
+ *    the file), so a hook must do the same both times - it does, being a
+ *    function of the layer and the options alone.
  *  - Errors are sticky: a failed allocation or a name used twice marks the
  *    graph, later calls do nothing (the name functions return NULL, which
  *    the others accept), and the writer reports the first error after the
@@ -62,8 +66,9 @@ void tli_onnx_node_end(tli_onnx *g);
 
 /* A float initializer called `name` of `rank` dims (rank 0: a scalar):
  * tli_onnx_init() returns a buffer of the product of dims floats (zeros)
- * for the caller to fill - or NULL after an error, which the caller
- * skips filling - and tli_onnx_init_end() writes it. */
+ * for the caller to fill - or NULL, when there is nothing to fill (after
+ * an error, or in the writer's first pass, which only measures) - and
+ * tli_onnx_init_end() writes it. */
 float *tli_onnx_init(tli_onnx *g, const char *name, size_t rank, const int64_t *dims);
 void tli_onnx_init_end(tli_onnx *g);
 /* A scalar initializer in one call. */

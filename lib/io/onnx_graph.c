@@ -26,10 +26,31 @@ tl_status tli_onnx_setup(tli_onnx *g, const tl_model *m, int64_t opset, bool fol
     return TL_OK;
 }
 
-void tli_onnx_release(tli_onnx *g)
+static void free_strs(tli_onnx *g)
 {
     for (size_t i = 0; i < g->nstrs; i++)
         tli_free(g->strs[i]);
+    g->nstrs = 0;
+}
+
+void tli_onnx_second_pass(tli_onnx *g, tli_afile *file)
+{
+    const size_t n = g->m->nlayers;
+    free_strs(g);
+    g->ntensors = 0;
+    memset(g->out, 0, n * sizeof *g->out);
+    memset(g->absorbed, 0, n * sizeof *g->absorbed);
+    memset(g->chw, 0, n * sizeof *g->chw);
+    g->input = NULL;
+    g->cur = NULL;
+    g->in_node = false;
+    g->nodes.buf.len = 0; /* keeps its memory: the same nodes come again */
+    g->file = file;
+}
+
+void tli_onnx_release(tli_onnx *g)
+{
+    free_strs(g);
     tli_free(g->strs);
     tli_free(g->tensors);
     tli_free(g->out);
@@ -37,7 +58,6 @@ void tli_onnx_release(tli_onnx *g)
     tli_free(g->chw);
     tli_free(g->scratch);
     tli_pbw_free(&g->nodes);
-    tli_pbw_free(&g->inits);
 }
 
 void tli_onnx_fail(tli_onnx *g, tl_status st)
@@ -237,19 +257,29 @@ float *tli_onnx_init(tli_onnx *g, const char *name, size_t rank, const int64_t *
                           rank);
         return NULL;
     }
-    size_t count = 1;
+    size_t count = 1, bytes;
     for (size_t i = 0; i < rank; i++)
         if (dims[i] < 0 || !tli_mul_ok(count, (size_t)dims[i], &count)) {
             g->st = tli_error(TL_ETOOBIG, "%s: %s: initializer '%s' is too large", g->fn, g->path, name);
             return NULL;
         }
+    if (!tli_mul_ok(count, sizeof(float), &bytes) || bytes > TLI_PB_MAX_LEN) {
+        g->st = tli_error(TL_ETOOBIG, "%s: %s: initializer '%s' exceeds protobuf's 2 GiB", g->fn, g->path, name);
+        return NULL;
+    }
     tli_onnx_claim(g, name);
     if (g->st)
         return NULL;
+    g->init_name = name;
+    g->init_count = count;
+    g->init_rank = rank;
+    memcpy(g->init_dims, dims, rank * sizeof *dims);
+    if (g->file == NULL) /* the first pass only counts */
+        return NULL;
     if (count > g->scratch_cap) {
-        size_t bytes;
-        float *s = tli_mul_ok(count, sizeof(float), &bytes) ? tli_malloc(bytes) : NULL;
+        float *s = tli_malloc(bytes ? bytes : sizeof(float));
         if (s == NULL) {
+            g->init_name = NULL;
             oom(g);
             return NULL;
         }
@@ -258,10 +288,6 @@ float *tli_onnx_init(tli_onnx *g, const char *name, size_t rank, const int64_t *
         g->scratch_cap = count;
     }
     memset(g->scratch, 0, (count ? count : 1) * sizeof(float));
-    g->init_name = name;
-    g->init_count = count;
-    g->init_rank = rank;
-    memcpy(g->init_dims, dims, rank * sizeof *dims);
     return g->scratch;
 }
 
@@ -269,13 +295,29 @@ void tli_onnx_init_end(tli_onnx *g)
 {
     if (g->st || g->init_name == NULL)
         return;
-    tli_pbw *w = &g->inits;
-    tli_pbw_begin(w, ONNX_GRAPH_INITIALIZER);
-    tli_pbw_ints(w, ONNX_TENSOR_DIMS, g->init_dims, g->init_rank);
-    tli_pbw_uint(w, ONNX_TENSOR_DATA_TYPE, ONNX_TENSOR_FLOAT);
-    tli_pbw_string(w, ONNX_TENSOR_NAME, g->init_name);
-    tli_pbw_f32_bytes(w, ONNX_TENSOR_RAW_DATA, g->scratch, g->init_count);
-    tli_pbw_end(w);
+    const size_t bytes = g->init_count * sizeof(float);
+    /* GraphProto.initializer's tag and length, then the TensorProto: its
+     * small fields, raw_data's tag and length, and the floats. */
+    tli_pbw t = {0}, h = {0};
+    tli_pbw_ints(&t, ONNX_TENSOR_DIMS, g->init_dims, g->init_rank);
+    tli_pbw_uint(&t, ONNX_TENSOR_DATA_TYPE, ONNX_TENSOR_FLOAT);
+    tli_pbw_string(&t, ONNX_TENSOR_NAME, g->init_name);
+    tli_pbw_head(&t, ONNX_TENSOR_RAW_DATA, bytes);
+    tli_pbw_head(&h, ONNX_GRAPH_INITIALIZER, (uint64_t)t.buf.len + bytes);
+    tl_status st = tli_pbw_status(&t, g->fn, g->path);
+    if (st == TL_OK)
+        st = tli_pbw_status(&h, g->fn, g->path);
+    if (st == TL_OK && g->file) {
+        tli_f32_swap_le(g->scratch, g->init_count); /* the scratch is ours: in place */
+        if ((st = tli_afile_write(g->file, h.buf.data, h.buf.len)) == TL_OK &&
+            (st = tli_afile_write(g->file, t.buf.data, t.buf.len)) == TL_OK)
+            st = tli_afile_write(g->file, g->scratch, bytes);
+    }
+    if (st == TL_OK)
+        g->inits_len += h.buf.len + t.buf.len + bytes;
+    tli_pbw_free(&t);
+    tli_pbw_free(&h);
+    tli_onnx_fail(g, st);
     g->init_name = NULL;
 }
 

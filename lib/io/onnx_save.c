@@ -7,6 +7,9 @@
  * this file adds what belongs to the whole graph - the input (and its
  * Transpose for NHWC), the output, the metadata, the opset - encodes the
  * ModelProto (pb_write.h) and writes it atomically like every libtl save.
+ * The hooks run twice: the first pass makes the nodes and measures the
+ * weights (a message's length comes before it), the second streams the
+ * weights into the file, one tensor at a time (write_file).
  */
 #include <stdio.h>
 
@@ -165,11 +168,10 @@ static void metadata(tli_pbw *w, const tli_onnx *g, bool nhwc)
     tli_wbuf_free(&j);
 }
 
-/* The ModelProto in pieces, so that the nodes and the weights (nearly all
- * of the file) are written from the builder's buffers instead of being
- * copied into one: head (the model's first fields and the graph's tag and
- * length), g->nodes, g->inits, gtail (the graph's name, input and output),
- * tail (opset and metadata). */
+/* The ModelProto in pieces: head (the model's first fields and the
+ * graph's tag and length), the nodes (g->nodes), the initializers (written
+ * by the second pass), gtail (the graph's name, input and output), tail
+ * (opset and metadata). */
 static void model_pieces(tli_pbw *head, tli_pbw *gtail, tli_pbw *tail, const tli_onnx *g, bool nhwc, const char *in,
                          const char *out)
 {
@@ -183,8 +185,8 @@ static void model_pieces(tli_pbw *head, tli_pbw *gtail, tli_pbw *tail, const tli
     tli_pbw_string(head, ONNX_MODEL_PRODUCER_NAME, "libtl");
     tli_pbw_string(head, ONNX_MODEL_PRODUCER_VERSION, TL_VERSION_STRING);
     tli_pbw_string(head, ONNX_MODEL_DOC_STRING, "A libtl model in inference form.");
-    /* Each length is at most 2^31 - 1, so the sum does not overflow. */
-    tli_pbw_head(head, ONNX_MODEL_GRAPH, (uint64_t)g->nodes.buf.len + g->inits.buf.len + gtail->buf.len);
+    /* A sum past 2 GiB - 1 is refused by tli_pbw_head (TL_ETOOBIG). */
+    tli_pbw_head(head, ONNX_MODEL_GRAPH, (uint64_t)g->nodes.buf.len + g->inits_len + gtail->buf.len);
     tli_pbw_begin(tail, ONNX_MODEL_OPSET_IMPORT);
     tli_pbw_string(tail, ONNX_OPSET_DOMAIN, "");
     tli_pbw_int(tail, ONNX_OPSET_VERSION, g->opset);
@@ -192,14 +194,40 @@ static void model_pieces(tli_pbw *head, tli_pbw *gtail, tli_pbw *tail, const tli
     metadata(tail, g, nhwc);
 }
 
-static tl_status write_pieces(const tli_pbw *const *piece, size_t n, const char *path, const char *fn)
+/* FNV-1a of a buffer: the second pass must make the first pass's nodes. */
+static uint64_t fnv1a(const tli_pbw *w)
 {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < w->buf.len; i++)
+        h = (h ^ w->buf.data[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The file: the pieces, and between the nodes and the graph's tail the
+ * initializers, which the second pass of the hooks writes as it makes
+ * them - so the weights are never all in memory, only the largest
+ * tensor at a time. */
+static tl_status write_file(tli_onnx *g, const tli_pbw *head, const tli_pbw *gtail, const tli_pbw *tail, bool nhwc)
+{
+    const uint64_t nodes_len = g->nodes.buf.len, nodes_hash = fnv1a(&g->nodes), inits_len = g->inits_len;
     tli_afile f = {.fd = -1};
-    tl_status st = tli_afile_open(&f, path, fn);
+    tl_status st = tli_afile_open(&f, g->path, g->fn);
     if (st)
         return st;
-    for (size_t i = 0; st == TL_OK && i < n; i++)
-        st = tli_afile_write(&f, piece[i]->buf.data, piece[i]->buf.len);
+    if ((st = tli_afile_write(&f, head->buf.data, head->buf.len)) == TL_OK)
+        st = tli_afile_write(&f, g->nodes.buf.data, g->nodes.buf.len);
+    if (st == TL_OK) {
+        const char *in, *out;
+        tli_onnx_second_pass(g, &f);
+        g->inits_len = 0;
+        st = walk(g, nhwc, &in, &out);
+        if (st == TL_OK && (g->nodes.buf.len != nodes_len || fnv1a(&g->nodes) != nodes_hash ||
+                            g->inits_len != inits_len))
+            st = tli_error(TL_EINVAL, "%s: %s: the layers exported differently twice (a bug in libtl)", g->fn,
+                           g->path);
+    }
+    if (st == TL_OK && (st = tli_afile_write(&f, gtail->buf.data, gtail->buf.len)) == TL_OK)
+        st = tli_afile_write(&f, tail->buf.data, tail->buf.len);
     if (st == TL_OK)
         return tli_afile_commit(&f);
     tli_afile_abort(&f);
@@ -226,17 +254,15 @@ tl_status tl_model_save_onnx(const tl_model *m, const char *path, const tl_onnx_
     tli_onnx g = {0};
     tli_pbw head = {0}, gtail = {0}, tail = {0};
     const char *in = NULL, *out = NULL;
+    const bool nhwc = o.nhwc_input != 0;
     st = tli_onnx_setup(&g, m, opset, o.fold_batchnorm != 0, fn, path);
     if (st == TL_OK)
-        st = walk(&g, o.nhwc_input != 0, &in, &out);
-    if (st == TL_OK && (st = tli_pbw_status(&g.nodes, fn, path)) == TL_OK &&
-        (st = tli_pbw_status(&g.inits, fn, path)) == TL_OK) {
-        model_pieces(&head, &gtail, &tail, &g, o.nhwc_input != 0, in, out);
+        st = walk(&g, nhwc, &in, &out);
+    if (st == TL_OK && (st = tli_pbw_status(&g.nodes, fn, path)) == TL_OK) {
+        model_pieces(&head, &gtail, &tail, &g, nhwc, in, out);
         if ((st = tli_pbw_status(&head, fn, path)) == TL_OK && (st = tli_pbw_status(&gtail, fn, path)) == TL_OK &&
-            (st = tli_pbw_status(&tail, fn, path)) == TL_OK) {
-            const tli_pbw *piece[5] = {&head, &g.nodes, &g.inits, &gtail, &tail};
-            st = write_pieces(piece, 5, path, fn);
-        }
+            (st = tli_pbw_status(&tail, fn, path)) == TL_OK)
+            st = write_file(&g, &head, &gtail, &tail, nhwc);
     }
     tli_onnx_release(&g);
     tli_pbw_free(&head);

@@ -7,6 +7,7 @@
 #define TLI_IO_ONNX_WRITE_H
 
 #include "../model.h"
+#include "file.h"
 #include "onnx_export.h"
 #include "pb_write.h"
 
@@ -40,8 +41,13 @@ struct tli_onnx {
     tl_status st;          /* the first error (its message is set), sticky */
     const tl_layer *cur;   /* the layer being exported, for messages */
     tli_pbw nodes;         /* GraphProto.node entries, in order */
-    tli_pbw inits;         /* GraphProto.initializer entries */
     bool in_node;
+    /* Initializers are not kept: the writer runs the layers' hooks twice.
+     * The first pass (file NULL) builds the nodes and only counts the
+     * initializers' encoded bytes; the second writes each initializer
+     * straight into the file after the nodes. */
+    tli_afile *file;
+    uint64_t inits_len;    /* encoded GraphProto.initializer entries, in bytes */
     /* Every tensor name made so far (their strings are in `strs`), to keep
      * them unique as ONNX requires. */
     const char **tensors;
@@ -62,6 +68,9 @@ struct tli_onnx {
 /* Set up g for model m (zero-filled g); TL_ENOMEM. */
 tl_status tli_onnx_setup(tli_onnx *g, const tl_model *m, int64_t opset, bool fold, const char *fn,
                          const char *path);
+/* Forget the first pass's names, outputs and nodes, for the second pass
+ * writing to `file` (the nodes are made again: the caller may compare). */
+void tli_onnx_second_pass(tli_onnx *g, tli_afile *file);
 void tli_onnx_release(tli_onnx *g);
 /* An owned copy of s (or of "<a><sep><b>" when b is not NULL); NULL after
  * an error. */

@@ -79,25 +79,6 @@ void tli_pbw_string(tli_pbw *w, uint32_t field, const char *s)
     tli_pbw_bytes(w, field, s, strlen(s));
 }
 
-void tli_pbw_f32_bytes(tli_pbw *w, uint32_t field, const float *v, size_t n)
-{
-    size_t bytes;
-    if (!tli_mul_ok(n, sizeof(float), &bytes)) {
-        w->too_big = true;
-        return;
-    }
-    if (!len_head(w, field, bytes) || !tli_wbuf_reserve(&w->buf, bytes))
-        return;
-    uint8_t *out = w->buf.data + w->buf.len;
-    if (tli_host_is_le()) {
-        memcpy(out, v, bytes);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            tli_put_le32(out + 4 * i, tli_f32_bits(v[i]));
-    }
-    w->buf.len += bytes;
-}
-
 void tli_pbw_ints(tli_pbw *w, uint32_t field, const int64_t *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -52,11 +52,9 @@ void tli_pbw_uint(tli_pbw *w, uint32_t field, uint64_t v);
 void tli_pbw_int(tli_pbw *w, uint32_t field, int64_t v);
 void tli_pbw_float(tli_pbw *w, uint32_t field, float v);
 
-/* Length-delimited fields: n bytes, a NUL-terminated string, n floats as
- * little-endian bytes (ONNX's TensorProto.raw_data). */
+/* Length-delimited fields: n bytes, a NUL-terminated string. */
 void tli_pbw_bytes(tli_pbw *w, uint32_t field, const void *p, size_t n);
 void tli_pbw_string(tli_pbw *w, uint32_t field, const char *s);
-void tli_pbw_f32_bytes(tli_pbw *w, uint32_t field, const float *v, size_t n);
 
 /* Repeated int64: one field per value (proto2's default encoding, which
  * every reader of a proto2 schema such as onnx.proto parses), or packed
@@ -71,7 +69,8 @@ void tli_pbw_end(tli_pbw *w);
 
 /* Only the tag and length of a length-delimited field of n bytes, for a
  * field whose bytes are written elsewhere (a message encoded in pieces
- * and streamed to a file without copying them together). */
+ * and streamed to a file: ONNX's weights go from a tensor's buffer
+ * straight to the file). */
 void tli_pbw_head(tli_pbw *w, uint32_t field, uint64_t n);
 
 /* TL_OK, or the sticky error as a status with a message naming `fn` and

@@ -242,8 +242,9 @@ struct tli_layer_ops {
     /* ONNX export (lib/io/onnx_export.h has the conventions). onnx_export
      * adds the layer's nodes and weights in inference form, ending in the
      * tensor tli_onnx_out(g, l) or an alias; returns a status with the
-     * message set. NULL: the kind has no ONNX equivalent, and the export
-     * fails with TL_EUNSUPPORTED naming the layer. */
+     * message set; the writer calls it twice per export (two passes), and
+     * both calls must do the same. NULL: the kind has no ONNX equivalent,
+     * and the export fails with TL_EUNSUPPORTED naming the layer. */
     tl_status (*onnx_export)(const tl_layer *l, tli_onnx *g);
     tli_onnx_flat onnx_flat;
     /* Optional: in inference the layer is y = x * scale[k] + shift[k] for
