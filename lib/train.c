@@ -415,6 +415,8 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                     return st;
                 if (!skip)
                     tli_train_update(m);
+                if ((st = tli_xchg_updated(x, b)))
+                    return st;
             } else if (st) {
                 return st;
             }

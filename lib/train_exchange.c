@@ -4,7 +4,9 @@
  * libtl scales each process's gradient by its share of the batch before the
  * sum and divides by the summed share after it, so that a process with
  * fewer examples (the last batch of an epoch) weighs less, exactly as in
- * one process's mean over the global batch.
+ * one process's mean over the global batch. The state that training moves
+ * (batchnorm's moving statistics, from each process's own batch) is
+ * averaged the same way in the same buffer, so the models stay equal.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +15,12 @@
 
 /* Sums of a GRADIENTS call: weight, loss sum, correct, examples, skip. */
 #define GRAD_SUMS 5
+
+/* The layer's state tensors move in training (batchnorm's statistics). */
+static bool moves_state(const tl_layer *l)
+{
+    return l->ops->trains_state && l->trainable;
+}
 
 tl_status tli_xchg_begin(tli_xchg *x, const tl_model *m, tl_exchange_fn fn, void *payload, uint32_t rank,
                          uint32_t count, bool grads, const char *where)
@@ -27,12 +35,16 @@ tl_status tli_xchg_begin(tli_xchg *x, const tl_model *m, tl_exchange_fn fn, void
     if (fn == NULL || !grads)
         return TL_OK;
     size_t total = 0;
-    for (size_t i = 0; i < m->nlayers; i++)
+    for (size_t i = 0; i < m->nlayers; i++) {
         if (tli_layer_learns(m->layers[i]))
             total += tli_layer_count(m->layers[i], TLI_ROLE_PARAM);
+        if (moves_state(m->layers[i]))
+            total += tli_layer_count(m->layers[i], TLI_ROLE_STATE);
+    }
     x->nvalues = total;
     if (total && (x->buf = tli_malloc_aligned(total * sizeof(float))) == NULL)
-        return tli_error(TL_ENOMEM, "%s: out of memory for the %zu gradients to exchange", where, total);
+        return tli_error(TL_ENOMEM, "%s: out of memory for the %zu gradients and state values to exchange", where,
+                         total);
     return TL_OK;
 }
 
@@ -78,6 +90,13 @@ static tl_status call(tli_xchg *x, tl_exchange *e)
             for (size_t pi_ = 0; pi_ < (m)->layers[li_]->nparams; pi_++)                               \
                 for (tli_param *p = &(m)->layers[li_]->params[pi_]; p && p->role == TLI_ROLE_PARAM; p = NULL)
 
+/* Then every state tensor that training moves, of every layer. */
+#define FOR_EACH_STATE(m, p)                                                                           \
+    for (size_t li_ = 0; li_ < (m)->nlayers; li_++)                                                    \
+        if (moves_state((m)->layers[li_]))                                                             \
+            for (size_t pi_ = 0; pi_ < (m)->layers[li_]->nparams; pi_++)                               \
+                for (tli_param *p = &(m)->layers[li_]->params[pi_]; p && p->role == TLI_ROLE_STATE; p = NULL)
+
 tl_status tli_xchg_gradients(tli_xchg *x, tl_model *m, tl_status local, bool *skip, tli_loss_result *r,
                              size_t *examples, size_t batch)
 {
@@ -96,6 +115,12 @@ tl_status tli_xchg_gradients(tli_xchg *x, tl_model *m, tl_status local, bool *sk
             else
                 for (size_t i = 0; i < p->count; i++)
                     dst[i] = p->grad[i] * fw;
+            at += p->count;
+        }
+        FOR_EACH_STATE(m, p) {
+            float *dst = x->buf + at;
+            for (size_t i = 0; i < p->count; i++)
+                dst[i] = p->value[i] * fw;
             at += p->count;
         }
     }
@@ -117,14 +142,23 @@ tl_status tli_xchg_gradients(tli_xchg *x, tl_model *m, tl_status local, bool *sk
     r->loss_sum = sums[1];
     r->correct = (size_t)sums[2];
     *examples = (size_t)sums[3];
-    if (*skip || sums[0] <= 0.0)
+    if (sums[0] <= 0.0)
         return TL_OK;
     const float inv = (float)(1.0 / sums[0]);
     size_t at = 0;
     FOR_EACH_GRAD(m, p) {
         const float *src = x->buf + at;
+        if (!*skip)
+            for (size_t i = 0; i < p->count; i++)
+                p->grad[i] = src[i] * inv;
+        at += p->count;
+    }
+    /* The state is averaged even on a skipped batch: every process moved
+     * its own, and they must stay equal. */
+    FOR_EACH_STATE(m, p) {
+        const float *src = x->buf + at;
         for (size_t i = 0; i < p->count; i++)
-            p->grad[i] = src[i] * inv;
+            p->value[i] = src[i] * inv;
         at += p->count;
     }
     return TL_OK;
@@ -141,6 +175,18 @@ tl_status tli_xchg_sums(tli_xchg *x, tl_status local, double *sums, size_t nsums
     e.sums = sums;
     e.nsums = nsums;
     e.epoch = x->epoch;
+    return call(x, &e);
+}
+
+tl_status tli_xchg_updated(tli_xchg *x, size_t batch)
+{
+    if (x->fn == NULL)
+        return TL_OK;
+    tl_exchange e;
+    memset(&e, 0, sizeof e);
+    e.kind = TL_EXCHANGE_UPDATED;
+    e.epoch = x->epoch;
+    e.batch = batch;
     return call(x, &e);
 }
 

@@ -41,6 +41,9 @@ void tli_xchg_part(const tli_xchg *x, size_t n, size_t *lo, size_t *cnt);
 tl_status tli_xchg_gradients(tli_xchg *x, tl_model *m, tl_status local, bool *skip, tli_loss_result *r,
                              size_t *examples, size_t batch);
 
+/* After a step's update (TL_EXCHANGE_UPDATED). */
+tl_status tli_xchg_updated(tli_xchg *x, size_t batch);
+
 /* Sum `nsums` counts over the processes (TL_EXCHANGE_SUMS); `local` as
  * above. Without a hook: returns `local`. */
 tl_status tli_xchg_sums(tli_xchg *x, tl_status local, double *sums, size_t nsums);

@@ -213,8 +213,10 @@ TL_API tl_status tl_history_write_csv(const tl_history *history, tl_write_fn wri
 typedef enum tl_exchange_kind {
     TL_EXCHANGE_GRADIENTS = 0, /**< fit, once per step after backward: `values` are the gradients */
     TL_EXCHANGE_SUMS = 1,      /**< counts only (validation, tl_model_evaluate_metrics()): `values` is NULL */
-    TL_EXCHANGE_END = 2        /**< fit's last call, just before it returns: nothing to add; `status` is
+    TL_EXCHANGE_END = 2,       /**< fit's last call, just before it returns: nothing to add; `status` is
                                     what this process returns */
+    TL_EXCHANGE_UPDATED = 3    /**< fit, after each step's update: nothing to add (a hook may compare the
+                                    processes' parameters here, where they must be equal) */
 } tl_exchange_kind;
 
 /**
@@ -246,10 +248,14 @@ typedef struct tl_exchange {
     size_t struct_size;     /**< sizeof(tl_exchange) in the running library */
     tl_exchange_kind kind;
     tl_status status;       /**< TL_OK, or this process's failure (see above) */
-    float *values;          /**< GRADIENTS: `count` floats, every trainable tensor's gradient times sums[0],
-                                 layer after layer, tensor after tensor (the order of tl_layer_param_info()
-                                 over the layers that learn); NULL otherwise */
-    size_t count;           /**< floats in values (tl_model_trainable_param_count() for GRADIENTS) */
+    float *values;          /**< GRADIENTS: `count` floats, times sums[0]: every trainable tensor's
+                                 gradient, layer after layer, tensor after tensor (the order of
+                                 tl_layer_param_info() over the layers that learn), then the state tensors
+                                 that training moves (the moving statistics of trainable batchnorm
+                                 layers, computed from this process's part of the batch), which libtl
+                                 replaces by their weighted mean so that they stay equal everywhere;
+                                 NULL otherwise */
+    size_t count;           /**< floats in values */
     double *sums;           /**< `nsums` doubles to be summed. GRADIENTS: [0] the batch weight, [1] the
                                  loss sum, [2] correct predictions, [3] examples, [4] 1 when this process
                                  skips the batch for a non-finite value (TL_NONFINITE_SKIP; when the sum

@@ -192,6 +192,7 @@ const tli_layer_ops tli_batchnorm_ops = {
     .nfields = sizeof bn_fields / sizeof bn_fields[0],
     .min_inputs = 1,
     .torch_batch_counter = true,
+    .trains_state = true,
     .max_inputs = 1,
     .build = bn_build,
     .scratch_bytes = bn_scratch_bytes,

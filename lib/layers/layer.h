@@ -193,6 +193,8 @@ struct tli_layer_ops {
     bool folds_input_relu; /* backward can apply the ReLU derivative of its input's layer and
                             * write that layer's bias gradient (see tli_maxpool_backward) */
     bool torch_batch_counter; /* PyTorch's state dict has "<layer>.num_batches_tracked" (batchnorm) */
+    bool trains_state; /* a training pass of a trainable layer moves its state tensors (batchnorm's
+                        * moving statistics): data-parallel fit averages them across processes */
     /* Check the settings (l->cfg) against l->in_shapes and fill
      * l->out_shape, l->out_size, the tensors (name, role, shape, count,
      * init, layout), l->bias_index and the geometry. Allocates nothing.
