@@ -22,9 +22,11 @@ BUILD_DIR=${BUILD_DIR:-build}
 pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check dataset-fashion-mnist"
 # The hardening checks (scripts/hardening.sh): libFuzzer from clang, and
 # abidw/abidiff; gcc brings the sanitizer runtimes, binutils nm and readelf.
-# The torch suite (tests/test_torch.c) compares the zoo with PyTorch.
+# The torch suite (tests/test_torch.c) compares the zoo with PyTorch; the mpi
+# suite (tests/test_mpi.c) builds libtl-mpi and runs it under mpirun.
 if [ "$mode" = test ]; then
     pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision"
+    pkgs="$pkgs libopenmpi-dev openmpi-bin"
 fi
 missing=""
 for p in $pkgs; do

@@ -1,8 +1,11 @@
 /*
- * tl/mpi.h - data-parallel training over MPI: libtl-mpi, a library of its
- * own (link with `pkg-config --cflags --libs tl-mpi`; libtl.so itself never
- * depends on MPI). It is built when meson finds MPI (-Dmpi=auto|enabled|
- * disabled); it is not included by tl/tl.h.
+ * tl/mpi.h - data-parallel training over MPI (libtl-mpi).
+ *
+ * libtl-mpi is a library of its own: link it with `pkg-config --cflags
+ * --libs tl-mpi` (libtl.so itself never depends on MPI). It is built when
+ * meson finds MPI (-Dmpi=auto|enabled|disabled); tl/tl.h does not include
+ * this header. docs/mpi.md shows how to run it on one machine and on
+ * several, and what it costs.
  *
  * Every process of the communicator runs the same program on the same data
  * (the whole training set, loaded by each process) with the same options:
@@ -11,12 +14,15 @@
  *  - every global batch of tl_fit_options.batch_size examples comes from
  *    the same seeded shuffle on every process, and rank r of N takes its
  *    part of it (tl_fit_options.shard_rank, shard_count);
- *  - after backward, the gradients - one contiguous buffer of
- *    4 x tl_model_trainable_param_count() bytes - are summed with one
+ *  - after backward, the gradients - one contiguous buffer of 4 bytes per
+ *    trainable parameter - are summed with one
  *    MPI_Allreduce and divided by the global batch weight, so every
  *    process's optimizer makes the same step and the models stay equal;
- *  - batch normalization uses each process's own batch statistics (as
- *    PyTorch's DistributedDataParallel without SyncBatchNorm);
+ *  - batch normalization normalizes with each process's own batch
+ *    statistics (as PyTorch's DistributedDataParallel without
+ *    SyncBatchNorm), and the moving statistics are averaged over the
+ *    processes after every step (in the same allreduce as the gradients),
+ *    so they stay equal too;
  *  - validation, the progress figures, the history and early stopping see
  *    the counts of the whole global batch and validation set;
  *  - the progress callbacks (on_batch, on_epoch) run on rank 0 only, and so
