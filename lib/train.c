@@ -33,6 +33,7 @@ typedef struct batch_src {
     tl_metrics *metrics; /* evaluation: also count this batch's metrics (metrics.c); else NULL */
     uint64_t key_mix;    /* non-zero: mixed into the dropout key (a shard's own masks) */
     bool no_update;      /* training: stop after the gradients (the exchange comes first) */
+    const tli_bn_sync *bn_sync; /* synchronized batchnorm, or NULL */
 } batch_src;
 
 /* The layer where a non-finite parameter gradient first appeared, or NULL;
@@ -92,6 +93,7 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
 {
     const bool logits = tli_loss_takes_logits(m);
     tli_exec ex = tli_exec_for(m, n, train);
+    ex.bn_sync = train ? src->bn_sync : NULL;
     if (train) {
         tli_exec_draw_key(m, &ex);
         if (ex.rng_key && src->key_mix)
@@ -211,7 +213,7 @@ static tl_status evaluate_part(double *sums, tl_model *m, const tl_dataset *ds, 
     for (size_t done = first; done < first + count; done += batch) {
         size_t b = first + count - done < batch ? first + count - done : batch;
         batch_src src = {ds->images + done * ds->example_size, ds->labels + done,
-                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics, 0, false};
+                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics, 0, false, NULL};
         tli_loss_result r;
         snprintf(where, sizeof where, "%s: examples %zu..%zu", fn, done, done + b - 1);
         if ((st = run_batch(m, &src, b, false, &r, where)))
@@ -331,7 +333,7 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
         tli_error_prefix("%s", fn);
         return st;
     }
-    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL, 0, false};
+    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL, 0, false, NULL};
     tli_loss_result r;
     if ((st = run_batch(m, &src, n, true, &r, fn)))
         return st;
@@ -394,12 +396,18 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                                    e + 1, b + 1);
             }
             batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL, idx + lo + plo, 0,
-                             "the training data", NULL, x->count > 1 ? (uint64_t)x->rank + 1 : 0, x->fn != NULL};
+                             "the training data", NULL, x->count > 1 ? (uint64_t)x->rank + 1 : 0, x->fn != NULL, NULL};
             tli_loss_result r = {0.0, 0, 0.0};
             p.learning_rate = tli_optim_rate(m->opt);
             snprintf(where, sizeof where, "%s: epoch %u, batch %zu of %zu", fn, e + 1, b + 1, batches);
+            if (o->sync_batchnorm && x->fn && x->count > 1)
+                src.bn_sync = tli_xchg_bn_sync(x, (double)pcnt / (double)cnt);
             if (st == TL_OK && pcnt) {
                 st = run_batch(m, &src, pcnt, true, &r, where);
+                /* Another process failed during a batchnorm sum: that, not
+                 * what this pass made of it, is the error. */
+                if (x->over && x->failed)
+                    return tli_xchg_failure(x);
             } else if (st == TL_OK) {
                 /* No example here: draw what the others draw, to stay in step. */
                 tli_exec ex = tli_exec_for(m, 1, true);
@@ -491,6 +499,11 @@ static tl_status fit_checked(tl_model *m, const tl_dataset *train, const tl_fit_
     const uint64_t batches = (train->n + bs - 1) / bs;
     /* The workspace holds one process's part of a batch. */
     const size_t part = (bs + x->count - 1) / x->count;
+    const size_t last = train->n % bs ? train->n % bs : bs;
+    if (o.sync_batchnorm && x->fn && x->count > 1 && last < x->count)
+        return tli_error(TL_EINVAL, "%s: sync_batchnorm needs every process's part of every batch to be non-empty, "
+                         "but a batch of %zu examples (batch_size %u, %zu examples) is split over %u processes", fn,
+                         last, o.batch_size, train->n, x->count);
     if ((st = tli_schedule_fit_check(&m->opt->sched, o.epochs, batches, o.validation != NULL, fn)))
         return st;
     uint32_t *idx = tli_malloc(train->n * sizeof *idx);

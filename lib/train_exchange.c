@@ -67,7 +67,7 @@ void tli_xchg_part(const tli_xchg *x, size_t n, size_t *lo, size_t *cnt)
 static tl_status call(tli_xchg *x, tl_exchange *e)
 {
     if (x->over)
-        return e->status;
+        return e->status ? e->status : tli_xchg_failure(x);
     e->struct_size = sizeof *e;
     tl_status local = e->status;
     char saved[1024];
@@ -78,9 +78,33 @@ static tl_status call(tli_xchg *x, tl_exchange *e)
         x->over = true;
         return tli_error(local, "%s", saved); /* the hook may have overwritten the message */
     }
-    if (st)
+    if (st) {
         x->over = true;
+        x->failed = st;
+        snprintf(x->message, sizeof x->message, "%s", tl_last_error());
+    }
     return st;
+}
+
+tl_status tli_xchg_failure(const tli_xchg *x)
+{
+    return x->failed ? tli_error(x->failed, "%s", x->message) : TL_OK;
+}
+
+/* Batchnorm's sums go through the hook; a failure stays in x (fit looks
+ * after the pass: tli_xchg_failure), and the pass goes on with whatever v
+ * holds, to be thrown away. */
+static void bn_sum(void *ctx, double *v, size_t n)
+{
+    tli_xchg_sums(ctx, TL_OK, v, n);
+}
+
+const tli_bn_sync *tli_xchg_bn_sync(tli_xchg *x, double share)
+{
+    x->bn_sync.sum = bn_sum;
+    x->bn_sync.ctx = x;
+    x->bn_sync.share = share;
+    return &x->bn_sync;
 }
 
 /* Visit every gradient of the layers that learn, in layer and tensor order. */

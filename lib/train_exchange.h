@@ -18,6 +18,9 @@ typedef struct tli_xchg {
     size_t nvalues;
     bool over;            /* a failure was exchanged or the hook failed: no further calls */
     uint32_t epoch;       /* fit's current epoch, for the hook */
+    tl_status failed;     /* the hook's failure once over (TL_OK: a local one) */
+    char message[512];    /* its message */
+    tli_bn_sync bn_sync;  /* synchronized batchnorm: sums through the hook */
 } tli_xchg;
 
 /* Set up from the options' fields (fn NULL: off). `grads`: allocate the
@@ -40,6 +43,14 @@ void tli_xchg_part(const tli_xchg *x, size_t n, size_t *lo, size_t *cnt);
  * the hook's status (its message kept). */
 tl_status tli_xchg_gradients(tli_xchg *x, tl_model *m, tl_status local, bool *skip, tli_loss_result *r,
                              size_t *examples, size_t batch);
+
+/* After the hook failed: its status with its message set again (it may
+ * have been overwritten since); TL_OK when it has not failed. */
+tl_status tli_xchg_failure(const tli_xchg *x);
+
+/* The sync that batchnorm calls in a synchronized step whose process part
+ * is `share` of the global batch. */
+const tli_bn_sync *tli_xchg_bn_sync(tli_xchg *x, double share);
 
 /* After a step's update (TL_EXCHANGE_UPDATED). */
 tl_status tli_xchg_updated(tli_xchg *x, size_t batch);

@@ -23,10 +23,11 @@ pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check 
 # The hardening checks (scripts/hardening.sh): libFuzzer from clang, and
 # abidw/abidiff; gcc brings the sanitizer runtimes, binutils nm and readelf.
 # The torch suite (tests/test_torch.c) compares the zoo with PyTorch; the mpi
-# suite (tests/test_mpi.c) builds libtl-mpi and runs it under mpirun.
+# suite (tests/test_mpi.c) builds libtl-mpi, runs it under mpirun, and checks it
+# for leaks with valgrind.
 if [ "$mode" = test ]; then
     pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision"
-    pkgs="$pkgs libopenmpi-dev openmpi-bin"
+    pkgs="$pkgs libopenmpi-dev openmpi-bin valgrind"
 fi
 missing=""
 for p in $pkgs; do

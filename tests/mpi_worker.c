@@ -5,7 +5,7 @@
  * Each process writes OUTDIR/SCENARIO_rR.txt (its status, message, the
  * batches it began and the evaluation figures) and OUTDIR/SCENARIO_rR.bin
  * (every tensor of its model after the run), for test_mpi.c to compare.
- * Scenarios: ref, fit, bn_ref, bn, resume_full, resume_part, eval and the
+ * Scenarios: ref, fit, bn_ref, bn, bn_sync, resume_full, resume_part, eval and the
  * faults fault_label, fault_nan, fault_stop_begin, fault_stop_batch,
  * fault_stop_epoch, fault_checkpoint, fault_model, fault_nomem.
  */
@@ -158,6 +158,7 @@ int main(int argc, char **argv)
     fo.on_batch = on_batch;
     fo.on_epoch = on_epoch;
     fo.payload = &r;
+    fo.sync_batchnorm = strcmp(sc, "bn_sync") == 0;
     char ck[512];
     if (strcmp(sc, "resume_full") == 0) {
         snprintf(ck, sizeof ck, "%s/ck_{epoch}.tlm", dir);

@@ -16,6 +16,8 @@
 
 static const char *mpirun_path = TL_MPIRUN;
 static const char *worker_path = TL_MPI_WORKER;
+static const char *valgrind_path = TL_VALGRIND;
+static const char *suppressions = TL_MPI_SUPP;
 
 static char *new_dir(void)
 {
@@ -33,19 +35,20 @@ static void remove_dir(char *d)
 }
 
 /* Run a scenario on 2 processes (or one, without mpirun); the worker
- * itself always exits 0, so anything else is a crash or a hang (timeout). */
-static void run(const char *dir, const char *scenario, int processes)
+ * itself always exits 0, so anything else is a crash or a hang (timeout).
+ * `tool` (may be "") goes before the worker (valgrind). */
+static void run_with(const char *dir, const char *scenario, int processes, const char *tool)
 {
-    char cmd[2048];
+    char cmd[3072];
     if (processes == 1)
         snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 '%s' %s '%s' > '%s/%s.log' 2>&1", worker_path, scenario, dir, dir,
                  scenario);
     else
         snprintf(cmd, sizeof cmd,
-                 "OMP_NUM_THREADS=1 timeout 300 '%s' -np %d --oversubscribe %s --mca btl self,vader "
-                 "'%s' %s '%s' > '%s/%s.log' 2>&1",
-                 mpirun_path, processes, geteuid() == 0 ? "--allow-run-as-root" : "", worker_path, scenario, dir, dir,
-                 scenario);
+                 "OMP_NUM_THREADS=1 timeout 900 '%s' -np %d --oversubscribe %s --mca btl self,vader "
+                 "%s '%s' %s '%s' > '%s/%s.log' 2>&1",
+                 mpirun_path, processes, geteuid() == 0 ? "--allow-run-as-root" : "", tool, worker_path, scenario,
+                 dir, dir, scenario);
     int rc = system(cmd);
     if (rc != 0) {
         char log[600];
@@ -53,7 +56,13 @@ static void run(const char *dir, const char *scenario, int processes)
         if (system(log) != 0)
             fprintf(stderr, "(no log)\n");
     }
-    ck_assert_msg(rc == 0, "%s on %d process(es) exited with %d (124: it hung)", scenario, processes, rc);
+    ck_assert_msg(rc == 0, "%s on %d process(es) exited with %d (124: it hung; 33: valgrind found a leak)", scenario,
+                  processes, rc);
+}
+
+static void run(const char *dir, const char *scenario, int processes)
+{
+    run_with(dir, scenario, processes, "");
 }
 
 typedef struct outcome {
@@ -208,6 +217,30 @@ START_TEST(local_batchnorm_stays_equal)
 }
 END_TEST
 
+START_TEST(synchronized_batchnorm_equals_one_process)
+{
+    char *dir = new_dir();
+    run(dir, "bn_sync", 2);
+    run(dir, "bn", 2);
+    run(dir, "bn_ref", 1);
+    assert_ok(dir, "bn_sync", 0);
+    assert_ok(dir, "bn_sync", 1);
+    size_t n, nl, nr;
+    float *sync = same_on_both(dir, "bn_sync", &n), *local = same_on_both(dir, "bn", &nl);
+    float *ref = params(dir, "bn_ref", 0, &nr);
+    ck_assert_uint_eq(n, nr);
+    ck_assert_uint_eq(n, nl);
+    const double ds = max_diff(sync, ref, n), dl = max_diff(local, ref, n);
+    printf("batchnorm vs 1 process x 32: synchronized 2 x 16 differs by up to %.3g, local 2 x 16 by %.3g\n", ds, dl);
+    ck_assert_msg(ds < 1e-4, "synchronized batchnorm differs from one process by %g", ds);
+    ck_assert(dl > 100 * ds);
+    free(sync);
+    free(local);
+    free(ref);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(evaluates_the_whole_set)
 {
     char *dir = new_dir();
@@ -305,6 +338,28 @@ START_TEST(fault_out_of_memory)
 }
 END_TEST
 
+/* Nothing of libtl's leaks on a run that succeeds or on one that fails on
+ * a process (Open MPI's own allocations are suppressed: tests/mpi.supp). */
+START_TEST(no_leaks)
+{
+    if (access(valgrind_path, X_OK) != 0) {
+        printf("valgrind not found: the leak check did not run\n");
+        return;
+    }
+    char tool[1024];
+    snprintf(tool, sizeof tool,
+             "'%s' -q --undef-value-errors=no --leak-check=full --errors-for-leak-kinds=definite,indirect "
+             "--show-leak-kinds=definite,indirect --error-exitcode=33 --suppressions='%s'",
+             valgrind_path, suppressions);
+    const char *scenarios[] = {"fit", "fault_label"};
+    for (size_t i = 0; i < 2; i++) {
+        char *dir = new_dir();
+        run_with(dir, scenarios[i], 2, tool);
+        remove_dir(dir);
+    }
+}
+END_TEST
+
 int main(void)
 {
     if (access(mpirun_path, X_OK) != 0) {
@@ -318,6 +373,7 @@ int main(void)
     tcase_add_test(tc, repeats_bit_for_bit);
     tcase_add_test(tc, resumes_from_rank_0s_checkpoint);
     tcase_add_test(tc, local_batchnorm_stays_equal);
+    tcase_add_test(tc, synchronized_batchnorm_equals_one_process);
     tcase_add_test(tc, evaluates_the_whole_set);
     tcase_add_test(tc, fault_bad_label);
     tcase_add_test(tc, fault_nonfinite);
@@ -327,6 +383,7 @@ int main(void)
     tcase_add_test(tc, fault_checkpoint_write);
     tcase_add_test(tc, fault_other_model);
     tcase_add_test(tc, fault_out_of_memory);
+    tcase_add_test(tc, no_leaks);
     suite_add_tcase(s, tc);
     return th_run(s);
 }

@@ -320,11 +320,19 @@ typedef struct tl_fit_options {
                                        its position in the global batch (as one process would), and
                                        dropout from the batch's key mixed with shard_rank (so the
                                        processes' masks differ, fixed by the seed) */
+    int sync_batchnorm;           /**< with exchange and shard_count > 1: non-zero makes trainable
+                                       batchnorm layers normalize with the statistics of the whole global
+                                       batch (PyTorch's SyncBatchNorm): each one's training forward pass
+                                       sums per-channel sums over the processes (two TL_EXCHANGE_SUMS calls,
+                                       c + 1 and c values) and its backward pass the gradient's sums (one
+                                       call, 2c values). Needs every process's part of every batch to be
+                                       non-empty (batch_size and the last batch at least shard_count:
+                                       TL_EINVAL otherwise). Default 0: each process's own statistics */
 } tl_fit_options;
 #define TL_FIT_OPTIONS_VERSION 3
 #define TL_FIT_OPTIONS_INIT                                                                                    \
     { TL_FIT_OPTIONS_VERSION, 1, 32, 1, 0, NULL, NULL, NULL, NULL, TL_NONFINITE_STOP, NULL, NULL, NULL, NULL, NULL, \
-      0, 0, NULL, NULL, 0, 0 }
+      0, 0, NULL, NULL, 0, 0, 0 }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version);
 

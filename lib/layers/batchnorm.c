@@ -151,6 +151,7 @@ static void bn_forward(tl_layer *l, const tli_exec *ex, const float *const *x, f
 {
     (void)act;
     tli_bn bn = bn_view(l, ex->batch);
+    bn.sync = ex->bn_sync;
     if (training_mode(l, ex))
         tli_bn_forward_train(ex->threads, &bn, x[0], y);
     else
@@ -170,7 +171,9 @@ static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, 
     }
     float *dgamma = param_grads && g->gamma >= 0 ? l->params[g->gamma].grad : NULL;
     float *dbeta = param_grads && g->beta >= 0 ? l->params[g->beta].grad : NULL;
-    if (dx[0] || dgamma || dbeta)
+    bn.sync = ex->bn_sync;
+    /* Synchronized, every process sums even when it needs nothing back. */
+    if (dx[0] || dgamma || dbeta || bn.sync)
         tli_bn_backward_train(ex->threads, &bn, x[0], dy, dx[0], dgamma, dbeta);
 }
 

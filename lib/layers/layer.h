@@ -134,6 +134,10 @@ typedef struct tli_exec {
      * layer derives its random numbers from (key, its index, element
      * index), so they do not depend on the thread count. 0 otherwise. */
     uint64_t rng_key;
+    /* Training, data-parallel with synchronized batch normalization
+     * (tl_fit_options.sync_batchnorm): how batchnorm sums its statistics
+     * over the processes; NULL otherwise. */
+    const tli_bn_sync *bn_sync;
 } tli_exec;
 
 typedef struct tli_layer_ops tli_layer_ops;
