@@ -239,10 +239,12 @@ typedef enum tl_exchange_kind {
  * that returns a status other than TL_OK ends the fit or evaluation with
  * that status and the message it set (tl_set_last_error()). Every process
  * makes the same sequence of calls as long as all succeed; a process that
- * fails makes one call with its failure (the next one of the sequence, at
- * the latest its TL_EXCHANGE_END) and then none, so a hook that answers
- * each call with one collective operation starting with a status word
- * never waits on a process that has gone.
+ * fails makes one call with its failure (its next one, at the latest its
+ * TL_EXCHANGE_END) and then none. The others may then be in a call of
+ * another kind (a batchnorm sum while the failing process is at its
+ * gradients), so a hook whose every call starts with the same fixed-size
+ * status exchange never waits on a process that has gone (libtl-mpi's
+ * does; tests/test_exchange.c has one over threads).
  */
 typedef struct tl_exchange {
     size_t struct_size;     /**< sizeof(tl_exchange) in the running library */
@@ -305,10 +307,12 @@ typedef struct tl_fit_options {
                                         figure improved (needs early_stopping); default 0 */
     /* Version 3 (libtl 1.1): data-parallel training (tl/mpi.h builds on these). */
     tl_exchange_fn exchange;      /**< optional (NULL, default: one process): called once per step after
-                                       backward with the gradients, after each validation with its counts,
-                                       and once at the end (tl_exchange); the update then uses the summed
-                                       gradient over the summed weight, and the progress figures, history
-                                       and early stopping the summed counts */
+                                       backward with the gradients (TL_EXCHANGE_GRADIENTS) and after its
+                                       update (TL_EXCHANGE_UPDATED), after each validation with its counts,
+                                       inside batchnorm with sync_batchnorm, and once at the end
+                                       (tl_exchange); the update then uses the summed gradient over the
+                                       summed weight, and the progress figures, history and early stopping
+                                       the summed counts */
     void *exchange_payload;       /**< passed to exchange */
     uint32_t shard_rank;          /**< this process's part of every batch: of the global batch of
                                        batch_size examples (the same shuffle on every process: give every
@@ -364,8 +368,11 @@ TL_API tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
  * message gives both shapes), TL_ENUMERIC (non-finite loss or gradient
  * under TL_NONFINITE_STOP: the message names the epoch, the batch and the
  * first layer affected; a schedule whose rate overflows), TL_ECANCELED (a
- * callback returned non-zero), TL_ENOMEM. Work done before an error
- * (completed steps) is kept.
+ * callback returned non-zero), TL_ENOMEM; with an exchange hook, the
+ * status it returned (TL_EPEER when another process failed) and TL_EINVAL
+ * for shard_rank >= shard_count or a sync_batchnorm split that leaves a
+ * process without examples. Work done before an error (completed steps)
+ * is kept.
  */
 TL_API tl_status tl_model_fit(tl_model *model, const tl_dataset *train, const tl_fit_options *opts);
 
@@ -398,7 +405,10 @@ typedef struct tl_evaluate_options {
     int confusion_matrix;  /**< non-zero (default): count the K x K confusion matrix (8 K^2 bytes) */
     /* Version 2 (libtl 1.1): evaluation split over processes (see tl_fit_options). */
     tl_exchange_fn exchange; /**< optional: called once (TL_EXCHANGE_SUMS) to sum every count over the
-                                  processes, whose metrics are then those of the whole data set */
+                                  processes, whose metrics are then those of the whole data set; also
+                                  on an error, except for NULL arguments and an unreadable version
+                                  (checked before the hook is known: check those first, as libtl-mpi
+                                  does) */
     void *exchange_payload;  /**< passed to exchange */
     uint32_t shard_rank;     /**< this process evaluates examples [n * rank / count, n * (rank + 1) / count) */
     uint32_t shard_count;    /**< 0 or 1 (default): all of them */
