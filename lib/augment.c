@@ -134,11 +134,18 @@ static void one_image(const tl_augment_options *o, const tli_augment_draw *d, co
 void tli_augment_gather(uint32_t threads, const tl_augment_options *o, uint64_t key, const float *images,
                         const uint32_t *idx, size_t n, uint32_t h, uint32_t w, uint32_t c, float *out)
 {
+    tli_augment_gather_at(threads, o, key, 0, images, idx, n, h, w, c, out);
+}
+
+void tli_augment_gather_at(uint32_t threads, const tl_augment_options *o, uint64_t key, size_t first,
+                           const float *images, const uint32_t *idx, size_t n, uint32_t h, uint32_t w, uint32_t c,
+                           float *out)
+{
     const size_t ex = (size_t)h * w * c;
     const int nt = n * ex >= PAR_MIN && n > 1 && threads > 1 ? (int)threads : 1;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; i++) {
-        const tli_augment_draw d = tli_augment_choose(o, key, i, h, w);
+        const tli_augment_draw d = tli_augment_choose(o, key, first + i, h, w);
         one_image(o, &d, images + (size_t)idx[i] * ex, h, w, c, out + i * ex);
     }
 }

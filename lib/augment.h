@@ -34,4 +34,11 @@ tli_augment_draw tli_augment_choose(const tl_augment_options *o, uint64_t key, s
 void tli_augment_gather(uint32_t threads, const tl_augment_options *o, uint64_t key, const float *images,
                         const uint32_t *idx, size_t n, uint32_t h, uint32_t w, uint32_t c, float *out);
 
+/* The same for a process's part of a global batch (tl_fit_options.shard_*):
+ * its examples are positions first.. of the batch, and draw the choices
+ * one process would give them there. */
+void tli_augment_gather_at(uint32_t threads, const tl_augment_options *o, uint64_t key, size_t first,
+                           const float *images, const uint32_t *idx, size_t n, uint32_t h, uint32_t w, uint32_t c,
+                           float *out);
+
 #endif /* TLI_AUGMENT_H */

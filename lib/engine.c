@@ -176,7 +176,7 @@ tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
 
 tli_exec tli_exec_for(const tl_model *m, size_t n, bool training)
 {
-    tli_exec ex = {m->threads ? m->threads : 1, n, training, NULL, false, NULL, 0};
+    tli_exec ex = {m->threads ? m->threads : 1, n, training, NULL, false, NULL, 0, NULL};
     return ex;
 }
 

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "options.h"
-#include "train.h"
+#include "train_exchange.h"
 
-TLI_OPTIONS_TYPE_V1(evaluate_type, tl_evaluate_options, TL_EVALUATE_OPTIONS);
+TLI_OPTIONS_TYPE_V2(evaluate_type, tl_evaluate_options, TL_EVALUATE_OPTIONS, exchange);
 
 /* The default k, when the model has at least that many outputs. */
 #define DEFAULT_TOP_K 5u
@@ -51,6 +51,42 @@ void tli_metrics_add(tl_metrics *mt, const float *y, size_t n, size_t width, con
     mt->n += n;
 }
 
+/* The counts as doubles (exact below 2^53): examples, top-k hits, then per
+ * class the examples and the hits, then the confusion matrix when counted
+ * (every process of a run counts it or none: the options are the same). */
+size_t tli_metrics_nsums(const tl_metrics *mt)
+{
+    return 2 + 2 * mt->classes + (mt->confusion ? mt->classes * mt->classes : 0);
+}
+
+void tli_metrics_to_sums(const tl_metrics *mt, double *out)
+{
+    const size_t k = mt->classes;
+    out[0] = (double)mt->n;
+    out[1] = (double)mt->top_k;
+    for (size_t i = 0; i < k; i++) {
+        out[2 + i] = (double)mt->count[i];
+        out[2 + k + i] = (double)mt->correct[i];
+    }
+    if (mt->confusion)
+        for (size_t i = 0; i < k * k; i++)
+            out[2 + 2 * k + i] = (double)mt->confusion[i];
+}
+
+void tli_metrics_from_sums(tl_metrics *mt, const double *in)
+{
+    const size_t k = mt->classes;
+    mt->n = (size_t)in[0];
+    mt->top_k = (uint64_t)in[1];
+    for (size_t i = 0; i < k; i++) {
+        mt->count[i] = (uint64_t)in[2 + i];
+        mt->correct[i] = (uint64_t)in[2 + k + i];
+    }
+    if (mt->confusion)
+        for (size_t i = 0; i < k * k; i++)
+            mt->confusion[i] = (uint64_t)in[2 + 2 * k + i];
+}
+
 void tl_metrics_free(tl_metrics *mt)
 {
     if (mt == NULL)
@@ -73,15 +109,20 @@ tl_status tl_model_evaluate_metrics(tl_metrics **out, tl_model *m, const tl_data
     tl_status st = tli_options_read(&o, opts, &evaluate_type, fn);
     if (st)
         return st;
+    tli_xchg x;
+    if ((st = tli_xchg_begin(&x, m, o.exchange, o.exchange_payload, o.shard_rank, o.shard_count, false, fn)))
+        return tli_xchg_sums(&x, st, NULL, 0);
+    /* Before the evaluation: a failure here is still exchanged, so that no
+     * process waits for this one. */
     if (m->nlayers == 0)
-        return tli_error(TL_ESTATE, "%s: the model has no layers", fn);
+        return tli_xchg_sums(&x, tli_error(TL_ESTATE, "%s: the model has no layers", fn), NULL, 0);
     const size_t classes = tli_model_out_size(m);
     if (o.top_k > classes)
-        return tli_error(TL_EINVAL, "%s: top_k %u is larger than the model's %zu outputs (classes)", fn, o.top_k,
-                         classes);
+        return tli_xchg_sums(&x, tli_error(TL_EINVAL, "%s: top_k %u is larger than the model's %zu outputs (classes)",
+                                           fn, o.top_k, classes), NULL, 0);
     tl_metrics *mt = tli_calloc(1, sizeof *mt);
     if (mt == NULL)
-        return tli_error(TL_ENOMEM, "%s: out of memory", fn);
+        return tli_xchg_sums(&x, tli_error(TL_ENOMEM, "%s: out of memory", fn), NULL, 0);
     mt->classes = classes;
     mt->k = o.top_k ? o.top_k : (classes < DEFAULT_TOP_K ? (uint32_t)classes : DEFAULT_TOP_K);
     mt->count = tli_calloc(classes, sizeof *mt->count);
@@ -94,10 +135,11 @@ tl_status tl_model_evaluate_metrics(tl_metrics **out, tl_model *m, const tl_data
     }
     if (!ok) {
         tl_metrics_free(mt);
-        return tli_error(TL_ENOMEM, "%s: out of memory for the metrics of %zu classes%s", fn, classes,
-                         o.confusion_matrix ? " (the confusion matrix needs 8 K^2 bytes; it can be left out)" : "");
+        return tli_xchg_sums(&x, tli_error(TL_ENOMEM, "%s: out of memory for the metrics of %zu classes%s", fn, classes,
+                                           o.confusion_matrix ? " (the confusion matrix needs 8 K^2 bytes; it can be "
+                                                                "left out)" : ""), NULL, 0);
     }
-    if ((st = tli_model_evaluate(&mt->loss, &mt->accuracy, m, data, o.batch_size, mt, fn))) {
+    if ((st = tli_model_evaluate_x(&mt->loss, &mt->accuracy, m, data, o.batch_size, mt, &x, fn))) {
         tl_metrics_free(mt);
         return st;
     }

@@ -44,6 +44,11 @@ void tl_clear_error(void)
     last_error[0] = '\0';
 }
 
+tl_status tl_set_last_error(tl_status status, const char *message)
+{
+    return tli_error(status, "%s", message ? message : "");
+}
+
 tl_status tli_error(tl_status status, const char *fmt, ...)
 {
     va_list ap;

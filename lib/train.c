@@ -9,10 +9,10 @@
 #include "augment.h"
 #include "data/dataset.h"
 #include "history.h"
-#include "train.h"
 #include "options.h"
+#include "train_exchange.h"
 
-TLI_OPTIONS_TYPE_V2(fit_type, tl_fit_options, TL_FIT_OPTIONS, augment);
+TLI_OPTIONS_TYPE_V3(fit_type, tl_fit_options, TL_FIT_OPTIONS, augment, exchange);
 
 tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
 {
@@ -31,6 +31,9 @@ typedef struct batch_src {
     size_t base;
     const char *origin;
     tl_metrics *metrics; /* evaluation: also count this batch's metrics (metrics.c); else NULL */
+    uint64_t key_mix;    /* non-zero: mixed into the dropout key (a shard's own masks) */
+    bool no_update;      /* training: stop after the gradients (the exchange comes first) */
+    const tli_bn_sync *bn_sync; /* synchronized batchnorm, or NULL */
 } batch_src;
 
 /* The layer where a non-finite parameter gradient first appeared, or NULL;
@@ -90,8 +93,12 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
 {
     const bool logits = tli_loss_takes_logits(m);
     tli_exec ex = tli_exec_for(m, n, train);
-    if (train)
+    ex.bn_sync = train ? src->bn_sync : NULL;
+    if (train) {
         tli_exec_draw_key(m, &ex);
+        if (ex.rng_key && src->key_mix)
+            ex.rng_key = tli_hash64(ex.rng_key, src->key_mix);
+    }
     const float *y = tli_forward(m, &ex, src->x, logits);
     const size_t width = tli_model_out_size(m);
     float *grad = train ? tli_output_grad(m) : NULL;
@@ -130,7 +137,8 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
                          "pass; %zu layer%s affected)%s; no update was made",
                          where, bad_layer->name, bad_layer->index, affected, affected == 1 ? "" : "s",
                          nonfinite_cause(cause, sizeof cause, m, src, n));
-    tli_train_update(m);
+    if (!src->no_update)
+        tli_train_update(m);
     return TL_OK;
 }
 
@@ -167,14 +175,15 @@ static tl_status check_compiled(const tl_model *m, const char *fn)
 }
 
 /* Copy examples idx[0..n) of ds into the workspace batch; `aug` non-NULL:
- * augment the images with the batch's key as they are copied. */
+ * augment the images with the batch's key as they are copied, as
+ * positions first.. of the batch. */
 static void gather(tl_model *m, const tl_dataset *ds, const float *targets, const uint32_t *idx, size_t n,
-                   const tl_augment_options *aug, uint64_t key)
+                   const tl_augment_options *aug, uint64_t key, size_t first)
 {
     const size_t ex = ds->example_size, width = tli_model_out_size(m);
     if (aug)
-        tli_augment_gather(m->threads ? m->threads : 1, aug, key, ds->images, idx, n, ds->h, ds->w, ds->c,
-                           m->ws.input);
+        tli_augment_gather_at(m->threads ? m->threads : 1, aug, key, first, ds->images, idx, n, ds->h, ds->w, ds->c,
+                              m->ws.input);
     for (size_t i = 0; i < n; i++) {
         if (aug == NULL)
             memcpy(m->ws.input + i * ex, ds->images + (size_t)idx[i] * ex, ex * sizeof(float));
@@ -184,49 +193,86 @@ static void gather(tl_model *m, const tl_dataset *ds, const float *targets, cons
     }
 }
 
-/* The evaluation loop of tl_model_evaluate(), tl_model_evaluate_metrics()
- * (metrics not NULL) and fit's validation. */
-static tl_status evaluate_loop(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
-                               tl_metrics *metrics, const char *fn)
+/* Evaluate examples [first, first + count) of ds into sums: loss sum,
+ * weight, correct, examples. */
+static tl_status evaluate_part(double *sums, tl_model *m, const tl_dataset *ds, size_t first, size_t count,
+                               size_t batch, tl_metrics *metrics, const char *fn)
 {
     const float *targets;
     tl_status st = check_data(m, ds, fn, &targets);
-    if (st)
+    if (st || count == 0)
         return st;
-    if (batch > ds->n)
-        batch = ds->n;
+    if (batch > count)
+        batch = count;
     if ((st = tli_workspace_ensure(m, batch, false))) {
         tli_error_prefix("%s", fn);
         return st;
     }
     const size_t width = tli_model_out_size(m);
-    double loss = 0.0, weight = 0.0;
-    size_t correct = 0;
     char where[128];
-    for (size_t done = 0; done < ds->n; done += batch) {
-        size_t b = ds->n - done < batch ? ds->n - done : batch;
+    for (size_t done = first; done < first + count; done += batch) {
+        size_t b = first + count - done < batch ? first + count - done : batch;
         batch_src src = {ds->images + done * ds->example_size, ds->labels + done,
-                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics};
+                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics, 0, false, NULL};
         tli_loss_result r;
         snprintf(where, sizeof where, "%s: examples %zu..%zu", fn, done, done + b - 1);
         if ((st = run_batch(m, &src, b, false, &r, where)))
             return st;
-        loss += r.loss_sum;
-        weight += r.weight_sum;
-        correct += r.correct;
+        sums[0] += r.loss_sum;
+        sums[1] += r.weight_sum;
+        sums[2] += (double)r.correct;
     }
-    /* Without class weights, weight is n exactly. */
+    sums[3] = (double)count;
+    return TL_OK;
+}
+
+/* The evaluation loop of tl_model_evaluate(), tl_model_evaluate_metrics()
+ * (metrics not NULL) and fit's validation; `x` (may be NULL) splits the
+ * data over processes and sums their counts. */
+static tl_status evaluate_loop(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
+                               tl_metrics *metrics, tli_xchg *x, const char *fn)
+{
+    const bool split = x && x->fn;
+    size_t first = 0, count = ds->n;
+    if (split)
+        tli_xchg_part(x, ds->n, &first, &count);
+    double local[4] = {0.0, 0.0, 0.0, 0.0};
+    tl_status st = evaluate_part(local, m, ds, first, count, batch, metrics, fn);
+    if (split) {
+        /* One call whatever happened, so that no process waits for this one. */
+        size_t extra = metrics ? tli_metrics_nsums(metrics) : 0;
+        double *sums = extra ? tli_malloc((4 + extra) * sizeof *sums) : local;
+        if (sums == NULL) {
+            if (st == TL_OK)
+                st = tli_error(TL_ENOMEM, "%s: out of memory for the %zu counts to exchange", fn, 4 + extra);
+            sums = local;
+            extra = 0;
+        } else if (extra) {
+            memcpy(sums, local, sizeof local);
+            tli_metrics_to_sums(metrics, sums + 4);
+        }
+        st = tli_xchg_sums(x, st, sums, 4 + extra);
+        if (st == TL_OK && extra) {
+            memcpy(local, sums, sizeof local);
+            tli_metrics_from_sums(metrics, sums + 4);
+        }
+        if (sums != local)
+            tli_free(sums);
+    }
+    if (st)
+        return st;
+    /* Without class weights, the weight is the example count exactly. */
     if (out_loss)
-        *out_loss = tli_loss_mean(loss, weight);
+        *out_loss = tli_loss_mean(local[0], local[1]);
     if (out_acc)
-        *out_acc = (double)correct / (double)ds->n;
+        *out_acc = local[3] > 0.0 ? local[2] / local[3] : 0.0;
     return TL_OK;
 }
 
 static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
-                          const char *fn)
+                          tli_xchg *x, const char *fn)
 {
-    return evaluate_loop(out_loss, out_acc, m, ds, batch, NULL, fn);
+    return evaluate_loop(out_loss, out_acc, m, ds, batch, NULL, x, fn);
 }
 
 tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
@@ -241,6 +287,12 @@ tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m,
 tl_status tli_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
                              uint32_t batch_size, tl_metrics *metrics, const char *fn)
 {
+    return tli_model_evaluate_x(out_loss, out_accuracy, m, data, batch_size, metrics, NULL, fn);
+}
+
+tl_status tli_model_evaluate_x(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
+                               uint32_t batch_size, tl_metrics *metrics, tli_xchg *x, const char *fn)
+{
     /* Evaluation needs a loss, not an optimizer; a model never compiled
      * is a classifier evaluated with sparse cross-entropy, for this call
      * only. */
@@ -251,7 +303,9 @@ tl_status tli_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m
     if (st == TL_OK)
         st = tli_check_loss_options(m, fn);
     if (st == TL_OK)
-        st = evaluate_loop(out_loss, out_accuracy, m, data, batch_size ? batch_size : 64, metrics, fn);
+        st = evaluate_loop(out_loss, out_accuracy, m, data, batch_size ? batch_size : 64, metrics, x, fn);
+    else
+        st = tli_xchg_sums(x, st, NULL, 0);
     m->loss = compiled;
     return st;
 }
@@ -279,7 +333,7 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
         tli_error_prefix("%s", fn);
         return st;
     }
-    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL};
+    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL, 0, false, NULL};
     tli_loss_result r;
     if ((st = run_batch(m, &src, n, true, &r, fn)))
         return st;
@@ -289,7 +343,7 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
 }
 
 static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_options *o, const float *targets,
-                            uint32_t *idx, const tl_augment_options *aug, tli_recipe *rc)
+                            uint32_t *idx, const tl_augment_options *aug, tli_recipe *rc, tli_xchg *x)
 {
     const char *fn = "tl_model_fit";
     const size_t n = ds->n, bs = o->batch_size < n ? o->batch_size : n;
@@ -310,18 +364,25 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
         p.batches = batches;
         double loss = 0.0, weight = 0.0, t0 = tli_now();
         size_t correct = 0, counted = 0;
+        x->epoch = e;
         for (size_t b = 0; b < batches; b++) {
             size_t lo = b * bs, cnt = n - lo < bs ? n - lo : bs;
+            /* This process's part of the batch (all of it without an exchange). */
+            size_t plo = 0, pcnt = cnt;
+            if (x->fn)
+                tli_xchg_part(x, cnt, &plo, &pcnt);
             /* The batch's augmentation key comes before its dropout key. */
             const uint64_t key = aug ? tli_rng_next(&m->train_rng) : 0;
-            gather(m, ds, targets, idx + lo, cnt, aug, key);
-            if (o->on_batch_begin) {
+            if (pcnt)
+                gather(m, ds, targets, idx + lo + plo, pcnt, aug, key, plo);
+            tl_status st = TL_OK;
+            if (o->on_batch_begin && pcnt) {
                 tl_batch tb;
                 memset(&tb, 0, sizeof tb);
                 tb.struct_size = sizeof tb;
                 tb.epoch = e;
                 tb.batch = b;
-                tb.n = cnt;
+                tb.n = pcnt;
                 tb.height = ds->h;
                 tb.width = ds->w;
                 tb.channels = ds->c;
@@ -329,26 +390,51 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                 tb.labels = m->ws.labels;
                 tb.targets = targets ? m->ws.targets : NULL;
                 tb.target_width = targets ? tli_model_out_size(m) : 0;
-                tb.index = idx + lo;
+                tb.index = idx + lo + plo;
                 if (o->on_batch_begin(&tb, o->payload))
-                    return tli_error(TL_ECANCELED, "%s: stopped by the batch-begin callback at epoch %u, batch %zu",
-                                     fn, e + 1, b + 1);
+                    st = tli_error(TL_ECANCELED, "%s: stopped by the batch-begin callback at epoch %u, batch %zu", fn,
+                                   e + 1, b + 1);
             }
-            batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL, idx + lo, 0,
-                             "the training data", NULL};
-            tli_loss_result r;
+            batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL, idx + lo + plo, 0,
+                             "the training data", NULL, x->count > 1 ? (uint64_t)x->rank + 1 : 0, x->fn != NULL, NULL};
+            tli_loss_result r = {0.0, 0, 0.0};
             p.learning_rate = tli_optim_rate(m->opt);
             snprintf(where, sizeof where, "%s: epoch %u, batch %zu of %zu", fn, e + 1, b + 1, batches);
-            tl_status st = run_batch(m, &src, cnt, true, &r, where);
-            if (st == TL_ENUMERIC && o->on_nonfinite == TL_NONFINITE_SKIP) {
-                p.skipped_batches++;
+            if (o->sync_batchnorm && x->fn && x->count > 1)
+                src.bn_sync = tli_xchg_bn_sync(x, (double)pcnt / (double)cnt);
+            if (st == TL_OK && pcnt) {
+                st = run_batch(m, &src, pcnt, true, &r, where);
+                /* Another process failed during a batchnorm sum: that, not
+                 * what this pass made of it, is the error. */
+                if (x->over && x->failed)
+                    return tli_xchg_failure(x);
+            } else if (st == TL_OK) {
+                /* No example here: draw what the others draw, to stay in step. */
+                tli_exec ex = tli_exec_for(m, 1, true);
+                tli_exec_draw_key(m, &ex);
+            }
+            bool skip = st == TL_ENUMERIC && o->on_nonfinite == TL_NONFINITE_SKIP;
+            if (skip)
+                st = TL_OK;
+            size_t examples = pcnt;
+            if (x->fn) {
+                /* Every process's gradient summed; one update, the same everywhere. */
+                if ((st = tli_xchg_gradients(x, m, st, &skip, &r, &examples, b)))
+                    return st;
+                if (!skip)
+                    tli_train_update(m);
+                if ((st = tli_xchg_updated(x, b)))
+                    return st;
             } else if (st) {
                 return st;
+            }
+            if (skip) {
+                p.skipped_batches++;
             } else {
                 loss += r.loss_sum;
-                weight += r.weight_sum; /* cnt without class weights */
+                weight += r.weight_sum; /* examples without class weights */
                 correct += r.correct;
-                counted += cnt;
+                counted += examples;
             }
             p.batch = b + 1;
             p.samples = lo + cnt;
@@ -361,7 +447,7 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                                  b + 1);
         }
         if (o->validation) {
-            tl_status st = evaluate(&p.val_loss, &p.val_accuracy, m, o->validation, bs, fn);
+            tl_status st = evaluate(&p.val_loss, &p.val_accuracy, m, o->validation, bs, x, fn);
             if (st) {
                 tli_error_prefix("validation after epoch %u", e + 1);
                 return st;
@@ -384,15 +470,12 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
     return TL_OK;
 }
 
-tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_options *opts)
+/* tl_model_fit() after reading the options; every return goes back
+ * through it, so that the exchange's last call is made. */
+static tl_status fit_checked(tl_model *m, const tl_dataset *train, const tl_fit_options *opts, tli_xchg *x)
 {
     const char *fn = "tl_model_fit";
-    if (m == NULL || train == NULL)
-        return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "training data" : "model");
-    tl_fit_options o = TL_FIT_OPTIONS_INIT;
-    tl_status read = tli_options_read(&o, opts, &fit_type, fn);
-    if (read)
-        return read;
+    const tl_fit_options o = *opts;
     if (o.epochs == 0 || o.batch_size == 0)
         return tli_error(TL_EINVAL, "%s: epochs (%u) and batch_size (%u) must be > 0", fn, o.epochs, o.batch_size);
     if (o.on_nonfinite != TL_NONFINITE_STOP && o.on_nonfinite != TL_NONFINITE_SKIP)
@@ -414,12 +497,19 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
     }
     size_t bs = o.batch_size < train->n ? o.batch_size : train->n;
     const uint64_t batches = (train->n + bs - 1) / bs;
+    /* The workspace holds one process's part of a batch. */
+    const size_t part = (bs + x->count - 1) / x->count;
+    const size_t last = train->n % bs ? train->n % bs : bs;
+    if (o.sync_batchnorm && x->fn && x->count > 1 && last < x->count)
+        return tli_error(TL_EINVAL, "%s: sync_batchnorm needs every process's part of every batch to be non-empty, "
+                         "but a batch of %zu examples (batch_size %u, %zu examples) is split over %u processes", fn,
+                         last, o.batch_size, train->n, x->count);
     if ((st = tli_schedule_fit_check(&m->opt->sched, o.epochs, batches, o.validation != NULL, fn)))
         return st;
     uint32_t *idx = tli_malloc(train->n * sizeof *idx);
     if (idx == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory for %zu example indices", fn, train->n);
-    if ((st = tli_workspace_ensure(m, bs, true)) || (st = tli_train_prepare(m))) {
+    if ((st = tli_workspace_ensure(m, part, true)) || (st = tli_train_prepare(m))) {
         tli_free(idx);
         tli_error_prefix("%s", fn);
         return st;
@@ -432,8 +522,29 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
     if (o.seed)
         tli_rng_seed(&m->train_rng, o.seed, TLI_STREAM_TRAIN);
     tli_schedule_fit_begin(&m->opt->sched, o.epochs, batches);
-    st = fit_epochs(m, train, &o, targets, idx, tli_augment_active(&aug) ? &aug : NULL, &rc);
+    st = fit_epochs(m, train, &o, targets, idx, tli_augment_active(&aug) ? &aug : NULL, &rc, x);
     tli_recipe_end(&rc, m, st);
     tli_free(idx);
+    return st;
+}
+
+tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_options *opts)
+{
+    const char *fn = "tl_model_fit";
+    tl_fit_options o = TL_FIT_OPTIONS_INIT;
+    tl_status st = tli_options_read(&o, opts, &fit_type, fn);
+    if (st)
+        return st;
+    if (m == NULL || train == NULL)
+        st = tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "training data" : "model");
+    tli_xchg x;
+    if (st == TL_OK)
+        st = tli_xchg_begin(&x, m, o.exchange, o.exchange_payload, o.shard_rank, o.shard_count, true, fn);
+    else
+        tli_xchg_begin(&x, NULL, o.exchange, o.exchange_payload, 0, 0, false, fn);
+    if (st == TL_OK)
+        st = fit_checked(m, train, &o, &x);
+    st = tli_xchg_end(&x, st);
+    tli_xchg_free(&x);
     return st;
 }

@@ -21,3 +21,44 @@ cc examples/quickstart.c $(pkg-config --cflags tl) "$libdir/libtl.a" \
     $(pkg-config --libs --static tl | sed 's/-ltl\b//') -o "$stage/quickstart-static"
 "$stage/quickstart-static" --epochs 1 --threads 1 >/dev/null
 echo "check-install: built and ran examples/quickstart out of tree through pkg-config (shared and static)"
+# libtl-mpi, when the build made it: a program that links it through tl-mpi.pc
+# alone (which brings libtl and MPI), run as one MPI process.
+if [ -n "$(find "$stage" -name tl-mpi.pc | head -n 1)" ]; then
+    cat > "$stage/mpi_check.c" <<'EOF_C'
+#include <stdio.h>
+#include <tl/mpi.h>
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    tl_mpi_options o;
+    tl_status st = tl_mpi_options_init(&o, TL_MPI_OPTIONS_VERSION);
+    double loss;
+    /* A NULL model: every process hears of the failure, nobody hangs. */
+    tl_status ev = tl_model_evaluate_mpi(&loss, NULL, NULL, NULL, 0, MPI_COMM_WORLD);
+    MPI_Finalize();
+    if (st != TL_OK || ev != TL_EINVAL) {
+        fprintf(stderr, "mpi_check: %s / %s\n", tl_status_str(st), tl_status_str(ev));
+        return 1;
+    }
+    return 0;
+}
+EOF_C
+    # The sysroot prefix fits the staged libtl, not the system's MPI (which
+    # tl-mpi.pc requires): its flags are added again without the prefix.
+    mpi_pc=$(pkg-config --print-requires tl-mpi | grep -v '^tl\b' | head -n 1)
+    mpi_cflags="" mpi_libs=""
+    if [ -n "$mpi_pc" ]; then
+        mpi_cflags=$(PKG_CONFIG_SYSROOT_DIR='' pkg-config --cflags "$mpi_pc")
+        mpi_libs=$(PKG_CONFIG_SYSROOT_DIR='' pkg-config --libs "$mpi_pc")
+    fi
+    # shellcheck disable=SC2086
+    cc "$stage/mpi_check.c" $(pkg-config --cflags tl-mpi) $mpi_cflags $(pkg-config --libs tl-mpi) $mpi_libs \
+        -o "$stage/mpi_check"
+    if command -v mpirun >/dev/null 2>&1; then
+        root=""
+        [ "$(id -u)" = 0 ] && root="--allow-run-as-root"
+        # shellcheck disable=SC2086
+        LD_LIBRARY_PATH="$libdir" mpirun -np 1 $root --oversubscribe -x LD_LIBRARY_PATH "$stage/mpi_check"
+    fi
+    echo "check-install: built and ran a libtl-mpi program through pkg-config tl-mpi"
+fi

@@ -16,7 +16,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HEADERS = ROOT / "include" / "tl"
 OUT = ROOT / "docs" / "api.md"
-ORDER = ["tl.h", "common.h", "layer.h", "model.h", "optim.h", "data.h", "train.h", "transfer.h", "io.h", "zoo.h"]
+ORDER = ["tl.h", "common.h", "layer.h", "model.h", "optim.h", "data.h", "train.h", "transfer.h", "io.h", "zoo.h",
+         "onnx.h", "mpi.h"]
 
 
 def clean_comment(text):
@@ -33,14 +34,14 @@ def clean_comment(text):
 def items(src):
     """Yield ('comment', text) / ('decl', text) / ('type', text) in order."""
     pos = 0
-    token = re.compile(r"/\*.*?\*/|TL_API[^;]*;|typedef\s+(?:enum|struct)[^{;]*\{.*?\}\s*\w+\s*;|typedef[^;{]*\(\s*\*\s*\w+\s*\)[^;]*;|#define\s+TL_\w+[^\n]*", re.S)
+    token = re.compile(r"/\*.*?\*/|TL_(?:MPI_)?API\b[^;]*;|typedef\s+(?:enum|struct)[^{;]*\{.*?\}\s*\w+\s*;|typedef[^;{]*\(\s*\*\s*\w+\s*\)[^;]*;|#define\s+TL_\w+[^\n]*", re.S)
     for m in token.finditer(src):
         t = m.group(0)
         gap = src[pos:m.start()]
         pos = m.end()
         if t.startswith("/*"):
             yield "comment", t, gap
-        elif t.startswith("TL_API"):
+        elif t.startswith("TL_API") or t.startswith("TL_MPI_API"):
             yield "decl", t, gap
         elif t.startswith("typedef"):
             yield "type", t, gap
@@ -76,7 +77,7 @@ def render_header(path):
         first = False
         doc = pending if blank_gap or pending is not None and gap.strip().startswith("#") else None
         if kind == "decl":
-            sig = re.sub(r"\s+", " ", text.replace("TL_API ", "")).replace("( ", "(").strip()
+            sig = re.sub(r"\s+", " ", text.replace("TL_MPI_API ", "").replace("TL_API ", "")).replace("( ", "(").strip()
             name = re.search(r"(\w+)\s*\(", sig).group(1)
             if doc is None and shared is not None and blank_gap:
                 doc = shared

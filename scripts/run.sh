@@ -24,10 +24,12 @@ pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check 
 # abidw/abidiff; gcc brings the sanitizer runtimes, binutils nm and readelf.
 # The torch suite (tests/test_torch.c) compares the zoo with PyTorch; the
 # onnx_export suite (tests/test_onnx_save.c) checks the exported ONNX files
-# with python3-onnx and runs them in ONNX Runtime under node (npm below).
+# with python3-onnx and runs them in ONNX Runtime under node (npm below); the
+# mpi suite (tests/test_mpi.c) builds libtl-mpi, runs it under mpirun, and
+# checks it for leaks with valgrind.
 if [ "$mode" = test ]; then
     pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision"
-    pkgs="$pkgs python3-onnx nodejs npm"
+    pkgs="$pkgs python3-onnx nodejs npm libopenmpi-dev openmpi-bin valgrind"
 fi
 missing=""
 for p in $pkgs; do

@@ -7,7 +7,11 @@ the functions declared with TL_API in every include/tl/*.h (globbed, so new
 headers are covered). Prints both differences and exits 1 when there is
 one; 77 (meson's "skipped") when nm is missing.
 
-usage: check_symbols.py LIBTL_SO INCLUDE_DIR [NM]
+With --macro TL_MPI_API it checks libtl-mpi.so against the declarations
+made with that macro instead (tl/mpi.h), and also that the library is
+named in that header only.
+
+usage: check_symbols.py [--macro MACRO] LIB_SO INCLUDE_DIR [NM]
 """
 import glob
 import os
@@ -48,8 +52,8 @@ def strip_comments_and_directives(text):
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
-def declared(include_dir):
-    """{name: header} of every TL_API declaration."""
+def declared(include_dir, macro="TL_API"):
+    """{name: header} of every declaration made with `macro`."""
     names = {}
     headers = sorted(glob.glob(os.path.join(include_dir, "*.h")))
     if not headers:
@@ -57,39 +61,44 @@ def declared(include_dir):
     for path in headers:
         with open(path, encoding="utf-8") as f:
             text = strip_comments_and_directives(f.read())
-        for m in re.finditer(r"\bTL_API\b([^;]*);", text):
+        for m in re.finditer(r"\b" + macro + r"\b([^;]*);", text):
             decl = m.group(1)
             head = decl.split("(", 1)[0]  # a function: the name is before its first "("
             idents = re.findall(r"[A-Za-z_]\w*", head)
             if not idents:
-                sys.exit(f"check_symbols: cannot read the declaration 'TL_API{decl};' in {path}")
+                sys.exit(f"check_symbols: cannot read the declaration '{macro}{decl};' in {path}")
             names[idents[-1]] = os.path.basename(path)
     return names
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
+    args = sys.argv[1:]
+    macro = "TL_API"
+    if len(args) >= 2 and args[0] == "--macro":
+        macro = args[1]
+        args = args[2:]
+    if len(args) not in (2, 3):
         sys.exit(__doc__)
-    lib, include_dir = sys.argv[1], sys.argv[2]
-    nm = sys.argv[3] if len(sys.argv) == 4 else shutil.which("nm")
+    lib, include_dir = args[0], args[1]
+    nm = args[2] if len(args) == 3 else shutil.which("nm")
     if not nm:
         print("check_symbols: nm not found; skipped")
         return 77
     have = exported(lib, nm)
-    want = declared(include_dir)
+    want = declared(include_dir, macro)
     extra = sorted(have - set(want))
     missing = sorted(set(want) - have)
     if extra:
-        print(f"exported by {os.path.basename(lib)} but not declared with TL_API in {include_dir}:")
+        print(f"exported by {os.path.basename(lib)} but not declared with {macro} in {include_dir}:")
         for name in extra:
             print(f"  {name}")
     if missing:
-        print(f"declared with TL_API but not exported by {os.path.basename(lib)}:")
+        print(f"declared with {macro} but not exported by {os.path.basename(lib)}:")
         for name in missing:
             print(f"  {name}  ({want[name]})")
     if extra or missing:
         return 1
-    print(f"{len(have)} exported symbols, all declared with TL_API in {len(set(want.values()))} headers:")
+    print(f"{len(have)} exported symbols, all declared with {macro} in {len(set(want.values()))} headers:")
     for name in sorted(have):
         print(f"  {name}")
     return 0

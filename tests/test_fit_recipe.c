@@ -1111,7 +1111,7 @@ START_TEST(version_1_fit_options)
     v1->batch_size = 16;
     ck_assert_tl_ok(tl_model_fit(a, ds, v1));
     tl_fit_options v2 = TL_FIT_OPTIONS_INIT;
-    ck_assert_uint_eq(v2.version, 2);
+    ck_assert_uint_eq(v2.version, 3);
     v2.epochs = 2;
     v2.batch_size = 16;
     ck_assert_tl_ok(tl_model_fit(b, ds, &v2));
@@ -1120,7 +1120,7 @@ START_TEST(version_1_fit_options)
     ck_assert_tl_ok(tl_fit_options_init(&d, 2));
     ck_assert_ptr_null(d.augment);
     ck_assert_ptr_null(d.history);
-    ck_assert_tl_err(tl_fit_options_init(&d, 3), TL_EVERSION, "tl_fit_options version 3");
+    ck_assert_tl_err(tl_fit_options_init(&d, 4), TL_EVERSION, "tl_fit_options version 4");
     free(v1);
     tl_model_free(a);
     tl_model_free(b);

@@ -209,7 +209,7 @@ START_TEST(metrics_bad_input)
     ck_assert_tl_err(tl_model_evaluate_metrics(NULL, m, ds, NULL), TL_EINVAL, "out");
     ck_assert_tl_err(tl_model_evaluate_metrics(&mt, NULL, ds, NULL), TL_EINVAL, "model");
     ck_assert_tl_err(tl_model_evaluate_metrics(&mt, m, NULL, NULL), TL_EINVAL, "data");
-    ck_assert_tl_err(tl_evaluate_options_init(&o, 2), TL_EVERSION, "tl_evaluate_options");
+    ck_assert_tl_err(tl_evaluate_options_init(&o, 3), TL_EVERSION, "tl_evaluate_options");
     ck_assert_tl_ok(tl_evaluate_options_init(&o, TL_EVALUATE_OPTIONS_VERSION));
     ck_assert(o.top_k == 0 && o.batch_size == 0 && o.confusion_matrix == 1);
     /* Errors of tl_model_evaluate: data of another shape. */

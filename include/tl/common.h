@@ -90,6 +90,16 @@ TL_API const char *tl_last_error(void);
 /** Forget the calling thread's last error. Thread-safe. */
 TL_API void tl_clear_error(void);
 
+/**
+ * Set the calling thread's last error to `status`'s `message` (since 1.1),
+ * for code built on libtl that reports through tl_last_error() - a
+ * transport behind tl_fit_options.exchange (tl/train.h) or a library such
+ * as libtl-mpi (tl/mpi.h). The text is copied (cut to libtl's message
+ * length, 1023 bytes); NULL means "". Returns `status`, so a hook can
+ * `return tl_set_last_error(TL_EPEER, text);`. Thread-safe.
+ */
+TL_API tl_status tl_set_last_error(tl_status status, const char *message);
+
 /** Version of the library that is running, e.g. "1.0.0". Thread-safe. */
 TL_API const char *tl_version(void);
 

@@ -207,6 +207,75 @@ TL_API const char *tl_history_key_name(tl_history_key key);
  */
 TL_API tl_status tl_history_write_csv(const tl_history *history, tl_write_fn write, void *payload);
 
+/* ---- data-parallel training: the exchange between processes ---------------- */
+
+/** What a call of a tl_exchange_fn carries. */
+typedef enum tl_exchange_kind {
+    TL_EXCHANGE_GRADIENTS = 0, /**< fit, once per step after backward: `values` are the gradients */
+    TL_EXCHANGE_SUMS = 1,      /**< counts only (validation, tl_model_evaluate_metrics()): `values` is NULL */
+    TL_EXCHANGE_END = 2,       /**< fit's last call, just before it returns: nothing to add; `status` is
+                                    what this process returns */
+    TL_EXCHANGE_UPDATED = 3    /**< fit, after each step's update: nothing to add (a hook may compare the
+                                    processes' parameters here, where they must be equal) */
+} tl_exchange_kind;
+
+/**
+ * One call of the exchange hook (tl_fit_options.exchange,
+ * tl_evaluate_options.exchange). Filled by libtl; fields are only ever
+ * added at the end (`struct_size`). Valid during the call only.
+ *
+ * The hook's one job is a sum over the processes of a run: on a TL_OK
+ * return, `values` and `sums` must hold, on every process, the element-wise
+ * sums of every process's `values` and `sums` (an allreduce). libtl does
+ * the rest: it hands over each gradient multiplied by its process's share
+ * of the batch (sums[0], the examples' total weight: the example count
+ * without class weights), so that the sum divided by the summed weight is
+ * the gradient of the whole global batch, the same on every process.
+ *
+ * Failures: `status` is TL_OK, or the failure this process is about to
+ * return (its message in tl_last_error()): the hook must then tell the
+ * other processes, whose hook returns an error (TL_EPEER by convention)
+ * from its matching call, and `values` and `sums` are not used. A hook
+ * that returns a status other than TL_OK ends the fit or evaluation with
+ * that status and the message it set (tl_set_last_error()). Every process
+ * makes the same sequence of calls as long as all succeed; a process that
+ * fails makes one call with its failure (its next one, at the latest its
+ * TL_EXCHANGE_END) and then none. The others may then be in a call of
+ * another kind (a batchnorm sum while the failing process is at its
+ * gradients), so a hook whose every call starts with the same fixed-size
+ * status exchange never waits on a process that has gone (libtl-mpi's
+ * does; tests/test_exchange.c has one over threads).
+ */
+typedef struct tl_exchange {
+    size_t struct_size;     /**< sizeof(tl_exchange) in the running library */
+    tl_exchange_kind kind;
+    tl_status status;       /**< TL_OK, or this process's failure (see above) */
+    float *values;          /**< GRADIENTS: `count` floats, times sums[0]: every trainable tensor's
+                                 gradient, layer after layer, tensor after tensor (the order of
+                                 tl_layer_param_info() over the layers that learn), then the state tensors
+                                 that training moves (the moving statistics of trainable batchnorm
+                                 layers, computed from this process's part of the batch), which libtl
+                                 replaces by their weighted mean so that they stay equal everywhere;
+                                 NULL otherwise */
+    size_t count;           /**< floats in values */
+    double *sums;           /**< `nsums` doubles to be summed. GRADIENTS: [0] the batch weight, [1] the
+                                 loss sum, [2] correct predictions, [3] examples, [4] 1 when this process
+                                 skips the batch for a non-finite value (TL_NONFINITE_SKIP; when the sum
+                                 is non-zero no process updates). SUMS: [0] loss sum, [1] weight,
+                                 [2] correct, [3] examples, then tl_model_evaluate_metrics()'s counts */
+    size_t nsums;
+    uint32_t epoch;         /**< fit: 0-based epoch */
+    size_t batch;           /**< fit: 0-based batch of the epoch (GRADIENTS) */
+} tl_exchange;
+
+/**
+ * Exchange hook: sum `x->values` and `x->sums` over the processes of a
+ * data-parallel run (see tl_exchange). Return TL_OK, or a status with its
+ * message set through tl_set_last_error(). It must make no call on the
+ * model being trained except read-only ones (tl_layer_get_weights()).
+ */
+typedef tl_status (*tl_exchange_fn)(tl_exchange *x, void *payload);
+
 /** Options of tl_model_fit(). Fill with TL_FIT_OPTIONS_INIT or tl_fit_options_init(). */
 typedef struct tl_fit_options {
     unsigned int version;         /**< TL_FIT_OPTIONS_VERSION */
@@ -236,10 +305,38 @@ typedef struct tl_fit_options {
     uint32_t checkpoint_every;    /**< non-zero: save after every checkpoint_every-th epoch; default 0 */
     int checkpoint_on_improvement; /**< non-zero: save after every epoch where early_stopping's monitored
                                         figure improved (needs early_stopping); default 0 */
+    /* Version 3 (libtl 1.1): data-parallel training (tl/mpi.h builds on these). */
+    tl_exchange_fn exchange;      /**< optional (NULL, default: one process): called once per step after
+                                       backward with the gradients (TL_EXCHANGE_GRADIENTS) and after its
+                                       update (TL_EXCHANGE_UPDATED), after each validation with its counts,
+                                       inside batchnorm with sync_batchnorm, and once at the end
+                                       (tl_exchange); the update then uses the summed gradient over the
+                                       summed weight, and the progress figures, history and early stopping
+                                       the summed counts */
+    void *exchange_payload;       /**< passed to exchange */
+    uint32_t shard_rank;          /**< this process's part of every batch: of the global batch of
+                                       batch_size examples (the same shuffle on every process: give every
+                                       process the same data and seed), it takes examples
+                                       [cnt * rank / count, cnt * (rank + 1) / count) of a batch of cnt;
+                                       and the same part of the validation set. Default 0 */
+    uint32_t shard_count;         /**< processes; 0 or 1 (default): the whole batch. shard_rank < shard_count.
+                                       With more than 1, augmentation draws each example's choices at
+                                       its position in the global batch (as one process would), and
+                                       dropout from the batch's key mixed with shard_rank (so the
+                                       processes' masks differ, fixed by the seed) */
+    int sync_batchnorm;           /**< with exchange and shard_count > 1: non-zero makes trainable
+                                       batchnorm layers normalize with the statistics of the whole global
+                                       batch (PyTorch's SyncBatchNorm): each one's training forward pass
+                                       sums per-channel sums over the processes (two TL_EXCHANGE_SUMS calls,
+                                       c + 1 and c values) and its backward pass the gradient's sums (one
+                                       call, 2c values). Needs every process's part of every batch to be
+                                       non-empty (batch_size and the last batch at least shard_count:
+                                       TL_EINVAL otherwise). Default 0: each process's own statistics */
 } tl_fit_options;
-#define TL_FIT_OPTIONS_VERSION 2
-#define TL_FIT_OPTIONS_INIT \
-    { TL_FIT_OPTIONS_VERSION, 1, 32, 1, 0, NULL, NULL, NULL, NULL, TL_NONFINITE_STOP, NULL, NULL, NULL, NULL, NULL, 0, 0 }
+#define TL_FIT_OPTIONS_VERSION 3
+#define TL_FIT_OPTIONS_INIT                                                                                    \
+    { TL_FIT_OPTIONS_VERSION, 1, 32, 1, 0, NULL, NULL, NULL, NULL, TL_NONFINITE_STOP, NULL, NULL, NULL, NULL, NULL, \
+      0, 0, NULL, NULL, 0, 0, 0 }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version);
 
@@ -271,8 +368,11 @@ TL_API tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
  * message gives both shapes), TL_ENUMERIC (non-finite loss or gradient
  * under TL_NONFINITE_STOP: the message names the epoch, the batch and the
  * first layer affected; a schedule whose rate overflows), TL_ECANCELED (a
- * callback returned non-zero), TL_ENOMEM. Work done before an error
- * (completed steps) is kept.
+ * callback returned non-zero), TL_ENOMEM; with an exchange hook, the
+ * status it returned (TL_EPEER when another process failed) and TL_EINVAL
+ * for shard_rank >= shard_count or a sync_batchnorm split that leaves a
+ * process without examples. Work done before an error (completed steps)
+ * is kept.
  */
 TL_API tl_status tl_model_fit(tl_model *model, const tl_dataset *train, const tl_fit_options *opts);
 
@@ -303,9 +403,18 @@ typedef struct tl_evaluate_options {
     uint32_t top_k;        /**< k of the top-k accuracy, 1..the model's outputs; 0 (default): 5, or
                                 the number of outputs when the model has fewer */
     int confusion_matrix;  /**< non-zero (default): count the K x K confusion matrix (8 K^2 bytes) */
+    /* Version 2 (libtl 1.1): evaluation split over processes (see tl_fit_options). */
+    tl_exchange_fn exchange; /**< optional: called once (TL_EXCHANGE_SUMS) to sum every count over the
+                                  processes, whose metrics are then those of the whole data set; also
+                                  on an error, except for NULL arguments and an unreadable version
+                                  (checked before the hook is known: check those first, as libtl-mpi
+                                  does) */
+    void *exchange_payload;  /**< passed to exchange */
+    uint32_t shard_rank;     /**< this process evaluates examples [n * rank / count, n * (rank + 1) / count) */
+    uint32_t shard_count;    /**< 0 or 1 (default): all of them */
 } tl_evaluate_options;
-#define TL_EVALUATE_OPTIONS_VERSION 1
-#define TL_EVALUATE_OPTIONS_INIT { TL_EVALUATE_OPTIONS_VERSION, 0, 0, 1 }
+#define TL_EVALUATE_OPTIONS_VERSION 2
+#define TL_EVALUATE_OPTIONS_INIT { TL_EVALUATE_OPTIONS_VERSION, 0, 0, 1, NULL, NULL, 0, 0 }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_evaluate_options_init(tl_evaluate_options *opts, unsigned int version);
 

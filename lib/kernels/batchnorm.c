@@ -26,7 +26,8 @@ static size_t nchunks(size_t rows)
 
 size_t tli_bn_partial_count(size_t rows, size_t c)
 {
-    return 2 * nchunks(rows) * c;
+    /* Chunk sums of two quantities, and room to pack both for a sync. */
+    return 2 * nchunks(rows) * c + 2 * c;
 }
 
 static int nthreads(uint32_t threads, size_t rows, size_t c)
@@ -108,13 +109,23 @@ void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, fl
      * mean is large against the spread. */
     chunk_sum(nt, x, rows, c, k_count, sum);
     add_chunks(sum, k_count, c);
+    /* Synchronized: the sums of every process, the row count after them
+     * (room for it: sq's first chunk is free until chunk_sqdev). */
+    double n = (double)rows;
+    if (bn->sync) {
+        sum[c] = n;
+        bn->sync->sum(bn->sync->ctx, sum, c + 1);
+        n = sum[c];
+    }
     for (size_t j = 0; j < c; j++)
-        sum[j] /= (double)rows; /* now the mean */
+        sum[j] /= n; /* now the mean */
     chunk_sqdev(nt, x, sum, rows, c, k_count, sq);
     add_chunks(sq, k_count, c);
+    if (bn->sync)
+        bn->sync->sum(bn->sync->ctx, sq, c);
     bool finite = true;
     for (size_t j = 0; j < c; j++) {
-        double var = sq[j] / (double)rows;
+        double var = sq[j] / n;
         sq[j] = var;
         bn->mean[j] = (float)sum[j];
         bn->inv_std[j] = (float)(1.0 / sqrt(var + (double)bn->epsilon));
@@ -123,7 +134,7 @@ void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, fl
         finite = finite && isfinite(sum[j]) && isfinite(var);
     }
     if (finite) {
-        const double m = (double)bn->momentum, unbias = rows > 1 ? (double)rows / (double)(rows - 1) : 1.0;
+        const double m = (double)bn->momentum, unbias = n > 1.0 ? n / (n - 1.0) : 1.0;
         for (size_t j = 0; j < c; j++) {
             bn->moving_mean[j] = (float)(m * bn->moving_mean[j] + (1.0 - m) * sum[j]);
             bn->moving_var[j] = (float)(m * bn->moving_var[j] + (1.0 - m) * (sq[j] * unbias));
@@ -193,16 +204,36 @@ void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, c
     if (dbeta)
         for (size_t j = 0; j < c; j++)
             dbeta[j] = (float)sdy[j];
+    /* The parameter gradients are this process's own (the exchange adds
+     * them up); dx needs the global batch's sums. This process's dy is
+     * that of its mean loss: times share = rows / global rows it is the
+     * global mean loss's, and dx goes back into this process's units by
+     * dividing the sums' terms by the share. Every process makes this
+     * call, also without dx, so that the sums stay matched. */
+    double n = (double)rows, unshare = 1.0;
+    if (bn->sync) {
+        const double share = bn->sync->share;
+        /* sdy and sdx are adjacent: [sdy (k_count * c), sdx ...]; pack. */
+        double *v = bn->partial + 2 * k_count * c;
+        for (size_t j = 0; j < c; j++) {
+            v[j] = sdy[j] * share;
+            v[c + j] = sdx[j] * share;
+        }
+        bn->sync->sum(bn->sync->ctx, v, 2 * c);
+        memcpy(sdy, v, c * sizeof *v);
+        memcpy(sdx, v + c, c * sizeof *v);
+        n = (double)rows / share;
+        unshare = 1.0 / share;
+    }
     if (dx == NULL)
         return;
     /* dx = a * dy - (x - mean) * q - b with, per channel,
      * a = gamma * inv_std, b = a * sum(dy) / n, q = a * sum(dy * xhat) / n * inv_std. */
-    const double n = (double)rows;
     for (size_t j = 0; j < c; j++) {
         double a = (bn->gamma ? (double)bn->gamma[j] : 1.0) * (double)bn->inv_std[j];
         bn->t0[j] = (float)a;
-        bn->t1[j] = (float)(a * sdx[j] / n * (double)bn->inv_std[j]);
-        bn->t2[j] = (float)(a * sdy[j] / n);
+        bn->t1[j] = (float)(a * sdx[j] / n * (double)bn->inv_std[j] * unshare);
+        bn->t2[j] = (float)(a * sdy[j] / n * unshare);
     }
     (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)

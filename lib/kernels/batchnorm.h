@@ -23,6 +23,16 @@
  * batch serves every smaller one. */
 size_t tli_bn_partial_count(size_t rows, size_t c);
 
+/* Synchronized batch normalization (tl_fit_options.sync_batchnorm): sum
+ * `n` doubles over the processes of a data-parallel run, in place. A
+ * failure is the caller's to remember (the pass goes on with what it has;
+ * fit stops after it). */
+typedef struct tli_bn_sync {
+    void (*sum)(void *ctx, double *v, size_t n);
+    void *ctx;
+    double share; /* this process's examples over the global batch's (> 0) */
+} tli_bn_sync;
+
 /* A batch normalization's tensors and per-channel buffers (each c floats). */
 typedef struct tli_bn {
     size_t rows, c;
@@ -38,6 +48,11 @@ typedef struct tli_bn {
     /* Work space: three per-channel float buffers and `partial`. */
     float *t0, *t1, *t2;
     double *partial;
+    /* Not NULL: the statistics are those of every process's rows together
+     * (forward: the sums of x and of the squared deviations; backward: the
+     * sums of dy and dy * xhat, each process's scaled by its share of the
+     * rows so that they are the global batch's). */
+    const tli_bn_sync *sync;
 } tli_bn;
 
 /* Training mode: normalize x with the batch's mean and biased variance,

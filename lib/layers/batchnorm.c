@@ -152,6 +152,7 @@ static void bn_forward(tl_layer *l, const tli_exec *ex, const float *const *x, f
 {
     (void)act;
     tli_bn bn = bn_view(l, ex->batch);
+    bn.sync = ex->bn_sync;
     if (training_mode(l, ex))
         tli_bn_forward_train(ex->threads, &bn, x[0], y);
     else
@@ -171,7 +172,9 @@ static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, 
     }
     float *dgamma = param_grads && g->gamma >= 0 ? l->params[g->gamma].grad : NULL;
     float *dbeta = param_grads && g->beta >= 0 ? l->params[g->beta].grad : NULL;
-    if (dx[0] || dgamma || dbeta)
+    bn.sync = ex->bn_sync;
+    /* Synchronized, every process sums even when it needs nothing back. */
+    if (dx[0] || dgamma || dbeta || bn.sync)
         tli_bn_backward_train(ex->threads, &bn, x[0], dy, dx[0], dgamma, dbeta);
 }
 
@@ -231,6 +234,7 @@ const tli_layer_ops tli_batchnorm_ops = {
     .nfields = sizeof bn_fields / sizeof bn_fields[0],
     .min_inputs = 1,
     .torch_batch_counter = true,
+    .trains_state = true,
     .max_inputs = 1,
     .build = bn_build,
     .scratch_bytes = bn_scratch_bytes,

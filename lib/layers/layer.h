@@ -134,6 +134,10 @@ typedef struct tli_exec {
      * layer derives its random numbers from (key, its index, element
      * index), so they do not depend on the thread count. 0 otherwise. */
     uint64_t rng_key;
+    /* Training, data-parallel with synchronized batch normalization
+     * (tl_fit_options.sync_batchnorm): how batchnorm sums its statistics
+     * over the processes; NULL otherwise. */
+    const tli_bn_sync *bn_sync;
 } tli_exec;
 
 typedef struct tli_layer_ops tli_layer_ops;
@@ -204,6 +208,8 @@ struct tli_layer_ops {
     bool folds_input_relu; /* backward can apply the ReLU derivative of its input's layer and
                             * write that layer's bias gradient (see tli_maxpool_backward) */
     bool torch_batch_counter; /* PyTorch's state dict has "<layer>.num_batches_tracked" (batchnorm) */
+    bool trains_state; /* a training pass of a trainable layer moves its state tensors (batchnorm's
+                        * moving statistics): data-parallel fit averages them across processes */
     /* Check the settings (l->cfg) against l->in_shapes and fill
      * l->out_shape, l->out_size, the tensors (name, role, shape, count,
      * init, layout), l->bias_index and the geometry. Allocates nothing.
