@@ -1,0 +1,132 @@
+"""onnx_ref.py - reference ONNX files for tests/test_onnx_load.c, written by
+PyTorch's own exporter (Debian's python3-torch, python3-torchvision and
+python3-onnx).
+
+    onnx_ref.py make MODEL MODE DIR BATCH SIZE
+
+MODEL: seed_cnn (libtl's seed CNN: conv2d(32, 3x3, relu) -> maxpool ->
+conv2d(64, 3x3, relu) -> maxpool -> flatten -> dense(10, softmax)),
+resnet20 (tests/torch_ref.py's CIFAR ResNet-20), resnet18, mobilenet_v2
+(torchvision, 10 classes). A few seeded SGD steps first, so that the batch
+norm statistics are not their defaults. MODE:
+  folded    eval(), torch.onnx.export's constant folding: BN folded into Conv
+  preserve  training=TrainingMode.PRESERVE, no folding: BatchNormalization kept
+  f16, bf16 preserve, with every float initializer stored as FLOAT16 /
+            BFLOAT16 (the model's tensors rounded first and not folded, so
+            the stored values are exact and PyTorch's outputs are theirs)
+  float_data folded, initializers in float_data instead of raw_data
+  external  folded, initializers in the external file weights.bin
+Writes DIR/model.onnx, DIR/x.f32 (BATCH NHWC images, little-endian) and
+DIR/logits.f32 (PyTorch's eval() outputs for them).
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_ref  # noqa: E402  (the ResNet-20 and the torchvision models)
+
+import onnx  # noqa: E402
+from onnx import TensorProto, numpy_helper  # noqa: E402
+
+
+def fail(msg):
+    print("onnx_ref: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def seed_cnn(classes=10):
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 6 * 6, classes), nn.Softmax(dim=1))
+
+
+def build(name):
+    if name == "seed_cnn":
+        return seed_cnn()
+    return torch_ref.build(name)
+
+
+def round_params(model, dtype):
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.dtype == torch.float32:
+                t.copy_(t.to(dtype).float())
+
+
+def convert_initializers(path, mode):
+    m = onnx.load(path)
+    for t in m.graph.initializer:
+        if t.data_type != TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(t).astype(np.float32)
+        if mode == "float_data":
+            t.ClearField("raw_data")
+            t.float_data.extend(a.ravel().tolist())
+        elif mode == "f16":
+            if not np.array_equal(a.astype("<f2").astype(np.float32), a):
+                fail("%s is not exactly a FLOAT16 tensor" % t.name)
+            t.data_type = TensorProto.FLOAT16
+            t.raw_data = a.astype("<f2").tobytes()
+        elif mode == "bf16":
+            bits = (a.astype("<f4").view("<u4") >> 16).astype("<u2")  # exact: rounded before export
+            t.data_type = TensorProto.BFLOAT16
+            t.raw_data = bits.tobytes()
+    if mode == "external":
+        onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.bin", size_threshold=0)
+    else:
+        onnx.save_model(m, path)
+
+
+def make(name, mode, d, batch, size):
+    torch.manual_seed(1234)
+    torch.set_num_threads(1)
+    model = build(name)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(3):
+        xw = torch.randn(batch, 3, size, size)
+        yw = torch.randint(0, 10, (batch,))
+        opt.zero_grad()
+        loss_fn(model(xw), yw).backward()
+        opt.step()
+    model.eval()
+    if mode == "f16":
+        round_params(model, torch.float16)
+    elif mode == "bf16":
+        round_params(model, torch.bfloat16)
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        logits = model(x)
+    path = d + "/model.onnx"
+    if mode in ("preserve", "f16", "bf16"):
+        torch.onnx.export(model, x[:1], path, opset_version=13, training=torch.onnx.TrainingMode.PRESERVE,
+                          do_constant_folding=False)
+    else:
+        torch.onnx.export(model, x[:1], path, opset_version=13, do_constant_folding=True)
+    if mode in ("f16", "bf16", "float_data", "external"):
+        convert_initializers(path, mode)
+    ops = sorted({n.op_type for n in onnx.load(path, load_external_data=False).graph.node})
+    with open(d + "/x.f32", "wb") as f:
+        f.write(x.permute(0, 2, 3, 1).contiguous().numpy().astype("<f4").tobytes())
+    with open(d + "/logits.f32", "wb") as f:
+        f.write(logits.numpy().astype("<f4").tobytes())
+    print("onnx_ref: %s %s: operators %s" % (name, mode, " ".join(ops)))
+
+
+def main():
+    a = sys.argv[1:]
+    if len(a) == 6 and a[0] == "make":
+        make(a[1], a[2], a[3], int(a[4]), int(a[5]))
+    else:
+        fail("usage: onnx_ref.py make MODEL MODE DIR BATCH SIZE")
+
+
+if __name__ == "__main__":
+    main()
