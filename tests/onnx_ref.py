@@ -4,7 +4,7 @@ python3-onnx).
 
     onnx_ref.py make MODEL MODE DIR BATCH SIZE
 
-MODEL: seed_cnn (libtl's seed CNN: conv2d(32, 3x3, relu) -> maxpool ->
+MODEL: ops (the other operators, see Ops), seed_cnn (libtl's seed CNN: conv2d(32, 3x3, relu) -> maxpool ->
 conv2d(64, 3x3, relu) -> maxpool -> flatten -> dense(10, softmax)),
 resnet20 (tests/torch_ref.py's CIFAR ResNet-20), resnet18, mobilenet_v2
 (torchvision, 10 classes). A few seeded SGD steps first, so that the batch
@@ -45,9 +45,48 @@ def seed_cnn(classes=10):
         nn.Flatten(), nn.Linear(64 * 6 * 6, classes), nn.Softmax(dim=1))
 
 
+class Ops(nn.Module):
+    """Every other operator libtl reads, as PyTorch exports them (but Pad,
+    which torch.onnx writes as a chain of shape operators; test_onnx_load.c
+    writes its own): a dilated conv, a strided grouped conv, a depthwise conv,
+    AveragePool with and without count_include_pad, SiLU (Sigmoid * x),
+    LeakyReLU, Hardsigmoid, Hardswish, Tanh, Sigmoid, ReLU6 (Clip), Concat,
+    Dropout, a batchnorm on flat features, ReduceMean over (H, W), MatMul +
+    Add, Reshape to (N, -1)."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, dilation=2)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2)
+        self.dw = nn.Conv2d(8, 16, 3, padding=1, groups=8, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        self.pw = nn.Conv2d(16, 8, 1)
+        self.avg1 = nn.AvgPool2d(3, 1, padding=1, count_include_pad=False)
+        self.avg2 = nn.AvgPool2d(3, 1, padding=1, count_include_pad=True)
+        self.drop = nn.Dropout(0.3)
+        self.bn1d = nn.BatchNorm1d(24)
+        self.w = nn.Parameter(torch.randn(24, classes) * 0.2)
+        self.b = nn.Parameter(torch.randn(classes) * 0.1)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = x * torch.sigmoid(x)
+        x = nn.functional.leaky_relu(self.conv2(x), 0.2)
+        y = nn.functional.hardswish(self.bn(self.dw(x)))
+        y = nn.functional.relu6(self.pw(y))
+        a = torch.tanh(self.avg1(y))
+        b = nn.functional.hardsigmoid(self.avg2(x))
+        z = torch.cat([a, b, torch.sigmoid(y)], 1)
+        z = self.drop(z).mean(dim=(2, 3))
+        z = self.bn1d(z.reshape(-1, 24))
+        return z @ self.w + self.b
+
+
 def build(name):
     if name == "seed_cnn":
         return seed_cnn()
+    if name == "ops":
+        return Ops()
     return torch_ref.build(name)
 
 

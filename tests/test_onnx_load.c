@@ -79,6 +79,7 @@ static const struct {
     {"resnet20", "preserve"},    {"resnet18", "folded"},     {"resnet18", "preserve"},
     {"mobilenet_v2", "folded"},  {"mobilenet_v2", "preserve"}, {"resnet20", "f16"},
     {"resnet20", "bf16"},        {"seed_cnn", "float_data"}, {"resnet20", "external"},
+    {"ops", "folded"},
 };
 
 START_TEST(test_matches_pytorch)

@@ -80,6 +80,8 @@ tl_status tli_onnx_nerr(const tli_onnx_ctx *c, const tli_onnx_node *n, tl_status
 
 tl_status tli_onnx_nprefix(const tli_onnx_ctx *c, const tli_onnx_node *n, tl_status st)
 {
+    if (st == TL_OK)
+        return st;
     char head[512];
     node_desc(head, sizeof head, c, n);
     tli_error_prefix("%s", head);

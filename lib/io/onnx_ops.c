@@ -221,7 +221,8 @@ static tl_status op_activation(tli_onnx_ctx *c, const tli_onnx_node *n)
     return out_layer(c, n, l, v->pooled);
 }
 
-/* Sigmoid(x) whose only reader is Mul(x, sigmoid(x)): SiLU, made by the Mul. */
+/* Sigmoid(x) or HardSigmoid(x) whose only reader is Mul(x, that): SiLU or
+ * HardSwish (opset 13 exporters write hardswish so), made by the Mul. */
 static bool silu_sigmoid(tli_onnx_ctx *c, const tli_onnx_node *n)
 {
     if (n->ninputs != 1 || n->noutputs != 1)
@@ -233,7 +234,17 @@ static bool silu_sigmoid(tli_onnx_ctx *c, const tli_onnx_node *n)
     if (!is_op(m, "Mul") || m->ninputs != 2 || m->domain[0])
         return false;
     const char *other = strcmp(m->inputs[0], n->outputs[0]) == 0 ? m->inputs[1] : m->inputs[0];
-    return strcmp(other, n->inputs[0]) == 0 && strcmp(m->inputs[0], m->inputs[1]) != 0;
+    if (strcmp(other, n->inputs[0]) != 0 || strcmp(m->inputs[0], m->inputs[1]) == 0)
+        return false;
+    if (is_op(n, "HardSigmoid")) {
+        bool ok;
+        const char *why;
+        tl_activation act;
+        float alpha;
+        if (activation_of(c, n, 4, &act, &alpha, &ok, &why) != TL_OK || !ok)
+            return false;
+    }
+    return true;
 }
 
 static tl_status op_mul(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -243,13 +254,14 @@ static tl_status op_mul(tli_onnx_ctx *c, const tli_onnx_node *n)
             tli_ov *s = tli_ov_find(c, n->inputs[k]);
             if (s && s->producer >= 0 && c->silu[s->producer] &&
                 strcmp(c->om->nodes[s->producer].inputs[0], n->inputs[1 - k]) == 0) {
+                const bool hard = is_op(&c->om->nodes[s->producer], "HardSigmoid");
                 tli_ov *v;
                 tl_status st = in_plain(&v, c, n, (size_t)(1 - k));
                 if (st)
                     return st;
                 char buf[TL_MAX_NAME + 1];
                 tl_activation_options o = TL_ACTIVATION_OPTIONS_INIT;
-                o.activation = TL_ACT_SILU;
+                o.activation = hard ? TL_ACT_HARD_SWISH : TL_ACT_SILU;
                 o.input = v->layer;
                 o.name = tli_onnx_layer_name(buf, sizeof buf, c, n, NULL);
                 tl_layer *l;
@@ -259,7 +271,8 @@ static tl_status op_mul(tli_onnx_ctx *c, const tli_onnx_node *n)
             }
         }
     }
-    return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "libtl reads Mul only as x * sigmoid(x) (SiLU)");
+    return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "libtl reads Mul only as x * sigmoid(x) (SiLU) or x * "
+                         "hardsigmoid(x) (HardSwish)");
 }
 
 /* ---- windows: Conv and the pools ----------------------------------------------------------- */
@@ -960,7 +973,7 @@ tl_status tli_onnx_node_to_layers(tli_onnx_ctx *c, size_t i)
         return op_matmul(c, n);
     if (is_op(n, "BatchNormalization"))
         return op_batchnorm(c, n);
-    if (is_op(n, "Sigmoid") && silu_sigmoid(c, n)) {
+    if ((is_op(n, "Sigmoid") || is_op(n, "HardSigmoid")) && silu_sigmoid(c, n)) {
         c->silu[i] = true; /* the Mul makes the layer */
         return TL_OK;
     }
