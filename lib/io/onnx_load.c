@@ -191,6 +191,11 @@ tl_status tli_onnx_in_const(const tli_onnx_tensor **out, tli_onnx_ctx *c, const 
     if (v->kind != TLI_OV_CONST)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "input %zu '%.200s' is computed by the graph; libtl needs a "
                              "constant (an initializer) there", k, n->inputs[k]);
+    /* All the data there before a layer of its size is allocated. (The
+     * message names the file, the tensor and its offset.) */
+    tl_status st = tli_onnx_tensor_check(c->om, v->t);
+    if (st)
+        return st;
     *out = v->t;
     return TL_OK;
 }
@@ -204,7 +209,7 @@ tl_status tli_onnx_floats(float **out, tli_onnx_ctx *c, const tli_onnx_node *n, 
     tl_status st = tli_onnx_tensor_floats(v, c->om, t);
     if (st) {
         tli_free(v);
-        return tli_onnx_nprefix(c, n, st);
+        return st;
     }
     *out = v;
     return TL_OK;

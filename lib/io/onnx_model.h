@@ -131,6 +131,11 @@ void tli_onnx_free(tli_onnx_model *m);
  * checked against the shape. `what` names the tensor's use for messages. */
 tl_status tli_onnx_tensor_floats(float *out, const tli_onnx_model *m, const tli_onnx_tensor *t);
 
+/* Check that the tensor's data is all there (its size against the shape;
+ * an external file's size, without reading it), before anything of its
+ * size is allocated. */
+tl_status tli_onnx_tensor_check(const tli_onnx_model *m, const tli_onnx_tensor *t);
+
 /* The values of an INT64 or INT32 tensor (a shape, pads, axes): at most
  * `cap`; *n receives the count. */
 tl_status tli_onnx_tensor_ints(int64_t *out, size_t cap, size_t *n, const tli_onnx_model *m,

@@ -87,7 +87,7 @@ static tl_status scalar_in(float *out, bool *present, tli_onnx_ctx *c, const tli
     if (t->count != 1)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "input %zu '%.200s' has %llu values where a scalar was "
                              "expected", k, t->name, (unsigned long long)t->count);
-    return tli_onnx_nprefix(c, n, tli_onnx_tensor_floats(out, c->om, t));
+    return tli_onnx_tensor_floats(out, c->om, t);
 }
 
 /* ---- activations -------------------------------------------------------------------- */
@@ -592,7 +592,7 @@ static tl_status op_reshape(tli_onnx_ctx *c, const tli_onnx_node *n)
     int64_t shape[TLI_ONNX_MAX_RANK];
     size_t k;
     if ((st = tli_onnx_tensor_ints(shape, TLI_ONNX_MAX_RANK, &k, c->om, t)))
-        return tli_onnx_nprefix(c, n, st);
+        return st;
     tl_shape s = tli_onnx_shape(c, v);
     const int64_t count = (int64_t)tl_shape_count(&s);
     bool ok = k == 2 && (shape[1] == -1 || shape[1] == count) &&
@@ -889,7 +889,7 @@ static tl_status op_pad(tli_onnx_ctx *c, const tli_onnx_node *n)
         if ((st = tli_onnx_in_const(&t, c, n, 1, false)))
             return st;
         if ((st = tli_onnx_tensor_ints(p, 8, &k, c->om, t)))
-            return tli_onnx_nprefix(c, n, st);
+            return st;
         if (k != 8)
             return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "%zu pads for a 4-D input", k);
         if ((st = scalar_in(&value, &present, c, n, 2)))

@@ -81,7 +81,7 @@ static tl_status external_path(char **out, const tli_onnx_model *m, const tli_on
 /* The tensor's bytes (count * size): a view of raw_data, or `buf` filled
  * from the external file. *data NULL: the values are in a typed field. */
 static tl_status tensor_bytes(const uint8_t **data, uint8_t **buf, const tli_onnx_model *m, const tli_onnx_tensor *t,
-                              size_t size)
+                              size_t size, bool read)
 {
     *data = NULL;
     *buf = NULL;
@@ -96,17 +96,28 @@ static tl_status tensor_bytes(const uint8_t **data, uint8_t **buf, const tli_onn
             return st;
         tli_rfile f;
         if ((st = tli_rfile_open(&f, path, m->src.fn))) {
-            tli_error_prefix("%s: tensor '%.200s' (external data)", m->src.path, t->name);
+            /* "fn: <data file>: cannot open: why", after the model and the tensor. */
+            char why[600];
+            snprintf(why, sizeof why, "%s", tl_last_error());
+            const size_t skip = strlen(m->src.fn) + 2;
+            tli_error(st, "%s: %s: byte %llu: tensor '%.200s': external data: %s", m->src.fn, m->src.path,
+                      (unsigned long long)t->off, t->name, strlen(why) > skip ? why + skip : why);
             tli_free(path);
             return st;
         }
         if (t->ext_offset > f.size || f.size - t->ext_offset < want) {
             tli_rfile_close(&f);
-            st = terr(m, t, TL_ETRUNCATED, "external file '%.200s' has %llu bytes, too few for %llu bytes at its "
-                      "offset", t->location, f.size, want);
-            tli_error_prefix("offset %llu", (unsigned long long)t->ext_offset);
+            st = tli_error(TL_ETRUNCATED, "%s: %s: byte %llu: tensor '%.200s': external file '%.200s' has %llu bytes, "
+                           "too few for %llu bytes at offset %llu", m->src.fn, m->src.path,
+                           (unsigned long long)t->off, t->name, t->location, (unsigned long long)f.size,
+                           (unsigned long long)want, (unsigned long long)t->ext_offset);
             tli_free(path);
             return st;
+        }
+        if (!read) {
+            tli_rfile_close(&f);
+            tli_free(path);
+            return TL_OK;
         }
         *buf = tli_malloc(want ? (size_t)want : 1);
         if (*buf == NULL) {
@@ -143,7 +154,7 @@ tl_status tli_onnx_tensor_floats(float *out, const tli_onnx_model *m, const tli_
                     (unsigned long long)t->dtype, 0);
     const uint8_t *data;
     uint8_t *buf;
-    tl_status st = tensor_bytes(&data, &buf, m, t, size);
+    tl_status st = tensor_bytes(&data, &buf, m, t, size, true);
     if (st)
         return st;
     const size_t n = (size_t)t->count;
@@ -198,7 +209,7 @@ tl_status tli_onnx_tensor_ints(int64_t *out, size_t cap, size_t *count, const tl
     const size_t size = elem_size(t->dtype), n = (size_t)t->count;
     const uint8_t *data;
     uint8_t *buf;
-    tl_status st = tensor_bytes(&data, &buf, m, t, size);
+    tl_status st = tensor_bytes(&data, &buf, m, t, size, true);
     if (st)
         return st;
     if (data) {
@@ -213,5 +224,30 @@ tl_status tli_onnx_tensor_ints(int64_t *out, size_t cap, size_t *count, const tl
         memcpy(out, src, n * sizeof *out);
     }
     *count = n;
+    return TL_OK;
+}
+
+tl_status tli_onnx_tensor_check(const tli_onnx_model *m, const tli_onnx_tensor *t)
+{
+    const size_t size = elem_size(t->dtype);
+    if (size == 0)
+        return terr(m, t, TL_EUNSUPPORTED, "%sdata type %llu is not FLOAT, FLOAT16, BFLOAT16, DOUBLE, INT32 or INT64",
+                    "", (unsigned long long)t->dtype, 0);
+    const uint8_t *data;
+    uint8_t *buf;
+    tl_status st = tensor_bytes(&data, &buf, m, t, size, false);
+    if (st || t->external || t->has_raw)
+        return st;
+    size_t have;
+    const char *field;
+    switch (t->dtype) {
+    case TLI_ONNX_FLOAT: have = t->nfloats, field = "float_data"; break;
+    case TLI_ONNX_INT64: have = t->ni64, field = "int64_data"; break;
+    case TLI_ONNX_DOUBLE:
+        return terr(m, t, TL_EUNSUPPORTED, "%sa DOUBLE tensor without raw_data (double_data is not read)", "", 0, 0);
+    default: have = t->ni32, field = "int32_data"; break;
+    }
+    if (have != t->count)
+        return terr(m, t, TL_EFORMAT, "%s has %llu values; its shape needs %llu", field, have, t->count);
     return TL_OK;
 }
