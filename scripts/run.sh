@@ -24,7 +24,7 @@ pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check 
 # abidw/abidiff; gcc brings the sanitizer runtimes, binutils nm and readelf.
 # The torch suite (tests/test_torch.c) compares the zoo with PyTorch.
 if [ "$mode" = test ]; then
-    pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision"
+    pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision python3-onnx"
 fi
 missing=""
 for p in $pkgs; do
