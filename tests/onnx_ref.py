@@ -17,7 +17,8 @@ norm statistics are not their defaults. MODE:
   float_data folded, initializers in float_data instead of raw_data
   external  folded, initializers in the external file weights.bin
 Writes DIR/model.onnx, DIR/x.f32 (BATCH NHWC images, little-endian) and
-DIR/logits.f32 (PyTorch's eval() outputs for them).
+DIR/logits.f32 (PyTorch's eval() outputs for them); with preserve also
+DIR/state.safetensors, the model's state_dict().
 """
 import os
 import sys
@@ -151,6 +152,8 @@ def make(name, mode, d, batch, size):
         torch.onnx.export(model, x[:1], path, opset_version=13, do_constant_folding=True)
     if mode in ("f16", "bf16", "float_data", "external"):
         convert_initializers(path, mode)
+    if mode == "preserve":  # the state_dict, to load into the imported model by name
+        torch_ref.write_safetensors(d + "/state.safetensors", model.state_dict())
     ops = sorted({n.op_type for n in onnx.load(path, load_external_data=False).graph.node})
     with open(d + "/x.f32", "wb") as f:
         f.write(x.permute(0, 2, 3, 1).contiguous().numpy().astype("<f4").tobytes())

@@ -436,6 +436,13 @@ static tl_status build(tli_onnx_ctx *c, const tl_onnx_load_options *o)
     out->consumer = -1;
     if ((st = make_model(c, o)))
         return st;
+    /* Constants first (they have no inputs): a Clip's bounds written after
+     * the Conv before it must be known when the Conv looks at the Clip to
+     * fuse it. */
+    for (size_t i = 0; i < om->nnodes; i++)
+        if (strcmp(om->nodes[i].op_type, "Constant") == 0 && om->nodes[i].domain[0] == '\0' &&
+            (st = tli_onnx_node_to_layers(c, i)))
+            return st;
     for (size_t i = 0; i < om->nnodes; i++) {
         if (c->done[i])
             continue;
