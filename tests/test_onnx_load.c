@@ -590,6 +590,47 @@ START_TEST(test_tensor_errors)
 }
 END_TEST
 
+/* libtl's test hook (lib/core.h): the n-th allocation from now on fails. */
+long tli_alloc_fail_at(long n);
+
+/* Every allocation of a load made to fail in turn: TL_ENOMEM with a
+ * message, no model handed back (and, under valgrind or ASan, nothing
+ * leaked); then the load succeeds. */
+START_TEST(test_each_allocation_fails)
+{
+    char *dir = th_dir_create();
+    for (int how = OX_RAW_F32; how <= OX_EXTERNAL; how += OX_EXTERNAL - OX_RAW_F32) {
+        ob b = {0}, ext = {0};
+        ox_tiny_cnn(&b, 13, (ox_store)how, &ext);
+        char *path = write_ob(dir, "tiny.onnx", &b);
+        if (how == OX_EXTERNAL)
+            free(write_ob(dir, "tiny.bin", &ext));
+        long n = 1;
+        for (;; n++) {
+            tl_model *sentinel = (tl_model *)&sentinel, *m = sentinel;
+            tl_clear_error();
+            tli_alloc_fail_at(n);
+            tl_status st = tl_model_load_onnx(&m, path, NULL);
+            long made = tli_alloc_fail_at(0);
+            if (made < n) {
+                ck_assert_msg(st == TL_OK, "%s", tl_last_error());
+                tl_model_free(m);
+                break;
+            }
+            ck_assert_msg(st == TL_ENOMEM, "allocation %ld: %s: %s", n, tl_status_str(st), tl_last_error());
+            ck_assert_ptr_eq(m, sentinel);
+            ck_assert(tl_last_error()[0] != '\0');
+        }
+        printf("onnx: loading the tiny CNN (%s) makes %ld allocations, each made to fail once\n",
+               how == OX_EXTERNAL ? "external data" : "raw data", n - 1);
+        free(path);
+        ob_free(&b);
+        ob_free(&ext);
+    }
+    th_dir_remove(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("onnx_load");
@@ -599,6 +640,7 @@ int main(void)
     tcase_add_test(tc, test_wire_errors);
     tcase_add_test(tc, test_graph_errors);
     tcase_add_test(tc, test_tensor_errors);
+    tcase_add_test(tc, test_each_allocation_fails);
     suite_add_tcase(s, tc);
     tc = tcase_create("torch");
     tcase_add_loop_test(tc, test_matches_pytorch, 0, (int)(sizeof cases / sizeof *cases));
