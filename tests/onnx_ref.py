@@ -2,7 +2,7 @@
 PyTorch's own exporter (Debian's python3-torch, python3-torchvision and
 python3-onnx).
 
-    onnx_ref.py make MODEL MODE DIR BATCH SIZE
+    onnx_ref.py make DIR BATCH SIZE MODEL:MODE...
 
 MODEL: ops (the other operators, see Ops), seed_cnn (libtl's seed CNN: conv2d(32, 3x3, relu) -> maxpool ->
 conv2d(64, 3x3, relu) -> maxpool -> flatten -> dense(10, softmax)),
@@ -16,9 +16,10 @@ norm statistics are not their defaults. MODE:
             the stored values are exact and PyTorch's outputs are theirs)
   float_data folded, initializers in float_data instead of raw_data
   external  folded, initializers in the external file weights.bin
-Writes DIR/model.onnx, DIR/x.f32 (BATCH NHWC images, little-endian) and
+For each MODEL:MODE, writes into DIR/MODEL-MODE/ (one process for all of
+them: importing torch takes seconds) model.onnx, x.f32 (BATCH NHWC images, little-endian) and
 DIR/logits.f32 (PyTorch's eval() outputs for them); with preserve also
-DIR/state.safetensors, the model's state_dict().
+state.safetensors, the model's state_dict().
 """
 import os
 import sys
@@ -124,6 +125,7 @@ def convert_initializers(path, mode):
 
 
 def make(name, mode, d, batch, size):
+    os.makedirs(d, exist_ok=True)
     torch.manual_seed(1234)
     torch.set_num_threads(1)
     model = build(name)
@@ -164,10 +166,12 @@ def make(name, mode, d, batch, size):
 
 def main():
     a = sys.argv[1:]
-    if len(a) == 6 and a[0] == "make":
-        make(a[1], a[2], a[3], int(a[4]), int(a[5]))
+    if len(a) >= 5 and a[0] == "make":
+        for case in a[4:]:
+            name, mode = case.split(":")
+            make(name, mode, "%s/%s-%s" % (a[1], name, mode), int(a[2]), int(a[3]))
     else:
-        fail("usage: onnx_ref.py make MODEL MODE DIR BATCH SIZE")
+        fail("usage: onnx_ref.py make DIR BATCH SIZE MODEL:MODE...")
 
 
 if __name__ == "__main__":

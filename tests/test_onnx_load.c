@@ -60,22 +60,6 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return s > 0 ? d / s : d;
 }
 
-static tl_model *make_and_load(const char *dir, const char *model, const char *mode, uint32_t size)
-{
-    char bs[16], ss[16];
-    snprintf(bs, sizeof bs, "%d", BATCH);
-    snprintf(ss, sizeof ss, "%u", size);
-    char *argv[] = {TL_TORCH_PYTHON, TL_ONNX_REF, "make", (char *)model, (char *)mode, (char *)dir, bs, ss, NULL};
-    ck_assert_msg(th_spawn(argv) == 0, "onnx_ref.py make %s %s failed", model, mode);
-    char *path = th_join(dir, "model.onnx");
-    tl_model *m = NULL;
-    tl_status st = tl_model_load_onnx(&m, path, NULL);
-    ck_assert_msg(st == TL_OK, "%s %s: %s", model, mode, tl_last_error());
-    free(path);
-    ck_assert_tl_ok(tl_model_set_threads(m, 1));
-    return m;
-}
-
 static const struct {
     const char *model, *mode;
 } cases[] = {
@@ -85,6 +69,52 @@ static const struct {
     {"resnet20", "bf16"},        {"seed_cnn", "float_data"}, {"resnet20", "external"},
     {"ops", "folded"},
 };
+#define NCASES (sizeof cases / sizeof *cases)
+
+/* Every reference file, written once by one python process before the
+ * torch tests (an unchecked fixture: it runs in the test's main process). */
+static char *ref_dir;
+static int ref_status = -1;
+
+static void make_references(void)
+{
+    if (!torch_present())
+        return;
+    ref_dir = th_dir_create();
+    char bs[16], ss[16], list[NCASES][64];
+    snprintf(bs, sizeof bs, "%d", BATCH);
+    snprintf(ss, sizeof ss, "%d", 32);
+    char *argv[8 + NCASES] = {TL_TORCH_PYTHON, TL_ONNX_REF, "make", ref_dir, bs, ss};
+    for (size_t k = 0; k < NCASES; k++) {
+        snprintf(list[k], sizeof list[k], "%s:%s", cases[k].model, cases[k].mode);
+        argv[6 + k] = list[k];
+    }
+    argv[6 + NCASES] = NULL;
+    ref_status = th_spawn(argv);
+}
+
+static void remove_references(void)
+{
+    if (ref_dir)
+        th_dir_remove(ref_dir);
+    ref_dir = NULL;
+}
+
+/* The reference directory of a case, and the model loaded from it. */
+static tl_model *load_case(char **dir, const char *model, const char *mode)
+{
+    ck_assert_msg(ref_status == 0, "onnx_ref.py make failed (status %d)", ref_status);
+    char sub[64];
+    snprintf(sub, sizeof sub, "%s-%s", model, mode);
+    *dir = th_join(ref_dir, sub);
+    char *path = th_join(*dir, "model.onnx");
+    tl_model *m = NULL;
+    tl_status st = tl_model_load_onnx(&m, path, NULL);
+    ck_assert_msg(st == TL_OK, "%s %s: %s", model, mode, tl_last_error());
+    free(path);
+    ck_assert_tl_ok(tl_model_set_threads(m, 1));
+    return m;
+}
 
 START_TEST(test_matches_pytorch)
 {
@@ -92,8 +122,8 @@ START_TEST(test_matches_pytorch)
         return;
     const char *model = cases[_i].model, *mode = cases[_i].mode;
     const uint32_t size = 32;
-    char *dir = th_dir_create();
-    tl_model *m = make_and_load(dir, model, mode, size);
+    char *dir;
+    tl_model *m = load_case(&dir, model, mode);
     tl_shape in;
     ck_assert_tl_ok(tl_model_input_shape(&in, m));
     ck_assert_uint_eq(in.dims[0], size);
@@ -145,7 +175,7 @@ START_TEST(test_matches_pytorch)
     free(x);
     free(want);
     tl_model_free(m);
-    th_dir_remove(dir);
+    free(dir);
 }
 END_TEST
 
@@ -156,8 +186,8 @@ START_TEST(test_finetune_head)
     if (!torch_present())
         return;
     enum { SIDE = 32, CH = 3, K = 4 };
-    char *dir = th_dir_create();
-    tl_model *m = make_and_load(dir, "seed_cnn", "folded", SIDE);
+    char *dir;
+    tl_model *m = load_case(&dir, "seed_cnn", "folded");
     const size_t n = tl_model_num_layers(m);
     tl_layer *last;
     ck_assert_tl_ok(tl_model_layer(&last, m, n - 1));
@@ -202,7 +232,7 @@ START_TEST(test_finetune_head)
     tl_dataset_free(train);
     tl_dataset_free(test);
     tl_model_free(m);
-    th_dir_remove(dir);
+    free(dir);
 }
 END_TEST
 
@@ -643,7 +673,8 @@ int main(void)
     tcase_add_test(tc, test_each_allocation_fails);
     suite_add_tcase(s, tc);
     tc = tcase_create("torch");
-    tcase_add_loop_test(tc, test_matches_pytorch, 0, (int)(sizeof cases / sizeof *cases));
+    tcase_add_unchecked_fixture(tc, make_references, remove_references);
+    tcase_add_loop_test(tc, test_matches_pytorch, 0, (int)NCASES);
     tcase_add_test(tc, test_finetune_head);
     suite_add_tcase(s, tc);
     int rc = th_run(s);

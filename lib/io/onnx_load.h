@@ -82,7 +82,30 @@ const char *tli_onnx_layer_name(char *buf, size_t cap, const tli_onnx_ctx *c, co
 /* The optional output k of node n (a mask, indices, statistics) must be unused. */
 tl_status tli_onnx_unused_out(tli_onnx_ctx *c, const tli_onnx_node *n, size_t k);
 
-/* Translate node `i` (onnx_ops.c). */
+/* ---- onnx_ops.c: the translations, and what onnx_conv.c shares of them ---- */
+
+/* Pads, strides, dilations, kernels above this: far beyond any CNN, far from overflow. */
+#define TLI_ONNX_MAX_PAD 65536
+
+/* Translate node `i`. */
 tl_status tli_onnx_node_to_layers(tli_onnx_ctx *c, size_t i);
+
+bool tli_onnx_is_op(const tli_onnx_node *n, const char *op);
+/* Input k as a layer's output that no Pad waits on. */
+tl_status tli_onnx_in_plain(tli_ov **v, tli_onnx_ctx *c, const tli_onnx_node *n, size_t k);
+/* Input 0 as an (N, C, H, W) image: libtl (h, w, c) in *s. pad_ok: a Pad may wait on it. */
+tl_status tli_onnx_in_image(tli_ov **v, tl_shape *s, tli_onnx_ctx *c, const tli_onnx_node *n, bool pad_ok);
+/* Output 0 of n is layer l's output; `pooled`: ONNX (N, C, 1, 1) as libtl's (c). */
+tl_status tli_onnx_out_layer(tli_onnx_ctx *c, const tli_onnx_node *n, tl_layer *l, bool pooled);
+/* When n's output 0 feeds only an activation libtl fuses: it and its node (else -1). */
+tl_status tli_onnx_fusable(tli_onnx_ctx *c, const tli_onnx_node *n, uint32_t rank, tl_activation *act,
+                           float *alpha, int64_t *node);
+/* The fused node's output is layer l's too (node -1: nothing). */
+tl_status tli_onnx_finish_fused(tli_onnx_ctx *c, int64_t node, tl_layer *l);
+
+/* ---- onnx_conv.c ---- */
+tl_status tli_onnx_op_conv(tli_onnx_ctx *c, const tli_onnx_node *n);
+tl_status tli_onnx_op_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool max);
+tl_status tli_onnx_op_global_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool reduce);
 
 #endif /* TLI_IO_ONNX_LOAD_H */

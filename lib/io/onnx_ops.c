@@ -1,14 +1,12 @@
 /*
  * onnx_ops.c - one ONNX node into (at most) one libtl layer.
  *
- * The mapping (docs/format-onnx.md has the table): Conv -> conv2d (groups,
- * dilations, explicit pads; the activation of a following Relu, Clip(0, 6),
- * LeakyRelu, Sigmoid, Tanh, HardSigmoid, HardSwish or Softmax fused when
- * nothing else reads the conv's output), Gemm and MatMul (+ Add of a
+ * The mapping (docs/format-onnx.md has the table): Conv and the pools in
+ * onnx_conv.c; here the activation of a following Relu, Clip(0, 6),
+ * LeakyRelu, Sigmoid, Tanh, HardSigmoid, HardSwish or Softmax fused into
+ * a conv or dense layer when nothing else reads its output, Gemm and MatMul (+ Add of a
  * constant) -> dense, BatchNormalization -> batchnorm, the activations ->
- * an activation layer, Sigmoid(x) * x -> silu, MaxPool / AveragePool ->
- * the pools, GlobalAveragePool and ReduceMean over (H, W) ->
- * global_avgpool2d, Add -> add, Concat over the channels -> concatenate,
+ * an activation layer, Sigmoid(x) * x -> silu, Add -> add, Concat over the channels -> concatenate,
  * Flatten and Reshape to (N, -1) -> flatten, Dropout -> dropout; Identity,
  * Constant and Pad (zeros, folded into the next conv or average pool)
  * make no layer.
@@ -20,16 +18,14 @@
 #include "onnx_load.h"
 #include "safetensors.h"
 
-#define MAX_PAD 65536 /* pads, strides, dilations, kernels: far beyond any CNN, far from overflow */
-
-static bool is_op(const tli_onnx_node *n, const char *op)
+bool tli_onnx_is_op(const tli_onnx_node *n, const char *op)
 {
     return strcmp(n->op_type, op) == 0;
 }
 
 /* Input k as a layer's output, not waiting for a Pad to fold (only conv and
  * average pooling take that). */
-static tl_status in_plain(tli_ov **v, tli_onnx_ctx *c, const tli_onnx_node *n, size_t k)
+tl_status tli_onnx_in_plain(tli_ov **v, tli_onnx_ctx *c, const tli_onnx_node *n, size_t k)
 {
     tl_status st = tli_onnx_in_layer(v, c, n, k);
     if (st == TL_OK && (*v)->padded)
@@ -39,9 +35,9 @@ static tl_status in_plain(tli_ov **v, tli_onnx_ctx *c, const tli_onnx_node *n, s
 }
 
 /* An image input: libtl (h, w, c), ONNX (N, C, H, W). */
-static tl_status in_image(tli_ov **v, tl_shape *s, tli_onnx_ctx *c, const tli_onnx_node *n, bool pad_ok)
+tl_status tli_onnx_in_image(tli_ov **v, tl_shape *s, tli_onnx_ctx *c, const tli_onnx_node *n, bool pad_ok)
 {
-    tl_status st = pad_ok ? tli_onnx_in_layer(v, c, n, 0) : in_plain(v, c, n, 0);
+    tl_status st = pad_ok ? tli_onnx_in_layer(v, c, n, 0) : tli_onnx_in_plain(v, c, n, 0);
     if (st)
         return st;
     *s = tli_onnx_shape(c, *v);
@@ -52,7 +48,7 @@ static tl_status in_image(tli_ov **v, tl_shape *s, tli_onnx_ctx *c, const tli_on
 }
 
 /* The output: node n's output 0 is the layer's output. */
-static tl_status out_layer(tli_onnx_ctx *c, const tli_onnx_node *n, tl_layer *l, bool pooled)
+tl_status tli_onnx_out_layer(tli_onnx_ctx *c, const tli_onnx_node *n, tl_layer *l, bool pooled)
 {
     tl_status st = tli_onnx_set_out(c, n, 0, l);
     if (st == TL_OK)
@@ -101,27 +97,27 @@ static tl_status activation_of(tli_onnx_ctx *c, const tli_onnx_node *m, uint32_t
     *alpha = 0.01f;
     *why = "";
     tl_status st = TL_OK;
-    if (is_op(m, "Relu")) {
+    if (tli_onnx_is_op(m, "Relu")) {
         *act = TL_ACT_RELU;
-    } else if (is_op(m, "Sigmoid")) {
+    } else if (tli_onnx_is_op(m, "Sigmoid")) {
         *act = TL_ACT_SIGMOID;
-    } else if (is_op(m, "Tanh")) {
+    } else if (tli_onnx_is_op(m, "Tanh")) {
         *act = TL_ACT_TANH;
-    } else if (is_op(m, "HardSwish")) {
+    } else if (tli_onnx_is_op(m, "HardSwish")) {
         *act = TL_ACT_HARD_SWISH;
-    } else if (is_op(m, "LeakyRelu")) {
+    } else if (tli_onnx_is_op(m, "LeakyRelu")) {
         *act = TL_ACT_LEAKY_RELU;
         st = tli_onnx_attr_float(alpha, c, m, "alpha", 0.01f);
         if (st == TL_OK && !isfinite(*alpha))
             *ok = false, *why = "its alpha is not finite";
-    } else if (is_op(m, "HardSigmoid")) {
+    } else if (tli_onnx_is_op(m, "HardSigmoid")) {
         float a, b;
         *act = TL_ACT_HARD_SIGMOID;
         if ((st = tli_onnx_attr_float(&a, c, m, "alpha", 0.2f)) || (st = tli_onnx_attr_float(&b, c, m, "beta", 0.5f)))
             return st;
         if (!(fabsf(a - 1.0f / 6.0f) <= 1e-6f && b == 0.5f))
             *ok = false, *why = "libtl's hard_sigmoid is relu6(x + 3) / 6: alpha 1/6 and beta 0.5 (PyTorch's)";
-    } else if (is_op(m, "Clip")) {
+    } else if (tli_onnx_is_op(m, "Clip")) {
         float lo = -INFINITY, hi = INFINITY;
         bool has_lo = false, has_hi = false;
         if (c->om->opset >= 11) {
@@ -142,7 +138,7 @@ static tl_status activation_of(tli_onnx_ctx *c, const tli_onnx_node *m, uint32_t
             *act = TL_ACT_RELU;
         else
             *ok = false, *why = "libtl clips only to [0, 6] (relu6) or [0, inf) (relu)";
-    } else if (is_op(m, "Softmax")) {
+    } else if (tli_onnx_is_op(m, "Softmax")) {
         int64_t axis;
         *act = TL_ACT_SOFTMAX;
         if ((st = tli_onnx_attr_int(&axis, c, m, "axis", c->om->opset >= 13 ? -1 : 1)))
@@ -160,7 +156,7 @@ static tl_status activation_of(tli_onnx_ctx *c, const tli_onnx_node *m, uint32_t
 
 /* When node n's output 0 feeds one node only, and that node is an
  * activation libtl fuses, the activation and the node's index (else -1). */
-static tl_status fusable(tli_onnx_ctx *c, const tli_onnx_node *n, uint32_t rank, tl_activation *act, float *alpha,
+tl_status tli_onnx_fusable(tli_onnx_ctx *c, const tli_onnx_node *n, uint32_t rank, tl_activation *act, float *alpha,
                          int64_t *node)
 {
     *node = -1;
@@ -185,7 +181,7 @@ static tl_status fusable(tli_onnx_ctx *c, const tli_onnx_node *n, uint32_t rank,
     return TL_OK;
 }
 
-static tl_status finish_fused(tli_onnx_ctx *c, int64_t node, tl_layer *l)
+tl_status tli_onnx_finish_fused(tli_onnx_ctx *c, int64_t node, tl_layer *l)
 {
     if (node < 0)
         return TL_OK;
@@ -196,7 +192,7 @@ static tl_status finish_fused(tli_onnx_ctx *c, int64_t node, tl_layer *l)
 static tl_status op_activation(tli_onnx_ctx *c, const tli_onnx_node *n)
 {
     tli_ov *v;
-    tl_status st = in_plain(&v, c, n, 0);
+    tl_status st = tli_onnx_in_plain(&v, c, n, 0);
     if (st)
         return st;
     tl_shape s = tli_onnx_shape(c, v);
@@ -218,7 +214,7 @@ static tl_status op_activation(tli_onnx_ctx *c, const tli_onnx_node *n)
     tl_layer *l;
     if ((st = tl_model_add_activation(&l, c->model, &o)))
         return tli_onnx_nprefix(c, n, st);
-    return out_layer(c, n, l, v->pooled);
+    return tli_onnx_out_layer(c, n, l, v->pooled);
 }
 
 /* Sigmoid(x) or HardSigmoid(x) whose only reader is Mul(x, that): SiLU or
@@ -231,12 +227,12 @@ static bool silu_sigmoid(tli_onnx_ctx *c, const tli_onnx_node *n)
     if (v == NULL || v->uses != 1 || v->consumer < 0)
         return false;
     const tli_onnx_node *m = &c->om->nodes[v->consumer];
-    if (!is_op(m, "Mul") || m->ninputs != 2 || m->domain[0])
+    if (!tli_onnx_is_op(m, "Mul") || m->ninputs != 2 || m->domain[0])
         return false;
     const char *other = strcmp(m->inputs[0], n->outputs[0]) == 0 ? m->inputs[1] : m->inputs[0];
     if (strcmp(other, n->inputs[0]) != 0 || strcmp(m->inputs[0], m->inputs[1]) == 0)
         return false;
-    if (is_op(n, "HardSigmoid")) {
+    if (tli_onnx_is_op(n, "HardSigmoid")) {
         bool ok;
         const char *why;
         tl_activation act;
@@ -254,9 +250,9 @@ static tl_status op_mul(tli_onnx_ctx *c, const tli_onnx_node *n)
             tli_ov *s = tli_ov_find(c, n->inputs[k]);
             if (s && s->producer >= 0 && c->silu[s->producer] &&
                 strcmp(c->om->nodes[s->producer].inputs[0], n->inputs[1 - k]) == 0) {
-                const bool hard = is_op(&c->om->nodes[s->producer], "HardSigmoid");
+                const bool hard = tli_onnx_is_op(&c->om->nodes[s->producer], "HardSigmoid");
                 tli_ov *v;
-                tl_status st = in_plain(&v, c, n, (size_t)(1 - k));
+                tl_status st = tli_onnx_in_plain(&v, c, n, (size_t)(1 - k));
                 if (st)
                     return st;
                 char buf[TL_MAX_NAME + 1];
@@ -267,284 +263,12 @@ static tl_status op_mul(tli_onnx_ctx *c, const tli_onnx_node *n)
                 tl_layer *l;
                 if ((st = tl_model_add_activation(&l, c->model, &o)))
                     return tli_onnx_nprefix(c, n, st);
-                return out_layer(c, n, l, v->pooled);
+                return tli_onnx_out_layer(c, n, l, v->pooled);
             }
         }
     }
     return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "libtl reads Mul only as x * sigmoid(x) (SiLU) or x * "
                          "hardsigmoid(x) (HardSwish)");
-}
-
-/* ---- windows: Conv and the pools ----------------------------------------------------------- */
-
-typedef struct win {
-    uint32_t kh, kw, sh, sw, dh, dw;
-    uint32_t pt, pb, pl, pr;
-} win;
-
-static tl_status ints2(uint32_t *a, uint32_t *b, tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
-                       uint32_t def, uint32_t min)
-{
-    int64_t v[2];
-    bool present;
-    tl_status st = tli_onnx_attr_ints(v, &present, c, n, name, 2);
-    if (st)
-        return st;
-    if (!present) {
-        *a = *b = def;
-        return TL_OK;
-    }
-    for (int k = 0; k < 2; k++)
-        if (v[k] < min || v[k] > MAX_PAD)
-            return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "attribute '%s' has %lld; libtl takes %u to %d", name,
-                                 (long long)v[k], min, MAX_PAD);
-    *a = (uint32_t)v[0];
-    *b = (uint32_t)v[1];
-    return TL_OK;
-}
-
-/* strides, dilations, pads and auto_pad around a kh x kw kernel on an
- * ih x iw input. */
-static tl_status window(win *w, tli_onnx_ctx *c, const tli_onnx_node *n, uint32_t ih, uint32_t iw)
-{
-    tl_status st;
-    if ((st = ints2(&w->sh, &w->sw, c, n, "strides", 1, 1)) || (st = ints2(&w->dh, &w->dw, c, n, "dilations", 1, 1)))
-        return st;
-    int64_t p[4];
-    bool present;
-    if ((st = tli_onnx_attr_ints(p, &present, c, n, "pads", 4)))
-        return st;
-    const char *ap;
-    if ((st = tli_onnx_attr_str(&ap, c, n, "auto_pad", "NOTSET")))
-        return st;
-    w->pt = w->pb = w->pl = w->pr = 0;
-    if (present) {
-        for (int k = 0; k < 4; k++)
-            if (p[k] < 0 || p[k] > MAX_PAD)
-                return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "pad %lld; libtl takes 0 to %d", (long long)p[k], MAX_PAD);
-        /* ONNX: x1_begin, x2_begin, x1_end, x2_end. */
-        w->pt = (uint32_t)p[0];
-        w->pl = (uint32_t)p[1];
-        w->pb = (uint32_t)p[2];
-        w->pr = (uint32_t)p[3];
-    }
-    if (strcmp(ap, "NOTSET") == 0 || ap[0] == '\0')
-        return TL_OK;
-    if (present && (w->pt || w->pl || w->pb || w->pr))
-        return tli_onnx_nerr(c, n, TL_EFORMAT, "has both pads and auto_pad '%.40s'", ap);
-    if (strcmp(ap, "VALID") == 0)
-        return TL_OK;
-    bool upper = strcmp(ap, "SAME_UPPER") == 0;
-    if (!upper && strcmp(ap, "SAME_LOWER") != 0)
-        return tli_onnx_nerr(c, n, TL_EFORMAT, "auto_pad '%.40s' is none of NOTSET, VALID, SAME_UPPER, SAME_LOWER",
-                             ap);
-    const uint32_t in[2] = {ih, iw}, k[2] = {w->kh, w->kw}, s[2] = {w->sh, w->sw}, d[2] = {w->dh, w->dw};
-    uint32_t *lo[2] = {&w->pt, &w->pl}, *hi[2] = {&w->pb, &w->pr};
-    for (int a = 0; a < 2; a++) {
-        uint64_t out = (in[a] + (uint64_t)s[a] - 1) / s[a], ext = (uint64_t)d[a] * (k[a] - 1) + 1;
-        uint64_t need = (out - 1) * s[a] + ext, total = need > in[a] ? need - in[a] : 0;
-        uint64_t small = total / 2, big = total - small;
-        *lo[a] = (uint32_t)(upper ? small : big);
-        *hi[a] = (uint32_t)(upper ? big : small);
-    }
-    return TL_OK;
-}
-
-static tl_status op_conv(tli_onnx_ctx *c, size_t i, const tli_onnx_node *n)
-{
-    tli_ov *v;
-    tl_shape s;
-    const tli_onnx_tensor *W, *B;
-    tl_status st;
-    if ((st = in_image(&v, &s, c, n, true)) || (st = tli_onnx_in_const(&W, c, n, 1, false)) ||
-        (st = tli_onnx_in_const(&B, c, n, 2, true)))
-        return st;
-    (void)i;
-    int64_t group;
-    if ((st = tli_onnx_attr_int(&group, c, n, "group", 1)))
-        return st;
-    if (W->rank != 4)
-        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "weight '%.200s' has rank %u; libtl's conv2d is 2-D (rank 4)",
-                             W->name, W->rank);
-    const int64_t O = W->dims[0], I = W->dims[1];
-    if (group < 1 || group > s.dims[2] || I * group != (int64_t)s.dims[2] || O % group || O < 1 ||
-        W->dims[2] < 1 || W->dims[3] < 1 || W->dims[2] > MAX_PAD || W->dims[3] > MAX_PAD || O > MAX_PAD)
-        return tli_onnx_nerr(c, n, TL_ESHAPE, "weight '%.200s' (%lld, %lld, %lld, %lld) with group %lld does not fit "
-                             "an input of %u channels", W->name, (long long)O, (long long)I, (long long)W->dims[2],
-                             (long long)W->dims[3], (long long)group, s.dims[2]);
-    if (B && B->count != (uint64_t)O)
-        return tli_onnx_nerr(c, n, TL_ESHAPE, "bias '%.200s' has %llu values for %lld filters", B->name,
-                             (unsigned long long)B->count, (long long)O);
-    win w = {.kh = (uint32_t)W->dims[2], .kw = (uint32_t)W->dims[3]};
-    int64_t ks[2];
-    bool present;
-    if ((st = tli_onnx_attr_ints(ks, &present, c, n, "kernel_shape", 2)))
-        return st;
-    if (present && (ks[0] != W->dims[2] || ks[1] != W->dims[3]))
-        return tli_onnx_nerr(c, n, TL_ESHAPE, "kernel_shape (%lld, %lld) differs from the weight's (%u, %u)",
-                             (long long)ks[0], (long long)ks[1], w.kh, w.kw);
-    if ((st = window(&w, c, n, s.dims[0], s.dims[1])))
-        return st;
-    if (v->padded) {
-        w.pt += v->pad[0];
-        w.pb += v->pad[1];
-        w.pl += v->pad[2];
-        w.pr += v->pad[3];
-    }
-    int64_t fused;
-    tl_conv2d_options o = TL_CONV2D_OPTIONS_INIT;
-    if ((st = fusable(c, n, 4, &o.activation, &o.activation_alpha, &fused)))
-        return st;
-    char buf[TL_MAX_NAME + 1];
-    o.filters = (uint32_t)O;
-    o.kernel_h = w.kh;
-    o.kernel_w = w.kw;
-    o.stride_h = w.sh;
-    o.stride_w = w.sw;
-    o.dilation_h = w.dh;
-    o.dilation_w = w.dw;
-    o.groups = (uint32_t)group;
-    o.use_bias = B != NULL;
-    o.input = v->layer;
-    if (w.pt || w.pb || w.pl || w.pr) {
-        o.padding = TL_PAD_EXPLICIT;
-        o.pad_top = w.pt;
-        o.pad_bottom = w.pb;
-        o.pad_left = w.pl;
-        o.pad_right = w.pr;
-    }
-    o.name = tli_onnx_layer_name(buf, sizeof buf, c, n, W->name);
-    tl_layer *l;
-    if ((st = tl_model_add_conv2d(&l, c->model, &o)))
-        return tli_onnx_nprefix(c, n, st);
-    float *wv, *perm = NULL;
-    if ((st = tli_onnx_floats(&wv, c, n, W)))
-        return st;
-    tli_layout L;
-    tli_layout_for(&L, l, 0, TL_LAYOUT_PYTORCH, false);
-    perm = tli_malloc((size_t)W->count * sizeof *perm);
-    if (perm == NULL) {
-        tli_free(wv);
-        return tli_onnx_nerr(c, n, TL_ENOMEM, "out of memory for the kernel");
-    }
-    tli_layout_apply(&L, wv, perm, true);
-    st = tl_layer_set_weights(l, 0, perm, (size_t)W->count);
-    tli_free(wv);
-    tli_free(perm);
-    if (st)
-        return tli_onnx_nprefix(c, n, st);
-    if (B) {
-        if ((st = tli_onnx_floats(&wv, c, n, B)))
-            return st;
-        st = tl_layer_set_weights(l, 1, wv, (size_t)B->count);
-        tli_free(wv);
-        if (st)
-            return tli_onnx_nprefix(c, n, st);
-    }
-    if ((st = out_layer(c, n, l, false)))
-        return st;
-    return finish_fused(c, fused, l);
-}
-
-static tl_status op_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool max)
-{
-    tli_ov *v;
-    tl_shape s;
-    tl_status st;
-    if ((st = in_image(&v, &s, c, n, !max)))
-        return st;
-    int64_t ks[2], ceil_mode, cip = 0;
-    bool present;
-    if ((st = tli_onnx_attr_ints(ks, &present, c, n, "kernel_shape", 2)))
-        return st;
-    if (!present)
-        return tli_onnx_nerr(c, n, TL_EFORMAT, "has no kernel_shape");
-    if (ks[0] < 1 || ks[1] < 1 || ks[0] > MAX_PAD || ks[1] > MAX_PAD)
-        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "kernel_shape (%lld, %lld)", (long long)ks[0], (long long)ks[1]);
-    win w = {.kh = (uint32_t)ks[0], .kw = (uint32_t)ks[1]};
-    if ((st = window(&w, c, n, s.dims[0], s.dims[1])))
-        return st;
-    if (w.dh != 1 || w.dw != 1)
-        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "dilations (%u, %u); libtl's pools have none", w.dh, w.dw);
-    if ((st = tli_onnx_attr_int(&ceil_mode, c, n, "ceil_mode", 0)))
-        return st;
-    if (!max && (st = tli_onnx_attr_int(&cip, c, n, "count_include_pad", 0)))
-        return st;
-    if (v->padded) {
-        /* Pad's zeros are values the pool averages: count_include_pad. */
-        if (!cip && (w.pt || w.pb || w.pl || w.pr))
-            return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "a Pad before an AveragePool with pads of its own and "
-                                 "count_include_pad 0");
-        w.pt += v->pad[0];
-        w.pb += v->pad[1];
-        w.pl += v->pad[2];
-        w.pr += v->pad[3];
-        cip = 1;
-    }
-    if (ceil_mode) {
-        /* libtl rounds down; refuse only where rounding up gives more. */
-        const uint64_t in[2] = {(uint64_t)s.dims[0] + w.pt + w.pb, (uint64_t)s.dims[1] + w.pl + w.pr};
-        const uint32_t k[2] = {w.kh, w.kw}, st2[2] = {w.sh, w.sw};
-        for (int a = 0; a < 2; a++)
-            if (in[a] >= k[a] && (in[a] - k[a]) % st2[a] != 0)
-                return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "ceil_mode 1 gives a larger output than libtl's "
-                                     "(rounded down) here");
-    }
-    if (max && (st = tli_onnx_unused_out(c, n, 1)))
-        return st;
-    char buf[TL_MAX_NAME + 1];
-    const char *name = tli_onnx_layer_name(buf, sizeof buf, c, n, NULL);
-    const bool explicit_pad = w.pt || w.pb || w.pl || w.pr;
-    tl_layer *l;
-    if (max) {
-        tl_maxpool2d_options o = TL_MAXPOOL2D_OPTIONS_INIT;
-        o.pool_h = w.kh, o.pool_w = w.kw, o.stride_h = w.sh, o.stride_w = w.sw;
-        o.padding = explicit_pad ? TL_PAD_EXPLICIT : TL_PAD_VALID;
-        o.pad_top = w.pt, o.pad_bottom = w.pb, o.pad_left = w.pl, o.pad_right = w.pr;
-        o.name = name;
-        o.input = v->layer;
-        st = tl_model_add_maxpool2d(&l, c->model, &o);
-    } else {
-        tl_avgpool2d_options o = TL_AVGPOOL2D_OPTIONS_INIT;
-        o.pool_h = w.kh, o.pool_w = w.kw, o.stride_h = w.sh, o.stride_w = w.sw;
-        o.padding = explicit_pad ? TL_PAD_EXPLICIT : TL_PAD_VALID;
-        o.pad_top = w.pt, o.pad_bottom = w.pb, o.pad_left = w.pl, o.pad_right = w.pr;
-        o.count_include_pad = cip != 0;
-        o.name = name;
-        o.input = v->layer;
-        st = tl_model_add_avgpool2d(&l, c->model, &o);
-    }
-    if (st)
-        return tli_onnx_nprefix(c, n, st);
-    return out_layer(c, n, l, false);
-}
-
-static tl_status op_global_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool reduce)
-{
-    tli_ov *v;
-    tl_shape s;
-    tl_status st;
-    if ((st = in_image(&v, &s, c, n, false)))
-        return st;
-    int64_t keep = 1;
-    if (reduce) {
-        const tli_onnx_attr *a;
-        if ((st = tli_onnx_attr_get(&a, c, n, "axes", TLI_ONNX_ATTR_INTS)) ||
-            (st = tli_onnx_attr_int(&keep, c, n, "keepdims", 1)))
-            return st;
-        bool h = false, w = false, other = a == NULL || a->nints != 2;
-        for (size_t k = 0; a && k < a->nints; k++) {
-            int64_t x = a->ints[k] < 0 ? a->ints[k] + 4 : a->ints[k];
-            h |= x == 2, w |= x == 3, other |= x != 2 && x != 3;
-        }
-        if (other || !h || !w)
-            return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "libtl reads ReduceMean over the axes (2, 3), H and W, only");
-    }
-    char buf[TL_MAX_NAME + 1];
-    tl_layer *l;
-    if ((st = tl_model_add_global_avgpool2d(&l, c->model, v->layer, tli_onnx_layer_name(buf, sizeof buf, c, n, NULL))))
-        return tli_onnx_nprefix(c, n, st);
-    return out_layer(c, n, l, keep != 0);
 }
 
 /* ---- shapes: Flatten, Reshape ----------------------------------------------------------------- */
@@ -562,7 +286,7 @@ static tl_status flatten_to(tli_onnx_ctx *c, const tli_onnx_node *n, tli_ov *v)
     tl_status st = tl_model_add_flatten_from(&l, c->model, v->layer, tli_onnx_layer_name(buf, sizeof buf, c, n, NULL));
     if (st)
         return tli_onnx_nprefix(c, n, st);
-    return out_layer(c, n, l, false);
+    return tli_onnx_out_layer(c, n, l, false);
 }
 
 static tl_status op_flatten(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -570,7 +294,7 @@ static tl_status op_flatten(tli_onnx_ctx *c, const tli_onnx_node *n)
     tli_ov *v;
     int64_t axis;
     tl_status st;
-    if ((st = in_plain(&v, c, n, 0)) || (st = tli_onnx_attr_int(&axis, c, n, "axis", 1)))
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_attr_int(&axis, c, n, "axis", 1)))
         return st;
     tl_shape s = tli_onnx_shape(c, v);
     int64_t rank = s.rank == 3 || v->pooled ? 4 : 2;
@@ -587,7 +311,7 @@ static tl_status op_reshape(tli_onnx_ctx *c, const tli_onnx_node *n)
     tli_ov *v;
     const tli_onnx_tensor *t;
     tl_status st;
-    if ((st = in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&t, c, n, 1, false)))
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&t, c, n, 1, false)))
         return st;
     int64_t shape[TLI_ONNX_MAX_RANK];
     size_t k;
@@ -626,7 +350,7 @@ static tl_status dense(tli_onnx_ctx *c, const tli_onnx_node *n, tli_ov *v, const
                              (unsigned long long)C->count, (long long)out);
     int64_t fused;
     tl_dense_options o = TL_DENSE_OPTIONS_INIT;
-    tl_status st = fusable(c, also_done >= 0 ? &c->om->nodes[also_done] : n, 2, &o.activation, &o.activation_alpha,
+    tl_status st = tli_onnx_fusable(c, also_done >= 0 ? &c->om->nodes[also_done] : n, 2, &o.activation, &o.activation_alpha,
                            &fused);
     if (st)
         return st;
@@ -675,13 +399,13 @@ static tl_status dense(tli_onnx_ctx *c, const tli_onnx_node *n, tli_ov *v, const
         if (st)
             return tli_onnx_nprefix(c, n, st);
     }
-    if ((st = out_layer(c, n, l, false)))
+    if ((st = tli_onnx_out_layer(c, n, l, false)))
         return st;
     if (also_done >= 0) {
-        if ((st = finish_fused(c, also_done, l)))
+        if ((st = tli_onnx_finish_fused(c, also_done, l)))
             return st;
     }
-    return finish_fused(c, fused, l);
+    return tli_onnx_finish_fused(c, fused, l);
 }
 
 static tl_status op_gemm(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -691,7 +415,7 @@ static tl_status op_gemm(tli_onnx_ctx *c, const tli_onnx_node *n)
     int64_t ta, tb;
     float alpha, beta;
     tl_status st;
-    if ((st = in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&W, c, n, 1, false)) ||
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&W, c, n, 1, false)) ||
         (st = tli_onnx_in_const(&C, c, n, 2, true)) || (st = tli_onnx_attr_int(&ta, c, n, "transA", 0)) ||
         (st = tli_onnx_attr_int(&tb, c, n, "transB", 0)) || (st = tli_onnx_attr_float(&alpha, c, n, "alpha", 1.0f)) ||
         (st = tli_onnx_attr_float(&beta, c, n, "beta", 1.0f)))
@@ -708,14 +432,14 @@ static tl_status op_matmul(tli_onnx_ctx *c, const tli_onnx_node *n)
     tli_ov *v;
     const tli_onnx_tensor *W, *C = NULL;
     tl_status st;
-    if ((st = in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&W, c, n, 1, false)))
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&W, c, n, 1, false)))
         return st;
     /* MatMul + Add(constant): one dense layer with a bias. */
     int64_t add = -1;
     tli_ov *o = n->noutputs ? tli_ov_find(c, n->outputs[0]) : NULL;
     if (o && o->uses == 1 && o->consumer >= 0) {
         const tli_onnx_node *m = &c->om->nodes[o->consumer];
-        if (is_op(m, "Add") && m->ninputs == 2 && !m->domain[0] && m->noutputs >= 1) {
+        if (tli_onnx_is_op(m, "Add") && m->ninputs == 2 && !m->domain[0] && m->noutputs >= 1) {
             int k = strcmp(m->inputs[0], n->outputs[0]) == 0 ? 1 : 0;
             tli_ov *b = tli_ov_find(c, m->inputs[k]);
             if (b && b->kind == TLI_OV_CONST && W->rank == 2 && b->t->count == (uint64_t)W->dims[1]) {
@@ -734,7 +458,7 @@ static tl_status op_batchnorm(tli_onnx_ctx *c, const tli_onnx_node *n)
     tli_ov *v;
     const tli_onnx_tensor *t[4];
     tl_status st;
-    if ((st = in_plain(&v, c, n, 0)))
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)))
         return st;
     for (size_t k = 0; k < 4; k++)
         if ((st = tli_onnx_in_const(&t[k], c, n, k + 1, false)))
@@ -774,7 +498,7 @@ static tl_status op_batchnorm(tli_onnx_ctx *c, const tli_onnx_node *n)
         if (st)
             return tli_onnx_nprefix(c, n, st);
     }
-    return out_layer(c, n, l, v->pooled);
+    return tli_onnx_out_layer(c, n, l, v->pooled);
 }
 
 static tl_status op_add(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -783,7 +507,7 @@ static tl_status op_add(tli_onnx_ctx *c, const tli_onnx_node *n)
         return tli_onnx_nerr(c, n, TL_EFORMAT, "has %zu inputs, not 2", n->ninputs);
     tli_ov *a, *b;
     tl_status st;
-    if ((st = in_plain(&a, c, n, 0)) || (st = in_plain(&b, c, n, 1)))
+    if ((st = tli_onnx_in_plain(&a, c, n, 0)) || (st = tli_onnx_in_plain(&b, c, n, 1)))
         return st;
     if (a->pooled != b->pooled)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "adds a pooled (N, C, 1, 1) tensor to another shape");
@@ -794,7 +518,7 @@ static tl_status op_add(tli_onnx_ctx *c, const tli_onnx_node *n)
     tl_layer *l;
     if ((st = tl_model_add_add(&l, c->model, in, 2, tli_onnx_layer_name(buf, sizeof buf, c, n, NULL))))
         return tli_onnx_nprefix(c, n, st);
-    return out_layer(c, n, l, a->pooled);
+    return tli_onnx_out_layer(c, n, l, a->pooled);
 }
 
 static tl_status op_concat(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -807,7 +531,7 @@ static tl_status op_concat(tli_onnx_ctx *c, const tli_onnx_node *n)
     tl_status st;
     for (size_t k = 0; k < n->ninputs; k++) {
         tli_ov *v;
-        if ((st = in_plain(&v, c, n, k)))
+        if ((st = tli_onnx_in_plain(&v, c, n, k)))
             return st;
         if (v->layer == NULL)
             return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "concatenates the graph's input itself");
@@ -834,14 +558,14 @@ static tl_status op_concat(tli_onnx_ctx *c, const tli_onnx_node *n)
     if ((st = tl_model_add_concatenate(&l, c->model, in, n->ninputs, tli_onnx_layer_name(buf, sizeof buf, c, n,
                                                                                            NULL))))
         return tli_onnx_nprefix(c, n, st);
-    return out_layer(c, n, l, pooled);
+    return tli_onnx_out_layer(c, n, l, pooled);
 }
 
 static tl_status op_dropout(tli_onnx_ctx *c, const tli_onnx_node *n)
 {
     tli_ov *v;
     tl_status st;
-    if ((st = in_plain(&v, c, n, 0)))
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)))
         return st;
     float rate = 0.5f;
     bool present = false;
@@ -865,7 +589,7 @@ static tl_status op_dropout(tli_onnx_ctx *c, const tli_onnx_node *n)
     tl_layer *l;
     if ((st = tl_model_add_dropout(&l, c->model, &o)))
         return tli_onnx_nprefix(c, n, st);
-    return out_layer(c, n, l, v->pooled);
+    return tli_onnx_out_layer(c, n, l, v->pooled);
 }
 
 static tl_status op_pad(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -873,7 +597,7 @@ static tl_status op_pad(tli_onnx_ctx *c, const tli_onnx_node *n)
     tli_ov *v;
     tl_shape s;
     tl_status st;
-    if ((st = in_image(&v, &s, c, n, true)))
+    if ((st = tli_onnx_in_image(&v, &s, c, n, true)))
         return st;
     const char *mode;
     if ((st = tli_onnx_attr_str(&mode, c, n, "mode", "constant")))
@@ -909,9 +633,9 @@ static tl_status op_pad(tli_onnx_ctx *c, const tli_onnx_node *n)
     if (p[0] || p[1] || p[4] || p[5])
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "pads the batch or channel axis");
     for (int k = 0; k < 8; k++)
-        if (p[k] < 0 || p[k] > MAX_PAD)
+        if (p[k] < 0 || p[k] > TLI_ONNX_MAX_PAD)
             return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "pad %lld (negative pads crop; libtl takes 0 to %d)",
-                                 (long long)p[k], MAX_PAD);
+                                 (long long)p[k], TLI_ONNX_MAX_PAD);
     tli_ov copy = *v;
     copy.padded = true;
     copy.pad[0] += (uint32_t)p[2];
@@ -919,8 +643,8 @@ static tl_status op_pad(tli_onnx_ctx *c, const tli_onnx_node *n)
     copy.pad[2] += (uint32_t)p[3];
     copy.pad[3] += (uint32_t)p[7];
     for (int k = 0; k < 4; k++)
-        if (copy.pad[k] > MAX_PAD)
-            return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "pads add up to more than %d", MAX_PAD);
+        if (copy.pad[k] > TLI_ONNX_MAX_PAD)
+            return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "pads add up to more than %d", TLI_ONNX_MAX_PAD);
     return alias(c, n, &copy);
 }
 
@@ -961,44 +685,44 @@ tl_status tli_onnx_node_to_layers(tli_onnx_ctx *c, size_t i)
                              "operators only", n->op_type, n->domain);
     if (n->noutputs < 1 || n->outputs[0][0] == '\0')
         return tli_onnx_nerr(c, n, TL_EFORMAT, "has no output");
-    if (is_op(n, "Conv"))
-        return op_conv(c, i, n);
-    if (is_op(n, "MaxPool") || is_op(n, "AveragePool"))
-        return op_pool(c, n, is_op(n, "MaxPool"));
-    if (is_op(n, "GlobalAveragePool") || is_op(n, "ReduceMean"))
-        return op_global_pool(c, n, is_op(n, "ReduceMean"));
-    if (is_op(n, "Gemm"))
+    if (tli_onnx_is_op(n, "Conv"))
+        return tli_onnx_op_conv(c, n);
+    if (tli_onnx_is_op(n, "MaxPool") || tli_onnx_is_op(n, "AveragePool"))
+        return tli_onnx_op_pool(c, n, tli_onnx_is_op(n, "MaxPool"));
+    if (tli_onnx_is_op(n, "GlobalAveragePool") || tli_onnx_is_op(n, "ReduceMean"))
+        return tli_onnx_op_global_pool(c, n, tli_onnx_is_op(n, "ReduceMean"));
+    if (tli_onnx_is_op(n, "Gemm"))
         return op_gemm(c, n);
-    if (is_op(n, "MatMul"))
+    if (tli_onnx_is_op(n, "MatMul"))
         return op_matmul(c, n);
-    if (is_op(n, "BatchNormalization"))
+    if (tli_onnx_is_op(n, "BatchNormalization"))
         return op_batchnorm(c, n);
-    if ((is_op(n, "Sigmoid") || is_op(n, "HardSigmoid")) && silu_sigmoid(c, n)) {
+    if ((tli_onnx_is_op(n, "Sigmoid") || tli_onnx_is_op(n, "HardSigmoid")) && silu_sigmoid(c, n)) {
         c->silu[i] = true; /* the Mul makes the layer */
         return TL_OK;
     }
-    if (is_op(n, "Relu") || is_op(n, "Clip") || is_op(n, "LeakyRelu") || is_op(n, "Sigmoid") || is_op(n, "Tanh") ||
-        is_op(n, "HardSigmoid") || is_op(n, "HardSwish") || is_op(n, "Softmax"))
+    if (tli_onnx_is_op(n, "Relu") || tli_onnx_is_op(n, "Clip") || tli_onnx_is_op(n, "LeakyRelu") || tli_onnx_is_op(n, "Sigmoid") || tli_onnx_is_op(n, "Tanh") ||
+        tli_onnx_is_op(n, "HardSigmoid") || tli_onnx_is_op(n, "HardSwish") || tli_onnx_is_op(n, "Softmax"))
         return op_activation(c, n);
-    if (is_op(n, "Mul"))
+    if (tli_onnx_is_op(n, "Mul"))
         return op_mul(c, n);
-    if (is_op(n, "Add"))
+    if (tli_onnx_is_op(n, "Add"))
         return op_add(c, n);
-    if (is_op(n, "Concat"))
+    if (tli_onnx_is_op(n, "Concat"))
         return op_concat(c, n);
-    if (is_op(n, "Flatten"))
+    if (tli_onnx_is_op(n, "Flatten"))
         return op_flatten(c, n);
-    if (is_op(n, "Reshape"))
+    if (tli_onnx_is_op(n, "Reshape"))
         return op_reshape(c, n);
-    if (is_op(n, "Dropout"))
+    if (tli_onnx_is_op(n, "Dropout"))
         return op_dropout(c, n);
-    if (is_op(n, "Pad"))
+    if (tli_onnx_is_op(n, "Pad"))
         return op_pad(c, n);
-    if (is_op(n, "Identity"))
+    if (tli_onnx_is_op(n, "Identity"))
         return op_identity(c, n);
-    if (is_op(n, "Constant"))
+    if (tli_onnx_is_op(n, "Constant"))
         return op_constant(c, n);
-    if (is_op(n, "If") || is_op(n, "Loop") || is_op(n, "Scan"))
+    if (tli_onnx_is_op(n, "If") || tli_onnx_is_op(n, "Loop") || tli_onnx_is_op(n, "Scan"))
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "control flow (operator '%.100s'): libtl models are a fixed "
                              "graph of layers", n->op_type);
     return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "operator '%.100s' has no libtl layer", n->op_type);
