@@ -16,6 +16,9 @@ norm statistics are not their defaults. MODE:
             the stored values are exact and PyTorch's outputs are theirs)
   float_data folded, initializers in float_data instead of raw_data
   external  folded, initializers in the external file weights.bin
+  dynamic   folded, with a dynamic batch axis
+folded, preserve and dynamic may end in an opset number (preserve17;
+default 13).
 For each MODEL:MODE, writes into DIR/MODEL-MODE/ (one process for all of
 them: importing torch takes seconds) model.onnx, x.f32 (BATCH NHWC images, little-endian) and
 DIR/logits.f32 (PyTorch's eval() outputs for them); with preserve also
@@ -84,9 +87,28 @@ class Ops(nn.Module):
         return z @ self.w + self.b
 
 
+class SeedView(nn.Module):
+    """The seed CNN flattening with x.view(x.size(0), -1), which torch.onnx
+    writes as Shape -> Gather -> Unsqueeze -> Concat -> Reshape when the
+    batch axis is dynamic."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.fc = nn.Linear(64 * 6 * 6, classes)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
 def build(name):
     if name == "seed_cnn":
         return seed_cnn()
+    if name == "seed_view":
+        return SeedView()
     if name == "ops":
         return Ops()
     return torch_ref.build(name)
@@ -101,9 +123,11 @@ def round_params(model, dtype):
 
 def convert_initializers(path, mode):
     m = onnx.load(path)
+    converted = 0
     for t in m.graph.initializer:
         if t.data_type != TensorProto.FLOAT:
             continue
+        converted += 1
         a = numpy_helper.to_array(t).astype(np.float32)
         if mode == "float_data":
             t.ClearField("raw_data")
@@ -117,6 +141,8 @@ def convert_initializers(path, mode):
             bits = (a.astype("<f4").view("<u4") >> 16).astype("<u2")  # exact: rounded before export
             t.data_type = TensorProto.BFLOAT16
             t.raw_data = bits.tobytes()
+    if converted == 0:
+        fail("%s: no FLOAT initializer to store as %s" % (path, mode))
     if mode == "external":
         onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True,
                         location="weights.bin", size_threshold=0)
@@ -147,11 +173,18 @@ def make(name, mode, d, batch, size):
     with torch.no_grad():
         logits = model(x)
     path = d + "/model.onnx"
+    opset = 13
+    for base in ("folded", "preserve", "dynamic"):
+        if mode.startswith(base) and mode[len(base):].isdigit():
+            mode, opset = base, int(mode[len(base):])
     if mode in ("preserve", "f16", "bf16"):
-        torch.onnx.export(model, x[:1], path, opset_version=13, training=torch.onnx.TrainingMode.PRESERVE,
+        torch.onnx.export(model, x[:1], path, opset_version=opset, training=torch.onnx.TrainingMode.PRESERVE,
                           do_constant_folding=False)
+    elif mode == "dynamic":
+        torch.onnx.export(model, x[:1], path, opset_version=opset, do_constant_folding=True,
+                          input_names=["images"], dynamic_axes={"images": {0: "batch"}})
     else:
-        torch.onnx.export(model, x[:1], path, opset_version=13, do_constant_folding=True)
+        torch.onnx.export(model, x[:1], path, opset_version=opset, do_constant_folding=True)
     if mode in ("f16", "bf16", "float_data", "external"):
         convert_initializers(path, mode)
     if mode == "preserve":  # the state_dict, to load into the imported model by name
@@ -161,7 +194,7 @@ def make(name, mode, d, batch, size):
         f.write(x.permute(0, 2, 3, 1).contiguous().numpy().astype("<f4").tobytes())
     with open(d + "/logits.f32", "wb") as f:
         f.write(logits.numpy().astype("<f4").tobytes())
-    print("onnx_ref: %s %s: operators %s" % (name, mode, " ".join(ops)))
+    print("onnx_ref: %s %s, opset %d: operators %s" % (name, mode, opset, " ".join(ops)))
 
 
 def main():

@@ -11,7 +11,9 @@
  * and writes a batch of inputs with PyTorch's eval() outputs. libtl's
  * predictions must be within 1e-4 of the largest PyTorch output. The same
  * for initializers stored as FLOAT16, BFLOAT16, float_data and external
- * data. Then the imported seed CNN gets a new head on a frozen backbone,
+ * data, for a model of the other operators, for x.view(x.size(0), -1)
+ * with a dynamic batch axis, and at opsets 11 and 17. The state_dict of
+ * each PRESERVE export loads by name into the imported model. Then the imported seed CNN gets a new head on a frozen backbone,
  * which learns the spot task.
  *
  * Without peers (tcase "format"): small ONNX files written here with a
@@ -67,7 +69,8 @@ static const struct {
     {"resnet20", "preserve"},    {"resnet18", "folded"},     {"resnet18", "preserve"},
     {"mobilenet_v2", "folded"},  {"mobilenet_v2", "preserve"}, {"resnet20", "f16"},
     {"resnet20", "bf16"},        {"seed_cnn", "float_data"}, {"resnet20", "external"},
-    {"ops", "folded"},
+    {"ops", "folded"},           {"seed_view", "dynamic11"}, {"seed_view", "dynamic17"},
+    {"resnet20", "preserve17"},  {"mobilenet_v2", "folded11"},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 
@@ -142,7 +145,7 @@ START_TEST(test_matches_pytorch)
     /* PyTorch's module names become layer names where the weights keep
      * them: the model's state_dict loads by name, strict, every parameter
      * copied, and the predictions stay. */
-    if (strcmp(mode, "preserve") == 0 && strcmp(model, "seed_cnn") != 0) {
+    if (strncmp(mode, "preserve", 8) == 0 && strcmp(model, "seed_cnn") != 0) {
         tl_layer *l;
         if (strcmp(model, "resnet20") == 0) {
             static const char *const names[] = {"conv1", "bn1", "layer1.0.conv1", "layer1.0.bn1", "layer3.2.bn2",

@@ -167,8 +167,8 @@ tl_status tli_onnx_in_layer(tli_ov **out, tli_onnx_ctx *c, const tli_onnx_node *
         return tli_onnx_nerr(c, n, TL_EFORMAT, "input %zu '%.200s' is not defined before the node (the graph must be "
                              "in topological order)", k, n->inputs[k]);
     if (v->kind != TLI_OV_LAYER)
-        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "input %zu '%.200s' is a constant where libtl needs a layer's "
-                             "output", k, n->inputs[k]);
+        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "input %zu '%.200s' is a constant%s where libtl needs a layer's "
+                             "output", k, n->inputs[k], v->kind == TLI_OV_SHAPE ? " (integers from shapes)" : "");
     if (v->layer == NULL && tl_model_num_layers(c->model) > 0)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "takes the graph's input, which an earlier node already took; "
                              "libtl's first layer is the only one that reads the model's input");
@@ -456,7 +456,7 @@ static tl_status build(tli_onnx_ctx *c, const tl_onnx_load_options *o)
         return tli_error(TL_EUNSUPPORTED, "%s: %s: byte %llu: the graph's output '%.200s' is %s", c->fn, c->path,
                          (unsigned long long)om->outputs[0].off, om->outputs[0].name,
                          out == NULL || out->kind == TLI_OV_NONE ? "never computed"
-                         : out->kind == TLI_OV_CONST ? "a constant"
+                         : out->kind != TLI_OV_LAYER ? "a constant"
                          : nl == 0 ? "the input itself (the graph has no layers)"
                                    : "not the last layer the graph computes (libtl's output is its last layer)");
     return tli_model_check_graph(c->model, c->fn);

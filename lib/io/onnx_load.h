@@ -9,13 +9,19 @@
 #include "onnx_model.h"
 
 /* What an ONNX tensor name stands for while the graph is translated. */
-typedef enum { TLI_OV_NONE = 0, TLI_OV_CONST, TLI_OV_LAYER } tli_ov_kind;
+typedef enum { TLI_OV_NONE = 0, TLI_OV_CONST, TLI_OV_LAYER, TLI_OV_SHAPE } tli_ov_kind;
+
+/* In a SHAPE value: the batch size, which the graph leaves symbolic. */
+#define TLI_ONNX_BATCH INT64_MIN
 
 typedef struct tli_ov {
     const char *name;
     tli_ov_kind kind;
     const tli_onnx_tensor *t; /* CONST */
     tl_layer *layer;          /* LAYER: its output; NULL: the model's input */
+    int64_t sv[TLI_ONNX_MAX_RANK]; /* SHAPE: integers computed from shapes (Shape, Gather, ...) */
+    uint32_t nsv;
+    bool scalar;              /* SHAPE: a rank-0 value (Gather of one index) */
     bool pooled;              /* ONNX (N, C, 1, 1) held as libtl's (c) */
     bool padded;              /* a Pad waiting for the next conv or pool */
     uint32_t pad[4];          /* top, bottom, left, right of that Pad */
@@ -102,6 +108,20 @@ tl_status tli_onnx_fusable(tli_onnx_ctx *c, const tli_onnx_node *n, uint32_t ran
                            float *alpha, int64_t *node);
 /* The fused node's output is layer l's too (node -1: nothing). */
 tl_status tli_onnx_finish_fused(tli_onnx_ctx *c, int64_t node, tl_layer *l);
+
+/* ---- onnx_shape.c: the integer arithmetic exporters write around Reshape
+ * (x.view(x.size(0), -1) with a dynamic batch: Shape, Gather, Unsqueeze,
+ * Concat), evaluated while loading ---- */
+tl_status tli_onnx_op_shape(tli_onnx_ctx *c, const tli_onnx_node *n);
+tl_status tli_onnx_op_gather(tli_onnx_ctx *c, const tli_onnx_node *n);
+tl_status tli_onnx_op_unsqueeze(tli_onnx_ctx *c, const tli_onnx_node *n);
+tl_status tli_onnx_op_shape_concat(tli_onnx_ctx *c, const tli_onnx_node *n);
+/* True when input k of n is a SHAPE value or an integer constant (so a
+ * Concat of it is shape arithmetic). */
+bool tli_onnx_is_shape_input(tli_onnx_ctx *c, const tli_onnx_node *n, size_t k);
+/* Input k as at most `cap` integers: an INT64/INT32 constant or a SHAPE value. */
+tl_status tli_onnx_in_ints(int64_t *out, size_t cap, size_t *count, bool *scalar, tli_onnx_ctx *c,
+                           const tli_onnx_node *n, size_t k);
 
 /* ---- onnx_conv.c ---- */
 tl_status tli_onnx_op_conv(tli_onnx_ctx *c, const tli_onnx_node *n);

@@ -69,6 +69,9 @@ static tl_status alias(tli_onnx_ctx *c, const tli_onnx_node *n, const tli_ov *v)
     o->pooled = copy.pooled;
     o->padded = copy.padded;
     memcpy(o->pad, copy.pad, sizeof o->pad);
+    memcpy(o->sv, copy.sv, sizeof o->sv);
+    o->nsv = copy.nsv;
+    o->scalar = copy.scalar;
     return TL_OK;
 }
 
@@ -309,14 +312,15 @@ static tl_status op_flatten(tli_onnx_ctx *c, const tli_onnx_node *n)
 static tl_status op_reshape(tli_onnx_ctx *c, const tli_onnx_node *n)
 {
     tli_ov *v;
-    const tli_onnx_tensor *t;
     tl_status st;
-    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&t, c, n, 1, false)))
-        return st;
     int64_t shape[TLI_ONNX_MAX_RANK];
     size_t k;
-    if ((st = tli_onnx_tensor_ints(shape, TLI_ONNX_MAX_RANK, &k, c->om, t)))
+    bool scalar;
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)) ||
+        (st = tli_onnx_in_ints(shape, TLI_ONNX_MAX_RANK, &k, &scalar, c, n, 1)))
         return st;
+    if (k >= 1 && shape[0] == TLI_ONNX_BATCH) /* the batch size, whatever it is: keep it */
+        shape[0] = 0;
     tl_shape s = tli_onnx_shape(c, v);
     const int64_t count = (int64_t)tl_shape_count(&s);
     bool ok = k == 2 && (shape[1] == -1 || shape[1] == count) &&
@@ -709,7 +713,13 @@ tl_status tli_onnx_node_to_layers(tli_onnx_ctx *c, size_t i)
     if (tli_onnx_is_op(n, "Add"))
         return op_add(c, n);
     if (tli_onnx_is_op(n, "Concat"))
-        return op_concat(c, n);
+        return tli_onnx_is_shape_input(c, n, 0) ? tli_onnx_op_shape_concat(c, n) : op_concat(c, n);
+    if (tli_onnx_is_op(n, "Shape"))
+        return tli_onnx_op_shape(c, n);
+    if (tli_onnx_is_op(n, "Gather"))
+        return tli_onnx_op_gather(c, n);
+    if (tli_onnx_is_op(n, "Unsqueeze"))
+        return tli_onnx_op_unsqueeze(c, n);
     if (tli_onnx_is_op(n, "Flatten"))
         return op_flatten(c, n);
     if (tli_onnx_is_op(n, "Reshape"))

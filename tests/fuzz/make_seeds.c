@@ -498,6 +498,29 @@ static void onnx_seeds(void)
     unsigned char m1 = 1;
     seed("onnx", "ops-symbolic", &m1, 1, b.p, b.n);
     ob_free(&b);
+    /* x.view(x.size(0), -1) with a dynamic batch: Shape, Gather,
+     * Unsqueeze, Concat, Reshape (opset 11: Unsqueeze's axes an attribute). */
+    const int64_t zero[1] = {0}, minus1[1] = {-1}, d1[1] = {1}, x2[4] = {-1, 2, 3, 3}, y2[2] = {-1, 2};
+    const float w2[36] = {0.5f, -0.5f};
+    const int64_t dw2[2] = {2, 18};
+    ox_tensor_i64(&g, 5, "zero", d1, 0, zero);
+    ox_tensor_i64(&g, 5, "minus1", d1, 1, minus1);
+    ox_tensor_f(&g, 5, "fc.weight", dw2, 2, w2, OX_RAW_F32, NULL, NULL);
+    ox_node(&g, "Shape", "shape", "x", "s", NULL);
+    ox_node(&g, "Gather", "gather", "s,zero", "n", NULL);
+    ox_attr_ints(&a, "axes", zero, 1);
+    ox_node(&g, "Unsqueeze", "unsqueeze", "n", "u", &a);
+    ox_attr_int(&a, "axis", 0);
+    ox_node(&g, "Concat", "concat", "u,minus1", "shape2", &a);
+    ox_node(&g, "Reshape", "reshape", "x,shape2", "f", NULL);
+    ox_attr_int(&a, "transB", 1);
+    ox_node(&g, "Gemm", "fc", "f,fc.weight", "y", &a);
+    ox_value(&g, 11, "x", x2, 4);
+    ox_value(&g, 12, "y", y2, 2);
+    ox_model(&b, 11, &g);
+    unsigned char m0 = 0;
+    seed("onnx", "view-dynamic-batch", &m0, 1, b.p, b.n);
+    ob_free(&b);
 }
 
 int main(int argc, char **argv)
