@@ -334,6 +334,68 @@ START_TEST(test_tiny_every_storage)
 }
 END_TEST
 
+/* x.view(x.size(0), -1) with a dynamic batch, as torch.onnx writes it at
+ * opset 11 and 13: Shape -> Gather -> Unsqueeze -> Concat -> Reshape ->
+ * Gemm. A flatten and a dense layer whose rows follow ONNX's (c, h, w)
+ * order, checked against the direct computation. */
+START_TEST(test_shape_chain)
+{
+    char *dir = th_dir_create();
+    float w[2 * 18];
+    th_fill_uniform(w, 36, -1.0f, 1.0f, 7);
+    for (int64_t opset = 11; opset <= 13; opset += 2) {
+        ob g = {0}, a = {0}, b = {0};
+        const int64_t zero[1] = {0}, minus1[1] = {-1}, d1[1] = {1}, x2[4] = {-1, 2, 3, 3}, y2[2] = {-1, 2};
+        const int64_t dw[2] = {2, 18};
+        ox_tensor_i64(&g, 5, "zero", d1, 0, zero);
+        ox_tensor_i64(&g, 5, "minus1", d1, 1, minus1);
+        ox_tensor_f(&g, 5, "fc.weight", dw, 2, w, OX_RAW_F32, NULL, NULL);
+        ox_node(&g, "Shape", "/Shape", "x", "s", NULL);
+        ox_node(&g, "Gather", "/Gather", "s,zero", "n", NULL);
+        if (opset < 13) {
+            ox_attr_ints(&a, "axes", zero, 1);
+            ox_node(&g, "Unsqueeze", "/Unsqueeze", "n", "u", &a);
+        } else {
+            ox_tensor_i64(&g, 5, "axes", d1, 1, zero);
+            ox_node(&g, "Unsqueeze", "/Unsqueeze", "n,axes", "u", NULL);
+        }
+        ox_attr_int(&a, "axis", 0);
+        ox_node(&g, "Concat", "/Concat", "u,minus1", "shape", &a);
+        ox_node(&g, "Reshape", "/Reshape", "x,shape", "f", NULL);
+        ox_attr_int(&a, "transB", 1);
+        ox_node(&g, "Gemm", "/fc/Gemm", "f,fc.weight", "y", &a);
+        ox_value(&g, 11, "x", x2, 4);
+        ox_value(&g, 12, "y", y2, 2);
+        ox_model(&b, opset, &g);
+        char *path = write_ob(dir, "view.onnx", &b);
+        ob_free(&b);
+        tl_model *m = NULL;
+        tl_status st = tl_model_load_onnx(&m, path, NULL);
+        ck_assert_msg(st == TL_OK, "%s", tl_last_error());
+        ck_assert_uint_eq(tl_model_num_layers(m), 2);
+        tl_layer *l;
+        ck_assert_tl_ok(tl_model_layer(&l, m, 0));
+        ck_assert_int_eq(tl_layer_get_kind(l), TL_LAYER_FLATTEN);
+        float x[18], xn[18], y[2];
+        th_fill_uniform(x, 18, -1.0f, 1.0f, 8);
+        for (int c = 0; c < 2; c++)
+            for (int p = 0; p < 9; p++)
+                xn[p * 2 + c] = x[c * 9 + p];
+        ck_assert_tl_ok(tl_model_predict(y, 2, m, xn, 1, 0));
+        for (int k = 0; k < 2; k++) {
+            double want = 0;
+            for (int q = 0; q < 18; q++)
+                want += (double)w[k * 18 + q] * x[q];
+            ck_assert_msg(fabs(y[k] - want) <= 1e-5, "opset %d: output %d is %g, direct %g", (int)opset, k,
+                          (double)y[k], want);
+        }
+        tl_model_free(m);
+        free(path);
+    }
+    th_dir_remove(dir);
+}
+END_TEST
+
 /* A load that must fail: the status, no model handed back, and a message
  * from tl_model_load_onnx naming the file and containing `want`. */
 static void expect_fail(const char *path, tl_status status, const char *want)
@@ -669,6 +731,7 @@ int main(void)
     Suite *s = suite_create("onnx_load");
     TCase *tc = tcase_create("format");
     tcase_add_test(tc, test_tiny_every_storage);
+    tcase_add_test(tc, test_shape_chain);
     tcase_add_test(tc, test_truncated_everywhere);
     tcase_add_test(tc, test_wire_errors);
     tcase_add_test(tc, test_graph_errors);
