@@ -2,6 +2,9 @@
 #include "helpers.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,4 +136,37 @@ float *th_predict(tl_model *m, const float *x, size_t n, size_t *count)
     }
     *count = n * k;
     return y;
+}
+
+extern char **environ;
+
+int th_spawn(char *const argv[])
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid;
+    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+        return -1;
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+float *th_read_f32(const char *dir, const char *name, size_t want)
+{
+    char *path = th_join(dir, name);
+    size_t len = 0;
+    uint8_t *b = th_file_read(path, &len);
+    ck_assert_msg(b != NULL && len == want * 4, "%s: %zu bytes, expected %zu", path, len, want * 4);
+    free(path);
+    float *v = malloc(want * sizeof *v);
+    for (size_t i = 0; i < want; i++) {
+        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+                     (uint32_t)b[4 * i + 3] << 24;
+        memcpy(&v[i], &u, 4);
+    }
+    free(b);
+    return v;
 }

@@ -33,4 +33,13 @@ bool th_same_params(const tl_model *a, const tl_model *b);
 /* Predictions of n examples (caller frees). */
 float *th_predict(tl_model *m, const float *x, size_t n, size_t *count);
 
+/* Run argv[0] with argv (a peer: python3 with torch, ...) and wait: its
+ * exit status, or -1 when it could not run or was killed. Its output goes
+ * to the test's. */
+int th_spawn(char *const argv[]);
+
+/* `want` little-endian float32 values from the file dir/name (asserts the
+ * size; caller frees). */
+float *th_read_f32(const char *dir, const char *name, size_t want);
+
 #endif

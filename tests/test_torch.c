@@ -51,10 +51,7 @@
  *    reference for accuracy, not a stricter target.)
  * One thread, batches of 4: about half a minute, most of it in PyTorch.
  */
-#include <errno.h>
-#include <spawn.h>
 #include <stdio.h>
-#include <sys/wait.h>
 
 #include "helpers.h"
 #include "io_helpers.h"
@@ -66,44 +63,9 @@
 #error "TL_TORCH_REF (the path of tests/torch_ref.py) must be defined by the build"
 #endif
 
-extern char **environ;
-
 #define BATCH 4
 #define CLASSES 10
 #define LR "0.05"
-
-/* Run argv[0] with argv and wait: its exit status, or -1 when it could not
- * run or was killed. Its output goes to the test's. */
-static int run(char *const argv[])
-{
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid;
-    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0)
-        return -1;
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static float *read_floats(const char *dir, const char *name, size_t want)
-{
-    char *path = th_join(dir, name);
-    size_t len = 0;
-    uint8_t *b = th_file_read(path, &len);
-    ck_assert_msg(b != NULL && len == want * 4, "%s: %zu bytes, expected %zu", path, len, want * 4);
-    free(path);
-    float *v = malloc(want * sizeof *v);
-    for (size_t i = 0; i < want; i++) {
-        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
-                     (uint32_t)b[4 * i + 3] << 24;
-        memcpy(&v[i], &u, 4);
-    }
-    free(b);
-    return v;
-}
 
 static void write_floats(const char *dir, const char *name, const float *v, size_t n)
 {
@@ -241,7 +203,7 @@ static void compare(which w)
     snprintf(bs, sizeof bs, "%d", BATCH);
     snprintf(ss, sizeof ss, "%u", size);
     char *make[] = {TL_TORCH_PYTHON, TL_TORCH_REF, "make", (char *)name, dir, bs, ss, LR, NULL};
-    ck_assert_msg(run(make) == 0, "torch_ref.py make %s failed", name);
+    ck_assert_msg(th_spawn(make) == 0, "torch_ref.py make %s failed", name);
 
     /* 1. PyTorch's state dict, strict. */
     tl_model *m = build(w, size);
@@ -249,7 +211,7 @@ static void compare(which w)
 
     /* 2. eval() logits. */
     const size_t nx = (size_t)BATCH * size * size * 3, ny = (size_t)BATCH * CLASSES;
-    float *x = read_floats(dir, "x.f32", nx), *want = read_floats(dir, "logits.f32", ny);
+    float *x = th_read_f32(dir, "x.f32", nx), *want = th_read_f32(dir, "logits.f32", ny);
     size_t count = 0;
     float *got = th_predict(m, x, BATCH, &count);
     ck_assert_ptr_nonnull(got);
@@ -361,7 +323,7 @@ static void compare(which w)
     ck_assert_ptr_nonnull(got);
     write_floats(dir, "libtl_logits.f32", got, ny);
     char *check[] = {TL_TORCH_PYTHON, TL_TORCH_REF, "check", (char *)name, dir, bs, ss, NULL};
-    ck_assert_msg(run(check) == 0, "torch_ref.py check %s failed", name);
+    ck_assert_msg(th_spawn(check) == 0, "torch_ref.py check %s failed", name);
 
     free(got);
     free(out);
@@ -398,7 +360,7 @@ END_TEST
 int main(void)
 {
     char *probe[] = {TL_TORCH_PYTHON, "-c", "import torch, torchvision", NULL};
-    if (run(probe) != 0) {
+    if (th_spawn(probe) != 0) {
         printf("test_torch: skipped: %s cannot import torch and torchvision\n", TL_TORCH_PYTHON);
         return 77;
     }

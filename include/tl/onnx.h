@@ -34,6 +34,49 @@ extern "C" {
 
 /* ---- import: tl_model_load_onnx() ---------------------------------------- */
 
+/**
+ * Options of tl_model_load_onnx(). Fill with TL_ONNX_LOAD_OPTIONS_INIT or
+ * tl_onnx_load_options_init().
+ */
+typedef struct tl_onnx_load_options {
+    unsigned int version; /**< TL_ONNX_LOAD_OPTIONS_VERSION */
+    uint32_t input_height; /**< the input's height when the graph leaves it symbolic; 0 = take it from
+                                the graph (an error if the graph does not fix it). A value that differs
+                                from a height the graph fixes is TL_ESHAPE. */
+    uint32_t input_width;  /**< likewise the width */
+    uint64_t seed;         /**< seed of the model's random streams (dropout, augmentation) */
+} tl_onnx_load_options;
+#define TL_ONNX_LOAD_OPTIONS_VERSION 1
+#define TL_ONNX_LOAD_OPTIONS_INIT { TL_ONNX_LOAD_OPTIONS_VERSION, 0, 0, 1 }
+/** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
+TL_API tl_status tl_onnx_load_options_init(tl_onnx_load_options *opts, unsigned int version);
+
+/**
+ * Build a model from the ONNX file at `path`: the graph becomes libtl
+ * layers, with the weights loaded (docs/format-onnx.md lists the operators
+ * and how each maps). A layer carrying weights is named after them when
+ * they have PyTorch's names ("layer1.0.conv1" from
+ * "layer1.0.conv1.weight"), so a PyTorch state_dict's names map onto it;
+ * other layers after their ONNX node (a leading '/' dropped, characters
+ * libtl's names refuse replaced by '_', a "_1", "_2", ... suffix when
+ * taken); nodes without a name get libtl's automatic names. An activation
+ * node right after a Conv, Gemm or MatMul whose output nothing else reads
+ * is fused into that layer. The model's input is the graph's (h, w, c) in
+ * NHWC order. `*out` is set only on success; the caller owns it
+ * (tl_model_free). `opts` NULL means the defaults.
+ * External data (TensorProto data_location EXTERNAL) is read from files in
+ * the model's folder; a location that is absolute, has a ".." component
+ * or resolves outside the folder is TL_EFORMAT.
+ * Errors: TL_EINVAL (NULL argument, bad options), TL_ENOTFOUND, TL_EIO,
+ * TL_EFORMAT, TL_ETRUNCATED, TL_ETOOBIG (a size beyond a documented limit),
+ * TL_EUNSUPPORTED (an operator, attribute value or graph shape libtl has no
+ * layer for, or an opset outside 11 to 17; the message names the node, its
+ * operator and the opset), TL_ESHAPE, TL_EVERSION, TL_ENOMEM. Messages
+ * name the file and the byte offset (of the node or tensor concerned).
+ * Thread safety: may run concurrently with any call on other models.
+ */
+TL_API tl_status tl_model_load_onnx(tl_model **out, const char *path, const tl_onnx_load_options *opts);
+
 /* ---- export: tl_model_save_onnx() ---------------------------------------- */
 
 /**

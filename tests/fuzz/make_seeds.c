@@ -3,7 +3,8 @@
  * harnesses with the tests' own format writers (tests/data_writers.c):
  * OUTDIR/gzip, OUTDIR/tar, OUTDIR/cifar, OUTDIR/idx, and with libtl's own
  * writers OUTDIR/checkpoint and OUTDIR/safetensors (sequential and graph
- * models; plus libtl 1.0.0's checkpoints from tests/fixtures): one small
+ * models; plus libtl 1.0.0's checkpoints from tests/fixtures), and
+ * OUTDIR/onnx with the ONNX writer of tests/onnx_build.c: one small
  * valid (or nearly valid) file per seed, prefixed with the mode byte where
  * the harness takes one. Generated at test time, never committed.
  */
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "../data_writers.h"
+#include "../onnx_build.h"
 #include "fuzz_util.h"
 
 static const char *out;
@@ -443,6 +445,84 @@ static void safetensors_seeds(void)
     free(f);
 }
 
+/* ---- onnx ------------------------------------------------------------------------------------ */
+
+/* The tests' tiny CNN in every storage, the external one with its data
+ * file after the model (mode bit 1), and a symbolic-size graph (bit 0). */
+static void onnx_seeds(void)
+{
+    static const char *const names[] = {"tiny-f32", "tiny-float-data", "tiny-f16", "tiny-bf16", "tiny-external"};
+    for (int how = OX_RAW_F32; how <= OX_EXTERNAL; how++) {
+        ob b = {0}, ext = {0};
+        ox_tiny_cnn(&b, how == OX_RAW_F16 ? 11 : 13, (ox_store)how, &ext);
+        unsigned char prefix[3] = {0, (unsigned char)b.n, (unsigned char)(b.n >> 8)};
+        if (how == OX_EXTERNAL) {
+            prefix[0] = 2;
+            ob_raw(&b, ext.p, ext.n);
+        }
+        seed("onnx", names[how], prefix, how == OX_EXTERNAL ? 3 : 1, b.p, b.n);
+        ob_free(&b);
+        ob_free(&ext);
+    }
+    /* More operators: BatchNormalization, SiLU, average pooling, Concat,
+     * GlobalAveragePool, MatMul + Add, on a symbolic (N, 2, H, W) input. */
+    ob g = {0}, a = {0}, b = {0};
+    const float gamma[2] = {1.0f, 0.5f}, beta[2] = {0.25f, -0.5f}, mean[2] = {0.0f, 0.125f}, var[2] = {1.0f, 2.0f};
+    const float w[8] = {0.5f, -0.25f, 1.0f, 0.75f, -1.0f, 0.5f, 0.25f, 0.125f}, bias[2] = {0.5f, -0.5f};
+    const int64_t d2[1] = {2}, dw[2] = {4, 2}, k3[2] = {3, 3}, one[2] = {1, 1}, p1[4] = {1, 1, 1, 1};
+    const int64_t xin[4] = {-1, 2, -1, -1}, yout[2] = {-1, 2};
+    ox_tensor_f(&g, 5, "bn.weight", d2, 1, gamma, OX_RAW_F32, NULL, NULL);
+    ox_tensor_f(&g, 5, "bn.bias", d2, 1, beta, OX_RAW_F32, NULL, NULL);
+    ox_tensor_f(&g, 5, "bn.running_mean", d2, 1, mean, OX_FLOAT_DATA, NULL, NULL);
+    ox_tensor_f(&g, 5, "bn.running_var", d2, 1, var, OX_RAW_BF16, NULL, NULL);
+    ox_tensor_f(&g, 5, "w", dw, 2, w, OX_RAW_F32, NULL, NULL);
+    ox_tensor_f(&g, 5, "b", d2, 1, bias, OX_RAW_F16, NULL, NULL);
+    ox_attr_float(&a, "epsilon", 1e-5f);
+    ox_node(&g, "BatchNormalization", "bn", "x,bn.weight,bn.bias,bn.running_mean,bn.running_var", "n", &a);
+    ox_node(&g, "Sigmoid", "sig", "n", "s", NULL);
+    ox_node(&g, "Mul", "silu", "n,s", "u", NULL);
+    ox_attr_ints(&a, "kernel_shape", k3, 2);
+    ox_attr_ints(&a, "strides", one, 2);
+    ox_attr_ints(&a, "pads", p1, 4);
+    ox_attr_int(&a, "count_include_pad", 1);
+    ox_node(&g, "AveragePool", "avg", "u", "v", &a);
+    ox_attr_int(&a, "axis", 1);
+    ox_node(&g, "Concat", "cat", "u,v", "c", &a);
+    ox_node(&g, "GlobalAveragePool", "gap", "c", "p", NULL);
+    ox_node(&g, "Flatten", "flat", "p", "f", NULL);
+    ox_node(&g, "MatMul", "mm", "f,w", "z", NULL);
+    ox_node(&g, "Add", "add", "z,b", "y", NULL);
+    ox_value(&g, 11, "x", xin, 4);
+    ox_value(&g, 12, "y", yout, 2);
+    ox_model(&b, 15, &g);
+    unsigned char m1 = 1;
+    seed("onnx", "ops-symbolic", &m1, 1, b.p, b.n);
+    ob_free(&b);
+    /* x.view(x.size(0), -1) with a dynamic batch: Shape, Gather,
+     * Unsqueeze, Concat, Reshape (opset 11: Unsqueeze's axes an attribute). */
+    const int64_t zero[1] = {0}, minus1[1] = {-1}, d1[1] = {1}, x2[4] = {-1, 2, 3, 3}, y2[2] = {-1, 2};
+    const float w2[36] = {0.5f, -0.5f};
+    const int64_t dw2[2] = {2, 18};
+    ox_tensor_i64(&g, 5, "zero", d1, 0, zero);
+    ox_tensor_i64(&g, 5, "minus1", d1, 1, minus1);
+    ox_tensor_f(&g, 5, "fc.weight", dw2, 2, w2, OX_RAW_F32, NULL, NULL);
+    ox_node(&g, "Shape", "shape", "x", "s", NULL);
+    ox_node(&g, "Gather", "gather", "s,zero", "n", NULL);
+    ox_attr_ints(&a, "axes", zero, 1);
+    ox_node(&g, "Unsqueeze", "unsqueeze", "n", "u", &a);
+    ox_attr_int(&a, "axis", 0);
+    ox_node(&g, "Concat", "concat", "u,minus1", "shape2", &a);
+    ox_node(&g, "Reshape", "reshape", "x,shape2", "f", NULL);
+    ox_attr_int(&a, "transB", 1);
+    ox_node(&g, "Gemm", "fc", "f,fc.weight", "y", &a);
+    ox_value(&g, 11, "x", x2, 4);
+    ox_value(&g, 12, "y", y2, 2);
+    ox_model(&b, 11, &g);
+    unsigned char m0 = 0;
+    seed("onnx", "view-dynamic-batch", &m0, 1, b.p, b.n);
+    ob_free(&b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -457,5 +537,6 @@ int main(int argc, char **argv)
     idx_seeds();
     checkpoint_seeds();
     safetensors_seeds();
+    onnx_seeds();
     return failed;
 }
