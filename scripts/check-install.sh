@@ -20,4 +20,8 @@ LD_LIBRARY_PATH="$libdir" "$stage/quickstart" --epochs 1 --threads 1 >/dev/null
 cc examples/quickstart.c $(pkg-config --cflags tl) "$libdir/libtl.a" \
     $(pkg-config --libs --static tl | sed 's/-ltl\b//') -o "$stage/quickstart-static"
 "$stage/quickstart-static" --epochs 1 --threads 1 >/dev/null
-echo "check-install: built and ran examples/quickstart out of tree through pkg-config (shared and static)"
+# The tl program is installed beside the library and runs from there.
+tl_bin=$(find "$stage" -path '*/bin/tl' -type f | head -n 1)
+[ -n "$tl_bin" ] || { echo "check-install: the tl program was not installed" >&2; exit 1; }
+LD_LIBRARY_PATH="$libdir" "$tl_bin" --version >/dev/null
+echo "check-install: built and ran examples/quickstart out of tree through pkg-config (shared and static); tl installed"
