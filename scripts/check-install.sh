@@ -20,7 +20,11 @@ LD_LIBRARY_PATH="$libdir" "$stage/quickstart" --epochs 1 --threads 1 >/dev/null
 cc examples/quickstart.c $(pkg-config --cflags tl) "$libdir/libtl.a" \
     $(pkg-config --libs --static tl | sed 's/-ltl\b//') -o "$stage/quickstart-static"
 "$stage/quickstart-static" --epochs 1 --threads 1 >/dev/null
-echo "check-install: built and ran examples/quickstart out of tree through pkg-config (shared and static)"
+# The tl program is installed beside the library and runs from there.
+tl_bin=$(find "$stage" -path '*/bin/tl' -type f | head -n 1)
+[ -n "$tl_bin" ] || { echo "check-install: the tl program was not installed" >&2; exit 1; }
+LD_LIBRARY_PATH="$libdir" "$tl_bin" --version >/dev/null
+echo "check-install: built and ran examples/quickstart out of tree through pkg-config (shared and static); tl installed"
 # libtl-mpi, when the build made it: a program that links it through tl-mpi.pc
 # alone (which brings libtl and MPI), run as one MPI process.
 if [ -n "$(find "$stage" -name tl-mpi.pc | head -n 1)" ]; then
