@@ -21,7 +21,7 @@ static tl_status ints2(uint32_t *a, uint32_t *b, tli_onnx_ctx *c, const tli_onnx
 {
     int64_t v[2];
     bool present;
-    tl_status st = tli_onnx_attr_ints(v, &present, c, n, name, 2);
+    tl_status st = tli_onnx_get_ints(v, &present, c, n, name, 2);
     if (st)
         return st;
     if (!present) {
@@ -46,10 +46,10 @@ static tl_status window(win *w, tli_onnx_ctx *c, const tli_onnx_node *n, uint32_
         return st;
     int64_t p[4];
     bool present;
-    if ((st = tli_onnx_attr_ints(p, &present, c, n, "pads", 4)))
+    if ((st = tli_onnx_get_ints(p, &present, c, n, "pads", 4)))
         return st;
     const char *ap;
-    if ((st = tli_onnx_attr_str(&ap, c, n, "auto_pad", "NOTSET")))
+    if ((st = tli_onnx_get_str(&ap, c, n, "auto_pad", "NOTSET")))
         return st;
     w->pt = w->pb = w->pl = w->pr = 0;
     if (present) {
@@ -97,7 +97,7 @@ tl_status tli_onnx_op_conv(tli_onnx_ctx *c, const tli_onnx_node *n)
         (st = tli_onnx_in_const(&B, c, n, 2, true)))
         return st;
     int64_t group;
-    if ((st = tli_onnx_attr_int(&group, c, n, "group", 1)))
+    if ((st = tli_onnx_get_int(&group, c, n, "group", 1)))
         return st;
     if (W->rank != 4)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "weight '%.200s' has rank %u; libtl's conv2d is 2-D (rank 4)",
@@ -115,7 +115,7 @@ tl_status tli_onnx_op_conv(tli_onnx_ctx *c, const tli_onnx_node *n)
     win w = {.kh = (uint32_t)W->dims[2], .kw = (uint32_t)W->dims[3]};
     int64_t ks[2];
     bool present;
-    if ((st = tli_onnx_attr_ints(ks, &present, c, n, "kernel_shape", 2)))
+    if ((st = tli_onnx_get_ints(ks, &present, c, n, "kernel_shape", 2)))
         return st;
     if (present && (ks[0] != W->dims[2] || ks[1] != W->dims[3]))
         return tli_onnx_nerr(c, n, TL_ESHAPE, "kernel_shape (%lld, %lld) differs from the weight's (%u, %u)",
@@ -192,7 +192,7 @@ tl_status tli_onnx_op_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool max)
         return st;
     int64_t ks[2], ceil_mode, cip = 0;
     bool present;
-    if ((st = tli_onnx_attr_ints(ks, &present, c, n, "kernel_shape", 2)))
+    if ((st = tli_onnx_get_ints(ks, &present, c, n, "kernel_shape", 2)))
         return st;
     if (!present)
         return tli_onnx_nerr(c, n, TL_EFORMAT, "has no kernel_shape");
@@ -203,9 +203,9 @@ tl_status tli_onnx_op_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool max)
         return st;
     if (w.dh != 1 || w.dw != 1)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "dilations (%u, %u); libtl's pools have none", w.dh, w.dw);
-    if ((st = tli_onnx_attr_int(&ceil_mode, c, n, "ceil_mode", 0)))
+    if ((st = tli_onnx_get_int(&ceil_mode, c, n, "ceil_mode", 0)))
         return st;
-    if (!max && (st = tli_onnx_attr_int(&cip, c, n, "count_include_pad", 0)))
+    if (!max && (st = tli_onnx_get_int(&cip, c, n, "count_include_pad", 0)))
         return st;
     if (v->padded) {
         /* Pad's zeros are values the pool averages: count_include_pad. */
@@ -267,7 +267,7 @@ tl_status tli_onnx_op_global_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool 
     if (reduce) {
         const tli_onnx_attr *a;
         if ((st = tli_onnx_attr_get(&a, c, n, "axes", TLI_ONNX_ATTR_INTS)) ||
-            (st = tli_onnx_attr_int(&keep, c, n, "keepdims", 1)))
+            (st = tli_onnx_get_int(&keep, c, n, "keepdims", 1)))
             return st;
         bool h = false, w = false, other = a == NULL || a->nints != 2;
         for (size_t k = 0; a && k < a->nints; k++) {

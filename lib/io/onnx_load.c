@@ -115,7 +115,7 @@ tl_status tli_onnx_attr_get(const tli_onnx_attr **out, const tli_onnx_ctx *c, co
     return TL_OK;
 }
 
-tl_status tli_onnx_attr_int(int64_t *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
+tl_status tli_onnx_get_int(int64_t *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
                             int64_t def)
 {
     const tli_onnx_attr *a;
@@ -124,7 +124,7 @@ tl_status tli_onnx_attr_int(int64_t *out, const tli_onnx_ctx *c, const tli_onnx_
     return st;
 }
 
-tl_status tli_onnx_attr_float(float *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name, float def)
+tl_status tli_onnx_get_float(float *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name, float def)
 {
     const tli_onnx_attr *a;
     tl_status st = tli_onnx_attr_get(&a, c, n, name, TLI_ONNX_ATTR_FLOAT);
@@ -132,7 +132,7 @@ tl_status tli_onnx_attr_float(float *out, const tli_onnx_ctx *c, const tli_onnx_
     return st;
 }
 
-tl_status tli_onnx_attr_ints(int64_t *out, bool *present, const tli_onnx_ctx *c, const tli_onnx_node *n,
+tl_status tli_onnx_get_ints(int64_t *out, bool *present, const tli_onnx_ctx *c, const tli_onnx_node *n,
                              const char *name, size_t want)
 {
     const tli_onnx_attr *a;
@@ -147,7 +147,7 @@ tl_status tli_onnx_attr_ints(int64_t *out, bool *present, const tli_onnx_ctx *c,
     return TL_OK;
 }
 
-tl_status tli_onnx_attr_str(const char **out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
+tl_status tli_onnx_get_str(const char **out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
                             const char *def)
 {
     const tli_onnx_attr *a;

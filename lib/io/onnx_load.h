@@ -55,14 +55,14 @@ tl_status tli_onnx_nprefix(const tli_onnx_ctx *c, const tli_onnx_node *n, tl_sta
 /* Attributes: the one named `name`, checked to be of `type` (NULL when absent). */
 tl_status tli_onnx_attr_get(const tli_onnx_attr **out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
                         int32_t type);
-tl_status tli_onnx_attr_int(int64_t *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
+tl_status tli_onnx_get_int(int64_t *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
                             int64_t def);
-tl_status tli_onnx_attr_float(float *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name, float def);
+tl_status tli_onnx_get_float(float *out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name, float def);
 /* INTS: exactly `want` values (or absent: *present false). */
-tl_status tli_onnx_attr_ints(int64_t *out, bool *present, const tli_onnx_ctx *c, const tli_onnx_node *n,
+tl_status tli_onnx_get_ints(int64_t *out, bool *present, const tli_onnx_ctx *c, const tli_onnx_node *n,
                              const char *name, size_t want);
 /* STRING: the value or `def`. */
-tl_status tli_onnx_attr_str(const char **out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
+tl_status tli_onnx_get_str(const char **out, const tli_onnx_ctx *c, const tli_onnx_node *n, const char *name,
                             const char *def);
 
 /* Input k of node n: a layer's output (TL_EUNSUPPORTED otherwise) or a

@@ -110,13 +110,13 @@ static tl_status activation_of(tli_onnx_ctx *c, const tli_onnx_node *m, uint32_t
         *act = TL_ACT_HARD_SWISH;
     } else if (tli_onnx_is_op(m, "LeakyRelu")) {
         *act = TL_ACT_LEAKY_RELU;
-        st = tli_onnx_attr_float(alpha, c, m, "alpha", 0.01f);
+        st = tli_onnx_get_float(alpha, c, m, "alpha", 0.01f);
         if (st == TL_OK && !isfinite(*alpha))
             *ok = false, *why = "its alpha is not finite";
     } else if (tli_onnx_is_op(m, "HardSigmoid")) {
         float a, b;
         *act = TL_ACT_HARD_SIGMOID;
-        if ((st = tli_onnx_attr_float(&a, c, m, "alpha", 0.2f)) || (st = tli_onnx_attr_float(&b, c, m, "beta", 0.5f)))
+        if ((st = tli_onnx_get_float(&a, c, m, "alpha", 0.2f)) || (st = tli_onnx_get_float(&b, c, m, "beta", 0.5f)))
             return st;
         if (!(fabsf(a - 1.0f / 6.0f) <= 1e-6f && b == 0.5f))
             *ok = false, *why = "libtl's hard_sigmoid is relu6(x + 3) / 6: alpha 1/6 and beta 0.5 (PyTorch's)";
@@ -127,8 +127,8 @@ static tl_status activation_of(tli_onnx_ctx *c, const tli_onnx_node *m, uint32_t
             if ((st = scalar_in(&lo, &has_lo, c, m, 1)) || (st = scalar_in(&hi, &has_hi, c, m, 2)))
                 return st;
         } else {
-            if ((st = tli_onnx_attr_float(&lo, c, m, "min", -INFINITY)) ||
-                (st = tli_onnx_attr_float(&hi, c, m, "max", INFINITY)))
+            if ((st = tli_onnx_get_float(&lo, c, m, "min", -INFINITY)) ||
+                (st = tli_onnx_get_float(&hi, c, m, "max", INFINITY)))
                 return st;
         }
         if (!has_lo)
@@ -144,7 +144,7 @@ static tl_status activation_of(tli_onnx_ctx *c, const tli_onnx_node *m, uint32_t
     } else if (tli_onnx_is_op(m, "Softmax")) {
         int64_t axis;
         *act = TL_ACT_SOFTMAX;
-        if ((st = tli_onnx_attr_int(&axis, c, m, "axis", c->om->opset >= 13 ? -1 : 1)))
+        if ((st = tli_onnx_get_int(&axis, c, m, "axis", c->om->opset >= 13 ? -1 : 1)))
             return st;
         if (axis < 0)
             axis += rank;
@@ -297,7 +297,7 @@ static tl_status op_flatten(tli_onnx_ctx *c, const tli_onnx_node *n)
     tli_ov *v;
     int64_t axis;
     tl_status st;
-    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_attr_int(&axis, c, n, "axis", 1)))
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_get_int(&axis, c, n, "axis", 1)))
         return st;
     tl_shape s = tli_onnx_shape(c, v);
     int64_t rank = s.rank == 3 || v->pooled ? 4 : 2;
@@ -420,9 +420,9 @@ static tl_status op_gemm(tli_onnx_ctx *c, const tli_onnx_node *n)
     float alpha, beta;
     tl_status st;
     if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_in_const(&W, c, n, 1, false)) ||
-        (st = tli_onnx_in_const(&C, c, n, 2, true)) || (st = tli_onnx_attr_int(&ta, c, n, "transA", 0)) ||
-        (st = tli_onnx_attr_int(&tb, c, n, "transB", 0)) || (st = tli_onnx_attr_float(&alpha, c, n, "alpha", 1.0f)) ||
-        (st = tli_onnx_attr_float(&beta, c, n, "beta", 1.0f)))
+        (st = tli_onnx_in_const(&C, c, n, 2, true)) || (st = tli_onnx_get_int(&ta, c, n, "transA", 0)) ||
+        (st = tli_onnx_get_int(&tb, c, n, "transB", 0)) || (st = tli_onnx_get_float(&alpha, c, n, "alpha", 1.0f)) ||
+        (st = tli_onnx_get_float(&beta, c, n, "beta", 1.0f)))
         return st;
     if (ta)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "transA 1: the input would be transposed");
@@ -469,9 +469,9 @@ static tl_status op_batchnorm(tli_onnx_ctx *c, const tli_onnx_node *n)
             return st;
     float eps, mom;
     int64_t training;
-    if ((st = tli_onnx_attr_float(&eps, c, n, "epsilon", 1e-5f)) ||
-        (st = tli_onnx_attr_float(&mom, c, n, "momentum", 0.9f)) ||
-        (st = tli_onnx_attr_int(&training, c, n, "training_mode", 0)))
+    if ((st = tli_onnx_get_float(&eps, c, n, "epsilon", 1e-5f)) ||
+        (st = tli_onnx_get_float(&mom, c, n, "momentum", 0.9f)) ||
+        (st = tli_onnx_get_int(&training, c, n, "training_mode", 0)))
         return st;
     if (training)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "training_mode 1 (export the model in eval mode)");
@@ -548,7 +548,7 @@ static tl_status op_concat(tli_onnx_ctx *c, const tli_onnx_node *n)
         in[k] = v->layer;
     }
     int64_t axis;
-    if ((st = tli_onnx_attr_int(&axis, c, n, "axis", INT64_MIN)))
+    if ((st = tli_onnx_get_int(&axis, c, n, "axis", INT64_MIN)))
         return st;
     if (axis == INT64_MIN)
         return tli_onnx_nerr(c, n, TL_EFORMAT, "has no axis");
@@ -580,7 +580,7 @@ static tl_status op_dropout(tli_onnx_ctx *c, const tli_onnx_node *n)
             rate = 0.5f;
         if (n->ninputs > 2 && n->inputs[2][0])
             return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "a training_mode input (export the model in eval mode)");
-    } else if ((st = tli_onnx_attr_float(&rate, c, n, "ratio", 0.5f))) {
+    } else if ((st = tli_onnx_get_float(&rate, c, n, "ratio", 0.5f))) {
         return st;
     }
     if ((st = tli_onnx_unused_out(c, n, 1)))
@@ -604,7 +604,7 @@ static tl_status op_pad(tli_onnx_ctx *c, const tli_onnx_node *n)
     if ((st = tli_onnx_in_image(&v, &s, c, n, true)))
         return st;
     const char *mode;
-    if ((st = tli_onnx_attr_str(&mode, c, n, "mode", "constant")))
+    if ((st = tli_onnx_get_str(&mode, c, n, "mode", "constant")))
         return st;
     if (strcmp(mode, "constant") != 0)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "mode '%.40s'; libtl folds constant zero padding only", mode);
@@ -625,8 +625,8 @@ static tl_status op_pad(tli_onnx_ctx *c, const tli_onnx_node *n)
         if (n->ninputs > 3 && n->inputs[3][0])
             return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "an axes input");
     } else {
-        if ((st = tli_onnx_attr_ints(p, &present, c, n, "pads", 8)) ||
-            (st = tli_onnx_attr_float(&value, c, n, "value", 0.0f)))
+        if ((st = tli_onnx_get_ints(p, &present, c, n, "pads", 8)) ||
+            (st = tli_onnx_get_float(&value, c, n, "value", 0.0f)))
             return st;
         if (!present)
             return tli_onnx_nerr(c, n, TL_EFORMAT, "has no pads");

@@ -76,7 +76,7 @@ tl_status tli_onnx_op_shape(tli_onnx_ctx *c, const tli_onnx_node *n)
         rank = v->pooled ? 4 : 2;
     }
     int64_t start, end;
-    if ((st = tli_onnx_attr_int(&start, c, n, "start", 0)) || (st = tli_onnx_attr_int(&end, c, n, "end", INT64_MAX)))
+    if ((st = tli_onnx_get_int(&start, c, n, "start", 0)) || (st = tli_onnx_get_int(&end, c, n, "end", INT64_MAX)))
         return st;
     const int64_t r = (int64_t)rank;
     start = start < 0 ? start + r : start;
@@ -95,7 +95,7 @@ tl_status tli_onnx_op_gather(tli_onnx_ctx *c, const tli_onnx_node *n)
     size_t k;
     bool scalar;
     tl_status st;
-    if ((st = tli_onnx_attr_int(&axis, c, n, "axis", 0)) ||
+    if ((st = tli_onnx_get_int(&axis, c, n, "axis", 0)) ||
         (st = tli_onnx_in_ints(idx, TLI_ONNX_MAX_RANK, &k, &scalar, c, n, 1)))
         return st;
     if (axis != 0 && axis != -1)
@@ -136,7 +136,7 @@ tl_status tli_onnx_op_unsqueeze(tli_onnx_ctx *c, const tli_onnx_node *n)
 tl_status tli_onnx_op_shape_concat(tli_onnx_ctx *c, const tli_onnx_node *n)
 {
     int64_t axis, out[TLI_ONNX_MAX_RANK];
-    tl_status st = tli_onnx_attr_int(&axis, c, n, "axis", 0);
+    tl_status st = tli_onnx_get_int(&axis, c, n, "axis", 0);
     if (st)
         return st;
     if (axis != 0 && axis != -1)
