@@ -602,6 +602,90 @@ START_TEST(test_graph_errors)
 }
 END_TEST
 
+/* Arithmetic with constants: torchvision's Normalize (Sub, Div) after a
+ * pixel scale (Mul) is one normalization layer, values as in the file;
+ * another order is several such layers; what libtl cannot follow (a
+ * constant minus the tensor, a constant over the width, a transpose
+ * other than before a flatten) is refused, naming the node. */
+START_TEST(test_normalize_chain)
+{
+    char *dir = th_dir_create();
+    ob g = {0}, b = {0};
+    const int64_t cdims[4] = {1, 2, 1, 1}, one[1] = {1};
+    const float mean[2] = {0.25f, -0.5f}, sd[2] = {0.5f, 2.0f}, scale = 1.0f / 255.0f;
+    ox_tensor_f(&g, 5, "scale", one, 0, &scale, OX_RAW_F32, NULL, NULL);
+    ox_tensor_f(&g, 5, "mean", cdims, 4, mean, OX_RAW_F32, NULL, NULL);
+    ox_tensor_f(&g, 5, "std", cdims, 4, sd, OX_RAW_F32, NULL, NULL);
+    ox_node(&g, "Mul", "px", "x,scale", "xs", NULL);
+    ox_node(&g, "Sub", "centre", "xs,mean", "xc", NULL);
+    ox_node(&g, "Div", "normalize", "xc,std", "y", NULL);
+    const int64_t xin[4] = {1, 2, 6, 6};
+    ox_value(&g, 11, "x", xin, 4);
+    ox_value(&g, 12, "y", xin, 0);
+    ox_model(&b, 13, &g);
+    char *p = write_ob(dir, "norm.onnx", &b);
+    ob_free(&b);
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_model_load_onnx(&m, p, NULL));
+    ck_assert_uint_eq(tl_model_num_layers(m), 1);
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_layer_by_name(&l, m, "normalize"));
+    ck_assert_int_eq(tl_layer_get_kind(l), TL_LAYER_NORMALIZATION);
+    float x[72], y[72];
+    for (int i = 0; i < 72; i++)
+        x[i] = (float)(i * 7 % 256);
+    ck_assert_tl_ok(tl_model_predict(y, 72, m, x, 1, 0));
+    for (int i = 0; i < 72; i++) { /* NHWC: channel i % 2 */
+        const int c = i % 2;
+        const double want = ((double)x[i] * (1.0 / 255.0) - mean[c]) / sd[c];
+        ck_assert_msg(fabs(y[i] - want) <= 1e-6 * (1 + fabs(want)), "y[%d] = %g, want %g", i, (double)y[i], want);
+    }
+    tl_model_free(m);
+    free(p);
+    /* Div before Sub is not one layer's order: two layers, each exact. */
+    ox_tensor_f(&g, 5, "mean", cdims, 4, mean, OX_RAW_F32, NULL, NULL);
+    ox_tensor_f(&g, 5, "std", cdims, 4, sd, OX_RAW_F32, NULL, NULL);
+    ox_node(&g, "Div", "d", "x,std", "xd", NULL);
+    ox_node(&g, "Sub", "s", "xd,mean", "y", NULL);
+    ox_value(&g, 11, "x", xin, 4);
+    ox_value(&g, 12, "y", xin, 0);
+    ox_model(&b, 13, &g);
+    p = write_ob(dir, "divsub.onnx", &b);
+    ob_free(&b);
+    ck_assert_tl_ok(tl_model_load_onnx(&m, p, NULL));
+    ck_assert_uint_eq(tl_model_num_layers(m), 2);
+    ck_assert_tl_ok(tl_model_predict(y, 72, m, x, 1, 0));
+    for (int i = 0; i < 72; i++) {
+        const int c = i % 2;
+        const double want = (double)x[i] / sd[c] - mean[c];
+        ck_assert_msg(fabs(y[i] - want) <= 1e-6 * (1 + fabs(want)), "y[%d] = %g, want %g", i, (double)y[i], want);
+    }
+    tl_model_free(m);
+    free(p);
+    /* A constant minus the tensor. */
+    ob t = {0};
+    ox_tensor_f(&t, 5, "mean", cdims, 4, mean, OX_RAW_F32, NULL, NULL);
+    p = one_node(dir, "Sub", "rsub", "mean,x", NULL, &t);
+    expect_fail(p, TL_EUNSUPPORTED, "computes a constant minus the tensor");
+    free(p);
+    /* A constant that broadcasts over the width, not the channels. */
+    const int64_t wdims[1] = {6};
+    const float w6[6] = {1, 2, 3, 4, 5, 6};
+    ox_tensor_f(&t, 5, "w", wdims, 1, w6, OX_RAW_F32, NULL, NULL);
+    p = one_node(dir, "Div", "bywidth", "x,w", NULL, &t);
+    expect_fail(p, TL_EUNSUPPORTED, "neither one value nor one per channel");
+    free(p);
+    /* A Transpose that is not (0, 2, 3, 1) before a flatten. */
+    const int64_t perm[4] = {0, 3, 1, 2};
+    ob a = {0};
+    ox_attr_ints(&a, "perm", perm, 4);
+    p = one_node(dir, "Transpose", "tr", "x", &a, NULL);
+    expect_fail(p, TL_EUNSUPPORTED, "perm (0, 2, 3, 1) of an image right before a Flatten");
+    free(p);
+    th_dir_remove(dir);
+}
+END_TEST
+
 /* Tensor data that does not match its shape; external data outside the folder. */
 START_TEST(test_tensor_errors)
 {
@@ -735,6 +819,7 @@ int main(void)
     tcase_add_test(tc, test_truncated_everywhere);
     tcase_add_test(tc, test_wire_errors);
     tcase_add_test(tc, test_graph_errors);
+    tcase_add_test(tc, test_normalize_chain);
     tcase_add_test(tc, test_tensor_errors);
     tcase_add_test(tc, test_each_allocation_fails);
     suite_add_tcase(s, tc);

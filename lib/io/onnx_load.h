@@ -24,6 +24,8 @@ typedef struct tli_ov {
     bool scalar;              /* SHAPE: a rank-0 value (Gather of one index) */
     bool pooled;              /* ONNX (N, C, 1, 1) held as libtl's (c) */
     bool padded;              /* a Pad waiting for the next conv or pool */
+    bool hwc;                 /* an image Transposed to (N, H, W, C): only a flatten may read it */
+    bool hwc_flat;            /* flattened from such a view: features in libtl's (h, w, c) order */
     uint32_t pad[4];          /* top, bottom, left, right of that Pad */
     uint32_t uses;            /* node inputs (and graph outputs) naming it */
     int64_t consumer;         /* the node using it when uses == 1 */
@@ -125,6 +127,10 @@ tl_status tli_onnx_in_ints(int64_t *out, size_t cap, size_t *count, bool *scalar
 
 /* ---- onnx_conv.c ---- */
 tl_status tli_onnx_op_conv(tli_onnx_ctx *c, const tli_onnx_node *n);
+/* onnx_affine.c: Mul, Add, Sub, Div with one constant input (a chain of
+ * them in that order becomes one normalization layer). */
+bool tli_onnx_is_affine(tli_onnx_ctx *c, const tli_onnx_node *n);
+tl_status tli_onnx_op_affine(tli_onnx_ctx *c, const tli_onnx_node *first);
 tl_status tli_onnx_op_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool max);
 tl_status tli_onnx_op_global_pool(tli_onnx_ctx *c, const tli_onnx_node *n, bool reduce);
 

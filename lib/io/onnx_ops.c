@@ -28,6 +28,9 @@ bool tli_onnx_is_op(const tli_onnx_node *n, const char *op)
 tl_status tli_onnx_in_plain(tli_ov **v, tli_onnx_ctx *c, const tli_onnx_node *n, size_t k)
 {
     tl_status st = tli_onnx_in_layer(v, c, n, k);
+    if (st == TL_OK && (*v)->hwc && !tli_onnx_is_op(n, "Flatten") && !tli_onnx_is_op(n, "Reshape"))
+        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "its input '%.200s' is an image transposed to (N, H, W, C); "
+                             "libtl reads such a Transpose only right before a flatten", n->inputs[k]);
     if (st == TL_OK && (*v)->padded)
         return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "its input '%.200s' is zero-padded by a Pad node; libtl folds "
                              "such padding only into a following Conv or AveragePool", n->inputs[k]);
@@ -68,6 +71,8 @@ static tl_status alias(tli_onnx_ctx *c, const tli_onnx_node *n, const tli_ov *v)
     o->t = copy.t;
     o->pooled = copy.pooled;
     o->padded = copy.padded;
+    o->hwc = copy.hwc;
+    o->hwc_flat = copy.hwc_flat;
     memcpy(o->pad, copy.pad, sizeof o->pad);
     memcpy(o->sv, copy.sv, sizeof o->sv);
     o->nsv = copy.nsv;
@@ -270,8 +275,8 @@ static tl_status op_mul(tli_onnx_ctx *c, const tli_onnx_node *n)
             }
         }
     }
-    return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "libtl reads Mul only as x * sigmoid(x) (SiLU) or x * "
-                         "hardsigmoid(x) (HardSwish)");
+    return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "libtl reads Mul only as x * sigmoid(x) (SiLU), x * "
+                         "hardsigmoid(x) (HardSwish) or a product with a constant (normalization)");
 }
 
 /* ---- shapes: Flatten, Reshape ----------------------------------------------------------------- */
@@ -286,10 +291,37 @@ static tl_status flatten_to(tli_onnx_ctx *c, const tli_onnx_node *n, tli_ov *v)
     }
     char buf[TL_MAX_NAME + 1];
     tl_layer *l;
+    const bool hwc = v->hwc;
     tl_status st = tl_model_add_flatten_from(&l, c->model, v->layer, tli_onnx_layer_name(buf, sizeof buf, c, n, NULL));
     if (st)
         return tli_onnx_nprefix(c, n, st);
-    return tli_onnx_out_layer(c, n, l, false);
+    if ((st = tli_onnx_out_layer(c, n, l, false)) == TL_OK) /* libtl's flatten order is (h, w, c): */
+        tli_ov_find(c, n->outputs[0])->hwc_flat = hwc;       /* ONNX's too after the Transpose */
+    return st;
+}
+
+/* Transpose of an image to (N, H, W, C) (perm 0, 2, 3, 1) right before a
+ * flatten: the flatten then has libtl's own (h, w, c) order, and a dense
+ * layer after it keeps its rows as they are. libtl's export writes this
+ * for a flatten that feeds anything but dense layers. */
+static tl_status op_transpose(tli_onnx_ctx *c, const tli_onnx_node *n)
+{
+    tli_ov *v;
+    int64_t perm[4];
+    bool present;
+    tl_status st;
+    if ((st = tli_onnx_in_plain(&v, c, n, 0)) || (st = tli_onnx_get_ints(perm, &present, c, n, "perm", 4)))
+        return st;
+    tl_shape s = tli_onnx_shape(c, v);
+    const tli_ov *o = tli_ov_find(c, n->outputs[0]);
+    const tli_onnx_node *next = o && o->uses == 1 && o->consumer >= 0 ? &c->om->nodes[o->consumer] : NULL;
+    if (!present || perm[0] != 0 || perm[1] != 2 || perm[2] != 3 || perm[3] != 1 || s.rank != 3 || v->pooled ||
+        !next || !(tli_onnx_is_op(next, "Flatten") || tli_onnx_is_op(next, "Reshape")))
+        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "libtl reads Transpose only as perm (0, 2, 3, 1) of an image "
+                             "right before a Flatten or Reshape");
+    tli_ov view = *v;
+    view.hwc = true;
+    return alias(c, n, &view);
 }
 
 static tl_status op_flatten(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -380,7 +412,7 @@ static tl_status dense(tli_onnx_ctx *c, const tli_onnx_node *n, tli_ov *v, const
         for (size_t q = 0; q < I; q++)
             tmp[r * I + q] = alpha * (trans ? wv[r * I + q] : wv[q * U + r]);
     tli_layout L;
-    tli_layout_for(&L, l, 0, TL_LAYOUT_PYTORCH, true);
+    tli_layout_for(&L, l, 0, TL_LAYOUT_PYTORCH, !v->hwc_flat);
     tli_layout_apply(&L, tmp, wv, true);
     st = tl_layer_set_weights(l, 0, wv, (size_t)W->count);
     tli_free(wv);
@@ -505,24 +537,30 @@ static tl_status op_batchnorm(tli_onnx_ctx *c, const tli_onnx_node *n)
     return tli_onnx_out_layer(c, n, l, v->pooled);
 }
 
+/* Add of two layers' outputs, or Sum of 2 to 16 (a residual join). */
 static tl_status op_add(tli_onnx_ctx *c, const tli_onnx_node *n)
 {
-    if (n->ninputs != 2)
-        return tli_onnx_nerr(c, n, TL_EFORMAT, "has %zu inputs, not 2", n->ninputs);
-    tli_ov *a, *b;
+    const bool sum = tli_onnx_is_op(n, "Sum");
+    if (sum ? n->ninputs < 1 || n->ninputs > 16 : n->ninputs != 2)
+        return tli_onnx_nerr(c, n, TL_EFORMAT, "has %zu inputs, not %s", n->ninputs, sum ? "1 to 16" : "2");
+    tli_ov *v[16];
+    const tl_layer *in[16];
     tl_status st;
-    if ((st = tli_onnx_in_plain(&a, c, n, 0)) || (st = tli_onnx_in_plain(&b, c, n, 1)))
-        return st;
-    if (a->pooled != b->pooled)
-        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "adds a pooled (N, C, 1, 1) tensor to another shape");
-    const tl_layer *in[2] = {a->layer, b->layer};
-    if (in[0] == NULL || in[1] == NULL)
-        return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "adds the graph's input itself; libtl's add takes layers");
+    for (size_t k = 0; k < n->ninputs; k++) {
+        if ((st = tli_onnx_in_plain(&v[k], c, n, k)))
+            return st;
+        if (v[k]->pooled != v[0]->pooled)
+            return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "adds a pooled (N, C, 1, 1) tensor to another shape");
+        if ((in[k] = v[k]->layer) == NULL)
+            return tli_onnx_nerr(c, n, TL_EUNSUPPORTED, "adds the graph's input itself; libtl's add takes layers");
+    }
+    if (n->ninputs == 1)
+        return alias(c, n, v[0]);
     char buf[TL_MAX_NAME + 1];
     tl_layer *l;
-    if ((st = tl_model_add_add(&l, c->model, in, 2, tli_onnx_layer_name(buf, sizeof buf, c, n, NULL))))
+    if ((st = tl_model_add_add(&l, c->model, in, n->ninputs, tli_onnx_layer_name(buf, sizeof buf, c, n, NULL))))
         return tli_onnx_nprefix(c, n, st);
-    return tli_onnx_out_layer(c, n, l, a->pooled);
+    return tli_onnx_out_layer(c, n, l, v[0]->pooled);
 }
 
 static tl_status op_concat(tli_onnx_ctx *c, const tli_onnx_node *n)
@@ -708,9 +746,11 @@ tl_status tli_onnx_node_to_layers(tli_onnx_ctx *c, size_t i)
     if (tli_onnx_is_op(n, "Relu") || tli_onnx_is_op(n, "Clip") || tli_onnx_is_op(n, "LeakyRelu") || tli_onnx_is_op(n, "Sigmoid") || tli_onnx_is_op(n, "Tanh") ||
         tli_onnx_is_op(n, "HardSigmoid") || tli_onnx_is_op(n, "HardSwish") || tli_onnx_is_op(n, "Softmax"))
         return op_activation(c, n);
+    if (tli_onnx_is_affine(c, n))
+        return tli_onnx_op_affine(c, n);
     if (tli_onnx_is_op(n, "Mul"))
         return op_mul(c, n);
-    if (tli_onnx_is_op(n, "Add"))
+    if (tli_onnx_is_op(n, "Add") || tli_onnx_is_op(n, "Sum"))
         return op_add(c, n);
     if (tli_onnx_is_op(n, "Concat"))
         return tli_onnx_is_shape_input(c, n, 0) ? tli_onnx_op_shape_concat(c, n) : op_concat(c, n);
@@ -722,6 +762,8 @@ tl_status tli_onnx_node_to_layers(tli_onnx_ctx *c, size_t i)
         return tli_onnx_op_unsqueeze(c, n);
     if (tli_onnx_is_op(n, "Flatten"))
         return op_flatten(c, n);
+    if (tli_onnx_is_op(n, "Transpose"))
+        return op_transpose(c, n);
     if (tli_onnx_is_op(n, "Reshape"))
         return op_reshape(c, n);
     if (tli_onnx_is_op(n, "Dropout"))
