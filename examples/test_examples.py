@@ -31,7 +31,7 @@ RECIPE_FLAGS = {"cifar10_train": ["--arch", "--augment", "--schedule", "--early-
                 "cifar100_transfer": ["--arch", "--augment", "--schedule", "--early-stop"],
                 "transfer_demo": ["--arch"]}
 HISTORY_HEADER = ("run,epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,skipped_batches,"
-                  "improved,stopped")
+                  "improved,stopped,top_k,top_k_accuracy,val_top_k_accuracy")
 SVG = "{http://www.w3.org/2000/svg}"
 failures = []
 
@@ -220,6 +220,10 @@ def main():
     rows = history_rows(j("h.csv"), "cifar10_train --history", [("cifar10", 2)])
     if rows and any(r["val_loss"] or r["val_accuracy"] for r in rows):
         fail(f"cifar10_train --history: validation figures without a validation set: {rows}")
+    # 10 classes: fit measures top-5 by default (the columns appended last).
+    if rows and any(r["top_k"] != "5" or not 0 <= float(r["top_k_accuracy"] or -1) <= 1 or r["val_top_k_accuracy"]
+                    for r in rows):
+        fail(f"cifar10_train --history: top-5 columns wrong: {rows}")
     svg_plot(j("h.svg"), "cifar10_train --plot", 3, ["train", "learning rate"])  # loss, accuracy, lr
     run(exes["cifar10_train"], "--data", c10, *fast, "--out", "", "--plot", j("one.svg"))
     svg_plot(j("one.svg"), "cifar10_train --plot, 1 epoch", 0, ["train", "learning rate"])  # dots only

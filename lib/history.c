@@ -18,7 +18,7 @@ struct tl_history {
 
 static const char *const key_names[TL_HISTORY_KEYS] = {
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "skipped_batches",
-    "improved", "stopped"};
+    "improved", "stopped", "top_k", "top_k_accuracy", "val_top_k_accuracy"};
 
 TLI_OPTIONS_TYPE_V1(es_type, tl_early_stopping_options, TL_EARLY_STOPPING_OPTIONS);
 
@@ -66,7 +66,7 @@ const char *tl_history_key_name(tl_history_key key)
 static bool integer_key(size_t k)
 {
     return k == TL_HISTORY_EPOCH || k == TL_HISTORY_SKIPPED_BATCHES || k == TL_HISTORY_IMPROVED ||
-           k == TL_HISTORY_STOPPED;
+           k == TL_HISTORY_STOPPED || k == TL_HISTORY_TOP_K;
 }
 
 tl_status tl_history_write_csv(const tl_history *h, tl_write_fn write, void *payload)
@@ -269,6 +269,9 @@ tl_status tli_recipe_epoch_end(tli_recipe *r, tl_model *m, uint32_t e, const tl_
         row[TL_HISTORY_SKIPPED_BATCHES] = (double)p->skipped_batches;
         row[TL_HISTORY_IMPROVED] = r->early ? (improved ? 1.0 : 0.0) : NAN;
         row[TL_HISTORY_STOPPED] = *stop ? 1.0 : 0.0;
+        row[TL_HISTORY_TOP_K] = p->top_k ? (double)p->top_k : NAN;
+        row[TL_HISTORY_TOP_K_ACCURACY] = p->top_k ? p->top_k_accuracy : NAN;
+        row[TL_HISTORY_VAL_TOP_K_ACCURACY] = p->top_k && p->has_validation ? p->val_top_k_accuracy : NAN;
         tli_history_append(o->history, row);
     }
     tl_status st = TL_OK;

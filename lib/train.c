@@ -12,7 +12,7 @@
 #include "train.h"
 #include "options.h"
 
-TLI_OPTIONS_TYPE_V2(fit_type, tl_fit_options, TL_FIT_OPTIONS, augment);
+TLI_OPTIONS_TYPE_V3(fit_type, tl_fit_options, TL_FIT_OPTIONS, augment, top_k);
 
 tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
 {
@@ -31,6 +31,8 @@ typedef struct batch_src {
     size_t base;
     const char *origin;
     tl_metrics *metrics; /* evaluation: also count this batch's metrics (metrics.c); else NULL */
+    uint32_t top_k;      /* training: count the top-k hits into *top_k_hits (0: do not) */
+    size_t *top_k_hits;
 } batch_src;
 
 /* The layer where a non-finite parameter gradient first appeared, or NULL;
@@ -115,6 +117,8 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
                          nonfinite_cause(cause, sizeof cause, m, src, n), train ? "; no update was made" : "");
     if (src->metrics)
         tli_metrics_add(src->metrics, y, n, width, labels, src->targets);
+    if (src->top_k)
+        *src->top_k_hits = tli_top_k_hits(y, n, width, labels, src->targets, src->top_k);
     if (!train)
         return TL_OK;
     const float lr = tli_optim_rate(m->opt);
@@ -206,7 +210,7 @@ static tl_status evaluate_loop(double *out_loss, double *out_acc, tl_model *m, c
     for (size_t done = 0; done < ds->n; done += batch) {
         size_t b = ds->n - done < batch ? ds->n - done : batch;
         batch_src src = {ds->images + done * ds->example_size, ds->labels + done,
-                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics};
+                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics, 0, NULL};
         tli_loss_result r;
         snprintf(where, sizeof where, "%s: examples %zu..%zu", fn, done, done + b - 1);
         if ((st = run_batch(m, &src, b, false, &r, where)))
@@ -221,12 +225,6 @@ static tl_status evaluate_loop(double *out_loss, double *out_acc, tl_model *m, c
     if (out_acc)
         *out_acc = (double)correct / (double)ds->n;
     return TL_OK;
-}
-
-static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
-                          const char *fn)
-{
-    return evaluate_loop(out_loss, out_acc, m, ds, batch, NULL, fn);
 }
 
 tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
@@ -279,7 +277,7 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
         tli_error_prefix("%s", fn);
         return st;
     }
-    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL};
+    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL, 0, NULL};
     tli_loss_result r;
     if ((st = run_batch(m, &src, n, true, &r, fn)))
         return st;
@@ -288,8 +286,26 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
     return TL_OK;
 }
 
+/* fit's validation after an epoch: tl_model_evaluate_metrics()'s pass
+ * (tli_model_evaluate with metrics, when top-k is measured), so the
+ * history's figures are that function's. */
+static tl_status validate(tl_progress *p, tl_model *m, const tl_dataset *val, size_t bs, tl_metrics *vm,
+                          const char *fn)
+{
+    if (vm)
+        tli_metrics_reset(vm);
+    tl_status st = tli_model_evaluate(&p->val_loss, &p->val_accuracy, m, val, (uint32_t)bs, vm, fn);
+    if (st)
+        return st;
+    p->has_validation = 1;
+    if (vm)
+        p->val_top_k_accuracy = tl_metrics_top_k_accuracy(vm);
+    return TL_OK;
+}
+
 static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_options *o, const float *targets,
-                            uint32_t *idx, const tl_augment_options *aug, tli_recipe *rc)
+                            uint32_t *idx, const tl_augment_options *aug, uint32_t top_k, tl_metrics *vm,
+                            tli_recipe *rc)
 {
     const char *fn = "tl_model_fit";
     const size_t n = ds->n, bs = o->batch_size < n ? o->batch_size : n;
@@ -308,8 +324,10 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
         p.epoch = e;
         p.epochs = o->epochs;
         p.batches = batches;
+        p.top_k = top_k;
+        p.top_k_accuracy = p.val_top_k_accuracy = NAN;
         double loss = 0.0, weight = 0.0, t0 = tli_now();
-        size_t correct = 0, counted = 0;
+        size_t correct = 0, counted = 0, top_hits = 0, batch_hits = 0;
         for (size_t b = 0; b < batches; b++) {
             size_t lo = b * bs, cnt = n - lo < bs ? n - lo : bs;
             /* The batch's augmentation key comes before its dropout key. */
@@ -335,7 +353,7 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                                      fn, e + 1, b + 1);
             }
             batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL, idx + lo, 0,
-                             "the training data", NULL};
+                             "the training data", NULL, top_k, &batch_hits};
             tli_loss_result r;
             p.learning_rate = tli_optim_rate(m->opt);
             snprintf(where, sizeof where, "%s: epoch %u, batch %zu of %zu", fn, e + 1, b + 1, batches);
@@ -348,12 +366,15 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                 loss += r.loss_sum;
                 weight += r.weight_sum; /* cnt without class weights */
                 correct += r.correct;
+                top_hits += batch_hits;
                 counted += cnt;
             }
             p.batch = b + 1;
             p.samples = lo + cnt;
             p.loss = counted ? tli_loss_mean(loss, weight) : NAN;
             p.accuracy = counted ? (double)correct / (double)counted : 0.0;
+            if (top_k)
+                p.top_k_accuracy = counted ? (double)top_hits / (double)counted : 0.0;
             p.seconds = tli_now() - t0;
             p.samples_per_second = p.seconds > 0 ? (double)p.samples / p.seconds : 0.0;
             if (o->on_batch && o->on_batch(&p, o->payload))
@@ -361,12 +382,11 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                                  b + 1);
         }
         if (o->validation) {
-            tl_status st = evaluate(&p.val_loss, &p.val_accuracy, m, o->validation, bs, fn);
+            tl_status st = validate(&p, m, o->validation, bs, vm, fn);
             if (st) {
                 tli_error_prefix("validation after epoch %u", e + 1);
                 return st;
             }
-            p.has_validation = 1;
         }
         /* Before the callback, so that a checkpoint written there resumes
          * the schedule at the next epoch. */
@@ -412,6 +432,11 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
             return st;
         }
     }
+    const size_t outputs = tli_model_out_size(m);
+    if (o.top_k > outputs)
+        return tli_error(TL_EINVAL, "%s: top_k %u is larger than the model's %zu outputs (classes)", fn, o.top_k,
+                         outputs);
+    const uint32_t top_k = tli_fit_top_k(o.top_k, outputs);
     size_t bs = o.batch_size < train->n ? o.batch_size : train->n;
     const uint64_t batches = (train->n + bs - 1) / bs;
     if ((st = tli_schedule_fit_check(&m->opt->sched, o.epochs, batches, o.validation != NULL, fn)))
@@ -424,16 +449,23 @@ tl_status tl_model_fit(tl_model *m, const tl_dataset *train, const tl_fit_option
         tli_error_prefix("%s", fn);
         return st;
     }
+    tl_metrics *vm = NULL; /* validation's top-k */
+    if (top_k && o.validation && (st = tli_metrics_create(&vm, outputs, top_k, false, fn))) {
+        tli_free(idx);
+        return st;
+    }
     tli_recipe rc;
     if ((st = tli_recipe_begin(&rc, m, &o, fn))) {
+        tl_metrics_free(vm);
         tli_free(idx);
         return st;
     }
     if (o.seed)
         tli_rng_seed(&m->train_rng, o.seed, TLI_STREAM_TRAIN);
     tli_schedule_fit_begin(&m->opt->sched, o.epochs, batches);
-    st = fit_epochs(m, train, &o, targets, idx, tli_augment_active(&aug) ? &aug : NULL, &rc);
+    st = fit_epochs(m, train, &o, targets, idx, tli_augment_active(&aug) ? &aug : NULL, top_k, vm, &rc);
     tli_recipe_end(&rc, m, st);
+    tl_metrics_free(vm);
     tli_free(idx);
     return st;
 }

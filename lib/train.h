@@ -46,6 +46,22 @@ tl_status tli_check_loss_options(const tl_model *m, const char *fn);
 tl_status tli_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
                              uint32_t batch_size, tl_metrics *metrics, const char *fn);
 
+/* Empty metrics of `classes` classes and top-k `k` (a confusion matrix when
+ * `confusion`); TL_ENOMEM with a message naming fn. */
+tl_status tli_metrics_create(tl_metrics **out, size_t classes, uint32_t k, bool confusion, const char *fn);
+
+/* Back to nothing counted (fit's validation reuses one per epoch). */
+void tli_metrics_reset(tl_metrics *metrics);
+
+/* How many of the n examples have their true class among the first k of
+ * y's ranking: tli_metrics_add()'s top-k rule, for fit's training figure. */
+size_t tli_top_k_hits(const float *y, size_t n, size_t width, const int32_t *labels, const float *targets,
+                      uint32_t k);
+
+/* The k fit measures: tl_fit_options.top_k, or its default for a model of
+ * `outputs` outputs (0: not measured). */
+uint32_t tli_fit_top_k(uint32_t requested, size_t outputs);
+
 /* Count one evaluated batch: y the model's output (logits for the
  * cross-entropy losses), true classes from labels or the arg-max of the
  * targets rows (width floats each). */

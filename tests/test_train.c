@@ -258,8 +258,8 @@ START_TEST(bad_inputs)
     fo.on_nonfinite = TL_NONFINITE_STOP;
     fo.version = 0;
     ck_assert_tl_err(tl_model_fit(m, ds, &fo), TL_EVERSION, "tl_fit_options version 0");
-    fo.version = 3;
-    ck_assert_tl_err(tl_model_fit(m, ds, &fo), TL_EVERSION, "version 3");
+    fo.version = 4;
+    ck_assert_tl_err(tl_model_fit(m, ds, &fo), TL_EVERSION, "version 4");
     fo.version = TL_FIT_OPTIONS_VERSION;
     tl_fit_options init;
     ck_assert_tl_ok(tl_fit_options_init(&init, 1));
