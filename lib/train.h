@@ -36,6 +36,11 @@ tl_status tli_loss_options_check(tl_loss loss, float smoothing, const float *wei
 tl_status tli_loss_options_set(tl_model *m, float smoothing, const float *weights, size_t nweights,
                                const char *fn);
 
+/* Copy loss options into the caller's `out` as far as out->version
+ * reaches; the weights are borrowed (TL_EINVAL / TL_EVERSION naming fn). */
+tl_status tli_loss_options_get(tl_loss_options *out, float smoothing, const float *weights, size_t nweights,
+                               const char *fn);
+
 /* Before running the loss: the class weights still fit the last layer. */
 tl_status tli_check_loss_options(const tl_model *m, const char *fn);
 

@@ -161,6 +161,29 @@ TL_API tl_optimizer_kind tl_checkpoint_info_optimizer(const tl_checkpoint_info *
 TL_API uint64_t tl_checkpoint_info_optimizer_steps(const tl_checkpoint_info *info);
 /** The saved loss; 0 when the file holds no optimizer. */
 TL_API tl_loss tl_checkpoint_info_loss(const tl_checkpoint_info *info);
+/**
+ * The saved optimizer's learning-rate schedule (since 1.1; the file's SCHD
+ * section), as the settings tl_optimizer_set_schedule() takes: set
+ * out->version first (TL_SCHEDULE_OPTIONS_INIT does); every field of that
+ * version is filled. A file without a schedule (a constant rate, or no
+ * optimizer saved) gives the defaults, kind TL_SCHEDULE_CONSTANT. The
+ * counters (how far the schedule has got) are in the summary
+ * (tl_checkpoint_info_summary_write()).
+ * Errors: TL_EINVAL (NULL), TL_EVERSION (out->version unknown).
+ * Thread safety: info is only read.
+ */
+TL_API tl_status tl_checkpoint_info_schedule(tl_schedule_options *out, const tl_checkpoint_info *info);
+/**
+ * The saved loss's options (since 1.1; the file's LOSS section): label
+ * smoothing and class weights, as tl_model_set_loss_options() takes them.
+ * Set out->version first (TL_LOSS_OPTIONS_INIT does). out->class_weights
+ * is borrowed from info (NULL when the file has none): valid until
+ * tl_checkpoint_info_free(). A file without a LOSS section gives the
+ * defaults (no smoothing, no weights).
+ * Errors: TL_EINVAL (NULL), TL_EVERSION (out->version unknown).
+ * Thread safety: info is only read.
+ */
+TL_API tl_status tl_checkpoint_info_loss_options(tl_loss_options *out, const tl_checkpoint_info *info);
 
 /** Kind of layer `i`; 0 when info is NULL or i is out of range. */
 TL_API tl_layer_kind tl_checkpoint_info_layer_kind(const tl_checkpoint_info *info, size_t i);
