@@ -790,6 +790,129 @@ START_TEST(early_stopping_restores_the_best)
 }
 END_TEST
 
+static int cancel_after(const tl_progress *p, void *payload)
+{
+    return p->epoch + 1 >= *(const uint32_t *)payload;
+}
+
+/* The row where the history says fit stopped early, or -1. */
+static long stopped_row(const tl_history *h)
+{
+    for (size_t r = 0; r < tl_history_epochs(h); r++)
+        if (tl_history_value(h, r, TL_HISTORY_STOPPED) == 1.0)
+            return (long)r;
+    return -1;
+}
+
+static bool summary_has(const char *path, const char *needle, char *out, size_t cap);
+
+/* A run stopped after epoch k (cancelled from the epoch callback, after
+ * fit's checkpoint of that epoch) and resumed - from the checkpoint, and in
+ * the same process - stops at the same epoch with the same weights, bit
+ * for bit, as one never stopped: the patience count, the best value and
+ * the best weights (restore_best) travel in the checkpoint's ESTP section. */
+START_TEST(early_stopping_resumes_exactly)
+{
+    const uint32_t h = 8, w = 8, c = 3, epochs = 20;
+    const size_t n = 128;
+    float *x;
+    int32_t *y;
+    th_quadrant_data(&x, &y, n, h, w, c, 9);
+    int32_t *yv = malloc(n * sizeof *yv);
+    for (size_t i = 0; i < n; i++)
+        yv[i] = (y[i] + 1) % 4; /* validation gets worse as the model learns */
+    tl_dataset *ds = make_dataset(x, y, n, h, w, c, 4), *val = make_dataset(x, yv, n, h, w, c, 4);
+    for (int restore = 0; restore <= 1; restore++) {
+        tl_early_stopping_options es = TL_EARLY_STOPPING_OPTIONS_INIT;
+        es.patience = 3;
+        es.min_delta = 1e-3;
+        es.restore_best = restore;
+        tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+        fo.epochs = epochs;
+        fo.batch_size = 32;
+        fo.validation = val;
+        fo.early_stopping = &es;
+        /* A: never stopped. */
+        tl_model *a = small_model(h, w, c, 4, 0, 1, 3e-3f, 8);
+        tl_history *ha;
+        ck_assert_tl_ok(tl_history_create(&ha));
+        fo.history = ha;
+        ck_assert_tl_ok(tl_model_fit(a, ds, &fo));
+        const long stop = stopped_row(ha);
+        ck_assert_msg(stop >= 3 && stop < (long)epochs - 1, "no early stop to resume across (row %ld)", stop);
+        /* The epoch before the stop: patience is part used, the best is behind. */
+        uint32_t k = (uint32_t)stop;
+        ck_assert(tl_history_value(ha, k - 1, TL_HISTORY_IMPROVED) == 0.0);
+        /* B: the same run, cancelled after epoch k, a checkpoint after every epoch. */
+        char pattern[256], at_k[256], name[64], last[256];
+        snprintf(name, sizeof name, "es%d_{epoch}.tlc", restore);
+        tmp_path(pattern, sizeof pattern, name);
+        snprintf(name, sizeof name, "es%d_%u.tlc", restore, k);
+        tmp_path(at_k, sizeof at_k, name);
+        snprintf(name, sizeof name, "es%d_%ld.tlc", restore, stop + 1);
+        tmp_path(last, sizeof last, name);
+        tl_model *b = small_model(h, w, c, 4, 0, 1, 3e-3f, 8);
+        fo.history = NULL;
+        fo.checkpoint_path = pattern;
+        fo.checkpoint_every = 1;
+        fo.on_epoch = cancel_after;
+        fo.payload = &k;
+        ck_assert_int_eq(tl_model_fit(b, ds, &fo), TL_ECANCELED);
+        /* The checkpoint holds the state; the summary says it. */
+        char text[8192], want[160];
+        snprintf(want, sizeof want, "Early stopping (a fit under way): val_loss, %u epochs, best ", k);
+        ck_assert_msg(summary_has(at_k, want, text, sizeof text), "%s", text);
+        ck_assert_msg(strstr(text, restore ? ", best weights saved\n" : " since\n") != NULL, "%s", text);
+        /* Resumed from the file: epochs - k more, seed 0. */
+        tl_model *cm;
+        ck_assert_tl_ok(tl_model_load(&cm, at_k));
+        tl_history *hc;
+        ck_assert_tl_ok(tl_history_create(&hc));
+        fo.checkpoint_path = NULL;
+        fo.checkpoint_every = 0;
+        fo.on_epoch = NULL;
+        fo.epochs = epochs - k;
+        fo.history = hc;
+        ck_assert_tl_ok(tl_model_fit(cm, ds, &fo));
+        ck_assert_int_eq(stopped_row(hc), stop - (long)k);
+        ck_assert_uint_eq(tl_history_epochs(hc), (size_t)(stop + 1) - k);
+        for (size_t r = 0; r < tl_history_epochs(hc); r++)
+            ck_assert(tl_history_value(hc, r, TL_HISTORY_IMPROVED) == tl_history_value(ha, r + k, TL_HISTORY_IMPROVED));
+        ck_assert_msg(same_params(a, cm), "restore_best %d: the resumed run differs from the uninterrupted one",
+                      restore);
+        /* Resumed in the same process (the cancelled fit left its state in b). */
+        fo.history = NULL;
+        ck_assert_tl_ok(tl_model_fit(b, ds, &fo));
+        ck_assert(same_params(a, b));
+        /* The checkpoint after the stopping epoch holds no state to continue. */
+        ck_assert_msg(access(last, F_OK) != 0, "%s written after the cancel", last);
+        fo.epochs = epochs;
+        fo.checkpoint_path = pattern;
+        fo.checkpoint_every = 1;
+        tl_model *d = small_model(h, w, c, 4, 0, 1, 3e-3f, 8);
+        ck_assert_tl_ok(tl_model_fit(d, ds, &fo));
+        ck_assert(!summary_has(last, "Early stopping", text, sizeof text));
+        ck_assert(summary_has(last, "Optimizer: adam", text, sizeof text));
+        for (uint32_t e = 1; e <= (uint32_t)stop + 1; e++) {
+            snprintf(name, sizeof name, "es%d_%u.tlc", restore, e);
+            tmp_path(last, sizeof last, name);
+            remove(last);
+        }
+        tl_history_free(ha);
+        tl_history_free(hc);
+        tl_model_free(a);
+        tl_model_free(b);
+        tl_model_free(cm);
+        tl_model_free(d);
+    }
+    tl_dataset_free(ds);
+    tl_dataset_free(val);
+    free(x);
+    free(y);
+    free(yv);
+}
+END_TEST
+
 typedef struct text {
     char buf[8192];
     size_t len;
@@ -812,6 +935,19 @@ static int stop_writing(const char *s, size_t len, void *payload)
     (void)len;
     (void)payload;
     return 1;
+}
+
+static bool summary_has(const char *path, const char *needle, char *out, size_t cap)
+{
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    text t;
+    t.len = 0;
+    t.buf[0] = '\0';
+    ck_assert_tl_ok(tl_checkpoint_info_summary_write(info, append_text, &t));
+    tl_checkpoint_info_free(info);
+    snprintf(out, cap, "%s", t.buf);
+    return strstr(t.buf, needle) != NULL;
 }
 
 /* The CSV's numbers: the fewest significant digits (at most 9) that read
@@ -1279,6 +1415,7 @@ int main(void)
     tcase_add_test(tc, evaluation_does_not_augment);
     tcase_add_test(tc, hook_changes_inputs_and_labels);
     tcase_add_test(tc, early_stopping_restores_the_best);
+    tcase_add_test(tc, early_stopping_resumes_exactly);
     tcase_add_test(tc, history_and_csv);
     tcase_add_test(tc, top_k_in_history);
     tcase_add_test(tc, bad_options);

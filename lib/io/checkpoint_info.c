@@ -17,6 +17,8 @@ struct tl_checkpoint_info {
     tli_ckpt_optim optim;
     bool has_schedule;
     tli_schedule schedule;
+    bool has_early;       /* ESTP: an unfinished fit's early stopping */
+    tli_ckpt_early early;
     float smoothing;      /* LOSS: 0 and no weights when the file has none */
     float *class_weights; /* owned; NULL when none */
     size_t nclass_weights;
@@ -62,6 +64,16 @@ static tl_status on_loss(void *ctx, float smoothing, const float *weights, size_
     return TL_OK;
 }
 
+static tl_status on_early(float **copy, void *ctx, const tli_ckpt_early *e, const char *where)
+{
+    tl_checkpoint_info *info = ctx;
+    (void)where;
+    *copy = NULL; /* the copy is skipped (but its size was checked) */
+    info->early = *e;
+    info->has_early = true;
+    return TL_OK;
+}
+
 tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path)
 {
     const char *fn = "tl_checkpoint_info_read";
@@ -73,7 +85,7 @@ tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path)
     if (info == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory", fn);
     /* No tensor callback: the parser skips (but still checks) the values. */
-    tli_ckpt_visitor v = {info, on_model, NULL, on_optim, NULL, on_schedule, on_loss};
+    tli_ckpt_visitor v = {info, on_model, NULL, on_optim, NULL, on_schedule, on_loss, on_early};
     tl_status st = tli_ckpt_read(path, &v, fn, &info->shell);
     if (st) {
         tl_checkpoint_info_free(info);
@@ -332,6 +344,16 @@ tl_status tl_checkpoint_info_summary_write(const tl_checkpoint_info *info, tl_wr
         tli_emit(&s, "Learning-rate schedule: %s, epoch %u, step %llu, next rate %g\n",
                  tli_schedule_kind_str(h->o.kind), h->epoch, (unsigned long long)(info->optim.steps - h->origin),
                  (double)(float)tli_schedule_rate(h, info->optim.lr, info->optim.steps));
+    }
+    if (info->has_early) {
+        const tli_ckpt_early *e = &info->early;
+        tli_emit(&s, "Early stopping (a fit under way): %s, %u epochs, ", tli_schedule_monitor_str(e->monitor),
+                 e->epochs);
+        if (e->best_epoch)
+            tli_emit(&s, "best %g at epoch %u, %u since", e->best, e->best_epoch, e->wait);
+        else
+            tli_emit(&s, "no best yet");
+        tli_emit(&s, "%s\n", e->count ? ", best weights saved" : "");
     }
     tli_summary_end(&s);
     if (s.stopped)
