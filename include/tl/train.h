@@ -145,8 +145,21 @@ typedef int (*tl_batch_fn)(tl_batch *batch, void *payload);
  * improves unless v is NaN, and NaN never improves. Fit stops after
  * `patience` epochs in a row without improvement; stopping early is a normal
  * return (TL_OK) and the history marks the epoch (TL_HISTORY_STOPPED).
- * The best value and the count restart with every fit call (they are not
- * saved in checkpoints). Fill with TL_EARLY_STOPPING_OPTIONS_INIT or
+ * Resuming (since 1.1): the state - the best value, the best epoch, the
+ * epochs without improvement and, with restore_best, the best weights -
+ * belongs to the run, not to one fit call. A fit that returns TL_OK
+ * forgets it, so the next fit starts afresh. A fit that returns anything
+ * else (a callback cancelled it, an error) leaves it in the model, and
+ * every checkpoint written during a fit before its last epoch holds it
+ * (checkpoint_path; also tl_model_save() after an interrupted fit; the
+ * file's ESTP section, docs/format-checkpoint.md), and tl_model_load()
+ * restores it. The next fit continues it when its seed is 0 and its
+ * monitor and restore_best are the same (min_delta and patience are taken
+ * from that fit's options) and the model's tensors are the same size;
+ * otherwise, or after tl_model_compile() with another optimizer, it starts
+ * afresh. So a run stopped after epoch k and resumed with epochs - k more
+ * epochs stops after the same epoch with the same weights, bit for bit, as
+ * one never stopped. Fill with TL_EARLY_STOPPING_OPTIONS_INIT or
  * tl_early_stopping_options_init().
  */
 typedef struct tl_early_stopping_options {
@@ -248,8 +261,9 @@ typedef struct tl_fit_options {
     tl_history *history;          /**< optional; fit appends one row per epoch (it reserves the rows
                                        before the first step) */
     const char *checkpoint_path;  /**< optional: tl_model_save() (atomic, default save options: the
-                                       optimizer and the random stream are saved, so tl_model_load() and
-                                       a fit with seed 0 resume exactly) writes here at the end of an
+                                       optimizer, the random stream and early stopping's state are saved,
+                                       so tl_model_load() and a fit with seed 0 resume exactly) writes here
+                                       at the end of an
                                        epoch, before on_epoch; every "{epoch}" in it becomes the 1-based
                                        epoch of this fit call. A failed save ends fit with its status */
     uint32_t checkpoint_every;    /**< non-zero: save after every checkpoint_every-th epoch; default 0 */
