@@ -24,6 +24,10 @@ static const ex_options *parsed;           /* the options ex_parse() filled (ex_
 static unsigned recipe;                    /* the program's EX_RECIPE_* flags */
 static int early_stop_given;               /* --early-stop appeared (0 is refused, not "off") */
 
+/* ex_head_lr()'s default for a zoo network, as a multiple of --lr
+ * (measured on Fashion-MNIST: docs/results.md). */
+#define HEAD_LR_FACTOR 10.0
+
 void ex_check(tl_status status, const char *call, const char *file, int line)
 {
     if (status == TL_OK)
@@ -136,6 +140,9 @@ static void print_help(const ex_options *d, const ex_program *p)
             def = num[5];
         } else if (f->kind == EX_FLAG_STRING) {
             def = *(const char **)f->value;
+        } else if (f->kind == EX_FLAG_POSITIVE && *(double *)f->value > 0) {
+            snprintf(num[5], sizeof num[5], "%g", *(double *)f->value);
+            def = num[5];
         }
         help_line(f->name, f->arg, f->help, def);
     }
@@ -179,6 +186,8 @@ static int set_flag(ex_options *o, const ex_program *p, const char *name, const 
                 continue;
             if (f->kind == EX_FLAG_UNSIGNED)
                 *(unsigned *)f->value = (unsigned)parse_unsigned(name, value, 1000000000);
+            else if (f->kind == EX_FLAG_POSITIVE)
+                *(double *)f->value = parse_positive(name, value);
             else
                 *(const char **)f->value = value;
             return 1;
@@ -476,6 +485,13 @@ tl_model *ex_seed_cnn(uint32_t h, uint32_t w, uint32_t c, uint32_t classes, uint
 int ex_arch_is_seed(const ex_options *opt)
 {
     return opt->arch == NULL || strcmp(opt->arch, "seed") == 0;
+}
+
+double ex_head_lr(const ex_options *opt)
+{
+    if (opt->head_lr > 0)
+        return opt->head_lr;
+    return ex_arch_is_seed(opt) ? opt->lr : HEAD_LR_FACTOR * opt->lr;
 }
 
 tl_model *ex_build_model(const ex_options *opt, uint32_t h, uint32_t w, uint32_t c, uint32_t classes)

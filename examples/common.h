@@ -50,6 +50,8 @@ typedef struct ex_options {
     int augment;          /* --augment: random crop (zero padding 4) and horizontal flip (p 0.5) */
     const char *schedule; /* --schedule cosine|step|onecycle|none; default "none" */
     unsigned early_stop;  /* --early-stop N: patience on the validation accuracy; 0: off */
+    double head_lr;       /* the feature extractor's head's learning rate (transfer_demo's --head-lr);
+                             0: ex_head_lr()'s default for the arch */
 } ex_options;
 
 /* Which recipe flags a program takes (ex_program.recipe, or-ed). */
@@ -62,7 +64,8 @@ enum {
 typedef enum ex_flag_kind {
     EX_FLAG_SWITCH,   /* no argument; sets an int to 1 */
     EX_FLAG_UNSIGNED, /* unsigned */
-    EX_FLAG_STRING    /* const char * */
+    EX_FLAG_STRING,   /* const char * */
+    EX_FLAG_POSITIVE  /* double > 0; a default of 0 means "chosen by the program" (said in the help) */
 } ex_flag_kind;
 
 typedef struct ex_flag {
@@ -132,6 +135,16 @@ tl_model *ex_build_model(const ex_options *opt, uint32_t h, uint32_t w, uint32_t
 
 /* Whether opt->arch is the document's CNN. */
 int ex_arch_is_seed(const ex_options *opt);
+
+/* The learning rate of the frozen feature extractor's new head: --head-lr
+ * when given, else --lr for the seed CNN (the document's workflow, as it
+ * always was) and 10 x --lr for a zoo network. Why: Adam moves each weight
+ * by about the rate per step, whatever the features' scale, and a zoo
+ * network's head sees only the 64 (ResNet-20) or 1280 (MobileNetV2)
+ * pooled features, with Glorot-uniform weights about sqrt(6 / (64 + k))
+ * ~ 0.3 in size: 40 steps at 1e-3 move them by at most 0.04, so the head
+ * stays near its random start (docs/results.md measures it). */
+double ex_head_lr(const ex_options *opt);
 
 /* Compile with Adam at learning rate `lr` and sparse categorical
  * cross-entropy, as the document does. */

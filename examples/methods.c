@@ -90,7 +90,9 @@ tl_model *ex_feature_extractor(ex_result *r, const ex_task *task, const tl_model
     dense.activation = TL_ACT_SOFTMAX;
     CHECK(tl_model_add_flatten(NULL, head, NULL)); /* features come as (1, 1, n) */
     CHECK(tl_model_add_dense(NULL, head, &dense));
-    ex_compile_adam(head, opt->lr);
+    /* Its own rate (--head-lr; ex_head_lr() says why a zoo network's
+     * small head needs a larger one). */
+    ex_compile_adam(head, ex_head_lr(opt));
     ex_fit(r, head, features, opt->epochs, opt->batch, "feature_extractor");
     r->seconds = ex_now() - t0; /* the features are part of the training cost */
     r->images_per_second = (double)opt->epochs * (double)tl_dataset_count(task->train) / r->seconds;

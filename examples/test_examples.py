@@ -29,9 +29,9 @@ COMMON_FLAGS = ["--data", "--epochs", "--batch", "--lr", "--seed", "--threads", 
                 "--json", "--help", "--history", "--plot"]
 RECIPE_FLAGS = {"cifar10_train": ["--arch", "--augment", "--schedule", "--early-stop"],
                 "cifar100_transfer": ["--arch", "--augment", "--schedule", "--early-stop"],
-                "transfer_demo": ["--arch"]}
+                "transfer_demo": ["--arch", "--head-lr"]}
 HISTORY_HEADER = ("run,epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,skipped_batches,"
-                  "improved,stopped")
+                  "improved,stopped,top_k,top_k_accuracy,val_top_k_accuracy")
 SVG = "{http://www.w3.org/2000/svg}"
 failures = []
 
@@ -210,6 +210,23 @@ def main():
             "3,4,5,6")
     json_lines(p, "transfer_demo --model", methods, DEMO_KEYS)
 
+    # --head-lr: the feature extractor's head alone gets it (its JSON line says which rate it used); the
+    # seed CNN's default is --lr, as the document's workflow always had.
+    def head_lr_of(rows):
+        return [r.get("head_lr") for r in rows]
+    if rows and head_lr_of(rows) != [None, None, 0.001, None]:
+        fail(f"transfer_demo: head_lr {head_lr_of(rows)}, expected only feature_extractor's, = --lr 0.001")
+    p = run(exes["transfer_demo"], *demo, "--model", j("src.tlm"), "--head-lr", "0.03")
+    fast_rows = json_lines(p, "transfer_demo --head-lr", methods, DEMO_KEYS)
+    if fast_rows and head_lr_of(fast_rows)[2] != 0.03:
+        fail(f"transfer_demo --head-lr 0.03: head_lr {head_lr_of(fast_rows)}")
+    if rows and fast_rows:
+        for i in (0, 1, 3):  # the other methods do not change
+            if (rows[i]["accuracy"], rows[i]["loss"]) != (fast_rows[i]["accuracy"], fast_rows[i]["loss"]):
+                fail(f"transfer_demo --head-lr changed {methods[i]}: {rows[i]} vs {fast_rows[i]}")
+        if rows[2]["loss"] == fast_rows[2]["loss"]:
+            fail(f"transfer_demo --head-lr 0.03 did not change the feature extractor: {fast_rows[2]}")
+
     # --history and --plot: one row per epoch, a plot that parses; they do not change the training.
     p = run(exes["cifar10_train"], "--data", c10, *fast, "--epochs", "2", "--out", "", "--json",
             "--history", j("h.csv"), "--plot", j("h.svg"))
@@ -220,6 +237,10 @@ def main():
     rows = history_rows(j("h.csv"), "cifar10_train --history", [("cifar10", 2)])
     if rows and any(r["val_loss"] or r["val_accuracy"] for r in rows):
         fail(f"cifar10_train --history: validation figures without a validation set: {rows}")
+    # 10 classes: fit measures top-5 by default (the columns appended last).
+    if rows and any(r["top_k"] != "5" or not 0 <= float(r["top_k_accuracy"] or -1) <= 1 or r["val_top_k_accuracy"]
+                    for r in rows):
+        fail(f"cifar10_train --history: top-5 columns wrong: {rows}")
     svg_plot(j("h.svg"), "cifar10_train --plot", 3, ["train", "learning rate"])  # loss, accuracy, lr
     run(exes["cifar10_train"], "--data", c10, *fast, "--out", "", "--plot", j("one.svg"))
     svg_plot(j("one.svg"), "cifar10_train --plot, 1 epoch", 0, ["train", "learning rate"])  # dots only
@@ -279,7 +300,9 @@ def main():
     if "TL_E" not in p.stderr:
         fail(f"cifar100_transfer --arch resnet20 with a seed CNN file: no libtl status:\n{p.stderr}")
     p = run(exes["transfer_demo"], *demo, "--arch", "resnet20", "--history", j("d.csv"), "--plot", j("d.svg"))
-    json_lines(p, "transfer_demo --arch resnet20", methods, DEMO_KEYS)
+    rn = json_lines(p, "transfer_demo --arch resnet20", methods, DEMO_KEYS)
+    if rn and rn[2].get("head_lr") != 0.01:  # a zoo network's default: 10 x --lr
+        fail(f"transfer_demo --arch resnet20: feature_extractor head_lr {rn[2].get('head_lr')!r}, expected 0.01")
     history_rows(j("d.csv"), "transfer_demo --history", [("source", 1)] + [(name, 2) for name in methods])
     svg_plot(j("d.svg"), "transfer_demo --plot", 4 * 3, ["source"] + methods)  # source: 1 epoch, dots only
 
@@ -319,7 +342,9 @@ def main():
                          (["--bogus"], "unknown flag '--bogus'"), (["--epoch", "3"], "did you mean --epochs"),
                          (["--thread=2"], "--threads"), (["--json=1"], "--json takes no value"),
                          (["--arch", "vgg"], "--arch"), (["--augment"], "unknown flag '--augment'"),
-                         (["--history", ""], "--history"), (["--histroy", "h.csv"], "did you mean --history")):
+                         (["--history", ""], "--history"), (["--histroy", "h.csv"], "did you mean --history"),
+                         (["--head-lr", "0"], "--head-lr"), (["--head-lr", "fast"], "--head-lr"),
+                         (["--head-lr"], "--head-lr"), (["--head-rl", "0.1"], "did you mean --head-lr")):
         p = run(exes["transfer_demo"], *args, expect=1)
         if p.returncode != 2 or needle not in p.stderr:
             fail(f"transfer_demo {' '.join(args)}: exit {p.returncode}, stderr {p.stderr!r}")

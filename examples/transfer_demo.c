@@ -88,6 +88,8 @@ static void print_json(const char *method, const ex_result *r, const demo_settin
     ex_json_str(&j, "method", method);
     ex_json_num(&j, "test_accuracy", r->accuracy);
     ex_json_num(&j, "train_seconds", r->seconds);
+    if (strcmp(method, "feature_extractor") == 0)
+        ex_json_num(&j, "head_lr", ex_head_lr(opt)); /* "lr" is the other methods' */
     ex_json_result(&j, r, opt);
     ex_json_str(&j, "data", opt->data);
     ex_json_str(&j, "source_classes", s->source_list);
@@ -108,6 +110,9 @@ int main(int argc, char **argv)
         {"--source-epochs", EX_FLAG_UNSIGNED, &s.source_epochs, "N", "epochs of the source model"},
         {"--target-epochs", EX_FLAG_UNSIGNED, &opt.epochs, "N", "epochs of each method on the new task (= --epochs)"},
         {"--per-class", EX_FLAG_UNSIGNED, &s.per_class, "N", "training examples per target class"},
+        {"--head-lr", EX_FLAG_POSITIVE, &opt.head_lr, "X",
+         "Adam's rate for feature_extractor's new head (default: --lr with --arch seed,\n"
+         "                         10 x --lr with resnet20 or mobilenetv2: their head sees few pooled features)"},
     };
     const ex_program prog = {
         "transfer_demo",

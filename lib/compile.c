@@ -65,6 +65,9 @@ tl_status tl_model_compile(tl_model *m, tl_optimizer *opt, tl_loss loss)
         }
         m->opt = opt;
         opt->owned = true;
+        /* A new optimizer starts a new run: an interrupted fit's early
+         * stopping is not continued. */
+        tli_early_clear(&m->early);
     }
     m->loss = loss;
     return tl_model_reset_optimizer(m);

@@ -18,7 +18,7 @@ struct tl_history {
 
 static const char *const key_names[TL_HISTORY_KEYS] = {
     "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds", "skipped_batches",
-    "improved", "stopped"};
+    "improved", "stopped", "top_k", "top_k_accuracy", "val_top_k_accuracy"};
 
 TLI_OPTIONS_TYPE_V1(es_type, tl_early_stopping_options, TL_EARLY_STOPPING_OPTIONS);
 
@@ -66,7 +66,7 @@ const char *tl_history_key_name(tl_history_key key)
 static bool integer_key(size_t k)
 {
     return k == TL_HISTORY_EPOCH || k == TL_HISTORY_SKIPPED_BATCHES || k == TL_HISTORY_IMPROVED ||
-           k == TL_HISTORY_STOPPED;
+           k == TL_HISTORY_STOPPED || k == TL_HISTORY_TOP_K;
 }
 
 tl_status tl_history_write_csv(const tl_history *h, tl_write_fn write, void *payload)
@@ -164,26 +164,39 @@ tl_status tli_recipe_check(const tl_fit_options *o, const tl_dataset *train, con
     return TL_OK;
 }
 
+/* Early stopping's start: continue the model's pending state when it is
+ * the same run's (see tl_early_stopping_options), else start afresh. Last
+ * in tli_recipe_begin, so that a failure before leaves the model as it was. */
+static tl_status early_begin(tli_recipe *r, tl_model *m, const char *fn)
+{
+    tli_early_state *s = &m->early;
+    const size_t count = r->es.restore_best ? tli_model_tensor_values(m) : 0;
+    const bool resume = s->pending && r->o->seed == 0 && s->monitor == r->es.monitor && s->count == count &&
+                        (count == 0 || s->copy != NULL);
+    if (!resume) {
+        float *copy = NULL;
+        /* Zeroed: the copy may be saved before the first improvement. */
+        if (count && (copy = tli_calloc(count, sizeof(float))) == NULL)
+            return tli_error(TL_ENOMEM, "%s: out of memory for a copy of the %zu values of the best epoch "
+                             "(early_stopping restore_best)", fn, count);
+        tli_early_clear(s);
+        s->monitor = r->es.monitor;
+        s->copy = copy;
+        s->count = count;
+    }
+    s->pending = true;
+    return TL_OK;
+}
+
 tl_status tli_recipe_begin(tli_recipe *r, tl_model *m, const tl_fit_options *o, const char *fn)
 {
     memset(r, 0, sizeof *r);
     r->o = o;
-    r->best = NAN;
     tl_early_stopping_options es = TL_EARLY_STOPPING_OPTIONS_INIT;
     r->es = es;
     if (o->early_stopping) {
         tli_options_read(&r->es, o->early_stopping, &es_type, fn); /* checked before */
         r->early = true;
-    }
-    if (r->early && r->es.restore_best) {
-        size_t count = 0;
-        for (size_t i = 0; i < m->nlayers; i++)
-            for (size_t p = 0; p < m->layers[i]->nparams; p++)
-                count += m->layers[i]->params[p].count;
-        r->best_count = count;
-        if (count && (r->best_copy = tli_malloc(count * sizeof(float))) == NULL)
-            return tli_error(TL_ENOMEM, "%s: out of memory for a copy of the %zu values of the best epoch "
-                             "(early_stopping restore_best)", fn, count);
     }
     if (o->checkpoint_path && (o->checkpoint_every || o->checkpoint_on_improvement)) {
         r->path_cap = strlen(o->checkpoint_path) * 4 + 16; /* "{epoch}" -> at most 10 digits */
@@ -197,6 +210,14 @@ tl_status tli_recipe_begin(tli_recipe *r, tl_model *m, const tl_fit_options *o, 
         if (st) {
             tli_recipe_end(r, m, st);
             tli_error_prefix("%s", fn);
+            return st;
+        }
+    }
+    if (r->early) {
+        tl_status st = early_begin(r, m, fn);
+        if (st) {
+            r->early = false; /* the model's state is not this fit's */
+            tli_recipe_end(r, m, st);
             return st;
         }
     }
@@ -242,20 +263,28 @@ tl_status tli_recipe_epoch_end(tli_recipe *r, tl_model *m, uint32_t e, const tl_
     bool improved = false;
     *stop = false;
     if (r->early) {
+        tli_early_state *s = &m->early;
         const bool max_mode = r->es.monitor == TL_MONITOR_VAL_ACCURACY;
         const double v = max_mode ? p->val_accuracy : p->val_loss, d = r->es.min_delta;
-        improved = !isnan(v) && (isnan(r->best) || (max_mode ? v > r->best + d : v < r->best - d));
+        improved = !isnan(v) && (isnan(s->best) || (max_mode ? v > s->best + d : v < s->best - d));
+        if (s->epochs < UINT32_MAX)
+            s->epochs++;
         if (improved) {
-            r->best = v;
-            r->wait = 0;
-            r->best_epoch = e + 1;
-            if (r->best_copy)
-                copy_tensors(m, r->best_copy, false);
+            s->best = v;
+            s->wait = 0;
+            s->best_epoch = s->epochs;
+            if (s->copy)
+                copy_tensors(m, s->copy, false);
         } else {
-            r->wait++;
+            if (s->wait < UINT32_MAX)
+                s->wait++;
             /* Only a stop before the last epoch is early. */
-            *stop = r->wait >= r->es.patience && e + 1 < o->epochs;
+            *stop = s->wait >= r->es.patience && e + 1 < o->epochs;
         }
+        /* After the fit's last epoch the run is over: a checkpoint written
+         * now holds no state to continue (a fit from it starts afresh). */
+        if (*stop || e + 1 == o->epochs)
+            s->pending = false;
     }
     if (o->history) {
         double row[TL_HISTORY_KEYS];
@@ -269,6 +298,9 @@ tl_status tli_recipe_epoch_end(tli_recipe *r, tl_model *m, uint32_t e, const tl_
         row[TL_HISTORY_SKIPPED_BATCHES] = (double)p->skipped_batches;
         row[TL_HISTORY_IMPROVED] = r->early ? (improved ? 1.0 : 0.0) : NAN;
         row[TL_HISTORY_STOPPED] = *stop ? 1.0 : 0.0;
+        row[TL_HISTORY_TOP_K] = p->top_k ? (double)p->top_k : NAN;
+        row[TL_HISTORY_TOP_K_ACCURACY] = p->top_k ? p->top_k_accuracy : NAN;
+        row[TL_HISTORY_VAL_TOP_K_ACCURACY] = p->top_k && p->has_validation ? p->val_top_k_accuracy : NAN;
         tli_history_append(o->history, row);
     }
     tl_status st = TL_OK;
@@ -281,10 +313,14 @@ tl_status tli_recipe_epoch_end(tli_recipe *r, tl_model *m, uint32_t e, const tl_
 
 void tli_recipe_end(tli_recipe *r, tl_model *m, tl_status st)
 {
-    if (st == TL_OK && r->best_copy && r->best_epoch)
-        copy_tensors(m, r->best_copy, true);
-    tli_free(r->best_copy);
+    if (r->early && st == TL_OK) {
+        if (m->early.copy && m->early.best_epoch)
+            copy_tensors(m, m->early.copy, true);
+        tli_early_clear(&m->early);
+    } else if (r->early && !m->early.pending) {
+        /* Cancelled after the last epoch: nothing to continue. */
+        tli_early_clear(&m->early);
+    }
     tli_free(r->path);
-    r->best_copy = NULL;
     r->path = NULL;
 }

@@ -18,12 +18,7 @@ void tli_history_append(tl_history *h, const double *row);
 typedef struct tli_recipe {
     const tl_fit_options *o;
     tl_early_stopping_options es; /* a current-size copy (read through the version) */
-    bool early;                   /* early stopping on */
-    double best;                  /* best monitored value so far (NaN: none yet) */
-    uint32_t wait;                /* epochs in a row without improvement */
-    uint32_t best_epoch;          /* 1-based, 0: none */
-    float *best_copy;             /* restore_best: every tensor at the best epoch */
-    size_t best_count;
+    bool early;                   /* early stopping on; its state is the model's (m->early) */
     char *path;                   /* checkpoint path with {epoch} replaced */
     size_t path_cap;
 } tli_recipe;
@@ -31,8 +26,10 @@ typedef struct tli_recipe {
 /* Check every recipe option of o (before any step); TL_EINVAL naming it. */
 tl_status tli_recipe_check(const tl_fit_options *o, const tl_dataset *train, const char *fn);
 
-/* Allocate what the recipe needs for this fit (the best copy, the path,
- * history rows). On error nothing is left allocated. */
+/* Allocate what the recipe needs for this fit (the path, history rows,
+ * the best copy) and start early stopping, or continue the model's
+ * pending state (see tl_early_stopping_options). On error nothing is left
+ * allocated and the model's state is unchanged. */
 tl_status tli_recipe_begin(tli_recipe *r, tl_model *m, const tl_fit_options *o, const char *fn);
 
 /* After epoch e (0-based) and its validation, before the epoch callback:
@@ -41,8 +38,9 @@ tl_status tli_recipe_begin(tli_recipe *r, tl_model *m, const tl_fit_options *o, 
 tl_status tli_recipe_epoch_end(tli_recipe *r, tl_model *m, uint32_t e, const tl_progress *p, bool *stop,
                                const char *fn);
 
-/* At the end of fit with status st: restore the best weights (TL_OK only),
- * free everything. */
+/* At the end of fit with status st: with TL_OK, restore the best weights
+ * and forget the early-stopping state; otherwise keep it pending in the
+ * model (a later fit may continue it). Frees the recipe's own memory. */
 void tli_recipe_end(tli_recipe *r, tl_model *m, tl_status st);
 
 #endif /* TLI_HISTORY_H */

@@ -102,9 +102,17 @@ tl_status tl_model_loss_options(const tl_model *m, tl_loss_options *out)
     const char *fn = "tl_model_loss_options";
     if (m == NULL || out == NULL)
         return tli_error(TL_EINVAL, "%s: %s is NULL", fn, m ? "out" : "model");
+    return tli_loss_options_get(out, m->label_smoothing, m->class_weights, m->nclass_weights, fn);
+}
+
+tl_status tli_loss_options_get(tl_loss_options *out, float smoothing, const float *weights, size_t nweights,
+                               const char *fn)
+{
+    if (out == NULL)
+        return tli_error(TL_EINVAL, "%s: out is NULL", fn);
     tl_loss_options cur = TL_LOSS_OPTIONS_INIT;
-    cur.label_smoothing = m->label_smoothing;
-    cur.class_weights = m->class_weights;
-    cur.num_class_weights = m->nclass_weights;
+    cur.label_smoothing = smoothing;
+    cur.class_weights = weights;
+    cur.num_class_weights = nweights;
     return tli_options_init(out, out->version, &cur, &loss_options_type, fn);
 }

@@ -32,13 +32,35 @@ tl_status tl_evaluate_options_init(tl_evaluate_options *opts, unsigned int versi
     return tli_options_init(opts, version, &d, &evaluate_type, "tl_evaluate_options_init");
 }
 
+/* Example r's true class: its label, or the arg-max of its targets row. The
+ * loss kernel has checked the labels' range. */
+static size_t truth_of(size_t r, size_t width, const int32_t *labels, const float *targets)
+{
+    return labels ? (size_t)labels[r] : tli_argmax(targets + r * width, width);
+}
+
+size_t tli_top_k_hits(const float *y, size_t n, size_t width, const int32_t *labels, const float *targets,
+                      uint32_t k)
+{
+    size_t hits = 0;
+    for (size_t r = 0; r < n; r++)
+        hits += tli_rank(y + r * width, width, truth_of(r, width, labels, targets)) < k;
+    return hits;
+}
+
+uint32_t tli_fit_top_k(uint32_t requested, size_t outputs)
+{
+    if (requested)
+        return requested;
+    return outputs > DEFAULT_TOP_K ? DEFAULT_TOP_K : 0;
+}
+
 void tli_metrics_add(tl_metrics *mt, const float *y, size_t n, size_t width, const int32_t *labels,
                      const float *targets)
 {
     for (size_t r = 0; r < n; r++) {
         const float *yr = y + r * width;
-        /* The loss kernel has checked the labels' range. */
-        const size_t truth = labels ? (size_t)labels[r] : tli_argmax(targets + r * width, width);
+        const size_t truth = truth_of(r, width, labels, targets);
         const size_t rank = tli_rank(yr, width, truth);
         mt->count[truth]++;
         if (rank == 0)
@@ -97,6 +119,42 @@ void tl_metrics_free(tl_metrics *mt)
     tli_free(mt);
 }
 
+tl_status tli_metrics_create(tl_metrics **out, size_t classes, uint32_t k, bool confusion, const char *fn)
+{
+    *out = NULL;
+    tl_metrics *mt = tli_calloc(1, sizeof *mt);
+    if (mt == NULL)
+        return tli_error(TL_ENOMEM, "%s: out of memory", fn);
+    mt->classes = classes;
+    mt->k = k;
+    mt->count = tli_calloc(classes, sizeof *mt->count);
+    mt->correct = tli_calloc(classes, sizeof *mt->correct);
+    bool ok = mt->count && mt->correct;
+    if (ok && confusion) {
+        ok = classes <= SIZE_MAX / sizeof *mt->confusion / classes;
+        mt->confusion = ok ? tli_calloc(classes * classes, sizeof *mt->confusion) : NULL;
+        ok = mt->confusion != NULL;
+    }
+    if (!ok) {
+        tl_metrics_free(mt);
+        return tli_error(TL_ENOMEM, "%s: out of memory for the metrics of %zu classes%s", fn, classes,
+                         confusion ? " (the confusion matrix needs 8 K^2 bytes; it can be left out)" : "");
+    }
+    *out = mt;
+    return TL_OK;
+}
+
+void tli_metrics_reset(tl_metrics *mt)
+{
+    mt->n = 0;
+    mt->top_k = 0;
+    mt->loss = mt->accuracy = 0.0;
+    memset(mt->count, 0, mt->classes * sizeof *mt->count);
+    memset(mt->correct, 0, mt->classes * sizeof *mt->correct);
+    if (mt->confusion)
+        memset(mt->confusion, 0, mt->classes * mt->classes * sizeof *mt->confusion);
+}
+
 tl_status tl_model_evaluate_metrics(tl_metrics **out, tl_model *m, const tl_dataset *data,
                                     const tl_evaluate_options *opts)
 {
@@ -120,25 +178,10 @@ tl_status tl_model_evaluate_metrics(tl_metrics **out, tl_model *m, const tl_data
     if (o.top_k > classes)
         return tli_xchg_sums(&x, tli_error(TL_EINVAL, "%s: top_k %u is larger than the model's %zu outputs (classes)",
                                            fn, o.top_k, classes), NULL, 0);
-    tl_metrics *mt = tli_calloc(1, sizeof *mt);
-    if (mt == NULL)
-        return tli_xchg_sums(&x, tli_error(TL_ENOMEM, "%s: out of memory", fn), NULL, 0);
-    mt->classes = classes;
-    mt->k = o.top_k ? o.top_k : (classes < DEFAULT_TOP_K ? (uint32_t)classes : DEFAULT_TOP_K);
-    mt->count = tli_calloc(classes, sizeof *mt->count);
-    mt->correct = tli_calloc(classes, sizeof *mt->correct);
-    bool ok = mt->count && mt->correct;
-    if (ok && o.confusion_matrix) {
-        ok = classes <= SIZE_MAX / sizeof *mt->confusion / classes;
-        mt->confusion = ok ? tli_calloc(classes * classes, sizeof *mt->confusion) : NULL;
-        ok = mt->confusion != NULL;
-    }
-    if (!ok) {
-        tl_metrics_free(mt);
-        return tli_xchg_sums(&x, tli_error(TL_ENOMEM, "%s: out of memory for the metrics of %zu classes%s", fn, classes,
-                                           o.confusion_matrix ? " (the confusion matrix needs 8 K^2 bytes; it can be "
-                                                                "left out)" : ""), NULL, 0);
-    }
+    tl_metrics *mt;
+    const uint32_t k = o.top_k ? o.top_k : (classes < DEFAULT_TOP_K ? (uint32_t)classes : DEFAULT_TOP_K);
+    if ((st = tli_metrics_create(&mt, classes, k, o.confusion_matrix != 0, fn)))
+        return tli_xchg_sums(&x, st, NULL, 0);
     if ((st = tli_model_evaluate_x(&mt->loss, &mt->accuracy, m, data, o.batch_size, mt, &x, fn))) {
         tl_metrics_free(mt);
         return st;

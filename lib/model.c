@@ -41,7 +41,24 @@ void tl_model_free(tl_model *m)
     tli_free(m->layers);
     tli_optimizer_release(m->opt);
     tli_free(m->class_weights);
+    tli_early_clear(&m->early);
     tli_free(m);
+}
+
+void tli_early_clear(tli_early_state *s)
+{
+    tli_free(s->copy);
+    memset(s, 0, sizeof *s);
+    s->best = NAN;
+}
+
+size_t tli_model_tensor_values(const tl_model *m)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < m->nlayers; i++)
+        for (size_t p = 0; p < m->layers[i]->nparams; p++)
+            count += m->layers[i]->params[p].count;
+    return count;
 }
 
 uint64_t tl_model_seed(const tl_model *m)

@@ -25,6 +25,28 @@ typedef struct tli_workspace {
     float *gtmp;      /* training: a gradient to be added into a shared one */
 } tli_workspace;
 
+/* The early-stopping state of a fit that has not finished (history.c):
+ * kept in the model so that a checkpoint written during the fit (section
+ * ESTP) and a fit resumed from it, or after a fit that ended with an error
+ * or was cancelled, continue the patience and the best weights exactly. */
+typedef struct tli_early_state {
+    bool pending;                /* a fit with early stopping is under way or was interrupted */
+    tl_schedule_monitor monitor;
+    double best;                 /* best monitored value; NaN: none yet */
+    uint32_t best_epoch;         /* 1-based epoch of the run; 0: none yet */
+    uint32_t wait;               /* epochs in a row without improvement */
+    uint32_t epochs;             /* epochs the run has completed */
+    float *copy;                 /* restore_best: every tensor at the best epoch (count values); else NULL */
+    size_t count;
+} tli_early_state;
+
+/* Forget the state (frees the copy). */
+void tli_early_clear(tli_early_state *s);
+
+/* Values of every tensor of the model (parameters and state), the size of
+ * a best-weights copy. */
+size_t tli_model_tensor_values(const tl_model *m);
+
 struct tl_model {
     tl_shape input;
     size_t in_size;
@@ -40,6 +62,7 @@ struct tl_model {
     float *class_weights;  /* loss_options.c): NULL or nclass_weights floats, the model's copy */
     size_t nclass_weights;
     tli_rng train_rng;    /* shuffling; continues across fit calls */
+    tli_early_state early; /* an unfinished fit's early stopping (saved in checkpoints) */
     tli_workspace ws;
 };
 

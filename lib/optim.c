@@ -151,6 +151,13 @@ uint64_t tl_optimizer_steps(const tl_optimizer *opt)
 
 /* ---- learning-rate schedules (the formulas are schedule.c's) ------------- */
 
+tl_status tli_schedule_options_get(tl_schedule_options *out, const tl_schedule_options *cur, const char *fn)
+{
+    if (out == NULL)
+        return tli_error(TL_EINVAL, "%s: out is NULL", fn);
+    return tli_options_init(out, out->version, cur, &schedule_type, fn);
+}
+
 tl_status tl_schedule_options_init(tl_schedule_options *opts, unsigned int version)
 {
     const tl_schedule_options d = TL_SCHEDULE_OPTIONS_INIT;

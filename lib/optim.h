@@ -38,6 +38,10 @@ float tli_optim_rate(const tl_optimizer *o);
  * uses it) and return its rate (tli_optim_rate() before the count). */
 float tli_optim_begin_step(tl_optimizer *o);
 
+/* Copy schedule settings `cur` into the caller's `out` as far as
+ * out->version reaches (TL_EINVAL / TL_EVERSION naming fn otherwise). */
+tl_status tli_schedule_options_get(tl_schedule_options *out, const tl_schedule_options *cur, const char *fn);
+
 /* Start the schedule again (its counters 0) at the current step count:
  * with the step count reset, and by tl_model_reset_optimizer(). */
 void tli_optim_restart_schedule(tl_optimizer *o);

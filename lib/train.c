@@ -34,6 +34,8 @@ typedef struct batch_src {
     uint64_t key_mix;    /* non-zero: mixed into the dropout key (a shard's own masks) */
     bool no_update;      /* training: stop after the gradients (the exchange comes first) */
     const tli_bn_sync *bn_sync; /* synchronized batchnorm, or NULL */
+    uint32_t top_k;      /* training: count the top-k hits into *top_k_hits (0: do not) */
+    size_t *top_k_hits;
 } batch_src;
 
 /* The layer where a non-finite parameter gradient first appeared, or NULL;
@@ -122,6 +124,8 @@ static tl_status run_batch(tl_model *m, const batch_src *src, size_t n, bool tra
                          nonfinite_cause(cause, sizeof cause, m, src, n), train ? "; no update was made" : "");
     if (src->metrics)
         tli_metrics_add(src->metrics, y, n, width, labels, src->targets);
+    if (src->top_k)
+        *src->top_k_hits = tli_top_k_hits(y, n, width, labels, src->targets, src->top_k);
     if (!train)
         return TL_OK;
     const float lr = tli_optim_rate(m->opt);
@@ -213,7 +217,8 @@ static tl_status evaluate_part(double *sums, tl_model *m, const tl_dataset *ds, 
     for (size_t done = first; done < first + count; done += batch) {
         size_t b = first + count - done < batch ? first + count - done : batch;
         batch_src src = {ds->images + done * ds->example_size, ds->labels + done,
-                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics, 0, false, NULL};
+                         targets ? targets + done * width : NULL, NULL, done, "the data", metrics, 0, false, NULL,
+                         0, NULL};
         tli_loss_result r;
         snprintf(where, sizeof where, "%s: examples %zu..%zu", fn, done, done + b - 1);
         if ((st = run_batch(m, &src, b, false, &r, where)))
@@ -267,12 +272,6 @@ static tl_status evaluate_loop(double *out_loss, double *out_acc, tl_model *m, c
     if (out_acc)
         *out_acc = local[3] > 0.0 ? local[2] / local[3] : 0.0;
     return TL_OK;
-}
-
-static tl_status evaluate(double *out_loss, double *out_acc, tl_model *m, const tl_dataset *ds, size_t batch,
-                          tli_xchg *x, const char *fn)
-{
-    return evaluate_loop(out_loss, out_acc, m, ds, batch, NULL, x, fn);
 }
 
 tl_status tl_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
@@ -333,7 +332,7 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
         tli_error_prefix("%s", fn);
         return st;
     }
-    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL, 0, false, NULL};
+    batch_src src = {inputs, labels, targets, NULL, 0, "the inputs", NULL, 0, false, NULL, 0, NULL};
     tli_loss_result r;
     if ((st = run_batch(m, &src, n, true, &r, fn)))
         return st;
@@ -342,8 +341,26 @@ tl_status tl_model_train_step(double *out_loss, tl_model *m, const float *inputs
     return TL_OK;
 }
 
+/* fit's validation after an epoch: tl_model_evaluate_metrics()'s pass
+ * (tli_model_evaluate with metrics, when top-k is measured), so the
+ * history's figures are that function's. */
+static tl_status validate(tl_progress *p, tl_model *m, const tl_dataset *val, size_t bs, tl_metrics *vm,
+                          tli_xchg *x, const char *fn)
+{
+    if (vm)
+        tli_metrics_reset(vm);
+    tl_status st = tli_model_evaluate_x(&p->val_loss, &p->val_accuracy, m, val, (uint32_t)bs, vm, x, fn);
+    if (st)
+        return st;
+    p->has_validation = 1;
+    if (vm)
+        p->val_top_k_accuracy = tl_metrics_top_k_accuracy(vm);
+    return TL_OK;
+}
+
 static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_options *o, const float *targets,
-                            uint32_t *idx, const tl_augment_options *aug, tli_recipe *rc, tli_xchg *x)
+                            uint32_t *idx, const tl_augment_options *aug, uint32_t top_k, tl_metrics *vm,
+                            tli_recipe *rc, tli_xchg *x)
 {
     const char *fn = "tl_model_fit";
     const size_t n = ds->n, bs = o->batch_size < n ? o->batch_size : n;
@@ -362,8 +379,11 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
         p.epoch = e;
         p.epochs = o->epochs;
         p.batches = batches;
+        p.top_k = top_k;
+        p.top_k_accuracy = p.val_top_k_accuracy = NAN;
         double loss = 0.0, weight = 0.0, t0 = tli_now();
-        size_t correct = 0, counted = 0;
+        /* Top-k is counted over this process's part of each batch. */
+        size_t correct = 0, counted = 0, top_hits = 0, batch_hits = 0, top_counted = 0;
         x->epoch = e;
         for (size_t b = 0; b < batches; b++) {
             size_t lo = b * bs, cnt = n - lo < bs ? n - lo : bs;
@@ -396,8 +416,10 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                                    e + 1, b + 1);
             }
             batch_src src = {m->ws.input, m->ws.labels, targets ? m->ws.targets : NULL, idx + lo + plo, 0,
-                             "the training data", NULL, x->count > 1 ? (uint64_t)x->rank + 1 : 0, x->fn != NULL, NULL};
+                             "the training data", NULL, x->count > 1 ? (uint64_t)x->rank + 1 : 0, x->fn != NULL, NULL,
+                             top_k, &batch_hits};
             tli_loss_result r = {0.0, 0, 0.0};
+            batch_hits = 0;
             p.learning_rate = tli_optim_rate(m->opt);
             snprintf(where, sizeof where, "%s: epoch %u, batch %zu of %zu", fn, e + 1, b + 1, batches);
             if (o->sync_batchnorm && x->fn && x->count > 1)
@@ -435,11 +457,15 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                 weight += r.weight_sum; /* examples without class weights */
                 correct += r.correct;
                 counted += examples;
+                top_hits += batch_hits;
+                top_counted += pcnt;
             }
             p.batch = b + 1;
             p.samples = lo + cnt;
             p.loss = counted ? tli_loss_mean(loss, weight) : NAN;
             p.accuracy = counted ? (double)correct / (double)counted : 0.0;
+            if (top_k)
+                p.top_k_accuracy = top_counted ? (double)top_hits / (double)top_counted : 0.0;
             p.seconds = tli_now() - t0;
             p.samples_per_second = p.seconds > 0 ? (double)p.samples / p.seconds : 0.0;
             if (o->on_batch && o->on_batch(&p, o->payload))
@@ -447,12 +473,11 @@ static tl_status fit_epochs(tl_model *m, const tl_dataset *ds, const tl_fit_opti
                                  b + 1);
         }
         if (o->validation) {
-            tl_status st = evaluate(&p.val_loss, &p.val_accuracy, m, o->validation, bs, x, fn);
+            tl_status st = validate(&p, m, o->validation, bs, vm, x, fn);
             if (st) {
                 tli_error_prefix("validation after epoch %u", e + 1);
                 return st;
             }
-            p.has_validation = 1;
         }
         /* Before the callback, so that a checkpoint written there resumes
          * the schedule at the next epoch. */
@@ -495,6 +520,11 @@ static tl_status fit_checked(tl_model *m, const tl_dataset *train, const tl_fit_
             return st;
         }
     }
+    const size_t outputs = tli_model_out_size(m);
+    if (o.top_k > outputs)
+        return tli_error(TL_EINVAL, "%s: top_k %u is larger than the model's %zu outputs (classes)", fn, o.top_k,
+                         outputs);
+    const uint32_t top_k = tli_fit_top_k(o.top_k, outputs);
     size_t bs = o.batch_size < train->n ? o.batch_size : train->n;
     const uint64_t batches = (train->n + bs - 1) / bs;
     /* The workspace holds one process's part of a batch. */
@@ -514,16 +544,23 @@ static tl_status fit_checked(tl_model *m, const tl_dataset *train, const tl_fit_
         tli_error_prefix("%s", fn);
         return st;
     }
+    tl_metrics *vm = NULL; /* validation's top-k */
+    if (top_k && o.validation && (st = tli_metrics_create(&vm, outputs, top_k, false, fn))) {
+        tli_free(idx);
+        return st;
+    }
     tli_recipe rc;
     if ((st = tli_recipe_begin(&rc, m, &o, fn))) {
+        tl_metrics_free(vm);
         tli_free(idx);
         return st;
     }
     if (o.seed)
         tli_rng_seed(&m->train_rng, o.seed, TLI_STREAM_TRAIN);
     tli_schedule_fit_begin(&m->opt->sched, o.epochs, batches);
-    st = fit_epochs(m, train, &o, targets, idx, tli_augment_active(&aug) ? &aug : NULL, &rc, x);
+    st = fit_epochs(m, train, &o, targets, idx, tli_augment_active(&aug) ? &aug : NULL, top_k, vm, &rc, x);
     tli_recipe_end(&rc, m, st);
+    tl_metrics_free(vm);
     tli_free(idx);
     return st;
 }

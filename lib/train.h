@@ -36,6 +36,11 @@ tl_status tli_loss_options_check(tl_loss loss, float smoothing, const float *wei
 tl_status tli_loss_options_set(tl_model *m, float smoothing, const float *weights, size_t nweights,
                                const char *fn);
 
+/* Copy loss options into the caller's `out` as far as out->version
+ * reaches; the weights are borrowed (TL_EINVAL / TL_EVERSION naming fn). */
+tl_status tli_loss_options_get(tl_loss_options *out, float smoothing, const float *weights, size_t nweights,
+                               const char *fn);
+
 /* Before running the loss: the class weights still fit the last layer. */
 tl_status tli_check_loss_options(const tl_model *m, const char *fn);
 
@@ -45,6 +50,22 @@ tl_status tli_check_loss_options(const tl_model *m, const char *fn);
  * the metrics of every batch (tli_metrics_add). */
 tl_status tli_model_evaluate(double *out_loss, double *out_accuracy, tl_model *m, const tl_dataset *data,
                              uint32_t batch_size, tl_metrics *metrics, const char *fn);
+
+/* Empty metrics of `classes` classes and top-k `k` (a confusion matrix when
+ * `confusion`); TL_ENOMEM with a message naming fn. */
+tl_status tli_metrics_create(tl_metrics **out, size_t classes, uint32_t k, bool confusion, const char *fn);
+
+/* Back to nothing counted (fit's validation reuses one per epoch). */
+void tli_metrics_reset(tl_metrics *metrics);
+
+/* How many of the n examples have their true class among the first k of
+ * y's ranking: tli_metrics_add()'s top-k rule, for fit's training figure. */
+size_t tli_top_k_hits(const float *y, size_t n, size_t width, const int32_t *labels, const float *targets,
+                      uint32_t k);
+
+/* The k fit measures: tl_fit_options.top_k, or its default for a model of
+ * `outputs` outputs (0: not measured). */
+uint32_t tli_fit_top_k(uint32_t requested, size_t outputs);
 
 /* Count one evaluated batch: y the model's output (logits for the
  * cross-entropy losses), true classes from labels or the arg-max of the

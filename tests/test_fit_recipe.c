@@ -790,6 +790,129 @@ START_TEST(early_stopping_restores_the_best)
 }
 END_TEST
 
+static int cancel_after(const tl_progress *p, void *payload)
+{
+    return p->epoch + 1 >= *(const uint32_t *)payload;
+}
+
+/* The row where the history says fit stopped early, or -1. */
+static long stopped_row(const tl_history *h)
+{
+    for (size_t r = 0; r < tl_history_epochs(h); r++)
+        if (tl_history_value(h, r, TL_HISTORY_STOPPED) == 1.0)
+            return (long)r;
+    return -1;
+}
+
+static bool summary_has(const char *path, const char *needle, char *out, size_t cap);
+
+/* A run stopped after epoch k (cancelled from the epoch callback, after
+ * fit's checkpoint of that epoch) and resumed - from the checkpoint, and in
+ * the same process - stops at the same epoch with the same weights, bit
+ * for bit, as one never stopped: the patience count, the best value and
+ * the best weights (restore_best) travel in the checkpoint's ESTP section. */
+START_TEST(early_stopping_resumes_exactly)
+{
+    const uint32_t h = 8, w = 8, c = 3, epochs = 20;
+    const size_t n = 128;
+    float *x;
+    int32_t *y;
+    th_quadrant_data(&x, &y, n, h, w, c, 9);
+    int32_t *yv = malloc(n * sizeof *yv);
+    for (size_t i = 0; i < n; i++)
+        yv[i] = (y[i] + 1) % 4; /* validation gets worse as the model learns */
+    tl_dataset *ds = make_dataset(x, y, n, h, w, c, 4), *val = make_dataset(x, yv, n, h, w, c, 4);
+    for (int restore = 0; restore <= 1; restore++) {
+        tl_early_stopping_options es = TL_EARLY_STOPPING_OPTIONS_INIT;
+        es.patience = 3;
+        es.min_delta = 1e-3;
+        es.restore_best = restore;
+        tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+        fo.epochs = epochs;
+        fo.batch_size = 32;
+        fo.validation = val;
+        fo.early_stopping = &es;
+        /* A: never stopped. */
+        tl_model *a = small_model(h, w, c, 4, 0, 1, 3e-3f, 8);
+        tl_history *ha;
+        ck_assert_tl_ok(tl_history_create(&ha));
+        fo.history = ha;
+        ck_assert_tl_ok(tl_model_fit(a, ds, &fo));
+        const long stop = stopped_row(ha);
+        ck_assert_msg(stop >= 3 && stop < (long)epochs - 1, "no early stop to resume across (row %ld)", stop);
+        /* The epoch before the stop: patience is part used, the best is behind. */
+        uint32_t k = (uint32_t)stop;
+        ck_assert(tl_history_value(ha, k - 1, TL_HISTORY_IMPROVED) == 0.0);
+        /* B: the same run, cancelled after epoch k, a checkpoint after every epoch. */
+        char pattern[256], at_k[256], name[64], last[256];
+        snprintf(name, sizeof name, "es%d_{epoch}.tlc", restore);
+        tmp_path(pattern, sizeof pattern, name);
+        snprintf(name, sizeof name, "es%d_%u.tlc", restore, k);
+        tmp_path(at_k, sizeof at_k, name);
+        snprintf(name, sizeof name, "es%d_%ld.tlc", restore, stop + 1);
+        tmp_path(last, sizeof last, name);
+        tl_model *b = small_model(h, w, c, 4, 0, 1, 3e-3f, 8);
+        fo.history = NULL;
+        fo.checkpoint_path = pattern;
+        fo.checkpoint_every = 1;
+        fo.on_epoch = cancel_after;
+        fo.payload = &k;
+        ck_assert_int_eq(tl_model_fit(b, ds, &fo), TL_ECANCELED);
+        /* The checkpoint holds the state; the summary says it. */
+        char text[8192], want[160];
+        snprintf(want, sizeof want, "Early stopping (a fit under way): val_loss, %u epochs, best ", k);
+        ck_assert_msg(summary_has(at_k, want, text, sizeof text), "%s", text);
+        ck_assert_msg(strstr(text, restore ? ", best weights saved\n" : " since\n") != NULL, "%s", text);
+        /* Resumed from the file: epochs - k more, seed 0. */
+        tl_model *cm;
+        ck_assert_tl_ok(tl_model_load(&cm, at_k));
+        tl_history *hc;
+        ck_assert_tl_ok(tl_history_create(&hc));
+        fo.checkpoint_path = NULL;
+        fo.checkpoint_every = 0;
+        fo.on_epoch = NULL;
+        fo.epochs = epochs - k;
+        fo.history = hc;
+        ck_assert_tl_ok(tl_model_fit(cm, ds, &fo));
+        ck_assert_int_eq(stopped_row(hc), stop - (long)k);
+        ck_assert_uint_eq(tl_history_epochs(hc), (size_t)(stop + 1) - k);
+        for (size_t r = 0; r < tl_history_epochs(hc); r++)
+            ck_assert(tl_history_value(hc, r, TL_HISTORY_IMPROVED) == tl_history_value(ha, r + k, TL_HISTORY_IMPROVED));
+        ck_assert_msg(same_params(a, cm), "restore_best %d: the resumed run differs from the uninterrupted one",
+                      restore);
+        /* Resumed in the same process (the cancelled fit left its state in b). */
+        fo.history = NULL;
+        ck_assert_tl_ok(tl_model_fit(b, ds, &fo));
+        ck_assert(same_params(a, b));
+        /* The checkpoint after the stopping epoch holds no state to continue. */
+        ck_assert_msg(access(last, F_OK) != 0, "%s written after the cancel", last);
+        fo.epochs = epochs;
+        fo.checkpoint_path = pattern;
+        fo.checkpoint_every = 1;
+        tl_model *d = small_model(h, w, c, 4, 0, 1, 3e-3f, 8);
+        ck_assert_tl_ok(tl_model_fit(d, ds, &fo));
+        ck_assert(!summary_has(last, "Early stopping", text, sizeof text));
+        ck_assert(summary_has(last, "Optimizer: adam", text, sizeof text));
+        for (uint32_t e = 1; e <= (uint32_t)stop + 1; e++) {
+            snprintf(name, sizeof name, "es%d_%u.tlc", restore, e);
+            tmp_path(last, sizeof last, name);
+            remove(last);
+        }
+        tl_history_free(ha);
+        tl_history_free(hc);
+        tl_model_free(a);
+        tl_model_free(b);
+        tl_model_free(cm);
+        tl_model_free(d);
+    }
+    tl_dataset_free(ds);
+    tl_dataset_free(val);
+    free(x);
+    free(y);
+    free(yv);
+}
+END_TEST
+
 typedef struct text {
     char buf[8192];
     size_t len;
@@ -812,6 +935,19 @@ static int stop_writing(const char *s, size_t len, void *payload)
     (void)len;
     (void)payload;
     return 1;
+}
+
+static bool summary_has(const char *path, const char *needle, char *out, size_t cap)
+{
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    text t;
+    t.len = 0;
+    t.buf[0] = '\0';
+    ck_assert_tl_ok(tl_checkpoint_info_summary_write(info, append_text, &t));
+    tl_checkpoint_info_free(info);
+    snprintf(out, cap, "%s", t.buf);
+    return strstr(t.buf, needle) != NULL;
 }
 
 /* The CSV's numbers: the fewest significant digits (at most 9) that read
@@ -842,6 +978,8 @@ START_TEST(history_and_csv)
     ck_assert(isnan(tl_history_value(NULL, 0, TL_HISTORY_LOSS)));
     ck_assert_uint_eq(tl_history_epochs(NULL), 0);
     ck_assert_str_eq(tl_history_key_name(TL_HISTORY_VAL_ACCURACY), "val_accuracy");
+    ck_assert_str_eq(tl_history_key_name(TL_HISTORY_TOP_K), "top_k");
+    ck_assert_str_eq(tl_history_key_name(TL_HISTORY_VAL_TOP_K_ACCURACY), "val_top_k_accuracy");
     ck_assert_ptr_null(tl_history_key_name((tl_history_key)TL_HISTORY_KEYS));
     val_log v1, v2;
     memset(&v1, 0, sizeof v1);
@@ -872,6 +1010,10 @@ START_TEST(history_and_csv)
         ck_assert(tl_history_value(hist, r, TL_HISTORY_SKIPPED_BATCHES) == (double)v->skipped[e]);
         ck_assert(isnan(tl_history_value(hist, r, TL_HISTORY_IMPROVED)));
         ck_assert(tl_history_value(hist, r, TL_HISTORY_STOPPED) == 0.0);
+        /* 4 classes: top-k is not measured by default (top-5 of 4 is always 1). */
+        ck_assert(isnan(tl_history_value(hist, r, TL_HISTORY_TOP_K)));
+        ck_assert(isnan(tl_history_value(hist, r, TL_HISTORY_TOP_K_ACCURACY)));
+        ck_assert(isnan(tl_history_value(hist, r, TL_HISTORY_VAL_TOP_K_ACCURACY)));
         if (r < 3) {
             ck_assert(tl_history_value(hist, r, TL_HISTORY_VAL_LOSS) == v->val_loss[e]);
             ck_assert(tl_history_value(hist, r, TL_HISTORY_VAL_ACCURACY) == v->val_acc[e]);
@@ -889,7 +1031,7 @@ START_TEST(history_and_csv)
     ck_assert_tl_ok(tl_history_write_csv(hist, append_text, &t));
     want.len = (size_t)snprintf(want.buf, sizeof want.buf,
                                 "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,skipped_batches,"
-                                "improved,stopped\n");
+                                "improved,stopped,top_k,top_k_accuracy,val_top_k_accuracy\n");
     for (size_t r = 0; r < 5; r++) {
         const val_log *v = r < 3 ? &v1 : &v2;
         const size_t e = r < 3 ? r : r - 3;
@@ -898,7 +1040,7 @@ START_TEST(history_and_csv)
             shortest(vl, v->val_loss[e]);
             shortest(va, v->val_acc[e]);
         }
-        want.len += (size_t)snprintf(want.buf + want.len, sizeof want.buf - want.len, "%zu,%s,%s,%s,%s,%s,%s,%zu,,0\n",
+        want.len += (size_t)snprintf(want.buf + want.len, sizeof want.buf - want.len, "%zu,%s,%s,%s,%s,%s,%s,%zu,,0,,,\n",
                                      e + 1, shortest(lo, v->loss[e]), shortest(ac, v->acc[e]), vl, va,
                                      shortest(lr, v->lr[e]), shortest(se, v->seconds[e]), v->skipped[e]);
     }
@@ -913,6 +1055,132 @@ START_TEST(history_and_csv)
     tl_dataset_free(ds);
     free(x);
     free(y);
+}
+END_TEST
+
+/* n pseudo-random images in [0, 1) and labels i % classes. */
+static tl_dataset *noise_dataset(size_t n, uint32_t h, uint32_t w, uint32_t c, uint32_t classes, uint32_t seed)
+{
+    const size_t count = n * h * w * c;
+    float *x = malloc(count * sizeof *x);
+    uint32_t s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < count; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)(s >> 8) / 16777216.0f;
+    }
+    int32_t *y = mod_labels(n, classes);
+    for (size_t i = 0; i < n; i++) /* a learnable signal: class brightens a pixel */
+        x[i * h * w * c + (size_t)y[i]] += 2.0f;
+    tl_dataset *ds = make_dataset(x, y, n, h, w, c, classes);
+    free(x);
+    free(y);
+    return ds;
+}
+
+typedef struct topk_log {
+    uint32_t k[8];
+    double top[8], val_top[8], acc[8], val_acc[8];
+    uint32_t epochs;
+} topk_log;
+
+static int log_top_k(const tl_progress *p, void *payload)
+{
+    topk_log *t = payload;
+    ck_assert_uint_lt(p->epoch, 8);
+    ck_assert_uint_ge(p->struct_size, sizeof *p);
+    t->k[p->epoch] = p->top_k;
+    t->top[p->epoch] = p->top_k_accuracy;
+    t->val_top[p->epoch] = p->val_top_k_accuracy;
+    t->acc[p->epoch] = p->accuracy;
+    t->val_acc[p->epoch] = p->val_accuracy;
+    t->epochs = p->epoch + 1;
+    return 0;
+}
+
+/* Top-k in the history: the validation figure is tl_model_evaluate_metrics()'s
+ * (same k, same batch size) on the weights after the epoch; top-1 is the
+ * accuracy exactly; k = the class count is 1; k above it is refused before
+ * any step. */
+START_TEST(top_k_in_history)
+{
+    const uint32_t h = 4, w = 4, c = 2, classes = 10;
+    tl_dataset *ds = noise_dataset(120, h, w, c, classes, 3), *val = noise_dataset(70, h, w, c, classes, 4);
+    tl_model *m = small_model(h, w, c, classes, 0, 0, 2e-2f, 8);
+    tl_history *hist;
+    ck_assert_tl_ok(tl_history_create(&hist));
+    topk_log t;
+    memset(&t, 0, sizeof t);
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.epochs = 3;
+    fo.batch_size = 16;
+    fo.validation = val;
+    fo.history = hist;
+    fo.on_epoch = log_top_k;
+    fo.payload = &t;
+    /* Default: 10 classes > 5, so k = 5. */
+    ck_assert_tl_ok(tl_model_fit(m, ds, &fo));
+    ck_assert_uint_eq(tl_history_epochs(hist), 3);
+    tl_evaluate_options eo = TL_EVALUATE_OPTIONS_INIT;
+    eo.batch_size = 16;
+    eo.top_k = 5;
+    tl_metrics *mt;
+    ck_assert_tl_ok(tl_model_evaluate_metrics(&mt, m, val, &eo));
+    const double val_top = tl_history_value(hist, 2, TL_HISTORY_VAL_TOP_K_ACCURACY);
+    ck_assert_msg(val_top == tl_metrics_top_k_accuracy(mt), "history %.9g, metrics %.9g", val_top,
+                  tl_metrics_top_k_accuracy(mt));
+    ck_assert(tl_history_value(hist, 2, TL_HISTORY_VAL_LOSS) == tl_metrics_loss(mt));
+    ck_assert(tl_history_value(hist, 2, TL_HISTORY_VAL_ACCURACY) == tl_metrics_accuracy(mt));
+    /* Not a trivial figure: between the accuracy and 1. */
+    ck_assert(val_top >= tl_metrics_accuracy(mt) && val_top < 1.0 && val_top > 0.0);
+    tl_metrics_free(mt);
+    for (size_t r = 0; r < 3; r++) {
+        ck_assert(tl_history_value(hist, r, TL_HISTORY_TOP_K) == 5.0);
+        ck_assert_uint_eq(t.k[r], 5);
+        ck_assert(tl_history_value(hist, r, TL_HISTORY_TOP_K_ACCURACY) == t.top[r]);
+        ck_assert(tl_history_value(hist, r, TL_HISTORY_VAL_TOP_K_ACCURACY) == t.val_top[r]);
+        ck_assert(t.top[r] >= t.acc[r] && t.top[r] <= 1.0);
+        /* A multiple of 1/120: examples counted. */
+        ck_assert(fabs(t.top[r] * 120 - round(t.top[r] * 120)) < 1e-9);
+    }
+    /* k = 1 is the accuracy, k = 10 (every class) is 1. */
+    fo.top_k = 1;
+    memset(&t, 0, sizeof t);
+    ck_assert_tl_ok(tl_model_fit(m, ds, &fo));
+    for (size_t r = 3; r < 6; r++) {
+        ck_assert(tl_history_value(hist, r, TL_HISTORY_TOP_K) == 1.0);
+        ck_assert(tl_history_value(hist, r, TL_HISTORY_TOP_K_ACCURACY) == tl_history_value(hist, r, TL_HISTORY_ACCURACY));
+        ck_assert(tl_history_value(hist, r, TL_HISTORY_VAL_TOP_K_ACCURACY) ==
+                  tl_history_value(hist, r, TL_HISTORY_VAL_ACCURACY));
+    }
+    fo.top_k = classes;
+    fo.validation = NULL; /* the validation column is then NaN */
+    ck_assert_tl_ok(tl_model_fit(m, ds, &fo));
+    for (size_t r = 6; r < 9; r++) {
+        ck_assert(tl_history_value(hist, r, TL_HISTORY_TOP_K_ACCURACY) == 1.0);
+        ck_assert(isnan(tl_history_value(hist, r, TL_HISTORY_VAL_TOP_K_ACCURACY)));
+    }
+    /* Larger than the class count: refused before any step. */
+    size_t cnt;
+    float *before = th_all_params(m, &cnt);
+    fo.top_k = classes + 1;
+    ck_assert_tl_err(tl_model_fit(m, ds, &fo), TL_EINVAL, "tl_model_fit: top_k 11 is larger than the model's 10 outputs");
+    float *after = th_all_params(m, &cnt);
+    ck_assert_mem_eq(before, after, cnt * sizeof *after);
+    ck_assert_uint_eq(tl_history_epochs(hist), 9);
+    free(before);
+    free(after);
+    /* The CSV ends with the three top-k columns. */
+    text csv;
+    csv.len = 0;
+    ck_assert_tl_ok(tl_history_write_csv(hist, append_text, &csv));
+    ck_assert_msg(strstr(csv.buf, ",stopped,top_k,top_k_accuracy,val_top_k_accuracy\n") != NULL, "%s", csv.buf);
+    char want[64], num[32];
+    snprintf(want, sizeof want, ",0,5,%s,", shortest(num, tl_history_value(hist, 0, TL_HISTORY_TOP_K_ACCURACY)));
+    ck_assert_msg(strstr(csv.buf, want) != NULL, "%s not in %s", want, csv.buf);
+    tl_history_free(hist);
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    tl_dataset_free(val);
 }
 END_TEST
 
@@ -1120,6 +1388,12 @@ START_TEST(version_1_fit_options)
     ck_assert_tl_ok(tl_fit_options_init(&d, 2));
     ck_assert_ptr_null(d.augment);
     ck_assert_ptr_null(d.history);
+    ck_assert_uint_eq(d.version, 2);
+    ck_assert_tl_ok(tl_fit_options_init(&d, 3));
+    ck_assert_uint_eq(d.top_k, 0);
+    ck_assert(d.exchange == NULL);
+    ck_assert_uint_eq(d.shard_count, 0);
+    ck_assert_int_eq(d.sync_batchnorm, 0);
     ck_assert_tl_err(tl_fit_options_init(&d, 4), TL_EVERSION, "tl_fit_options version 4");
     free(v1);
     tl_model_free(a);
@@ -1144,7 +1418,9 @@ int main(void)
     tcase_add_test(tc, evaluation_does_not_augment);
     tcase_add_test(tc, hook_changes_inputs_and_labels);
     tcase_add_test(tc, early_stopping_restores_the_best);
+    tcase_add_test(tc, early_stopping_resumes_exactly);
     tcase_add_test(tc, history_and_csv);
+    tcase_add_test(tc, top_k_in_history);
     tcase_add_test(tc, bad_options);
     tcase_add_test(tc, version_1_fit_options);
     tcase_add_test(tc, allocation_failures);

@@ -569,6 +569,14 @@ static size_t ck_find(const ckfile *c, const char *tag, int nth)
     return 0;
 }
 
+static ckfile ck_copy(const ckfile *c)
+{
+    ckfile d = *c;
+    d.p = malloc(c->len);
+    memcpy(d.p, c->p, c->len);
+    return d;
+}
+
 /* Replace `remove` bytes at `at` with `ins`. */
 static void ck_splice(ckfile *c, size_t at, size_t remove, const void *ins, size_t ins_len)
 {
@@ -1750,6 +1758,141 @@ static tl_schedule_options cosine_schedule(void)
     return s;
 }
 
+/* ---- early stopping under way: the ESTP section --------------------------------------- */
+
+static int cancel_at_once(const tl_progress *p, void *payload)
+{
+    (void)p;
+    (void)payload;
+    return 1;
+}
+
+/* The small CNN, Adam, one epoch of a fit with early stopping (restore_best
+ * when `copy`) cancelled from the epoch callback, saved: an ESTP section. */
+static char *early_file(const char *name, int copy)
+{
+    tl_model *m = small_cnn(8);
+    tl_dataset *ds = th_quadrant_dataset(16, 12, 12, 1, 3), *val = th_quadrant_dataset(8, 12, 12, 1, 4);
+    compile_adam(m);
+    tl_early_stopping_options es = TL_EARLY_STOPPING_OPTIONS_INIT;
+    es.monitor = TL_MONITOR_VAL_ACCURACY;
+    es.restore_best = copy;
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.epochs = 5;
+    fo.batch_size = 16;
+    fo.validation = val;
+    fo.early_stopping = &es;
+    fo.on_epoch = cancel_at_once;
+    ck_assert_int_eq(tl_model_fit(m, ds, &fo), TL_ECANCELED);
+    char *path = th_join(dir, name);
+    ck_assert_tl_ok(tl_model_save(m, path, NULL));
+    tl_model_free(m);
+    tl_dataset_free(ds);
+    tl_dataset_free(val);
+    return path;
+}
+
+START_TEST(early_section_layout_and_damage)
+{
+    char *path = early_file("es.tlm", 1);
+    ckfile c = ck_open(path);
+    ck_assert_uint_eq(c.minor, 1); /* the seed CNN alone is 1.0: ESTP makes it 1.1 */
+    size_t at = ck_find(&c, "ESTP", 0);
+    ck_assert_uint_eq(at, ck_find(&c, "OPTM", 0) + 12 + 44); /* right after OPTM */
+    tl_model *ref = small_cnn(8);
+    const uint64_t values = tl_model_param_count(ref); /* the seed CNN has no state tensors */
+    tl_model_free(ref);
+    ck_assert_uint_eq(rd64(c.p + at + 4), 32 + 4 * values);
+    uint8_t *b = c.p + at + 12;
+    ck_assert_uint_eq(rd32(b), TL_MONITOR_VAL_ACCURACY);
+    ck_assert_uint_eq(rd32(b + 4), 0);  /* wait */
+    ck_assert_uint_eq(rd32(b + 8), 1);  /* best epoch */
+    ck_assert_uint_eq(rd32(b + 12), 1); /* epochs */
+    ck_assert_uint_eq(rd64(b + 24), values);
+    /* The copy is the weights of epoch 1: those saved in the layers' TENS. */
+    const size_t tens = ck_find(&c, "TENS", 0);
+    const uint64_t n0 = rd64(c.p + tens + 12 + 16);
+    ck_assert_int_eq(memcmp(b + 32, c.p + tens + 12 + 24, 4 * n0), 0);
+    /* It loads, and the summary says what it holds. */
+    tl_model *m = NULL;
+    ck_assert_tl_ok(tl_model_load(&m, path));
+    ck_assert(m->early.pending && m->early.best_epoch == 1 && m->early.count == values);
+    tl_model_free(m);
+    tl_checkpoint_info *info;
+    ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
+    char *text = calloc(8192, 1);
+    ck_assert_tl_ok(tl_checkpoint_info_summary_write(info, append_text, text));
+    ck_assert_msg(strstr(text, "Early stopping (a fit under way): val_accuracy, 1 epochs, best ") != NULL &&
+                      strstr(text, "at epoch 1, 0 since, best weights saved\n") != NULL, "%s", text);
+    free(text);
+    tl_checkpoint_info_free(info);
+    /* Parameters alone skip it. */
+    tl_model *dst = small_cnn(1);
+    ck_assert_tl_ok(tl_model_load_params(NULL, dst, path, NULL));
+    ck_assert(!dst->early.pending);
+    tl_model_free(dst);
+    /* Damage, field by field: each refused with the field named. */
+    struct {
+        size_t off;
+        uint32_t value;
+        tl_status st;
+        const char *needle;
+    } bad[] = {
+        {0, 7, TL_EFORMAT, "early-stopping monitor 7 is not valid"},
+        {4, 2, TL_EFORMAT, "2 epochs without improvement and best epoch 1 exceed its 1 epochs"},
+        {8, 0, TL_EFORMAT, "does not fit its best epoch 0"},
+        {24, 5, TL_EFORMAT, "best-weights copy has 5 values"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ckfile d = ck_copy(&c);
+        wr32(d.p + at + 12 + bad[i].off, bad[i].value);
+        ck_write(path, &d);
+        assert_refused(path, bad[i].st, bad[i].needle);
+        free(d.p);
+    }
+    /* A second ESTP; one before OPTM; a body cut short. */
+    const size_t len = 12 + (size_t)rd64(c.p + at + 4);
+    {
+        ckfile d = ck_copy(&c);
+        ck_splice(&d, at, 0, c.p + at, len);
+        ck_write(path, &d);
+        assert_refused(path, TL_EFORMAT, "a second ESTP section");
+        free(d.p);
+    }
+    {
+        ckfile d = ck_copy(&c);
+        uint8_t *sec = malloc(len);
+        memcpy(sec, c.p + at, len);
+        ck_splice(&d, at, len, NULL, 0);
+        ck_splice(&d, ck_find(&d, "OPTM", 0), 0, sec, len);
+        ck_write(path, &d);
+        assert_refused(path, TL_EFORMAT, "an ESTP section before the OPTM section");
+        free(sec);
+        free(d.p);
+    }
+    {
+        ckfile d = ck_copy(&c);
+        wr64(d.p + at + 4, 32 + 4 * values - 4); /* one value short: the next section's bytes are not it */
+        ck_splice(&d, at + 12 + 32 + 4 * (size_t)values - 4, 4, NULL, 0);
+        ck_write(path, &d);
+        assert_refused(path, TL_EFORMAT, "too few for its");
+        free(d.p);
+    }
+    /* Without restore_best: no copy. */
+    char *plain = early_file("es-plain.tlm", 0);
+    ckfile p2 = ck_open(plain);
+    size_t at2 = ck_find(&p2, "ESTP", 0);
+    ck_assert_uint_eq(rd64(p2.p + at2 + 4), 32);
+    ck_assert_uint_eq(rd64(p2.p + at2 + 12 + 24), 0);
+    free(p2.p);
+    remove(plain);
+    free(plain);
+    free(c.p);
+    remove(path);
+    free(path);
+}
+END_TEST
+
 START_TEST(schedule_section_layout)
 {
     /* The SCHD body as docs/format-checkpoint.md lays it out. */
@@ -2207,6 +2350,7 @@ int main(void)
     TCase *sched = tcase_create("schedule");
     tcase_add_checked_fixture(sched, setup, teardown);
     tcase_add_test(sched, schedule_section_layout);
+    tcase_add_test(sched, early_section_layout_and_damage);
     tcase_add_test(sched, schedule_section_errors);
     suite_add_tcase(s, sched);
     TCase *atomic = tcase_create("atomic");

@@ -561,6 +561,26 @@ START_TEST(loss_options_saved)
     lo.num_class_weights = 3;
     ck_assert_tl_ok(tl_model_set_loss_options(m, &lo));
     ck_assert_tl_ok(tl_model_save(m, b, NULL));
+    /* tl_checkpoint_info reads them back without building the model. */
+    {
+        tl_checkpoint_info *info;
+        tl_loss_options got = TL_LOSS_OPTIONS_INIT;
+        ck_assert_tl_ok(tl_checkpoint_info_read(&info, b));
+        ck_assert_tl_ok(tl_checkpoint_info_loss_options(&got, info));
+        ck_assert(got.label_smoothing == 0.1f && got.num_class_weights == 3);
+        ck_assert(got.class_weights != w && memcmp(got.class_weights, w, sizeof w) == 0);
+        got.version = 0;
+        ck_assert_tl_err(tl_checkpoint_info_loss_options(&got, info), TL_EVERSION, "tl_loss_options version 0");
+        ck_assert_tl_err(tl_checkpoint_info_loss_options(NULL, info), TL_EINVAL, "out is NULL");
+        ck_assert_tl_err(tl_checkpoint_info_loss_options(&got, NULL), TL_EINVAL, "info is NULL");
+        tl_checkpoint_info_free(info);
+        /* A file without LOSS: the defaults. */
+        ck_assert_tl_ok(tl_checkpoint_info_read(&info, a));
+        tl_loss_options none = {TL_LOSS_OPTIONS_VERSION, 0.7f, w, 3};
+        ck_assert_tl_ok(tl_checkpoint_info_loss_options(&none, info));
+        ck_assert(none.label_smoothing == 0.0f && none.class_weights == NULL && none.num_class_weights == 0);
+        tl_checkpoint_info_free(info);
+    }
     /* The options need format 1.1 (a LOSS section); the defaults do not. */
     size_t na, nb, nc;
     char *fa = read_all(a, &na), *fb = read_all(b, &nb);

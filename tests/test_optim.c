@@ -1022,6 +1022,26 @@ static void assert_same_training_state(const tl_model *a, const tl_model *b, con
     ck_assert(memcmp(&s->best, &t->best, sizeof s->best) == 0 && memcmp(&s->scale, &t->scale, sizeof s->scale) == 0);
 }
 
+/* Every field, compared by value (not the padding). */
+static void assert_same_schedule(const tl_schedule_options *a, const tl_schedule_options *b)
+{
+    ck_assert_uint_eq(a->version, b->version);
+    ck_assert_int_eq(a->kind, b->kind);
+    ck_assert(a->gamma == b->gamma);
+    ck_assert_uint_eq(a->step_size, b->step_size);
+    ck_assert_uint_eq(a->num_milestones, b->num_milestones);
+    ck_assert_mem_eq(a->milestones, b->milestones, sizeof a->milestones);
+    ck_assert_uint_eq(a->total_steps, b->total_steps);
+    ck_assert_uint_eq(a->warmup_steps, b->warmup_steps);
+    ck_assert(a->warmup_start_factor == b->warmup_start_factor && a->min_lr == b->min_lr);
+    ck_assert(a->pct_start == b->pct_start && a->div_factor == b->div_factor);
+    ck_assert(a->final_div_factor == b->final_div_factor);
+    ck_assert_int_eq(a->monitor, b->monitor);
+    ck_assert(a->factor == b->factor && a->min_delta == b->min_delta);
+    ck_assert_uint_eq(a->patience, b->patience);
+    ck_assert_uint_eq(a->cooldown, b->cooldown);
+}
+
 START_TEST(schedule_resume_is_exact)
 {
     /* Six epochs of 5 batches straight, or three, a save, a load and three
@@ -1086,6 +1106,16 @@ START_TEST(schedule_resume_is_exact)
         uint32_t minor;
         ck_assert_tl_ok(tl_checkpoint_info_format_version(NULL, &minor, info));
         ck_assert_uint_eq(minor, 1); /* the seed CNN alone would be 1.0 */
+        /* The settings read back, field by field as set (milestones and all). */
+        tl_schedule_options got;
+        memset(&got, 0x5a, sizeof got);
+        got.version = TL_SCHEDULE_OPTIONS_VERSION;
+        ck_assert_tl_ok(tl_checkpoint_info_schedule(&got, info));
+        assert_same_schedule(&got, &s);
+        got.version = 2;
+        ck_assert_tl_err(tl_checkpoint_info_schedule(&got, info), TL_EVERSION, "tl_schedule_options version 2");
+        ck_assert_tl_err(tl_checkpoint_info_schedule(NULL, info), TL_EINVAL, "tl_checkpoint_info_schedule: out is NULL");
+        ck_assert_tl_err(tl_checkpoint_info_schedule(&s, NULL), TL_EINVAL, "tl_checkpoint_info_schedule: info is NULL");
         tl_checkpoint_info_free(info);
         tl_model *resumed = NULL;
         ck_assert_tl_ok(tl_model_load(&resumed, path));
@@ -1109,6 +1139,14 @@ START_TEST(schedule_resume_is_exact)
         ck_assert_tl_ok(tl_checkpoint_info_read(&info, path));
         ck_assert_tl_ok(tl_checkpoint_info_format_version(NULL, &minor, info));
         ck_assert_uint_eq(minor, 0);
+        {
+            /* No SCHD: the defaults, a constant rate. */
+            tl_schedule_options got = TL_SCHEDULE_OPTIONS_INIT, want = TL_SCHEDULE_OPTIONS_INIT;
+            got.kind = TL_SCHEDULE_STEP;
+            got.step_size = 9;
+            ck_assert_tl_ok(tl_checkpoint_info_schedule(&got, info));
+            assert_same_schedule(&got, &want);
+        }
         tl_checkpoint_info_free(info);
         remove(path);
         free(path);

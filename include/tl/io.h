@@ -5,7 +5,9 @@
  *  - The native checkpoint (docs/format-checkpoint.md) loses nothing: the
  *    architecture, every parameter, trainable flags and learning-rate
  *    scales, the training random stream, and optionally the optimizer, its
- *    step count and per-parameter state. A run stopped after epoch 3 and
+ *    step count and per-parameter state, its learning-rate schedule, the
+ *    loss's options and an unfinished fit's early-stopping state (since
+ *    1.1). A run stopped after epoch 3 and
  *    resumed from the file ends with the same bits as one that never
  *    stopped. zlib-compressed, CRC-32 checked, little-endian on every host.
  *  - safetensors (docs/format-safetensors.md) carries parameters by name,
@@ -64,7 +66,9 @@ typedef struct tl_save_options {
     unsigned int version;  /**< TL_SAVE_OPTIONS_VERSION */
     int include_optimizer; /**< non-zero (default): when the model is compiled, save the optimizer (kind,
                                 hyper-parameters, step count), the loss and every per-parameter state
-                                array, so training resumes exactly; 0: the loaded model is not compiled */
+                                array, the schedule, the loss options and an unfinished fit's early
+                                stopping (tl_early_stopping_options), so training resumes exactly; 0:
+                                the loaded model is not compiled */
     int compression_level; /**< zlib level 0 (stored) .. 9; default 6. Up to 6 libtl deflates with run-length
                                 matches only (float data hardly repeat: nearly the size of a full search, about
                                 twice as fast); 7..9 search fully */
@@ -95,9 +99,10 @@ TL_API tl_status tl_model_save(const tl_model *model, const char *path, const tl
  * same architecture, names, parameters (bit for bit), trainable flags,
  * learning-rate scales, seed, thread request and training random stream.
  * When the file holds an optimizer, the model comes back compiled with it
- * (same kind, hyper-parameters, loss and step count) and with its state, so
- * tl_model_fit() with fit seed 0 continues exactly where the saved run
- * stopped. Layers are rebuilt through the same checks as the add functions,
+ * (same kind, hyper-parameters, loss and step count) and with its state
+ * (and an interrupted fit's early-stopping state, see
+ * tl_early_stopping_options), so tl_model_fit() with fit seed 0 continues
+ * exactly where the saved run stopped. Layers are rebuilt through the same checks as the add functions,
  * so a file whose layers cannot follow each other is refused.
  * Ownership: the caller owns *out (tl_model_free()).
  * Errors: TL_EINVAL (NULL), TL_ENOTFOUND (no such file), TL_EIO,
@@ -161,6 +166,29 @@ TL_API tl_optimizer_kind tl_checkpoint_info_optimizer(const tl_checkpoint_info *
 TL_API uint64_t tl_checkpoint_info_optimizer_steps(const tl_checkpoint_info *info);
 /** The saved loss; 0 when the file holds no optimizer. */
 TL_API tl_loss tl_checkpoint_info_loss(const tl_checkpoint_info *info);
+/**
+ * The saved optimizer's learning-rate schedule (since 1.1; the file's SCHD
+ * section), as the settings tl_optimizer_set_schedule() takes: set
+ * out->version first (TL_SCHEDULE_OPTIONS_INIT does); every field of that
+ * version is filled. A file without a schedule (a constant rate, or no
+ * optimizer saved) gives the defaults, kind TL_SCHEDULE_CONSTANT. The
+ * counters (how far the schedule has got) are in the summary
+ * (tl_checkpoint_info_summary_write()).
+ * Errors: TL_EINVAL (NULL), TL_EVERSION (out->version unknown).
+ * Thread safety: info is only read.
+ */
+TL_API tl_status tl_checkpoint_info_schedule(tl_schedule_options *out, const tl_checkpoint_info *info);
+/**
+ * The saved loss's options (since 1.1; the file's LOSS section): label
+ * smoothing and class weights, as tl_model_set_loss_options() takes them.
+ * Set out->version first (TL_LOSS_OPTIONS_INIT does). out->class_weights
+ * is borrowed from info (NULL when the file has none): valid until
+ * tl_checkpoint_info_free(). A file without a LOSS section gives the
+ * defaults (no smoothing, no weights).
+ * Errors: TL_EINVAL (NULL), TL_EVERSION (out->version unknown).
+ * Thread safety: info is only read.
+ */
+TL_API tl_status tl_checkpoint_info_loss_options(tl_loss_options *out, const tl_checkpoint_info *info);
 
 /** Kind of layer `i`; 0 when info is NULL or i is out of range. */
 TL_API tl_layer_kind tl_checkpoint_info_layer_kind(const tl_checkpoint_info *info, size_t i);

@@ -45,6 +45,14 @@ typedef struct tl_progress {
                                     the epoch's last batch's. The epoch callback comes after the
                                     schedule's end-of-epoch update: tl_optimizer_current_learning_rate()
                                     there gives the next epoch's rate */
+    uint32_t top_k;            /**< since 1.1: k of the top-k figures below (tl_fit_options.top_k); 0 when
+                                    they are not measured */
+    double top_k_accuracy;     /**< since 1.1: share of this epoch's training examples so far whose true
+                                    class is among the model's k first (counted on the forward pass of each
+                                    update, like accuracy; skipped batches excluded); NaN when top_k is 0 */
+    double val_top_k_accuracy; /**< since 1.1: the same on the validation set (epoch callback,
+                                    has_validation), by tl_model_evaluate_metrics()'s rule and code; NaN
+                                    when top_k is 0 or there is no validation */
 } tl_progress;
 
 /** Progress callback: return 0 to go on, non-zero to stop (fit returns TL_ECANCELED). */
@@ -137,8 +145,21 @@ typedef int (*tl_batch_fn)(tl_batch *batch, void *payload);
  * improves unless v is NaN, and NaN never improves. Fit stops after
  * `patience` epochs in a row without improvement; stopping early is a normal
  * return (TL_OK) and the history marks the epoch (TL_HISTORY_STOPPED).
- * The best value and the count restart with every fit call (they are not
- * saved in checkpoints). Fill with TL_EARLY_STOPPING_OPTIONS_INIT or
+ * Resuming (since 1.1): the state - the best value, the best epoch, the
+ * epochs without improvement and, with restore_best, the best weights -
+ * belongs to the run, not to one fit call. A fit that returns TL_OK
+ * forgets it, so the next fit starts afresh. A fit that returns anything
+ * else (a callback cancelled it, an error) leaves it in the model, and
+ * every checkpoint written during a fit before its last epoch holds it
+ * (checkpoint_path; also tl_model_save() after an interrupted fit; the
+ * file's ESTP section, docs/format-checkpoint.md), and tl_model_load()
+ * restores it. The next fit continues it when its seed is 0 and its
+ * monitor and restore_best are the same (min_delta and patience are taken
+ * from that fit's options) and the model's tensors are the same size;
+ * otherwise, or after tl_model_compile() with another optimizer, it starts
+ * afresh. So a run stopped after epoch k and resumed with epochs - k more
+ * epochs stops after the same epoch with the same weights, bit for bit, as
+ * one never stopped. Fill with TL_EARLY_STOPPING_OPTIONS_INIT or
  * tl_early_stopping_options_init().
  */
 typedef struct tl_early_stopping_options {
@@ -178,10 +199,18 @@ typedef enum tl_history_key {
     TL_HISTORY_SKIPPED_BATCHES = 7, /**< batches skipped for non-finite values */
     TL_HISTORY_IMPROVED = 8,        /**< early stopping: 1 when the monitored figure improved, else 0; NaN
                                          without early stopping */
-    TL_HISTORY_STOPPED = 9          /**< 1 on the epoch after which fit stopped early, else 0 */
+    TL_HISTORY_STOPPED = 9,         /**< 1 on the epoch after which fit stopped early, else 0 */
+    TL_HISTORY_TOP_K = 10,          /**< since 1.1: k of the two top-k columns (tl_progress.top_k); NaN when
+                                         top-k was not measured */
+    TL_HISTORY_TOP_K_ACCURACY = 11, /**< since 1.1: training top-k accuracy of the epoch
+                                         (tl_progress.top_k_accuracy); NaN when not measured */
+    TL_HISTORY_VAL_TOP_K_ACCURACY = 12 /**< since 1.1: validation top-k accuracy
+                                            (tl_progress.val_top_k_accuracy): what
+                                            tl_model_evaluate_metrics() with the same k and batch size gives
+                                            after the epoch; NaN without validation or top-k */
 } tl_history_key;
 /** The number of columns this libtl knows (keys 0 .. TL_HISTORY_KEYS - 1). */
-#define TL_HISTORY_KEYS 10
+#define TL_HISTORY_KEYS 13
 
 /** Create an empty history. Errors: TL_EINVAL (out NULL), TL_ENOMEM. */
 TL_API tl_status tl_history_create(tl_history **out);
@@ -193,12 +222,15 @@ TL_API size_t tl_history_epochs(const tl_history *history);
  *  out of range or the key unknown. */
 TL_API double tl_history_value(const tl_history *history, size_t row, tl_history_key key);
 /** The CSV name of a column ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
- *  "seconds", "skipped_batches", "improved", "stopped"), or NULL for an unknown key. */
+ *  "seconds", "skipped_batches", "improved", "stopped", "top_k", "top_k_accuracy", "val_top_k_accuracy"),
+ *  or NULL for an unknown key. */
 TL_API const char *tl_history_key_name(tl_history_key key);
 /**
  * Write the history as CSV: a header line of the column names, then one
- * line per row; fields separated by ',' and lines ended by '\n'. Epoch,
- * skipped batches, improved and stopped are written as integers, the others
+ * line per row; fields separated by ',' and lines ended by '\n'. The
+ * columns are the keys in their order, so a column added later comes last
+ * (top_k, top_k_accuracy and val_top_k_accuracy did). Epoch, skipped
+ * batches, improved, stopped and top_k are written as integers, the others
  * with the fewest significant digits (at most 9) that read back as the same
  * float, and '.' as the decimal point whatever the locale; NaN is an empty
  * field. Later versions may append
@@ -298,8 +330,9 @@ typedef struct tl_fit_options {
     tl_history *history;          /**< optional; fit appends one row per epoch (it reserves the rows
                                        before the first step) */
     const char *checkpoint_path;  /**< optional: tl_model_save() (atomic, default save options: the
-                                       optimizer and the random stream are saved, so tl_model_load() and
-                                       a fit with seed 0 resume exactly) writes here at the end of an
+                                       optimizer, the random stream and early stopping's state are saved,
+                                       so tl_model_load() and a fit with seed 0 resume exactly) writes here
+                                       at the end of an
                                        epoch, before on_epoch; every "{epoch}" in it becomes the 1-based
                                        epoch of this fit call. A failed save ends fit with its status */
     uint32_t checkpoint_every;    /**< non-zero: save after every checkpoint_every-th epoch; default 0 */
@@ -332,11 +365,17 @@ typedef struct tl_fit_options {
                                        call, 2c values). Needs every process's part of every batch to be
                                        non-empty (batch_size and the last batch at least shard_count:
                                        TL_EINVAL otherwise). Default 0: each process's own statistics */
+    /* Also version 3: top-k accuracy in the progress and the history. */
+    uint32_t top_k;               /**< k of the training and validation top-k accuracy (tl_progress.top_k,
+                                       TL_HISTORY_TOP_K...), 1..the model's outputs; 0 (default): 5 when
+                                       the model has more than 5 outputs, else not measured (with 5 or
+                                       fewer classes top-5 is always 1). Ranking as
+                                       tl_model_evaluate_metrics() */
 } tl_fit_options;
 #define TL_FIT_OPTIONS_VERSION 3
 #define TL_FIT_OPTIONS_INIT                                                                                    \
     { TL_FIT_OPTIONS_VERSION, 1, 32, 1, 0, NULL, NULL, NULL, NULL, TL_NONFINITE_STOP, NULL, NULL, NULL, NULL, NULL, \
-      0, 0, NULL, NULL, 0, 0, 0 }
+      0, 0, NULL, NULL, 0, 0, 0, 0 }
 /** Fill `opts` with the defaults of `version`. Errors: TL_EINVAL, TL_EVERSION. */
 TL_API tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version);
 
@@ -358,7 +397,8 @@ TL_API tl_status tl_fit_options_init(tl_fit_options *opts, unsigned int version)
  * flip_probability outside [0, 1], early stopping without validation,
  * patience 0, min_delta negative or NaN, an unknown monitor or padding
  * mode, checkpoint_every or checkpoint_on_improvement without
- * checkpoint_path, checkpoint_on_improvement without early_stopping),
+ * checkpoint_path, checkpoint_on_improvement without early_stopping,
+ * top_k larger than the model's outputs),
  * TL_EVERSION (also of the augment and early-stopping options), TL_ESTATE (not compiled),
  * TL_ERANGE (a label outside the model's outputs, the dataset's or one the
  * batch hook wrote), the status of tl_model_save() when a checkpoint cannot

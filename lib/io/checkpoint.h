@@ -26,6 +26,7 @@
 #define TLI_TAG_OPTIM "OPTM"
 #define TLI_TAG_SCHEDULE "SCHD" /* since 1.1, after OPTM when the optimizer has a schedule */
 #define TLI_TAG_LOSS "LOSS"     /* since 1.1, after OPTM (and SCHD) when the loss has options */
+#define TLI_TAG_EARLY "ESTP"    /* since 1.1, after OPTM (SCHD, LOSS): an unfinished fit's early stopping */
 #define TLI_TAG_END "END "
 
 /* Fixed body sizes of version 1.0 (a later minor version may append). */
@@ -33,6 +34,7 @@
 #define TLI_OPTM_SIZE 44
 #define TLI_SCHD_SIZE 184
 #define TLI_LOSS_SIZE 8 /* then 4 bytes per class weight */
+#define TLI_ESTP_SIZE 32 /* then 4 bytes per value of the best-weights copy */
 #define TLI_TENS_META 24 /* layer, param, slot, dtype, count */
 #define TLI_SECTION_HEAD 12
 
@@ -81,6 +83,14 @@ typedef struct tli_ckpt_layer {
     tli_ckpt_param params[TLI_MAX_TENSORS];
 } tli_ckpt_layer;
 
+/* An ESTP record's fixed part (its copy streams to the visitor). */
+typedef struct tli_ckpt_early {
+    tl_schedule_monitor monitor;
+    uint32_t wait, best_epoch, epochs;
+    double best;
+    size_t count; /* values of the best-weights copy; 0: none */
+} tli_ckpt_early;
+
 typedef struct tli_ckpt_optim {
     tl_optimizer_kind kind;
     tl_loss loss;
@@ -108,6 +118,9 @@ typedef struct tli_ckpt_visitor {
     /* The loss's options (LOSS, after OPTM), checked as
      * tl_model_set_loss_options() does; `weights` is valid during the call. */
     tl_status (*loss)(void *ctx, float smoothing, const float *weights, size_t nweights, const char *where);
+    /* An unfinished fit's early stopping (ESTP, after OPTM), checked; *copy
+     * receives where its e->count values go (NULL: skipped). */
+    tl_status (*early)(float **copy, void *ctx, const tli_ckpt_early *e, const char *where);
 } tli_ckpt_visitor;
 
 /* Read and check the checkpoint at `path`, calling `v` for each record.

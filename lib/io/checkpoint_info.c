@@ -17,6 +17,11 @@ struct tl_checkpoint_info {
     tli_ckpt_optim optim;
     bool has_schedule;
     tli_schedule schedule;
+    bool has_early;       /* ESTP: an unfinished fit's early stopping */
+    tli_ckpt_early early;
+    float smoothing;      /* LOSS: 0 and no weights when the file has none */
+    float *class_weights; /* owned; NULL when none */
+    size_t nclass_weights;
 };
 
 static tl_status on_model(void *ctx, const tli_ckpt_model *m, const char *where)
@@ -45,6 +50,30 @@ static tl_status on_schedule(void *ctx, const tli_schedule *s, const char *where
     return TL_OK;
 }
 
+static tl_status on_loss(void *ctx, float smoothing, const float *weights, size_t nweights, const char *where)
+{
+    tl_checkpoint_info *info = ctx;
+    info->smoothing = smoothing;
+    if (nweights) {
+        /* `weights` lives during the call only; the getter lends a copy. */
+        if ((info->class_weights = tli_malloc(nweights * sizeof *weights)) == NULL)
+            return tli_error(TL_ENOMEM, "%s: out of memory for %zu class weights", where, nweights);
+        memcpy(info->class_weights, weights, nweights * sizeof *weights);
+        info->nclass_weights = nweights;
+    }
+    return TL_OK;
+}
+
+static tl_status on_early(float **copy, void *ctx, const tli_ckpt_early *e, const char *where)
+{
+    tl_checkpoint_info *info = ctx;
+    (void)where;
+    *copy = NULL; /* the copy is skipped (but its size was checked) */
+    info->early = *e;
+    info->has_early = true;
+    return TL_OK;
+}
+
 tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path)
 {
     const char *fn = "tl_checkpoint_info_read";
@@ -56,7 +85,7 @@ tl_status tl_checkpoint_info_read(tl_checkpoint_info **out, const char *path)
     if (info == NULL)
         return tli_error(TL_ENOMEM, "%s: out of memory", fn);
     /* No tensor callback: the parser skips (but still checks) the values. */
-    tli_ckpt_visitor v = {info, on_model, NULL, on_optim, NULL, on_schedule, NULL};
+    tli_ckpt_visitor v = {info, on_model, NULL, on_optim, NULL, on_schedule, on_loss, on_early};
     tl_status st = tli_ckpt_read(path, &v, fn, &info->shell);
     if (st) {
         tl_checkpoint_info_free(info);
@@ -71,6 +100,7 @@ void tl_checkpoint_info_free(tl_checkpoint_info *info)
     if (info == NULL)
         return;
     tl_model_free(info->shell);
+    tli_free(info->class_weights);
     tli_free(info);
 }
 
@@ -121,6 +151,24 @@ uint64_t tl_checkpoint_info_optimizer_steps(const tl_checkpoint_info *info)
 tl_loss tl_checkpoint_info_loss(const tl_checkpoint_info *info)
 {
     return info && info->has_optim ? info->optim.loss : (tl_loss)0;
+}
+
+tl_status tl_checkpoint_info_schedule(tl_schedule_options *out, const tl_checkpoint_info *info)
+{
+    const char *fn = "tl_checkpoint_info_schedule";
+    if (info == NULL)
+        return tli_error(TL_EINVAL, "%s: info is NULL", fn);
+    /* No SCHD: the constant rate, i.e. the defaults. */
+    const tl_schedule_options none = TL_SCHEDULE_OPTIONS_INIT;
+    return tli_schedule_options_get(out, info->has_schedule ? &info->schedule.o : &none, fn);
+}
+
+tl_status tl_checkpoint_info_loss_options(tl_loss_options *out, const tl_checkpoint_info *info)
+{
+    const char *fn = "tl_checkpoint_info_loss_options";
+    if (info == NULL)
+        return tli_error(TL_EINVAL, "%s: info is NULL", fn);
+    return tli_loss_options_get(out, info->smoothing, info->class_weights, info->nclass_weights, fn);
 }
 
 static const tl_layer *layer_at(const tl_checkpoint_info *info, size_t i)
@@ -296,6 +344,16 @@ tl_status tl_checkpoint_info_summary_write(const tl_checkpoint_info *info, tl_wr
         tli_emit(&s, "Learning-rate schedule: %s, epoch %u, step %llu, next rate %g\n",
                  tli_schedule_kind_str(h->o.kind), h->epoch, (unsigned long long)(info->optim.steps - h->origin),
                  (double)(float)tli_schedule_rate(h, info->optim.lr, info->optim.steps));
+    }
+    if (info->has_early) {
+        const tli_ckpt_early *e = &info->early;
+        tli_emit(&s, "Early stopping (a fit under way): %s, %u epochs, ", tli_schedule_monitor_str(e->monitor),
+                 e->epochs);
+        if (e->best_epoch)
+            tli_emit(&s, "best %g at epoch %u, %u since", e->best, e->best_epoch, e->wait);
+        else
+            tli_emit(&s, "no best yet");
+        tli_emit(&s, "%s\n", e->count ? ", best weights saved" : "");
     }
     tli_summary_end(&s);
     if (s.stopped)

@@ -108,6 +108,30 @@ static tl_status on_loss(void *ctx, float smoothing, const float *weights, size_
     return tli_loss_options_set(ld->m, smoothing, weights, nweights, where);
 }
 
+/* ESTP: the model continues the interrupted fit's early stopping (a fit
+ * with seed 0 and the same early-stopping settings picks it up). */
+static tl_status on_early(float **copy, void *ctx, const tli_ckpt_early *e, const char *where)
+{
+    loader *ld = ctx;
+    *copy = NULL;
+    if (!ld->with_optim)
+        return TL_OK;
+    tli_early_state *s = &ld->m->early;
+    tli_early_clear(s);
+    if (e->count && (s->copy = tli_malloc(e->count * sizeof(float))) == NULL)
+        return tli_error(TL_ENOMEM, "%s: out of memory for early stopping's copy of the best weights (%zu values)",
+                         where, e->count);
+    s->pending = true;
+    s->monitor = e->monitor;
+    s->best = e->best;
+    s->best_epoch = e->best_epoch;
+    s->wait = e->wait;
+    s->epochs = e->epochs;
+    s->count = e->count;
+    *copy = s->copy;
+    return TL_OK;
+}
+
 static tl_status on_tensor(float **out, void *ctx, size_t layer, size_t param, uint32_t slot, size_t count,
                            const char *where)
 {
@@ -132,7 +156,7 @@ static tl_status on_tensor(float **out, void *ctx, size_t layer, size_t param, u
 static tl_status load(tl_model **out, const char *path, bool with_optim, const char *fn)
 {
     loader ld = {NULL, with_optim, fn};
-    tli_ckpt_visitor v = {&ld, on_model, on_layer, on_optim, on_tensor, on_schedule, on_loss};
+    tli_ckpt_visitor v = {&ld, on_model, on_layer, on_optim, on_tensor, on_schedule, on_loss, on_early};
     tl_status st = tli_ckpt_read(path, &v, fn, NULL);
     if (st) {
         tl_model_free(ld.m);

@@ -38,7 +38,7 @@ typedef struct parser {
     uint64_t pos, size; /* decompressed payload: bytes consumed, total */
     uint32_t crc, want_crc;
     uint32_t major, minor;
-    bool have_model, have_optim, have_schedule, have_loss;
+    bool have_model, have_optim, have_schedule, have_loss, have_early;
     tli_ckpt_model model;
     tli_ckpt_optim optim;
     layer_slots *slots;
@@ -751,6 +751,72 @@ static tl_status parse_loss(parser *p, uint64_t len)
     return st;
 }
 
+/* ESTP (since 1.1): an unfinished fit's early stopping, its counters
+ * consistent with each other, then its best-weights copy, which must hold
+ * every tensor of the model. Read as it streams: the copy is model-sized. */
+static tl_status parse_early(parser *p, uint64_t len)
+{
+    if (p->minor < 1)
+        return perr(p, TL_EFORMAT, "an ESTP section in a format %u.%u file (it came with 1.1)", p->major, p->minor);
+    if (!p->have_optim)
+        return perr(p, TL_EFORMAT, "an ESTP section before the OPTM section");
+    if (p->have_early)
+        return perr(p, TL_EFORMAT, "a second ESTP section");
+    if (len < TLI_ESTP_SIZE)
+        return perr(p, TL_EFORMAT, "section 'ESTP' has %llu bytes, at least %d expected", (unsigned long long)len,
+                    TLI_ESTP_SIZE);
+    uint8_t b[TLI_ESTP_SIZE];
+    tl_status st = pull(p, b, sizeof b);
+    if (st)
+        return st;
+    tli_ckpt_early e;
+    const uint32_t monitor = tli_le32(b);
+    if (monitor > TL_MONITOR_VAL_ACCURACY)
+        return unknown_value(p, "early-stopping monitor", monitor);
+    e.monitor = (tl_schedule_monitor)monitor;
+    e.wait = tli_le32(b + 4);
+    e.best_epoch = tli_le32(b + 8);
+    e.epochs = tli_le32(b + 12);
+    e.best = f64_at(b + 16);
+    const uint64_t count = tli_le64(b + 24);
+    if (e.wait > e.epochs || e.best_epoch > e.epochs)
+        return perr(p, TL_EFORMAT, "early stopping's %u epochs without improvement and best epoch %u exceed its %u "
+                    "epochs", e.wait, e.best_epoch, e.epochs);
+    if ((e.best_epoch == 0) != (isnan(e.best) != 0))
+        return perr(p, TL_EFORMAT, "early stopping's best value %g does not fit its best epoch %u (NaN exactly when "
+                    "it is 0)", e.best, e.best_epoch);
+    if (e.best_epoch && e.wait != e.epochs - e.best_epoch)
+        return perr(p, TL_EFORMAT, "early stopping's %u epochs without improvement are not the %u since its best "
+                    "epoch %u", e.wait, e.epochs - e.best_epoch, e.best_epoch);
+    uint64_t values = 0;
+    for (size_t i = 0; i < p->nlayers; i++)
+        for (uint32_t k = 0; k < p->slots[i].nparams; k++)
+            values += p->slots[i].count[k];
+    if (count != 0 && count != values)
+        return perr(p, TL_EFORMAT, "early stopping's best-weights copy has %llu values; the model's tensors have %llu",
+                    (unsigned long long)count, (unsigned long long)values);
+    if (count * sizeof(float) > len - TLI_ESTP_SIZE)
+        return perr(p, TL_EFORMAT, "section 'ESTP' has %llu bytes, too few for its %llu values",
+                    (unsigned long long)len, (unsigned long long)count);
+    e.count = (size_t)count;
+    const uint64_t extra = len - TLI_ESTP_SIZE - count * sizeof(float);
+    p->cut = 0;
+    if ((st = extra_bytes(p, "ESTP", (size_t)extra)))
+        return st;
+    float *dst = NULL;
+    if (p->v->early && (st = p->v->early(&dst, p->v->ctx, &e, p->where)))
+        return st;
+    if (dst == NULL) {
+        st = skip(p, count * sizeof(float));
+    } else if ((st = pull(p, dst, e.count * sizeof(float))) == TL_OK) {
+        tli_f32_swap_le(dst, e.count);
+    }
+    if (st == TL_OK)
+        st = skip(p, extra);
+    p->have_early = true;
+    return st;
+}
+
 static tl_status parse_tensor(parser *p, uint64_t len)
 {
     uint8_t b[TLI_TENS_META];
@@ -891,6 +957,8 @@ static tl_status sections(parser *p)
                 st = parse_schedule(p, body, got);
         } else if (strcmp(tag, TLI_TAG_LOSS) == 0) {
             st = parse_loss(p, len);
+        } else if (strcmp(tag, TLI_TAG_EARLY) == 0) {
+            st = parse_early(p, len);
         } else if (strcmp(tag, TLI_TAG_END) == 0) {
             if (!(st = skip(p, len)))
                 return finish(p);

@@ -93,6 +93,8 @@ static tl_status section(writer *w, const char *tag, tli_wbuf *body)
     return st;
 }
 
+static tl_status put_f32s(writer *w, const float *v, size_t count);
+
 static tl_status tensor(writer *w, size_t layer, size_t param, uint32_t slot, const float *v, size_t count)
 {
     uint8_t meta[TLI_TENS_META];
@@ -104,6 +106,31 @@ static tl_status tensor(writer *w, size_t layer, size_t param, uint32_t slot, co
     tl_status st = section_head(w, TLI_TAG_TENSOR, TLI_TENS_META + (uint64_t)count * sizeof(float));
     if (st || (st = put(w, meta, sizeof meta)))
         return st;
+    return put_f32s(w, v, count);
+}
+
+/* ESTP: an unfinished fit's early stopping, then its best-weights copy. */
+static tl_status early_section(writer *w, const tli_early_state *s)
+{
+    uint8_t head[TLI_ESTP_SIZE];
+    uint64_t best;
+    memcpy(&best, &s->best, sizeof best);
+    tli_put_le32(head, (uint32_t)s->monitor);
+    tli_put_le32(head + 4, s->wait);
+    tli_put_le32(head + 8, s->best_epoch);
+    tli_put_le32(head + 12, s->epochs);
+    tli_put_le64(head + 16, best);
+    tli_put_le64(head + 24, s->copy ? s->count : 0);
+    const size_t count = s->copy ? s->count : 0;
+    tl_status st = section_head(w, TLI_TAG_EARLY, TLI_ESTP_SIZE + (uint64_t)count * sizeof(float));
+    if (st || (st = put(w, head, sizeof head)))
+        return st;
+    return put_f32s(w, s->copy, count);
+}
+
+static tl_status put_f32s(writer *w, const float *v, size_t count)
+{
+    tl_status st;
     if (tli_host_is_le())
         return put(w, v, count * sizeof(float));
     /* Big-endian hosts: through a small buffer in file order. */
@@ -150,6 +177,8 @@ static uint32_t minor_for(const tl_model *m, bool with_opt)
     if (with_opt && tli_schedule_active(&m->opt->sched))
         return TL_CHECKPOINT_VERSION_MINOR;
     if (with_opt && !tli_loss_options_default(m)) /* LOSS came with 1.1 */
+        return TL_CHECKPOINT_VERSION_MINOR;
+    if (with_opt && m->early.pending) /* ESTP too */
         return TL_CHECKPOINT_VERSION_MINOR;
     for (size_t i = 0; i < m->nlayers; i++)
         if (!fits_1_0(m->layers[i]))
@@ -274,6 +303,10 @@ static tl_status write_payload(writer *w, const tl_model *m, bool with_opt, uint
                 tli_wbuf_f32(b, m->class_weights[c]);
             st = section(w, TLI_TAG_LOSS, b);
         }
+        /* ESTP: the early stopping of a fit under way (a checkpoint fit
+         * writes) or interrupted; absent otherwise. */
+        if (st == TL_OK && m->early.pending)
+            st = early_section(w, &m->early);
         uint32_t slots = tli_optim_kind_slots(o->kind);
         for (size_t i = 0; st == TL_OK && i < m->nlayers; i++) {
             const tl_layer *l = m->layers[i];

@@ -356,8 +356,46 @@ static void checkpoint_seed(const char *name, tl_model *m, int with_optim, int l
     free(f);
 }
 
+static int stop_now(const tl_progress *p, void *payload)
+{
+    (void)p;
+    (void)payload;
+    return 1;
+}
+
+/* A model in the middle of a fit with early stopping and restore_best (one
+ * epoch, then cancelled): its file has an ESTP section with a copy. */
+static tl_model *early_model(void)
+{
+    tl_model *m = fz_small_model(3, 1);
+    float x[4 * 36];
+    int32_t y[4] = {0, 2, 1, 0};
+    for (int i = 0; i < 4 * 36; i++)
+        x[i] = (float)(i % 5) / 5.0f;
+    tl_dataset *ds = NULL;
+    if (m == NULL || tl_dataset_create(&ds, x, y, 4, 6, 6, 1, 3, TL_DATA_COPY) != TL_OK) {
+        tl_model_free(m);
+        return NULL;
+    }
+    tl_early_stopping_options es = TL_EARLY_STOPPING_OPTIONS_INIT;
+    es.restore_best = 1;
+    tl_fit_options fo = TL_FIT_OPTIONS_INIT;
+    fo.epochs = 3;
+    fo.validation = ds;
+    fo.early_stopping = &es;
+    fo.on_epoch = stop_now;
+    tl_status st = tl_model_fit(m, ds, &fo);
+    tl_dataset_free(ds);
+    if (st != TL_ECANCELED) {
+        tl_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 static void checkpoint_seeds(void)
 {
+    checkpoint_seed("early-stopping", early_model(), 1, 6);
     checkpoint_seed("plain", fz_small_model(3, 0), 1, 6);
     checkpoint_seed("adam", fz_small_model(3, 1), 1, 6);
     checkpoint_seed("sgd-stored", fz_small_model(3, 2), 1, 0);
