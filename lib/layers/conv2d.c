@@ -271,6 +271,15 @@ static void conv_get_options(const tl_layer *l, void *opts, unsigned int version
     }
 }
 
+/* Every output cell takes k_h * k_w * in_c / groups multiply-adds; the
+ * input and the kernel gradients take as many again each. */
+static void conv_flops(const tl_layer *l, double out[3])
+{
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    const double macs = (double)l->out_size * cg->g.k_h * cg->g.k_w * (cg->g.in_c / cg->g.groups);
+    out[0] = out[1] = out[2] = 2.0 * macs;
+}
+
 const tli_layer_ops tli_conv2d_ops = {
     .kind = TL_LAYER_CONV2D,
     .type_name = "conv2d",
@@ -289,4 +298,5 @@ const tli_layer_ops tli_conv2d_ops = {
     .backward = conv_backward,
     .from_options = conv_from_options,
     .get_options = conv_get_options,
+    .flops = conv_flops,
 };

@@ -134,6 +134,12 @@ static void dense_get_options(const tl_layer *l, void *opts, unsigned int versio
     }
 }
 
+/* in_size * units multiply-adds forward, as many for each gradient. */
+static void dense_flops(const tl_layer *l, double out[3])
+{
+    out[0] = out[1] = out[2] = 2.0 * (double)l->in_size * (double)l->out_size;
+}
+
 const tli_layer_ops tli_dense_ops = {
     .kind = TL_LAYER_DENSE,
     .type_name = "dense",
@@ -153,4 +159,5 @@ const tli_layer_ops tli_dense_ops = {
     .set_units = dense_set_units,
     .get_options = dense_get_options,
     .from_options = dense_from_options,
+    .flops = dense_flops,
 };

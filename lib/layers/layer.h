@@ -228,6 +228,10 @@ struct tli_layer_ops {
      * values. Returns a status with the message set, naming the layer,
      * the tensor, the element and the value (normalization: std > 0). */
     tl_status (*check_values)(const tl_layer *l, size_t i, const float *v);
+    /* Optional: the multiply-add work of one example in FLOPs (2 per
+     * multiply-add): out[0] forward, out[1] the input gradient, out[2] the
+     * parameter gradients (tl_layer_flops). NULL: none (element-wise kinds). */
+    void (*flops)(const tl_layer *l, double out[3]);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */
