@@ -272,10 +272,42 @@ void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const fl
 
 /* ---- the activation layer ------------------------------------------------ */
 
+/* Element-wise activations run over the whole tensor in `threads` chunks
+ * of whole cache lines rather than row by row: NHWC rows are the channels,
+ * often only 16 wide, and a call per row costs more than its work. Only
+ * softmax needs its rows. */
+static void flat_chunks(uint32_t threads, size_t n, size_t *chunk, long *nchunks)
+{
+    size_t t = threads ? threads : 1;
+    size_t c = (n + t - 1) / t;
+    c = (c + 15) & ~(size_t)15;
+    if (c == 0)
+        c = 16;
+    *chunk = c;
+    *nchunks = (long)((n + c - 1) / c);
+}
+
 void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const float *x, float *y, size_t rows,
                      size_t cols)
 {
     (void)threads;
+    if (act != TL_ACT_SOFTMAX) {
+        size_t n = rows * cols, chunk;
+        long nchunks;
+        flat_chunks(threads, n, &chunk, &nchunks);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (long b = 0; b < nchunks; b++) {
+            size_t lo = (size_t)b * chunk, hi = n - lo < chunk ? n : lo + chunk;
+            /* copy and activate a block at a time, while it is in L1 */
+            for (size_t i = lo; i < hi; i += 2048) {
+                size_t len = hi - i < 2048 ? hi - i : 2048;
+                if (y != x)
+                    memcpy(y + i, x + i, sizeof(float) * len);
+                act_row(y + i, len, act, alpha);
+            }
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long r = 0; r < (long)rows; r++) {
         float *v = y + (size_t)r * cols;
@@ -289,6 +321,17 @@ void tli_act_input_backward(uint32_t threads, tl_activation act, float alpha, co
                             const float *dy, float *dx, size_t rows, size_t cols)
 {
     (void)threads;
+    if (act != TL_ACT_SOFTMAX) {
+        size_t n = rows * cols, chunk;
+        long nchunks;
+        flat_chunks(threads, n, &chunk, &nchunks);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (long b = 0; b < nchunks; b++) {
+            size_t lo = (size_t)b * chunk, len = n - lo < chunk ? n - lo : chunk;
+            act_input_backward_row(act, alpha, x + lo, y + lo, dy + lo, dx + lo, len);
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long r = 0; r < (long)rows; r++) {
         const size_t o = (size_t)r * cols;

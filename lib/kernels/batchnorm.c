@@ -151,6 +151,15 @@ void tli_bn_forward_infer(uint32_t threads, const tli_bn *bn, const float *x, fl
     normalize(nthreads(threads, bn->rows, bn->c), x, bn->moving_mean, bn->t0, bn->t1, bn->rows, bn->c, y);
 }
 
+void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift)
+{
+    infer_scale(bn);
+    for (size_t j = 0; j < bn->c; j++) {
+        scale[j] = bn->t0[j];
+        shift[j] = (bn->beta ? bn->beta[j] : 0.0f) - bn->moving_mean[j] * bn->t0[j];
+    }
+}
+
 /* ---- backward -------------------------------------------------------------- */
 
 /* Over the rows of each chunk k: sdy[k][j] = sum of dy, sdx[k][j] = sum of

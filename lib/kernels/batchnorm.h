@@ -52,6 +52,11 @@ void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, fl
  * they are. */
 void tli_bn_forward_infer(uint32_t threads, const tli_bn *bn, const float *x, float *y);
 
+/* Inference mode as a per-channel map y = x * scale + shift (scale =
+ * gamma / sqrt(moving_var + eps), shift = beta - moving_mean * scale), for
+ * folding into the layer before; uses t0. scale and shift may be t1, t2. */
+void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift);
+
 /* Training mode, after tli_bn_forward_train on the same x: through the
  * batch statistics,
  *   dx = gamma * inv_std / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)),

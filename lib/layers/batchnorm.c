@@ -174,6 +174,19 @@ static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, 
         tli_bn_backward_train(ex->threads, &bn, x[0], dy, dx[0], dgamma, dbeta);
 }
 
+/* Inference mode is a per-channel map the layer before can fold in (the
+ * engine's fusion); t1 and t2 of the scratch hold it. */
+static bool bn_affine(tl_layer *l, const tli_exec *ex, const float **scale, const float **shift)
+{
+    if (training_mode(l, ex))
+        return false;
+    tli_bn bn = bn_view(l, ex->batch);
+    tli_bn_infer_affine(&bn, bn.t1, bn.t2);
+    *scale = bn.t1;
+    *shift = bn.t2;
+    return true;
+}
+
 static void bn_from_options(void *cfg, tl_activation *act, int *use_bias, const void *opts)
 {
     const tl_batchnorm_options *o = opts;
@@ -198,4 +211,5 @@ const tli_layer_ops tli_batchnorm_ops = {
     .forward = bn_forward,
     .backward = bn_backward,
     .from_options = bn_from_options,
+    .affine = bn_affine,
 };

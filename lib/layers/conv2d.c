@@ -171,9 +171,16 @@ static tl_status conv_build(tl_layer *l)
     return TL_OK;
 }
 
-/* The kernels' scratch, and in training before it the pre-activation z
- * when the activation needs it (rounded to 64 bytes, so the kernels'
- * blocks stay aligned; it depends on the batch only). */
+/* The scratch: first the folded kernel and bias of forward_affine
+ * (inference), then in training the pre-activation z when the activation
+ * needs it, then the kernels' scratch. Each part is rounded to 64 bytes,
+ * so the kernels' blocks stay aligned. */
+static size_t conv_fold_bytes(const tl_layer *l)
+{
+    const size_t n = l->params[0].count + ((const conv_cfg *)l->cfg)->filters; /* < 2^32 each */
+    return (n * sizeof(float) + 63) & ~(size_t)63;
+}
+
 static size_t conv_z_bytes(const tl_layer *l, size_t batch)
 {
     size_t z;
@@ -189,7 +196,11 @@ static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threa
     /* A layer on the model's input never needs an input gradient. */
     bool need_dx = training && l->inputs[0] != TLI_INPUT_MODEL;
     size_t bytes = tli_conv_scratch_bytes(cg->algo, &cg->g, c->filters, batch, threads, training, need_dx);
-    if (!training || !tli_act_needs_input(l->act) || bytes == SIZE_MAX)
+    const size_t fold = conv_fold_bytes(l);
+    if (bytes == SIZE_MAX || bytes > SIZE_MAX - fold)
+        return SIZE_MAX;
+    bytes += fold;
+    if (!training || !tli_act_needs_input(l->act))
         return bytes;
     size_t z = conv_z_bytes(l, batch);
     return z > SIZE_MAX - bytes ? SIZE_MAX : z + bytes;
@@ -200,13 +211,36 @@ static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x,
     const conv_geom *cg = (const conv_geom *)l->geom;
     const conv_cfg *c = (const conv_cfg *)l->cfg;
     float *z = NULL;
-    char *kernel_scratch = l->scratch;
+    char *kernel_scratch = (char *)l->scratch + conv_fold_bytes(l);
     if (ex->training && tli_act_needs_input(act)) {
-        z = l->scratch;
+        z = (float *)(void *)kernel_scratch;
         kernel_scratch += conv_z_bytes(l, ex->batch);
     }
     tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value,
                      l->use_bias ? l->params[1].value : NULL, act, c->alpha, y, z, ex->batch, kernel_scratch);
+}
+
+/* Inference with the next layer's per-channel affine folded in: kernel
+ * column f times scale[f], bias * scale + shift; then the usual forward
+ * with activation `act`. One pass over y instead of three. */
+static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, const float *scale,
+                                const float *shift, tl_activation act)
+{
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    const conv_cfg *c = (const conv_cfg *)l->cfg;
+    if (ex->training || l->act != TL_ACT_LINEAR || tli_act_needs_input(act))
+        return false;
+    const size_t n = c->filters, k = l->params[0].count / n;
+    float *w = l->scratch, *b = w + l->params[0].count;
+    const float *w0 = l->params[0].value, *b0 = l->use_bias ? l->params[1].value : NULL;
+    for (size_t r = 0; r < k; r++)
+        for (size_t f = 0; f < n; f++)
+            w[r * n + f] = w0[r * n + f] * scale[f];
+    for (size_t f = 0; f < n; f++)
+        b[f] = (b0 ? b0[f] * scale[f] : 0.0f) + shift[f];
+    tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, b, act, c->alpha, y, NULL, ex->batch,
+                     (char *)l->scratch + conv_fold_bytes(l));
+    return true;
 }
 
 static void conv_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
@@ -217,9 +251,9 @@ static void conv_backward(tl_layer *l, const tli_exec *ex, const float *const *x
     const size_t m = ex->batch * cg->g.out_h * cg->g.out_w;
     const uint32_t n = c->filters;
     const float *z = NULL;
-    char *kernel_scratch = l->scratch;
+    char *kernel_scratch = (char *)l->scratch + conv_fold_bytes(l);
     if (tli_act_needs_input(act)) { /* kept by the training forward pass */
-        z = l->scratch;
+        z = (const float *)(void *)kernel_scratch;
         kernel_scratch += conv_z_bytes(l, ex->batch);
     }
     tli_act_backward(ex->threads, act, c->alpha, z, y, dy, m, n,
@@ -299,4 +333,5 @@ const tli_layer_ops tli_conv2d_ops = {
     .from_options = conv_from_options,
     .get_options = conv_get_options,
     .flops = conv_flops,
+    .forward_affine = conv_forward_affine,
 };

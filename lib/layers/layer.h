@@ -232,6 +232,21 @@ struct tli_layer_ops {
      * multiply-add): out[0] forward, out[1] the input gradient, out[2] the
      * parameter gradients (tl_layer_flops). NULL: none (element-wise kinds). */
     void (*flops)(const tl_layer *l, double out[3]);
+    /* Optional, inference passes only (the engine's fusion, see
+     * tli_forward in engine.c): when the layer is, in pass `ex`, the
+     * per-channel map y = x * scale[c] + shift[c] over the last axis,
+     * point *scale and *shift at out_shape's channels of floats in its
+     * scratch, valid until its next call, and return true; false when it
+     * is not (batchnorm with batch statistics). */
+    bool (*affine)(tl_layer *l, const tli_exec *ex, const float **scale, const float **shift);
+    /* Optional, inference passes only: y = act(f(x) * scale + shift) with
+     * the layer's own activation linear, in one pass over y - the layer
+     * folds the per-channel affine of the layer after it (and the
+     * activation after that) into its own arithmetic. Returns false,
+     * having done nothing, when it cannot; the engine then runs the layers
+     * one by one. */
+    bool (*forward_affine)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, const float *scale,
+                           const float *shift, tl_activation act);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */
