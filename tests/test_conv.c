@@ -371,7 +371,8 @@ START_TEST(grouped_equals_separate_convs)
 END_TEST
 
 /* The depthwise kernels' two builds give the same bits, with and without
- * their fused ReLU (tli_conv_forward applies the other activations). */
+ * their fused ReLU or ReLU6, which equal the activation applied after
+ * (tli_conv_forward applies the other activations). */
 START_TEST(depthwise_builds_agree)
 {
 #ifdef TLI_HAVE_AVX512
@@ -384,11 +385,22 @@ START_TEST(depthwise_builds_agree)
         return;
     group_data d = group_data_for(sc, 3);
     float *y[2] = {fnew(d.out), fnew(d.out)}, *dw[2] = {fnew(d.wn), fnew(d.wn)}, *dx[2] = {fnew(d.in), fnew(d.in)};
-    for (int relu = 0; relu < 2; relu++) {
-        tli_depthwise_forward_c(2, &d.g, d.filters, d.x, d.w, d.bias, relu, y[0], d.batch);
-        tli_depthwise_forward_avx512(1, &d.g, d.filters, d.x, d.w, d.bias, relu, y[1], d.batch);
+    float *plain = fnew(d.out);
+    for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU6; clamp++) {
+        tli_depthwise_forward_c(2, &d.g, d.filters, d.x, d.w, d.bias, clamp, y[0], d.batch);
+        tli_depthwise_forward_avx512(1, &d.g, d.filters, d.x, d.w, d.bias, clamp, y[1], d.batch);
         ck_assert_msg(memcmp(y[0], y[1], d.out * sizeof(float)) == 0, "case %d: forward builds differ", _i);
+        if (clamp == TLI_CLAMP_NONE)
+            memcpy(plain, y[0], d.out * sizeof(float));
+        /* the fused clamp is the activation applied afterwards */
+        for (size_t k = 0; k < d.out; k++) {
+            float v = plain[k] < 0.0f ? 0.0f : plain[k];
+            if (clamp == TLI_CLAMP_RELU6 && v > 6.0f)
+                v = 6.0f;
+            ck_assert(y[0][k] == (clamp == TLI_CLAMP_NONE ? plain[k] : v));
+        }
     }
+    free(plain);
     float *partials = fnew(tli_depthwise_partials(&d.g, d.filters, d.batch));
     tli_depthwise_weight_grad_c(1, &d.g, d.filters, d.x, d.dz, dw[0], partials, d.batch);
     tli_depthwise_weight_grad_avx512(2, &d.g, d.filters, d.x, d.dz, dw[1], partials, d.batch);

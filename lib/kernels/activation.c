@@ -129,8 +129,12 @@ static void act_input_backward_row(tl_activation act, float alpha, const float *
             memcpy(dx, dy, sizeof(float) * n);
         break;
     case TL_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        /* dy read unconditionally: branch-free selects the compiler
+         * vectorizes (a branch on the sign mispredicts half the time) */
+        for (size_t i = 0; i < n; i++) {
+            const float d = dy[i];
+            dx[i] = x[i] > 0.0f ? d : 0.0f;
+        }
         break;
     case TL_ACT_SIGMOID:
         for (size_t i = 0; i < n; i++)
@@ -149,12 +153,16 @@ static void act_input_backward_row(tl_activation act, float alpha, const float *
         break;
     }
     case TL_ACT_RELU6:
-        for (size_t i = 0; i < n; i++)
-            dx[i] = x[i] > 0.0f && x[i] < 6.0f ? dy[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            const float d = dy[i], v = x[i];
+            dx[i] = (v > 0.0f) & (v < 6.0f) ? d : 0.0f;
+        }
         break;
     case TL_ACT_LEAKY_RELU:
-        for (size_t i = 0; i < n; i++)
-            dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * alpha;
+        for (size_t i = 0; i < n; i++) {
+            const float d = dy[i];
+            dx[i] = x[i] > 0.0f ? d : d * alpha;
+        }
         break;
     case TL_ACT_SILU:
         for (size_t i = 0; i < n; i++) {
@@ -180,8 +188,10 @@ static void act_backward_row(tl_activation act, float alpha, const float *z, con
 {
     switch (act) {
     case TL_ACT_RELU:
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            const float d = dy[i];
+            dy[i] = y[i] > 0.0f ? d : 0.0f;
+        }
         break;
     case TL_ACT_SIGMOID:
         for (size_t i = 0; i < n; i++)
@@ -201,8 +211,10 @@ static void act_backward_row(tl_activation act, float alpha, const float *z, con
         break;
     }
     case TL_ACT_RELU6:
-        for (size_t i = 0; i < n; i++)
-            dy[i] = y[i] > 0.0f && y[i] < 6.0f ? dy[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            const float d = dy[i], v = y[i];
+            dy[i] = (v > 0.0f) & (v < 6.0f) ? d : 0.0f;
+        }
         break;
     case TL_ACT_HARD_SIGMOID:
         for (size_t i = 0; i < n; i++)

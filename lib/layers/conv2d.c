@@ -171,10 +171,10 @@ static tl_status conv_build(tl_layer *l)
     return TL_OK;
 }
 
-/* The scratch: first the folded kernel and bias of forward_affine
- * (inference), then in training the pre-activation z when the activation
- * needs it, then the kernels' scratch. Each part is rounded to 64 bytes,
- * so the kernels' blocks stay aligned. */
+/* The scratch: in training, when the activation needs it, the
+ * pre-activation z first; then the folded kernel and bias of
+ * forward_affine (inference); then the kernels' scratch. Each part is
+ * rounded to 64 bytes, so the kernels' blocks stay aligned. */
 static size_t conv_fold_bytes(const tl_layer *l)
 {
     const size_t n = l->params[0].count + ((const conv_cfg *)l->cfg)->filters; /* < 2^32 each */
@@ -189,6 +189,19 @@ static size_t conv_z_bytes(const tl_layer *l, size_t batch)
     return (z + 63) & ~(size_t)63;
 }
 
+/* Bytes of z in the scratch of a pass (by the layer's own activation,
+ * so that forward and backward agree whatever activation they apply). */
+static size_t conv_zpart(const tl_layer *l, size_t batch, bool training)
+{
+    return training && tli_act_needs_input(l->act) ? conv_z_bytes(l, batch) : 0;
+}
+
+static size_t conv_head_bytes(const tl_layer *l, size_t batch, bool training)
+{
+    size_t z = conv_zpart(l, batch, training);
+    return z == SIZE_MAX ? SIZE_MAX : z + conv_fold_bytes(l);
+}
+
 static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
@@ -196,26 +209,17 @@ static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threa
     /* A layer on the model's input never needs an input gradient. */
     bool need_dx = training && l->inputs[0] != TLI_INPUT_MODEL;
     size_t bytes = tli_conv_scratch_bytes(cg->algo, &cg->g, c->filters, batch, threads, training, need_dx);
-    const size_t fold = conv_fold_bytes(l);
-    if (bytes == SIZE_MAX || bytes > SIZE_MAX - fold)
-        return SIZE_MAX;
-    bytes += fold;
-    if (!training || !tli_act_needs_input(l->act))
-        return bytes;
-    size_t z = conv_z_bytes(l, batch);
-    return z > SIZE_MAX - bytes ? SIZE_MAX : z + bytes;
+    size_t head = conv_head_bytes(l, batch, training);
+    return bytes == SIZE_MAX || head == SIZE_MAX || head > SIZE_MAX - bytes ? SIZE_MAX : head + bytes;
 }
 
 static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
     const conv_cfg *c = (const conv_cfg *)l->cfg;
-    float *z = NULL;
-    char *kernel_scratch = (char *)l->scratch + conv_fold_bytes(l);
-    if (ex->training && tli_act_needs_input(act)) {
-        z = (float *)(void *)kernel_scratch;
-        kernel_scratch += conv_z_bytes(l, ex->batch);
-    }
+    /* z only when the activation applied needs it (not when the loss takes the logits) */
+    float *z = ex->training && tli_act_needs_input(act) ? l->scratch : NULL;
+    char *kernel_scratch = (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training);
     tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value,
                      l->use_bias ? l->params[1].value : NULL, act, c->alpha, y, z, ex->batch, kernel_scratch);
 }
@@ -250,12 +254,9 @@ static void conv_backward(tl_layer *l, const tli_exec *ex, const float *const *x
     const conv_cfg *c = (const conv_cfg *)l->cfg;
     const size_t m = ex->batch * cg->g.out_h * cg->g.out_w;
     const uint32_t n = c->filters;
-    const float *z = NULL;
-    char *kernel_scratch = (char *)l->scratch + conv_fold_bytes(l);
-    if (tli_act_needs_input(act)) { /* kept by the training forward pass */
-        z = (const float *)(void *)kernel_scratch;
-        kernel_scratch += conv_z_bytes(l, ex->batch);
-    }
+    /* kept by the training forward pass */
+    const float *z = tli_act_needs_input(act) ? (const float *)l->scratch : NULL;
+    char *kernel_scratch = (char *)l->scratch + conv_head_bytes(l, ex->batch, true);
     tli_act_backward(ex->threads, act, c->alpha, z, y, dy, m, n,
                      param_grads && l->use_bias && !ex->bias_grad_done ? l->params[1].grad : NULL);
     tli_conv_backward(ex->threads, cg->algo, &cg->g, n, x[0], dy, l->params[0].value,
