@@ -38,6 +38,9 @@ typedef struct tli_bn {
     /* Work space: three per-channel float buffers and `partial`. */
     float *t0, *t1, *t2;
     double *partial;
+    /* The forward passes apply this TLI_CLAMP_* (elementwise.h) to y: the
+     * ReLU / ReLU6 layer after the batchnorm, fused (0: none). */
+    int clamp;
 } tli_bn;
 
 /* Training mode: normalize x with the batch's mean and biased variance,

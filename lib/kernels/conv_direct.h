@@ -5,6 +5,7 @@
 #ifndef TLI_CONV_DIRECT_H
 #define TLI_CONV_DIRECT_H
 
+#include "elementwise.h" /* TLI_CLAMP_* */
 #include "kernels.h"
 
 /* A stride-1, unpadded convolution as the direct kernels see it: the input
@@ -15,11 +16,6 @@ typedef struct tli_direct_geom {
     uint32_t k_h, k_w;
     uint32_t filters; /* a multiple of 16 */
 } tli_direct_geom;
-
-/* The activation the forward kernels apply while the output is in
- * registers or cache: none, ReLU max(0, .), ReLU6 min(max(0, .), 6); NaN
- * stays NaN, as in the activation layer. (A bool true is TLI_CLAMP_RELU.) */
-enum { TLI_CLAMP_NONE = 0, TLI_CLAMP_RELU = 1, TLI_CLAMP_RELU6 = 2 };
 
 /* y = conv(x, w) + bias, then the clamp; every output written. */
 void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *w,

@@ -157,6 +157,18 @@ static void bn_forward(tl_layer *l, const tli_exec *ex, const float *const *x, f
         tli_bn_forward_infer(ex->threads, &bn, x[0], y);
 }
 
+/* The ReLU / ReLU6 layer after it, applied while normalizing (backward
+ * reads x and dy, never y). */
+static void bn_forward_act(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
+{
+    tli_bn bn = bn_view(l, ex->batch);
+    bn.clamp = tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6);
+    if (training_mode(l, ex))
+        tli_bn_forward_train(ex->threads, &bn, x[0], y);
+    else
+        tli_bn_forward_infer(ex->threads, &bn, x[0], y);
+}
+
 static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
                         float *const *dx, tl_activation act, bool param_grads)
 {
@@ -212,4 +224,5 @@ const tli_layer_ops tli_batchnorm_ops = {
     .backward = bn_backward,
     .from_options = bn_from_options,
     .affine = bn_affine,
+    .forward_act = bn_forward_act,
 };

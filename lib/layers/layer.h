@@ -247,6 +247,14 @@ struct tli_layer_ops {
      * one by one. */
     bool (*forward_affine)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, const float *scale,
                            const float *shift, tl_activation act);
+    /* Optional, any pass: forward with `act` (TL_ACT_RELU or TL_ACT_RELU6)
+     * applied in the same pass, y = act(layer(x)), written to the output
+     * of the activation layer after it (its sole consumer), whose forward
+     * the engine then skips. The layer's own output is not written, so its
+     * backward must not read y (batchnorm and add do not), and the
+     * activation kind's backward reads its own output, not its input, for
+     * these two activations. */
+    void (*forward_act)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */
