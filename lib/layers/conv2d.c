@@ -237,9 +237,12 @@ static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *co
     const size_t n = c->filters, k = l->params[0].count / n;
     float *w = l->scratch, *b = w + l->params[0].count;
     const float *w0 = l->params[0].value, *b0 = l->use_bias ? l->params[1].value : NULL;
-    for (size_t r = 0; r < k; r++)
+    for (size_t r = 0; r < k; r++) { /* distinct buffers: restrict lets the row vectorize */
+        float *restrict wr = w + r * n;
+        const float *restrict w0r = w0 + r * n, *restrict sc = scale;
         for (size_t f = 0; f < n; f++)
-            w[r * n + f] = w0[r * n + f] * scale[f];
+            wr[f] = w0r[f] * sc[f];
+    }
     for (size_t f = 0; f < n; f++)
         b[f] = (b0 ? b0[f] * scale[f] : 0.0f) + shift[f];
     tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, b, act, c->alpha, y, NULL, ex->batch,
