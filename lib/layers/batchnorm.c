@@ -147,26 +147,30 @@ static bool training_mode(const tl_layer *l, const tli_exec *ex)
     return ex->training && l->trainable;
 }
 
+/* The forward pass, with a fused clamp (TLI_CLAMP_NONE, or the ReLU /
+ * ReLU6 of the activation layer after it: bn_forward_act). Both entry
+ * points come here, so a change to how the layer normalizes is made once. */
+static void bn_run(tl_layer *l, const tli_exec *ex, const float *x, float *y, int clamp)
+{
+    tli_bn bn = bn_view(l, ex->batch);
+    bn.clamp = clamp;
+    if (training_mode(l, ex))
+        tli_bn_forward_train(ex->threads, &bn, x, y);
+    else
+        tli_bn_forward_infer(ex->threads, &bn, x, y);
+}
+
 static void bn_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     (void)act;
-    tli_bn bn = bn_view(l, ex->batch);
-    if (training_mode(l, ex))
-        tli_bn_forward_train(ex->threads, &bn, x[0], y);
-    else
-        tli_bn_forward_infer(ex->threads, &bn, x[0], y);
+    bn_run(l, ex, x[0], y, TLI_CLAMP_NONE);
 }
 
 /* The ReLU / ReLU6 layer after it, applied while normalizing (backward
  * reads x and dy, never y). */
 static void bn_forward_act(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
-    tli_bn bn = bn_view(l, ex->batch);
-    bn.clamp = tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6);
-    if (training_mode(l, ex))
-        tli_bn_forward_train(ex->threads, &bn, x[0], y);
-    else
-        tli_bn_forward_infer(ex->threads, &bn, x[0], y);
+    bn_run(l, ex, x[0], y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
 }
 
 static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
