@@ -1,13 +1,21 @@
 /*
- * tl_bench.c - speed and memory of libtl on the document's CNN
- * (conv2d(32,3x3,relu) -> maxpool -> conv2d(64,3x3,relu) -> maxpool ->
- * flatten -> dense(10)) on 32x32x3 inputs, next to what this machine's BLIS
- * does on a 2048^3 sgemm at the same moment.
+ * tl_bench.c - speed and memory of libtl on one of three networks, next to
+ * what this machine's BLIS does on a 2048^3 sgemm at the same moment:
+ * - seed: the document's CNN (conv2d(32,3x3,relu) -> maxpool ->
+ *   conv2d(64,3x3,relu) -> maxpool -> flatten -> dense(10)), Adam;
+ * - resnet20: the CIFAR ResNet-20 with projection shortcuts (tl/zoo.h);
+ * - mobilenetv2: MobileNetV2 width 1.0 with the CIFAR stem (stem and the
+ *   first stride-2 stage at stride 1), no dropout;
+ * all on 32x32x3 inputs with 10 classes. The two backbones train as
+ * ../shared/peers/torch_backbones.py trains them (SGD momentum 0.9, lr 0.05,
+ * weight decay 5e-4, cross-entropy on the logits), so the figures can be
+ * read beside PyTorch's.
  *
- *   tl-bench [--threads N] [--batch N] [--seconds S] [--reps N] [--json]
+ *   tl-bench [--model seed|resnet20|mobilenetv2] [--threads N] [--batch N] [--seconds S] [--reps N] [--json]
  *
  * Every figure is the median of --reps timed runs of about --seconds each,
- * after a warm-up; min and max are printed beside it.
+ * after a warm-up; min and max are printed beside it. FLOPs are the
+ * multiply-adds of the network as built (tl_layer_flops), 2 per multiply-add.
  */
 #include <blis.h>
 #include <stdio.h>
@@ -54,10 +62,14 @@ static stats summarize(double *v, int n)
     return s;
 }
 
+typedef enum bench_model { MODEL_SEED, MODEL_RESNET20, MODEL_MOBILENETV2 } bench_model;
+static const char *const model_names[] = {"seed", "resnet20", "mobilenetv2"};
+
 typedef struct bench_args {
     unsigned threads, batch, reps;
     double seconds;
     int json;
+    bench_model model;
 } bench_args;
 
 /* Rate of `step` (items per call) over reps timed runs of ~seconds each. */
@@ -86,7 +98,18 @@ static stats measure(const bench_args *a, step_fn step, void *ctx, double items_
     return summarize(rates, reps);
 }
 
-/* ---- the model --------------------------------------------------------- */
+/* ---- the models ------------------------------------------------------- */
+
+static void compile_sgd(tl_model *m)
+{
+    tl_sgd_options o = TL_SGD_OPTIONS_INIT;
+    o.learning_rate = 0.05f;
+    o.momentum = 0.9f;
+    o.weight_decay = 5e-4f;
+    tl_optimizer *sgd;
+    CHECK(tl_optimizer_create_sgd(&sgd, &o));
+    CHECK(tl_model_compile(m, sgd, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+}
 
 static tl_model *seed_cnn(unsigned threads, unsigned classes)
 {
@@ -113,9 +136,30 @@ static tl_model *seed_cnn(unsigned threads, unsigned classes)
     return m;
 }
 
-/* GEMM flops of one example: forward, and forward + backward for training
- * (weight gradients of trainable layers, input gradients above the lowest
- * trainable layer). Conv and dense only; the rest is not counted. */
+/* The networks of torch_backbones.py's build(), compiled as it trains them. */
+static tl_model *make_model(bench_model which, unsigned threads, unsigned classes)
+{
+    if (which == MODEL_SEED)
+        return seed_cnn(threads, classes);
+    tl_zoo_options o = TL_ZOO_OPTIONS_INIT;
+    o.num_classes = classes;
+    o.seed = 1;
+    tl_model *m;
+    if (which == MODEL_RESNET20) {
+        CHECK(tl_zoo_resnet_cifar(&m, 20, &o));
+    } else {
+        o.cifar_stem = 1;
+        o.dropout = -1.0f; /* the peer's classifier has no dropout */
+        CHECK(tl_zoo_mobilenet_v2(&m, &o));
+    }
+    CHECK(tl_model_set_threads(m, threads));
+    compile_sgd(m);
+    return m;
+}
+
+/* Multiply-add flops of one example (tl_layer_flops): forward, and
+ * forward + backward for training (parameter gradients of the layers that
+ * learn, input gradients above the lowest one). */
 static void model_flops(const tl_model *m, double *fwd, double *train)
 {
     size_t n = tl_model_num_layers(m), lowest = n;
@@ -128,21 +172,15 @@ static void model_flops(const tl_model *m, double *fwd, double *train)
     *fwd = *train = 0.0;
     for (size_t i = 0; i < n; i++) {
         tl_layer *l;
+        double f, dx, dw;
         tl_model_layer(&l, m, i);
-        if (tl_layer_num_params(l) == 0)
-            continue;
-        tl_param_info k;
-        tl_shape out;
-        tl_layer_param_info(&k, l, 0);
-        tl_layer_output_shape(&out, l);
-        double pixels = out.rank == 3 ? (double)out.dims[0] * out.dims[1] : 1.0;
-        double f = 2.0 * pixels * (double)k.count; /* M*N*K*2 per example */
+        CHECK(tl_layer_flops(&f, &dx, &dw, l));
         *fwd += f;
         *train += f;
         if (tl_layer_is_trainable(l))
-            *train += f;
+            *train += dw;
         if (i > lowest)
-            *train += f;
+            *train += dx;
     }
 }
 
@@ -211,7 +249,9 @@ static void fill(float *v, size_t n, unsigned seed)
 static void usage(const char *argv0, int code)
 {
     fprintf(code ? stderr : stdout,
-            "usage: %s [--threads N] [--batch N] [--seconds S] [--reps N] [--json]\n"
+            "usage: %s [--model seed|resnet20|mobilenetv2] [--threads N] [--batch N] [--seconds S] [--reps N] "
+            "[--json]\n"
+            "  --model M     the network (default seed, the document's CNN)\n"
             "  --threads N   threads for libtl and BLIS (default 1)\n"
             "  --batch N     training and inference batch (default 64)\n"
             "  --seconds S   length of each timed run (default 2)\n"
@@ -223,9 +263,17 @@ static void usage(const char *argv0, int code)
 
 int main(int argc, char **argv)
 {
-    bench_args a = {1, 64, 5, 2.0, 0};
+    bench_args a = {1, 64, 5, 2.0, 0, MODEL_SEED};
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
+            const char *name = argv[++i];
+            int found = 0;
+            for (int k = 0; k < 3; k++)
+                if (strcmp(name, model_names[k]) == 0)
+                    a.model = (bench_model)k, found = 1;
+            if (!found)
+                usage(argv[0], 2);
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             a.threads = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
             a.batch = (unsigned)atoi(argv[++i]);
@@ -259,9 +307,10 @@ int main(int argc, char **argv)
         y[i] = (int32_t)(i * 7 % classes);
 
     /* 1. Full training. */
-    tl_model *m = seed_cnn(a.threads, classes);
+    tl_model *m = make_model(a.model, a.threads, classes);
     double fwd_flops, train_flops;
     model_flops(m, &fwd_flops, &train_flops);
+    const size_t params = tl_model_trainable_param_count(m);
     train_ctx tc = {m, x, y, a.batch, nbatches, example};
     stats train = measure(&a, train_step, &tc, a.batch);
     double rss = peak_rss_mib();
@@ -274,27 +323,38 @@ int main(int argc, char **argv)
     ic.batch = 1;
     stats lat = measure(&a, infer_step, &ic, 1);
 
-    /* 3. Training with the conv base frozen, and the head alone on cached features. */
-    tl_model *fm = seed_cnn(a.threads, classes);
-    CHECK(tl_model_freeze_upto(fm, 4));
+    /* 3. Training with the base frozen (the seed CNN: its convolutions;
+     * the backbones: everything below the dense head, BN then runs in
+     * inference mode), and the head alone on cached features. */
+    tl_model *fm = make_model(a.model, a.threads, classes);
+    const size_t nl = tl_model_num_layers(fm);
+    const size_t cut = a.model == MODEL_SEED ? 5 : nl - 1; /* the extractor's layers */
+    CHECK(tl_model_freeze_upto(fm, a.model == MODEL_SEED ? 4 : nl - 1));
     tc.m = fm;
     stats frozen = measure(&a, train_step, &tc, a.batch);
     tl_model *ext, *head;
-    CHECK(tl_model_extractor_create(&ext, fm, 5));
+    CHECK(tl_model_extractor_create(&ext, fm, cut));
     CHECK(tl_model_head_create(&head, ext, 2));
     CHECK(tl_model_set_threads(head, a.threads));
     CHECK(tl_model_add_flatten(NULL, head, NULL));
     tl_dense_options dense = TL_DENSE_OPTIONS_INIT;
     dense.units = classes;
-    dense.activation = TL_ACT_SOFTMAX;
-    CHECK(tl_model_add_dense(NULL, head, &dense));
-    tl_optimizer *adam;
-    CHECK(tl_optimizer_create_adam(&adam, NULL));
-    CHECK(tl_model_compile(head, adam, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    if (a.model == MODEL_SEED) {
+        dense.activation = TL_ACT_SOFTMAX;
+        CHECK(tl_model_add_dense(NULL, head, &dense));
+        tl_optimizer *adam;
+        CHECK(tl_optimizer_create_adam(&adam, NULL));
+        CHECK(tl_model_compile(head, adam, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+    } else {
+        CHECK(tl_model_add_dense(NULL, head, &dense));
+        compile_sgd(head);
+    }
+    tl_shape fshape;
+    CHECK(tl_model_output_shape(&fshape, ext));
     tl_dataset *raw, *feat;
     CHECK(tl_dataset_create(&raw, x, y, (size_t)nbatches * a.batch, 32, 32, 3, classes, TL_DATA_BORROW));
     CHECK(tl_model_extract_features(&feat, ext, raw, 256));
-    train_ctx hc = {head, (float *)tl_dataset_images(feat), y, a.batch, nbatches, 6 * 6 * 64};
+    train_ctx hc = {head, (float *)tl_dataset_images(feat), y, a.batch, nbatches, tl_shape_count(&fshape)};
     stats headonly = measure(&a, train_step, &hc, a.batch);
 
     /* 4. This machine's sgemm at the same moment, same threads. */
@@ -312,18 +372,21 @@ int main(int argc, char **argv)
 
     double train_gflops = train.median * train_flops / 1e9;
     if (a.json) {
-        printf("{\"threads\": %u, \"batch\": %u, \"train_img_s\": %.1f, \"train_img_s_min\": %.1f, "
+        printf("{\"model\": \"%s\", \"params\": %zu, \"threads\": %u, \"batch\": %u, \"train_img_s\": %.1f, \"train_img_s_min\": %.1f, "
                "\"train_img_s_max\": %.1f, \"train_gflops\": %.2f, \"infer_img_s\": %.1f, \"infer_img_s_b256\": %.1f, "
                "\"latency_b1_ms\": %.4f, \"frozen_train_img_s\": %.1f, \"head_train_img_s\": %.1f, "
                "\"peak_rss_mib\": %.1f, \"sgemm_gflops\": %.2f, \"train_fraction_of_sgemm\": %.3f, "
                "\"backend\": \"%s\"}\n",
-               a.threads, a.batch, train.median, train.min, train.max, train_gflops, infer.median, infer256.median,
+               model_names[a.model], params, a.threads, a.batch, train.median, train.min, train.max, train_gflops, infer.median, infer256.median,
                1000.0 / lat.median, frozen.median, headonly.median, rss, sgemm.median, train_gflops / sgemm.median,
                backend);
     } else {
         printf("libtl %s; %s\n", tl_version(), backend);
-        printf("seed CNN, 32x32x3, %u threads, batch %u; %.2f MFLOP forward, %.2f MFLOP training per image\n",
-               a.threads, a.batch, fwd_flops / 1e6, train_flops / 1e6);
+        static const char *const titles[] = {"seed CNN", "ResNet-20", "MobileNetV2 (CIFAR stem)"};
+        printf("%s, 32x32x3, %u threads, batch %u; %.2f MFLOP forward, %.2f MFLOP training per image\n",
+               titles[a.model], a.threads, a.batch, fwd_flops / 1e6, train_flops / 1e6);
+        if (a.model != MODEL_SEED)
+            printf("%zu trainable parameters\n", params);
         printf("%-34s %12s %12s %12s\n", "figure", "median", "min", "max");
         printf("%-34s %12.1f %12.1f %12.1f\n", "training images/s", train.median, train.min, train.max);
         printf("%-34s %12.2f\n", "training GFLOP/s", train_gflops);

@@ -196,6 +196,65 @@ static const float *output_of(const tl_model *m, const float *x, uint32_t i)
     return i == TLI_INPUT_MODEL ? x : m->layers[i]->out;
 }
 
+/* Layer j takes layer i's output as its only input, and nothing else does. */
+static bool sole_consumer(const tl_model *m, size_t i, size_t j, size_t end)
+{
+    const tl_layer *l = m->layers[i], *c = m->layers[j];
+    return j < end && l->nconsumers == 1 && c->ninputs == 1 && c->inputs[0] == i && !c->ops->is_view;
+}
+
+/* Inference fusion: a layer that can fold a per-channel affine into its
+ * own arithmetic (forward_affine: conv2d), followed by its sole consumer
+ * when that is such an affine in this pass (batchnorm in inference mode),
+ * optionally followed by an activation layer, runs as one layer writing
+ * the last one's output: two passes over memory fewer per layer folded,
+ * three with the activation. The skipped layers' outputs are not written;
+ * nothing reads them (sole consumers, and training passes, whose backward
+ * needs them, never fuse). Returns how many layers after i it ran, 0 when
+ * it did not fuse. */
+static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs, size_t i, size_t end, bool logits)
+{
+    tl_layer *l = m->layers[i];
+    if (ex->training || l->ops->forward_affine == NULL || !sole_consumer(m, i, i + 1, end))
+        return 0;
+    tl_layer *b = m->layers[i + 1];
+    const float *scale, *shift;
+    if (b->ops->affine == NULL || (logits && i + 2 == m->nlayers) || !b->ops->affine(b, ex, &scale, &shift))
+        return 0;
+    tl_layer *target = b;
+    tl_activation act = TL_ACT_LINEAR;
+    if (sole_consumer(m, i + 1, i + 2, end)) {
+        tl_layer *a = m->layers[i + 2];
+        /* leaky_relu's slope is the layer's own setting: not passed on */
+        if (a->ops->is_activation && !(logits && i + 3 == m->nlayers) && a->act != TL_ACT_LEAKY_RELU) {
+            target = a;
+            act = a->act;
+        }
+    }
+    if (!l->ops->forward_affine(l, ex, xs, target->out, scale, shift, act))
+        return 0;
+    return target == b ? 1 : 2;
+}
+
+/* A layer with forward_act (batchnorm, add) whose sole consumer is a
+ * ReLU or ReLU6 activation layer applies it in its own pass, writing the
+ * activation layer's output, in training too: its own output is read by
+ * nobody (the activation's backward reads its output for these two, and
+ * batchnorm's and add's backward read no y). One pass over memory fewer,
+ * and a buffer's worth of traffic. Returns whether it did. */
+static bool run_with_act(tl_model *m, const tli_exec *ex, const float *const *xs, size_t i, size_t end, bool logits)
+{
+    tl_layer *l = m->layers[i];
+    if (l->ops->forward_act == NULL || !sole_consumer(m, i, i + 1, end))
+        return false;
+    tl_layer *a = m->layers[i + 1];
+    if (!a->ops->is_activation || (a->act != TL_ACT_RELU && a->act != TL_ACT_RELU6) ||
+        (logits && i + 2 == m->nlayers))
+        return false;
+    l->ops->forward_act(l, ex, xs, a->out, a->act);
+    return true;
+}
+
 static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t end, bool logits)
 {
     const float *xs[TLI_MAX_INPUTS];
@@ -205,6 +264,15 @@ static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t 
             xs[k] = output_of(m, x, l->inputs[k]);
         if (l->ops->is_view) {
             l->out = (float *)xs[0];
+            continue;
+        }
+        size_t fused = run_fused(m, ex, xs, i, end, logits);
+        if (fused) {
+            i += fused;
+            continue;
+        }
+        if (run_with_act(m, ex, xs, i, end, logits)) {
+            i++;
             continue;
         }
         tl_activation act = (logits && i + 1 == m->nlayers) ? TL_ACT_LINEAR : l->act;

@@ -15,11 +15,18 @@
  *    settings back as options), settings at their defaults in a 1.0 file,
  *    and a grouped kernel through the safetensors PyTorch layout.
  *  - Bad settings: TL_EINVAL naming the layer and the value.
+ *  - Inference fusion: a prediction with batch normalization (and the
+ *    activation after it) folded into the convolution before equals the
+ *    layers run one by one (a training pass with every layer frozen, whose
+ *    batch normalizations run in inference mode), for ResNet-20 and the
+ *    CIFAR MobileNetV2 with random statistics: 3x3 direct, stride-2 and
+ *    1x1 GEMM, depthwise, ReLU and ReLU6, BN before an add.
  */
 #include <stdio.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "engine.h"
 #include "io/safetensors.h"
 #include "kernels/conv_direct.h"
 #include "kernels/kernels.h"
@@ -364,7 +371,8 @@ START_TEST(grouped_equals_separate_convs)
 END_TEST
 
 /* The depthwise kernels' two builds give the same bits, with and without
- * their fused ReLU (tli_conv_forward applies the other activations). */
+ * their fused ReLU or ReLU6, which equal the activation applied after
+ * (tli_conv_forward applies the other activations). */
 START_TEST(depthwise_builds_agree)
 {
 #ifdef TLI_HAVE_AVX512
@@ -377,11 +385,22 @@ START_TEST(depthwise_builds_agree)
         return;
     group_data d = group_data_for(sc, 3);
     float *y[2] = {fnew(d.out), fnew(d.out)}, *dw[2] = {fnew(d.wn), fnew(d.wn)}, *dx[2] = {fnew(d.in), fnew(d.in)};
-    for (int relu = 0; relu < 2; relu++) {
-        tli_depthwise_forward_c(2, &d.g, d.filters, d.x, d.w, d.bias, relu, y[0], d.batch);
-        tli_depthwise_forward_avx512(1, &d.g, d.filters, d.x, d.w, d.bias, relu, y[1], d.batch);
+    float *plain = fnew(d.out);
+    for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU6; clamp++) {
+        tli_depthwise_forward_c(2, &d.g, d.filters, d.x, d.w, d.bias, clamp, y[0], d.batch);
+        tli_depthwise_forward_avx512(1, &d.g, d.filters, d.x, d.w, d.bias, clamp, y[1], d.batch);
         ck_assert_msg(memcmp(y[0], y[1], d.out * sizeof(float)) == 0, "case %d: forward builds differ", _i);
+        if (clamp == TLI_CLAMP_NONE)
+            memcpy(plain, y[0], d.out * sizeof(float));
+        /* the fused clamp is the activation applied afterwards */
+        for (size_t k = 0; k < d.out; k++) {
+            float v = plain[k] < 0.0f ? 0.0f : plain[k];
+            if (clamp == TLI_CLAMP_RELU6 && v > 6.0f)
+                v = 6.0f;
+            ck_assert(y[0][k] == (clamp == TLI_CLAMP_NONE ? plain[k] : v));
+        }
     }
+    free(plain);
     float *partials = fnew(tli_depthwise_partials(&d.g, d.filters, d.batch));
     tli_depthwise_weight_grad_c(1, &d.g, d.filters, d.x, d.dz, dw[0], partials, d.batch);
     tli_depthwise_weight_grad_avx512(2, &d.g, d.filters, d.x, d.dz, dw[1], partials, d.batch);
@@ -926,6 +945,60 @@ START_TEST(safetensors_pytorch_grouped)
 }
 END_TEST
 
+/* Give every batchnorm random gamma, beta and moving statistics, so the
+ * folding has something to fold. */
+static void randomize_bn(tl_model *m, uint64_t seed)
+{
+    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
+        tl_layer *l = m->layers[i];
+        if (!l->ops->affine)
+            continue;
+        for (size_t p = 0; p < l->nparams; p++) {
+            const size_t n = l->params[p].count;
+            float *v = malloc(n * sizeof *v);
+            /* gamma, beta, mean in [-1, 1), [0.5, 1.5) for the last (moving_variance) */
+            th_fill_uniform(v, n, p + 1 == l->nparams ? 0.5f : -1.0f, p + 1 == l->nparams ? 1.5f : 1.0f,
+                            seed + i * 8 + p);
+            ck_assert_tl_ok(tl_layer_set_weights(l, p, v, n));
+            free(v);
+        }
+    }
+}
+
+START_TEST(fused_inference_matches_layers)
+{
+    tl_zoo_options o = TL_ZOO_OPTIONS_INIT;
+    o.input_h = o.input_w = _i ? 16 : 12;
+    tl_model *m;
+    if (_i == 0) {
+        ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, &o));
+    } else {
+        o.cifar_stem = 1;
+        o.dropout = -1.0f;
+        ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
+    }
+    randomize_bn(m, 40 + (uint64_t)_i);
+    const size_t batch = 3, n = tl_model_num_layers(m), in = o.input_h * o.input_w * 3;
+    float *x = malloc(batch * in * sizeof *x), fused[3 * 10];
+    th_fill_uniform(x, batch * in, -1.0f, 1.0f, 7);
+    ck_assert_tl_ok(tl_model_predict(fused, batch * 10, m, x, batch, batch));
+    /* The reference: the same layers one by one, BN in inference mode. */
+    ck_assert_tl_ok(tl_model_freeze_upto(m, n));
+    ck_assert_tl_ok(tli_workspace_ensure(m, batch, true));
+    tli_exec ex = tli_exec_for(m, batch, true);
+    const float *ref = tli_forward(m, &ex, x, false);
+    double scale = 0.0;
+    for (size_t k = 0; k < batch * 10; k++)
+        scale = fmax(scale, fabs(ref[k]));
+    ck_assert(scale > 1e-3);
+    for (size_t k = 0; k < batch * 10; k++)
+        ck_assert_msg(fabs(fused[k] - ref[k]) <= 1e-4 * scale, "output %zu: fused %g, layer by layer %g", k,
+                      (double)fused[k], (double)ref[k]);
+    free(x);
+    tl_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tl-conv-XXXXXX");
@@ -940,6 +1013,7 @@ int main(void)
     tcase_add_loop_test(tc, grouped_matches_reference, 0, NGROUP);
     tcase_add_loop_test(tc, grouped_equals_separate_convs, 0, NGROUP);
     tcase_add_loop_test(tc, depthwise_builds_agree, 0, NGROUP);
+    tcase_add_loop_test(tc, fused_inference_matches_layers, 0, 2);
     suite_add_tcase(s, tc);
     TCase *tl = tcase_create("layer");
     tcase_add_test(tl, dilated_by_hand);

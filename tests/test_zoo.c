@@ -7,7 +7,8 @@
  * file, files of another class count, depth or width are refused naming
  * the first tensor that differs (or loaded in part, leniently), and bad
  * options are refused with the function's name, leaving *out NULL; the
- * weights are drawn as torchvision draws them. */
+ * weights are drawn as torchvision draws them. tl_layer_flops counts
+ * ResNet-20's multiply-adds as by hand, per layer kind. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,6 +78,52 @@ START_TEST(test_param_counts)
 
     ck_assert_tl_ok(tl_zoo_mobilenet_v2(&m, &o));
     ck_assert_uint_eq(tl_model_trainable_param_count(m), 3504872);
+    tl_model_free(m);
+}
+END_TEST
+
+/* ResNet-20 on 32x32x3, multiply-adds by hand: conv1 32*32*16*27; layer1
+ * 6 x 32*32*16*144; layer2 16*16*32*144 + 5 x 16*16*32*288 + the 1x1
+ * downsample 16*16*32*16; layer3 8*8*64*288 + 5 x 8*8*64*576 + 8*8*64*32;
+ * fc 64*10: 40,813,184 multiply-adds, 2 FLOPs each. */
+START_TEST(test_flops)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_zoo_resnet_cifar(&m, 20, NULL));
+    double fwd = 0.0, dx = 0.0, dw = 0.0;
+    for (size_t i = 0; i < tl_model_num_layers(m); i++) {
+        tl_layer *l;
+        double f, a, b;
+        ck_assert_tl_ok(tl_model_layer(&l, m, i));
+        ck_assert_tl_ok(tl_layer_flops(&f, &a, &b, l));
+        const tl_layer_kind k = tl_layer_get_kind(l);
+        if (k != TL_LAYER_CONV2D && k != TL_LAYER_DENSE) /* element-wise kinds count nothing */
+            ck_assert(f == 0.0 && a == 0.0 && b == 0.0);
+        if (strcmp(tl_layer_name(l), "conv1") == 0)
+            ck_assert(f == 2.0 * 32 * 32 * 16 * 27);
+        if (strcmp(tl_layer_name(l), "layer3.0.downsample.0") == 0)
+            ck_assert(f == 2.0 * 8 * 8 * 64 * 32 && a == f && b == f);
+        if (strcmp(tl_layer_name(l), "fc") == 0)
+            ck_assert(f == 2.0 * 64 * 10);
+        fwd += f, dx += a, dw += b;
+    }
+    ck_assert(fwd == 2.0 * 40813184.0);
+    ck_assert(dx == fwd && dw == fwd);
+    /* A depthwise convolution counts k_h * k_w per output value. */
+    tl_model *d;
+    ck_assert_tl_ok(tl_model_create(&d, 8, 8, 24, 1));
+    tl_conv2d_options o = TL_CONV2D_OPTIONS_INIT;
+    o.filters = 24;
+    o.groups = 24;
+    o.padding = TL_PAD_SAME;
+    tl_layer *l;
+    ck_assert_tl_ok(tl_model_add_conv2d(&l, d, &o));
+    double f, a, b;
+    ck_assert_tl_ok(tl_layer_flops(&f, &a, &b, l));
+    ck_assert(f == 2.0 * 8 * 8 * 24 * 9);
+    ck_assert_tl_err(tl_layer_flops(NULL, &a, &b, l), TL_EINVAL, "tl_layer_flops: out_forward is NULL");
+    ck_assert_tl_err(tl_layer_flops(&f, &a, &b, NULL), TL_EINVAL, "tl_layer_flops: layer is NULL");
+    tl_model_free(d);
     tl_model_free(m);
 }
 END_TEST
@@ -815,6 +862,7 @@ int main(void)
     TCase *build = tcase_create("build");
     tcase_add_test(build, test_param_counts);
     tcase_add_test(build, test_names);
+    tcase_add_test(build, test_flops);
     tcase_add_test(build, test_shapes);
     tcase_add_test(build, test_bad_inputs);
     tcase_add_test(build, test_initialisation);

@@ -198,6 +198,22 @@ TL_API size_t tl_layer_num_params(const tl_layer *layer);
 TL_API size_t tl_layer_param_count(const tl_layer *layer);
 
 /**
+ * Multiply-add work of the layer for one example, in FLOPs (2 per
+ * multiply-add), as papers count a network's FLOPs: *out_forward for the
+ * forward pass, *out_input_grad for the gradient with respect to its
+ * input, *out_param_grad for the gradients of its parameters. conv2d
+ * (groups included: a depthwise convolution counts k_h * k_w per output
+ * cell) and dense count their multiply-adds; the element-wise kinds
+ * (batchnorm, activations, add, pooling, ...) count 0. The training work
+ * of a model is the sum of the forward figures, the parameter gradients of
+ * the layers that learn and the input gradients above the lowest one.
+ * Errors: TL_EINVAL (an argument is NULL). Thread-safe for concurrent
+ * readers. (Since 1.1.)
+ */
+TL_API tl_status tl_layer_flops(double *out_forward, double *out_input_grad, double *out_param_grad,
+                                const tl_layer *layer);
+
+/**
  * Describe parameter tensor `index` (0 = kernel, 1 = bias; batchnorm: see
  * tl_model_add_batchnorm(); normalization: 0 = mean, 1 = std).
  * Errors: TL_EINVAL (NULL), TL_ERANGE (no such parameter).

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "batchnorm.h"
+#include "elementwise.h"
 
 /* A chunk has at least CHUNK_MIN rows; there are at most CHUNKS_MAX. */
 #define CHUNK_MIN 16
@@ -85,9 +86,9 @@ static void chunk_sqdev(int nt, const float *x, const double *mean, size_t rows,
     }
 }
 
-/* y[r][j] = (x[r][j] - mean[j]) * scale[j] + shift[j]. */
+/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j]). */
 static void normalize(int nt, const float *x, const float *mean, const float *scale, const float *shift, size_t rows,
-                      size_t c, float *y)
+                      size_t c, float *y, int clamp)
 {
     (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -95,8 +96,13 @@ static void normalize(int nt, const float *x, const float *mean, const float *sc
         const float *restrict xr = x + (size_t)r * c;
         float *restrict yr = y + (size_t)r * c;
         const float *restrict mu = mean, *restrict s = scale, *restrict b = shift;
-        for (size_t j = 0; j < c; j++)
-            yr[j] = (xr[j] - mu[j]) * s[j] + b[j];
+        if (clamp == TLI_CLAMP_NONE) {
+            for (size_t j = 0; j < c; j++)
+                yr[j] = (xr[j] - mu[j]) * s[j] + b[j];
+        } else {
+            for (size_t j = 0; j < c; j++)
+                yr[j] = tli_clamp((xr[j] - mu[j]) * s[j] + b[j], clamp);
+        }
     }
 }
 
@@ -140,7 +146,7 @@ void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, fl
             bn->moving_var[j] = (float)(m * bn->moving_var[j] + (1.0 - m) * (sq[j] * unbias));
         }
     }
-    normalize(nt, x, bn->mean, bn->t0, bn->t1, rows, c, y);
+    normalize(nt, x, bn->mean, bn->t0, bn->t1, rows, c, y, bn->clamp);
 }
 
 /* ---- inference forward ----------------------------------------------------- */
@@ -159,7 +165,17 @@ void tli_bn_forward_infer(uint32_t threads, const tli_bn *bn, const float *x, fl
     infer_scale(bn);
     for (size_t j = 0; j < bn->c; j++)
         bn->t1[j] = bn->beta ? bn->beta[j] : 0.0f;
-    normalize(nthreads(threads, bn->rows, bn->c), x, bn->moving_mean, bn->t0, bn->t1, bn->rows, bn->c, y);
+    normalize(nthreads(threads, bn->rows, bn->c), x, bn->moving_mean, bn->t0, bn->t1, bn->rows, bn->c, y,
+              bn->clamp);
+}
+
+void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift)
+{
+    infer_scale(bn);
+    for (size_t j = 0; j < bn->c; j++) {
+        scale[j] = bn->t0[j];
+        shift[j] = (bn->beta ? bn->beta[j] : 0.0f) - bn->moving_mean[j] * bn->t0[j];
+    }
 }
 
 /* ---- backward -------------------------------------------------------------- */

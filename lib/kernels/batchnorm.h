@@ -53,6 +53,9 @@ typedef struct tli_bn {
      * sums of dy and dy * xhat, each process's scaled by its share of the
      * rows so that they are the global batch's). */
     const tli_bn_sync *sync;
+    /* The forward passes apply this TLI_CLAMP_* (elementwise.h) to y: the
+     * ReLU / ReLU6 layer after the batchnorm, fused (0: none). */
+    int clamp;
 } tli_bn;
 
 /* Training mode: normalize x with the batch's mean and biased variance,
@@ -66,6 +69,11 @@ void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, fl
 /* Inference mode: normalize with the moving statistics, which stay as
  * they are. */
 void tli_bn_forward_infer(uint32_t threads, const tli_bn *bn, const float *x, float *y);
+
+/* Inference mode as a per-channel map y = x * scale + shift (scale =
+ * gamma / sqrt(moving_var + eps), shift = beta - moving_mean * scale), for
+ * folding into the layer before; uses t0. scale and shift may be t1, t2. */
+void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift);
 
 /* Training mode, after tli_bn_forward_train on the same x: through the
  * batch statistics,

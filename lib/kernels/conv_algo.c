@@ -179,15 +179,15 @@ static void crop_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t
 /* The depthwise kernels: the AVX-512 build where the CPU has it (the same
  * bits as the portable one). */
 static void depthwise_forward(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
-                              const float *w, const float *bias, bool relu, float *y, size_t batch)
+                              const float *w, const float *bias, int clamp, float *y, size_t batch)
 {
 #ifdef TLI_HAVE_AVX512
     if (tli_cpu_has_avx512()) {
-        tli_depthwise_forward_avx512(threads, g, filters, x, w, bias, relu, y, batch);
+        tli_depthwise_forward_avx512(threads, g, filters, x, w, bias, clamp, y, batch);
         return;
     }
 #endif
-    tli_depthwise_forward_c(threads, g, filters, x, w, bias, relu, y, batch);
+    tli_depthwise_forward_c(threads, g, filters, x, w, bias, clamp, y, batch);
 }
 
 static void depthwise_input_grad(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
@@ -232,16 +232,19 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
     const size_t m = batch * g->out_h * g->out_w, k = tli_conv_k(g);
     /* Only the leading blocks are used here; see conv_scratch. */
     layout(algo, g, filters, batch, 1, false, false, scratch, &s);
-    /* The direct and depthwise kernels add the bias and apply a ReLU
-     * themselves; any other activation follows in one pass over their
-     * output, which is z when it is kept. */
+    /* The direct and depthwise kernels add the bias and apply a ReLU or
+     * ReLU6 themselves; any other activation follows in one pass over
+     * their output, which is z when it is kept. */
 #ifdef TLI_HAVE_AVX512
     const bool direct = algo == TLI_CONV_DIRECT;
 #else
     const bool direct = false; /* never chosen without the kernels */
 #endif
     if (direct || algo == TLI_CONV_DEPTHWISE) {
-        const bool relu = act == TL_ACT_RELU && z == NULL;
+        const int clamp = z != NULL              ? TLI_CLAMP_NONE
+                          : act == TL_ACT_RELU  ? TLI_CLAMP_RELU
+                          : act == TL_ACT_RELU6 ? TLI_CLAMP_RELU6
+                                                : TLI_CLAMP_NONE;
         float *out = z ? z : y;
 #ifdef TLI_HAVE_AVX512
         if (direct) {
@@ -252,14 +255,14 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
                 src = s.xpad;
             }
             tli_direct_geom d = direct_geom(g, filters);
-            tli_direct_forward_avx512(threads, &d, src, w, bias, relu, out, batch);
+            tli_direct_forward_avx512(threads, &d, src, w, bias, clamp, out, batch);
         }
 #endif
         if (algo == TLI_CONV_DEPTHWISE)
-            depthwise_forward(threads, g, filters, x, w, bias, relu, out, batch);
+            depthwise_forward(threads, g, filters, x, w, bias, clamp, out, batch);
         if (z)
             tli_bias_act_forward_keep(threads, z, NULL, y, m, filters, act, alpha);
-        else if (act != TL_ACT_RELU && act != TL_ACT_LINEAR)
+        else if (clamp == TLI_CLAMP_NONE && act != TL_ACT_LINEAR)
             tli_bias_act_forward(threads, y, NULL, m, filters, act, alpha);
         return;
     }

@@ -30,7 +30,7 @@
 
 /* Output pixels [p0, p0 + RB) of one image, filters [f0, f0 + 16*NV).
  * off[r]: offset of pixel r's top-left input float from the image start. */
-TLI_INLINE void fwd_block(const tli_direct_geom *g, const float *img, const float *w, const float *bias, bool relu,
+TLI_INLINE void fwd_block(const tli_direct_geom *g, const float *img, const float *w, const float *bias, int clamp,
                           float *y, size_t p0, const size_t *off, size_t f0, const int RB, const int NV)
 {
     __m512 acc[24][4];
@@ -54,13 +54,16 @@ TLI_INLINE void fwd_block(const tli_direct_geom *g, const float *img, const floa
             }
         }
     }
-    const __m512 zero = _mm512_setzero_ps();
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
     for (int v = 0; v < NV; v++) {
         __m512 bv = bias ? _mm512_loadu_ps(bias + f0 + 16 * v) : zero;
         for (int r = 0; r < RB; r++) {
             __m512 o = _mm512_add_ps(acc[r][v], bv);
-            if (relu) /* max_ps returns its second operand on NaN: keep NaN */
+            /* max_ps and min_ps return their second operand on NaN: keep NaN */
+            if (clamp)
                 o = _mm512_max_ps(zero, o);
+            if (clamp == TLI_CLAMP_RELU6)
+                o = _mm512_min_ps(six, o);
             _mm512_storeu_ps(y + (p0 + r) * n + f0 + 16 * v, o);
         }
     }
@@ -85,9 +88,9 @@ static int fwd_rows(size_t want, int nv)
     return 1;
 }
 
-#define FWD(RB, NV) fwd_block(g, img, w, bias, relu, y, p0, off, f0, RB, NV)
+#define FWD(RB, NV) fwd_block(g, img, w, bias, clamp, y, p0, off, f0, RB, NV)
 
-static void fwd_run(const tli_direct_geom *g, const float *img, const float *w, const float *bias, bool relu, float *y,
+static void fwd_run(const tli_direct_geom *g, const float *img, const float *w, const float *bias, int clamp, float *y,
                     size_t p0, const size_t *off, size_t f0, int rb, int nv)
 {
     switch (nv * 100 + rb) {
@@ -110,7 +113,7 @@ static void fwd_run(const tli_direct_geom *g, const float *img, const float *w, 
     }
 }
 
-static void fwd_image(const tli_direct_geom *g, const float *img, const float *w, const float *bias, bool relu,
+static void fwd_image(const tli_direct_geom *g, const float *img, const float *w, const float *bias, int clamp,
                       float *y)
 {
     const size_t pixels = (size_t)g->out_h * g->out_w;
@@ -130,14 +133,14 @@ static void fwd_image(const tli_direct_geom *g, const float *img, const float *w
                     oh++;
                 }
             }
-            fwd_run(g, img, w, bias, relu, y, p0, off, f0, rb, nv);
+            fwd_run(g, img, w, bias, clamp, y, p0, off, f0, rb, nv);
             p0 += (size_t)rb;
         }
     }
 }
 
 void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *w,
-                               const float *bias, bool relu, float *y, size_t batch)
+                               const float *bias, int clamp, float *y, size_t batch)
 {
     const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
@@ -147,7 +150,7 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
      * hold the others up at the end of the loop. */
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
     for (long i = 0; i < (long)batch; i++)
-        fwd_image(g, x + (size_t)i * in_img, w, bias, relu, y + (size_t)i * out_img);
+        fwd_image(g, x + (size_t)i * in_img, w, bias, clamp, y + (size_t)i * out_img);
 }
 
 /* ---- weight gradient ------------------------------------------------------- */

@@ -211,11 +211,14 @@ static bool dw_back_inner(const tli_conv_geom *g, uint32_t iw)
     return top - (long)g->d_w * (long)(g->k_w - 1) >= 0 && top / (long)g->s_w < (long)g->out_w;
 }
 
-/* y = max(y, 0) keeping NaN, as the activations do. */
-static void dw_relu(float *y, size_t n)
+/* y = max(y, 0), and min(., 6) for ReLU6, keeping NaN, as the activations do. */
+static void dw_clamp(float *y, size_t n, int clamp)
 {
     for (size_t i = 0; i < n; i++)
         y[i] = y[i] < 0.0f ? 0.0f : y[i];
+    if (clamp == TLI_CLAMP_RELU6)
+        for (size_t i = 0; i < n; i++)
+            y[i] = y[i] > 6.0f ? 6.0f : y[i];
 }
 
 /* dw[c*m + j] += x[c] * d[c*m + j] for c < cn: any multiplier, any count. */
@@ -227,7 +230,7 @@ static void dw_grad_any(float *restrict dw, const float *restrict x, const float
 }
 
 void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x, const float *w,
-                     const float *bias, bool relu, float *y, size_t batch)
+                     const float *bias, int clamp, float *y, size_t batch)
 {
     const size_t C = g->in_c, F = filters, m = F / C, taps = (size_t)g->k_h * g->k_w;
     const size_t in_img = (size_t)g->in_h * g->in_w * C, out_row = (size_t)g->out_w * F;
@@ -265,8 +268,8 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
                     }
                 }
             }
-            if (relu) /* while the row is in cache */
-                dw_relu(yr, out_row);
+            if (clamp) /* while the row is in cache */
+                dw_clamp(yr, out_row, clamp);
         }
     }
 }

@@ -5,6 +5,7 @@
 #ifndef TLI_CONV_DIRECT_H
 #define TLI_CONV_DIRECT_H
 
+#include "elementwise.h" /* TLI_CLAMP_* */
 #include "kernels.h"
 
 /* A stride-1, unpadded convolution as the direct kernels see it: the input
@@ -16,9 +17,9 @@ typedef struct tli_direct_geom {
     uint32_t filters; /* a multiple of 16 */
 } tli_direct_geom;
 
-/* y = conv(x, w) + bias, then max(0, .) when relu; every output written. */
+/* y = conv(x, w) + bias, then the clamp; every output written. */
 void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *w,
-                               const float *bias, bool relu, float *y, size_t batch);
+                               const float *bias, int clamp, float *y, size_t batch);
 
 /* dw = sum over the batch of x (*) dz. `partials` holds (threads - 1)
  * kernels' worth of floats for the per-thread sums. */
@@ -43,10 +44,10 @@ static inline size_t tli_depthwise_partials(const tli_conv_geom *g, uint32_t fil
     return batch > 1 ? (batch - 1) * g->k_h * g->k_w * filters : 0;
 }
 
-/* y = depthwise(x, w) + bias, then max(0, .) when relu; bias may be NULL.
+/* y = depthwise(x, w) + bias, then the clamp (TLI_CLAMP_*); bias may be NULL.
  * Other activations are applied by the caller (tli_conv_forward). */
 void tli_depthwise_forward_c(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
-                             const float *w, const float *bias, bool relu, float *y, size_t batch);
+                             const float *w, const float *bias, int clamp, float *y, size_t batch);
 /* dx = dL/dx from dz = dL/d(pre-activation). Overwrites dx. */
 void tli_depthwise_input_grad_c(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
                                 const float *w, float *dx, size_t batch);
@@ -56,7 +57,7 @@ void tli_depthwise_weight_grad_c(uint32_t threads, const tli_conv_geom *g, uint3
                                  const float *dz, float *dw, float *partials, size_t batch);
 #ifdef TLI_HAVE_AVX512
 void tli_depthwise_forward_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
-                                  const float *w, const float *bias, bool relu, float *y, size_t batch);
+                                  const float *w, const float *bias, int clamp, float *y, size_t batch);
 void tli_depthwise_input_grad_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz,
                                      const float *w, float *dx, size_t batch);
 void tli_depthwise_weight_grad_avx512(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,

@@ -9,15 +9,28 @@
 /* Below this many floats a second thread costs more than it saves. */
 #define PAR_MIN 65536
 
-void tli_sum(uint32_t threads, float *y, const float *const *x, size_t nx, size_t n)
+void tli_sum(uint32_t threads, float *y, const float *const *x, size_t nx, size_t n, int clamp)
 {
     const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
+    if (nx == 2) { /* a residual join: one loop the compiler vectorizes */
+        const float *a = x[0], *b = x[1];
+        if (clamp == TLI_CLAMP_NONE) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (size_t i = 0; i < n; i++)
+                y[i] = a[i] + b[i];
+        } else {
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (size_t i = 0; i < n; i++)
+                y[i] = tli_clamp(a[i] + b[i], clamp);
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float s = x[0][i];
         for (size_t k = 1; k < nx; k++)
             s += x[k][i];
-        y[i] = s;
+        y[i] = tli_clamp(s, clamp);
     }
 }
 

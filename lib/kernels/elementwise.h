@@ -10,9 +10,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* y[i] = x[0][i] + x[1][i] + ... + x[nx-1][i] for i < n, summed in input
- * order. y may be x[0]. */
-void tli_sum(uint32_t threads, float *y, const float *const *x, size_t nx, size_t n);
+/* An activation a loop applies to its output while the value is in a
+ * register: none, ReLU max(0, .), ReLU6 min(max(0, .), 6); NaN stays NaN,
+ * as in the activation layer (the same bits). A bool true is
+ * TLI_CLAMP_RELU. Used by the convolution, batchnorm and add loops. */
+enum { TLI_CLAMP_NONE = 0, TLI_CLAMP_RELU = 1, TLI_CLAMP_RELU6 = 2 };
+
+/* The clamp of an activation: TLI_CLAMP_NONE for the others (which are
+ * not applied). */
+static inline int tli_clamp_of(int is_relu, int is_relu6)
+{
+    return is_relu ? TLI_CLAMP_RELU : is_relu6 ? TLI_CLAMP_RELU6 : TLI_CLAMP_NONE;
+}
+
+/* One value through the clamp (the activation layer's formulas). */
+static inline float tli_clamp(float v, int clamp)
+{
+    if (clamp) {
+        v = v < 0.0f ? 0.0f : v;
+        if (clamp == TLI_CLAMP_RELU6)
+            v = v > 6.0f ? 6.0f : v;
+    }
+    return v;
+}
+
+/* y[i] = clamp(x[0][i] + x[1][i] + ... + x[nx-1][i]) for i < n, summed in
+ * input order. y may be x[0]. */
+void tli_sum(uint32_t threads, float *y, const float *const *x, size_t nx, size_t n, int clamp);
 
 /* y[i] += x[i] when `add`, y[i] = x[i] otherwise, for i < n. */
 void tli_accumulate(uint32_t threads, float *y, const float *x, size_t n, bool add);

@@ -61,7 +61,11 @@ static void act_backward(tl_layer *l, const tli_exec *ex, const float *const *x,
     if (dx[0] == NULL)
         return;
     const size_t cols = act_cols(l), rows = ex->batch * (l->out_size / cols);
-    tli_act_input_backward(ex->threads, act, ((const act_cfg *)l->cfg)->alpha, x[0], y, dy, dx[0], rows, cols);
+    /* ReLU and ReLU6 from the output (0 < y, 0 < y < 6: the same cells as
+     * from the input): the layer below may have written y itself and not
+     * its own output (tli_layer_ops.forward_act). */
+    const float *in = act == TL_ACT_RELU || act == TL_ACT_RELU6 ? y : x[0];
+    tli_act_input_backward(ex->threads, act, ((const act_cfg *)l->cfg)->alpha, in, y, dy, dx[0], rows, cols);
 }
 
 static void act_from_options(void *cfg, tl_activation *act, int *use_bias, const void *opts)

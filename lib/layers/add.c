@@ -25,7 +25,14 @@ static size_t add_scratch_bytes(const tl_layer *l, size_t batch, uint32_t thread
 static void add_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     (void)act;
-    tli_sum(ex->threads, y, x, l->ninputs, ex->batch * l->out_size);
+    tli_sum(ex->threads, y, x, l->ninputs, ex->batch * l->out_size, TLI_CLAMP_NONE);
+}
+
+/* The ReLU after a residual join, in the same pass (backward reads no y). */
+static void add_forward_act(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
+{
+    tli_sum(ex->threads, y, x, l->ninputs, ex->batch * l->out_size,
+            tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
 }
 
 static void add_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
@@ -60,4 +67,5 @@ const tli_layer_ops tli_add_ops = {
     .forward = add_forward,
     .backward = add_backward,
     .onnx_export = add_onnx,
+    .forward_act = add_forward_act,
 };

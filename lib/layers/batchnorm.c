@@ -148,15 +148,31 @@ static bool training_mode(const tl_layer *l, const tli_exec *ex)
     return ex->training && l->trainable;
 }
 
+/* The forward pass, with a fused clamp (TLI_CLAMP_NONE, or the ReLU /
+ * ReLU6 of the activation layer after it: bn_forward_act). Both entry
+ * points come here, so a change to how the layer normalizes is made once. */
+static void bn_run(tl_layer *l, const tli_exec *ex, const float *x, float *y, int clamp)
+{
+    tli_bn bn = bn_view(l, ex->batch);
+    bn.clamp = clamp;
+    bn.sync = ex->bn_sync; /* synchronized batchnorm (training only), or NULL */
+    if (training_mode(l, ex))
+        tli_bn_forward_train(ex->threads, &bn, x, y);
+    else
+        tli_bn_forward_infer(ex->threads, &bn, x, y);
+}
+
 static void bn_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     (void)act;
-    tli_bn bn = bn_view(l, ex->batch);
-    bn.sync = ex->bn_sync;
-    if (training_mode(l, ex))
-        tli_bn_forward_train(ex->threads, &bn, x[0], y);
-    else
-        tli_bn_forward_infer(ex->threads, &bn, x[0], y);
+    bn_run(l, ex, x[0], y, TLI_CLAMP_NONE);
+}
+
+/* The ReLU / ReLU6 layer after it, applied while normalizing (backward
+ * reads x and dy, never y). */
+static void bn_forward_act(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
+{
+    bn_run(l, ex, x[0], y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
 }
 
 static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
@@ -176,6 +192,19 @@ static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, 
     /* Synchronized, every process sums even when it needs nothing back. */
     if (dx[0] || dgamma || dbeta || bn.sync)
         tli_bn_backward_train(ex->threads, &bn, x[0], dy, dx[0], dgamma, dbeta);
+}
+
+/* Inference mode is a per-channel map the layer before can fold in (the
+ * engine's fusion); t1 and t2 of the scratch hold it. */
+static bool bn_affine(tl_layer *l, const tli_exec *ex, const float **scale, const float **shift)
+{
+    if (training_mode(l, ex))
+        return false;
+    tli_bn bn = bn_view(l, ex->batch);
+    tli_bn_infer_affine(&bn, bn.t1, bn.t2);
+    *scale = bn.t1;
+    *shift = bn.t2;
+    return true;
 }
 
 static void bn_from_options(void *cfg, tl_activation *act, int *use_bias, const void *opts)
@@ -243,4 +272,6 @@ const tli_layer_ops tli_batchnorm_ops = {
     .from_options = bn_from_options,
     .onnx_export = bn_onnx,
     .channel_affine = bn_channel_affine,
+    .affine = bn_affine,
+    .forward_act = bn_forward_act,
 };

@@ -172,15 +172,35 @@ static tl_status conv_build(tl_layer *l)
     return TL_OK;
 }
 
-/* The kernels' scratch, and in training before it the pre-activation z
- * when the activation needs it (rounded to 64 bytes, so the kernels'
- * blocks stay aligned; it depends on the batch only). */
+/* The scratch: in training, when the activation needs it, the
+ * pre-activation z first; then the folded kernel and bias of
+ * forward_affine (inference); then the kernels' scratch. Each part is
+ * rounded to 64 bytes, so the kernels' blocks stay aligned. */
+static size_t conv_fold_bytes(const tl_layer *l)
+{
+    const size_t n = l->params[0].count + ((const conv_cfg *)l->cfg)->filters; /* < 2^32 each */
+    return (n * sizeof(float) + 63) & ~(size_t)63;
+}
+
 static size_t conv_z_bytes(const tl_layer *l, size_t batch)
 {
     size_t z;
     if (!tli_mul_ok(batch, l->out_size, &z) || !tli_mul_ok(z, sizeof(float), &z) || z > SIZE_MAX - 63)
         return SIZE_MAX;
     return (z + 63) & ~(size_t)63;
+}
+
+/* Bytes of z in the scratch of a pass (by the layer's own activation,
+ * so that forward and backward agree whatever activation they apply). */
+static size_t conv_zpart(const tl_layer *l, size_t batch, bool training)
+{
+    return training && tli_act_needs_input(l->act) ? conv_z_bytes(l, batch) : 0;
+}
+
+static size_t conv_head_bytes(const tl_layer *l, size_t batch, bool training)
+{
+    size_t z = conv_zpart(l, batch, training);
+    return z == SIZE_MAX ? SIZE_MAX : z + conv_fold_bytes(l);
 }
 
 static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
@@ -190,24 +210,45 @@ static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threa
     /* A layer on the model's input never needs an input gradient. */
     bool need_dx = training && l->inputs[0] != TLI_INPUT_MODEL;
     size_t bytes = tli_conv_scratch_bytes(cg->algo, &cg->g, c->filters, batch, threads, training, need_dx);
-    if (!training || !tli_act_needs_input(l->act) || bytes == SIZE_MAX)
-        return bytes;
-    size_t z = conv_z_bytes(l, batch);
-    return z > SIZE_MAX - bytes ? SIZE_MAX : z + bytes;
+    size_t head = conv_head_bytes(l, batch, training);
+    return bytes == SIZE_MAX || head == SIZE_MAX || head > SIZE_MAX - bytes ? SIZE_MAX : head + bytes;
 }
 
 static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
     const conv_cfg *c = (const conv_cfg *)l->cfg;
-    float *z = NULL;
-    char *kernel_scratch = l->scratch;
-    if (ex->training && tli_act_needs_input(act)) {
-        z = l->scratch;
-        kernel_scratch += conv_z_bytes(l, ex->batch);
-    }
+    /* z only when the activation applied needs it (not when the loss takes the logits) */
+    float *z = ex->training && tli_act_needs_input(act) ? l->scratch : NULL;
+    char *kernel_scratch = (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training);
     tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value,
                      l->use_bias ? l->params[1].value : NULL, act, c->alpha, y, z, ex->batch, kernel_scratch);
+}
+
+/* Inference with the next layer's per-channel affine folded in: kernel
+ * column f times scale[f], bias * scale + shift; then the usual forward
+ * with activation `act`. One pass over y instead of three. */
+static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, const float *scale,
+                                const float *shift, tl_activation act)
+{
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    const conv_cfg *c = (const conv_cfg *)l->cfg;
+    if (ex->training || l->act != TL_ACT_LINEAR || tli_act_needs_input(act))
+        return false;
+    const size_t n = c->filters, k = l->params[0].count / n;
+    float *w = l->scratch, *b = w + l->params[0].count;
+    const float *w0 = l->params[0].value, *b0 = l->use_bias ? l->params[1].value : NULL;
+    for (size_t r = 0; r < k; r++) { /* distinct buffers: restrict lets the row vectorize */
+        float *restrict wr = w + r * n;
+        const float *restrict w0r = w0 + r * n, *restrict sc = scale;
+        for (size_t f = 0; f < n; f++)
+            wr[f] = w0r[f] * sc[f];
+    }
+    for (size_t f = 0; f < n; f++)
+        b[f] = (b0 ? b0[f] * scale[f] : 0.0f) + shift[f];
+    tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, b, act, c->alpha, y, NULL, ex->batch,
+                     (char *)l->scratch + conv_fold_bytes(l));
+    return true;
 }
 
 static void conv_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
@@ -217,12 +258,9 @@ static void conv_backward(tl_layer *l, const tli_exec *ex, const float *const *x
     const conv_cfg *c = (const conv_cfg *)l->cfg;
     const size_t m = ex->batch * cg->g.out_h * cg->g.out_w;
     const uint32_t n = c->filters;
-    const float *z = NULL;
-    char *kernel_scratch = l->scratch;
-    if (tli_act_needs_input(act)) { /* kept by the training forward pass */
-        z = l->scratch;
-        kernel_scratch += conv_z_bytes(l, ex->batch);
-    }
+    /* kept by the training forward pass */
+    const float *z = tli_act_needs_input(act) ? (const float *)l->scratch : NULL;
+    char *kernel_scratch = (char *)l->scratch + conv_head_bytes(l, ex->batch, true);
     tli_act_backward(ex->threads, act, c->alpha, z, y, dy, m, n,
                      param_grads && l->use_bias && !ex->bias_grad_done ? l->params[1].grad : NULL);
     tli_conv_backward(ex->threads, cg->algo, &cg->g, n, x[0], dy, l->params[0].value,
@@ -333,6 +371,15 @@ static tl_status conv_onnx(const tl_layer *l, tli_onnx *g)
     return TL_OK;
 }
 
+/* Every output cell takes k_h * k_w * in_c / groups multiply-adds; the
+ * input and the kernel gradients take as many again each. */
+static void conv_flops(const tl_layer *l, double out[3])
+{
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    const double macs = (double)l->out_size * cg->g.k_h * cg->g.k_w * (cg->g.in_c / cg->g.groups);
+    out[0] = out[1] = out[2] = 2.0 * macs;
+}
+
 const tli_layer_ops tli_conv2d_ops = {
     .kind = TL_LAYER_CONV2D,
     .type_name = "conv2d",
@@ -352,4 +399,6 @@ const tli_layer_ops tli_conv2d_ops = {
     .from_options = conv_from_options,
     .get_options = conv_get_options,
     .onnx_export = conv_onnx,
+    .flops = conv_flops,
+    .forward_affine = conv_forward_affine,
 };

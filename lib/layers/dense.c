@@ -198,6 +198,12 @@ static tl_status dense_onnx(const tl_layer *l, tli_onnx *g)
     return TL_OK;
 }
 
+/* in_size * units multiply-adds forward, as many for each gradient. */
+static void dense_flops(const tl_layer *l, double out[3])
+{
+    out[0] = out[1] = out[2] = 2.0 * (double)l->in_size * (double)l->out_size;
+}
+
 const tli_layer_ops tli_dense_ops = {
     .kind = TL_LAYER_DENSE,
     .type_name = "dense",
@@ -219,4 +225,5 @@ const tli_layer_ops tli_dense_ops = {
     .from_options = dense_from_options,
     .onnx_export = dense_onnx,
     .onnx_flat = TLI_ONNX_FLAT_TAKES,
+    .flops = dense_flops,
 };

@@ -615,6 +615,21 @@ tl_status tl_layer_set_lr_scale(tl_layer *layer, float scale)
     return TL_OK;
 }
 
+tl_status tl_layer_flops(double *out_forward, double *out_input_grad, double *out_param_grad, const tl_layer *layer)
+{
+    if (out_forward == NULL || out_input_grad == NULL || out_param_grad == NULL || layer == NULL)
+        return tli_error(TL_EINVAL, "tl_layer_flops: %s is NULL",
+                         layer == NULL ? "layer" : out_forward == NULL ? "out_forward"
+                                                 : out_input_grad == NULL ? "out_input_grad" : "out_param_grad");
+    double f[3] = {0.0, 0.0, 0.0};
+    if (layer->ops->flops)
+        layer->ops->flops(layer, f);
+    *out_forward = f[0];
+    *out_input_grad = f[1];
+    *out_param_grad = f[2];
+    return TL_OK;
+}
+
 float tl_layer_lr_scale(const tl_layer *layer)
 {
     return layer ? layer->lr_scale : 0.0f;

@@ -258,6 +258,33 @@ struct tli_layer_ops {
      * linear conv2d or dense layer before it can take it into its weights
      * (batchnorm; the ONNX export's fold_batchnorm). */
     void (*channel_affine)(const tl_layer *l, float *scale, float *shift);
+    /* Optional: the multiply-add work of one example in FLOPs (2 per
+     * multiply-add): out[0] forward, out[1] the input gradient, out[2] the
+     * parameter gradients (tl_layer_flops). NULL: none (element-wise kinds). */
+    void (*flops)(const tl_layer *l, double out[3]);
+    /* Optional, inference passes only (the engine's fusion, see
+     * tli_forward in engine.c): when the layer is, in pass `ex`, the
+     * per-channel map y = x * scale[c] + shift[c] over the last axis,
+     * point *scale and *shift at out_shape's channels of floats in its
+     * scratch, valid until its next call, and return true; false when it
+     * is not (batchnorm with batch statistics). */
+    bool (*affine)(tl_layer *l, const tli_exec *ex, const float **scale, const float **shift);
+    /* Optional, inference passes only: y = act(f(x) * scale + shift) with
+     * the layer's own activation linear, in one pass over y - the layer
+     * folds the per-channel affine of the layer after it (and the
+     * activation after that) into its own arithmetic. Returns false,
+     * having done nothing, when it cannot; the engine then runs the layers
+     * one by one. */
+    bool (*forward_affine)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, const float *scale,
+                           const float *shift, tl_activation act);
+    /* Optional, any pass: forward with `act` (TL_ACT_RELU or TL_ACT_RELU6)
+     * applied in the same pass, y = act(layer(x)), written to the output
+     * of the activation layer after it (its sole consumer), whose forward
+     * the engine then skips. The layer's own output is not written, so its
+     * backward must not read y (batchnorm and add do not), and the
+     * activation kind's backward reads its own output, not its input, for
+     * these two activations. */
+    void (*forward_act)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */
