@@ -29,7 +29,11 @@ pkgs="meson ninja-build pkg-config gcc g++ python3 libblis-dev zlib1g-dev check 
 # checks it for leaks with valgrind.
 if [ "$mode" = test ]; then
     pkgs="$pkgs clang-14 libclang-rt-14-dev abigail-tools binutils python3-torch python3-torchvision"
-    pkgs="$pkgs python3-onnx nodejs npm libopenmpi-dev openmpi-bin valgrind"
+    pkgs="$pkgs python3-onnx libopenmpi-dev openmpi-bin valgrind"
+    # Node.js and npm from Debian only when the machine has no node of its
+    # own: a NodeSource nodejs package bundles npm and conflicts with
+    # Debian's npm package.
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
 fi
 missing=""
 for p in $pkgs; do
