@@ -77,7 +77,7 @@ uint8_t *th_file_read(const char *path, size_t *len)
 void th_file_write(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
-    if (f == NULL || fwrite(data, 1, len, f) != len) {
+    if (f == NULL || (len && fwrite(data, 1, len, f) != len)) {
         perror(path);
         abort();
     }

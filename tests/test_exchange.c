@@ -39,7 +39,7 @@ static tl_status hook(tl_exchange *x, void *payload)
     pthread_barrier_wait(&sh->bar);
     int failed = -1;
     for (int r = 0; r < WORKERS; r++)
-        if (sh->x[r]->status != TL_OK && failed < 0)
+        if (failed < 0 && sh->x[r] && sh->x[r]->status != TL_OK) /* a lone worker has no x[1] */
             failed = r;
     float *v = NULL;
     double *s = NULL;
@@ -240,6 +240,7 @@ START_TEST(bad_shard_options)
     fo.exchange = hook;
     fo.exchange_payload = &self;
     shared sh;
+    memset(&sh, 0, sizeof sh);
     pthread_barrier_init(&sh.bar, NULL, 1);
     self.sh = &sh;
     ck_assert_tl_err(tl_model_fit(m, ds, &fo), TL_EINVAL, "a batch of 4 examples");

@@ -273,7 +273,8 @@ float *tli_onnx_init(tli_onnx *g, const char *name, size_t rank, const int64_t *
     g->init_name = name;
     g->init_count = count;
     g->init_rank = rank;
-    memcpy(g->init_dims, dims, rank * sizeof *dims);
+    if (rank) /* dims may be NULL for a scalar */
+        memcpy(g->init_dims, dims, rank * sizeof *dims);
     if (g->file == NULL) /* the first pass only counts */
         return NULL;
     if (count > g->scratch_cap) {
