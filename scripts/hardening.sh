@@ -32,7 +32,10 @@ run_asan() {
         -Ddocs=disabled
     ninja -C "$dir" >/dev/null
     # halt_on_error: UBSan only prints by default, which a passing test would
-    # hide. The suites' own timeouts are for optimised builds.
+    # hide. The suites' own timeouts are for optimised builds. ONNX Runtime
+    # for node is where run.sh installed it, beside the regular build.
+    ort_modules=$(cd "$(dirname "$base")" && pwd)/$(basename "$base")/peers/node_modules
+    NODE_PATH=${NODE_PATH:+$NODE_PATH:}$ort_modules \
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:check_initialization_order=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
     TL_TEST_REDUCED=1 CK_TIMEOUT_MULTIPLIER=4 OMP_WAIT_POLICY=passive \
