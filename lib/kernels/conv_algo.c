@@ -66,14 +66,14 @@ typedef struct conv_scratch {
     float *dxpad;    /* DIRECT: input gradient before cropping the padding */
 } conv_scratch;
 
-/* Height and width of the padded input a stride-1 convolution reads. */
+/* Height and width of the padded input the windows read. */
 static uint32_t padded_h(const tli_conv_geom *g)
 {
-    return g->out_h + g->k_h - 1;
+    return (g->out_h - 1) * g->s_h + g->k_h;
 }
 static uint32_t padded_w(const tli_conv_geom *g)
 {
-    return g->out_w + g->k_w - 1;
+    return (g->out_w - 1) * g->s_w + g->k_w;
 }
 static bool needs_pad(const tli_conv_geom *g)
 {
@@ -217,7 +217,8 @@ static void depthwise_weight_grad(uint32_t threads, const tli_conv_geom *g, uint
 #ifdef TLI_HAVE_AVX512
 static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
 {
-    tli_direct_geom d = {padded_h(g), padded_w(g), g->in_c, g->out_h, g->out_w, g->k_h, g->k_w, filters};
+    tli_direct_geom d = {padded_h(g), padded_w(g), g->in_c, g->out_h, g->out_w, g->k_h,
+                         g->k_w,       filters,      g->s_h,  g->s_w};
     return d;
 }
 #endif

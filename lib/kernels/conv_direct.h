@@ -8,13 +8,15 @@
 #include "elementwise.h" /* TLI_CLAMP_* */
 #include "kernels.h"
 
-/* A stride-1, unpadded convolution as the direct kernels see it: the input
- * is already padded, out = in - k + 1. */
+/* An unpadded convolution as the direct kernels see it: the input is
+ * already padded to exactly the cells the windows read,
+ * in = (out - 1) * s + k. */
 typedef struct tli_direct_geom {
     uint32_t in_h, in_w, in_c;
     uint32_t out_h, out_w;
     uint32_t k_h, k_w;
-    uint32_t filters; /* a multiple of 16 */
+    uint32_t filters;  /* a multiple of 16 */
+    uint32_t s_h, s_w; /* stride (the kernels are chosen for stride 1 only today) */
 } tli_direct_geom;
 
 /* y = conv(x, w) + bias, then the clamp; every output written. */
