@@ -217,8 +217,8 @@ static void depthwise_weight_grad(uint32_t threads, const tli_conv_geom *g, uint
 #ifdef TLI_HAVE_AVX512
 static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
 {
-    tli_direct_geom d = {padded_h(g), padded_w(g), g->in_c, g->out_h, g->out_w, g->k_h,
-                         g->k_w,       filters,      g->s_h,  g->s_w};
+    tli_direct_geom d = {padded_h(g), padded_w(g), g->in_c, g->out_h, g->out_w,
+                         g->k_h,       g->k_w,       filters,  g->s_h,   g->s_w};
     return d;
 }
 #endif
