@@ -7,7 +7,7 @@
  * (every tensor of its model after the run), for test_mpi.c to compare.
  * Scenarios: ref, fit, bn_ref, bn, bn_sync, resume_full, resume_part, eval and the
  * faults fault_label, fault_nan, fault_stop_begin, fault_stop_batch,
- * fault_stop_epoch, fault_checkpoint, fault_model, fault_nomem.
+ * fault_stop_epoch, fault_checkpoint, fault_model, fault_nomem, fault_mpi.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +194,12 @@ int main(int argc, char **argv)
             st = tl_model_fit(m, train, &fo);
         else if (strcmp(sc, "eval") == 0)
             st = tl_model_evaluate_mpi(&loss, &acc, m, val, 8, MPI_COMM_WORLD);
+        else if (strcmp(sc, "fault_mpi") == 0) {
+            /* An MPI error: a null communicator. MPI raises it on the world
+             * communicator's handler, which must return for libtl to see it. */
+            MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+            st = tl_model_fit_mpi(m, train, &fo, MPI_COMM_NULL, &mo);
+        }
         else
             st = tl_model_fit_mpi(m, train, &fo, MPI_COMM_WORLD, &mo);
     }
@@ -207,6 +213,14 @@ int main(int argc, char **argv)
         st = tl_model_evaluate(&l1, &a1, m, val, 8);
         char msg[128];
         snprintf(msg, sizeof msg, "local %.17g %.17g", l1, a1);
+        write_status(dir, &r, st, msg, loss, acc);
+    } else if (strcmp(sc, "fault_mpi") == 0) {
+        /* The test looks for MPI's own text of the error in libtl's message. */
+        char text[MPI_MAX_ERROR_STRING + 1], msg[2048];
+        int len = 0;
+        MPI_Error_string(MPI_ERR_COMM, text, &len);
+        text[len > 0 ? len : 0] = '\0';
+        snprintf(msg, sizeof msg, "%s|%s", st ? tl_last_error() : "", text);
         write_status(dir, &r, st, msg, loss, acc);
     } else {
         write_status(dir, &r, st, st ? tl_last_error() : "", loss, acc);

@@ -350,6 +350,30 @@ START_TEST(fault_other_model)
 }
 END_TEST
 
+/* An error MPI itself returns (here for a null communicator) is TL_EPEER
+ * with the call and MPI's own error string, on every process, and the
+ * model is untouched. */
+START_TEST(fault_mpi_error)
+{
+    char *dir = new_dir();
+    run(dir, "fault_mpi", 2);
+    for (int r = 0; r < 2; r++) {
+        outcome o = result(dir, "fault_mpi", r);
+        ck_assert_msg(o.status == TL_EPEER, "rank %d returned %s: %s", r, tl_status_str((tl_status)o.status),
+                      o.message);
+        /* The worker appends "|" and MPI_Error_string(MPI_ERR_COMM). */
+        char *bar = strrchr(o.message, '|');
+        ck_assert_msg(bar && bar[1] != '\0', "rank %d: no MPI text after '%s'", r, o.message);
+        *bar = '\0';
+        ck_assert_msg(strstr(o.message, "tl_model_fit_mpi") && strstr(o.message, "MPI_Comm_dup failed") &&
+                          strstr(o.message, bar + 1),
+                      "rank %d: '%s' lacks the call or MPI's text '%s'", r, o.message, bar + 1);
+        ck_assert_uint_eq(o.batches, 0);
+    }
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(fault_out_of_memory)
 {
     if (TL_ASAN) {
@@ -409,6 +433,7 @@ int main(void)
     tcase_add_test(tc, fault_checkpoint_write);
     tcase_add_test(tc, fault_other_model);
     tcase_add_test(tc, fault_out_of_memory);
+    tcase_add_test(tc, fault_mpi_error);
     tcase_add_test(tc, no_leaks);
     suite_add_tcase(s, tc);
     return th_run(s);

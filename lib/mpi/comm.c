@@ -30,7 +30,10 @@ tl_status tlm_mpi_error(const tlm_comm *c, const char *call, int err)
         len = snprintf(text, sizeof text, "MPI error %d", err);
     text[len < 0 ? 0 : len > MPI_MAX_ERROR_STRING ? MPI_MAX_ERROR_STRING : len] = '\0';
     char msg[MSG_CAP];
-    snprintf(msg, sizeof msg, "%s: rank %d: %s failed: %s", c->fn, c->rank, call, text);
+    if (c->rank < 0) /* before the communicator could tell */
+        snprintf(msg, sizeof msg, "%s: %s failed: %s", c->fn, call, text);
+    else
+        snprintf(msg, sizeof msg, "%s: rank %d: %s failed: %s", c->fn, c->rank, call, text);
     return tl_set_last_error(TL_EPEER, msg);
 }
 
@@ -39,6 +42,7 @@ tl_status tlm_comm_open(tlm_comm *c, MPI_Comm comm, const char *fn)
     memset(c, 0, sizeof *c);
     c->comm = MPI_COMM_NULL;
     c->fn = fn;
+    c->rank = -1; /* unknown until MPI_Comm_rank */
     int init = 0, fin = 0;
     MPI_Initialized(&init);
     MPI_Finalized(&fin);
