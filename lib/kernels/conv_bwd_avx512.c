@@ -1,0 +1,367 @@
+/*
+ * conv_bwd_avx512.c - the direct convolution's gradients with AVX-512, NHWC,
+ * stride 1 or 2 (the forward pass: conv_avx512.c).
+ *
+ * Weight gradient: for a kernel row kh, the receptive field of an output
+ * pixel is one contiguous run of k_w * in_c floats of the padded input row,
+ * so dw[kh][j][f] = sum over pixels of x(pixel, kh, j) * dz(pixel, f) is an
+ * outer product per pixel: a block of JB rows j x 16*NV filters stays in
+ * registers for the whole image.
+ *
+ * Input gradient, gathered: dx(i, c) = sum over taps (kh, kw) whose
+ * (i + pad - k) is a multiple of the stride, of dz(o, .) . W(kh, kw, c, .)
+ * with o = (i + pad - k) / s. No scatter, so no zeroed padded buffer, no
+ * read-modify-write and no crop. dz is copied per image into a buffer laid
+ * out (row, filter, column) with zero borders (conv_direct.h); then a
+ * block of RB dx pixels of one row (same column residue mod the stride)
+ * reads, for each tap and filter, RB consecutive floats: broadcasts with
+ * constant displacements from one pointer, whatever the filter count.
+ *
+ * The loops over a block's registers carry `#pragma GCC unroll`: without
+ * it GCC 12 keeps a 24 x 1 accumulator block in memory (a load and a store
+ * per FMA).
+ *
+ * This file is compiled with AVX-512 enabled and only ever called after
+ * tli_cpu_has_avx512() said yes.
+ */
+#include <immintrin.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "conv_direct.h"
+
+#define TLI_INLINE static inline __attribute__((always_inline))
+
+/* ---- weight gradient ------------------------------------------------------- */
+
+/* dw rows [kh*row_len + j0, + JB) x filters [f0, f0 + 16*NV) += sum over the
+ * image's pixels of x(pixel, kh, j) * dz(pixel, f). */
+TLI_INLINE void dw_block(const tli_direct_geom *g, const float *img, const float *dz, float *dw, uint32_t kh,
+                         size_t j0, size_t f0, const int JB, const int NV)
+{
+    __m512 acc[24][4];
+#pragma GCC unroll 24
+    for (int j = 0; j < JB; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[j][v] = _mm512_setzero_ps();
+    const size_t n = g->filters;
+    const size_t c = g->in_c;
+    const size_t xstep = (size_t)g->s_w * c;
+    const float *dzp = dz + f0;
+    for (uint32_t oh = 0; oh < g->out_h; oh++) {
+        const float *xr = img + ((size_t)oh * g->s_h + kh) * g->in_w * c + j0;
+        for (uint32_t ow = 0; ow < g->out_w; ow++, xr += xstep, dzp += n) {
+            __m512 d[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                d[v] = _mm512_loadu_ps(dzp + 16 * v);
+#pragma GCC unroll 24
+            for (int j = 0; j < JB; j++) {
+                __m512 b = _mm512_set1_ps(xr[j]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[j][v] = _mm512_fmadd_ps(b, d[v], acc[j][v]);
+            }
+        }
+    }
+    const size_t row_len = (size_t)g->k_w * c;
+    float *out = dw + ((size_t)kh * row_len + j0) * n + f0;
+#pragma GCC unroll 24
+    for (int j = 0; j < JB; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            float *o = out + (size_t)j * n + 16 * v;
+            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[j][v]));
+        }
+}
+
+/* Largest block of kernel rows, at most `want`, that has a specialised
+ * kernel for `nv` filter vectors (JB * NV <= 24 accumulators). Widths 9 and
+ * 3 cover first layers (3x3 kernels on 1 or 3 channels). */
+static int dw_rows(size_t want, int nv)
+{
+    static const int sizes[5][7] = {
+        {0}, {24, 12, 9, 6, 3, 1, 0}, {12, 9, 6, 3, 1, 0, 0}, {8, 6, 3, 1, 0, 0, 0}, {6, 3, 1, 0, 0, 0, 0}};
+    for (int i = 0; sizes[nv][i]; i++)
+        if ((size_t)sizes[nv][i] <= want)
+            return sizes[nv][i];
+    return 1;
+}
+
+#define DW(JB, NV) dw_block(g, img, dz, dw, kh, j0, f0, JB, NV)
+
+static void dw_run(const tli_direct_geom *g, const float *img, const float *dz, float *dw, uint32_t kh, size_t j0,
+                   size_t f0, int jb, int nv)
+{
+    switch (nv * 100 + jb) {
+    case 124: DW(24, 1); break;
+    case 112: DW(12, 1); break;
+    case 109: DW(9, 1); break;
+    case 106: DW(6, 1); break;
+    case 103: DW(3, 1); break;
+    case 212: DW(12, 2); break;
+    case 209: DW(9, 2); break;
+    case 206: DW(6, 2); break;
+    case 203: DW(3, 2); break;
+    case 308: DW(8, 3); break;
+    case 306: DW(6, 3); break;
+    case 303: DW(3, 3); break;
+    case 406: DW(6, 4); break;
+    case 403: DW(3, 4); break;
+    case 101: DW(1, 1); break;
+    case 201: DW(1, 2); break;
+    case 301: DW(1, 3); break;
+    default: DW(1, 4); break;
+    }
+}
+
+static void dw_image(const tli_direct_geom *g, const float *img, const float *dz, float *dw)
+{
+    const size_t row_len = (size_t)g->k_w * g->in_c;
+    const size_t n = g->filters;
+    for (size_t f0 = 0; f0 < n; f0 += 64) {
+        int nv = (int)((n - f0) / 16 < 4 ? (n - f0) / 16 : 4);
+        for (uint32_t kh = 0; kh < g->k_h; kh++)
+            for (size_t j0 = 0; j0 < row_len;) {
+                int jb = dw_rows(row_len - j0, nv);
+                dw_run(g, img, dz, dw, kh, j0, f0, jb, nv);
+                j0 += (size_t)jb;
+            }
+    }
+}
+
+void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
+                                   float *dw, float *partials, size_t batch)
+{
+    const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
+    const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
+    const size_t wsize = (size_t)g->k_h * g->k_w * g->in_c * g->filters;
+    const size_t chunks = (batch + TLI_DW_CHUNK - 1) / TLI_DW_CHUNK;
+    (void)threads;
+    /* Each chunk of TLI_DW_CHUNK images is summed into its own buffer and
+     * the buffers are added in chunk order: the same bits for any thread
+     * count. */
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1 && chunks > 1)
+    for (long b = 0; b < (long)chunks; b++) {
+        float *mine = b == 0 ? dw : partials + (size_t)(b - 1) * wsize;
+        memset(mine, 0, wsize * sizeof(float));
+        size_t lo = (size_t)b * TLI_DW_CHUNK, hi = lo + TLI_DW_CHUNK < batch ? lo + TLI_DW_CHUNK : batch;
+        for (size_t i = lo; i < hi; i++)
+            dw_image(g, x + i * in_img, dz + i * out_img, mine);
+    }
+    if (batch == 0)
+        memset(dw, 0, wsize * sizeof(float));
+    for (size_t b = 1; b < chunks; b++) {
+        const float *p = partials + (b - 1) * wsize;
+        size_t i = 0;
+        for (; i + 16 <= wsize; i += 16)
+            _mm512_storeu_ps(dw + i, _mm512_add_ps(_mm512_loadu_ps(dw + i), _mm512_loadu_ps(p + i)));
+        for (; i < wsize; i++)
+            dw[i] += p[i];
+    }
+}
+
+/* ---- input gradient -------------------------------------------------------- */
+
+/* r[i] = column i of the 16 x 16 block r (rows in, columns out). */
+static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* r[4q + k]: column k (mod 4) of rows 4q..4q+3, one column per 128-bit lane */
+    for (int q = 0; q < 16; q += 4) {
+        r[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
+        r[q + 1] = _mm512_shuffle_ps(t[q], t[q + 2], 0xEE);
+        r[q + 2] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        r[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x88);     /* columns k, k+8 of rows 0..7 */
+        t[k + 4] = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xDD); /* columns k+4, k+12 */
+        t[k + 8] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(r[k + 8], r[k + 12], 0xDD);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xDD);
+        r[k + 4] = _mm512_shuffle_f32x4(t[k + 4], t[k + 12], 0x88);
+        r[k + 12] = _mm512_shuffle_f32x4(t[k + 4], t[k + 12], 0xDD);
+    }
+}
+
+/* One image's dz (out_h x out_w x n) into the buffer's interior, laid out
+ * (row, filter, column); the borders stay as zeroed once. */
+static void dz_to_rows(const tli_dx_shape *d, const float *dz, float *buf)
+{
+    const size_t n = d->n, cols = d->cols;
+    for (uint32_t oh = 0; oh < d->out_h; oh++) {
+        const float *src = dz + (size_t)oh * d->out_w * n;
+        float *dst = buf + (size_t)(oh + d->pt) * n * cols + d->pl;
+        for (uint32_t w0 = 0; w0 < d->out_w; w0 += 16) {
+            const uint32_t cnt = d->out_w - w0 < 16 ? d->out_w - w0 : 16;
+            const __mmask16 m = (__mmask16)((1u << cnt) - 1u);
+            for (size_t f0 = 0; f0 < n; f0 += 16) {
+                __m512 r[16];
+                for (uint32_t i = 0; i < 16; i++)
+                    r[i] = i < cnt ? _mm512_loadu_ps(src + (w0 + i) * n + f0) : _mm512_setzero_ps();
+                transpose16(r);
+                for (int i = 0; i < 16; i++)
+                    _mm512_mask_storeu_ps(dst + (f0 + (size_t)i) * cols + w0, m, r[i]);
+            }
+        }
+    }
+}
+
+/* RB dx pixels (columns q.. of a residue class, `ostep` floats apart in dx)
+ * x channels [c0, c0 + 16*NV): the sum over the taps of the buffer's RB
+ * floats per filter times the tap's transposed kernel row. */
+TLI_INLINE void dx_block(const float *const *tap_dz, const float *const *tap_w, int taps, size_t q, size_t n,
+                         size_t cols, size_t c, float *out, size_t ostep, const int RB, const int NV)
+{
+    __m512 acc[24][4];
+#pragma GCC unroll 24
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    for (int t = 0; t < taps; t++) {
+        const float *bp = tap_dz[t] + q, *wp = tap_w[t];
+        for (size_t f = 0; f < n; f++, bp += cols, wp += c) {
+            __m512 wv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                wv[v] = _mm512_loadu_ps(wp + 16 * v);
+#pragma GCC unroll 24
+            for (int r = 0; r < RB; r++) {
+                __m512 b = _mm512_set1_ps(bp[r]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    acc[r][v] = _mm512_fmadd_ps(b, wv[v], acc[r][v]);
+            }
+        }
+    }
+#pragma GCC unroll 24
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            _mm512_storeu_ps(out + (size_t)r * ostep + 16 * v, acc[r][v]);
+}
+
+/* Largest pixel block, at most `want`, with a kernel for `nv` channel
+ * vectors (RB * NV <= 24 accumulators). */
+static int dx_pixels(size_t want, int nv)
+{
+    static const int sizes[5][10] = {{0},
+                                     {24, 16, 12, 8, 6, 4, 3, 2, 1, 0},
+                                     {12, 8, 6, 4, 3, 2, 1, 0},
+                                     {8, 6, 4, 3, 2, 1, 0},
+                                     {6, 4, 3, 2, 1, 0}};
+    for (int i = 0; sizes[nv][i]; i++)
+        if ((size_t)sizes[nv][i] <= want)
+            return sizes[nv][i];
+    return 1;
+}
+
+#define DX(RB, NV) dx_block(tap_dz, tap_w, taps, q, n, cols, c, out, ostep, RB, NV)
+
+static void dx_run(const float *const *tap_dz, const float *const *tap_w, int taps, size_t q, size_t n, size_t cols,
+                   size_t c, float *out, size_t ostep, int rb, int nv)
+{
+    switch (nv * 100 + rb) {
+    case 124: DX(24, 1); break;
+    case 116: DX(16, 1); break;
+    case 112: DX(12, 1); break;
+    case 108: DX(8, 1); break;
+    case 106: DX(6, 1); break;
+    case 104: DX(4, 1); break;
+    case 103: DX(3, 1); break;
+    case 102: DX(2, 1); break;
+    case 101: DX(1, 1); break;
+    case 212: DX(12, 2); break;
+    case 208: DX(8, 2); break;
+    case 206: DX(6, 2); break;
+    case 204: DX(4, 2); break;
+    case 203: DX(3, 2); break;
+    case 202: DX(2, 2); break;
+    case 201: DX(1, 2); break;
+    case 308: DX(8, 3); break;
+    case 306: DX(6, 3); break;
+    case 304: DX(4, 3); break;
+    case 303: DX(3, 3); break;
+    case 302: DX(2, 3); break;
+    case 301: DX(1, 3); break;
+    case 406: DX(6, 4); break;
+    case 404: DX(4, 4); break;
+    case 403: DX(3, 4); break;
+    case 402: DX(2, 4); break;
+    default: DX(1, 4); break;
+    }
+}
+
+static void dx_image(const tli_dx_shape *d, const float *buf, const float *wt, float *dx)
+{
+    const size_t c = d->c, n = d->n, cols = d->cols, plane = (size_t)d->n * d->cols;
+    const float *tap_dz[TLI_DIRECT_MAX_TAPS], *tap_w[TLI_DIRECT_MAX_TAPS];
+    for (size_t c0 = 0; c0 < c;) {
+        const int nv = (int)((c - c0) / 16 < 4 ? (c - c0) / 16 : 4);
+        for (uint32_t ih = 0; ih < d->in_h; ih++)
+            for (uint32_t rho = 0; rho < d->s_w && rho < d->in_w; rho++) {
+                /* the taps that reach row ih at columns rho, rho + s_w, ... */
+                int taps = 0;
+                for (uint32_t kh = 0; kh < d->k_h; kh++) {
+                    const long t = (long)ih + d->pad_t - kh;
+                    if (t % (long)d->s_h)
+                        continue;
+                    const size_t a = (size_t)(t / (long)d->s_h + d->pt);
+                    for (uint32_t kw = 0; kw < d->k_w; kw++) {
+                        const long u = (long)rho + d->pad_l - kw;
+                        if (u % (long)d->s_w)
+                            continue;
+                        tap_dz[taps] = buf + a * plane + (size_t)(u / (long)d->s_w + d->pl);
+                        tap_w[taps] = wt + ((size_t)kh * d->k_w + kw) * n * c + c0;
+                        taps++;
+                    }
+                }
+                const size_t count = (d->in_w - rho + d->s_w - 1) / d->s_w, ostep = (size_t)d->s_w * c;
+                float *row = dx + ((size_t)ih * d->in_w + rho) * c + c0;
+                for (size_t q = 0; q < count;) {
+                    const int rb = dx_pixels(count - q, nv);
+                    dx_run(tap_dz, tap_w, taps, q, n, cols, c, row + q * ostep, ostep, rb, nv);
+                    q += (size_t)rb;
+                }
+            }
+        c0 += 16 * (size_t)nv;
+    }
+}
+
+void tli_direct_input_grad_avx512(uint32_t threads, const tli_dx_shape *d, const float *dz, const float *wt,
+                                  float *dx, float *buf, size_t batch)
+{
+    const size_t in_img = (size_t)d->in_h * d->in_w * d->c;
+    const size_t out_img = (size_t)d->out_h * d->out_w * d->n;
+    const size_t floats = tli_direct_dx_floats(d);
+    (void)threads;
+    /* Each thread zeroes its buffer once (the borders stay zero; every
+     * image fills the same interior) and takes images as they come: each
+     * dx pixel is summed in one fixed order, whoever computes it. */
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *mine = buf + (size_t)tid * floats;
+        memset(mine, 0, floats * sizeof(float));
+#pragma omp for schedule(dynamic, 1)
+        for (long i = 0; i < (long)batch; i++) {
+            dz_to_rows(d, dz + (size_t)i * out_img, mine);
+            dx_image(d, mine, wt, dx + (size_t)i * in_img);
+        }
+    }
+}
