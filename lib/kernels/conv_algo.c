@@ -62,7 +62,7 @@ tli_conv_algo tli_conv_choose(const tli_conv_geom *g, uint32_t filters)
 typedef struct conv_scratch {
     float *xpad;     /* DIRECT: padded input (kept for the weight gradient) */
     float *col;      /* GEMM: im2col matrices (one per group, each m x k), reused for dcol; DIRECT: dcol */
-    float *partials; /* DIRECT: weight-gradient sums per chunk of images; DEPTHWISE: per image */
+    float *partials; /* DEPTHWISE: the weight gradient's per-image sums */
     float *wt;       /* DIRECT: kernel transposed per tap to (k_h, k_w, filters, in_c) */
     float *dzbuf;    /* DIRECT: per-thread dz buffers of the input gradient (conv_direct.h) */
 } conv_scratch;
@@ -106,8 +106,6 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
         const size_t padded = mul3(batch, (size_t)padded_h(g) * padded_w(g), g->in_c);
         if (needs_pad(g))
             sizes[0] = padded;
-        if (training && tli_direct_dw_chunks(batch) > 1)
-            sizes[2] = mul3(tli_direct_dw_chunks(batch) - 1, wsize, 1);
         if (training && need_dx) {
             if (g->in_c % 16 == 0) {
                 tli_dx_shape d = tli_direct_dx_shape(g, filters);
@@ -311,7 +309,7 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
     if (algo == TLI_CONV_DIRECT) {
         tli_direct_geom d = direct_geom(g, filters);
         if (dw)
-            tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, s.partials, batch);
+            tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, batch);
         if (dx == NULL)
             return;
         if (g->in_c % 16 != 0) {

@@ -25,6 +25,7 @@
  * tli_cpu_has_avx512() said yes.
  */
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,10 +37,11 @@
 
 /* ---- weight gradient ------------------------------------------------------- */
 
-/* dw rows [kh*row_len + j0, + JB) x filters [f0, f0 + 16*NV) += sum over the
- * image's pixels of x(pixel, kh, j) * dz(pixel, f). */
-TLI_INLINE void dw_block(const tli_direct_geom *g, const float *img, const float *dz, float *dw, uint32_t kh,
-                         size_t j0, size_t f0, const int JB, const int NV)
+/* dw rows [kh*row_len + j0, + JB) x filters [f0, f0 + 16*NV) += sum over
+ * the pixels of `images` consecutive images of x(pixel, kh, j) * dz(pixel,
+ * f): the block stays in registers across the images. */
+TLI_INLINE void dw_block(const tli_direct_geom *g, const float *x, const float *dz, size_t images, float *dw,
+                         uint32_t kh, size_t j0, size_t f0, const int JB, const int NV)
 {
     __m512 acc[24][4];
 #pragma GCC unroll 24
@@ -49,21 +51,24 @@ TLI_INLINE void dw_block(const tli_direct_geom *g, const float *img, const float
             acc[j][v] = _mm512_setzero_ps();
     const size_t n = g->filters;
     const size_t c = g->in_c;
-    const size_t xstep = (size_t)g->s_w * c;
+    const size_t xstep = (size_t)g->s_w * c, in_img = (size_t)g->in_h * g->in_w * c;
     const float *dzp = dz + f0;
-    for (uint32_t oh = 0; oh < g->out_h; oh++) {
-        const float *xr = img + ((size_t)oh * g->s_h + kh) * g->in_w * c + j0;
-        for (uint32_t ow = 0; ow < g->out_w; ow++, xr += xstep, dzp += n) {
-            __m512 d[4];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                d[v] = _mm512_loadu_ps(dzp + 16 * v);
-#pragma GCC unroll 24
-            for (int j = 0; j < JB; j++) {
-                __m512 b = _mm512_set1_ps(xr[j]);
+    for (size_t i = 0; i < images; i++) {
+        const float *img = x + i * in_img;
+        for (uint32_t oh = 0; oh < g->out_h; oh++) {
+            const float *xr = img + ((size_t)oh * g->s_h + kh) * g->in_w * c + j0;
+            for (uint32_t ow = 0; ow < g->out_w; ow++, xr += xstep, dzp += n) {
+                __m512 d[4];
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; v++)
-                    acc[j][v] = _mm512_fmadd_ps(b, d[v], acc[j][v]);
+                    d[v] = _mm512_loadu_ps(dzp + 16 * v);
+#pragma GCC unroll 24
+                for (int j = 0; j < JB; j++) {
+                    __m512 b = _mm512_set1_ps(xr[j]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++)
+                        acc[j][v] = _mm512_fmadd_ps(b, d[v], acc[j][v]);
+                }
             }
         }
     }
@@ -91,10 +96,10 @@ static int dw_rows(size_t want, int nv)
     return 1;
 }
 
-#define DW(JB, NV) dw_block(g, img, dz, dw, kh, j0, f0, JB, NV)
+#define DW(JB, NV) dw_block(g, x, dz, images, dw, kh, j0, f0, JB, NV)
 
-static void dw_run(const tli_direct_geom *g, const float *img, const float *dz, float *dw, uint32_t kh, size_t j0,
-                   size_t f0, int jb, int nv)
+static void dw_run(const tli_direct_geom *g, const float *x, const float *dz, size_t images, float *dw, uint32_t kh,
+                   size_t j0, size_t f0, int jb, int nv)
 {
     switch (nv * 100 + jb) {
     case 124: DW(24, 1); break;
@@ -118,49 +123,93 @@ static void dw_run(const tli_direct_geom *g, const float *img, const float *dz, 
     }
 }
 
-static void dw_image(const tli_direct_geom *g, const float *img, const float *dz, float *dw)
+/* The blocks of dw: (filter block of 16*nv, kernel row, block of jb
+ * kernel-row floats), numbered in a fixed order so that threads can split
+ * them; every filter block but the last has nv = 4 and the same row blocks. */
+typedef struct dw_plan {
+    size_t row_len, n, blocks4, rows4, rows_last, per4, total;
+    int nv_last;
+} dw_plan;
+
+static size_t dw_row_blocks(size_t row_len, int nv)
 {
-    const size_t row_len = (size_t)g->k_w * g->in_c;
-    const size_t n = g->filters;
-    for (size_t f0 = 0; f0 < n; f0 += 64) {
-        int nv = (int)((n - f0) / 16 < 4 ? (n - f0) / 16 : 4);
-        for (uint32_t kh = 0; kh < g->k_h; kh++)
-            for (size_t j0 = 0; j0 < row_len;) {
-                int jb = dw_rows(row_len - j0, nv);
-                dw_run(g, img, dz, dw, kh, j0, f0, jb, nv);
-                j0 += (size_t)jb;
-            }
+    size_t count = 0;
+    for (size_t j = 0; j < row_len; count++)
+        j += (size_t)dw_rows(row_len - j, nv);
+    return count;
+}
+
+static dw_plan dw_plan_of(const tli_direct_geom *g)
+{
+    dw_plan p;
+    p.row_len = (size_t)g->k_w * g->in_c;
+    p.n = g->filters;
+    p.blocks4 = (p.n - 1) / 64; /* filter blocks before the last */
+    p.nv_last = (int)((p.n - 64 * p.blocks4) / 16);
+    p.rows4 = dw_row_blocks(p.row_len, 4);
+    p.rows_last = dw_row_blocks(p.row_len, p.nv_last);
+    p.per4 = g->k_h * p.rows4;
+    p.total = p.blocks4 * p.per4 + g->k_h * p.rows_last;
+    return p;
+}
+
+/* Block `idx` of the plan. */
+static void dw_item(const dw_plan *p, size_t idx, size_t *f0, int *nv, uint32_t *kh, size_t *j0, int *jb)
+{
+    size_t fb = idx < p->blocks4 * p->per4 ? idx / p->per4 : p->blocks4;
+    size_t rest = idx - fb * p->per4, rows = fb < p->blocks4 ? p->rows4 : p->rows_last;
+    *nv = fb < p->blocks4 ? 4 : p->nv_last;
+    *f0 = 64 * fb;
+    *kh = (uint32_t)(rest / rows);
+    size_t b = rest % rows;
+    /* the row blocks: full-size ones, then the greedy tail */
+    const int mx = dw_rows(SIZE_MAX, *nv);
+    const size_t full = p->row_len / (size_t)mx;
+    if (b < full) {
+        *j0 = b * (size_t)mx;
+        *jb = mx;
+        return;
+    }
+    size_t j = full * (size_t)mx;
+    for (b -= full;; b--) {
+        int w = dw_rows(p->row_len - j, *nv);
+        if (b == 0) {
+            *j0 = j;
+            *jb = w;
+            return;
+        }
+        j += (size_t)w;
     }
 }
 
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
-                                   float *dw, float *partials, size_t batch)
+                                   float *dw, size_t batch)
 {
     const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
     const size_t wsize = (size_t)g->k_h * g->k_w * g->in_c * g->filters;
-    const size_t chunks = (batch + TLI_DW_CHUNK - 1) / TLI_DW_CHUNK;
+    const dw_plan p = dw_plan_of(g);
+    /* Images in chunks that stay in the L2 cache (a geometry fact, not a
+     * thread count); the threads split each chunk's dw blocks, and every
+     * block sums the chunk in registers, then adds it to dw: the same
+     * order, so the same bits, for any thread count, and no per-thread
+     * copies of dw. */
+    const size_t img_bytes = (in_img + out_img) * sizeof(float);
+    size_t chunk = (384u << 10) / (img_bytes ? img_bytes : 1);
+    chunk = chunk < 1 ? 1 : chunk > 16 ? 16 : chunk;
+    memset(dw, 0, wsize * sizeof(float));
     (void)threads;
-    /* Each chunk of TLI_DW_CHUNK images is summed into its own buffer and
-     * the buffers are added in chunk order: the same bits for any thread
-     * count. */
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1 && chunks > 1)
-    for (long b = 0; b < (long)chunks; b++) {
-        float *mine = b == 0 ? dw : partials + (size_t)(b - 1) * wsize;
-        memset(mine, 0, wsize * sizeof(float));
-        size_t lo = (size_t)b * TLI_DW_CHUNK, hi = lo + TLI_DW_CHUNK < batch ? lo + TLI_DW_CHUNK : batch;
-        for (size_t i = lo; i < hi; i++)
-            dw_image(g, x + i * in_img, dz + i * out_img, mine);
-    }
-    if (batch == 0)
-        memset(dw, 0, wsize * sizeof(float));
-    for (size_t b = 1; b < chunks; b++) {
-        const float *p = partials + (b - 1) * wsize;
-        size_t i = 0;
-        for (; i + 16 <= wsize; i += 16)
-            _mm512_storeu_ps(dw + i, _mm512_add_ps(_mm512_loadu_ps(dw + i), _mm512_loadu_ps(p + i)));
-        for (; i < wsize; i++)
-            dw[i] += p[i];
+#pragma omp parallel num_threads(threads) if (threads > 1 && p.total > 1)
+    for (size_t i0 = 0; i0 < batch; i0 += chunk) {
+        const size_t images = batch - i0 < chunk ? batch - i0 : chunk;
+#pragma omp for schedule(dynamic, 1)
+        for (long it = 0; it < (long)p.total; it++) {
+            size_t f0, j0;
+            int nv, jb;
+            uint32_t kh;
+            dw_item(&p, (size_t)it, &f0, &nv, &kh, &j0, &jb);
+            dw_run(g, x + i0 * in_img, dz + i0 * out_img, images, dw, kh, j0, f0, jb, nv);
+        }
     }
 }
 
@@ -253,8 +302,10 @@ TLI_INLINE void dx_block(const float *const *tap_dz, const float *const *tap_w, 
             _mm512_storeu_ps(out + (size_t)r * ostep + 16 * v, acc[r][v]);
 }
 
-/* Largest pixel block, at most `want`, with a kernel for `nv` channel
- * vectors (RB * NV <= 24 accumulators). */
+/* The next pixel block of a run of `want` pixels for `nv` channel vectors
+ * (RB * NV <= 24 accumulators): the run split into blocks as even as the
+ * specialised sizes allow (8 pixels at nv = 4: 4 + 4, not 6 + 2, which
+ * would load 6 values per 8 FMAs). */
 static int dx_pixels(size_t want, int nv)
 {
     static const int sizes[5][10] = {{0},
@@ -262,9 +313,17 @@ static int dx_pixels(size_t want, int nv)
                                      {12, 8, 6, 4, 3, 2, 1, 0},
                                      {8, 6, 4, 3, 2, 1, 0},
                                      {6, 4, 3, 2, 1, 0}};
-    for (int i = 0; sizes[nv][i]; i++)
-        if ((size_t)sizes[nv][i] <= want)
-            return sizes[nv][i];
+    const int *sz = sizes[nv];
+    const size_t blocks = (want + (size_t)sz[0] - 1) / (size_t)sz[0], even = (want + blocks - 1) / blocks;
+    int pick = sz[0];
+    for (int i = 0; sz[i]; i++)
+        if ((size_t)sz[i] >= even && (size_t)sz[i] <= want)
+            pick = sz[i];
+    if ((size_t)pick <= want)
+        return pick;
+    for (int i = 0; sz[i]; i++)
+        if ((size_t)sz[i] <= want)
+            return sz[i];
     return 1;
 }
 

@@ -24,16 +24,9 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
                                const float *bias, int clamp, float *y, size_t batch);
 
 /* dw = sum over the batch of x (*) dz (x padded as for the forward pass).
- * Images are summed in chunks of TLI_DW_CHUNK, one buffer per chunk, added
- * in order: `partials` holds (chunks - 1) kernels' worth of floats
- * (tli_direct_dw_chunks). */
-#define TLI_DW_CHUNK 4
-static inline size_t tli_direct_dw_chunks(size_t batch)
-{
-    return (batch + TLI_DW_CHUNK - 1) / TLI_DW_CHUNK;
-}
+ * Overwrites dw; the same bits for any thread count. */
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
-                                   float *dw, float *partials, size_t batch);
+                                   float *dw, size_t batch);
 
 /* The input gradient is gathered, not scattered: each dx pixel sums the
  * dz pixels whose windows cover it, times the kernel transposed per tap.
