@@ -190,25 +190,32 @@ void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, c
     const size_t wsize = (size_t)g->k_h * g->k_w * g->in_c * g->filters;
     const dw_plan p = dw_plan_of(g);
     /* Images in chunks that stay in the L2 cache (a geometry fact, not a
-     * thread count); the threads split each chunk's dw blocks, and every
-     * block sums the chunk in registers, then adds it to dw: the same
-     * order, so the same bits, for any thread count, and no per-thread
-     * copies of dw. */
+     * thread count); each thread owns a fixed share of dw's blocks and
+     * walks the chunks, every block summing a chunk in registers and then
+     * adding it to dw: the same order, so the same bits, for any thread
+     * count, no per-thread copies of dw and no barrier between chunks. */
     const size_t img_bytes = (in_img + out_img) * sizeof(float);
     size_t chunk = (384u << 10) / (img_bytes ? img_bytes : 1);
     chunk = chunk < 1 ? 1 : chunk > 16 ? 16 : chunk;
     memset(dw, 0, wsize * sizeof(float));
     (void)threads;
 #pragma omp parallel num_threads(threads) if (threads > 1 && p.total > 1)
-    for (size_t i0 = 0; i0 < batch; i0 += chunk) {
-        const size_t images = batch - i0 < chunk ? batch - i0 : chunk;
-#pragma omp for schedule(dynamic, 1)
-        for (long it = 0; it < (long)p.total; it++) {
-            size_t f0, j0;
-            int nv, jb;
-            uint32_t kh;
-            dw_item(&p, (size_t)it, &f0, &nv, &kh, &j0, &jb);
-            dw_run(g, x + i0 * in_img, dz + i0 * out_img, images, dw, kh, j0, f0, jb, nv);
+    {
+        size_t lo = 0, hi = p.total;
+#ifdef _OPENMP
+        const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+        lo = p.total * t / nt;
+        hi = p.total * (t + 1) / nt;
+#endif
+        for (size_t i0 = 0; i0 < batch; i0 += chunk) {
+            const size_t images = batch - i0 < chunk ? batch - i0 : chunk;
+            for (size_t it = lo; it < hi; it++) {
+                size_t f0, j0;
+                int nv, jb;
+                uint32_t kh;
+                dw_item(&p, it, &f0, &nv, &kh, &j0, &jb);
+                dw_run(g, x + i0 * in_img, dz + i0 * out_img, images, dw, kh, j0, f0, jb, nv);
+            }
         }
     }
 }
