@@ -155,6 +155,18 @@ static const conv_spec direct_cases[] = {
     {7, 6, 3, 16, 5, 5, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 2, 2, 2, 2},
     {6, 7, 16, 16, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 0, 2, 3, 1},
     {5, 5, 16, 32, 1, 1, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 0, 0, 1}, /* 1x1 with padding: not pointwise */
+    /* stride 2: ResNet-20's downsampling 3x3 (padding=1) and 1x1 projections */
+    {32, 32, 16, 32, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},
+    {16, 16, 32, 64, 1, 1, 2, 2, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0}, /* even: the last row and column unread */
+    {9, 7, 16, 32, 1, 1, 2, 2, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {7, 9, 32, 16, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},
+    {11, 10, 16, 48, 5, 5, 2, 2, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},
+    {8, 9, 16, 16, 3, 3, 2, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 0, 2},
+    {6, 5, 3, 32, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1}, /* in_c % 16: GEMM input gradient */
+    /* MobileNetV2's pointwise convolutions: wide rows, many filters */
+    {8, 8, 96, 160, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {4, 4, 320, 1280, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {13, 3, 144, 32, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
 };
 
 START_TEST(direct_matches_gemm)
@@ -165,35 +177,46 @@ START_TEST(direct_matches_gemm)
         fprintf(stderr, "no AVX-512 on this CPU: direct path not tested\n");
         return;
     }
-    const size_t batch = 3;
-    const size_t in = batch * sc->h * sc->w * sc->c;
-    const size_t out = batch * g.out_h * g.out_w * sc->filters;
-    const size_t wn = tli_conv_k(&g) * sc->filters;
-    float *x = fnew(in), *w = fnew(wn), *bias = fnew(sc->filters), *dz = fnew(out), *ref = fnew(out);
-    th_fill_uniform(x, in, -1, 1, 1);
-    th_fill_uniform(w, wn, -0.5f, 0.5f, 2);
-    th_fill_uniform(bias, sc->filters, -0.1f, 0.1f, 3);
-    th_fill_uniform(dz, out, -1, 1, 4);
-    naive_conv(&g, sc->filters, x, w, bias, batch, ref);
-    for (size_t i = 0; i < out; i++)
-        ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
-    for (uint32_t threads = 1; threads <= 2; threads++) {
-        conv_run r[2];
-        for (int a = 0; a < 2; a++)
-            r[a] = run_algo(a ? TLI_CONV_DIRECT : TLI_CONV_GEMM, &g, sc->filters, threads, x, w, bias, dz, batch,
-                            TL_ACT_RELU);
-        ck_assert_msg(max_rel_diff(ref, r[1].y, out) < 1e-5, "case %d forward differs from the reference by %g", _i,
-                      max_rel_diff(ref, r[1].y, out));
-        ck_assert_msg(max_rel_diff(r[0].y, r[1].y, out) < 1e-5, "case %d forward differs by %g", _i,
-                      max_rel_diff(r[0].y, r[1].y, out));
-        ck_assert_msg(max_rel_diff(r[0].dw, r[1].dw, wn) < 1e-5, "case %d weight gradient differs by %g", _i,
-                      max_rel_diff(r[0].dw, r[1].dw, wn));
-        ck_assert_msg(max_rel_diff(r[0].dx, r[1].dx, in) < 1e-5, "case %d input gradient differs by %g", _i,
-                      max_rel_diff(r[0].dx, r[1].dx, in));
-        run_free(&r[0]);
-        run_free(&r[1]);
+    for (size_t batch = 1; batch <= 3; batch += 2) {
+        const size_t in = batch * sc->h * sc->w * sc->c;
+        const size_t out = batch * g.out_h * g.out_w * sc->filters;
+        const size_t wn = tli_conv_k(&g) * sc->filters;
+        float *x = fnew(in), *w = fnew(wn), *bias = fnew(sc->filters), *dz = fnew(out), *ref = fnew(out);
+        th_fill_uniform(x, in, -1, 1, 1);
+        th_fill_uniform(w, wn, -0.5f, 0.5f, 2);
+        th_fill_uniform(bias, sc->filters, -0.1f, 0.1f, 3);
+        th_fill_uniform(dz, out, -1, 1, 4);
+        naive_conv(&g, sc->filters, x, w, bias, batch, ref);
+        for (size_t i = 0; i < out; i++)
+            ref[i] = ref[i] > 0.0f ? ref[i] : 0.0f;
+        conv_run one = {0};
+        for (uint32_t threads = 1; threads <= 2; threads++) {
+            conv_run r[2];
+            for (int a = 0; a < 2; a++)
+                r[a] = run_algo(a ? TLI_CONV_DIRECT : TLI_CONV_GEMM, &g, sc->filters, threads, x, w, bias, dz,
+                                batch, TL_ACT_RELU);
+            ck_assert_msg(max_rel_diff(ref, r[1].y, out) < 1e-5, "case %d forward differs from the reference by %g",
+                          _i, max_rel_diff(ref, r[1].y, out));
+            ck_assert_msg(max_rel_diff(r[0].y, r[1].y, out) < 1e-5, "case %d forward differs by %g", _i,
+                          max_rel_diff(r[0].y, r[1].y, out));
+            ck_assert_msg(max_rel_diff(r[0].dw, r[1].dw, wn) < 1e-5, "case %d weight gradient differs by %g", _i,
+                          max_rel_diff(r[0].dw, r[1].dw, wn));
+            ck_assert_msg(max_rel_diff(r[0].dx, r[1].dx, in) < 1e-5, "case %d input gradient differs by %g", _i,
+                          max_rel_diff(r[0].dx, r[1].dx, in));
+            run_free(&r[0]);
+            if (threads == 1) {
+                one = r[1];
+                continue;
+            }
+            /* the direct kernels: the same bits for 1 and 2 threads */
+            ck_assert_msg(memcmp(one.y, r[1].y, out * sizeof(float)) == 0, "case %d forward: threads differ", _i);
+            ck_assert_msg(memcmp(one.dw, r[1].dw, wn * sizeof(float)) == 0, "case %d dw: threads differ", _i);
+            ck_assert_msg(memcmp(one.dx, r[1].dx, in * sizeof(float)) == 0, "case %d dx: threads differ", _i);
+            run_free(&r[1]);
+            run_free(&one);
+        }
+        free(x), free(w), free(bias), free(dz), free(ref);
     }
-    free(x), free(w), free(bias), free(dz), free(ref);
 }
 END_TEST
 
@@ -204,9 +227,25 @@ START_TEST(choice_follows_shape)
     const tli_conv_algo direct = tli_cpu_has_avx512() ? TLI_CONV_DIRECT : TLI_CONV_GEMM;
     /* 20 filters are not a multiple of 16: always the GEMM path. */
     ck_assert_int_eq(tli_conv_choose(&g, 20), TLI_CONV_GEMM);
+    /* Strides 1 and 2 (ResNet's downsampling): direct; 3 and more: GEMM. */
     g.s_h = 2;
+    ck_assert_int_eq(tli_conv_choose(&g, 32), direct);
+    g.s_w = 2;
+    ck_assert_int_eq(tli_conv_choose(&g, 32), direct);
+    g.s_h = 3;
     ck_assert_int_eq(tli_conv_choose(&g, 32), TLI_CONV_GEMM);
     g.s_h = 1;
+    g.s_w = 3;
+    ck_assert_int_eq(tli_conv_choose(&g, 32), TLI_CONV_GEMM);
+    g.s_w = 1;
+    /* A 1x1 stride-2 projection and a kernel larger than the gather's tap
+     * table. */
+    conv_spec proj = {8, 8, 16, 32, 1, 1, 2, 2, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0};
+    tli_conv_geom pg = geom_of(&proj);
+    ck_assert_int_eq(tli_conv_choose(&pg, 32), direct);
+    conv_spec huge = {20, 20, 16, 16, 17, 17, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0};
+    pg = geom_of(&huge);
+    ck_assert_int_eq(tli_conv_choose(&pg, 16), TLI_CONV_GEMM);
     ck_assert_int_eq(tli_conv_choose(&g, 32), direct);
     /* Dilation and groups: never the direct AVX-512 kernels. */
     g.d_w = 2;

@@ -6,9 +6,9 @@
  * would be thousands of GEMMs of 9 x 1. The layer asks tli_conv_choose()
  * once and passes the answer back in every call.
  *
- * The direct input gradient multiplies each output pixel's gradient by the
- * transposed kernel and adds the result straight into the input cells it
- * came from (col2im fused into the kernel).
+ * The direct input gradient gathers: each input pixel sums the output
+ * pixels' gradients that its cell fed, times the kernel transposed per tap
+ * (conv_bwd_avx512.c), so nothing is scattered, zeroed or cropped.
  *
  * Groups on the GEMM path: the kernel (k_h*k_w*cg, filters) holds group
  * grp's filters in its columns [grp*fg, (grp+1)*fg) (cg = in_c/groups, fg =
@@ -36,9 +36,10 @@ bool tli_conv_algo_ok(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filte
     case TLI_CONV_DIRECT:
 #ifdef TLI_HAVE_AVX512
         /* The direct kernels read a padded copy of the input with adjacent
-         * taps and one kernel for all channels. */
-        return tli_cpu_has_avx512() && g->s_h == 1 && g->s_w == 1 && filters % 16 == 0 && g->groups == 1 &&
-               g->d_h == 1 && g->d_w == 1;
+         * taps and one kernel for all channels; strides 1 and 2 (ResNet's
+         * downsampling convolutions and projections). */
+        return tli_cpu_has_avx512() && g->s_h <= 2 && g->s_w <= 2 && filters % 16 == 0 && g->groups == 1 &&
+               g->d_h == 1 && g->d_w == 1 && (size_t)g->k_h * g->k_w <= TLI_DIRECT_MAX_TAPS;
 #else
         (void)g, (void)filters;
         return false;
@@ -61,9 +62,9 @@ tli_conv_algo tli_conv_choose(const tli_conv_geom *g, uint32_t filters)
 typedef struct conv_scratch {
     float *xpad;     /* DIRECT: padded input (kept for the weight gradient) */
     float *col;      /* GEMM: im2col matrices (one per group, each m x k), reused for dcol; DIRECT: dcol */
-    float *partials; /* DIRECT: per-thread weight-gradient sums; DEPTHWISE: per-image ones */
-    float *wt;       /* DIRECT: kernel transposed to (filters, k_h*k_w*in_c) */
-    float *dxpad;    /* DIRECT: input gradient before cropping the padding */
+    float *partials; /* DEPTHWISE: the weight gradient's per-image sums */
+    float *wt;       /* DIRECT: kernel transposed per tap to (k_h, k_w, filters, in_c) */
+    float *dzbuf;    /* DIRECT: per-thread dz buffers of the input gradient (conv_direct.h) */
 } conv_scratch;
 
 /* Height and width of the padded input the windows read. */
@@ -92,7 +93,7 @@ static size_t mul3(size_t a, size_t b, size_t c)
 static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch, uint32_t threads,
                      bool training, bool need_dx, char *base, conv_scratch *out)
 {
-    size_t sizes[5] = {0}; /* xpad, col, partials, wt, dxpad */
+    size_t sizes[5] = {0}; /* xpad, col, partials, wt, dzbuf */
     const size_t pix = (size_t)g->out_h * g->out_w, k = tli_conv_k(g);
     const size_t wsize = k * filters;
     if (algo == TLI_CONV_DEPTHWISE) {
@@ -105,20 +106,18 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
         const size_t padded = mul3(batch, (size_t)padded_h(g) * padded_w(g), g->in_c);
         if (needs_pad(g))
             sizes[0] = padded;
-        if (training && threads > 1)
-            sizes[2] = mul3(threads - 1, wsize, 1);
         if (training && need_dx) {
             if (g->in_c % 16 == 0) {
+                tli_dx_shape d = tli_direct_dx_shape(g, filters);
                 sizes[3] = wsize;
-                if (needs_pad(g))
-                    sizes[4] = padded;
+                sizes[4] = mul3(threads, tli_direct_dx_floats(&d), 1);
             } else {
                 sizes[1] = mul3(batch, pix, k); /* dcol for col2im */
             }
         }
     }
     size_t off = 0;
-    float **slots[5] = {&out->xpad, &out->col, &out->partials, &out->wt, &out->dxpad};
+    float **slots[5] = {&out->xpad, &out->col, &out->partials, &out->wt, &out->dzbuf};
     for (int i = 0; i < 5; i++) {
         *slots[i] = NULL;
         if (sizes[i] == 0)
@@ -140,11 +139,16 @@ size_t tli_conv_scratch_bytes(tli_conv_algo algo, const tli_conv_geom *g, uint32
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* dst (batch x (h+top+bottom) x (w+left+right) x c) = src with zero borders. */
+/* dst (batch x ph x pw x c) = src placed at (top, left) with zero borders;
+ * rows and columns beyond ph, pw are dropped (with stride 2 the windows
+ * need not reach the last ones: a 1x1 stride-2 convolution of an even
+ * size). */
 static void pad_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t h, uint32_t w, uint32_t c,
                      uint32_t top, uint32_t left, uint32_t ph, uint32_t pw, float *dst)
 {
-    const size_t row = (size_t)w * c, prow = (size_t)pw * c;
+    const size_t prow = (size_t)pw * c, row = (size_t)w * c;
+    /* the floats of a source row that land in dst */
+    const size_t keep = (size_t)(left >= pw ? 0 : (pw - left < w ? pw - left : w)) * c;
     (void)threads;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long n = 0; n < (long)batch; n++) {
@@ -156,24 +160,12 @@ static void pad_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t 
                 memset(d, 0, prow * sizeof(float));
                 continue;
             }
-            memset(d, 0, (size_t)left * c * sizeof(float));
-            memcpy(d + (size_t)left * c, s + (size_t)(r - top) * row, row * sizeof(float));
-            memset(d + (size_t)left * c + row, 0, (prow - row - (size_t)left * c) * sizeof(float));
+            const size_t lead = (size_t)(left < pw ? left : pw) * c;
+            memset(d, 0, lead * sizeof(float));
+            memcpy(d + lead, s + (size_t)(r - top) * row, keep * sizeof(float));
+            memset(d + lead + keep, 0, (prow - lead - keep) * sizeof(float));
         }
     }
-}
-
-/* dx (batch x h x w x c) = the interior of dxpad starting at (top, left). */
-static void crop_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t ph, uint32_t pw, uint32_t c,
-                      uint32_t top, uint32_t left, uint32_t h, uint32_t w, float *dst)
-{
-    const size_t row = (size_t)w * c, prow = (size_t)pw * c;
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++)
-        for (uint32_t r = 0; r < h; r++)
-            memcpy(dst + ((size_t)n * h + r) * row, src + ((size_t)n * ph + top + r) * prow + (size_t)left * c,
-                   row * sizeof(float));
 }
 
 /* The depthwise kernels: the AVX-512 build where the CPU has it (the same
@@ -317,23 +309,22 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
     if (algo == TLI_CONV_DIRECT) {
         tli_direct_geom d = direct_geom(g, filters);
         if (dw)
-            tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, s.partials, batch);
+            tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, batch);
         if (dx == NULL)
             return;
         if (g->in_c % 16 != 0) {
             gemm_dx(threads, g, filters, dz, w, dx, batch, s.col);
             return;
         }
-        /* (k, filters) -> (filters, k): the kernel reads one row per filter. */
-        const size_t kk = tli_conv_k(g), n = filters;
-        for (size_t j = 0; j < kk; j++)
-            for (size_t f = 0; f < n; f++)
-                s.wt[f * kk + j] = w[j * n + f];
-        float *target = needs_pad(g) ? s.dxpad : dx;
-        tli_direct_input_grad_avx512(threads, &d, dz, s.wt, target, batch);
-        if (needs_pad(g))
-            crop_nhwc(threads, s.dxpad, batch, padded_h(g), padded_w(g), g->in_c, g->pad_t, g->pad_l, g->in_h,
-                      g->in_w, dx);
+        /* (taps, in_c, filters) -> (taps, filters, in_c): the kernel reads
+         * one row of channels per (tap, filter). */
+        const size_t taps = (size_t)g->k_h * g->k_w, c = g->in_c, n = filters;
+        for (size_t t = 0; t < taps; t++)
+            for (size_t ci = 0; ci < c; ci++)
+                for (size_t f = 0; f < n; f++)
+                    s.wt[(t * n + f) * c + ci] = w[(t * c + ci) * n + f];
+        tli_dx_shape ds = tli_direct_dx_shape(g, filters);
+        tli_direct_input_grad_avx512(threads, &ds, dz, s.wt, dx, s.dzbuf, batch);
         return;
     }
 #endif

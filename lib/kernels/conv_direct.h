@@ -16,23 +16,69 @@ typedef struct tli_direct_geom {
     uint32_t out_h, out_w;
     uint32_t k_h, k_w;
     uint32_t filters;  /* a multiple of 16 */
-    uint32_t s_h, s_w; /* stride (the kernels are chosen for stride 1 only today) */
+    uint32_t s_h, s_w; /* stride: 1 or 2 */
 } tli_direct_geom;
 
 /* y = conv(x, w) + bias, then the clamp; every output written. */
 void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *w,
                                const float *bias, int clamp, float *y, size_t batch);
 
-/* dw = sum over the batch of x (*) dz. `partials` holds (threads - 1)
- * kernels' worth of floats for the per-thread sums. */
+/* dw = sum over the batch of x (*) dz (x padded as for the forward pass).
+ * Overwrites dw; the same bits for any thread count. */
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
-                                   float *dw, float *partials, size_t batch);
+                                   float *dw, size_t batch);
 
-/* dxp (the padded input's gradient, in_h x in_w) = the adjoint of the
- * convolution applied to dz, with wt the kernel transposed to
- * (filters, k_h*k_w*in_c). Requires in_c % 16 == 0. Overwrites dxp. */
-void tli_direct_input_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *dz, const float *wt,
-                                  float *dxp, size_t batch);
+/* The input gradient is gathered, not scattered: each dx pixel sums the
+ * dz pixels whose windows cover it, times the kernel transposed per tap.
+ * dz is first copied, per image, into a zero-bordered buffer laid out
+ * (row, filter, column), so a block of dx pixels in one row reads
+ * consecutive floats of the buffer for each (tap, filter). This struct
+ * says where things are; a pointwise stride-1 convolution is one row of
+ * h*w pixels. Largest kernel: TLI_DIRECT_MAX_TAPS cells. */
+#define TLI_DIRECT_MAX_TAPS 256
+typedef struct tli_dx_shape {
+    uint32_t in_h, in_w, out_h, out_w; /* dx's and dz's pixels (unpadded) */
+    uint32_t c, n;                     /* in_c (a multiple of 16), filters */
+    uint32_t k_h, k_w, s_h, s_w, pad_t, pad_l;
+    uint32_t pt, pl;     /* zero rows / columns of the buffer before dz's first */
+    uint32_t rows, cols; /* the buffer: rows x n x cols floats per thread */
+} tli_dx_shape;
+
+static inline uint32_t tli_dx_extent(uint32_t in, uint32_t out, uint32_t k, uint32_t s, uint32_t pad, uint32_t *before)
+{
+    /* dx cell i reads dz cells (i + pad - k') / s for the taps k' < k that
+     * divide evenly: from -ceil((k-1)/s) to (in - 1 + pad) / s. */
+    const uint32_t lo = (k - 1 + s - 1) / s, hi = (in - 1 + pad) / s + lo + 1;
+    *before = lo;
+    return hi > lo + out ? hi : lo + out;
+}
+
+static inline tli_dx_shape tli_direct_dx_shape(const tli_conv_geom *g, uint32_t filters)
+{
+    tli_dx_shape d = {g->in_h, g->in_w, g->out_h, g->out_w, g->in_c, filters, g->k_h, g->k_w,
+                      g->s_h,  g->s_w,  g->pad_t, g->pad_l, 0,        0,       0,      0};
+    if (g->k_h == 1 && g->k_w == 1 && g->s_h == 1 && g->s_w == 1 && g->pad_t == 0 && g->pad_l == 0 &&
+        g->out_h == g->in_h && g->out_w == g->in_w) {
+        d.in_w = d.out_w = g->in_h * g->in_w;
+        d.in_h = d.out_h = 1;
+    }
+    d.rows = tli_dx_extent(d.in_h, d.out_h, d.k_h, d.s_h, d.pad_t, &d.pt);
+    d.cols = tli_dx_extent(d.in_w, d.out_w, d.k_w, d.s_w, d.pad_l, &d.pl);
+    return d;
+}
+
+/* Floats of one thread's dz buffer. */
+static inline size_t tli_direct_dx_floats(const tli_dx_shape *d)
+{
+    return (size_t)d->rows * d->n * d->cols;
+}
+
+/* dx (unpadded, batch x in_h x in_w x c) = the adjoint of the convolution
+ * applied to dz, with wt the kernel transposed per tap to (k_h, k_w,
+ * filters, in_c). `buf` holds threads x tli_direct_dx_floats floats.
+ * Overwrites dx; the same bits for any thread count. */
+void tli_direct_input_grad_avx512(uint32_t threads, const tli_dx_shape *d, const float *dz, const float *wt,
+                                  float *dx, float *buf, size_t batch);
 
 /* ---- depthwise (conv_depthwise_impl.h) ------------------------------------
  * groups == in_c, filters = in_c * m; any stride, dilation and padding.
