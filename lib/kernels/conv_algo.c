@@ -256,7 +256,7 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
                 src = s.xpad;
             }
             tli_direct_geom d = direct_geom(g, filters);
-            tli_direct_forward_avx512(threads, &d, src, w, bias, clamp, out, batch);
+            tli_direct_forward_avx512(threads, &d, src, d.in_h, d.in_w, 0, 0, w, bias, clamp, out, batch);
         }
 #endif
         if (algo == TLI_CONV_DEPTHWISE)
