@@ -140,29 +140,6 @@ size_t tli_conv_scratch_bytes(tli_conv_algo algo, const tli_conv_geom *g, uint32
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* dst (batch x (h+top+bottom) x (w+left+right) x c) = src with zero borders. */
-static void pad_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t h, uint32_t w, uint32_t c,
-                     uint32_t top, uint32_t left, uint32_t ph, uint32_t pw, float *dst)
-{
-    const size_t row = (size_t)w * c, prow = (size_t)pw * c;
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
-        float *img = dst + (size_t)n * ph * prow;
-        const float *s = src + (size_t)n * h * row;
-        for (uint32_t r = 0; r < ph; r++) {
-            float *d = img + (size_t)r * prow;
-            if (r < top || r >= top + h) {
-                memset(d, 0, prow * sizeof(float));
-                continue;
-            }
-            memset(d, 0, (size_t)left * c * sizeof(float));
-            memcpy(d + (size_t)left * c, s + (size_t)(r - top) * row, row * sizeof(float));
-            memset(d + (size_t)left * c + row, 0, (prow - row - (size_t)left * c) * sizeof(float));
-        }
-    }
-}
-
 /* dx (batch x h x w x c) = the interior of dxpad starting at (top, left). */
 static void crop_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t ph, uint32_t pw, uint32_t c,
                       uint32_t top, uint32_t left, uint32_t h, uint32_t w, float *dst)
@@ -249,14 +226,11 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
         float *out = z ? z : y;
 #ifdef TLI_HAVE_AVX512
         if (direct) {
-            const float *src = x;
-            if (needs_pad(g)) {
-                pad_nhwc(threads, x, batch, g->in_h, g->in_w, g->in_c, g->pad_t, g->pad_l, padded_h(g),
-                         padded_w(g), s.xpad);
-                src = s.xpad;
-            }
+            /* The kernel pads each image into s.xpad just before reading it
+             * (the weight gradient reads s.xpad too). */
             tli_direct_geom d = direct_geom(g, filters);
-            tli_direct_forward_avx512(threads, &d, src, d.in_h, d.in_w, 0, 0, w, bias, clamp, out, batch);
+            tli_direct_forward_avx512(threads, &d, x, g->in_h, g->in_w, g->pad_t, g->pad_l,
+                                      needs_pad(g) ? s.xpad : NULL, w, bias, clamp, out, batch);
         }
 #endif
         if (algo == TLI_CONV_DEPTHWISE)

@@ -38,7 +38,7 @@
 enum {
     KC = 16,  /* panel columns per chunk */
     PB = 24,  /* output pixels per panel */
-    KB = 576, /* at most this many panel columns: PB * KB floats = 24 KiB */
+    KB = 384, /* at most this many panel columns: PB * KB floats = 36 KiB */
 };
 
 /* The input as the forward pass reads it. */
@@ -423,36 +423,77 @@ static void fwd_pixels(const fwd_src *s, kblocks kbs, const float *img, const fl
     }
 }
 
-void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, uint32_t x_h,
-                               uint32_t x_w, uint32_t pad_t, uint32_t pad_l, const float *w, const float *bias,
-                               int clamp, float *y, size_t batch)
+/* dst (the padded extent g->in_h x g->in_w) = image `img` of x with zero
+ * borders. The extent may stop short of the image's last rows or columns
+ * (a stride that does not divide it): those are never read. */
+static void pad_image(const fwd_src *s, const float *img, float *dst)
 {
-    const fwd_src s = {g, x, x_h, x_w, pad_t, pad_l};
-    const kblocks kbs = kblocks_for(g);
-    /* In place when no window leaves x; one filter vector (16 filters)
-     * needs tiles of more pixels than offsets fit in registers: panel. */
-    const bool inside = pad_t == 0 && pad_l == 0 && (size_t)(g->out_h - 1) * g->s_h + g->k_h <= x_h &&
-                        (size_t)(g->out_w - 1) * g->s_w + g->k_w <= x_w;
-    const bool direct = inside && g->filters > 16;
-    const size_t in_img = (size_t)x_h * x_w * g->in_c;
+    const tli_direct_geom *g = s->g;
+    const size_t c = g->in_c, prow = (size_t)g->in_w * c, left = (size_t)s->pad_l * c;
+    const size_t cols = s->pad_l >= g->in_w ? 0 : g->in_w - s->pad_l < s->x_w ? g->in_w - s->pad_l : s->x_w;
+    for (uint32_t r = 0; r < g->in_h; r++, dst += prow) {
+        const long sr = (long)r - (long)s->pad_t;
+        if (sr < 0 || sr >= (long)s->x_h || cols == 0) {
+            memset(dst, 0, prow * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, left * sizeof(float));
+        memcpy(dst + left, img + (size_t)sr * s->x_w * c, cols * c * sizeof(float));
+        memset(dst + left + cols * c, 0, (prow - left - cols * c) * sizeof(float));
+    }
+}
+
+/* Output pixels [p0, p0 + np) of image i. */
+static void fwd_item(const fwd_src *s, kblocks kbs, bool direct, const float *img, const float *w, const float *bias,
+                     int clamp, float *yimg, size_t p0, int np)
+{
+    if (direct)
+        fwd_pixels_direct(s, img, w, bias, clamp, yimg, p0, np);
+    else
+        fwd_pixels(s, kbs, img, w, bias, clamp, yimg, p0, np);
+}
+
+void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, uint32_t x_h,
+                               uint32_t x_w, uint32_t pad_t, uint32_t pad_l, float *xpad, const float *w,
+                               const float *bias, int clamp, float *y, size_t batch)
+{
+    const fwd_src src = {g, x, x_h, x_w, pad_t, pad_l};
+    /* With xpad, the kernels read each padded image from there (no window
+     * leaves it). */
+    const fwd_src padded = {g, xpad, g->in_h, g->in_w, 0, 0};
+    const fwd_src *s = xpad ? &padded : &src;
+    const size_t x_img = (size_t)x_h * x_w * g->in_c, in_img = (size_t)s->x_h * s->x_w * g->in_c;
     const size_t pixels = (size_t)g->out_h * g->out_w;
     const size_t out_img = pixels * g->filters;
     const size_t blocks = (pixels + PB - 1) / PB;
+    const kblocks kbs = kblocks_for(g);
+    /* In place when no window leaves the input; one filter vector (16
+     * filters) needs tiles of more pixels than offsets fit in registers:
+     * panel. */
+    const bool inside = s->pad_t == 0 && s->pad_l == 0 && (size_t)(g->out_h - 1) * g->s_h + g->k_h <= s->x_h &&
+                        (size_t)(g->out_w - 1) * g->s_w + g->k_w <= s->x_w;
+    const bool direct = inside && g->filters > 16;
     (void)threads;
-    /* Work items are (image, pixel block) pairs: whole images to each thread
-     * when there are enough, else one image's blocks spread over the
-     * threads (batch-1 latency). Items are independent and each output is
-     * computed the same way whoever runs it. */
+    /* Work items are (image, pixel block) pairs: whole images to each
+     * thread when there are enough (each pads its image just before it
+     * reads it, while it is in cache), else one image's blocks spread over
+     * the threads (batch-1 latency) after all images are padded. Each
+     * output is computed the same way whoever runs it. */
+    const bool whole = batch >= 2 * (size_t)threads;
+    if (xpad && !whole) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && batch > 1)
+        for (long i = 0; i < (long)batch; i++)
+            pad_image(&src, x + (size_t)i * x_img, xpad + (size_t)i * in_img);
+    }
     const size_t items = batch * blocks;
-    const int chunk = batch >= 2 * (size_t)threads ? (int)blocks : 1;
+    const int chunk = whole ? (int)blocks : 1;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, chunk) if (threads > 1)
     for (long it = 0; it < (long)items; it++) {
         const size_t i = (size_t)it / blocks, b = (size_t)it % blocks;
         const size_t p0 = b * PB;
         const int np = (int)(pixels - p0 < PB ? pixels - p0 : PB);
-        if (direct)
-            fwd_pixels_direct(&s, x + i * in_img, w, bias, clamp, y + i * out_img, p0, np);
-        else
-            fwd_pixels(&s, kbs, x + i * in_img, w, bias, clamp, y + i * out_img, p0, np);
+        if (xpad && whole && b == 0)
+            pad_image(&src, x + i * x_img, xpad + i * in_img);
+        fwd_item(s, kbs, direct, s->x + i * in_img, w, bias, clamp, y + i * out_img, p0, np);
     }
 }
