@@ -5,24 +5,34 @@
  *
  * The convolution is a GEMM, out (pixels x filters) = A (pixels x K) * W
  * (K x filters) with K = k_h * k_w * in_c, where A's rows (the receptive
- * fields, im2col's rows) are never stored whole. For a block of PB output
- * pixels the kernel copies KB columns of A at a time into a small panel
- * (zeros where a window hangs over the image's border, so no padded copy of
- * the input is needed), then runs every filter block over it: the panel is
- * read once per filter block from L1 while the weights stream through.
+ * fields, im2col's rows) are never stored whole. Work goes by blocks of PB
+ * output pixels, and every filter block runs over a pixel block before the
+ * next one starts, so the input is read once per pixel block whatever the
+ * number of filters.
  *
- * The panel is laid out in chunks of KC columns, [chunk][pixel][KC], so the
- * float the inner loop broadcasts for (pixel r, column j) sits at a
- * displacement from one pointer that is known at compile time
- * (r * KC + j % KC): every broadcast is folded into its FMA as an embedded
- * broadcast operand, with no per-pixel address in a register.
+ * Two ways to read A, measured on the networks' shapes:
+ *  - in place (the usual one): each window row (k_w * in_c contiguous
+ *    floats, any stride) is read where it lies, from per-pixel offsets that
+ *    stay in general registers (tiles of at most 12 pixels). This needs
+ *    every window inside the input, so padded inputs are first copied,
+ *    image by image, into the caller's padded buffer (which the weight
+ *    gradient reads anyway) just before the image is read, while it is in
+ *    cache.
+ *  - packed, when there is no padded buffer: KB columns of A at a time
+ *    are copied into a small panel with zeros where a window hangs over the
+ *    border, laid out [chunk][pixel][KC] so that the float broadcast for
+ *    (pixel r, column j) is at a displacement known at compile time
+ *    (embedded-broadcast FMAs, tiles of up to 24 pixels). Copying the panel
+ *    costs more than the offsets do (16 filters, 3x3: ~105 against ~150
+ *    GFLOP/s in place), so the library passes a padded buffer.
  *
  * A register tile is RB pixels x NV vectors of 16 filters (RB * NV <= 24
- * accumulators; NV weight vectors; the broadcasts come from memory).
+ * accumulators, NV weight vectors); filter blocks are 4 vectors wide with
+ * the remainder spread (next_block).
  *
  * Every output is one FMA chain over j = 0 .. K-1 in order (the panel's
  * column blocks continue the chain through y), plus the bias: the same bits
- * whatever the blocking and the thread count.
+ * whichever way A is read, whatever the blocking and the thread count.
  *
  * This file is compiled with AVX-512 enabled and only ever called after
  * tli_cpu_has_avx512() said yes.
@@ -226,8 +236,7 @@ static void run_tile(const float *pan, size_t kb, const float *w, size_t n, cons
 
 /* As tile(), for a window that lies inside x: pixel r's window row kh is
  * the k_w * in_c floats at row + off[r] + kh * x_row, read in place. The
- * RB offsets stay in general registers for RB <= 12, so this serves the
- * blocks of 2 to 4 filter vectors with no panel to fill. */
+ * RB <= 12 offsets stay in general registers. */
 TLI_INLINE void tile_direct(const tli_direct_geom *g, const float *row, size_t x_row, const size_t *off,
                             const float *w, const float *bias, int clamp, float *y, const int RB, const int NV)
 {
@@ -269,12 +278,23 @@ TLI_INLINE void tile_direct(const tli_direct_geom *g, const float *row, size_t x
     }
 }
 
+/* Tile heights in place: at most 12 pixels (their offsets in registers). */
+static int direct_rows(int want, int nv)
+{
+    return nv == 1 && want >= 12 ? 12 : tile_rows(want, nv == 1 ? 2 : nv);
+}
+
 #define TILED(RB, NV) tile_direct(g, row, x_row, off, w, bias, clamp, y, RB, NV)
 
 static void run_tile_direct(const tli_direct_geom *g, const float *row, size_t x_row, const size_t *off,
                             const float *w, const float *bias, int clamp, float *y, int rb, int nv)
 {
     switch (nv * 100 + rb) {
+    case 112: TILED(12, 1); break;
+    case 108: TILED(8, 1); break;
+    case 104: TILED(4, 1); break;
+    case 102: TILED(2, 1); break;
+    case 101: TILED(1, 1); break;
     case 212: TILED(12, 2); break;
     case 208: TILED(8, 2); break;
     case 204: TILED(4, 2); break;
@@ -330,43 +350,8 @@ static kblocks kblocks_for(const tli_direct_geom *g)
     return kb;
 }
 
-/* Input rows [lo, hi] that output pixels [p0, p0 + np) read (clipped to
- * the image; hi < lo when none). */
-static void input_rows(const fwd_src *s, size_t p0, size_t np, long *lo, long *hi)
-{
-    const tli_direct_geom *g = s->g;
-    const long first = (long)(p0 / g->out_w), last = (long)((p0 + np - 1) / g->out_w);
-    *lo = first * g->s_h - (long)s->pad_t;
-    *hi = last * g->s_h - (long)s->pad_t + (long)g->k_h - 1;
-    if (*lo < 0)
-        *lo = 0;
-    if (*hi >= (long)s->x_h)
-        *hi = (long)s->x_h - 1;
-}
-
-/* Fetch the input rows the next pixel block reads beyond this one's while
- * this one computes: pack() would otherwise wait for them with nothing
- * else to do (the panel is copied before any FMA starts). */
-static void prefetch_next(const fwd_src *s, const float *img, size_t p0, int np, size_t pixels)
-{
-    if (p0 + (size_t)np >= pixels)
-        return;
-    long lo, hi, nlo, nhi;
-    input_rows(s, p0, (size_t)np, &lo, &hi);
-    const size_t nnp = pixels - p0 - (size_t)np < PB ? pixels - p0 - (size_t)np : PB;
-    input_rows(s, p0 + (size_t)np, nnp, &nlo, &nhi);
-    if (nlo <= hi)
-        nlo = hi + 1;
-    if (nhi < nlo)
-        return;
-    const size_t row = (size_t)s->x_w * s->g->in_c;
-    const char *a = (const char *)(img + (size_t)nlo * row), *e = (const char *)(img + (size_t)(nhi + 1) * row);
-    for (; a < e; a += 64)
-        _mm_prefetch(a, _MM_HINT_T0);
-}
-
 /* Output pixels [p0, p0 + np) of one image, all filters, when every window
- * lies inside x (no padding left to add) and filters > 16: in place. */
+ * lies inside x (no padding left to add): in place. */
 static void fwd_pixels_direct(const fwd_src *s, const float *img, const float *w, const float *bias, int clamp,
                               float *yimg, size_t p0, int np)
 {
@@ -384,7 +369,7 @@ static void fwd_pixels_direct(const fwd_src *s, const float *img, const float *w
     for (size_t f0 = 0; f0 < n;) {
         const int nv = next_block((n - f0) / 16);
         for (int r0 = 0; r0 < np;) {
-            const int rb = tile_rows(np - r0, nv);
+            const int rb = direct_rows(np - r0, nv);
             run_tile_direct(g, img, x_row, off + r0, w + f0, bias ? bias + f0 : NULL, clamp,
                             yimg + (p0 + (size_t)r0) * n + f0, rb, nv);
             r0 += rb;
@@ -401,7 +386,6 @@ static void fwd_pixels(const fwd_src *s, kblocks kbs, const float *img, const fl
     const size_t n = g->filters, c = g->in_c;
     const uint32_t taps = g->k_h * g->k_w;
     float pan[PB * KB] __attribute__((aligned(64)));
-    prefetch_next(s, img, p0, np, (size_t)g->out_h * g->out_w);
     for (uint32_t t0 = 0; t0 < taps; t0 += kbs.taps_per) {
         const uint32_t t1 = taps - t0 < kbs.taps_per ? taps : t0 + kbs.taps_per;
         for (size_t c0 = 0; c0 < c; c0 += kbs.slice) {
@@ -467,12 +451,10 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
     const size_t out_img = pixels * g->filters;
     const size_t blocks = (pixels + PB - 1) / PB;
     const kblocks kbs = kblocks_for(g);
-    /* In place when no window leaves the input; one filter vector (16
-     * filters) needs tiles of more pixels than offsets fit in registers:
-     * panel. */
+    /* In place when no window leaves the input, else through the panel. */
     const bool inside = s->pad_t == 0 && s->pad_l == 0 && (size_t)(g->out_h - 1) * g->s_h + g->k_h <= s->x_h &&
                         (size_t)(g->out_w - 1) * g->s_w + g->k_w <= s->x_w;
-    const bool direct = inside && g->filters > 16;
+    const bool direct = inside;
     (void)threads;
     /* Work items are (image, pixel block) pairs: whole images to each
      * thread when there are enough (each pads its image just before it
