@@ -220,6 +220,80 @@ START_TEST(direct_matches_gemm)
 }
 END_TEST
 
+/* The direct forward kernel called straight (tli_conv_algo_ok does not
+ * offer it for stride 2 yet): strides 1 and 2, 1x1 and 3x3, padding made
+ * while packing or in the padded copy, a padded extent that stops short of
+ * the image (1x1 stride 2 on an even size), in_c not a multiple of 16, 16
+ * filters (packed panel) and more (in place; 160 = blocks of 4+3+3), batch
+ * 1 and 3: against the double-precision reference, and bit for bit across
+ * 1 and 2 threads and with or without the padded copy. */
+static const conv_spec fwd_cases[] = {
+    {8, 8, 16, 32, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},  /* ResNet downsampling */
+    {9, 7, 16, 16, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},  /* odd sizes, 16 filters */
+    {8, 8, 32, 64, 1, 1, 2, 2, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},     /* extent 15 < 16 */
+    {7, 9, 24, 48, 1, 1, 2, 2, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {6, 6, 3, 16, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},       /* a stem */
+    {10, 10, 17, 160, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},
+    {11, 5, 16, 16, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1}, /* 55 pixels: panel tails */
+    {4, 4, 96, 96, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},     /* 3+3 filter vectors */
+    {6, 6, 40, 80, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},     /* 5 = 3+2 */
+    {5, 5, 400, 32, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},    /* in_c > the panel's columns */
+    {5, 5, 400, 16, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1}, /* the same, packed */
+};
+
+START_TEST(direct_forward_strides)
+{
+#ifdef TLI_HAVE_AVX512
+    if (!tli_cpu_has_avx512()) {
+        fprintf(stderr, "no AVX-512 on this CPU: direct forward not tested\n");
+        return;
+    }
+    const conv_spec *sc = &fwd_cases[_i];
+    const tli_conv_geom g = geom_of(sc);
+    const uint32_t ph = (g.out_h - 1) * g.s_h + g.k_h, pw = (g.out_w - 1) * g.s_w + g.k_w;
+    const tli_direct_geom d = {ph, pw, g.in_c, g.out_h, g.out_w, g.k_h, g.k_w, sc->filters, g.s_h, g.s_w};
+    for (size_t batch = 1; batch <= 3; batch += 2) {
+        const size_t in = batch * sc->h * sc->w * sc->c, out = batch * g.out_h * g.out_w * sc->filters;
+        const size_t wn = tli_conv_k(&g) * sc->filters;
+        float *x = fnew(in), *w = fnew(wn), *bias = fnew(sc->filters), *ref = fnew(out);
+        float *xpad = fnew(batch * ph * pw * sc->c), *y[3] = {fnew(out), fnew(out), fnew(out)};
+        th_fill_uniform(x, in, -1, 1, 11);
+        th_fill_uniform(w, wn, -0.5f, 0.5f, 12);
+        th_fill_uniform(bias, sc->filters, -0.1f, 0.1f, 13);
+        naive_conv(&g, sc->filters, x, w, bias, batch, ref);
+        double scale = 1.0; /* float sums of K products: errors grow with the outputs' size */
+        for (size_t i = 0; i < out; i++)
+            scale = fmax(scale, fabs((double)ref[i]));
+        for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU6; clamp++) {
+            for (size_t i = 0; i < out; i++)
+                ref[i] = clamp == TLI_CLAMP_NONE ? ref[i] : ref[i] < 0.0f ? 0.0f : ref[i];
+            tli_direct_forward_avx512(1, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, NULL, w, bias, clamp, y[0], batch);
+            tli_direct_forward_avx512(2, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, NULL, w, bias, clamp, y[1], batch);
+            tli_direct_forward_avx512(2, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, xpad, w, bias, clamp, y[2], batch);
+            for (size_t i = 0; i < out; i++) {
+                float r = clamp == TLI_CLAMP_RELU6 && ref[i] > 6.0f ? 6.0f : ref[i];
+                ck_assert_msg(fabs((double)y[0][i] - r) <= 1e-5 * scale,
+                              "case %d batch %zu clamp %d: y[%zu] = %g, reference %g", _i, batch, clamp, i,
+                              (double)y[0][i], (double)r);
+            }
+            ck_assert_msg(memcmp(y[0], y[1], out * sizeof(float)) == 0, "case %d: 1 and 2 threads differ", _i);
+            ck_assert_msg(memcmp(y[0], y[2], out * sizeof(float)) == 0, "case %d: padded copy differs", _i);
+        }
+        /* the padded copy: the image at (pad_t, pad_l), zeros around it */
+        for (uint32_t r = 0; r < ph; r++)
+            for (uint32_t q = 0; q < pw; q++) {
+                long sr = (long)r - g.pad_t, sq = (long)q - g.pad_l;
+                bool in_img = sr >= 0 && sr < (long)sc->h && sq >= 0 && sq < (long)sc->w;
+                float v = xpad[(((batch - 1) * ph + r) * pw + q) * sc->c];
+                float e = in_img ? x[(((batch - 1) * sc->h + (size_t)sr) * sc->w + (size_t)sq) * sc->c] : 0.0f;
+                ck_assert(v == e);
+            }
+        free(x), free(w), free(bias), free(ref), free(xpad), free(y[0]), free(y[1]), free(y[2]);
+    }
+#endif
+}
+END_TEST
+
 START_TEST(choice_follows_shape)
 {
     conv_spec odd = {8, 8, 3, 20, 3, 3, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0};
@@ -1048,6 +1122,7 @@ int main(void)
     Suite *s = suite_create("conv");
     TCase *tc = tcase_create("algorithms");
     tcase_add_loop_test(tc, direct_matches_gemm, 0, (int)(sizeof direct_cases / sizeof direct_cases[0]));
+    tcase_add_loop_test(tc, direct_forward_strides, 0, (int)(sizeof fwd_cases / sizeof fwd_cases[0]));
     tcase_add_test(tc, choice_follows_shape);
     tcase_add_loop_test(tc, grouped_matches_reference, 0, NGROUP);
     tcase_add_loop_test(tc, grouped_equals_separate_convs, 0, NGROUP);

@@ -139,35 +139,6 @@ size_t tli_conv_scratch_bytes(tli_conv_algo algo, const tli_conv_geom *g, uint32
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* dst (batch x ph x pw x c) = src placed at (top, left) with zero borders;
- * rows and columns beyond ph, pw are dropped (with stride 2 the windows
- * need not reach the last ones: a 1x1 stride-2 convolution of an even
- * size). */
-static void pad_nhwc(uint32_t threads, const float *src, size_t batch, uint32_t h, uint32_t w, uint32_t c,
-                     uint32_t top, uint32_t left, uint32_t ph, uint32_t pw, float *dst)
-{
-    const size_t prow = (size_t)pw * c, row = (size_t)w * c;
-    /* the floats of a source row that land in dst */
-    const size_t keep = (size_t)(left >= pw ? 0 : (pw - left < w ? pw - left : w)) * c;
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
-        float *img = dst + (size_t)n * ph * prow;
-        const float *s = src + (size_t)n * h * row;
-        for (uint32_t r = 0; r < ph; r++) {
-            float *d = img + (size_t)r * prow;
-            if (r < top || r >= top + h) {
-                memset(d, 0, prow * sizeof(float));
-                continue;
-            }
-            const size_t lead = (size_t)(left < pw ? left : pw) * c;
-            memset(d, 0, lead * sizeof(float));
-            memcpy(d + lead, s + (size_t)(r - top) * row, keep * sizeof(float));
-            memset(d + lead + keep, 0, (prow - lead - keep) * sizeof(float));
-        }
-    }
-}
-
 /* The depthwise kernels: the AVX-512 build where the CPU has it (the same
  * bits as the portable one). */
 static void depthwise_forward(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x,
@@ -241,14 +212,11 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
         float *out = z ? z : y;
 #ifdef TLI_HAVE_AVX512
         if (direct) {
-            const float *src = x;
-            if (needs_pad(g)) {
-                pad_nhwc(threads, x, batch, g->in_h, g->in_w, g->in_c, g->pad_t, g->pad_l, padded_h(g),
-                         padded_w(g), s.xpad);
-                src = s.xpad;
-            }
+            /* The kernel pads each image into s.xpad just before reading it
+             * (the weight gradient reads s.xpad too). */
             tli_direct_geom d = direct_geom(g, filters);
-            tli_direct_forward_avx512(threads, &d, src, w, bias, clamp, out, batch);
+            tli_direct_forward_avx512(threads, &d, x, g->in_h, g->in_w, g->pad_t, g->pad_l,
+                                      needs_pad(g) ? s.xpad : NULL, w, bias, clamp, out, batch);
         }
 #endif
         if (algo == TLI_CONV_DEPTHWISE)

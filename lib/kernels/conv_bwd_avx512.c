@@ -1,6 +1,6 @@
 /*
  * conv_bwd_avx512.c - the direct convolution's gradients with AVX-512, NHWC,
- * stride 1 or 2 (the forward pass: conv_avx512.c).
+ * stride 1 or 2 (the forward pass: conv_fwd_avx512.c).
  *
  * Weight gradient: for a kernel row kh, the receptive field of an output
  * pixel is one contiguous run of k_w * in_c floats of the padded input row,

@@ -19,8 +19,16 @@ typedef struct tli_direct_geom {
     uint32_t s_h, s_w; /* stride: 1 or 2 */
 } tli_direct_geom;
 
-/* y = conv(x, w) + bias, then the clamp; every output written. */
-void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *w,
+/* y = conv(x, w) + bias, then the clamp; every output written
+ * (conv_fwd_avx512.c). x holds x_h x x_w x in_c per image; output (oh, ow)
+ * reads the window whose top-left cell is (oh*s_h - pad_t, ow*s_w - pad_l)
+ * of the padded extent g->in_h x g->in_w, cells outside x being zeros.
+ * xpad, when not NULL, receives the padded images (batch x g->in_h x
+ * g->in_w x in_c, for the weight gradient) and the kernels read them from
+ * there. Any stride; filters a multiple of 16. The same bits for any
+ * thread count and with or without xpad. */
+void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, uint32_t x_h,
+                               uint32_t x_w, uint32_t pad_t, uint32_t pad_l, float *xpad, const float *w,
                                const float *bias, int clamp, float *y, size_t batch);
 
 /* dw = sum over the batch of x (*) dz (x padded as for the forward pass).
