@@ -165,7 +165,8 @@ tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
     if (arena == NULL)
         return tli_error(TL_ENOMEM, "out of memory allocating a %.1f MiB workspace for a batch of %zu examples",
                          (double)bytes / 1048576.0, batch);
-    tli_workspace_free(m);
+    /* Only the arena goes: the layers' caches stay valid for the new size. */
+    tli_free_aligned(m->ws.arena);
     m->ws.arena = arena;
     m->ws.bytes = bytes;
     m->ws.batch = batch;
@@ -218,8 +219,7 @@ static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs,
     if (ex->training || l->ops->forward_affine == NULL || !sole_consumer(m, i, i + 1, end))
         return 0;
     tl_layer *b = m->layers[i + 1];
-    const float *scale, *shift;
-    if (b->ops->affine == NULL || (logits && i + 2 == m->nlayers) || !b->ops->affine(b, ex, &scale, &shift))
+    if (b->ops->affine == NULL || (logits && i + 2 == m->nlayers))
         return 0;
     tl_layer *target = b;
     tl_activation act = TL_ACT_LINEAR;
@@ -231,7 +231,7 @@ static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs,
             act = a->act;
         }
     }
-    if (!l->ops->forward_affine(l, ex, xs, target->out, scale, shift, act))
+    if (!l->ops->forward_affine(l, ex, xs, target->out, b, act))
         return 0;
     return target == b ? 1 : 2;
 }
@@ -266,6 +266,9 @@ static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t 
             l->out = (float *)xs[0];
             continue;
         }
+        /* batchnorm's moving statistics move in this pass */
+        if (ex->training && l->trainable && l->ops->trains_state)
+            tli_layer_touch(l);
         size_t fused = run_fused(m, ex, xs, i, end, logits);
         if (fused) {
             i += fused;
