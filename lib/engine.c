@@ -204,19 +204,21 @@ static bool sole_consumer(const tl_model *m, size_t i, size_t j, size_t end)
     return j < end && l->nconsumers == 1 && c->ninputs == 1 && c->inputs[0] == i && !c->ops->is_view;
 }
 
-/* Inference fusion: a layer that can fold a per-channel affine into its
- * own arithmetic (forward_affine: conv2d), followed by its sole consumer
- * when that is such an affine in this pass (batchnorm in inference mode),
- * optionally followed by an activation layer, runs as one layer writing
- * the last one's output: two passes over memory fewer per layer folded,
- * three with the activation. The skipped layers' outputs are not written;
- * nothing reads them (sole consumers, and training passes, whose backward
- * needs them, never fuse). Returns how many layers after i it ran, 0 when
- * it did not fuse. */
-static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs, size_t i, size_t end, bool logits)
+/* Fusion where no backward pass follows: a layer that can fold a
+ * per-channel affine into its own arithmetic (forward_affine: conv2d),
+ * followed by its sole consumer when that is such an affine in this pass
+ * (batchnorm in inference mode), optionally followed by an activation
+ * layer, runs as one layer writing the last one's output: two passes over
+ * memory fewer per layer folded, three with the activation. The skipped
+ * layers' outputs are not written; nothing reads them: they are sole
+ * consumers, and a training pass fuses only layers below `stop`, the
+ * backward stop (a frozen base), whose backward never runs. Returns how
+ * many layers after i it ran, 0 when it did not fuse. */
+static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs, size_t i, size_t end, bool logits,
+                        size_t stop)
 {
     tl_layer *l = m->layers[i];
-    if (ex->training || l->ops->forward_affine == NULL || !sole_consumer(m, i, i + 1, end))
+    if (i + 1 >= stop || l->ops->forward_affine == NULL || !sole_consumer(m, i, i + 1, end))
         return 0;
     tl_layer *b = m->layers[i + 1];
     if (b->ops->affine == NULL || (logits && i + 2 == m->nlayers))
@@ -226,7 +228,8 @@ static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs,
     if (sole_consumer(m, i + 1, i + 2, end)) {
         tl_layer *a = m->layers[i + 2];
         /* leaky_relu's slope is the layer's own setting: not passed on */
-        if (a->ops->is_activation && !(logits && i + 3 == m->nlayers) && a->act != TL_ACT_LEAKY_RELU) {
+        if (a->ops->is_activation && !(logits && i + 3 == m->nlayers) && a->act != TL_ACT_LEAKY_RELU &&
+            i + 2 < stop) {
             target = a;
             act = a->act;
         }
@@ -258,6 +261,7 @@ static bool run_with_act(tl_model *m, const tli_exec *ex, const float *const *xs
 static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t end, bool logits)
 {
     const float *xs[TLI_MAX_INPUTS];
+    const size_t stop = ex->training ? tli_backward_stop(m) : SIZE_MAX;
     for (size_t i = 0; i < end; i++) {
         tl_layer *l = m->layers[i];
         for (size_t k = 0; k < l->ninputs; k++)
@@ -269,7 +273,7 @@ static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t 
         /* batchnorm's moving statistics move in this pass */
         if (ex->training && l->trainable && l->ops->trains_state)
             tli_layer_touch(l);
-        size_t fused = run_fused(m, ex, xs, i, end, logits);
+        size_t fused = run_fused(m, ex, xs, i, end, logits, stop);
         if (fused) {
             i += fused;
             continue;

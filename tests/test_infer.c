@@ -280,6 +280,38 @@ START_TEST(statistics_alone_are_seen)
 }
 END_TEST
 
+/* A frozen base's training pass runs the base as inference does (folded,
+ * fused: the same bits as a prediction), keeps its folded weights from
+ * step to step, and still leaves alone what the head needs. */
+START_TEST(frozen_base_trains_fused)
+{
+    tl_model *m = pair_model(9);
+    randomize(m, 23);
+    compile_sgd(m, 0.05f);
+    ck_assert_tl_ok(tl_model_freeze_upto(m, 7));
+    float *x = inputs(), a[N * CLASSES];
+    int32_t y[N] = {0, 1, 2, 3, 2};
+    ck_assert_tl_ok(tl_model_predict(a, N * CLASSES, m, x, N, N));
+    ck_assert_tl_ok(tli_workspace_ensure(m, N, true));
+    tli_exec ex = tli_exec_for(m, N, true);
+    const float *t = tli_forward(m, &ex, x, false);
+    ck_assert(memcmp(a, t, sizeof a) == 0);
+    tl_layer *c1 = named(m, "conv1");
+    uint64_t key[4];
+    memcpy(key, c1->cache_key, sizeof key);
+    ck_assert_uint_eq(key[0], 2); /* folded for a training pass */
+    float head[8 * CLASSES], moved[8 * CLASSES];
+    ck_assert_tl_ok(tl_layer_get_weights(head, 8 * CLASSES, m->layers[7], 0));
+    ck_assert_tl_ok(tl_model_train_step(NULL, m, x, y, NULL, N));
+    ck_assert_tl_ok(tl_model_train_step(NULL, m, x, y, NULL, N));
+    ck_assert(memcmp(c1->cache_key, key, sizeof key) == 0);
+    ck_assert_tl_ok(tl_layer_get_weights(moved, 8 * CLASSES, m->layers[7], 0));
+    ck_assert(memcmp(head, moved, sizeof head) != 0);
+    free(x);
+    tl_model_free(m);
+}
+END_TEST
+
 START_TEST(transfer_and_loads_are_seen)
 {
     tl_model *m = pair_model(4), *src = pair_model(5);
@@ -392,6 +424,7 @@ int main(void)
     tcase_add_test(tc, setters_are_seen);
     tcase_add_test(tc, training_is_seen);
     tcase_add_test(tc, statistics_alone_are_seen);
+    tcase_add_test(tc, frozen_base_trains_fused);
     tcase_add_test(tc, transfer_and_loads_are_seen);
     tcase_add_test(tc, structure_changes_are_seen);
     tcase_add_test(tc, restore_best_is_seen);

@@ -228,7 +228,8 @@ static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x,
  * this pass or the memory is missing. */
 static const float *conv_folded(tl_layer *l, const tli_exec *ex, tl_layer *next)
 {
-    const uint64_t key[4] = {1, l->version, next->version, (uint64_t)(uintptr_t)next};
+    /* next's answer depends on the pass kind (layer.h, affine) */
+    const uint64_t key[4] = {ex->training ? 2u : 1u, l->version, next->version, (uint64_t)(uintptr_t)next};
     if (l->cache && memcmp(l->cache_key, key, sizeof key) == 0)
         return l->cache;
     const float *scale, *shift;
@@ -252,15 +253,16 @@ static const float *conv_folded(tl_layer *l, const tli_exec *ex, tl_layer *next)
     return w;
 }
 
-/* Inference with the next layer's per-channel affine folded in (see
- * conv_folded), then the usual forward with activation `act`: one pass
- * over y instead of three. */
+/* A pass with no backward through this layer (inference, a frozen base)
+ * with the next layer's per-channel affine folded in (see conv_folded),
+ * then the usual forward with activation `act`: one pass over y instead
+ * of three. (No z: the layer's own activation is linear.) */
 static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_layer *next,
                                 tl_activation act)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
     const conv_cfg *c = (const conv_cfg *)l->cfg;
-    if (ex->training || l->act != TL_ACT_LINEAR || tli_act_needs_input(act))
+    if (l->act != TL_ACT_LINEAR || tli_act_needs_input(act))
         return false;
     const float *w = conv_folded(l, ex, next);
     if (w == NULL)

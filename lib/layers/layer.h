@@ -283,25 +283,26 @@ struct tli_layer_ops {
      * multiply-add): out[0] forward, out[1] the input gradient, out[2] the
      * parameter gradients (tl_layer_flops). NULL: none (element-wise kinds). */
     void (*flops)(const tl_layer *l, double out[3]);
-    /* Optional, inference passes only (the engine's fusion, see
-     * tli_forward in engine.c): when the layer is, in pass `ex`, the
-     * per-channel map y = x * scale[c] + shift[c] over the last axis,
-     * point *scale and *shift at out_shape's channels of floats in its
-     * scratch, valid until its next call, and return true; false when it
-     * is not (batchnorm with batch statistics). The answer and the values
-     * depend only on whether `ex` is a training pass, the layer's
-     * trainable flag and its tensors' values, so a layer that folds them
-     * may keep the result while l->version is unchanged. */
+    /* Optional (the engine's fusion, see run_fused in engine.c): when the
+     * layer is, in pass `ex`, the per-channel map y = x * scale[c] +
+     * shift[c] over the last axis, point *scale and *shift at out_shape's
+     * channels of floats in its scratch, valid until its next call, and
+     * return true; false when it is not (batchnorm with batch statistics).
+     * The answer and the values depend only on whether `ex` is a training
+     * pass, the layer's trainable flag and its tensors' values, so a layer
+     * that folds them may keep the result while l->version is unchanged. */
     bool (*affine)(tl_layer *l, const tli_exec *ex, const float **scale, const float **shift);
-    /* Optional, inference passes only: y = act(f(x) * scale + shift) with
-     * the layer's own activation linear, in one pass over y - the layer
-     * folds the per-channel affine of `next`, its sole consumer (whose
-     * ops->affine it asks when it must fold anew; it may keep the folded
-     * weights in l->cache while both layers' versions are unchanged), and
-     * the activation after that into its own arithmetic. Returns false,
-     * having done nothing, when it cannot (next->ops->affine says no, or
-     * no memory for the cache); the engine then runs the layers one by
-     * one. */
+    /* Optional, for layers no backward pass will reach (inference, or
+     * below the backward stop of a training pass: a frozen base; the
+     * engine decides): y = act(f(x) * scale + shift) with the layer's own
+     * activation linear, in one pass over y - the layer folds the
+     * per-channel affine of `next`, its sole consumer (whose ops->affine
+     * it asks when it must fold anew; it may keep the folded weights in
+     * l->cache while both layers' versions and the pass kind are
+     * unchanged), and the activation after that into its own arithmetic.
+     * Returns false, having done nothing, when it cannot (next->ops->affine
+     * says no, or no memory for the cache); the engine then runs the
+     * layers one by one. */
     bool (*forward_affine)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_layer *next,
                            tl_activation act);
     /* Optional, any pass: forward with `act` (TL_ACT_RELU or TL_ACT_RELU6)
