@@ -102,7 +102,50 @@ static size_t plan_gradients(tl_model *m, bool *tmp)
     return nslots;
 }
 
-static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t *total)
+/* Inference keeps no output for a backward pass: a layer's output needs a
+ * buffer only until its last reader has run, so outputs share buffers
+ * (slots) by liveness, as the gradients do in training - a chain needs
+ * two, a residual block three - and a small batch's activations stay in
+ * cache instead of streaming through one buffer per layer. A view's
+ * readers read its input's buffer. A layer that may run fused
+ * (forward_affine writes the output of up to two layers after it,
+ * forward_act of one) keeps its inputs for that span, so the buffer it
+ * writes is never one it reads. Fills slot[i] for every layer (-1 for a
+ * view); `last` (n entries) and `stack` (n entries) are working memory.
+ * Returns the number of slots. */
+static size_t plan_outputs(const tl_model *m, int32_t *slot, size_t *last, int32_t *stack)
+{
+    const size_t n = m->nlayers;
+    for (size_t i = 0; i < n; i++)
+        last[i] = m->layers[i]->nconsumers ? i : SIZE_MAX; /* no reader: the model's output, kept */
+    for (size_t i = 0; i < n; i++) {
+        const tl_layer *l = m->layers[i];
+        const size_t span = l->ops->forward_affine ? 2 : l->ops->forward_act ? 1 : 0;
+        for (size_t k = 0; k < l->ninputs; k++) {
+            uint32_t p = l->inputs[k];
+            while (p != TLI_INPUT_MODEL && m->layers[p]->ops->is_view)
+                p = m->layers[p]->inputs[0];
+            if (p != TLI_INPUT_MODEL && last[p] != SIZE_MAX && last[p] < i + span)
+                last[p] = i + span;
+        }
+    }
+    size_t nslots = 0, nfree = 0;
+    for (size_t i = 0; i < n; i++) {
+        slot[i] = m->layers[i]->ops->is_view ? -1 : nfree ? stack[--nfree] : (int32_t)nslots++;
+        /* Then free the buffers whose last reader is i: never i's own. */
+        for (size_t j = 0; j < i; j++)
+            if (slot[j] >= 0 && last[j] == i)
+                stack[nfree++] = slot[j];
+    }
+    return nslots;
+}
+
+/* Carve the workspace (sizes only when base is NULL). `oslot`: an
+ * inference layout's output slots (plan_outputs), `nout` of them, with
+ * `obuf` (nout entries) to hold them; NULL in training, where every layer
+ * has its own output buffer for the backward pass. */
+static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t *total, const int32_t *oslot,
+                   size_t nout, float **obuf)
 {
     carver c = {base, 0, true};
     const bool assign = base != NULL;
@@ -115,11 +158,16 @@ static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t 
         m->ws.labels = labels;
         m->ws.targets = targets;
     }
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (m->layers[i]->out_size > max_act)
+            max_act = m->layers[i]->out_size;
+    for (size_t s = 0; oslot && s < nout; s++)
+        obuf[s] = carve(&c, mul_or_max(batch, max_act), sizeof(float));
     for (size_t i = 0; i < m->nlayers; i++) {
         tl_layer *l = m->layers[i];
-        if (l->out_size > max_act)
-            max_act = l->out_size;
-        float *out = l->ops->is_view ? NULL : carve(&c, mul_or_max(batch, l->out_size), sizeof(float));
+        float *out = l->ops->is_view ? NULL
+                     : oslot         ? obuf[oslot[i]]
+                                     : carve(&c, mul_or_max(batch, l->out_size), sizeof(float));
         size_t sb = l->ops->scratch_bytes(l, batch, m->threads, training);
         void *scratch = sb ? carve(&c, sb, 1) : NULL;
         if (assign) {
@@ -158,20 +206,39 @@ tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
             batch = m->ws.batch;
         training = training || m->ws.training;
     }
+    /* Inference: the output slots (plan_outputs) and their buffers. */
+    const size_t n = m->nlayers;
+    int32_t *oslot = NULL;
+    float **obuf = NULL;
+    size_t nout = 0;
+    if (!training) {
+        void *work = tli_malloc(n * (2 * sizeof(int32_t) + sizeof(size_t) + sizeof(float *)) + 1);
+        if (work == NULL)
+            return tli_error(TL_ENOMEM, "out of memory planning the workspace of %zu layers", n);
+        obuf = work;
+        size_t *last = (size_t *)(obuf + n);
+        oslot = (int32_t *)(last + n);
+        nout = plan_outputs(m, oslot, last, oslot + n);
+    }
     size_t bytes;
-    if (!layout(m, batch, training, NULL, &bytes))
+    if (!layout(m, batch, training, NULL, &bytes, oslot, nout, obuf)) {
+        tli_free(obuf);
         return tli_error(TL_ETOOBIG, "the workspace for a batch of %zu examples would not fit in memory", batch);
+    }
     void *arena = tli_malloc_aligned(bytes);
-    if (arena == NULL)
+    if (arena == NULL) {
+        tli_free(obuf);
         return tli_error(TL_ENOMEM, "out of memory allocating a %.1f MiB workspace for a batch of %zu examples",
                          (double)bytes / 1048576.0, batch);
+    }
     /* Only the arena goes: the layers' caches stay valid for the new size. */
     tli_free_aligned(m->ws.arena);
     m->ws.arena = arena;
     m->ws.bytes = bytes;
     m->ws.batch = batch;
     m->ws.training = training;
-    layout(m, batch, training, arena, &bytes);
+    layout(m, batch, training, arena, &bytes, oslot, nout, obuf);
+    tli_free(obuf);
     return TL_OK;
 }
 
