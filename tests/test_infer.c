@@ -416,6 +416,77 @@ START_TEST(restore_best_is_seen)
 }
 END_TEST
 
+/* A graph whose outputs share buffers in inference: a residual add, a
+ * concatenation, a flatten view read by two layers, a fused pair whose
+ * input is read again after it and one whose input is not. Its predictions equal those of a
+ * workspace where every layer keeps its own output (training's), bit for
+ * bit, and its workspace is smaller. */
+START_TEST(shared_outputs_match_own_buffers)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, H, W, C, 31));
+    ck_assert_tl_ok(tl_model_set_threads(m, 1));
+    tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+    co.filters = 6;
+    co.padding = TL_PAD_SAME;
+    co.activation = TL_ACT_RELU;
+    tl_layer *stem, *a, *b, *sum, *cat, *flat, *d1, *d2, *both;
+    ck_assert_tl_ok(tl_model_add_conv2d(&stem, m, &co));
+    co.activation = TL_ACT_LINEAR;
+    co.use_bias = 0;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    tl_batchnorm_options bo = TL_BATCHNORM_OPTIONS_INIT;
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
+    tl_activation_options ao = TL_ACTIVATION_OPTIONS_INIT;
+    ao.activation = TL_ACT_RELU;
+    ck_assert_tl_ok(tl_model_add_activation(&a, m, &ao));
+    const tl_layer *pair[2] = {stem, a}; /* the stem is read after the fused pair */
+    ck_assert_tl_ok(tl_model_add_add(&sum, m, pair, 2, NULL));
+    /* a fused pair (no activation) whose input nothing else reads */
+    tl_layer *bn2;
+    co.kernel_h = co.kernel_w = 1; /* reads its input as it is: no padded copy */
+    co.filters = 16;                /* wider: its rows would overrun its input's */
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    ck_assert_tl_ok(tl_model_add_batchnorm(&bn2, m, &bo));
+    co.kernel_h = co.kernel_w = 3;
+    co.input = stem;
+    co.filters = 4;
+    ck_assert_tl_ok(tl_model_add_conv2d(&b, m, &co));
+    const tl_layer *two[2] = {bn2, b};
+    ck_assert_tl_ok(tl_model_add_concatenate(&cat, m, two, 2, NULL));
+    ck_assert_tl_ok(tl_model_add_flatten_from(&flat, m, cat, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = 8;
+    d.input = flat;
+    ck_assert_tl_ok(tl_model_add_dense(&d1, m, &d));
+    d.activation = TL_ACT_TANH;
+    ck_assert_tl_ok(tl_model_add_dense(&d2, m, &d));
+    const tl_layer *heads[2] = {d1, d2};
+    ck_assert_tl_ok(tl_model_add_add(&both, m, heads, 2, NULL));
+    d.units = CLASSES;
+    d.input = NULL;
+    d.activation = TL_ACT_SOFTMAX;
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    randomize(m, 29);
+    float *x = inputs(), a1[N * CLASSES];
+    ck_assert_tl_ok(tl_model_predict(a1, N * CLASSES, m, x, N, N));
+    const size_t shared = m->ws.bytes;
+    tl_model *own;
+    ck_assert_tl_ok(tl_model_copy(&own, m));
+    ck_assert_tl_ok(tl_model_set_threads(own, 1));
+    ck_assert_tl_ok(tli_workspace_ensure(own, N, true));
+    ck_assert_uint_lt(shared, own->ws.bytes);
+    float a2[N * CLASSES];
+    ck_assert_tl_ok(tl_model_predict(a2, N * CLASSES, own, x, N, N));
+    ck_assert(memcmp(a1, a2, sizeof a1) == 0);
+    /* the distinct buffers really were distinct */
+    ck_assert_ptr_ne(own->layers[1]->out, own->layers[4]->out);
+    tl_model_free(own);
+    free(x);
+    tl_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("infer");
@@ -428,6 +499,7 @@ int main(void)
     tcase_add_test(tc, transfer_and_loads_are_seen);
     tcase_add_test(tc, structure_changes_are_seen);
     tcase_add_test(tc, restore_best_is_seen);
+    tcase_add_test(tc, shared_outputs_match_own_buffers);
     suite_add_tcase(s, tc);
     return th_run(s);
 }
