@@ -6,7 +6,9 @@
  * reused by every step, so a training step never allocates. It holds each
  * layer's output (backward needs them), each layer's scratch (im2col
  * matrices, arg-max indices), the gathered input batch, and the gradient
- * buffers of the backward pass. A layer's output gradient lives in a
+ * buffers of the backward pass. An inference workspace keeps no more than
+ * the next layers read: outputs share buffers by liveness (plan_outputs)
+ * and all layers one scratch block. A layer's output gradient lives in a
  * buffer (slot) from the moment the first layer that takes its output
  * writes it until the layer's own backward has used it; slots are reused
  * by liveness, so a chain needs two, as the ping-pong of a sequential
@@ -163,13 +165,26 @@ static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t 
             max_act = m->layers[i]->out_size;
     for (size_t s = 0; oslot && s < nout; s++)
         obuf[s] = carve(&c, mul_or_max(batch, max_act), sizeof(float));
+    /* Inference: one layer runs at a time and keeps nothing in its
+     * scratch from one call to the next, so all share one block (the
+     * largest need); a folding layer reads the affine of the layer after
+     * it (in that layer's scratch) before its own kernels use theirs. */
+    char *shared = NULL;
+    if (oslot) {
+        size_t most = 0;
+        for (size_t i = 0; i < m->nlayers; i++) {
+            size_t sb = m->layers[i]->ops->scratch_bytes(m->layers[i], batch, m->threads, false);
+            most = sb > most ? sb : most;
+        }
+        shared = most ? carve(&c, most, 1) : NULL;
+    }
     for (size_t i = 0; i < m->nlayers; i++) {
         tl_layer *l = m->layers[i];
         float *out = l->ops->is_view ? NULL
                      : oslot         ? obuf[oslot[i]]
                                      : carve(&c, mul_or_max(batch, l->out_size), sizeof(float));
         size_t sb = l->ops->scratch_bytes(l, batch, m->threads, training);
-        void *scratch = sb ? carve(&c, sb, 1) : NULL;
+        void *scratch = !sb ? NULL : oslot ? (void *)shared : carve(&c, sb, 1);
         if (assign) {
             l->out = out;
             l->scratch = scratch;

@@ -236,7 +236,9 @@ struct tli_layer_ops {
      * init, layout), l->bias_index and the geometry. Allocates nothing.
      * Returns a status with the message set (naming the layer). */
     tl_status (*build)(tl_layer *l);
-    /* Bytes of private scratch for `batch` examples run on `threads`. */
+    /* Bytes of private scratch for `batch` examples run on `threads`. In
+     * an inference workspace every layer gets the same block (engine.c,
+     * layout): nothing may be kept there from one forward call to the next. */
     size_t (*scratch_bytes)(const tl_layer *l, size_t batch, uint32_t threads, bool training);
     /* y = layer(x[0..ninputs)) for ex->batch examples, applying activation
      * `act` (l->act, or linear when the loss takes the logits). */
@@ -288,6 +290,8 @@ struct tli_layer_ops {
      * shift[c] over the last axis, point *scale and *shift at out_shape's
      * channels of floats in its scratch, valid until its next call, and
      * return true; false when it is not (batchnorm with batch statistics).
+     * (An inference workspace shares one scratch block among all layers:
+     * the caller reads them before its own kernels use its scratch.)
      * The answer and the values depend only on whether `ex` is a training
      * pass, the layer's trainable flag and its tensors' values, so a layer
      * that folds them may keep the result while l->version is unchanged. */
