@@ -160,6 +160,7 @@ void tli_train_update(tl_model *m)
         tl_layer *l = m->layers[i];
         if (!tli_layer_learns(l))
             continue;
+        tli_layer_touch(l);
         for (size_t p = 0; p < l->nparams; p++) {
             tli_param *pr = &l->params[p];
             if (pr->role == TLI_ROLE_PARAM)

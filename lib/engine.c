@@ -6,7 +6,9 @@
  * reused by every step, so a training step never allocates. It holds each
  * layer's output (backward needs them), each layer's scratch (im2col
  * matrices, arg-max indices), the gathered input batch, and the gradient
- * buffers of the backward pass. A layer's output gradient lives in a
+ * buffers of the backward pass. An inference workspace keeps no more than
+ * the next layers read: outputs share buffers by liveness (plan_outputs)
+ * and all layers one scratch block. A layer's output gradient lives in a
  * buffer (slot) from the moment the first layer that takes its output
  * writes it until the layer's own backward has used it; slots are reused
  * by liveness, so a chain needs two, as the ping-pong of a sequential
@@ -102,7 +104,50 @@ static size_t plan_gradients(tl_model *m, bool *tmp)
     return nslots;
 }
 
-static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t *total)
+/* Inference keeps no output for a backward pass: a layer's output needs a
+ * buffer only until its last reader has run, so outputs share buffers
+ * (slots) by liveness, as the gradients do in training - a chain needs
+ * two, a residual block three - and a small batch's activations stay in
+ * cache instead of streaming through one buffer per layer. A view's
+ * readers read its input's buffer. A layer that may run fused
+ * (forward_affine writes the output of up to two layers after it,
+ * forward_act of one) keeps its inputs for that span, so the buffer it
+ * writes is never one it reads. Fills slot[i] for every layer (-1 for a
+ * view); `last` (n entries) and `stack` (n entries) are working memory.
+ * Returns the number of slots. */
+static size_t plan_outputs(const tl_model *m, int32_t *slot, size_t *last, int32_t *stack)
+{
+    const size_t n = m->nlayers;
+    for (size_t i = 0; i < n; i++)
+        last[i] = m->layers[i]->nconsumers ? i : SIZE_MAX; /* no reader: the model's output, kept */
+    for (size_t i = 0; i < n; i++) {
+        const tl_layer *l = m->layers[i];
+        const size_t span = l->ops->forward_affine ? 2 : l->ops->forward_act ? 1 : 0;
+        for (size_t k = 0; k < l->ninputs; k++) {
+            uint32_t p = l->inputs[k];
+            while (p != TLI_INPUT_MODEL && m->layers[p]->ops->is_view)
+                p = m->layers[p]->inputs[0];
+            if (p != TLI_INPUT_MODEL && last[p] != SIZE_MAX && last[p] < i + span)
+                last[p] = i + span;
+        }
+    }
+    size_t nslots = 0, nfree = 0;
+    for (size_t i = 0; i < n; i++) {
+        slot[i] = m->layers[i]->ops->is_view ? -1 : nfree ? stack[--nfree] : (int32_t)nslots++;
+        /* Then free the buffers whose last reader is i: never i's own. */
+        for (size_t j = 0; j < i; j++)
+            if (slot[j] >= 0 && last[j] == i)
+                stack[nfree++] = slot[j];
+    }
+    return nslots;
+}
+
+/* Carve the workspace (sizes only when base is NULL). `oslot`: an
+ * inference layout's output slots (plan_outputs), `nout` of them, with
+ * `obuf` (nout entries) to hold them; NULL in training, where every layer
+ * has its own output buffer for the backward pass. */
+static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t *total, const int32_t *oslot,
+                   size_t nout, float **obuf)
 {
     carver c = {base, 0, true};
     const bool assign = base != NULL;
@@ -115,13 +160,31 @@ static bool layout(tl_model *m, size_t batch, bool training, char *base, size_t 
         m->ws.labels = labels;
         m->ws.targets = targets;
     }
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (m->layers[i]->out_size > max_act)
+            max_act = m->layers[i]->out_size;
+    for (size_t s = 0; oslot && s < nout; s++)
+        obuf[s] = carve(&c, mul_or_max(batch, max_act), sizeof(float));
+    /* Inference: one layer runs at a time and keeps nothing in its
+     * scratch from one call to the next, so all share one block (the
+     * largest need); a folding layer reads the affine of the layer after
+     * it (in that layer's scratch) before its own kernels use theirs. */
+    char *shared = NULL;
+    if (oslot) {
+        size_t most = 0;
+        for (size_t i = 0; i < m->nlayers; i++) {
+            size_t sb = m->layers[i]->ops->scratch_bytes(m->layers[i], batch, m->threads, false);
+            most = sb > most ? sb : most;
+        }
+        shared = most ? carve(&c, most, 1) : NULL;
+    }
     for (size_t i = 0; i < m->nlayers; i++) {
         tl_layer *l = m->layers[i];
-        if (l->out_size > max_act)
-            max_act = l->out_size;
-        float *out = l->ops->is_view ? NULL : carve(&c, mul_or_max(batch, l->out_size), sizeof(float));
+        float *out = l->ops->is_view ? NULL
+                     : oslot         ? obuf[oslot[i]]
+                                     : carve(&c, mul_or_max(batch, l->out_size), sizeof(float));
         size_t sb = l->ops->scratch_bytes(l, batch, m->threads, training);
-        void *scratch = sb ? carve(&c, sb, 1) : NULL;
+        void *scratch = !sb ? NULL : oslot ? (void *)shared : carve(&c, sb, 1);
         if (assign) {
             l->out = out;
             l->scratch = scratch;
@@ -158,19 +221,39 @@ tl_status tli_workspace_ensure(tl_model *m, size_t batch, bool training)
             batch = m->ws.batch;
         training = training || m->ws.training;
     }
+    /* Inference: the output slots (plan_outputs) and their buffers. */
+    const size_t n = m->nlayers;
+    int32_t *oslot = NULL;
+    float **obuf = NULL;
+    size_t nout = 0;
+    if (!training) {
+        void *work = tli_malloc(n * (2 * sizeof(int32_t) + sizeof(size_t) + sizeof(float *)) + 1);
+        if (work == NULL)
+            return tli_error(TL_ENOMEM, "out of memory planning the workspace of %zu layers", n);
+        obuf = work;
+        size_t *last = (size_t *)(obuf + n);
+        oslot = (int32_t *)(last + n);
+        nout = plan_outputs(m, oslot, last, oslot + n);
+    }
     size_t bytes;
-    if (!layout(m, batch, training, NULL, &bytes))
+    if (!layout(m, batch, training, NULL, &bytes, oslot, nout, obuf)) {
+        tli_free(obuf);
         return tli_error(TL_ETOOBIG, "the workspace for a batch of %zu examples would not fit in memory", batch);
+    }
     void *arena = tli_malloc_aligned(bytes);
-    if (arena == NULL)
+    if (arena == NULL) {
+        tli_free(obuf);
         return tli_error(TL_ENOMEM, "out of memory allocating a %.1f MiB workspace for a batch of %zu examples",
                          (double)bytes / 1048576.0, batch);
-    tli_workspace_free(m);
+    }
+    /* Only the arena goes: the layers' caches stay valid for the new size. */
+    tli_free_aligned(m->ws.arena);
     m->ws.arena = arena;
     m->ws.bytes = bytes;
     m->ws.batch = batch;
     m->ws.training = training;
-    layout(m, batch, training, arena, &bytes);
+    layout(m, batch, training, arena, &bytes, oslot, nout, obuf);
+    tli_free(obuf);
     return TL_OK;
 }
 
@@ -203,35 +286,37 @@ static bool sole_consumer(const tl_model *m, size_t i, size_t j, size_t end)
     return j < end && l->nconsumers == 1 && c->ninputs == 1 && c->inputs[0] == i && !c->ops->is_view;
 }
 
-/* Inference fusion: a layer that can fold a per-channel affine into its
- * own arithmetic (forward_affine: conv2d), followed by its sole consumer
- * when that is such an affine in this pass (batchnorm in inference mode),
- * optionally followed by an activation layer, runs as one layer writing
- * the last one's output: two passes over memory fewer per layer folded,
- * three with the activation. The skipped layers' outputs are not written;
- * nothing reads them (sole consumers, and training passes, whose backward
- * needs them, never fuse). Returns how many layers after i it ran, 0 when
- * it did not fuse. */
-static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs, size_t i, size_t end, bool logits)
+/* Fusion where no backward pass follows: a layer that can fold a
+ * per-channel affine into its own arithmetic (forward_affine: conv2d),
+ * followed by its sole consumer when that is such an affine in this pass
+ * (batchnorm in inference mode), optionally followed by an activation
+ * layer, runs as one layer writing the last one's output: two passes over
+ * memory fewer per layer folded, three with the activation. The skipped
+ * layers' outputs are not written; nothing reads them: they are sole
+ * consumers, and a training pass fuses only layers below `stop`, the
+ * backward stop (a frozen base), whose backward never runs. Returns how
+ * many layers after i it ran, 0 when it did not fuse. */
+static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs, size_t i, size_t end, bool logits,
+                        size_t stop)
 {
     tl_layer *l = m->layers[i];
-    if (ex->training || l->ops->forward_affine == NULL || !sole_consumer(m, i, i + 1, end))
+    if (i + 1 >= stop || l->ops->forward_affine == NULL || !sole_consumer(m, i, i + 1, end))
         return 0;
     tl_layer *b = m->layers[i + 1];
-    const float *scale, *shift;
-    if (b->ops->affine == NULL || (logits && i + 2 == m->nlayers) || !b->ops->affine(b, ex, &scale, &shift))
+    if (b->ops->affine == NULL || (logits && i + 2 == m->nlayers))
         return 0;
     tl_layer *target = b;
     tl_activation act = TL_ACT_LINEAR;
     if (sole_consumer(m, i + 1, i + 2, end)) {
         tl_layer *a = m->layers[i + 2];
         /* leaky_relu's slope is the layer's own setting: not passed on */
-        if (a->ops->is_activation && !(logits && i + 3 == m->nlayers) && a->act != TL_ACT_LEAKY_RELU) {
+        if (a->ops->is_activation && !(logits && i + 3 == m->nlayers) && a->act != TL_ACT_LEAKY_RELU &&
+            i + 2 < stop) {
             target = a;
             act = a->act;
         }
     }
-    if (!l->ops->forward_affine(l, ex, xs, target->out, scale, shift, act))
+    if (!l->ops->forward_affine(l, ex, xs, target->out, b, act))
         return 0;
     return target == b ? 1 : 2;
 }
@@ -258,6 +343,7 @@ static bool run_with_act(tl_model *m, const tli_exec *ex, const float *const *xs
 static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t end, bool logits)
 {
     const float *xs[TLI_MAX_INPUTS];
+    const size_t stop = ex->training ? tli_backward_stop(m) : SIZE_MAX;
     for (size_t i = 0; i < end; i++) {
         tl_layer *l = m->layers[i];
         for (size_t k = 0; k < l->ninputs; k++)
@@ -266,7 +352,10 @@ static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t 
             l->out = (float *)xs[0];
             continue;
         }
-        size_t fused = run_fused(m, ex, xs, i, end, logits);
+        /* batchnorm's moving statistics move in this pass */
+        if (ex->training && l->trainable && l->ops->trains_state)
+            tli_layer_touch(l);
+        size_t fused = run_fused(m, ex, xs, i, end, logits, stop);
         if (fused) {
             i += fused;
             continue;

@@ -235,6 +235,8 @@ static void copy_tensors(tl_model *m, float *copy, bool restore)
                 memcpy(copy, t->value, t->count * sizeof(float));
             copy += t->count;
         }
+    if (restore)
+        tli_model_touch(m);
 }
 
 static tl_status checkpoint(tli_recipe *r, tl_model *m, uint32_t e, const char *why, const char *fn)

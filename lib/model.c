@@ -239,9 +239,20 @@ void tli_workspace_free(tl_model *m)
     tli_free_aligned(m->ws.arena);
     memset(&m->ws, 0, sizeof m->ws);
     for (size_t i = 0; i < m->nlayers; i++) {
-        m->layers[i]->out = NULL;
-        m->layers[i]->scratch = NULL;
+        tl_layer *l = m->layers[i];
+        l->out = NULL;
+        l->scratch = NULL;
+        /* A structure change may re-pair a layer with the one it folded. */
+        tli_free_aligned(l->cache);
+        l->cache = NULL;
+        memset(l->cache_key, 0, sizeof l->cache_key);
     }
+}
+
+void tli_model_touch(tl_model *m)
+{
+    for (size_t i = 0; i < m->nlayers; i++)
+        tli_layer_touch(m->layers[i]);
 }
 
 tl_status tli_model_pop(tl_model *m, size_t count, const char *fn)

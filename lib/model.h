@@ -101,7 +101,11 @@ tl_status tli_model_pop(tl_model *m, size_t count, const char *fn);
 /* Re-draw every tensor from `seed`, which becomes the model's seed. */
 void tli_model_redraw(tl_model *m, uint64_t seed);
 
-/* Drop the workspace (after the structure or thread count changed). */
+/* Drop the workspace and the layers' caches (after the structure or
+ * thread count changed). */
 void tli_workspace_free(tl_model *m);
+
+/* tli_layer_touch every layer: their values may all have changed. */
+void tli_model_touch(tl_model *m);
 
 #endif /* TLI_MODEL_H */

@@ -196,6 +196,7 @@ tl_status tl_model_add_normalization(tl_layer **out, tl_model *m, const tl_norma
         memcpy(l->params[0].value, o.mean, l->params[0].count * sizeof(float));
     if (o.std)
         memcpy(l->params[1].value, o.std, l->params[1].count * sizeof(float));
+    tli_layer_touch(l);
     if (out)
         *out = l;
     return TL_OK;

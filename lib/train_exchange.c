@@ -185,6 +185,7 @@ tl_status tli_xchg_gradients(tli_xchg *x, tl_model *m, tl_status local, bool *sk
             p->value[i] = src[i] * inv;
         at += p->count;
     }
+    tli_model_touch(m);
     return TL_OK;
 }
 

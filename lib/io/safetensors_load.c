@@ -197,6 +197,7 @@ static tl_status copy_all(tli_st_file *f, const plan *plans, const char *fn, con
         if (plans[i].outcome == TL_TRANSFER_COPIED) {
             tli_param *p = &plans[i].layer->params[plans[i].param];
             memcpy(p->value, stage[i], p->count * sizeof(float));
+            tli_layer_touch(plans[i].layer);
         }
     for (size_t i = 0; stage && i < f->count; i++)
         tli_free(stage[i]);

@@ -11,7 +11,9 @@
  * hard_swish) has z kept in training, before the kernels' scratch.
  */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../io/onnx_export.h"
 #include "layer.h"
@@ -173,15 +175,9 @@ static tl_status conv_build(tl_layer *l)
 }
 
 /* The scratch: in training, when the activation needs it, the
- * pre-activation z first; then the folded kernel and bias of
- * forward_affine (inference); then the kernels' scratch. Each part is
- * rounded to 64 bytes, so the kernels' blocks stay aligned. */
-static size_t conv_fold_bytes(const tl_layer *l)
-{
-    const size_t n = l->params[0].count + ((const conv_cfg *)l->cfg)->filters; /* < 2^32 each */
-    return (n * sizeof(float) + 63) & ~(size_t)63;
-}
-
+ * pre-activation z first; then the kernels' scratch. Each part is rounded
+ * to 64 bytes, so the kernels' blocks stay aligned. (forward_affine's
+ * folded kernel and bias live in l->cache, kept across calls.) */
 static size_t conv_z_bytes(const tl_layer *l, size_t batch)
 {
     size_t z;
@@ -199,8 +195,7 @@ static size_t conv_zpart(const tl_layer *l, size_t batch, bool training)
 
 static size_t conv_head_bytes(const tl_layer *l, size_t batch, bool training)
 {
-    size_t z = conv_zpart(l, batch, training);
-    return z == SIZE_MAX ? SIZE_MAX : z + conv_fold_bytes(l);
+    return conv_zpart(l, batch, training);
 }
 
 static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threads, bool training)
@@ -225,18 +220,26 @@ static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x,
                      l->use_bias ? l->params[1].value : NULL, act, c->alpha, y, z, ex->batch, kernel_scratch);
 }
 
-/* Inference with the next layer's per-channel affine folded in: kernel
- * column f times scale[f], bias * scale + shift; then the usual forward
- * with activation `act`. One pass over y instead of three. */
-static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, const float *scale,
-                                const float *shift, tl_activation act)
+/* The kernel and bias with `next`'s per-channel affine folded in, kept in
+ * l->cache: kernel column f times scale[f], bias * scale + shift. Folded
+ * anew only when this layer, `next` or the pairing changed since (their
+ * versions; a structure change drops the cache with the workspace), so a
+ * run of predictions folds once. NULL when `next` is not an affine in
+ * this pass or the memory is missing. */
+static const float *conv_folded(tl_layer *l, const tli_exec *ex, tl_layer *next)
 {
-    const conv_geom *cg = (const conv_geom *)l->geom;
-    const conv_cfg *c = (const conv_cfg *)l->cfg;
-    if (ex->training || l->act != TL_ACT_LINEAR || tli_act_needs_input(act))
-        return false;
-    const size_t n = c->filters, k = l->params[0].count / n;
-    float *w = l->scratch, *b = w + l->params[0].count;
+    /* next's answer depends on the pass kind (layer.h, affine) */
+    const uint64_t key[4] = {ex->training ? 2u : 1u, l->version, next->version, (uint64_t)(uintptr_t)next};
+    if (l->cache && memcmp(l->cache_key, key, sizeof key) == 0)
+        return l->cache;
+    const float *scale, *shift;
+    if (!next->ops->affine(next, ex, &scale, &shift))
+        return NULL;
+    const size_t n = ((const conv_cfg *)l->cfg)->filters, count = l->params[0].count, k = count / n;
+    if (l->cache == NULL && (l->cache = tli_malloc_aligned((count + n) * sizeof(float))) == NULL)
+        return NULL;
+    l->cache_key[0] = 0; /* not valid while it is being written */
+    float *w = l->cache, *b = w + count;
     const float *w0 = l->params[0].value, *b0 = l->use_bias ? l->params[1].value : NULL;
     for (size_t r = 0; r < k; r++) { /* distinct buffers: restrict lets the row vectorize */
         float *restrict wr = w + r * n;
@@ -246,8 +249,26 @@ static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *co
     }
     for (size_t f = 0; f < n; f++)
         b[f] = (b0 ? b0[f] * scale[f] : 0.0f) + shift[f];
-    tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, b, act, c->alpha, y, NULL, ex->batch,
-                     (char *)l->scratch + conv_fold_bytes(l));
+    memcpy(l->cache_key, key, sizeof key);
+    return w;
+}
+
+/* A pass with no backward through this layer (inference, a frozen base)
+ * with the next layer's per-channel affine folded in (see conv_folded),
+ * then the usual forward with activation `act`: one pass over y instead
+ * of three. (No z: the layer's own activation is linear.) */
+static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_layer *next,
+                                tl_activation act)
+{
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    const conv_cfg *c = (const conv_cfg *)l->cfg;
+    if (l->act != TL_ACT_LINEAR || tli_act_needs_input(act))
+        return false;
+    const float *w = conv_folded(l, ex, next);
+    if (w == NULL)
+        return false;
+    tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, w + l->params[0].count, act, c->alpha, y,
+                     NULL, ex->batch, (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training));
     return true;
 }
 

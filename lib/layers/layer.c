@@ -143,6 +143,7 @@ void tli_layer_free(tl_layer *l)
         tli_free_aligned(l->params[i].value);
         tli_free_aligned(l->params[i].grad);
     }
+    tli_free_aligned(l->cache);
     tli_free(l);
 }
 
@@ -371,6 +372,7 @@ void tli_layer_init_params(tl_layer *l, uint64_t seed, uint64_t stream, bool kee
 {
     tli_rng rng;
     tli_rng_seed(&rng, seed, stream);
+    tli_layer_touch(l);
     for (size_t i = 0; i < l->nparams; i++) {
         tli_param *p = &l->params[i];
         if (p->value == NULL || (keep_preset && p->preset))
@@ -588,6 +590,7 @@ tl_status tl_layer_set_weights(tl_layer *layer, size_t index, const float *value
         return st;
     }
     memcpy(layer->params[index].value, values, sizeof(float) * count);
+    tli_layer_touch(layer);
     return TL_OK;
 }
 
@@ -596,6 +599,7 @@ tl_status tl_layer_set_trainable(tl_layer *layer, int trainable)
     if (layer == NULL)
         return tli_error(TL_EINVAL, "tl_layer_set_trainable: layer is NULL");
     layer->trainable = trainable ? 1 : 0;
+    tli_layer_touch(layer); /* batchnorm's pass mode follows it */
     return TL_OK;
 }
 

@@ -184,7 +184,28 @@ struct tl_layer {
     /* Workspace views for the current batch size, set by the engine. */
     float *out;    /* batch * out_size outputs (the input itself for views) */
     void *scratch; /* ops->scratch_bytes of layer-private memory */
+    /* Bumped (tli_layer_touch) by every path that may change the values
+     * of the layer's tensors or its trainable flag: what is derived from
+     * them and kept across calls (the cache below) compares versions to
+     * know whether it is stale. */
+    uint64_t version;
+    /* What a kind derives from its tensors in inference and keeps across
+     * calls (conv2d: its kernel and bias with the next layer's affine
+     * folded in), 64-byte aligned, owned by the layer; cache_key records
+     * what it was made from (cache_key[0] 0: nothing). Dropped with the
+     * workspace (tli_workspace_free: structure or thread changes) and by
+     * tli_layer_free. */
+    void *cache;
+    uint64_t cache_key[4];
 };
+
+/* The layer's tensor values or trainable flag may have changed (see
+ * tl_layer.version). Every write path calls it: setters, loads, transfer,
+ * the optimizer, batchnorm's moving statistics, best-weights restore. */
+static inline void tli_layer_touch(tl_layer *l)
+{
+    l->version++;
+}
 
 struct tli_layer_ops {
     tl_layer_kind kind;
@@ -215,7 +236,9 @@ struct tli_layer_ops {
      * init, layout), l->bias_index and the geometry. Allocates nothing.
      * Returns a status with the message set (naming the layer). */
     tl_status (*build)(tl_layer *l);
-    /* Bytes of private scratch for `batch` examples run on `threads`. */
+    /* Bytes of private scratch for `batch` examples run on `threads`. In
+     * an inference workspace every layer gets the same block (engine.c,
+     * layout): nothing may be kept there from one forward call to the next. */
     size_t (*scratch_bytes)(const tl_layer *l, size_t batch, uint32_t threads, bool training);
     /* y = layer(x[0..ninputs)) for ex->batch examples, applying activation
      * `act` (l->act, or linear when the loss takes the logits). */
@@ -262,21 +285,30 @@ struct tli_layer_ops {
      * multiply-add): out[0] forward, out[1] the input gradient, out[2] the
      * parameter gradients (tl_layer_flops). NULL: none (element-wise kinds). */
     void (*flops)(const tl_layer *l, double out[3]);
-    /* Optional, inference passes only (the engine's fusion, see
-     * tli_forward in engine.c): when the layer is, in pass `ex`, the
-     * per-channel map y = x * scale[c] + shift[c] over the last axis,
-     * point *scale and *shift at out_shape's channels of floats in its
-     * scratch, valid until its next call, and return true; false when it
-     * is not (batchnorm with batch statistics). */
+    /* Optional (the engine's fusion, see run_fused in engine.c): when the
+     * layer is, in pass `ex`, the per-channel map y = x * scale[c] +
+     * shift[c] over the last axis, point *scale and *shift at out_shape's
+     * channels of floats in its scratch, valid until its next call, and
+     * return true; false when it is not (batchnorm with batch statistics).
+     * (An inference workspace shares one scratch block among all layers:
+     * the caller reads them before its own kernels use its scratch.)
+     * The answer and the values depend only on whether `ex` is a training
+     * pass, the layer's trainable flag and its tensors' values, so a layer
+     * that folds them may keep the result while l->version is unchanged. */
     bool (*affine)(tl_layer *l, const tli_exec *ex, const float **scale, const float **shift);
-    /* Optional, inference passes only: y = act(f(x) * scale + shift) with
-     * the layer's own activation linear, in one pass over y - the layer
-     * folds the per-channel affine of the layer after it (and the
-     * activation after that) into its own arithmetic. Returns false,
-     * having done nothing, when it cannot; the engine then runs the layers
-     * one by one. */
-    bool (*forward_affine)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, const float *scale,
-                           const float *shift, tl_activation act);
+    /* Optional, for layers no backward pass will reach (inference, or
+     * below the backward stop of a training pass: a frozen base; the
+     * engine decides): y = act(f(x) * scale + shift) with the layer's own
+     * activation linear, in one pass over y - the layer folds the
+     * per-channel affine of `next`, its sole consumer (whose ops->affine
+     * it asks when it must fold anew; it may keep the folded weights in
+     * l->cache while both layers' versions and the pass kind are
+     * unchanged), and the activation after that into its own arithmetic.
+     * Returns false, having done nothing, when it cannot (next->ops->affine
+     * says no, or no memory for the cache); the engine then runs the
+     * layers one by one. */
+    bool (*forward_affine)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_layer *next,
+                           tl_activation act);
     /* Optional, any pass: forward with `act` (TL_ACT_RELU or TL_ACT_RELU6)
      * applied in the same pass, y = act(layer(x)), written to the output
      * of the activation layer after it (its sole consumer), whose forward

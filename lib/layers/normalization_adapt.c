@@ -67,6 +67,7 @@ tl_status tl_layer_normalization_adapt(tl_layer *layer, const tl_dataset *ds, ui
     if (st == TL_OK) {
         memcpy(mp->value, out, c * sizeof(float));
         memcpy(sp->value, out + c, c * sizeof(float));
+        tli_layer_touch(layer);
         if (out_constant)
             *out_constant = constant;
     }

@@ -24,6 +24,7 @@ tl_status tli_model_append_like(tl_model *dst, const tl_layer *src, const uint32
         if (weights || src->params[p].preset)
             memcpy(l->params[p].value, src->params[p].value, l->params[p].count * sizeof(float));
     l->trainable = src->trainable;
+    tli_layer_touch(l);
     l->lr_scale = src->lr_scale;
     return TL_OK;
 }
@@ -264,8 +265,10 @@ tl_status tl_model_set_trainable(tl_model *m, size_t first, size_t count, int tr
         return tli_error(TL_ERANGE, "%s: layers [%zu, %zu) pass the model's last layer (%zu layers)", fn, first,
                          first + (count ? count : 1), m->nlayers);
     size_t end = count ? first + count : m->nlayers;
-    for (size_t i = first; i < end; i++)
+    for (size_t i = first; i < end; i++) {
         m->layers[i]->trainable = trainable ? 1 : 0;
+        tli_layer_touch(m->layers[i]); /* batchnorm's pass mode follows it */
+    }
     return TL_OK;
 }
 
@@ -276,7 +279,9 @@ tl_status tl_model_freeze_upto(tl_model *m, size_t k)
         return tli_error(TL_EINVAL, "%s: model is NULL", fn);
     if (k > m->nlayers)
         return tli_error(TL_ERANGE, "%s: k = %zu is past the model's %zu layers", fn, k, m->nlayers);
-    for (size_t i = 0; i < m->nlayers; i++)
+    for (size_t i = 0; i < m->nlayers; i++) {
         m->layers[i]->trainable = i >= k;
+        tli_layer_touch(m->layers[i]); /* batchnorm's pass mode follows it */
+    }
     return TL_OK;
 }

@@ -195,6 +195,7 @@ tl_status tli_transfer_params(tl_transfer_report **out_report, tl_model *dst, co
         tl_layer *d = dst->layers[e->dst_index];
         for (size_t p = 0; p < s->nparams; p++)
             memcpy(d->params[p].value, s->params[p].value, s->params[p].count * sizeof(float));
+        tli_layer_touch(d);
     }
     st = TL_OK;
 done:
