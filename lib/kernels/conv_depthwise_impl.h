@@ -15,20 +15,32 @@
  * no loop overhead, and stored once. The last channels of a count that is
  * not a multiple of 16, and multipliers above 1, take plain loops.
  *
+ * The 3x3 kernels with multiplier 1 and dilation 1 (MobileNet's; stride
+ * 1 or 2 along the rows) take row kernels instead (dw_row3, dw_wrow3 below):
+ * no tap lists, 16 channels x up to 8 output pixels per step, each input
+ * vector loaded once per step for all the taps that read it. The input
+ * gradient at stride 1 is the forward's row kernel on dz with the kernel
+ * turned by 180 degrees.
+ *
  * Results do not depend on the thread count, nor on the build: every value
  * is a sum in a fixed order (floating-point contraction is off in C11 mode,
- * so both builds round every product and every sum the same way; the
- * tests compare the two bit for bit).
- *  - forward: one image per iteration (threads over images); each output is
- *    0 + its taps in (kh, kw) order, then bias and a ReLU when asked (the
- *    caller, tli_conv_forward, applies any other activation);
- *  - input gradient: one image per iteration; each input cell gathers the
- *    outputs that read it, in (kh, kw) order of the taps that read it;
+ * so both builds round every product and every sum the same way - this is
+ * also why the AVX-512 build has no fused multiply-adds: on Zen 5 separate
+ * multiplies and adds go to separate pipes and cost the same; the tests
+ * compare the two builds bit for bit).
+ *  - forward: threads over images (3x3: over output rows, so one image
+ *    keeps two threads busy); each output is bias (or 0) + its taps in
+ *    (kh, kw) order, then a ReLU or ReLU6 when asked (the caller,
+ *    tli_conv_forward, applies any other activation);
+ *  - input gradient: threads over images (3x3 stride 1: over rows); each
+ *    input cell gathers the outputs that read it, in (kh, kw) order of the
+ *    taps that read it (3x3 stride 1: in the reverse order);
  *  - weight gradient: one image per iteration into its own partial sums
  *    (in the scratch), each summed over the image's pixels in (oh, ow)
- *    order; then the partials are added in image order. (Threads over
- *    blocks of channels would need no scratch, but their strided reads of
- *    the images ran 8x slower.)
+ *    order; then the partials are added in image order. With fewer images
+ *    than threads (3x3), each image's channel blocks are shared out too.
+ *    (Threads over blocks of channels of the whole batch would need no
+ *    scratch, but their strided reads of the images ran 8x slower.)
  *
  * Output channel o = c*m + j belongs to input channel c; the kernel (k_h,
  * k_w, 1, in_c*m) holds the taps of output o at [(kh*k_w + kw)*F + o].
@@ -285,94 +297,81 @@ static void dw_interior3(long n, long s, long pad, long src_w, long *lo, long *h
  *              src[k][(o*s - pad + kw)*xstep] * wts[k*3 + kw]),
  * taps reading a column outside [0, src_w) left out. Pointers are at the
  * block's first channel; start NULL is 0. */
-/* R outputs of the interior of a row (see dw_row3): the R sums are
- * independent, so R of them hide the adder's latency; each input vector
- * loaded serves every tap of the R outputs that reads it. */
-DW_INLINE void dw_step3(float *y, size_t ystep, const float *const *src, size_t xstep, dw_vec wv[3][3], dw_vec b,
-                        int clamp, long o, long pad, const int nr, const int s, const int R)
+/* R outputs o .. o + R-1 of a row (see dw_row3), all of whose taps lie
+ * inside (frame: some may not, and those are left out), for every block of
+ * 16 channels in turn: the block's kernel vectors are loaded once per step,
+ * the R sums are independent (they hide the adder's latency), each input
+ * vector loaded serves every tap of the R outputs that reads it, and the
+ * blocks walk the R outputs' pixels in memory order. */
+DW_INLINE void dw_step3(float *y, size_t ystep, const float *const *src, size_t xstep, long src_w,
+                        const float *const *wts, const float *start, int clamp, long o, long pad, size_t C16,
+                        const int nr, const int s, const int R, const bool frame)
 {
-    dw_vec acc[DW_RMAX], v;
     const long c0 = o * s - pad;
-    DW_UNROLL
-    for (int r = 0; r < R; r++)
-        acc[r] = b;
-    DW_UNROLL
-    for (int k = 0; k < nr; k++)
-        DW_UNROLL
-        for (int j = 0; j < (R - 1) * s + 3; j++) {
-            DW_LD(v, src[k] + (size_t)(c0 + j) * xstep);
-            DW_UNROLL
-            for (int r = 0; r < R; r++)
-                if (j - r * s >= 0 && j - r * s < 3)
-                    DW_MADD(acc[r], v, wv[k][j - r * s]);
-        }
-    DW_UNROLL
-    for (int r = 0; r < R; r++) {
-        DW_CLAMP(acc[r], clamp);
-        DW_ST(y + (size_t)(o + r) * ystep, acc[r]);
-    }
-}
-
-/* A 3x3 correlation row, 16 channels: for o < n,
- * y[o*ystep] = clamp(start + the sum over k < nr, kw < 3 of
- *              src[k][(o*s - pad + kw)*xstep] * wts[k*3 + kw]),
- * taps reading a column outside [0, src_w) left out; the outputs [lo, hi)
- * read only real columns. Pointers are at the block's first channel; start
- * NULL is 0. */
-DW_INLINE void dw_row3(float *y0, size_t ystep, const float *const *src0, size_t xstep, long src_w,
-                       const float *const *wts, const float *start, int clamp, long n, long pad, long lo, long hi,
-                       size_t C16, const int nr, const int s)
-{
-  for (size_t c = 0; c < C16; c += DW_V) { /* the blocks of 16 channels */
-    dw_vec wv[3][3], b, v;
-    const float *src[3];
-    float *y = y0 + c;
-    DW_UNROLL
-    for (int k = 0; k < nr; k++) {
-        src[k] = src0[k] + c;
-        DW_UNROLL
-        for (int kw = 0; kw < 3; kw++)
-            DW_LD(wv[k][kw], wts[k * 3 + kw] + c);
-    }
-    if (start)
-        DW_LD(b, start + c);
-    else
-        DW_ZERO(b);
-    long o = 0;
-    for (;; o++) {
-        if (o == lo) { /* the interior: 8 outputs per step, then 4, 2, 1 */
-            for (; o + DW_RMAX <= hi; o += DW_RMAX)
-                dw_step3(y, ystep, src, xstep, wv, b, clamp, o, pad, nr, s, DW_RMAX);
-            if (o + 4 <= hi) {
-                dw_step3(y, ystep, src, xstep, wv, b, clamp, o, pad, nr, s, 4);
-                o += 4;
-            }
-            if (o + 2 <= hi) {
-                dw_step3(y, ystep, src, xstep, wv, b, clamp, o, pad, nr, s, 2);
-                o += 2;
-            }
-            if (o < hi) {
-                dw_step3(y, ystep, src, xstep, wv, b, clamp, o, pad, nr, s, 1);
-                o++;
-            }
-        }
-        if (o >= n)
-            break;
-        /* the frame: skip the taps outside */
-        dw_vec acc = b;
-        const long c0 = o * s - pad;
+    for (size_t c = 0; c < C16; c += DW_V) {
+        dw_vec wv[3][3], acc[DW_RMAX], b, v;
         DW_UNROLL
         for (int k = 0; k < nr; k++)
             DW_UNROLL
             for (int kw = 0; kw < 3; kw++)
-                if (c0 + kw >= 0 && c0 + kw < src_w) {
-                    DW_LD(v, src[k] + (size_t)(c0 + kw) * xstep);
-                    DW_MADD(acc, v, wv[k][kw]);
-                }
-        DW_CLAMP(acc, clamp);
-        DW_ST(y + (size_t)o * ystep, acc);
+                DW_LD(wv[k][kw], wts[k * 3 + kw] + c);
+        if (start)
+            DW_LD(b, start + c);
+        else
+            DW_ZERO(b);
+        DW_UNROLL
+        for (int r = 0; r < R; r++)
+            acc[r] = b;
+        DW_UNROLL
+        for (int k = 0; k < nr; k++)
+            DW_UNROLL
+            for (int j = 0; j < (R - 1) * s + 3; j++) {
+                if (frame && (c0 + j < 0 || c0 + j >= src_w))
+                    continue;
+                DW_LD(v, src[k] + (size_t)(c0 + j) * xstep + c);
+                DW_UNROLL
+                for (int r = 0; r < R; r++)
+                    if (j - r * s >= 0 && j - r * s < 3)
+                        DW_MADD(acc[r], v, wv[k][j - r * s]);
+            }
+        DW_UNROLL
+        for (int r = 0; r < R; r++) {
+            DW_CLAMP(acc[r], clamp);
+            DW_ST(y + (size_t)(o + r) * ystep + c, acc[r]);
+        }
     }
-  }
+}
+
+/* A 3x3 correlation row, channels [0, C16): for o < n,
+ * y[o*ystep] = clamp(start + the sum over k < nr, kw < 3 of
+ *              src[k][(o*s - pad + kw)*xstep] * wts[k*3 + kw]),
+ * taps reading a column outside [0, src_w) left out; the outputs [lo, hi)
+ * read only real columns. start NULL is 0. */
+DW_INLINE void dw_row3(float *y, size_t ystep, const float *const *src, size_t xstep, long src_w,
+                       const float *const *wts, const float *start, int clamp, long n, long pad, long lo, long hi,
+                       size_t C16, const int nr, const int s)
+{
+#define DW_STEP3(R, FRAME) dw_step3(y, ystep, src, xstep, src_w, wts, start, clamp, o, pad, C16, nr, s, R, FRAME)
+    long o = 0;
+    while (o < n) {
+        if (o < lo || o >= hi) { /* the frame */
+            DW_STEP3(1, true);
+            o++;
+        } else if (o + DW_RMAX <= hi) {
+            DW_STEP3(DW_RMAX, false);
+            o += DW_RMAX;
+        } else if (o + 4 <= hi) {
+            DW_STEP3(4, false);
+            o += 4;
+        } else if (o + 2 <= hi) {
+            DW_STEP3(2, false);
+            o += 2;
+        } else {
+            DW_STEP3(1, false);
+            o++;
+        }
+    }
+#undef DW_STEP3
 }
 
 /* dw_row3 with nr and s as constants (s is 1 or 2). */
@@ -442,82 +441,78 @@ static void dw_plane3(const float *img, long src_h, long src_w, size_t C, size_t
     dw_row3_any(yr, C, src, C, src_w, wts, bias, clamp, n, pad_l, lo, hi, C16, nr, (int)s_w);
 }
 
-/* R outputs of the interior of a weight-gradient row (see dw_wrow3). */
-DW_INLINE void dw_wstep3(dw_vec acc[3][3], const float *const *src, size_t xstep, const float *d, size_t dstep, long o,
-                         long pad, const int nr, const int s, const int R)
+/* R outputs o .. o + R-1 of a weight-gradient row (see dw_wrow3), the
+ * frame's taps outside left out, for every block of 16 channels in turn:
+ * the block's 3*nr sums are loaded, take the R outputs in order and are
+ * stored back, so the blocks walk the pixels in memory order. */
+DW_INLINE void dw_wstep3(float *out, size_t ostep, const float *const *src, size_t xstep, long src_w, const float *d,
+                         size_t dstep, long o, long pad, size_t C16, const int nr, const int s, const int R,
+                         const bool frame)
 {
-    dw_vec v, dv[DW_RMAX];
     const long c0 = o * s - pad;
-    DW_UNROLL
-    for (int r = 0; r < R; r++)
-        DW_LD(dv[r], d + (size_t)(o + r) * dstep);
-    DW_UNROLL
-    for (int k = 0; k < nr; k++)
-        DW_UNROLL
-        for (int j = 0; j < (R - 1) * s + 3; j++) {
-            DW_LD(v, src[k] + (size_t)(c0 + j) * xstep);
-            DW_UNROLL
-            for (int r = 0; r < R; r++)
-                if (j - r * s >= 0 && j - r * s < 3)
-                    DW_MADD(acc[k][j - r * s], v, dv[r]);
-        }
-}
-
-/* The weight gradient's row: for k < nr, kw < 3 and o < n,
- * acc[k*3 + kw] += src[k][(o*s - pad + kw)*xstep] * d[o*dstep] in o order,
- * leaving out the columns outside [0, src_w); 16 channels, acc[i] at
- * out + i*ostep. The 3*nr sums stay in registers along the row. */
-DW_INLINE void dw_wrow3(float *out, size_t ostep, const float *const *src, size_t xstep, long src_w, const float *d,
-                        size_t dstep, long n, long pad, long lo, long hi, const int nr, const int s)
-{
-    dw_vec acc[3][3], v, dv;
-    DW_UNROLL
-    for (int k = 0; k < nr; k++)
-        DW_UNROLL
-        for (int kw = 0; kw < 3; kw++)
-            DW_LD(acc[k][kw], out + (size_t)(k * 3 + kw) * ostep);
-    long o = 0;
-    for (;; o++) {
-        if (o == lo) {
-            for (; o + DW_RMAX <= hi; o += DW_RMAX)
-                dw_wstep3(acc, src, xstep, d, dstep, o, pad, nr, s, DW_RMAX);
-            if (o + 4 <= hi) {
-                dw_wstep3(acc, src, xstep, d, dstep, o, pad, nr, s, 4);
-                o += 4;
-            }
-            if (o + 2 <= hi) {
-                dw_wstep3(acc, src, xstep, d, dstep, o, pad, nr, s, 2);
-                o += 2;
-            }
-            if (o < hi) {
-                dw_wstep3(acc, src, xstep, d, dstep, o, pad, nr, s, 1);
-                o++;
-            }
-        }
-        if (o >= n)
-            break;
-        const long c0 = o * s - pad;
-        DW_LD(dv, d + (size_t)o * dstep);
+    for (size_t c = 0; c < C16; c += DW_V) {
+        dw_vec acc[3][3], v, dv[DW_RMAX];
         DW_UNROLL
         for (int k = 0; k < nr; k++)
             DW_UNROLL
             for (int kw = 0; kw < 3; kw++)
-                if (c0 + kw >= 0 && c0 + kw < src_w) {
-                    DW_LD(v, src[k] + (size_t)(c0 + kw) * xstep);
-                    DW_MADD(acc[k][kw], v, dv);
-                }
-    }
-    DW_UNROLL
-    for (int k = 0; k < nr; k++)
+                DW_LD(acc[k][kw], out + (size_t)(k * 3 + kw) * ostep + c);
         DW_UNROLL
-        for (int kw = 0; kw < 3; kw++)
-            DW_ST(out + (size_t)(k * 3 + kw) * ostep, acc[k][kw]);
+        for (int r = 0; r < R; r++)
+            DW_LD(dv[r], d + (size_t)(o + r) * dstep + c);
+        DW_UNROLL
+        for (int k = 0; k < nr; k++)
+            DW_UNROLL
+            for (int j = 0; j < (R - 1) * s + 3; j++) {
+                if (frame && (c0 + j < 0 || c0 + j >= src_w))
+                    continue;
+                DW_LD(v, src[k] + (size_t)(c0 + j) * xstep + c);
+                DW_UNROLL
+                for (int r = 0; r < R; r++)
+                    if (j - r * s >= 0 && j - r * s < 3)
+                        DW_MADD(acc[k][j - r * s], v, dv[r]);
+            }
+        DW_UNROLL
+        for (int k = 0; k < nr; k++)
+            DW_UNROLL
+            for (int kw = 0; kw < 3; kw++)
+                DW_ST(out + (size_t)(k * 3 + kw) * ostep + c, acc[k][kw]);
+    }
+}
+
+/* The weight gradient's row, channels [0, C16): for k < nr, kw < 3 and
+ * o < n, out[(k*3 + kw)*ostep] += src[k][(o*s - pad + kw)*xstep] * d[o*dstep]
+ * in o order, leaving out the columns outside [0, src_w). */
+DW_INLINE void dw_wrow3(float *out, size_t ostep, const float *const *src, size_t xstep, long src_w, const float *d,
+                        size_t dstep, long n, long pad, long lo, long hi, size_t C16, const int nr, const int s)
+{
+#define DW_WSTEP3(R, FRAME) dw_wstep3(out, ostep, src, xstep, src_w, d, dstep, o, pad, C16, nr, s, R, FRAME)
+    long o = 0;
+    while (o < n) {
+        if (o < lo || o >= hi) {
+            DW_WSTEP3(1, true);
+            o++;
+        } else if (o + DW_RMAX <= hi) {
+            DW_WSTEP3(DW_RMAX, false);
+            o += DW_RMAX;
+        } else if (o + 4 <= hi) {
+            DW_WSTEP3(4, false);
+            o += 4;
+        } else if (o + 2 <= hi) {
+            DW_WSTEP3(2, false);
+            o += 2;
+        } else {
+            DW_WSTEP3(1, false);
+            o++;
+        }
+    }
+#undef DW_WSTEP3
 }
 
 static void dw_wrow3_any(float *out, size_t ostep, const float *const *src, size_t xstep, long src_w,
-                         const float *d, size_t dstep, long n, long pad, long lo, long hi, int nr, int s)
+                         const float *d, size_t dstep, long n, long pad, long lo, long hi, size_t C16, int nr, int s)
 {
-#define DW_WROW3(NR, S) dw_wrow3(out, ostep, src, xstep, src_w, d, dstep, n, pad, lo, hi, NR, S)
+#define DW_WROW3(NR, S) dw_wrow3(out, ostep, src, xstep, src_w, d, dstep, n, pad, lo, hi, C16, NR, S)
     if (s == 1) {
         switch (nr) {
         case 3: DW_WROW3(3, 1); break;
@@ -551,14 +546,11 @@ static void dw_wgrad3_image(const tli_conv_geom *g, const float *img, const floa
         int ka;
         const long r0 = oh * (long)g->s_h - (long)g->pad_t;
         const int nr = dw_rows3(r0, g->in_h, &ka);
-        const float *d = dzi + (size_t)oh * g->out_w * C;
-        for (size_t c = cb; c < ce; c += DW_V) {
-            const float *src[3];
-            for (int k = 0; k < nr; k++)
-                src[k] = img + (size_t)(r0 + ka + k) * g->in_w * C + c;
-            dw_wrow3_any(out + (size_t)ka * 3 * C + c, C, src, C, g->in_w, d + c, C, g->out_w, g->pad_l, lo, hi,
-                         nr, (int)g->s_w);
-        }
+        const float *d = dzi + (size_t)oh * g->out_w * C + cb, *src[3];
+        for (int k = 0; k < nr; k++)
+            src[k] = img + (size_t)(r0 + ka + k) * g->in_w * C + cb;
+        dw_wrow3_any(out + (size_t)ka * 3 * C + cb, C, src, C, g->in_w, d, C, g->out_w, g->pad_l, lo, hi, ce - cb,
+                     nr, (int)g->s_w);
     }
 }
 
