@@ -266,6 +266,8 @@ static const conv_spec group_cases[] = {
     {10, 9, 32, 32, 3, 3, 2, 1, TL_PAD_EXPLICIT, 0, 0, 32, 1, 1, 1, 1},  /* stride 2x1 */
     {9, 12, 16, 16, 3, 3, 1, 2, TL_PAD_EXPLICIT, 0, 0, 16, 1, 0, 1, 0},  /* stride 1x2, uneven pads */
     {7, 11, 17, 17, 3, 3, 1, 3, TL_PAD_SAME, 0, 0, 17, 0, 0, 0, 0},      /* stride 3: the general kernels */
+    {9, 33, 16, 16, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 16, 0, 0, 0, 0},      /* rows of 17: the row weight gradient */
+    {5, 18, 20, 20, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 20, 0, 0, 0, 0},      /* the same with 4 channels over */
 };
 #define NGROUP ((int)(sizeof group_cases / sizeof group_cases[0]))
 
