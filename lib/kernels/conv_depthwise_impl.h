@@ -242,12 +242,16 @@ static void dw_grad_any(float *restrict dw, const float *restrict x, const float
 }
 
 /* ---- 3x3, dilation 1, multiplier 1: the MobileNet shape ------------------
- * One output row at a time, 16 channels at a time: the block's 9 kernel
- * vectors (and the bias) stay in registers along the row, and R output
- * pixels are made per step, so each input vector loaded serves every tap
- * of those R that reads it (3 at stride 1). The columns whose taps all lie
- * inside the image take that branch-free step; the thin frame around them
- * takes a per-pixel one that skips the taps outside. The rows of taps
+ * One output row at a time, R (up to 8) output pixels per step, and in a
+ * step each block of 16 channels in turn: the block's 9 kernel vectors
+ * (and the bias) are loaded into registers once for the R pixels, each
+ * input vector loaded serves every tap of those R that reads it (3 at
+ * stride 1), and the blocks walk the pixels in memory order (walking the
+ * whole row per block, with the kernel kept for the row, strided through
+ * the images and was slower on batches that do not fit in cache). The
+ * columns whose taps all lie inside the image take that branch-free step;
+ * the thin frame around them takes a one-pixel step that skips the taps
+ * outside. The rows of taps
  * inside the image are a run [ka, ka + nr) known per output row; nr and
  * the stride are constants in each inlined copy, so the loops unroll into
  * straight code. Each output is still start + its taps in tap order. */
