@@ -367,6 +367,20 @@ static const conv_spec group_cases[] = {
     {7, 9, 83, 83, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 83, 0, 0, 0, 0},       /* 64 + 16 + 3 channels */
     {10, 11, 4, 4, 9, 9, 1, 1, TL_PAD_SAME, 0, 0, 4, 0, 0, 0, 0},        /* 81 taps: two rounds */
     {12, 10, 8, 16, 3, 3, 2, 1, TL_PAD_EXPLICIT, 0, 0, 8, 1, 1, 1, 1},   /* multiplier 2, stride 2x1 */
+    /* depthwise 3x3 fast paths (MobileNet): rows of 8 + 8 + 1 interior
+     * outputs, strides 1 and 2, odd sizes, channels in blocks of 16 and not */
+    {17, 19, 32, 32, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 32, 0, 0, 0, 0},
+    {21, 23, 48, 48, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 48, 0, 0, 0, 0},
+    {16, 16, 40, 40, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 40, 0, 0, 0, 0},       /* pads 0 and 1 */
+    {15, 15, 64, 64, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 64, 1, 1, 1, 1}, /* PyTorch's stride 2 */
+    {9, 10, 16, 16, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 16, 2, 2, 2, 2},  /* pad 2 */
+    {2, 2, 16, 16, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 16, 0, 0, 0, 0},       /* window over both edges */
+    {1, 3, 16, 16, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 16, 1, 1, 1, 1},   /* one row */
+    {10, 9, 32, 32, 3, 3, 2, 1, TL_PAD_EXPLICIT, 0, 0, 32, 1, 1, 1, 1},  /* stride 2x1 */
+    {9, 12, 16, 16, 3, 3, 1, 2, TL_PAD_EXPLICIT, 0, 0, 16, 1, 0, 1, 0},  /* stride 1x2, uneven pads */
+    {7, 11, 17, 17, 3, 3, 1, 3, TL_PAD_SAME, 0, 0, 17, 0, 0, 0, 0},      /* stride 3: the general kernels */
+    {9, 33, 16, 16, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 16, 0, 0, 0, 0},      /* rows of 17: the row weight gradient */
+    {5, 18, 20, 20, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 20, 0, 0, 0, 0},      /* the same with 4 channels over */
 };
 #define NGROUP ((int)(sizeof group_cases / sizeof group_cases[0]))
 
@@ -486,17 +500,10 @@ END_TEST
 /* The depthwise kernels' two builds give the same bits, with and without
  * their fused ReLU or ReLU6, which equal the activation applied after
  * (tli_conv_forward applies the other activations). */
-START_TEST(depthwise_builds_agree)
-{
 #ifdef TLI_HAVE_AVX512
-    if (!tli_cpu_has_avx512()) {
-        fprintf(stderr, "no AVX-512 on this CPU: one depthwise build tested\n");
-        return;
-    }
-    const conv_spec *sc = &group_cases[_i];
-    if (sc->groups != sc->c)
-        return;
-    group_data d = group_data_for(sc, 3);
+static void depthwise_builds_agree_at(const conv_spec *sc, size_t batch, int _i)
+{
+    group_data d = group_data_for(sc, batch);
     float *y[2] = {fnew(d.out), fnew(d.out)}, *dw[2] = {fnew(d.wn), fnew(d.wn)}, *dx[2] = {fnew(d.in), fnew(d.in)};
     float *plain = fnew(d.out);
     for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU6; clamp++) {
@@ -525,9 +532,56 @@ START_TEST(depthwise_builds_agree)
     for (int i = 0; i < 2; i++)
         free(y[i]), free(dw[i]), free(dx[i]);
     group_data_free(&d);
+}
+#endif
+
+/* The same at batch 3 and at batch 1 (where the threads split rows and
+ * channel blocks instead of images), each build with 1 and 2 threads. */
+START_TEST(depthwise_builds_agree)
+{
+#ifdef TLI_HAVE_AVX512
+    if (!tli_cpu_has_avx512()) {
+        fprintf(stderr, "no AVX-512 on this CPU: one depthwise build tested\n");
+        return;
+    }
+    const conv_spec *sc = &group_cases[_i];
+    if (sc->groups != sc->c)
+        return;
+    depthwise_builds_agree_at(sc, 3, _i);
+    depthwise_builds_agree_at(sc, 1, _i);
 #else
     fprintf(stderr, "built without AVX-512 kernels: one depthwise build tested\n");
 #endif
+}
+END_TEST
+
+/* Batch 1 with ReLU6 fused, as in MobileNet's inference: the reference's
+ * values, GEMM's gradients, and the same bits with 1 and 2 threads. */
+START_TEST(depthwise_batch1)
+{
+    const conv_spec *sc = &group_cases[_i];
+    if (sc->groups != sc->c)
+        return;
+    group_data d = group_data_for(sc, 1);
+    float *ref = fnew(d.out);
+    naive_conv(&d.g, d.filters, d.x, d.w, d.bias, 1, ref);
+    for (size_t k = 0; k < d.out; k++)
+        ref[k] = ref[k] < 0.0f ? 0.0f : ref[k] > 6.0f ? 6.0f : ref[k];
+    conv_run one = run_algo(TLI_CONV_DEPTHWISE, &d.g, d.filters, 1, d.x, d.w, d.bias, d.dz, 1, TL_ACT_RELU6);
+    conv_run two = run_algo(TLI_CONV_DEPTHWISE, &d.g, d.filters, 2, d.x, d.w, d.bias, d.dz, 1, TL_ACT_RELU6);
+    conv_run gemm = run_algo(TLI_CONV_GEMM, &d.g, d.filters, 1, d.x, d.w, d.bias, d.dz, 1, TL_ACT_RELU6);
+    ck_assert_msg(max_rel_diff(ref, one.y, d.out) < 1e-5, "case %d: forward differs from the reference by %g", _i,
+                  max_rel_diff(ref, one.y, d.out));
+    ck_assert_msg(max_rel_diff(gemm.dw, one.dw, d.wn) < 1e-5, "case %d: dw differs from GEMM by %g", _i,
+                  max_rel_diff(gemm.dw, one.dw, d.wn));
+    ck_assert_msg(max_rel_diff(gemm.dx, one.dx, d.in) < 1e-5, "case %d: dx differs from GEMM by %g", _i,
+                  max_rel_diff(gemm.dx, one.dx, d.in));
+    ck_assert_msg(memcmp(one.y, two.y, d.out * sizeof(float)) == 0, "case %d: forward differs with 2 threads", _i);
+    ck_assert_msg(memcmp(one.dw, two.dw, d.wn * sizeof(float)) == 0, "case %d: dw differs with 2 threads", _i);
+    ck_assert_msg(memcmp(one.dx, two.dx, d.in * sizeof(float)) == 0, "case %d: dx differs with 2 threads", _i);
+    run_free(&one), run_free(&two), run_free(&gemm);
+    free(ref);
+    group_data_free(&d);
 }
 END_TEST
 
@@ -1138,6 +1192,7 @@ int main(void)
     tcase_add_loop_test(tc, grouped_matches_reference, 0, NGROUP);
     tcase_add_loop_test(tc, grouped_equals_separate_convs, 0, NGROUP);
     tcase_add_loop_test(tc, depthwise_builds_agree, 0, NGROUP);
+    tcase_add_loop_test(tc, depthwise_batch1, 0, NGROUP);
     tcase_add_loop_test(tc, fused_inference_matches_layers, 0, 2);
     suite_add_tcase(s, tc);
     TCase *tl = tcase_create("layer");
