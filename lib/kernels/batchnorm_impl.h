@@ -1,0 +1,236 @@
+/*
+ * batchnorm_impl.h - batch normalization's loops over a range of rows,
+ * written once in portable C and compiled twice: batchnorm.c for any CPU
+ * and batchnorm_avx512.c with AVX-512 enabled (16 floats, 8 doubles a
+ * vector instead of 4 and 2). Include after defining TLI_BN(name), which
+ * gives each build its own function names; batchnorm.c picks a build
+ * once (tli_cpu_has_avx512) and runs its threads over these.
+ *
+ * Both builds give the same bits: the loops vectorise across channels, so
+ * each channel's sum still runs over the rows in row order, and with
+ * floating-point contraction off (C11 mode) every product and sum is
+ * rounded alike; tests/test_batchnorm.c compares the two.
+ *
+ * The sums over rows keep 16 channels' accumulators in locals (registers)
+ * over a block of BN_RB rows, so they go through memory once a block
+ * instead of once a row; the block is small enough to stay in L1 while
+ * its channel groups are visited. The last c % 16 channels take plain
+ * loops, in the same order.
+ *
+ * `mask` (a TLI_CLAMP_* of elementwise.h): the backward loops take the
+ * ReLU / ReLU6 after the batchnorm as well - dy is the gradient of that
+ * activation's output y, and counts where the activation passed its input
+ * (0 < y, 0 < y < 6: the activation layer's own test), 0 elsewhere.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "elementwise.h"
+
+#define BN_V 16
+#define BN_RB 32
+#define BN_INLINE static inline __attribute__((always_inline))
+
+/* 16 channels as GCC vectors: one zmm register (two for the doubles) in
+ * the AVX-512 build, split into SSE2 registers by the compiler in the
+ * portable one; either way element-wise IEEE arithmetic, so the same
+ * bits. Loads and stores go through memcpy (any alignment). */
+typedef float bn_vf __attribute__((vector_size(BN_V * sizeof(float))));
+typedef int bn_vi __attribute__((vector_size(BN_V * sizeof(int))));
+typedef double bn_vd __attribute__((vector_size(BN_V * sizeof(double))));
+
+BN_INLINE bn_vf bn_load_f(const float *p)
+{
+    bn_vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+BN_INLINE bn_vd bn_load_d(const double *p)
+{
+    bn_vd v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+BN_INLINE void bn_store_d(double *p, bn_vd v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* dy where the ReLU / ReLU6 whose output is y let it through, else 0.
+ * The bodies below are inlined once per constant mask, so that each
+ * loop is specialised (no test per element). */
+BN_INLINE float TLI_BN(masked)(float dy, float y, int mask)
+{
+    if (mask == TLI_CLAMP_RELU)
+        return y > 0.0f ? dy : 0.0f;
+    if (mask == TLI_CLAMP_RELU6)
+        return (y > 0.0f) & (y < 6.0f) ? dy : 0.0f;
+    return dy;
+}
+
+/* Over rows [lo, hi): s1[j] = sum of d, s2[j] = sum of d * d, with
+ * d = x[r][j] - shift[j] in double (exact for floats of similar size). */
+void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *restrict s1,
+                   double *restrict s2)
+{
+    memset(s1, 0, c * sizeof *s1);
+    memset(s2, 0, c * sizeof *s2);
+    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
+        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
+        size_t j0 = 0;
+        for (; j0 + BN_V <= c; j0 += BN_V) {
+            bn_vd a = bn_load_d(s1 + j0), b = bn_load_d(s2 + j0);
+            const bn_vd sh = __builtin_convertvector(bn_load_f(shift + j0), bn_vd);
+            for (size_t r = r0; r < r1; r++) {
+                const bn_vd d = __builtin_convertvector(bn_load_f(x + r * c + j0), bn_vd) - sh;
+                a += d;
+                b += d * d;
+            }
+            bn_store_d(s1 + j0, a);
+            bn_store_d(s2 + j0, b);
+        }
+        for (size_t r = r0; j0 < c && r < r1; r++) {
+            const float *restrict xr = x + r * c;
+            for (size_t j = j0; j < c; j++) {
+                const double d = (double)xr[j] - (double)shift[j];
+                s1[j] += d;
+                s2[j] += d * d;
+            }
+        }
+    }
+}
+
+/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j]) for r in [lo, hi). */
+void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
+                       const float *shift, float *y, int clamp)
+{
+    const float *restrict mu = mean, *restrict s = scale, *restrict b = shift;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c;
+        float *restrict yr = y + r * c;
+        if (clamp == TLI_CLAMP_NONE) {
+            for (size_t j = 0; j < c; j++)
+                yr[j] = (xr[j] - mu[j]) * s[j] + b[j];
+        } else if (clamp == TLI_CLAMP_RELU) {
+            for (size_t j = 0; j < c; j++)
+                yr[j] = tli_clamp((xr[j] - mu[j]) * s[j] + b[j], TLI_CLAMP_RELU);
+        } else {
+            for (size_t j = 0; j < c; j++)
+                yr[j] = tli_clamp((xr[j] - mu[j]) * s[j] + b[j], TLI_CLAMP_RELU6);
+        }
+    }
+}
+
+/* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
+ * xhat = (x - mean) * inv_std in float and g = dy through `mask` (y is
+ * read only with a mask). */
+BN_INLINE void TLI_BN(grad_sums_body)(const float *x, const float *dy, const float *y, int mask, size_t lo,
+                                      size_t hi, size_t c, const float *mean, const float *inv_std,
+                                      double *restrict sdy, double *restrict sdx)
+{
+    memset(sdy, 0, c * sizeof *sdy);
+    memset(sdx, 0, c * sizeof *sdx);
+    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
+        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
+        size_t j0 = 0;
+        for (; j0 + BN_V <= c; j0 += BN_V) {
+            bn_vd a = bn_load_d(sdy + j0), b = bn_load_d(sdx + j0);
+            const bn_vf mu = bn_load_f(mean + j0), is = bn_load_f(inv_std + j0);
+            for (size_t r = r0; r < r1; r++) {
+                bn_vf g = bn_load_f(dy + r * c + j0);
+                if (mask != TLI_CLAMP_NONE) {
+                    const bn_vf v = bn_load_f(y + r * c + j0), zero = {0};
+                    bn_vi pass = v > zero;
+                    if (mask == TLI_CLAMP_RELU6) {
+                        const bn_vf six = zero + 6.0f;
+                        pass &= v < six;
+                    }
+                    g = (bn_vf)((bn_vi)g & pass);
+                }
+                const bn_vf xh = (bn_load_f(x + r * c + j0) - mu) * is;
+                a += __builtin_convertvector(g, bn_vd);
+                b += __builtin_convertvector(g, bn_vd) * __builtin_convertvector(xh, bn_vd);
+            }
+            bn_store_d(sdy + j0, a);
+            bn_store_d(sdx + j0, b);
+        }
+        for (size_t r = r0; j0 < c && r < r1; r++) {
+            const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
+            const float *restrict yr = mask ? y + r * c : dr;
+            for (size_t j = j0; j < c; j++) {
+                const float g = TLI_BN(masked)(dr[j], yr[j], mask), xh = (xr[j] - mean[j]) * inv_std[j];
+                sdy[j] += (double)g;
+                sdx[j] += (double)g * (double)xh;
+            }
+        }
+    }
+}
+
+void TLI_BN(grad_sums)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+                       const float *mean, const float *inv_std, double *sdy, double *sdx)
+{
+    if (mask == TLI_CLAMP_RELU)
+        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_RELU, lo, hi, c, mean, inv_std, sdy, sdx);
+    else if (mask == TLI_CLAMP_RELU6)
+        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_RELU6, lo, hi, c, mean, inv_std, sdy, sdx);
+    else
+        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_NONE, lo, hi, c, mean, inv_std, sdy, sdx);
+}
+
+/* dx[r][j] = a[j] * g - (x[r][j] - mean[j]) * q[j] - b[j] for r in [lo, hi),
+ * g = dy through `mask`. */
+BN_INLINE void TLI_BN(input_grad_body)(const float *x, const float *dy, const float *y, int mask, size_t lo,
+                                       size_t hi, size_t c, const float *mean, const float *a, const float *q,
+                                       const float *b, float *dx)
+{
+    const float *restrict mu = mean, *restrict pa = a, *restrict pq = q, *restrict pb = b;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
+        float *restrict out = dx + r * c;
+        if (mask == TLI_CLAMP_NONE) {
+            for (size_t j = 0; j < c; j++)
+                out[j] = pa[j] * dr[j] - (xr[j] - mu[j]) * pq[j] - pb[j];
+        } else {
+            const float *restrict yr = y + r * c;
+            for (size_t j = 0; j < c; j++)
+                out[j] = pa[j] * TLI_BN(masked)(dr[j], yr[j], mask) - (xr[j] - mu[j]) * pq[j] - pb[j];
+        }
+    }
+}
+
+void TLI_BN(input_grad)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+                        const float *mean, const float *a, const float *q, const float *b, float *dx)
+{
+    if (mask == TLI_CLAMP_RELU)
+        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_RELU, lo, hi, c, mean, a, q, b, dx);
+    else if (mask == TLI_CLAMP_RELU6)
+        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_RELU6, lo, hi, c, mean, a, q, b, dx);
+    else
+        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_NONE, lo, hi, c, mean, a, q, b, dx);
+}
+
+/* dx[r][j] = a[j] * g for r in [lo, hi), g = dy through `mask`: the
+ * inference-mode (frozen) backward. */
+void TLI_BN(scale)(const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c, const float *a,
+                   float *dx)
+{
+    const float *restrict pa = a;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict dr = dy + r * c;
+        float *restrict out = dx + r * c;
+        if (mask == TLI_CLAMP_NONE) {
+            for (size_t j = 0; j < c; j++)
+                out[j] = pa[j] * dr[j];
+        } else {
+            const float *restrict yr = y + r * c;
+            for (size_t j = 0; j < c; j++)
+                out[j] = pa[j] * TLI_BN(masked)(dr[j], yr[j], mask);
+        }
+    }
+}
+
+#undef BN_V
+#undef BN_RB
+#undef BN_INLINE
