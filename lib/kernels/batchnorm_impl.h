@@ -35,6 +35,9 @@
  * the AVX-512 build, split into SSE2 registers by the compiler in the
  * portable one; either way element-wise IEEE arithmetic, so the same
  * bits. Loads and stores go through memcpy (any alignment). */
+/* The helpers are always inlined: their vector returns never cross a call
+ * (GCC's ABI note on them in the portable build does not apply). */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef float bn_vf __attribute__((vector_size(BN_V * sizeof(float))));
 typedef int bn_vi __attribute__((vector_size(BN_V * sizeof(int))));
 typedef double bn_vd __attribute__((vector_size(BN_V * sizeof(double))));
