@@ -61,6 +61,38 @@ BN_INLINE void bn_store_d(double *p, bn_vd v)
     memcpy(p, &v, sizeof v);
 }
 
+BN_INLINE void bn_store_f(float *p, bn_vf v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* tli_clamp on 16 values, bit for bit: v < 0 -> +0 (NaN stays), then for
+ * ReLU6 v > 6 -> 6. */
+BN_INLINE bn_vf bn_clamp(bn_vf v, int clamp)
+{
+    if (clamp == TLI_CLAMP_NONE)
+        return v;
+    const bn_vf zero = {0}, six = zero + 6.0f;
+    v = (bn_vf)((bn_vi)v & ~(v < zero));
+    if (clamp == TLI_CLAMP_RELU6) {
+        const bn_vi over = v > six;
+        v = (bn_vf)(((bn_vi)v & ~over) | ((bn_vi)six & over));
+    }
+    return v;
+}
+
+/* g through the mask of the activation with output v (masked(), 16 wide). */
+BN_INLINE bn_vf bn_mask(bn_vf g, bn_vf v, int mask)
+{
+    if (mask == TLI_CLAMP_NONE)
+        return g;
+    const bn_vf zero = {0}, six = zero + 6.0f;
+    bn_vi pass = v > zero;
+    if (mask == TLI_CLAMP_RELU6)
+        pass &= v < six;
+    return (bn_vf)((bn_vi)g & pass);
+}
+
 /* dy where the ReLU / ReLU6 whose output is y let it through, else 0.
  * The bodies below are inlined once per constant mask, so that each
  * loop is specialised (no test per element). */
@@ -106,24 +138,32 @@ void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *
 }
 
 /* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j]) for r in [lo, hi). */
+BN_INLINE void TLI_BN(normalize_body)(const float *x, size_t lo, size_t hi, size_t c, const float *mean,
+                                      const float *scale, const float *shift, float *y, int clamp)
+{
+    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
+        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
+        size_t j0 = 0;
+        for (; j0 + BN_V <= c; j0 += BN_V) {
+            const bn_vf mu = bn_load_f(mean + j0), s = bn_load_f(scale + j0), b = bn_load_f(shift + j0);
+            for (size_t r = r0; r < r1; r++)
+                bn_store_f(y + r * c + j0, bn_clamp((bn_load_f(x + r * c + j0) - mu) * s + b, clamp));
+        }
+        for (size_t r = r0; j0 < c && r < r1; r++)
+            for (size_t j = j0; j < c; j++)
+                y[r * c + j] = tli_clamp((x[r * c + j] - mean[j]) * scale[j] + shift[j], clamp);
+    }
+}
+
 void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
                        const float *shift, float *y, int clamp)
 {
-    const float *restrict mu = mean, *restrict s = scale, *restrict b = shift;
-    for (size_t r = lo; r < hi; r++) {
-        const float *restrict xr = x + r * c;
-        float *restrict yr = y + r * c;
-        if (clamp == TLI_CLAMP_NONE) {
-            for (size_t j = 0; j < c; j++)
-                yr[j] = (xr[j] - mu[j]) * s[j] + b[j];
-        } else if (clamp == TLI_CLAMP_RELU) {
-            for (size_t j = 0; j < c; j++)
-                yr[j] = tli_clamp((xr[j] - mu[j]) * s[j] + b[j], TLI_CLAMP_RELU);
-        } else {
-            for (size_t j = 0; j < c; j++)
-                yr[j] = tli_clamp((xr[j] - mu[j]) * s[j] + b[j], TLI_CLAMP_RELU6);
-        }
-    }
+    if (clamp == TLI_CLAMP_RELU)
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU);
+    else if (clamp == TLI_CLAMP_RELU6)
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU6);
+    else
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_NONE);
 }
 
 /* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
@@ -143,15 +183,8 @@ BN_INLINE void TLI_BN(grad_sums_body)(const float *x, const float *dy, const flo
             const bn_vf mu = bn_load_f(mean + j0), is = bn_load_f(inv_std + j0);
             for (size_t r = r0; r < r1; r++) {
                 bn_vf g = bn_load_f(dy + r * c + j0);
-                if (mask != TLI_CLAMP_NONE) {
-                    const bn_vf v = bn_load_f(y + r * c + j0), zero = {0};
-                    bn_vi pass = v > zero;
-                    if (mask == TLI_CLAMP_RELU6) {
-                        const bn_vf six = zero + 6.0f;
-                        pass &= v < six;
-                    }
-                    g = (bn_vf)((bn_vi)g & pass);
-                }
+                if (mask != TLI_CLAMP_NONE)
+                    g = bn_mask(g, bn_load_f(y + r * c + j0), mask);
                 const bn_vf xh = (bn_load_f(x + r * c + j0) - mu) * is;
                 a += __builtin_convertvector(g, bn_vd);
                 b += __builtin_convertvector(g, bn_vd) * __builtin_convertvector(xh, bn_vd);
@@ -188,18 +221,24 @@ BN_INLINE void TLI_BN(input_grad_body)(const float *x, const float *dy, const fl
                                        size_t hi, size_t c, const float *mean, const float *a, const float *q,
                                        const float *b, float *dx)
 {
-    const float *restrict mu = mean, *restrict pa = a, *restrict pq = q, *restrict pb = b;
-    for (size_t r = lo; r < hi; r++) {
-        const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
-        float *restrict out = dx + r * c;
-        if (mask == TLI_CLAMP_NONE) {
-            for (size_t j = 0; j < c; j++)
-                out[j] = pa[j] * dr[j] - (xr[j] - mu[j]) * pq[j] - pb[j];
-        } else {
-            const float *restrict yr = y + r * c;
-            for (size_t j = 0; j < c; j++)
-                out[j] = pa[j] * TLI_BN(masked)(dr[j], yr[j], mask) - (xr[j] - mu[j]) * pq[j] - pb[j];
+    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
+        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
+        size_t j0 = 0;
+        for (; j0 + BN_V <= c; j0 += BN_V) {
+            const bn_vf mu = bn_load_f(mean + j0), va = bn_load_f(a + j0), vq = bn_load_f(q + j0),
+                        vb = bn_load_f(b + j0);
+            for (size_t r = r0; r < r1; r++) {
+                bn_vf g = bn_load_f(dy + r * c + j0);
+                if (mask != TLI_CLAMP_NONE)
+                    g = bn_mask(g, bn_load_f(y + r * c + j0), mask);
+                bn_store_f(dx + r * c + j0, va * g - (bn_load_f(x + r * c + j0) - mu) * vq - vb);
+            }
         }
+        for (size_t r = r0; j0 < c && r < r1; r++)
+            for (size_t j = j0; j < c; j++) {
+                const float g = mask ? TLI_BN(masked)(dy[r * c + j], y[r * c + j], mask) : dy[r * c + j];
+                dx[r * c + j] = a[j] * g - (x[r * c + j] - mean[j]) * q[j] - b[j];
+            }
     }
 }
 
