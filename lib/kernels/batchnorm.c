@@ -30,7 +30,7 @@ typedef struct bn_loops {
     void (*stats)(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *s1, double *s2);
     void (*normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
                       const float *shift, float *y, int clamp);
-    void (*grad_sums)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+    void (*grad_sums)(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
                       const float *mean, const float *inv_std, double *sdy, double *sdx);
     void (*input_grad)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
                        const float *mean, const float *a, const float *q, const float *b, float *dx);
@@ -223,7 +223,7 @@ static int backward_mask(const tli_bn *bn)
     return bn->act_y ? bn->clamp : TLI_CLAMP_NONE;
 }
 
-void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, const float *dy, float *dx,
+void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, float *dy, float *dx,
                            float *dgamma, float *dbeta)
 {
     const size_t rows = bn->rows, c = bn->c, k_count = nchunks(rows);
@@ -280,7 +280,7 @@ void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, c
     for (int t = 0; t < nt; t++) {
         size_t lo, hi;
         rows_of(t, nt, rows, &lo, &hi);
-        L->input_grad(x, dy, bn->act_y, mask, lo, hi, c, bn->mean, bn->t0, bn->t1, bn->t2, dx);
+        L->input_grad(x, dy, NULL, TLI_CLAMP_NONE, lo, hi, c, bn->mean, bn->t0, bn->t1, bn->t2, dx); /* dy masked */
     }
 }
 

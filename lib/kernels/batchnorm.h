@@ -88,8 +88,9 @@ void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift);
  *   dx = gamma * inv_std / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)),
  * with n = rows and the sums per channel. dgamma = sum(dy * xhat) and
  * dbeta = sum(dy) are written (overwritten) when not NULL; dx when not
- * NULL. dy is only read. */
-void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, const float *dy, float *dx,
+ * NULL. dy is only read, except with act_y: then it is overwritten with
+ * the gradient through the activation's derivative. */
+void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, float *dy, float *dx,
                            float *dgamma, float *dbeta);
 
 /* Inference mode (a frozen layer): dx = dy * gamma / sqrt(moving_var + eps). */

@@ -11,11 +11,11 @@
  * floating-point contraction off (C11 mode) every product and sum is
  * rounded alike; tests/test_batchnorm.c compares the two.
  *
- * The sums over rows keep 16 channels' accumulators in locals (registers)
- * over a block of BN_RB rows, so they go through memory once a block
- * instead of once a row; the block is small enough to stay in L1 while
- * its channel groups are visited. The last c % 16 channels take plain
- * loops, in the same order.
+ * Every loop runs over the rows in memory order (a row's channels in
+ * 16-wide vectors, the per-channel sums in L1): blocking the rows to keep
+ * the sums in registers visited each row's channel groups in turn, which
+ * the prefetchers followed worse - these passes wait on memory. The last
+ * c % 16 channels take plain loops, in the same order.
  *
  * `mask` (a TLI_CLAMP_* of elementwise.h): the backward loops take the
  * ReLU / ReLU6 after the batchnorm as well - dy is the gradient of that
@@ -28,7 +28,6 @@
 #include "elementwise.h"
 
 #define BN_V 16
-#define BN_RB 32
 #define BN_INLINE static inline __attribute__((always_inline))
 
 /* 16 channels as GCC vectors: one zmm register (two for the doubles) in
@@ -112,27 +111,19 @@ void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *
 {
     memset(s1, 0, c * sizeof *s1);
     memset(s2, 0, c * sizeof *s2);
-    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
-        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
-        size_t j0 = 0;
-        for (; j0 + BN_V <= c; j0 += BN_V) {
-            bn_vd a = bn_load_d(s1 + j0), b = bn_load_d(s2 + j0);
-            const bn_vd sh = __builtin_convertvector(bn_load_f(shift + j0), bn_vd);
-            for (size_t r = r0; r < r1; r++) {
-                const bn_vd d = __builtin_convertvector(bn_load_f(x + r * c + j0), bn_vd) - sh;
-                a += d;
-                b += d * d;
-            }
-            bn_store_d(s1 + j0, a);
-            bn_store_d(s2 + j0, b);
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            const bn_vd d = __builtin_convertvector(bn_load_f(xr + j0), bn_vd) -
+                            __builtin_convertvector(bn_load_f(shift + j0), bn_vd);
+            bn_store_d(s1 + j0, bn_load_d(s1 + j0) + d);
+            bn_store_d(s2 + j0, bn_load_d(s2 + j0) + d * d);
         }
-        for (size_t r = r0; j0 < c && r < r1; r++) {
-            const float *restrict xr = x + r * c;
-            for (size_t j = j0; j < c; j++) {
-                const double d = (double)xr[j] - (double)shift[j];
-                s1[j] += d;
-                s2[j] += d * d;
-            }
+        for (size_t j = cv; j < c; j++) {
+            const double d = (double)xr[j] - (double)shift[j];
+            s1[j] += d;
+            s2[j] += d * d;
         }
     }
 }
@@ -141,17 +132,16 @@ void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *
 BN_INLINE void TLI_BN(normalize_body)(const float *x, size_t lo, size_t hi, size_t c, const float *mean,
                                       const float *scale, const float *shift, float *y, int clamp)
 {
-    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
-        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
-        size_t j0 = 0;
-        for (; j0 + BN_V <= c; j0 += BN_V) {
-            const bn_vf mu = bn_load_f(mean + j0), s = bn_load_f(scale + j0), b = bn_load_f(shift + j0);
-            for (size_t r = r0; r < r1; r++)
-                bn_store_f(y + r * c + j0, bn_clamp((bn_load_f(x + r * c + j0) - mu) * s + b, clamp));
-        }
-        for (size_t r = r0; j0 < c && r < r1; r++)
-            for (size_t j = j0; j < c; j++)
-                y[r * c + j] = tli_clamp((x[r * c + j] - mean[j]) * scale[j] + shift[j], clamp);
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c;
+        float *restrict yr = y + r * c;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V)
+            bn_store_f(yr + j0, bn_clamp((bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(scale + j0) +
+                                             bn_load_f(shift + j0),
+                                         clamp));
+        for (size_t j = cv; j < c; j++)
+            yr[j] = tli_clamp((xr[j] - mean[j]) * scale[j] + shift[j], clamp);
     }
 }
 
@@ -168,43 +158,42 @@ void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const flo
 
 /* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
  * xhat = (x - mean) * inv_std in float and g = dy through `mask` (y is
- * read only with a mask). */
-BN_INLINE void TLI_BN(grad_sums_body)(const float *x, const float *dy, const float *y, int mask, size_t lo,
+ * read only with a mask); with a mask g is written back into dy, so that
+ * the input gradient's pass reads g and not y again (y, an activation,
+ * is usually out of cache by then; dy was just written). */
+BN_INLINE void TLI_BN(grad_sums_body)(const float *x, float *dy, const float *y, int mask, size_t lo,
                                       size_t hi, size_t c, const float *mean, const float *inv_std,
                                       double *restrict sdy, double *restrict sdx)
 {
     memset(sdy, 0, c * sizeof *sdy);
     memset(sdx, 0, c * sizeof *sdx);
-    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
-        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
-        size_t j0 = 0;
-        for (; j0 + BN_V <= c; j0 += BN_V) {
-            bn_vd a = bn_load_d(sdy + j0), b = bn_load_d(sdx + j0);
-            const bn_vf mu = bn_load_f(mean + j0), is = bn_load_f(inv_std + j0);
-            for (size_t r = r0; r < r1; r++) {
-                bn_vf g = bn_load_f(dy + r * c + j0);
-                if (mask != TLI_CLAMP_NONE)
-                    g = bn_mask(g, bn_load_f(y + r * c + j0), mask);
-                const bn_vf xh = (bn_load_f(x + r * c + j0) - mu) * is;
-                a += __builtin_convertvector(g, bn_vd);
-                b += __builtin_convertvector(g, bn_vd) * __builtin_convertvector(xh, bn_vd);
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c;
+        float *restrict dr = dy + r * c;
+        const float *restrict yr = mask ? y + r * c : dr;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            bn_vf g = bn_load_f(dr + j0);
+            if (mask != TLI_CLAMP_NONE) {
+                g = bn_mask(g, bn_load_f(yr + j0), mask);
+                bn_store_f(dr + j0, g);
             }
-            bn_store_d(sdy + j0, a);
-            bn_store_d(sdx + j0, b);
+            const bn_vf xh = (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(inv_std + j0);
+            const bn_vd gd = __builtin_convertvector(g, bn_vd);
+            bn_store_d(sdy + j0, bn_load_d(sdy + j0) + gd);
+            bn_store_d(sdx + j0, bn_load_d(sdx + j0) + gd * __builtin_convertvector(xh, bn_vd));
         }
-        for (size_t r = r0; j0 < c && r < r1; r++) {
-            const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
-            const float *restrict yr = mask ? y + r * c : dr;
-            for (size_t j = j0; j < c; j++) {
-                const float g = TLI_BN(masked)(dr[j], yr[j], mask), xh = (xr[j] - mean[j]) * inv_std[j];
-                sdy[j] += (double)g;
-                sdx[j] += (double)g * (double)xh;
-            }
+        for (size_t j = cv; j < c; j++) {
+            const float g = TLI_BN(masked)(dr[j], yr[j], mask), xh = (xr[j] - mean[j]) * inv_std[j];
+            if (mask != TLI_CLAMP_NONE)
+                dr[j] = g;
+            sdy[j] += (double)g;
+            sdx[j] += (double)g * (double)xh;
         }
     }
 }
 
-void TLI_BN(grad_sums)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+void TLI_BN(grad_sums)(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
                        const float *mean, const float *inv_std, double *sdy, double *sdx)
 {
     if (mask == TLI_CLAMP_RELU)
@@ -221,24 +210,20 @@ BN_INLINE void TLI_BN(input_grad_body)(const float *x, const float *dy, const fl
                                        size_t hi, size_t c, const float *mean, const float *a, const float *q,
                                        const float *b, float *dx)
 {
-    for (size_t r0 = lo; r0 < hi; r0 += BN_RB) {
-        const size_t r1 = hi - r0 < BN_RB ? hi : r0 + BN_RB;
-        size_t j0 = 0;
-        for (; j0 + BN_V <= c; j0 += BN_V) {
-            const bn_vf mu = bn_load_f(mean + j0), va = bn_load_f(a + j0), vq = bn_load_f(q + j0),
-                        vb = bn_load_f(b + j0);
-            for (size_t r = r0; r < r1; r++) {
-                bn_vf g = bn_load_f(dy + r * c + j0);
-                if (mask != TLI_CLAMP_NONE)
-                    g = bn_mask(g, bn_load_f(y + r * c + j0), mask);
-                bn_store_f(dx + r * c + j0, va * g - (bn_load_f(x + r * c + j0) - mu) * vq - vb);
-            }
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
+        const float *restrict yr = mask ? y + r * c : dr;
+        float *restrict out = dx + r * c;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            bn_vf g = bn_load_f(dr + j0);
+            if (mask != TLI_CLAMP_NONE)
+                g = bn_mask(g, bn_load_f(yr + j0), mask);
+            bn_store_f(out + j0, bn_load_f(a + j0) * g - (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(q + j0) -
+                                     bn_load_f(b + j0));
         }
-        for (size_t r = r0; j0 < c && r < r1; r++)
-            for (size_t j = j0; j < c; j++) {
-                const float g = mask ? TLI_BN(masked)(dy[r * c + j], y[r * c + j], mask) : dy[r * c + j];
-                dx[r * c + j] = a[j] * g - (x[r * c + j] - mean[j]) * q[j] - b[j];
-            }
+        for (size_t j = cv; j < c; j++)
+            out[j] = a[j] * TLI_BN(masked)(dr[j], yr[j], mask) - (xr[j] - mean[j]) * q[j] - b[j];
     }
 }
 
@@ -274,5 +259,4 @@ void TLI_BN(scale)(const float *dy, const float *y, int mask, size_t lo, size_t 
 }
 
 #undef BN_V
-#undef BN_RB
 #undef BN_INLINE

@@ -47,7 +47,7 @@ static void add_backward(tl_layer *l, const tli_exec *ex, const float *const *x,
 /* With the ReLU / ReLU6 after it: every input's gradient is the masked dy,
  * written in the same pass as the mask (no separate activation pass). */
 static void add_backward_act(tl_layer *l, const tli_exec *ex, const float *const *x, const float *act_y,
-                             const float *dy, float *const *dx, tl_activation act, bool param_grads)
+                             float *dy, float *const *dx, tl_activation act, bool param_grads)
 {
     (void)x, (void)param_grads;
     bool acc[TLI_MAX_INPUTS];

@@ -177,7 +177,7 @@ static void bn_forward_act(tl_layer *l, const tli_exec *ex, const float *const *
 
 /* The backward pass; with act_y (bn_backward_act), dy is the gradient of
  * the ReLU / ReLU6 after it, whose derivative the kernels apply first. */
-static void bn_back(tl_layer *l, const tli_exec *ex, const float *x0, const float *act_y, int clamp, const float *dy,
+static void bn_back(tl_layer *l, const tli_exec *ex, const float *x0, const float *act_y, int clamp, float *dy,
                     float *dx0, bool param_grads)
 {
     const bn_geom *g = (const bn_geom *)l->geom;
@@ -207,7 +207,7 @@ static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, 
 }
 
 static void bn_backward_act(tl_layer *l, const tli_exec *ex, const float *const *x, const float *act_y,
-                            const float *dy, float *const *dx, tl_activation act, bool param_grads)
+                            float *dy, float *const *dx, tl_activation act, bool param_grads)
 {
     bn_back(l, ex, x[0], act_y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6), dy, dx[0], param_grads);
 }

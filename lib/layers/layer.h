@@ -290,12 +290,13 @@ struct tli_layer_ops {
     /* Optional, the backward counterpart: the layer's backward together
      * with that of the ReLU / ReLU6 activation layer after it (its sole
      * consumer), whose backward the engine then skips. act_y is the
-     * activation's output, dy the gradient of it (only read); the layer
+     * activation's output, dy the gradient of it (may be overwritten:
+     * nothing else reads it); the layer
      * applies the activation's derivative (dy where 0 < act_y, and
      * act_y < 6 for ReLU6; 0 elsewhere) in its own passes. Otherwise as
      * backward (its own y is not given: it may not have been written). */
     void (*backward_act)(tl_layer *l, const tli_exec *ex, const float *const *x, const float *act_y,
-                         const float *dy, float *const *dx, tl_activation act, bool param_grads);
+                         float *dy, float *const *dx, tl_activation act, bool param_grads);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */
