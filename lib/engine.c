@@ -57,11 +57,13 @@ static size_t mul_or_max(size_t a, size_t b)
  * slots, which changes nothing above. Returns the number of slots; *tmp
  * tells whether a layer that cannot add by itself needs a buffer to add
  * from. */
+static bool act_foldable(const tl_model *m, size_t i);
+
 static size_t plan_gradients(tl_model *m, bool *tmp)
 {
     const size_t n = m->nlayers;
     size_t nslots = 0, nfree = 0;
-    int32_t *free_slots = NULL;
+    int32_t *free_slots = NULL, held = -1;
     *tmp = false;
     for (size_t i = 0; i < n; i++) {
         m->layers[i]->gslot = -1;
@@ -97,8 +99,18 @@ static size_t plan_gradients(tl_model *m, bool *tmp)
                     *tmp = true;
             }
         }
-        if (!moved && l->gslot >= 0 && nfree < cap)
-            free_slots[nfree++] = l->gslot;
+        /* A ReLU whose backward the layer below may do (act_foldable)
+         * keeps its slot until that layer is planned: the layer reads it
+         * while writing its own inputs' gradients, so they must not get it. */
+        if (held >= 0 && nfree < cap)
+            free_slots[nfree++] = held;
+        held = -1;
+        if (!moved && l->gslot >= 0 && nfree < cap) {
+            if (act_foldable(m, i))
+                held = l->gslot;
+            else
+                free_slots[nfree++] = l->gslot;
+        }
     }
 #undef NEW_SLOT
     return nslots;
@@ -413,6 +425,32 @@ static tl_activation fold_relu(tl_model *m, tl_layer *l, tli_exec *call, float *
     return TL_ACT_RELU;
 }
 
+/* A ReLU / ReLU6 activation layer i whose input is the layer just below
+ * it, with backward_act (batchnorm, add), and of which it is the sole
+ * consumer: its backward is left to that layer's backward_act, which
+ * reads the activation's gradient and output and applies the derivative
+ * in its own passes - one pass over memory fewer (read y and dy, write
+ * dx). Nothing else reads the activation's dx (the layer's gradient
+ * slot), and nothing runs between the two. Returns whether it did. */
+static bool act_foldable(const tl_model *m, size_t i)
+{
+    const tl_layer *a = m->layers[i];
+    if (i == 0 || !a->ops->is_activation || (a->act != TL_ACT_RELU && a->act != TL_ACT_RELU6) ||
+        a->ninputs != 1 || a->inputs[0] != i - 1)
+        return false;
+    return m->layers[i - 1]->ops->backward_act != NULL && sole_consumer(m, i - 1, i, m->nlayers);
+}
+
+static bool fold_act_backward(tl_model *m, size_t i, size_t stop, bool logits)
+{
+    tl_layer *a = m->layers[i];
+    if (i <= stop || (logits && i + 1 == m->nlayers) || a->in_acc[0] || !act_foldable(m, i) ||
+        m->layers[i - 1]->relu_folded)
+        return false;
+    m->layers[i - 1]->act_folded = a;
+    return true;
+}
+
 void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
 {
     const size_t stop = tli_backward_stop(m);
@@ -432,6 +470,8 @@ void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
             bool via_tmp = l->in_acc[k] && !l->ops->accumulates && !l->ops->is_view;
             dxs[k] = via_tmp ? m->ws.gtmp : target;
         }
+        if (fold_act_backward(m, i, stop, logits))
+            continue;
         if (l->ops->is_view) {
             /* The gradient passes through: nothing to do when it already
              * lives in the input's slot, else it is added there. */
@@ -448,7 +488,12 @@ void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
         if (l->ops->folds_input_relu)
             act = fold_relu(m, l, &call, dxs);
         l->relu_folded = l->bias_folded = false;
-        l->ops->backward(l, &call, xs, l->out, dy, dxs, act, tli_layer_learns(l));
+        tl_layer *a = l->act_folded;
+        l->act_folded = NULL;
+        if (a)
+            l->ops->backward_act(l, &call, xs, a->out, m->ws.gslots[a->gslot], dxs, a->act, tli_layer_learns(l));
+        else
+            l->ops->backward(l, &call, xs, l->out, dy, dxs, act, tli_layer_learns(l));
         for (size_t k = 0; k < l->ninputs; k++)
             if (dxs[k] == m->ws.gtmp && dxs[k] != NULL)
                 tli_accumulate(ex->threads, m->ws.gslots[m->layers[l->inputs[k]]->gslot], m->ws.gtmp,

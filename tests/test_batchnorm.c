@@ -14,7 +14,11 @@
  *  - A frozen layer: its four tensors are bit-identical after tl_model_fit,
  *    its output in a training pass equals inference mode, and layers below
  *    it still learn through it.
- *  - 1, 2 and 3 threads give the same bits (kernels and layer).
+ *  - 1, 2 and 3 threads give the same bits (kernels and layer); the
+ *    AVX-512 and portable builds of the loops too (odd channel counts,
+ *    rows off the chunks, fused ReLU / ReLU6); the fused activation
+ *    backward equals the activation's pass then batchnorm's (and add's);
+ *    one-pass statistics against a two-pass reference at mean 1000.
  *  - Settings: defaults, names, tensors, bad epsilon and momentum.
  *  - Two conv(no bias) -> batchnorm -> conv(relu) blocks, global average
  *    pooling and dense(softmax) learn the spot task (1 and 2 threads) and
@@ -540,6 +544,218 @@ START_TEST(threads_give_the_same_bits)
 }
 END_TEST
 
+
+/* ---- 3b. kernels: the two builds, one-pass statistics, the fused ReLU ----------- */
+
+/* One batchnorm's kernel buffers, rows x c. */
+typedef struct kbn {
+    tli_bn bn;
+    float *f;
+    double *partial;
+} kbn;
+
+static kbn kbn_make(size_t rows, size_t c, float epsilon, float momentum, int clamp)
+{
+    kbn k;
+    k.f = calloc(12 * c, sizeof(float));
+    k.partial = calloc(tli_bn_partial_count(rows, c), sizeof(double));
+    ck_assert_ptr_nonnull(k.f);
+    ck_assert_ptr_nonnull(k.partial);
+    float *f = k.f;
+    th_fill_uniform(f, c, 0.5f, 1.5f, 11);        /* gamma */
+    th_fill_uniform(f + c, c, -0.5f, 0.5f, 12);   /* beta */
+    th_fill_uniform(f + 2 * c, c, -0.2f, 0.2f, 13); /* moving mean */
+    th_fill_uniform(f + 3 * c, c, 0.5f, 2.0f, 14);  /* moving var */
+    k.bn = (tli_bn){
+        .rows = rows, .c = c, .epsilon = epsilon, .momentum = momentum,
+        .gamma = f, .beta = f + c, .moving_mean = f + 2 * c, .moving_var = f + 3 * c,
+        .mean = f + 4 * c, .inv_std = f + 5 * c, .t0 = f + 6 * c, .t1 = f + 7 * c, .t2 = f + 8 * c,
+        .partial = k.partial, .clamp = clamp,
+    };
+    return k;
+}
+
+static void kbn_free(kbn *k)
+{
+    free(k->f);
+    free(k->partial);
+}
+
+/* Everything one round of the kernels writes: y, dx (training, through the
+ * batch statistics, with the activation's backward fused when clamp), dx
+ * frozen, dgamma, dbeta and the per-channel state. */
+typedef struct kbn_out {
+    float *y, *dx, *dxf, *small; /* small: 6 x c */
+} kbn_out;
+
+static kbn_out kbn_run(size_t rows, size_t c, int clamp, uint32_t threads, bool portable, const float *x,
+                       const float *dy)
+{
+    const size_t n = rows * c;
+    kbn k = kbn_make(rows, c, 1e-3f, 0.9f, clamp);
+    kbn_out o = {malloc(n * sizeof(float)), malloc(n * sizeof(float)), malloc(n * sizeof(float)),
+                 malloc(6 * c * sizeof(float))};
+    tli_bn_force_portable(portable);
+    tli_bn_forward_train(threads, &k.bn, x, o.y);
+    k.bn.act_y = clamp ? o.y : NULL;
+    float *g = malloc(n * sizeof *g); /* overwritten with the masked gradient */
+    memcpy(g, dy, n * sizeof *g);
+    tli_bn_backward_train(threads, &k.bn, x, g, o.dx, o.small, o.small + c);
+    free(g);
+    memcpy(o.small + 2 * c, k.bn.moving_mean, c * sizeof(float));
+    memcpy(o.small + 3 * c, k.bn.moving_var, c * sizeof(float));
+    memcpy(o.small + 4 * c, k.bn.mean, c * sizeof(float));
+    memcpy(o.small + 5 * c, k.bn.inv_std, c * sizeof(float));
+    tli_bn_backward_infer(threads, &k.bn, dy, o.dxf);
+    tli_bn_force_portable(false);
+    kbn_free(&k);
+    return o;
+}
+
+static void kbn_out_free(kbn_out *o)
+{
+    free(o->y), free(o->dx), free(o->dxf), free(o->small);
+}
+
+/* The AVX-512 build of the loops (where the CPU has it) and the portable
+ * one give the same bits, as do 1 and 2 threads: odd channel counts (tails
+ * of the 16-channel blocks), rows not a multiple of the 16-row chunks nor
+ * of the 32-row blocks, sizes that split over threads; no activation, a
+ * fused ReLU and ReLU6 (forward clamp and backward mask). */
+START_TEST(kernel_builds_give_the_same_bits)
+{
+    static const size_t shapes[][2] = {{1, 5}, {37, 19}, {300, 24}, {2001, 33}, {4099, 16}, {70, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const size_t rows = shapes[s][0], c = shapes[s][1], n = rows * c;
+        float *x = malloc(n * sizeof *x), *dy = malloc(n * sizeof *dy);
+        th_fill_uniform(x, n, -2.0f, 3.0f, 21 + s);
+        th_fill_uniform(dy, n, -1.0f, 1.0f, 31 + s);
+        for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU6; clamp++) {
+            kbn_out ref = kbn_run(rows, c, clamp, 1, true, x, dy);
+            for (int v = 0; v < 3; v++) {
+                /* v: 0 fast build 1 thread, 1 fast 2 threads, 2 portable 2 threads */
+                kbn_out got = kbn_run(rows, c, clamp, v ? 2 : 1, v == 2, x, dy);
+                ck_assert_msg(memcmp(got.y, ref.y, n * sizeof(float)) == 0, "%zux%zu clamp %d v%d: y differs", rows,
+                              c, clamp, v);
+                ck_assert_msg(memcmp(got.dx, ref.dx, n * sizeof(float)) == 0, "%zux%zu clamp %d v%d: dx differs",
+                              rows, c, clamp, v);
+                ck_assert_msg(memcmp(got.dxf, ref.dxf, n * sizeof(float)) == 0,
+                              "%zux%zu clamp %d v%d: frozen dx differs", rows, c, clamp, v);
+                ck_assert_msg(memcmp(got.small, ref.small, 6 * c * sizeof(float)) == 0,
+                              "%zux%zu clamp %d v%d: statistics or gradients differ", rows, c, clamp, v);
+                kbn_out_free(&got);
+            }
+            kbn_out_free(&ref);
+        }
+        free(x), free(dy);
+    }
+}
+END_TEST
+
+/* The fused backward of batchnorm -> ReLU / ReLU6 equals the activation
+ * layer's backward (from its output) followed by batchnorm's, bit for bit,
+ * in training and frozen (inference) mode; so does add -> ReLU's one pass. */
+START_TEST(fused_relu_backward_equals_two_passes)
+{
+    const size_t rows = 333, c = 21, n = rows * c;
+    float *x = malloc(n * sizeof *x), *dy = malloc(n * sizeof *dy), *y = malloc(n * sizeof *y);
+    float *g = malloc(n * sizeof *g), *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    float *d2 = malloc(2 * c * sizeof *d2), *d1 = malloc(2 * c * sizeof *d1);
+    th_fill_uniform(x, n, -3.0f, 9.0f, 41);
+    th_fill_uniform(dy, n, -1.0f, 1.0f, 42);
+    for (int clamp = TLI_CLAMP_RELU; clamp <= TLI_CLAMP_RELU6; clamp++) {
+        const tl_activation act = clamp == TLI_CLAMP_RELU ? TL_ACT_RELU : TL_ACT_RELU6;
+        kbn k = kbn_make(rows, c, 1e-3f, 0.9f, clamp);
+        /* x-hat straight, shifted by 5 in the even channels: values below
+         * 0 and above 6 */
+        k.bn.gamma = NULL;
+        for (size_t j = 0; j < c; j++)
+            k.f[c + j] = j % 2 ? 0.0f : 5.0f;
+        tli_bn_forward_train(1, &k.bn, x, y);
+        size_t zero = 0, top = 0;
+        for (size_t i = 0; i < n; i++)
+            zero += y[i] == 0.0f, top += y[i] == 6.0f;
+        ck_assert(zero > 0 && zero < n && (clamp == TLI_CLAMP_RELU || top > 0));
+        tli_act_input_backward(1, act, 0.0f, y, y, dy, g, rows, c);
+        k.bn.act_y = NULL;
+        tli_bn_backward_train(1, &k.bn, x, g, a, d1, d1 + c);
+        k.bn.act_y = y;
+        float *dyc = malloc(n * sizeof *dyc);
+        memcpy(dyc, dy, n * sizeof *dyc);
+        tli_bn_backward_train(1, &k.bn, x, dyc, b, d2, d2 + c);
+        ck_assert_msg(memcmp(a, b, n * sizeof *a) == 0, "clamp %d: training dx differs", clamp);
+        ck_assert_msg(memcmp(dyc, g, n * sizeof *g) == 0, "clamp %d: dy not the masked gradient", clamp);
+        free(dyc);
+        ck_assert_msg(memcmp(d1, d2, 2 * c * sizeof *d1) == 0, "clamp %d: dgamma or dbeta differs", clamp);
+        k.bn.act_y = NULL;
+        tli_bn_backward_infer(1, &k.bn, g, a);
+        k.bn.act_y = y;
+        tli_bn_backward_infer(1, &k.bn, dy, b);
+        ck_assert_msg(memcmp(a, b, n * sizeof *a) == 0, "clamp %d: frozen dx differs", clamp);
+        /* add -> ReLU: both inputs' gradients written; then one written,
+         * one added to; then the same buffer twice (written, added). */
+        memcpy(a, x, n * sizeof *a);
+        float *dx2[2] = {b, a};
+        bool acc[2] = {false, true};
+        tli_masked_grad(2, dx2, acc, 2, dy, y, n, clamp);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_msg(b[i] == g[i] && a[i] == x[i] + g[i], "clamp %d: add's gradient %zu", clamp, i);
+            a[i] = 0.0f;
+        }
+        dx2[1] = a, dx2[0] = a;
+        tli_masked_grad(1, dx2, acc, 2, dy, y, n, clamp);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(a[i] == g[i] + g[i], "clamp %d: add's gradient to one buffer %zu", clamp, i);
+        kbn_free(&k);
+    }
+    free(x), free(dy), free(y), free(g), free(a), free(b), free(d1), free(d2);
+}
+END_TEST
+
+/* One-pass statistics stay accurate when the mean is large against the
+ * spread (1000 + noise of 0.01): mean and variance against a two-pass
+ * reference in double, for both builds; also with an outlier first row
+ * (the shift the sums are taken around). */
+START_TEST(one_pass_statistics_are_accurate)
+{
+    const size_t rows = 5003, c = 3, n = rows * c;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    for (int outlier = 0; outlier < 2; outlier++) {
+        th_fill_uniform(x, n, -0.01f, 0.01f, 51);
+        for (size_t i = 0; i < n; i++)
+            x[i] += 1000.0f + (float)(i % c);
+        if (outlier)
+            x[0] = 1500.0f;
+        for (int portable = 0; portable < 2; portable++) {
+            kbn k = kbn_make(rows, c, 1e-12f, 0.0f, TLI_CLAMP_NONE);
+            tli_bn_force_portable(portable);
+            tli_bn_forward_train(1, &k.bn, x, y);
+            tli_bn_force_portable(false);
+            for (size_t j = 0; j < c; j++) {
+                double mean = 0.0, var = 0.0;
+                for (size_t r = 0; r < rows; r++)
+                    mean += x[r * c + j];
+                mean /= (double)rows;
+                for (size_t r = 0; r < rows; r++)
+                    var += (x[r * c + j] - mean) * (x[r * c + j] - mean);
+                var /= (double)rows;
+                /* momentum 0: the moving statistics are the batch's (variance unbiased) */
+                ck_assert_msg(fabs(k.bn.moving_mean[j] - mean) <= 1e-7 * mean, "channel %zu: mean %.9g, want %.9g", j,
+                              (double)k.bn.moving_mean[j], mean);
+                const double got = (double)k.bn.moving_var[j] * (double)(rows - 1) / (double)rows;
+                ck_assert_msg(fabs(got - var) <= 1e-5 * var, "outlier %d portable %d channel %zu: var %.9g, want %.9g",
+                              outlier, portable, j, got, var);
+                const double inv = 1.0 / sqrt(var + 1e-12);
+                ck_assert_msg(fabs(k.bn.inv_std[j] - inv) <= 1e-5 * inv, "channel %zu: inv_std %.9g, want %.9g", j,
+                              (double)k.bn.inv_std[j], inv);
+            }
+            kbn_free(&k);
+        }
+    }
+    free(x), free(y);
+}
+END_TEST
+
 /* ---- 4. settings ------------------------------------------------------------------ */
 
 START_TEST(settings_names_and_tensors)
@@ -1055,6 +1271,9 @@ int main(void)
                         (int)(sizeof grad_cases / sizeof grad_cases[0]));
     tcase_add_loop_test(tc, model_gradients_through_the_engine, 0, 2);
     tcase_add_test(tc, threads_give_the_same_bits);
+    tcase_add_test(tc, kernel_builds_give_the_same_bits);
+    tcase_add_test(tc, fused_relu_backward_equals_two_passes);
+    tcase_add_test(tc, one_pass_statistics_are_accurate);
     tcase_add_test(tc, settings_names_and_tensors);
     tcase_add_test(tc, bad_settings_refused);
     suite_add_tcase(s, tc);

@@ -1,23 +1,67 @@
 /* batchnorm.c - batch normalization's loops (see batchnorm.h).
  *
- * Channels are innermost, so every loop runs over a row's c channels with
- * restrict-qualified per-channel arrays, which the compiler vectorises.
- * The per-channel sums go through `partial`: chunk k of the rows is summed
- * (in double, row by row) into row k of a K x c block by whichever thread
- * gets the chunk, then the chunks are added in order into row 0. The
- * chunks are fixed by the number of rows alone, so the sums do not depend
- * on the thread count. */
+ * The loops over rows are in batchnorm_impl.h, built here for any CPU and
+ * in batchnorm_avx512.c for AVX-512 (the same bits); this file runs the
+ * threads over them. The per-channel sums go through `partial`: chunk k
+ * of the rows is summed (in double, row by row) into row k of a K x c
+ * block by whichever thread gets the chunk, then the chunks are added in
+ * order into row 0. The chunks are fixed by the number of rows alone, so
+ * the sums do not depend on the thread count. */
 #include <math.h>
 #include <string.h>
 
 #include "batchnorm.h"
+#include "batchnorm_kernels.h"
 #include "elementwise.h"
+#include "kernels.h"
+
+#define TLI_BN(name) tli_bn_##name##_portable
+#include "batchnorm_impl.h"
+#undef TLI_BN
 
 /* A chunk has at least CHUNK_MIN rows; there are at most CHUNKS_MAX. */
 #define CHUNK_MIN 16
 #define CHUNKS_MAX 256
 /* Below this many floats a second thread costs more than it saves. */
 #define PAR_MIN 32768
+
+/* One build of the loops. */
+typedef struct bn_loops {
+    void (*stats)(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *s1, double *s2);
+    void (*normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
+                      const float *shift, float *y, int clamp);
+    void (*grad_sums)(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+                      const float *mean, const float *inv_std, double *sdy, double *sdx);
+    void (*input_grad)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+                       const float *mean, const float *a, const float *q, const float *b, float *dx);
+    void (*scale)(const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c, const float *a,
+                  float *dx);
+} bn_loops;
+
+static const bn_loops portable_loops = {tli_bn_stats_portable, tli_bn_normalize_portable,
+                                        tli_bn_grad_sums_portable, tli_bn_input_grad_portable,
+                                        tli_bn_scale_portable};
+#ifdef TLI_HAVE_AVX512
+static const bn_loops avx512_loops = {tli_bn_stats_avx512, tli_bn_normalize_avx512, tli_bn_grad_sums_avx512,
+                                      tli_bn_input_grad_avx512, tli_bn_scale_avx512};
+#endif
+
+/* Tests: when set, the portable loops even on an AVX-512 CPU. */
+static bool force_portable;
+
+void tli_bn_force_portable(bool on)
+{
+    force_portable = on;
+}
+
+static const bn_loops *loops(void)
+{
+#ifdef TLI_HAVE_AVX512
+    if (!force_portable && tli_cpu_has_avx512())
+        return &avx512_loops;
+#endif
+    return &portable_loops;
+}
 
 static size_t nchunks(size_t rows)
 {
@@ -47,62 +91,38 @@ static void add_chunks(double *restrict p, size_t k_count, size_t c)
     }
 }
 
+/* Rows of thread `t` of `nt` in the row-parallel passes: contiguous
+ * blocks (each element is computed alike whoever computes it). */
+static void rows_of(int t, int nt, size_t rows, size_t *lo, size_t *hi)
+{
+    *lo = rows * (size_t)t / (size_t)nt;
+    *hi = rows * ((size_t)t + 1) / (size_t)nt;
+}
+
 /* ---- training forward ------------------------------------------------------ */
 
-/* p[k][j] = sum of x[r][j] over the rows r of chunk k. */
-static void chunk_sum(int nt, const float *x, size_t rows, size_t c, size_t k_count, double *p)
+/* s1[k][j], s2[k][j] = sums of d and d * d over chunk k's rows, with
+ * d = x - shift[j]. */
+static void chunk_stats(const bn_loops *L, int nt, const float *x, const float *shift, size_t rows, size_t c,
+                        size_t k_count, double *s1, double *s2)
 {
     (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (long k = 0; k < (long)k_count; k++) {
-        double *restrict pk = p + (size_t)k * c;
         const size_t lo = rows * (size_t)k / k_count, hi = rows * ((size_t)k + 1) / k_count;
-        memset(pk, 0, c * sizeof *pk);
-        for (size_t r = lo; r < hi; r++) {
-            const float *restrict xr = x + r * c;
-            for (size_t j = 0; j < c; j++)
-                pk[j] += (double)xr[j];
-        }
+        L->stats(x, lo, hi, c, shift, s1 + (size_t)k * c, s2 + (size_t)k * c);
     }
 }
 
-/* p[k][j] = sum of (x[r][j] - mean[j])^2 over the rows r of chunk k. */
-static void chunk_sqdev(int nt, const float *x, const double *mean, size_t rows, size_t c, size_t k_count, double *p)
+static void normalize(const bn_loops *L, int nt, const float *x, const float *mean, const float *scale,
+                      const float *shift, size_t rows, size_t c, float *y, int clamp)
 {
     (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long k = 0; k < (long)k_count; k++) {
-        double *restrict pk = p + (size_t)k * c;
-        const double *restrict mu = mean;
-        const size_t lo = rows * (size_t)k / k_count, hi = rows * ((size_t)k + 1) / k_count;
-        memset(pk, 0, c * sizeof *pk);
-        for (size_t r = lo; r < hi; r++) {
-            const float *restrict xr = x + r * c;
-            for (size_t j = 0; j < c; j++) {
-                double d = (double)xr[j] - mu[j];
-                pk[j] += d * d;
-            }
-        }
-    }
-}
-
-/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j]). */
-static void normalize(int nt, const float *x, const float *mean, const float *scale, const float *shift, size_t rows,
-                      size_t c, float *y, int clamp)
-{
-    (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long r = 0; r < (long)rows; r++) {
-        const float *restrict xr = x + (size_t)r * c;
-        float *restrict yr = y + (size_t)r * c;
-        const float *restrict mu = mean, *restrict s = scale, *restrict b = shift;
-        if (clamp == TLI_CLAMP_NONE) {
-            for (size_t j = 0; j < c; j++)
-                yr[j] = (xr[j] - mu[j]) * s[j] + b[j];
-        } else {
-            for (size_t j = 0; j < c; j++)
-                yr[j] = tli_clamp((xr[j] - mu[j]) * s[j] + b[j], clamp);
-        }
+    for (int t = 0; t < nt; t++) {
+        size_t lo, hi;
+        rows_of(t, nt, rows, &lo, &hi);
+        L->normalize(x, lo, hi, c, mean, scale, shift, y, clamp);
     }
 }
 
@@ -110,43 +130,60 @@ void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, fl
 {
     const size_t rows = bn->rows, c = bn->c, k_count = nchunks(rows);
     const int nt = nthreads(threads, rows, c);
-    double *sum = bn->partial, *sq = bn->partial + k_count * c;
-    /* Two passes (mean, then squared deviations): no cancellation when the
-     * mean is large against the spread. */
-    chunk_sum(nt, x, rows, c, k_count, sum);
-    add_chunks(sum, k_count, c);
-    /* Synchronized: the sums of every process, the row count after them
-     * (room for it: sq's first chunk is free until chunk_sqdev). */
+    const bn_loops *L = loops();
+    double *s1 = bn->partial, *s2 = bn->partial + k_count * c;
     double n = (double)rows;
+    /* One pass: the sums of d = x - shift and of d * d, with the shift a
+     * value of the channel (the first row's), so that the variance
+     * S2 / n - (S1 / n)^2 does not cancel when the mean is large against
+     * the spread. Each d and d * d is exact or nearly so in double. */
+    float *shift = bn->t2;
+    memcpy(shift, x, c * sizeof *shift);
     if (bn->sync) {
-        sum[c] = n;
-        bn->sync->sum(bn->sync->ctx, sum, c + 1);
-        n = sum[c];
+        /* Synchronized: every process has its own first row, so first the
+         * global mean (sums of x), then the sums around it. */
+        chunk_stats(L, nt, x, shift, rows, c, k_count, s1, s2);
+        add_chunks(s1, k_count, c);
+        for (size_t j = 0; j < c; j++)
+            s1[j] += n * (double)shift[j];
+        s1[c] = n; /* room for it: s2's first chunk is free until the next pass */
+        bn->sync->sum(bn->sync->ctx, s1, c + 1);
+        n = s1[c];
+        for (size_t j = 0; j < c; j++)
+            shift[j] = (float)(s1[j] / n);
     }
-    for (size_t j = 0; j < c; j++)
-        sum[j] /= n; /* now the mean */
-    chunk_sqdev(nt, x, sum, rows, c, k_count, sq);
-    add_chunks(sq, k_count, c);
-    if (bn->sync)
-        bn->sync->sum(bn->sync->ctx, sq, c);
+    chunk_stats(L, nt, x, shift, rows, c, k_count, s1, s2);
+    add_chunks(s1, k_count, c);
+    add_chunks(s2, k_count, c);
+    if (bn->sync) {
+        double *v = bn->partial + 2 * k_count * c;
+        memcpy(v, s1, c * sizeof *v);
+        memcpy(v + c, s2, c * sizeof *v);
+        bn->sync->sum(bn->sync->ctx, v, 2 * c);
+        memcpy(s1, v, c * sizeof *v);
+        memcpy(s2, v + c, c * sizeof *v);
+    }
     bool finite = true;
     for (size_t j = 0; j < c; j++) {
-        double var = sq[j] / n;
-        sq[j] = var;
-        bn->mean[j] = (float)sum[j];
+        const double d = s1[j] / n, mean = (double)shift[j] + d;
+        double var = s2[j] / n - d * d;
+        var = var > 0.0 ? var : var == var ? 0.0 : var; /* rounding below 0; NaN stays */
+        s1[j] = mean;
+        s2[j] = var;
+        bn->mean[j] = (float)mean;
         bn->inv_std[j] = (float)(1.0 / sqrt(var + (double)bn->epsilon));
         bn->t0[j] = bn->gamma ? bn->gamma[j] * bn->inv_std[j] : bn->inv_std[j];
         bn->t1[j] = bn->beta ? bn->beta[j] : 0.0f;
-        finite = finite && isfinite(sum[j]) && isfinite(var);
+        finite = finite && isfinite(mean) && isfinite(var);
     }
     if (finite) {
         const double m = (double)bn->momentum, unbias = n > 1.0 ? n / (n - 1.0) : 1.0;
         for (size_t j = 0; j < c; j++) {
-            bn->moving_mean[j] = (float)(m * bn->moving_mean[j] + (1.0 - m) * sum[j]);
-            bn->moving_var[j] = (float)(m * bn->moving_var[j] + (1.0 - m) * (sq[j] * unbias));
+            bn->moving_mean[j] = (float)(m * bn->moving_mean[j] + (1.0 - m) * s1[j]);
+            bn->moving_var[j] = (float)(m * bn->moving_var[j] + (1.0 - m) * (s2[j] * unbias));
         }
     }
-    normalize(nt, x, bn->mean, bn->t0, bn->t1, rows, c, y, bn->clamp);
+    normalize(L, nt, x, bn->mean, bn->t0, bn->t1, rows, c, y, bn->clamp);
 }
 
 /* ---- inference forward ----------------------------------------------------- */
@@ -165,8 +202,8 @@ void tli_bn_forward_infer(uint32_t threads, const tli_bn *bn, const float *x, fl
     infer_scale(bn);
     for (size_t j = 0; j < bn->c; j++)
         bn->t1[j] = bn->beta ? bn->beta[j] : 0.0f;
-    normalize(nthreads(threads, bn->rows, bn->c), x, bn->moving_mean, bn->t0, bn->t1, bn->rows, bn->c, y,
-              bn->clamp);
+    normalize(loops(), nthreads(threads, bn->rows, bn->c), x, bn->moving_mean, bn->t0, bn->t1, bn->rows, bn->c,
+              y, bn->clamp);
 }
 
 void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift)
@@ -180,38 +217,26 @@ void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift)
 
 /* ---- backward -------------------------------------------------------------- */
 
-/* Over the rows of each chunk k: sdy[k][j] = sum of dy, sdx[k][j] = sum of
- * dy * xhat with xhat = (x - mean) * inv_std. */
-static void chunk_grad_sums(int nt, const tli_bn *bn, const float *x, const float *dy, size_t k_count, double *sdy,
-                            double *sdx)
+/* The activation derivative the backward passes apply to dy first. */
+static int backward_mask(const tli_bn *bn)
 {
-    const size_t rows = bn->rows, c = bn->c;
-    (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long k = 0; k < (long)k_count; k++) {
-        double *restrict a = sdy + (size_t)k * c, *restrict b = sdx + (size_t)k * c;
-        const float *restrict mu = bn->mean, *restrict is = bn->inv_std;
-        const size_t lo = rows * (size_t)k / k_count, hi = rows * ((size_t)k + 1) / k_count;
-        memset(a, 0, c * sizeof *a);
-        memset(b, 0, c * sizeof *b);
-        for (size_t r = lo; r < hi; r++) {
-            const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
-            for (size_t j = 0; j < c; j++) {
-                float xh = (xr[j] - mu[j]) * is[j];
-                a[j] += (double)dr[j];
-                b[j] += (double)dr[j] * (double)xh;
-            }
-        }
-    }
+    return bn->act_y ? bn->clamp : TLI_CLAMP_NONE;
 }
 
-void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, const float *dy, float *dx,
+void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, float *dy, float *dx,
                            float *dgamma, float *dbeta)
 {
     const size_t rows = bn->rows, c = bn->c, k_count = nchunks(rows);
-    const int nt = nthreads(threads, rows, c);
+    const int nt = nthreads(threads, rows, c), mask = backward_mask(bn);
+    const bn_loops *L = loops();
     double *sdy = bn->partial, *sdx = bn->partial + k_count * c;
-    chunk_grad_sums(nt, bn, x, dy, k_count, sdy, sdx);
+    (void)nt;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (long k = 0; k < (long)k_count; k++) {
+        const size_t lo = rows * (size_t)k / k_count, hi = rows * ((size_t)k + 1) / k_count;
+        L->grad_sums(x, dy, bn->act_y, mask, lo, hi, c, bn->mean, bn->inv_std, sdy + (size_t)k * c,
+                     sdx + (size_t)k * c);
+    }
     add_chunks(sdy, k_count, c);
     add_chunks(sdx, k_count, c);
     if (dgamma)
@@ -251,29 +276,25 @@ void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, c
         bn->t1[j] = (float)(a * sdx[j] / n * (double)bn->inv_std[j] * unshare);
         bn->t2[j] = (float)(a * sdy[j] / n * unshare);
     }
-    (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long r = 0; r < (long)rows; r++) {
-        const float *restrict xr = x + (size_t)r * c, *restrict dr = dy + (size_t)r * c;
-        float *restrict out = dx + (size_t)r * c;
-        const float *restrict mu = bn->mean, *restrict a = bn->t0, *restrict q = bn->t1, *restrict b = bn->t2;
-        for (size_t j = 0; j < c; j++)
-            out[j] = a[j] * dr[j] - (xr[j] - mu[j]) * q[j] - b[j];
+    for (int t = 0; t < nt; t++) {
+        size_t lo, hi;
+        rows_of(t, nt, rows, &lo, &hi);
+        L->input_grad(x, dy, NULL, TLI_CLAMP_NONE, lo, hi, c, bn->mean, bn->t0, bn->t1, bn->t2, dx); /* dy masked */
     }
 }
 
 void tli_bn_backward_infer(uint32_t threads, const tli_bn *bn, const float *dy, float *dx)
 {
     const size_t rows = bn->rows, c = bn->c;
-    const int nt = nthreads(threads, rows, c);
+    const int nt = nthreads(threads, rows, c), mask = backward_mask(bn);
+    const bn_loops *L = loops();
     infer_scale(bn);
     (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long r = 0; r < (long)rows; r++) {
-        const float *restrict dr = dy + (size_t)r * c;
-        float *restrict out = dx + (size_t)r * c;
-        const float *restrict a = bn->t0;
-        for (size_t j = 0; j < c; j++)
-            out[j] = a[j] * dr[j];
+    for (int t = 0; t < nt; t++) {
+        size_t lo, hi;
+        rows_of(t, nt, rows, &lo, &hi);
+        L->scale(dy, bn->act_y, mask, lo, hi, c, bn->t0, dx);
     }
 }

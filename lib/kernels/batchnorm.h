@@ -4,7 +4,9 @@
  * channel innermost; a flat (units) input: rows = batch, c = units).
  *
  * Per-channel sums (mean, variance, the gradients' sums) are taken in
- * fixed chunks of rows, each summed in double by one thread in row order,
+ * fixed chunks of rows, each summed in double by one thread in row order
+ * (the statistics in one pass: sums of x - shift and its square, with
+ * shift a value of the channel),
  * then the chunks added in chunk order: the chunking depends on `rows`
  * only, so results are bit-identical for any thread count. The other
  * passes compute each element the same way whatever the thread count.
@@ -56,9 +58,15 @@ typedef struct tli_bn {
     /* The forward passes apply this TLI_CLAMP_* (elementwise.h) to y: the
      * ReLU / ReLU6 layer after the batchnorm, fused (0: none). */
     int clamp;
+    /* Backward, not NULL: that activation's backward is fused too - dy is
+     * the gradient of its output act_y (rows x c), and the backward passes
+     * apply its derivative (dy where 0 < act_y, and act_y < 6 for ReLU6;
+     * 0 elsewhere) before their own. */
+    const float *act_y;
 } tli_bn;
 
-/* Training mode: normalize x with the batch's mean and biased variance,
+/* Training mode: normalize x with the batch's mean and biased variance
+ * (one pass over x for both, then one to normalize),
  * y = gamma * (x - mean) / sqrt(var + eps) + beta, keep mean and inv_std,
  * and move the moving statistics towards the batch's mean and unbiased
  * variance (var * rows / (rows - 1); the biased one when rows is 1), as
@@ -80,11 +88,17 @@ void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift);
  *   dx = gamma * inv_std / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)),
  * with n = rows and the sums per channel. dgamma = sum(dy * xhat) and
  * dbeta = sum(dy) are written (overwritten) when not NULL; dx when not
- * NULL. dy is only read. */
-void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, const float *dy, float *dx,
+ * NULL. dy is only read, except with act_y: then it is overwritten with
+ * the gradient through the activation's derivative. */
+void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, float *dy, float *dx,
                            float *dgamma, float *dbeta);
 
 /* Inference mode (a frozen layer): dx = dy * gamma / sqrt(moving_var + eps). */
 void tli_bn_backward_infer(uint32_t threads, const tli_bn *bn, const float *dy, float *dx);
+
+/* Tests: true makes the functions above use the portable build of their
+ * loops even on an AVX-512 CPU (to compare the two bit for bit); false
+ * (the default) picks the fastest. Not thread-safe. */
+void tli_bn_force_portable(bool on);
 
 #endif /* TLI_BATCHNORM_H */

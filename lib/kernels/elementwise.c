@@ -46,6 +46,79 @@ void tli_accumulate(uint32_t threads, float *y, const float *x, size_t n, bool a
         y[i] += x[i];
 }
 
+/* g = dy where the ReLU / ReLU6 with output v let it through, else 0. */
+static inline float masked(float d, float v, int clamp)
+{
+    if (clamp == TLI_CLAMP_RELU6)
+        return (v > 0.0f) & (v < 6.0f) ? d : 0.0f;
+    return v > 0.0f ? d : 0.0f;
+}
+
+/* One pass over dy and y for every output; the cases with constant
+ * clamp and `add` flags get loops of their own (branch-free selects the
+ * compiler vectorises, as in the activation layer). */
+static void masked_block(float *const *dx, const bool *add, size_t nx, const float *dy, const float *y, size_t lo,
+                         size_t hi, int clamp)
+{
+    if (nx == 2 && dx[0] && dx[1] && dx[0] != dx[1] && !add[0] && !add[1]) {
+        float *restrict d0 = dx[0], *restrict d1 = dx[1];
+        if (clamp == TLI_CLAMP_RELU6) {
+            for (size_t i = lo; i < hi; i++)
+                d0[i] = d1[i] = masked(dy[i], y[i], TLI_CLAMP_RELU6);
+        } else {
+            for (size_t i = lo; i < hi; i++)
+                d0[i] = d1[i] = masked(dy[i], y[i], TLI_CLAMP_RELU);
+        }
+        return;
+    }
+    if (nx == 2 && dx[0] && dx[1] && dx[0] != dx[1] && add[0] != add[1]) {
+        float *restrict w = add[0] ? dx[1] : dx[0], *restrict a = add[0] ? dx[0] : dx[1];
+        if (clamp == TLI_CLAMP_RELU6) {
+            for (size_t i = lo; i < hi; i++) {
+                const float g = masked(dy[i], y[i], TLI_CLAMP_RELU6);
+                w[i] = g;
+                a[i] += g;
+            }
+        } else {
+            for (size_t i = lo; i < hi; i++) {
+                const float g = masked(dy[i], y[i], TLI_CLAMP_RELU);
+                w[i] = g;
+                a[i] += g;
+            }
+        }
+        return;
+    }
+    for (size_t k = 0; k < nx; k++) {
+        float *restrict d = dx[k];
+        if (d == NULL)
+            continue;
+        if (add[k]) {
+            for (size_t i = lo; i < hi; i++)
+                d[i] += masked(dy[i], y[i], clamp);
+        } else {
+            for (size_t i = lo; i < hi; i++)
+                d[i] = masked(dy[i], y[i], clamp);
+        }
+    }
+}
+
+void tli_masked_grad(uint32_t threads, float *const *dx, const bool *add, size_t nx, const float *dy, const float *y,
+                     size_t n, int clamp)
+{
+    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
+    /* Blocks of 4096 floats, in order: an input given twice (the same dx
+     * for two k, the second added) sees its first part written before
+     * the second is added, block by block. */
+    const size_t block = 4096;
+    const long nblocks = (long)((n + block - 1) / block);
+    (void)nt;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (long b = 0; b < nblocks; b++) {
+        const size_t lo = (size_t)b * block, hi = n - lo < block ? n : lo + block;
+        masked_block(dx, add, nx, dy, y, lo, hi, clamp);
+    }
+}
+
 void tli_concat_rows(uint32_t threads, float *y, const float *const *x, const size_t *width, size_t nx,
                      size_t rows)
 {

@@ -41,6 +41,14 @@ void tli_sum(uint32_t threads, float *y, const float *const *x, size_t nx, size_
 /* y[i] += x[i] when `add`, y[i] = x[i] otherwise, for i < n. */
 void tli_accumulate(uint32_t threads, float *y, const float *x, size_t n, bool add);
 
+/* For k < nx with dx[k] not NULL: dx[k][i] = (or += when add[k]) dy[i]
+ * where the ReLU / ReLU6 `clamp` whose output is y let its input through
+ * (0 < y[i], and y[i] < 6 for ReLU6), 0 elsewhere - the activation
+ * layer's backward - for i < n, in one pass over dy and y. The same dx
+ * may be given twice (written, then added). */
+void tli_masked_grad(uint32_t threads, float *const *dx, const bool *add, size_t nx, const float *dy, const float *y,
+                     size_t n, int clamp);
+
 /* Rows side by side: y[r] = (x[0][r], x[1][r], ...), where row r of x[k]
  * has width[k] floats, for r < rows. */
 void tli_concat_rows(uint32_t threads, float *y, const float *const *x, const size_t *width, size_t nx,

@@ -44,6 +44,19 @@ static void add_backward(tl_layer *l, const tli_exec *ex, const float *const *x,
             tli_accumulate(ex->threads, dx[k], dy, ex->batch * l->out_size, ex->dx_acc && ex->dx_acc[k]);
 }
 
+/* With the ReLU / ReLU6 after it: every input's gradient is the masked dy,
+ * written in the same pass as the mask (no separate activation pass). */
+static void add_backward_act(tl_layer *l, const tli_exec *ex, const float *const *x, const float *act_y,
+                             float *dy, float *const *dx, tl_activation act, bool param_grads)
+{
+    (void)x, (void)param_grads;
+    bool acc[TLI_MAX_INPUTS];
+    for (size_t k = 0; k < l->ninputs; k++)
+        acc[k] = ex->dx_acc && ex->dx_acc[k];
+    tli_masked_grad(ex->threads, dx, acc, l->ninputs, dy, act_y, ex->batch * l->out_size,
+                    tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
+}
+
 /* ONNX: Add for two inputs, Sum for more. */
 static tl_status add_onnx(const tl_layer *l, tli_onnx *g)
 {
@@ -68,4 +81,5 @@ const tli_layer_ops tli_add_ops = {
     .backward = add_backward,
     .onnx_export = add_onnx,
     .forward_act = add_forward_act,
+    .backward_act = add_backward_act,
 };

@@ -175,12 +175,17 @@ static void bn_forward_act(tl_layer *l, const tli_exec *ex, const float *const *
     bn_run(l, ex, x[0], y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
 }
 
-static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
-                        float *const *dx, tl_activation act, bool param_grads)
+/* The backward pass; with act_y (bn_backward_act), dy is the gradient of
+ * the ReLU / ReLU6 after it, whose derivative the kernels apply first. */
+static void bn_back(tl_layer *l, const tli_exec *ex, const float *x0, const float *act_y, int clamp, float *dy,
+                    float *dx0, bool param_grads)
 {
-    (void)y, (void)act;
     const bn_geom *g = (const bn_geom *)l->geom;
     tli_bn bn = bn_view(l, ex->batch);
+    bn.act_y = act_y;
+    bn.clamp = clamp;
+    float *const dx[1] = {dx0};
+    const float *const x[1] = {x0};
     if (!training_mode(l, ex)) {
         if (dx[0])
             tli_bn_backward_infer(ex->threads, &bn, dy, dx[0]);
@@ -192,6 +197,19 @@ static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, 
     /* Synchronized, every process sums even when it needs nothing back. */
     if (dx[0] || dgamma || dbeta || bn.sync)
         tli_bn_backward_train(ex->threads, &bn, x[0], dy, dx[0], dgamma, dbeta);
+}
+
+static void bn_backward(tl_layer *l, const tli_exec *ex, const float *const *x, const float *y, float *dy,
+                        float *const *dx, tl_activation act, bool param_grads)
+{
+    (void)y, (void)act;
+    bn_back(l, ex, x[0], NULL, TLI_CLAMP_NONE, dy, dx[0], param_grads);
+}
+
+static void bn_backward_act(tl_layer *l, const tli_exec *ex, const float *const *x, const float *act_y,
+                            float *dy, float *const *dx, tl_activation act, bool param_grads)
+{
+    bn_back(l, ex, x[0], act_y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6), dy, dx[0], param_grads);
 }
 
 /* Inference mode is a per-channel map the layer before can fold in (the
@@ -274,4 +292,5 @@ const tli_layer_ops tli_batchnorm_ops = {
     .channel_affine = bn_channel_affine,
     .affine = bn_affine,
     .forward_act = bn_forward_act,
+    .backward_act = bn_backward_act,
 };

@@ -181,6 +181,8 @@ struct tl_layer {
     int32_t gslot;                  /* gradient buffer of this layer's output, -1: none */
     bool in_acc[TLI_MAX_INPUTS];    /* input k's gradient is added, not written */
     bool relu_folded, bias_folded;  /* backward: done by the consumer (a max-pool) */
+    struct tl_layer *act_folded;    /* backward: the ReLU / ReLU6 layer after it, whose backward this
+                                     * one's backward_act does (see engine.c), or NULL */
     /* Workspace views for the current batch size, set by the engine. */
     float *out;    /* batch * out_size outputs (the input itself for views) */
     void *scratch; /* ops->scratch_bytes of layer-private memory */
@@ -317,6 +319,16 @@ struct tli_layer_ops {
      * activation kind's backward reads its own output, not its input, for
      * these two activations. */
     void (*forward_act)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act);
+    /* Optional, the backward counterpart: the layer's backward together
+     * with that of the ReLU / ReLU6 activation layer after it (its sole
+     * consumer), whose backward the engine then skips. act_y is the
+     * activation's output, dy the gradient of it (may be overwritten:
+     * nothing else reads it); the layer
+     * applies the activation's derivative (dy where 0 < act_y, and
+     * act_y < 6 for ReLU6; 0 elsewhere) in its own passes. Otherwise as
+     * backward (its own y is not given: it may not have been written). */
+    void (*backward_act)(tl_layer *l, const tli_exec *ex, const float *const *x, const float *act_y,
+                         float *dy, float *const *dx, tl_activation act, bool param_grads);
 };
 
 /* The ops of a kind, or NULL for an unknown kind. */

@@ -1,0 +1,262 @@
+/*
+ * batchnorm_impl.h - batch normalization's loops over a range of rows,
+ * written once in portable C and compiled twice: batchnorm.c for any CPU
+ * and batchnorm_avx512.c with AVX-512 enabled (16 floats, 8 doubles a
+ * vector instead of 4 and 2). Include after defining TLI_BN(name), which
+ * gives each build its own function names; batchnorm.c picks a build
+ * once (tli_cpu_has_avx512) and runs its threads over these.
+ *
+ * Both builds give the same bits: the loops vectorise across channels, so
+ * each channel's sum still runs over the rows in row order, and with
+ * floating-point contraction off (C11 mode) every product and sum is
+ * rounded alike; tests/test_batchnorm.c compares the two.
+ *
+ * Every loop runs over the rows in memory order (a row's channels in
+ * 16-wide vectors, the per-channel sums in L1): blocking the rows to keep
+ * the sums in registers visited each row's channel groups in turn, which
+ * the prefetchers followed worse - these passes wait on memory. The last
+ * c % 16 channels take plain loops, in the same order.
+ *
+ * `mask` (a TLI_CLAMP_* of elementwise.h): the backward loops take the
+ * ReLU / ReLU6 after the batchnorm as well - dy is the gradient of that
+ * activation's output y, and counts where the activation passed its input
+ * (0 < y, 0 < y < 6: the activation layer's own test), 0 elsewhere.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "elementwise.h"
+
+#define BN_V 16
+#define BN_INLINE static inline __attribute__((always_inline))
+
+/* 16 channels as GCC vectors: one zmm register (two for the doubles) in
+ * the AVX-512 build, split into SSE2 registers by the compiler in the
+ * portable one; either way element-wise IEEE arithmetic, so the same
+ * bits. Loads and stores go through memcpy (any alignment). */
+/* The helpers are always inlined: their vector returns never cross a call
+ * (GCC's ABI note on them in the portable build does not apply). */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float bn_vf __attribute__((vector_size(BN_V * sizeof(float))));
+typedef int bn_vi __attribute__((vector_size(BN_V * sizeof(int))));
+typedef double bn_vd __attribute__((vector_size(BN_V * sizeof(double))));
+
+BN_INLINE bn_vf bn_load_f(const float *p)
+{
+    bn_vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+BN_INLINE bn_vd bn_load_d(const double *p)
+{
+    bn_vd v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+BN_INLINE void bn_store_d(double *p, bn_vd v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+BN_INLINE void bn_store_f(float *p, bn_vf v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* tli_clamp on 16 values, bit for bit: v < 0 -> +0 (NaN stays), then for
+ * ReLU6 v > 6 -> 6. */
+BN_INLINE bn_vf bn_clamp(bn_vf v, int clamp)
+{
+    if (clamp == TLI_CLAMP_NONE)
+        return v;
+    const bn_vf zero = {0}, six = zero + 6.0f;
+    v = (bn_vf)((bn_vi)v & ~(v < zero));
+    if (clamp == TLI_CLAMP_RELU6) {
+        const bn_vi over = v > six;
+        v = (bn_vf)(((bn_vi)v & ~over) | ((bn_vi)six & over));
+    }
+    return v;
+}
+
+/* g through the mask of the activation with output v (masked(), 16 wide). */
+BN_INLINE bn_vf bn_mask(bn_vf g, bn_vf v, int mask)
+{
+    if (mask == TLI_CLAMP_NONE)
+        return g;
+    const bn_vf zero = {0}, six = zero + 6.0f;
+    bn_vi pass = v > zero;
+    if (mask == TLI_CLAMP_RELU6)
+        pass &= v < six;
+    return (bn_vf)((bn_vi)g & pass);
+}
+
+/* dy where the ReLU / ReLU6 whose output is y let it through, else 0.
+ * The bodies below are inlined once per constant mask, so that each
+ * loop is specialised (no test per element). */
+BN_INLINE float TLI_BN(masked)(float dy, float y, int mask)
+{
+    if (mask == TLI_CLAMP_RELU)
+        return y > 0.0f ? dy : 0.0f;
+    if (mask == TLI_CLAMP_RELU6)
+        return (y > 0.0f) & (y < 6.0f) ? dy : 0.0f;
+    return dy;
+}
+
+/* Over rows [lo, hi): s1[j] = sum of d, s2[j] = sum of d * d, with
+ * d = x[r][j] - shift[j] in double (exact for floats of similar size). */
+void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *restrict s1,
+                   double *restrict s2)
+{
+    memset(s1, 0, c * sizeof *s1);
+    memset(s2, 0, c * sizeof *s2);
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            const bn_vd d = __builtin_convertvector(bn_load_f(xr + j0), bn_vd) -
+                            __builtin_convertvector(bn_load_f(shift + j0), bn_vd);
+            bn_store_d(s1 + j0, bn_load_d(s1 + j0) + d);
+            bn_store_d(s2 + j0, bn_load_d(s2 + j0) + d * d);
+        }
+        for (size_t j = cv; j < c; j++) {
+            const double d = (double)xr[j] - (double)shift[j];
+            s1[j] += d;
+            s2[j] += d * d;
+        }
+    }
+}
+
+/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j]) for r in [lo, hi). */
+BN_INLINE void TLI_BN(normalize_body)(const float *x, size_t lo, size_t hi, size_t c, const float *mean,
+                                      const float *scale, const float *shift, float *y, int clamp)
+{
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c;
+        float *restrict yr = y + r * c;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V)
+            bn_store_f(yr + j0, bn_clamp((bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(scale + j0) +
+                                             bn_load_f(shift + j0),
+                                         clamp));
+        for (size_t j = cv; j < c; j++)
+            yr[j] = tli_clamp((xr[j] - mean[j]) * scale[j] + shift[j], clamp);
+    }
+}
+
+void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
+                       const float *shift, float *y, int clamp)
+{
+    if (clamp == TLI_CLAMP_RELU)
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU);
+    else if (clamp == TLI_CLAMP_RELU6)
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU6);
+    else
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_NONE);
+}
+
+/* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
+ * xhat = (x - mean) * inv_std in float and g = dy through `mask` (y is
+ * read only with a mask); with a mask g is written back into dy, so that
+ * the input gradient's pass reads g and not y again (y, an activation,
+ * is usually out of cache by then; dy was just written). */
+BN_INLINE void TLI_BN(grad_sums_body)(const float *x, float *dy, const float *y, int mask, size_t lo,
+                                      size_t hi, size_t c, const float *mean, const float *inv_std,
+                                      double *restrict sdy, double *restrict sdx)
+{
+    memset(sdy, 0, c * sizeof *sdy);
+    memset(sdx, 0, c * sizeof *sdx);
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c;
+        float *restrict dr = dy + r * c;
+        const float *restrict yr = mask ? y + r * c : dr;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            bn_vf g = bn_load_f(dr + j0);
+            if (mask != TLI_CLAMP_NONE) {
+                g = bn_mask(g, bn_load_f(yr + j0), mask);
+                bn_store_f(dr + j0, g);
+            }
+            const bn_vf xh = (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(inv_std + j0);
+            const bn_vd gd = __builtin_convertvector(g, bn_vd);
+            bn_store_d(sdy + j0, bn_load_d(sdy + j0) + gd);
+            bn_store_d(sdx + j0, bn_load_d(sdx + j0) + gd * __builtin_convertvector(xh, bn_vd));
+        }
+        for (size_t j = cv; j < c; j++) {
+            const float g = TLI_BN(masked)(dr[j], yr[j], mask), xh = (xr[j] - mean[j]) * inv_std[j];
+            if (mask != TLI_CLAMP_NONE)
+                dr[j] = g;
+            sdy[j] += (double)g;
+            sdx[j] += (double)g * (double)xh;
+        }
+    }
+}
+
+void TLI_BN(grad_sums)(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+                       const float *mean, const float *inv_std, double *sdy, double *sdx)
+{
+    if (mask == TLI_CLAMP_RELU)
+        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_RELU, lo, hi, c, mean, inv_std, sdy, sdx);
+    else if (mask == TLI_CLAMP_RELU6)
+        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_RELU6, lo, hi, c, mean, inv_std, sdy, sdx);
+    else
+        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_NONE, lo, hi, c, mean, inv_std, sdy, sdx);
+}
+
+/* dx[r][j] = a[j] * g - (x[r][j] - mean[j]) * q[j] - b[j] for r in [lo, hi),
+ * g = dy through `mask`. */
+BN_INLINE void TLI_BN(input_grad_body)(const float *x, const float *dy, const float *y, int mask, size_t lo,
+                                       size_t hi, size_t c, const float *mean, const float *a, const float *q,
+                                       const float *b, float *dx)
+{
+    const size_t cv = c - c % BN_V;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
+        const float *restrict yr = mask ? y + r * c : dr;
+        float *restrict out = dx + r * c;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            bn_vf g = bn_load_f(dr + j0);
+            if (mask != TLI_CLAMP_NONE)
+                g = bn_mask(g, bn_load_f(yr + j0), mask);
+            bn_store_f(out + j0, bn_load_f(a + j0) * g - (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(q + j0) -
+                                     bn_load_f(b + j0));
+        }
+        for (size_t j = cv; j < c; j++)
+            out[j] = a[j] * TLI_BN(masked)(dr[j], yr[j], mask) - (xr[j] - mean[j]) * q[j] - b[j];
+    }
+}
+
+void TLI_BN(input_grad)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
+                        const float *mean, const float *a, const float *q, const float *b, float *dx)
+{
+    if (mask == TLI_CLAMP_RELU)
+        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_RELU, lo, hi, c, mean, a, q, b, dx);
+    else if (mask == TLI_CLAMP_RELU6)
+        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_RELU6, lo, hi, c, mean, a, q, b, dx);
+    else
+        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_NONE, lo, hi, c, mean, a, q, b, dx);
+}
+
+/* dx[r][j] = a[j] * g for r in [lo, hi), g = dy through `mask`: the
+ * inference-mode (frozen) backward. */
+void TLI_BN(scale)(const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c, const float *a,
+                   float *dx)
+{
+    const float *restrict pa = a;
+    for (size_t r = lo; r < hi; r++) {
+        const float *restrict dr = dy + r * c;
+        float *restrict out = dx + r * c;
+        if (mask == TLI_CLAMP_NONE) {
+            for (size_t j = 0; j < c; j++)
+                out[j] = pa[j] * dr[j];
+        } else {
+            const float *restrict yr = y + r * c;
+            for (size_t j = 0; j < c; j++)
+                out[j] = pa[j] * TLI_BN(masked)(dr[j], yr[j], mask);
+        }
+    }
+}
+
+#undef BN_V
+#undef BN_INLINE
