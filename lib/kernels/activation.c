@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "parallel.h"
 
 /* Row-wise softmax, stable: subtract the row's max before exp. */
 static void softmax_row(float *v, size_t n)
@@ -99,10 +100,8 @@ void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t 
 {
     if (bias == NULL && act == TL_ACT_LINEAR)
         return;
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long r = 0; r < (long)rows; r++)
-        bias_act_row(y + (size_t)r * cols, bias, cols, act, alpha);
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < (long)rows; r++),
+                { bias_act_row(y + (size_t)r * cols, bias, cols, act, alpha); });
 }
 
 void tli_bias_act_forward_keep(uint32_t threads, float *z, const float *bias, float *y, size_t rows, size_t cols,

@@ -48,6 +48,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "parallel.h"
 
 /* Channels per vector: 16 floats (four SSE registers, one AVX-512 one).
  * The blocking never changes a result: each value is summed in the same
@@ -588,8 +589,8 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
         /* Threads over output rows, so that one image keeps two busy. */
         const size_t C16 = C / DW_V * DW_V;
         const long rows = (long)batch * (long)g->out_h;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (long r = 0; r < rows; r++) {
+        /* (no OpenMP region for one thread: parallel.h) */
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < rows; r++), {
             const size_t n = (size_t)r / g->out_h;
             const uint32_t oh = (uint32_t)((size_t)r % g->out_h);
             const float *img = x + n * in_img;
@@ -604,7 +605,7 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
                 if (clamp)
                     dw_clamp(yp, C - C16, clamp);
             }
-        }
+        });
         return;
     }
     uint32_t lo, hi;

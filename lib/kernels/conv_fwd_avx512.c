@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "conv_direct.h"
+#include "parallel.h"
 
 #define TLI_INLINE static inline __attribute__((always_inline))
 
@@ -462,20 +463,19 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
      * the threads (batch-1 latency) after all images are padded. Each
      * output is computed the same way whoever runs it. */
     const bool whole = batch >= 2 * (size_t)threads;
-    if (xpad && !whole) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && batch > 1)
-        for (long i = 0; i < (long)batch; i++)
-            pad_image(&src, x + (size_t)i * x_img, xpad + (size_t)i * in_img);
-    }
+    if (xpad && !whole)
+        TLI_OMP_FOR(threads > 1 && batch > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long i = 0; i < (long)batch; i++),
+                    { pad_image(&src, x + (size_t)i * x_img, xpad + (size_t)i * in_img); });
     const size_t items = batch * blocks;
     const int chunk = whole ? (int)blocks : 1;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, chunk) if (threads > 1)
-    for (long it = 0; it < (long)items; it++) {
-        const size_t i = (size_t)it / blocks, b = (size_t)it % blocks;
-        const size_t p0 = b * PB;
-        const int np = (int)(pixels - p0 < PB ? pixels - p0 : PB);
-        if (xpad && whole && b == 0)
-            pad_image(&src, x + i * x_img, xpad + i * in_img);
-        fwd_item(s, kbs, direct, s->x + i * in_img, w, bias, clamp, y + i * out_img, p0, np);
-    }
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, chunk)",
+                (long it = 0; it < (long)items; it++), {
+                    const size_t i = (size_t)it / blocks, b = (size_t)it % blocks;
+                    const size_t p0 = b * PB;
+                    const int np = (int)(pixels - p0 < PB ? pixels - p0 : PB);
+                    if (xpad && whole && b == 0)
+                        pad_image(&src, x + i * x_img, xpad + i * in_img);
+                    fwd_item(s, kbs, direct, s->x + i * in_img, w, bias, clamp, y + i * out_img, p0, np);
+                });
 }

@@ -5,6 +5,7 @@
 
 #include "../rng.h"
 #include "elementwise.h"
+#include "parallel.h"
 
 /* Below this many floats a second thread costs more than it saves. */
 #define PAR_MIN 65536
@@ -14,24 +15,20 @@ void tli_sum(uint32_t threads, float *y, const float *const *x, size_t nx, size_
     const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
     if (nx == 2) { /* a residual join: one loop the compiler vectorizes */
         const float *a = x[0], *b = x[1];
-        if (clamp == TLI_CLAMP_NONE) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (size_t i = 0; i < n; i++)
-                y[i] = a[i] + b[i];
-        } else {
-#pragma omp parallel for num_threads(nt) schedule(static)
-            for (size_t i = 0; i < n; i++)
-                y[i] = tli_clamp(a[i] + b[i], clamp);
-        }
+        if (clamp == TLI_CLAMP_NONE)
+            TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t i = 0; i < n; i++),
+                        { y[i] = a[i] + b[i]; });
+        else
+            TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t i = 0; i < n; i++),
+                        { y[i] = tli_clamp(a[i] + b[i], clamp); });
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++) {
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t i = 0; i < n; i++), {
         float s = x[0][i];
         for (size_t k = 1; k < nx; k++)
             s += x[k][i];
         y[i] = tli_clamp(s, clamp);
-    }
+    });
 }
 
 void tli_accumulate(uint32_t threads, float *y, const float *x, size_t n, bool add)

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "pool_simd.h"
 
 /* y = max(y, x) and a = index where x won, over c channels. Branch-free
@@ -341,45 +342,46 @@ void tli_avgpool_backward(uint32_t threads, const tli_pool_geom *g, bool count_i
  * channels: 11 -> 7 us for 64 images), so there is no AVX-512 path. */
 #define GAP_BLOCK 32
 
+/* One image's channel means; each channel's sum runs position by
+ * position. The inner loops run over contiguous channels and vectorise. */
+static void gap_image(const float *xi, float *yi, uint32_t hw, uint32_t c)
+{
+    if (hw == 0) { /* the mean of nothing: 0, not 0 / 0 */
+        memset(yi, 0, sizeof(float) * c);
+        return;
+    }
+    const float count = (float)hw; /* exact below 2^24 positions */
+    size_t c0 = 0;
+    for (; c0 + GAP_BLOCK <= c; c0 += GAP_BLOCK) {
+        float acc[GAP_BLOCK];
+        for (size_t i = 0; i < GAP_BLOCK; i++)
+            acc[i] = xi[c0 + i];
+        for (size_t pos = 1; pos < hw; pos++) {
+            const float *xp = xi + pos * c + c0;
+            for (size_t i = 0; i < GAP_BLOCK; i++)
+                acc[i] += xp[i];
+        }
+        for (size_t i = 0; i < GAP_BLOCK; i++)
+            yi[c0 + i] = acc[i] / count;
+    }
+    if (c0 == c)
+        return;
+    /* The remaining channels, accumulated in y. */
+    const size_t rest = c - c0;
+    memcpy(yi + c0, xi + c0, sizeof(float) * rest);
+    for (size_t pos = 1; pos < hw; pos++)
+        add_into(yi + c0, xi + pos * c + c0, rest);
+    for (size_t ch = c0; ch < c; ch++)
+        yi[ch] /= count;
+}
+
 void tli_global_avgpool_forward(uint32_t threads, uint32_t hw, uint32_t c, const float *x, size_t batch, float *y)
 {
     const size_t img = (size_t)hw * c;
-    (void)threads;
-    /* Whole images to threads: each channel's sum runs position by
-     * position in one thread, so the result does not depend on the thread
-     * count. The inner loops run over contiguous channels and vectorise. */
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
-        const float *xi = x + (size_t)n * img;
-        float *yi = y + (size_t)n * c;
-        if (hw == 0) { /* the mean of nothing: 0, not 0 / 0 */
-            memset(yi, 0, sizeof(float) * c);
-            continue;
-        }
-        const float count = (float)hw; /* exact below 2^24 positions */
-        size_t c0 = 0;
-        for (; c0 + GAP_BLOCK <= c; c0 += GAP_BLOCK) {
-            float acc[GAP_BLOCK];
-            for (size_t i = 0; i < GAP_BLOCK; i++)
-                acc[i] = xi[c0 + i];
-            for (size_t pos = 1; pos < hw; pos++) {
-                const float *xp = xi + pos * c + c0;
-                for (size_t i = 0; i < GAP_BLOCK; i++)
-                    acc[i] += xp[i];
-            }
-            for (size_t i = 0; i < GAP_BLOCK; i++)
-                yi[c0 + i] = acc[i] / count;
-        }
-        if (c0 == c)
-            continue;
-        /* The remaining channels, accumulated in y. */
-        const size_t rest = c - c0;
-        memcpy(yi + c0, xi + c0, sizeof(float) * rest);
-        for (size_t pos = 1; pos < hw; pos++)
-            add_into(yi + c0, xi + pos * c + c0, rest);
-        for (size_t ch = c0; ch < c; ch++)
-            yi[ch] /= count;
-    }
+    /* Whole images to threads, so the result does not depend on the
+     * thread count. */
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), { gap_image(x + (size_t)n * img, y + (size_t)n * c, hw, c); });
 }
 
 void tli_global_avgpool_backward(uint32_t threads, uint32_t hw, uint32_t c, const float *dy, size_t batch,
