@@ -35,7 +35,8 @@ def main():
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("extra", nargs="*", help="more tl-bench flags, after --")
-    a = ap.parse_args()
+    # intermixed: the build directories may come before or after --pairs / --threads
+    a = ap.parse_intermixed_args()
     res = {a.new: [], a.old: []}
     for i in range(a.pairs):
         for build in (a.new, a.old):

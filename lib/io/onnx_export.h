@@ -80,6 +80,13 @@ const tl_layer *tli_onnx_sole_consumer(const tli_onnx *g, const tl_layer *l);
 /* Layer `c` (l's sole consumer) is done by l: the walk passes over it, and
  * l's nodes write c's output (tli_onnx_out(g, c)). */
 void tli_onnx_absorb(tli_onnx *g, const tl_layer *l, const tl_layer *c);
+/* Folding a per-channel affine consumer (batchnorm) into l's weights, for
+ * a linear layer with `n` output channels: when the writer folds, l has no
+ * activation and its sole consumer has a channel_affine hook, *scale
+ * receives a tli_malloc'd array of 2n floats (scale, then shift; the
+ * caller frees it), the consumer is absorbed and returned in *bn.
+ * Otherwise both are NULL. Fails only with TL_ENOMEM. */
+tl_status tli_onnx_fold_affine(tli_onnx *g, const tl_layer *l, size_t n, float **scale, const tl_layer **bn);
 
 /* Flatten order. tli_onnx_chw_takers: every layer that takes l's output
  * (seeing through kinds that pass the order on) takes a (c, h, w)-ordered

@@ -367,6 +367,23 @@ void tli_onnx_absorb(tli_onnx *g, const tl_layer *l, const tl_layer *c)
     g->absorbed[c->index] = true;
 }
 
+tl_status tli_onnx_fold_affine(tli_onnx *g, const tl_layer *l, size_t n, float **scale, const tl_layer **bn)
+{
+    const tl_layer *c = tli_onnx_sole_consumer(g, l);
+    *scale = NULL;
+    *bn = NULL;
+    if (!tli_onnx_folding(g) || l->act != TL_ACT_LINEAR || c == NULL || c->ops->channel_affine == NULL)
+        return TL_OK;
+    float *s = tli_malloc(2 * n * sizeof *s);
+    if (s == NULL)
+        return tli_error(TL_ENOMEM, TLI_LFMT ": out of memory", TLI_LARG(l));
+    c->ops->channel_affine(c, s, s + n);
+    tli_onnx_absorb(g, l, c);
+    *scale = s;
+    *bn = c;
+    return TL_OK;
+}
+
 /* Every consumer of l takes a (c, h, w)-ordered flat input, seeing through
  * the kinds that pass it on; none is the model's output. */
 static bool takers(const tli_onnx *g, const tl_layer *l, int depth)

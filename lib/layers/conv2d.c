@@ -341,18 +341,12 @@ static tl_status conv_onnx(const tl_layer *l, tli_onnx *g)
     const conv_cfg *c = (const conv_cfg *)l->cfg;
     const tli_conv_geom *cg = &((const conv_geom *)l->geom)->g;
     const uint32_t o_n = c->filters, i_n = cg->in_c / c->groups, kh = c->k_h, kw = c->k_w;
-    const tl_layer *bn = tli_onnx_sole_consumer(g, l);
-    float *scale = NULL, *shift = NULL;
-    if (tli_onnx_folding(g) && l->act == TL_ACT_LINEAR && bn && bn->ops->channel_affine) {
-        scale = tli_malloc(2 * (size_t)o_n * sizeof *scale);
-        if (scale == NULL)
-            return tli_error(TL_ENOMEM, TLI_LFMT ": out of memory", TLI_LARG(l));
-        shift = scale + o_n;
-        bn->ops->channel_affine(bn, scale, shift);
-        tli_onnx_absorb(g, l, bn);
-    } else {
-        bn = NULL;
-    }
+    const tl_layer *bn;
+    float *scale;
+    const tl_status fs = tli_onnx_fold_affine(g, l, o_n, &scale, &bn);
+    if (fs != TL_OK)
+        return fs;
+    const float *shift = scale ? scale + o_n : NULL;
     const char *out = bn ? tli_onnx_out(g, bn) : tli_onnx_out(g, l);
     const char *y = l->act == TL_ACT_LINEAR ? out : tli_onnx_sub(g, l, "conv");
     const char *in[3] = {tli_onnx_in(g, l, 0), tli_onnx_weight(g, l, "weight"),

@@ -149,18 +149,12 @@ static tl_status dense_onnx(const tl_layer *l, tli_onnx *g)
     const size_t n_in = l->in_size, units = c->units;
     tl_shape hwc;
     const bool chw = tli_onnx_chw_input(g, l, 0, &hwc);
-    const tl_layer *bn = tli_onnx_sole_consumer(g, l);
-    float *scale = NULL, *shift = NULL;
-    if (tli_onnx_folding(g) && l->act == TL_ACT_LINEAR && bn && bn->ops->channel_affine) {
-        scale = tli_malloc(2 * units * sizeof *scale);
-        if (scale == NULL)
-            return tli_error(TL_ENOMEM, TLI_LFMT ": out of memory", TLI_LARG(l));
-        shift = scale + units;
-        bn->ops->channel_affine(bn, scale, shift);
-        tli_onnx_absorb(g, l, bn);
-    } else {
-        bn = NULL;
-    }
+    const tl_layer *bn;
+    float *scale;
+    const tl_status fs = tli_onnx_fold_affine(g, l, units, &scale, &bn);
+    if (fs != TL_OK)
+        return fs;
+    const float *shift = scale ? scale + units : NULL;
     const char *out = bn ? tli_onnx_out(g, bn) : tli_onnx_out(g, l);
     const char *y = l->act == TL_ACT_LINEAR ? out : tli_onnx_sub(g, l, "gemm");
     const char *in[3] = {tli_onnx_in(g, l, 0), tli_onnx_weight(g, l, "weight"),
