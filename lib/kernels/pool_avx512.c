@@ -1,8 +1,10 @@
 /*
- * pool_avx512.c - max pooling forward for channel counts that are a
- * multiple of 16: compare and blend whole vectors of channels, keeping the
- * arg-max as a vector of indices. The portable loop in pool.c does the same
- * four channels at a time. Only called after tli_cpu_has_avx512().
+ * pool_avx512.c - max pooling for channel counts that are a multiple of
+ * 16: the forward compares and blends whole vectors of channels, keeping
+ * the arg-max as a vector of indices; the tiled backward writes each
+ * window's cells from one load of the gradient, arg-max and ReLU mask. The
+ * portable loops in pool.c do the same a few channels at a time. Only
+ * called after tli_cpu_has_avx512().
  */
 #include <immintrin.h>
 
@@ -51,4 +53,35 @@ void tli_maxpool_forward_avx512(uint32_t threads, const tli_pool_geom *g, const 
             }
         }
     }
+}
+
+/* One image of tli_maxpool_backward's tiled case (pool == stride, no
+ * padding, windows inside the input), g->c % 16 == 0: each output
+ * vector's gradient, arg-max and ReLU mask are loaded once and written to
+ * the window's cells under the mask "this cell won" (zeros elsewhere),
+ * the same bits as gradient_or_zero in pool.c. Cells no window covers are
+ * left to the caller. */
+void tli_maxpool_backward_tiled_avx512(const tli_pool_geom *g, const float *d, const int32_t *a, const float *y,
+                                       float *img)
+{
+    const size_t c = g->c;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (uint32_t oh = 0; oh < g->out_h; oh++)
+        for (uint32_t ow = 0; ow < g->out_w; ow++) {
+            const size_t o = ((size_t)oh * g->out_w + ow) * c;
+            const size_t first = ((size_t)oh * g->p_h * g->in_w + (size_t)ow * g->p_w) * c;
+            for (size_t ch = 0; ch < c; ch += 16) {
+                const __m512 dv = _mm512_loadu_ps(d + o + ch);
+                const __m512i av = _mm512_loadu_si512((const void *)(a + o + ch));
+                const __mmask16 pass =
+                    y ? _mm512_cmp_ps_mask(_mm512_loadu_ps(y + o + ch), _mm512_setzero_ps(), _CMP_GT_OQ) : 0xFFFF;
+                for (uint32_t ph = 0; ph < g->p_h; ph++)
+                    for (uint32_t pw = 0; pw < g->p_w; pw++) {
+                        const size_t cell = first + ((size_t)ph * g->in_w + pw) * c + ch;
+                        const __m512i idx = _mm512_add_epi32(_mm512_set1_epi32((int32_t)cell), lane);
+                        const __mmask16 won = _mm512_mask_cmpeq_epi32_mask(pass, av, idx);
+                        _mm512_storeu_ps(img + cell, _mm512_maskz_mov_ps(won, dv));
+                    }
+            }
+        }
 }
