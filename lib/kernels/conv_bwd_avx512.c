@@ -374,8 +374,10 @@ static void dx_run(const float *const *tap_dz, const float *const *tap_w, int ta
 /* Taps that read only dz's zero border add nothing: dx_image leaves them
  * out (an unpadded 3x3 convolution of 15 x 15 inputs would otherwise do
  * 15^2 / 13^2 = 1.33 times the multiply-adds). A tap is (kh, kw) with its
- * dz row fixed for the dx row; its dz column moves with the pixel, so the
- * pixels of a run are split where a tap's column enters or leaves dz. */
+ * dz row fixed for the dx row; its dz column moves with the pixel, so a
+ * pixel block takes the taps whose column is inside dz for at least one of
+ * its pixels (the 15-pixel rows: 1.15 times the multiply-adds, all in
+ * blocks of 7 or 8 pixels). */
 typedef struct dx_tap {
     const float *dz; /* the buffer at the tap's dz row and column offset */
     const float *w;
