@@ -166,7 +166,12 @@ static const conv_spec direct_cases[] = {
     /* MobileNetV2's pointwise convolutions: wide rows, many filters */
     {8, 8, 96, 160, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
     {4, 4, 320, 1280, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
-    {13, 3, 144, 32, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {13, 3, 144, 32, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},    /* input-gradient pixel blocks whose taps read dz's zero border for some
+     * pixels: a 5x5 valid kernel on 15-pixel rows (blocks 8 + 7), 32-pixel
+     * padded rows (16 + 16), stride 2 with 48 channels */
+    {9, 15, 32, 32, 5, 5, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+    {4, 32, 16, 16, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},
+    {9, 29, 48, 32, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},
 };
 
 START_TEST(direct_matches_gemm)

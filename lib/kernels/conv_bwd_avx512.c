@@ -317,7 +317,7 @@ static int dx_pixels(size_t want, int nv)
 {
     static const int sizes[5][10] = {{0},
                                      {24, 16, 12, 8, 6, 4, 3, 2, 1, 0},
-                                     {12, 8, 6, 4, 3, 2, 1, 0},
+                                     {12, 8, 7, 6, 4, 3, 2, 1, 0},
                                      {8, 6, 4, 3, 2, 1, 0},
                                      {6, 4, 3, 2, 1, 0}};
     const int *sz = sizes[nv];
@@ -351,6 +351,7 @@ static void dx_run(const float *const *tap_dz, const float *const *tap_w, int ta
     case 101: DX(1, 1); break;
     case 212: DX(12, 2); break;
     case 208: DX(8, 2); break;
+    case 207: DX(7, 2); break;
     case 206: DX(6, 2); break;
     case 204: DX(4, 2); break;
     case 203: DX(3, 2); break;
@@ -373,8 +374,10 @@ static void dx_run(const float *const *tap_dz, const float *const *tap_w, int ta
 /* Taps that read only dz's zero border add nothing: dx_image leaves them
  * out (an unpadded 3x3 convolution of 15 x 15 inputs would otherwise do
  * 15^2 / 13^2 = 1.33 times the multiply-adds). A tap is (kh, kw) with its
- * dz row fixed for the dx row; its dz column moves with the pixel, so the
- * pixels of a run are split where a tap's column enters or leaves dz. */
+ * dz row fixed for the dx row; its dz column moves with the pixel, so a
+ * pixel block takes the taps whose column is inside dz for at least one of
+ * its pixels (the 15-pixel rows: 1.15 times the multiply-adds, all in
+ * blocks of 7 or 8 pixels). */
 typedef struct dx_tap {
     const float *dz; /* the buffer at the tap's dz row and column offset */
     const float *w;
@@ -418,31 +421,28 @@ static void dx_image(const tli_dx_shape *d, const float *buf, const float *wt, f
                 }
                 const size_t ostep = (size_t)d->s_w * c;
                 float *row = dx + ((size_t)ih * d->in_w + rho) * c + c0;
-                for (long q0 = 0; q0 < count;) {
-                    /* the segment [q0, q1) over which the same taps are inside */
-                    long q1 = count;
+                /* Even pixel blocks over the whole run, each with the taps
+                 * that reach any of its pixels from inside dz: a tap that
+                 * is inside for only part of a block reads the buffer's
+                 * zero border for the rest (exact zeros, in bounds by
+                 * tli_dx_extent). Splitting the run where taps enter or
+                 * leave would leave 1-pixel blocks at the edges, whose
+                 * few accumulators wait on the FMA latency. */
+                for (long q = 0; q < count;) {
+                    const int rb = dx_pixels((size_t)(count - q), nv);
                     int taps = 0;
-                    for (int i = 0; i < ntaps; i++) {
-                        if (all[i].lo > q0 && all[i].lo < q1)
-                            q1 = all[i].lo;
-                        if (all[i].lo <= q0 && all[i].hi > q0) {
+                    for (int i = 0; i < ntaps; i++)
+                        if (all[i].lo < q + rb && all[i].hi > q) {
                             tap_dz[taps] = all[i].dz;
                             tap_w[taps] = all[i].w;
                             taps++;
-                            if (all[i].hi < q1)
-                                q1 = all[i].hi;
                         }
-                    }
-                    if (taps == 0) { /* no dz cell reaches these pixels */
-                        for (long q = q0; q < q1; q++)
-                            memset(row + (size_t)q * ostep, 0, 16 * (size_t)nv * sizeof(float));
-                    }
-                    for (size_t q = (size_t)q0; taps && q < (size_t)q1;) {
-                        const int rb = dx_pixels((size_t)q1 - q, nv);
-                        dx_run(tap_dz, tap_w, taps, q, n, cols, c, row + q * ostep, ostep, rb, nv);
-                        q += (size_t)rb;
-                    }
-                    q0 = q1;
+                    if (taps == 0) /* no dz cell reaches these pixels */
+                        for (long p = q; p < q + rb; p++)
+                            memset(row + (size_t)p * ostep, 0, 16 * (size_t)nv * sizeof(float));
+                    else
+                        dx_run(tap_dz, tap_w, taps, (size_t)q, n, cols, c, row + (size_t)q * ostep, ostep, rb, nv);
+                    q += rb;
                 }
             }
         c0 += 16 * (size_t)nv;

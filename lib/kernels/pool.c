@@ -116,7 +116,24 @@ static inline void backward_tiled(const tli_pool_geom *g, const float *restrict 
                     gradient_or_zero(img + cell, d + o, a + o, relu ? y + o : NULL, relu, (int32_t)cell, c);
                 }
         }
-    /* Cells no window covers (a trailing odd row or column). */
+}
+
+/* backward_tiled with whole vectors of channels (pool_avx512.c): only
+ * called where the CPU has AVX-512 and c % 16 == 0; the same bits. */
+static void backward_tiled_simd(const tli_pool_geom *g, const float *d, const int32_t *a, const float *y, float *img)
+{
+#ifdef TLI_HAVE_AVX512
+    tli_maxpool_backward_tiled_avx512(g, d, a, y, img);
+#else
+    (void)g, (void)d, (void)a, (void)y, (void)img;
+#endif
+}
+
+/* The cells of a tiled backward's image that no window covers (a trailing
+ * odd row or column): zero. */
+static void zero_uncovered(const tli_pool_geom *g, float *img)
+{
+    const size_t c = g->c;
     const uint32_t used_h = g->out_h * g->p_h, used_w = g->out_w * g->p_w;
     for (uint32_t h = 0; h < g->in_h; h++) {
         if (h >= used_h) {
@@ -162,6 +179,10 @@ void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float 
     const size_t out_img = (size_t)g->out_h * g->out_w * g->c;
     const bool tiled = g->p_h == g->s_h && g->p_w == g->s_w && g->pad_t == 0 && g->pad_l == 0 &&
                        (size_t)g->out_h * g->p_h <= g->in_h && (size_t)g->out_w * g->p_w <= g->in_w;
+    bool simd = false;
+#ifdef TLI_HAVE_AVX512
+    simd = g->c % 16 == 0 && tli_cpu_has_avx512();
+#endif
     (void)threads;
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (long n = 0; n < (long)batch; n++) {
@@ -170,10 +191,13 @@ void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float 
         const int32_t *a = argmax + (size_t)n * out_img;
         const float *y = relu_y ? relu_y + (size_t)n * out_img : NULL;
         if (tiled) {
-            if (y)
+            if (simd)
+                backward_tiled_simd(g, d, a, y, img);
+            else if (y)
                 backward_tiled(g, d, a, y, true, img);
             else
                 backward_tiled(g, d, a, NULL, false, img);
+            zero_uncovered(g, img);
             continue;
         }
         memset(img, 0, sizeof(float) * in_img);
