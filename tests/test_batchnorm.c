@@ -756,6 +756,59 @@ START_TEST(one_pass_statistics_are_accurate)
 }
 END_TEST
 
+/* The sums take the rows four at a time, then the rest one by one
+ * (batchnorm_impl.h, BN_ROWS): every row counts once, whatever rows % 4
+ * and c % 16 are - the mean, the variance, dbeta = sum of the masked dy
+ * and dgamma = sum of it times x-hat against sums in double, for both
+ * builds, with and without the fused ReLU. */
+START_TEST(row_groups_sum_every_row)
+{
+    static const size_t cs[] = {5, 16, 21, 35};
+    for (size_t rows = 1; rows <= 11; rows++)
+        for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++)
+            for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU; clamp++)
+                for (int portable = 0; portable < 2; portable++) {
+                    const size_t c = cs[ci], n = rows * c;
+                    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *dy = malloc(n * sizeof *dy);
+                    float *g = malloc(n * sizeof *g), *dx = malloc(n * sizeof *dx), *dgb = malloc(2 * c * sizeof *dgb);
+                    th_fill_uniform(x, n, -2.0f, 3.0f, 61 + rows);
+                    th_fill_uniform(dy, n, -1.0f, 1.0f, 71 + rows);
+                    kbn k = kbn_make(rows, c, 1e-3f, 0.0f, clamp);
+                    tli_bn_force_portable(portable);
+                    tli_bn_forward_train(1, &k.bn, x, y);
+                    k.bn.act_y = clamp ? y : NULL;
+                    memcpy(g, dy, n * sizeof *g);
+                    tli_bn_backward_train(1, &k.bn, x, g, dx, dgb, dgb + c);
+                    tli_bn_force_portable(false);
+                    for (size_t j = 0; j < c; j++) {
+                        double mean = 0.0, var = 0.0, sdy = 0.0, sdx = 0.0;
+                        for (size_t r = 0; r < rows; r++)
+                            mean += x[r * c + j];
+                        mean /= (double)rows;
+                        for (size_t r = 0; r < rows; r++)
+                            var += (x[r * c + j] - mean) * (x[r * c + j] - mean);
+                        var /= (double)rows;
+                        ck_assert_msg(fabs(k.bn.mean[j] - mean) <= 1e-6, "%zux%zu channel %zu: mean %.9g, want %.9g",
+                                      rows, c, j, (double)k.bn.mean[j], mean);
+                        const double inv = 1.0 / sqrt(var + 1e-3);
+                        ck_assert_msg(fabs(k.bn.inv_std[j] - inv) <= 1e-6 * inv, "%zux%zu channel %zu: inv_std", rows,
+                                      c, j);
+                        for (size_t r = 0; r < rows; r++) {
+                            const float d = clamp && !(y[r * c + j] > 0.0f) ? 0.0f : dy[r * c + j];
+                            sdy += d;
+                            sdx += (double)d * (double)((x[r * c + j] - k.bn.mean[j]) * k.bn.inv_std[j]);
+                        }
+                        ck_assert_msg(fabs(dgb[c + j] - sdy) <= 1e-6, "%zux%zu clamp %d channel %zu: dbeta %.9g, want %.9g",
+                                      rows, c, clamp, j, (double)dgb[c + j], sdy);
+                        ck_assert_msg(fabs(dgb[j] - sdx) <= 1e-6, "%zux%zu clamp %d channel %zu: dgamma %.9g, want %.9g",
+                                      rows, c, clamp, j, (double)dgb[j], sdx);
+                    }
+                    kbn_free(&k);
+                    free(x), free(y), free(dy), free(g), free(dx), free(dgb);
+                }
+}
+END_TEST
+
 /* ---- 4. settings ------------------------------------------------------------------ */
 
 START_TEST(settings_names_and_tensors)
@@ -1274,6 +1327,7 @@ int main(void)
     tcase_add_test(tc, kernel_builds_give_the_same_bits);
     tcase_add_test(tc, fused_relu_backward_equals_two_passes);
     tcase_add_test(tc, one_pass_statistics_are_accurate);
+    tcase_add_test(tc, row_groups_sum_every_row);
     tcase_add_test(tc, settings_names_and_tensors);
     tcase_add_test(tc, bad_settings_refused);
     suite_add_tcase(s, tc);

@@ -4,7 +4,8 @@
  * channel innermost; a flat (units) input: rows = batch, c = units).
  *
  * Per-channel sums (mean, variance, the gradients' sums) are taken in
- * fixed chunks of rows, each summed in double by one thread in row order
+ * fixed chunks of rows, each summed in double by one thread in a fixed order
+ * (groups of four rows, batchnorm_impl.h)
  * (the statistics in one pass: sums of x - shift and its square, with
  * shift a value of the channel),
  * then the chunks added in chunk order: the chunking depends on `rows`
