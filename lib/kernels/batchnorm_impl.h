@@ -158,32 +158,54 @@ void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *
     }
 }
 
-/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j]) for r in [lo, hi). */
+/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j] + res[r][j]) for
+ * r in [lo, hi); without res (NULL) the same without the term. With res
+ * the same bits as normalizing and then adding res in tli_sum: the
+ * normalized value is rounded to float first, and the sum commutes. */
 BN_INLINE void TLI_BN(normalize_body)(const float *x, size_t lo, size_t hi, size_t c, const float *mean,
-                                      const float *scale, const float *shift, float *y, int clamp)
+                                      const float *scale, const float *shift, const float *res, float *y,
+                                      int clamp)
 {
     const size_t cv = c - c % BN_V;
     for (size_t r = lo; r < hi; r++) {
         const float *restrict xr = x + r * c;
+        const float *restrict rr = res ? res + r * c : NULL;
         float *restrict yr = y + r * c;
-        for (size_t j0 = 0; j0 < cv; j0 += BN_V)
-            bn_store_f(yr + j0, bn_clamp((bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(scale + j0) +
-                                             bn_load_f(shift + j0),
-                                         clamp));
-        for (size_t j = cv; j < c; j++)
-            yr[j] = tli_clamp((xr[j] - mean[j]) * scale[j] + shift[j], clamp);
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            bn_vf v = (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(scale + j0) + bn_load_f(shift + j0);
+            if (res)
+                v = v + bn_load_f(rr + j0);
+            bn_store_f(yr + j0, bn_clamp(v, clamp));
+        }
+        for (size_t j = cv; j < c; j++) {
+            float v = (xr[j] - mean[j]) * scale[j] + shift[j];
+            if (res)
+                v = v + rr[j];
+            yr[j] = tli_clamp(v, clamp);
+        }
     }
 }
 
-void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
-                       const float *shift, float *y, int clamp)
+/* normalize_body specialised on the clamp (a constant in each loop). */
+BN_INLINE void TLI_BN(normalize_clamps)(const float *x, size_t lo, size_t hi, size_t c, const float *mean,
+                                        const float *scale, const float *shift, const float *res, float *y,
+                                        int clamp)
 {
     if (clamp == TLI_CLAMP_RELU)
-        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU);
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, res, y, TLI_CLAMP_RELU);
     else if (clamp == TLI_CLAMP_RELU6)
-        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU6);
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, res, y, TLI_CLAMP_RELU6);
     else
-        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_NONE);
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, res, y, TLI_CLAMP_NONE);
+}
+
+void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
+                       const float *shift, const float *res, float *y, int clamp)
+{
+    if (res)
+        TLI_BN(normalize_clamps)(x, lo, hi, c, mean, scale, shift, res, y, clamp);
+    else
+        TLI_BN(normalize_clamps)(x, lo, hi, c, mean, scale, shift, NULL, y, clamp);
 }
 
 /* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
