@@ -35,6 +35,12 @@ static void *carve(carver *c, size_t count, size_t size)
         return NULL;
     }
     bytes = (bytes + 63) & ~(size_t)63;
+    /* Buffers of whole pages would all start at the same offset in a
+     * page: a pass reading one and writing another (batchnorm's x, dy,
+     * y) then stalls on the CPU's 4 KiB aliasing of loads behind stores.
+     * Five cache lines after each large block stagger them. */
+    if (bytes >= 4096)
+        bytes += 320;
     if (!tli_add_ok(c->off, bytes, &next)) {
         c->ok = false;
         return NULL;

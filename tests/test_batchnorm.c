@@ -757,13 +757,14 @@ START_TEST(one_pass_statistics_are_accurate)
 END_TEST
 
 /* The sums take the rows four at a time, then the rest one by one
- * (batchnorm_impl.h, BN_ROWS): every row counts once, whatever rows % 4
+ * (batchnorm_impl.h, BN_ROWS; the gradient sums below 64 channels):
+ * every row counts once, whatever rows % 4
  * and c % 16 are - the mean, the variance, dbeta = sum of the masked dy
  * and dgamma = sum of it times x-hat against sums in double, for both
  * builds, with and without the fused ReLU. */
 START_TEST(row_groups_sum_every_row)
 {
-    static const size_t cs[] = {5, 16, 21, 35};
+    static const size_t cs[] = {5, 16, 21, 35, 70}; /* 70: the gradient sums row by row */
     for (size_t rows = 1; rows <= 11; rows++)
         for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++)
             for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU; clamp++)

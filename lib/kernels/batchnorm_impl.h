@@ -111,6 +111,7 @@ BN_INLINE float TLI_BN(masked)(float dy, float y, int mask)
  * row into a sum kept in L1 chained every row through a store and a load,
  * and these passes ran at a third of memory's speed. */
 #define BN_ROWS 4
+#define BN_GROUP_C 64
 
 /* d = x - shift of 16 channels, in double. */
 BN_INLINE bn_vd TLI_BN(dev)(const float *xr, const float *shift)
@@ -213,7 +214,8 @@ void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const flo
  * read only with a mask); with a mask g is written back into dy, so that
  * the input gradient's pass reads g and not y again (y, an activation,
  * is usually out of cache by then; dy was just written). Four rows at a
- * time as the statistics (BN_ROWS). */
+ * time as the statistics (BN_ROWS) when there are fewer than BN_GROUP_C
+ * channels, else row by row (a fixed order either way: set by c). */
 
 /* Row r's g (written back with a mask) and g * xhat for 16 channels, in double. */
 BN_INLINE void TLI_BN(gterms)(const float *xr, float *dr, const float *yr, int mask, const float *mean,
@@ -248,7 +250,10 @@ BN_INLINE void TLI_BN(grad_sums_body)(const float *x, float *dy, const float *y,
     memset(sdx, 0, c * sizeof *sdx);
     const size_t cv = c - c % BN_V;
     size_t r = lo;
-    for (; hi - r >= BN_ROWS; r += BN_ROWS) {
+    /* From BN_GROUP_C channels on, a row's channel blocks are chains
+     * enough to hide the additions' latency; there the grouped loop, with
+     * its four rows of three tensors in flight, measured slower. */
+    for (; c < BN_GROUP_C && hi - r >= BN_ROWS; r += BN_ROWS) {
         const float *xr[BN_ROWS], *yr[BN_ROWS];
         float *dr[BN_ROWS];
         for (int i = 0; i < BN_ROWS; i++) {
@@ -357,4 +362,5 @@ void TLI_BN(scale)(const float *dy, const float *y, int mask, size_t lo, size_t 
 
 #undef BN_V
 #undef BN_ROWS
+#undef BN_GROUP_C
 #undef BN_INLINE
