@@ -35,6 +35,12 @@ static void *carve(carver *c, size_t count, size_t size)
         return NULL;
     }
     bytes = (bytes + 63) & ~(size_t)63;
+    /* Buffers of whole pages would all start at the same offset in a
+     * page: a pass reading one and writing another (batchnorm's x, dy,
+     * y) then stalls on the CPU's 4 KiB aliasing of loads behind stores.
+     * Five cache lines after each large block stagger them. */
+    if (bytes >= 4096)
+        bytes += 320;
     if (!tli_add_ok(c->off, bytes, &next)) {
         c->ok = false;
         return NULL;
@@ -352,6 +358,41 @@ static bool run_with_act(tl_model *m, const tli_exec *ex, const float *const *xs
     return true;
 }
 
+/* In a training pass, a layer with forward_residual (batchnorm) whose
+ * sole consumer is the next layer, a two-input is_sum layer (add; the
+ * residual join of a ResNet block, the other input computed earlier),
+ * adds that other input while it writes, together with the ReLU / ReLU6
+ * activation layer after the sum when it is the sum's sole consumer: the
+ * sum's pass over memory and the write of the layer's own output fewer.
+ * The skipped outputs are read by nobody (the sum's and batchnorm's
+ * backward read no y; the activation's reads its own output). Inference
+ * folds batchnorm into the convolution instead (run_fused). Returns how
+ * many layers after i it ran, 0 when it did not fuse. */
+static size_t run_with_residual(tl_model *m, const tli_exec *ex, const float *x, const float *const *xs, size_t i,
+                                size_t end, bool logits)
+{
+    tl_layer *l = m->layers[i];
+    if (!ex->training || l->ops->forward_residual == NULL || l->nconsumers != 1 || i + 1 >= end)
+        return 0;
+    tl_layer *s = m->layers[i + 1];
+    if (!s->ops->is_sum || s->ninputs != 2 || (s->inputs[0] == i) == (s->inputs[1] == i) ||
+        (logits && i + 2 == m->nlayers))
+        return 0;
+    const float *res = output_of(m, x, s->inputs[s->inputs[0] == i ? 1 : 0]);
+    tl_layer *target = s;
+    tl_activation act = TL_ACT_LINEAR;
+    if (sole_consumer(m, i + 1, i + 2, end)) {
+        tl_layer *a = m->layers[i + 2];
+        if (a->ops->is_activation && (a->act == TL_ACT_RELU || a->act == TL_ACT_RELU6) &&
+            !(logits && i + 3 == m->nlayers)) {
+            target = a;
+            act = a->act;
+        }
+    }
+    l->ops->forward_residual(l, ex, xs, res, target->out, act);
+    return target == s ? 1 : 2;
+}
+
 static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t end, bool logits)
 {
     const float *xs[TLI_MAX_INPUTS];
@@ -368,6 +409,11 @@ static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t 
         if (ex->training && l->trainable && l->ops->trains_state)
             tli_layer_touch(l);
         size_t fused = run_fused(m, ex, xs, i, end, logits, stop);
+        if (fused) {
+            i += fused;
+            continue;
+        }
+        fused = run_with_residual(m, ex, x, xs, i, end, logits);
         if (fused) {
             i += fused;
             continue;

@@ -756,6 +756,165 @@ START_TEST(one_pass_statistics_are_accurate)
 }
 END_TEST
 
+/* The sums take the rows four at a time, then the rest one by one
+ * (batchnorm_impl.h, BN_ROWS; the gradient sums below 64 channels):
+ * every row counts once, whatever rows % 4
+ * and c % 16 are - the mean, the variance, dbeta = sum of the masked dy
+ * and dgamma = sum of it times x-hat against sums in double, for both
+ * builds, with and without the fused ReLU. */
+START_TEST(row_groups_sum_every_row)
+{
+    static const size_t cs[] = {5, 16, 21, 35, 70}; /* 70: the gradient sums row by row */
+    for (size_t rows = 1; rows <= 11; rows++)
+        for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++)
+            for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU; clamp++)
+                for (int portable = 0; portable < 2; portable++) {
+                    const size_t c = cs[ci], n = rows * c;
+                    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *dy = malloc(n * sizeof *dy);
+                    float *g = malloc(n * sizeof *g), *dx = malloc(n * sizeof *dx), *dgb = malloc(2 * c * sizeof *dgb);
+                    th_fill_uniform(x, n, -2.0f, 3.0f, 61 + rows);
+                    th_fill_uniform(dy, n, -1.0f, 1.0f, 71 + rows);
+                    kbn k = kbn_make(rows, c, 1e-3f, 0.0f, clamp);
+                    tli_bn_force_portable(portable);
+                    tli_bn_forward_train(1, &k.bn, x, y);
+                    k.bn.act_y = clamp ? y : NULL;
+                    memcpy(g, dy, n * sizeof *g);
+                    tli_bn_backward_train(1, &k.bn, x, g, dx, dgb, dgb + c);
+                    tli_bn_force_portable(false);
+                    for (size_t j = 0; j < c; j++) {
+                        double mean = 0.0, var = 0.0, sdy = 0.0, sdx = 0.0;
+                        for (size_t r = 0; r < rows; r++)
+                            mean += x[r * c + j];
+                        mean /= (double)rows;
+                        for (size_t r = 0; r < rows; r++)
+                            var += (x[r * c + j] - mean) * (x[r * c + j] - mean);
+                        var /= (double)rows;
+                        ck_assert_msg(fabs(k.bn.mean[j] - mean) <= 1e-6, "%zux%zu channel %zu: mean %.9g, want %.9g",
+                                      rows, c, j, (double)k.bn.mean[j], mean);
+                        const double inv = 1.0 / sqrt(var + 1e-3);
+                        ck_assert_msg(fabs(k.bn.inv_std[j] - inv) <= 1e-6 * inv, "%zux%zu channel %zu: inv_std", rows,
+                                      c, j);
+                        for (size_t r = 0; r < rows; r++) {
+                            const float d = clamp && !(y[r * c + j] > 0.0f) ? 0.0f : dy[r * c + j];
+                            sdy += d;
+                            sdx += (double)d * (double)((x[r * c + j] - k.bn.mean[j]) * k.bn.inv_std[j]);
+                        }
+                        ck_assert_msg(fabs(dgb[c + j] - sdy) <= 1e-6, "%zux%zu clamp %d channel %zu: dbeta %.9g, want %.9g",
+                                      rows, c, clamp, j, (double)dgb[c + j], sdy);
+                        ck_assert_msg(fabs(dgb[j] - sdx) <= 1e-6, "%zux%zu clamp %d channel %zu: dgamma %.9g, want %.9g",
+                                      rows, c, clamp, j, (double)dgb[j], sdx);
+                    }
+                    kbn_free(&k);
+                    free(x), free(y), free(dy), free(g), free(dx), free(dgb);
+                }
+}
+END_TEST
+
+/* The residual add after a batchnorm, fused into its normalizing pass
+ * (tli_bn.residual): the same bits as normalizing, then tli_sum, in
+ * training and inference mode, for both builds and 1 and 2 threads, with
+ * no activation, a ReLU and a ReLU6 (odd channel counts: the tails). */
+START_TEST(residual_in_normalize_equals_sum_after)
+{
+    static const size_t shapes[][2] = {{37, 19}, {2001, 33}, {4099, 16}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const size_t rows = shapes[s][0], c = shapes[s][1], n = rows * c;
+        float *x = malloc(n * sizeof *x), *res = malloc(n * sizeof *res), *y = malloc(n * sizeof *y);
+        float *ref = malloc(n * sizeof *ref), *got = malloc(n * sizeof *got);
+        th_fill_uniform(x, n, -2.0f, 3.0f, 81 + s);
+        th_fill_uniform(res, n, -2.0f, 2.0f, 91 + s);
+        for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU6; clamp++)
+            for (int train = 0; train < 2; train++)
+                for (int v = 0; v < 3; v++) { /* fast 1 thread, fast 2 threads, portable 2 threads */
+                    const uint32_t threads = v ? 2 : 1;
+                    kbn a = kbn_make(rows, c, 1e-3f, 0.9f, TLI_CLAMP_NONE), b = kbn_make(rows, c, 1e-3f, 0.9f, clamp);
+                    tli_bn_force_portable(v == 2);
+                    const float *const both[2] = {y, res};
+                    if (train)
+                        tli_bn_forward_train(threads, &a.bn, x, y);
+                    else
+                        tli_bn_forward_infer(threads, &a.bn, x, y);
+                    tli_sum(threads, ref, both, 2, n, clamp);
+                    b.bn.residual = res;
+                    if (train)
+                        tli_bn_forward_train(threads, &b.bn, x, got);
+                    else
+                        tli_bn_forward_infer(threads, &b.bn, x, got);
+                    tli_bn_force_portable(false);
+                    ck_assert_msg(memcmp(got, ref, n * sizeof *got) == 0, "%zux%zu clamp %d train %d v%d: y differs",
+                                  rows, c, clamp, train, v);
+                    ck_assert(memcmp(a.bn.moving_var, b.bn.moving_var, c * sizeof(float)) == 0);
+                    kbn_free(&a), kbn_free(&b);
+                }
+        free(x), free(res), free(y), free(ref), free(got);
+    }
+}
+END_TEST
+
+/* In a training pass the engine runs conv -> batchnorm -> add (the
+ * other input an earlier layer's output, either order) [-> ReLU / ReLU6]
+ * as one batchnorm pass writing the last layer's output (the add's own
+ * output is then not written): the same bits as the layers one by one,
+ * for 1 and 2 threads. */
+START_TEST(residual_fused_in_training_forward)
+{
+    enum { B = 3 };
+    for (int act = 0; act < 3; act++)
+        for (int order = 0; order < 2; order++)
+            for (uint32_t threads = 1; threads <= 2; threads++) {
+                tl_model *m;
+                ck_assert_tl_ok(tl_model_create(&m, 6, 6, 3, 41));
+                tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+                co.filters = 19;
+                co.padding = TL_PAD_SAME;
+                tl_layer *stem, *conv, *bn, *sum, *last;
+                ck_assert_tl_ok(tl_model_add_conv2d(&stem, m, &co));
+                ck_assert_tl_ok(tl_model_add_conv2d(&conv, m, &co));
+                tl_batchnorm_options bo = TL_BATCHNORM_OPTIONS_INIT;
+                ck_assert_tl_ok(tl_model_add_batchnorm(&bn, m, &bo));
+                const tl_layer *both[2] = {order ? stem : bn, order ? bn : stem};
+                ck_assert_tl_ok(tl_model_add_add(&sum, m, both, 2, NULL));
+                last = sum;
+                if (act) {
+                    tl_activation_options ao = TL_ACTIVATION_OPTIONS_INIT;
+                    ao.activation = act == 1 ? TL_ACT_RELU : TL_ACT_RELU6;
+                    ck_assert_tl_ok(tl_model_add_activation(&last, m, &ao));
+                }
+                ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+                tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+                d.units = 3;
+                ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+                ck_assert_tl_ok(tl_model_set_threads(m, threads));
+                tl_optimizer *sgd;
+                ck_assert_tl_ok(tl_optimizer_create_sgd(&sgd, NULL));
+                ck_assert_tl_ok(tl_model_compile(m, sgd, TL_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY));
+                th_fill_uniform(bn->params[0].value, 19, 0.5f, 1.5f, 5);
+                th_fill_uniform(bn->params[1].value, 19, -0.5f, 3.0f, 6); /* ReLU6 clips some */
+                ck_assert_tl_ok(tli_workspace_ensure(m, B, true));
+                const size_t n = B * sum->out_size;
+                float x[B * 6 * 6 * 3];
+                th_fill_uniform(x, sizeof x / sizeof x[0], -1.0f, 1.0f, 7);
+                for (size_t i = 0; i < n; i++)
+                    sum->out[i] = NAN;
+                tli_exec ex = tli_exec_for(m, B, true);
+                tli_forward(m, &ex, x, false);
+                if (act)
+                    for (size_t i = 0; i < n; i++)
+                        ck_assert_msg(isnan(sum->out[i]), "act %d: the add ran on its own", act);
+                /* One by one: batchnorm (training mode) on the conv's output, then the sum. */
+                float *y = malloc(n * sizeof *y), *ref = malloc(n * sizeof *ref);
+                const float *const in[1] = {conv->out};
+                bn->ops->forward(bn, &ex, in, y, TL_ACT_LINEAR);
+                const float *const terms[2] = {order ? stem->out : y, order ? y : stem->out};
+                tli_sum(threads, ref, terms, 2, n, tli_clamp_of(act == 1, act == 2));
+                ck_assert_msg(memcmp(ref, last->out, n * sizeof *ref) == 0, "act %d order %d threads %u: differs", act,
+                              order, threads);
+                free(y), free(ref);
+                tl_model_free(m);
+            }
+}
+END_TEST
+
 /* ---- 4. settings ------------------------------------------------------------------ */
 
 START_TEST(settings_names_and_tensors)
@@ -1274,6 +1433,9 @@ int main(void)
     tcase_add_test(tc, kernel_builds_give_the_same_bits);
     tcase_add_test(tc, fused_relu_backward_equals_two_passes);
     tcase_add_test(tc, one_pass_statistics_are_accurate);
+    tcase_add_test(tc, row_groups_sum_every_row);
+    tcase_add_test(tc, residual_in_normalize_equals_sum_after);
+    tcase_add_test(tc, residual_fused_in_training_forward);
     tcase_add_test(tc, settings_names_and_tensors);
     tcase_add_test(tc, bad_settings_refused);
     suite_add_tcase(s, tc);

@@ -29,7 +29,7 @@
 typedef struct bn_loops {
     void (*stats)(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *s1, double *s2);
     void (*normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
-                      const float *shift, float *y, int clamp);
+                      const float *shift, const float *res, float *y, int clamp);
     void (*grad_sums)(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
                       const float *mean, const float *inv_std, double *sdy, double *sdx);
     void (*input_grad)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
@@ -115,14 +115,14 @@ static void chunk_stats(const bn_loops *L, int nt, const float *x, const float *
 }
 
 static void normalize(const bn_loops *L, int nt, const float *x, const float *mean, const float *scale,
-                      const float *shift, size_t rows, size_t c, float *y, int clamp)
+                      const float *shift, const float *res, size_t rows, size_t c, float *y, int clamp)
 {
     (void)nt;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int t = 0; t < nt; t++) {
         size_t lo, hi;
         rows_of(t, nt, rows, &lo, &hi);
-        L->normalize(x, lo, hi, c, mean, scale, shift, y, clamp);
+        L->normalize(x, lo, hi, c, mean, scale, shift, res, y, clamp);
     }
 }
 
@@ -183,7 +183,7 @@ void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, fl
             bn->moving_var[j] = (float)(m * bn->moving_var[j] + (1.0 - m) * (s2[j] * unbias));
         }
     }
-    normalize(L, nt, x, bn->mean, bn->t0, bn->t1, rows, c, y, bn->clamp);
+    normalize(L, nt, x, bn->mean, bn->t0, bn->t1, bn->residual, rows, c, y, bn->clamp);
 }
 
 /* ---- inference forward ----------------------------------------------------- */
@@ -202,8 +202,8 @@ void tli_bn_forward_infer(uint32_t threads, const tli_bn *bn, const float *x, fl
     infer_scale(bn);
     for (size_t j = 0; j < bn->c; j++)
         bn->t1[j] = bn->beta ? bn->beta[j] : 0.0f;
-    normalize(loops(), nthreads(threads, bn->rows, bn->c), x, bn->moving_mean, bn->t0, bn->t1, bn->rows, bn->c,
-              y, bn->clamp);
+    normalize(loops(), nthreads(threads, bn->rows, bn->c), x, bn->moving_mean, bn->t0, bn->t1, bn->residual,
+              bn->rows, bn->c, y, bn->clamp);
 }
 
 void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift)

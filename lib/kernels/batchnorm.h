@@ -4,7 +4,8 @@
  * channel innermost; a flat (units) input: rows = batch, c = units).
  *
  * Per-channel sums (mean, variance, the gradients' sums) are taken in
- * fixed chunks of rows, each summed in double by one thread in row order
+ * fixed chunks of rows, each summed in double by one thread in a fixed order
+ * (groups of four rows, batchnorm_impl.h)
  * (the statistics in one pass: sums of x - shift and its square, with
  * shift a value of the channel),
  * then the chunks added in chunk order: the chunking depends on `rows`
@@ -58,6 +59,10 @@ typedef struct tli_bn {
     /* The forward passes apply this TLI_CLAMP_* (elementwise.h) to y: the
      * ReLU / ReLU6 layer after the batchnorm, fused (0: none). */
     int clamp;
+    /* The forward passes add this (rows x c, not NULL) to y before the
+     * clamp: the residual add after the batchnorm, fused (its other
+     * input; the same bits as tli_sum of the two). */
+    const float *residual;
     /* Backward, not NULL: that activation's backward is fused too - dy is
      * the gradient of its output act_y (rows x c), and the backward passes
      * apply its derivative (dy where 0 < act_y, and act_y < 6 for ReLU6;

@@ -7,7 +7,7 @@
  * once (tli_cpu_has_avx512) and runs its threads over these.
  *
  * Both builds give the same bits: the loops vectorise across channels, so
- * each channel's sum still runs over the rows in row order, and with
+ * each channel's sum still runs over the rows in the same order, and with
  * floating-point contraction off (C11 mode) every product and sum is
  * rounded alike; tests/test_batchnorm.c compares the two.
  *
@@ -104,6 +104,21 @@ BN_INLINE float TLI_BN(masked)(float dy, float y, int mask)
     return dy;
 }
 
+/* The sums below take the rows four at a time: the four rows' terms are
+ * added pairwise ((r0 + r1) + (r2 + r3)) and that into the running sum,
+ * then the rows left over one by one. A fixed order (set by lo and hi
+ * alone), and a quarter of the additions into the sums: one addition per
+ * row into a sum kept in L1 chained every row through a store and a load,
+ * and these passes ran at a third of memory's speed. */
+#define BN_ROWS 4
+#define BN_GROUP_C 64
+
+/* d = x - shift of 16 channels, in double. */
+BN_INLINE bn_vd TLI_BN(dev)(const float *xr, const float *shift)
+{
+    return __builtin_convertvector(bn_load_f(xr), bn_vd) - __builtin_convertvector(bn_load_f(shift), bn_vd);
+}
+
 /* Over rows [lo, hi): s1[j] = sum of d, s2[j] = sum of d * d, with
  * d = x[r][j] - shift[j] in double (exact for floats of similar size). */
 void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *restrict s1,
@@ -112,11 +127,27 @@ void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *
     memset(s1, 0, c * sizeof *s1);
     memset(s2, 0, c * sizeof *s2);
     const size_t cv = c - c % BN_V;
-    for (size_t r = lo; r < hi; r++) {
+    size_t r = lo;
+    for (; hi - r >= BN_ROWS; r += BN_ROWS) {
+        const float *restrict x0 = x + r * c, *restrict x1 = x0 + c, *restrict x2 = x1 + c, *restrict x3 = x2 + c;
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            const bn_vd d0 = TLI_BN(dev)(x0 + j0, shift + j0), d1 = TLI_BN(dev)(x1 + j0, shift + j0);
+            const bn_vd d2 = TLI_BN(dev)(x2 + j0, shift + j0), d3 = TLI_BN(dev)(x3 + j0, shift + j0);
+            bn_store_d(s1 + j0, bn_load_d(s1 + j0) + ((d0 + d1) + (d2 + d3)));
+            bn_store_d(s2 + j0, bn_load_d(s2 + j0) + ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)));
+        }
+        for (size_t j = cv; j < c; j++) {
+            const double sh = (double)shift[j];
+            const double d0 = (double)x0[j] - sh, d1 = (double)x1[j] - sh, d2 = (double)x2[j] - sh,
+                         d3 = (double)x3[j] - sh;
+            s1[j] += (d0 + d1) + (d2 + d3);
+            s2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+        }
+    }
+    for (; r < hi; r++) {
         const float *restrict xr = x + r * c;
         for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
-            const bn_vd d = __builtin_convertvector(bn_load_f(xr + j0), bn_vd) -
-                            __builtin_convertvector(bn_load_f(shift + j0), bn_vd);
+            const bn_vd d = TLI_BN(dev)(xr + j0, shift + j0);
             bn_store_d(s1 + j0, bn_load_d(s1 + j0) + d);
             bn_store_d(s2 + j0, bn_load_d(s2 + j0) + d * d);
         }
@@ -128,39 +159,89 @@ void TLI_BN(stats)(const float *x, size_t lo, size_t hi, size_t c, const float *
     }
 }
 
-/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j]) for r in [lo, hi). */
+/* y[r][j] = clamp((x[r][j] - mean[j]) * scale[j] + shift[j] + res[r][j]) for
+ * r in [lo, hi); without res (NULL) the same without the term. With res
+ * the same bits as normalizing and then adding res in tli_sum: the
+ * normalized value is rounded to float first, and the sum commutes. */
 BN_INLINE void TLI_BN(normalize_body)(const float *x, size_t lo, size_t hi, size_t c, const float *mean,
-                                      const float *scale, const float *shift, float *y, int clamp)
+                                      const float *scale, const float *shift, const float *res, float *y,
+                                      int clamp)
 {
     const size_t cv = c - c % BN_V;
     for (size_t r = lo; r < hi; r++) {
         const float *restrict xr = x + r * c;
+        const float *restrict rr = res ? res + r * c : NULL;
         float *restrict yr = y + r * c;
-        for (size_t j0 = 0; j0 < cv; j0 += BN_V)
-            bn_store_f(yr + j0, bn_clamp((bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(scale + j0) +
-                                             bn_load_f(shift + j0),
-                                         clamp));
-        for (size_t j = cv; j < c; j++)
-            yr[j] = tli_clamp((xr[j] - mean[j]) * scale[j] + shift[j], clamp);
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            bn_vf v = (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(scale + j0) + bn_load_f(shift + j0);
+            if (res)
+                v = v + bn_load_f(rr + j0);
+            bn_store_f(yr + j0, bn_clamp(v, clamp));
+        }
+        for (size_t j = cv; j < c; j++) {
+            float v = (xr[j] - mean[j]) * scale[j] + shift[j];
+            if (res)
+                v = v + rr[j];
+            yr[j] = tli_clamp(v, clamp);
+        }
     }
 }
 
-void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
-                       const float *shift, float *y, int clamp)
+/* normalize_body specialised on the clamp (a constant in each loop). */
+BN_INLINE void TLI_BN(normalize_clamps)(const float *x, size_t lo, size_t hi, size_t c, const float *mean,
+                                        const float *scale, const float *shift, const float *res, float *y,
+                                        int clamp)
 {
     if (clamp == TLI_CLAMP_RELU)
-        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU);
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, res, y, TLI_CLAMP_RELU);
     else if (clamp == TLI_CLAMP_RELU6)
-        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_RELU6);
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, res, y, TLI_CLAMP_RELU6);
     else
-        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, y, TLI_CLAMP_NONE);
+        TLI_BN(normalize_body)(x, lo, hi, c, mean, scale, shift, res, y, TLI_CLAMP_NONE);
+}
+
+void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
+                       const float *shift, const float *res, float *y, int clamp)
+{
+    if (res)
+        TLI_BN(normalize_clamps)(x, lo, hi, c, mean, scale, shift, res, y, clamp);
+    else
+        TLI_BN(normalize_clamps)(x, lo, hi, c, mean, scale, shift, NULL, y, clamp);
 }
 
 /* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
  * xhat = (x - mean) * inv_std in float and g = dy through `mask` (y is
  * read only with a mask); with a mask g is written back into dy, so that
  * the input gradient's pass reads g and not y again (y, an activation,
- * is usually out of cache by then; dy was just written). */
+ * is usually out of cache by then; dy was just written). Four rows at a
+ * time as the statistics (BN_ROWS) when there are fewer than BN_GROUP_C
+ * channels, else row by row (a fixed order either way: set by c). */
+
+/* Row r's g (written back with a mask) and g * xhat for 16 channels, in double. */
+BN_INLINE void TLI_BN(gterms)(const float *xr, float *dr, const float *yr, int mask, const float *mean,
+                              const float *inv_std, bn_vd *gd, bn_vd *gx)
+{
+    bn_vf g = bn_load_f(dr);
+    if (mask != TLI_CLAMP_NONE) {
+        g = bn_mask(g, bn_load_f(yr), mask);
+        bn_store_f(dr, g);
+    }
+    const bn_vf xh = (bn_load_f(xr) - bn_load_f(mean)) * bn_load_f(inv_std);
+    *gd = __builtin_convertvector(g, bn_vd);
+    *gx = *gd * __builtin_convertvector(xh, bn_vd);
+}
+
+/* The same for one channel j. */
+BN_INLINE void TLI_BN(gterm)(const float *xr, float *dr, const float *yr, int mask, const float *mean,
+                             const float *inv_std, size_t j, double *gd, double *gx)
+{
+    const float g = TLI_BN(masked)(dr[j], yr[j], mask), xh = (xr[j] - mean[j]) * inv_std[j];
+    if (mask != TLI_CLAMP_NONE)
+        dr[j] = g;
+    *gd = (double)g;
+    *gx = (double)g * (double)xh;
+}
+
 BN_INLINE void TLI_BN(grad_sums_body)(const float *x, float *dy, const float *y, int mask, size_t lo,
                                       size_t hi, size_t c, const float *mean, const float *inv_std,
                                       double *restrict sdy, double *restrict sdx)
@@ -168,27 +249,48 @@ BN_INLINE void TLI_BN(grad_sums_body)(const float *x, float *dy, const float *y,
     memset(sdy, 0, c * sizeof *sdy);
     memset(sdx, 0, c * sizeof *sdx);
     const size_t cv = c - c % BN_V;
-    for (size_t r = lo; r < hi; r++) {
+    size_t r = lo;
+    /* From BN_GROUP_C channels on, a row's channel blocks are chains
+     * enough to hide the additions' latency; there the grouped loop, with
+     * its four rows of three tensors in flight, measured slower. */
+    for (; c < BN_GROUP_C && hi - r >= BN_ROWS; r += BN_ROWS) {
+        const float *xr[BN_ROWS], *yr[BN_ROWS];
+        float *dr[BN_ROWS];
+        for (int i = 0; i < BN_ROWS; i++) {
+            xr[i] = x + (r + (size_t)i) * c;
+            dr[i] = dy + (r + (size_t)i) * c;
+            yr[i] = mask ? y + (r + (size_t)i) * c : dr[i];
+        }
+        for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
+            bn_vd g[BN_ROWS], gx[BN_ROWS];
+            for (int i = 0; i < BN_ROWS; i++)
+                TLI_BN(gterms)(xr[i] + j0, dr[i] + j0, yr[i] + j0, mask, mean + j0, inv_std + j0, &g[i], &gx[i]);
+            bn_store_d(sdy + j0, bn_load_d(sdy + j0) + ((g[0] + g[1]) + (g[2] + g[3])));
+            bn_store_d(sdx + j0, bn_load_d(sdx + j0) + ((gx[0] + gx[1]) + (gx[2] + gx[3])));
+        }
+        for (size_t j = cv; j < c; j++) {
+            double g[BN_ROWS], gx[BN_ROWS];
+            for (int i = 0; i < BN_ROWS; i++)
+                TLI_BN(gterm)(xr[i], dr[i], yr[i], mask, mean, inv_std, j, &g[i], &gx[i]);
+            sdy[j] += (g[0] + g[1]) + (g[2] + g[3]);
+            sdx[j] += (gx[0] + gx[1]) + (gx[2] + gx[3]);
+        }
+    }
+    for (; r < hi; r++) {
         const float *restrict xr = x + r * c;
         float *restrict dr = dy + r * c;
         const float *restrict yr = mask ? y + r * c : dr;
         for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
-            bn_vf g = bn_load_f(dr + j0);
-            if (mask != TLI_CLAMP_NONE) {
-                g = bn_mask(g, bn_load_f(yr + j0), mask);
-                bn_store_f(dr + j0, g);
-            }
-            const bn_vf xh = (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(inv_std + j0);
-            const bn_vd gd = __builtin_convertvector(g, bn_vd);
-            bn_store_d(sdy + j0, bn_load_d(sdy + j0) + gd);
-            bn_store_d(sdx + j0, bn_load_d(sdx + j0) + gd * __builtin_convertvector(xh, bn_vd));
+            bn_vd g, gx;
+            TLI_BN(gterms)(xr + j0, dr + j0, yr + j0, mask, mean + j0, inv_std + j0, &g, &gx);
+            bn_store_d(sdy + j0, bn_load_d(sdy + j0) + g);
+            bn_store_d(sdx + j0, bn_load_d(sdx + j0) + gx);
         }
         for (size_t j = cv; j < c; j++) {
-            const float g = TLI_BN(masked)(dr[j], yr[j], mask), xh = (xr[j] - mean[j]) * inv_std[j];
-            if (mask != TLI_CLAMP_NONE)
-                dr[j] = g;
-            sdy[j] += (double)g;
-            sdx[j] += (double)g * (double)xh;
+            double g, gx;
+            TLI_BN(gterm)(xr, dr, yr, mask, mean, inv_std, j, &g, &gx);
+            sdy[j] += g;
+            sdx[j] += gx;
         }
     }
 }
@@ -259,4 +361,6 @@ void TLI_BN(scale)(const float *dy, const float *y, int mask, size_t lo, size_t 
 }
 
 #undef BN_V
+#undef BN_ROWS
+#undef BN_GROUP_C
 #undef BN_INLINE

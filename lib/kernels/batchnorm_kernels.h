@@ -12,7 +12,7 @@
     void tli_bn_stats_##sfx(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *s1,      \
                             double *s2);                                                                         \
     void tli_bn_normalize_##sfx(const float *x, size_t lo, size_t hi, size_t c, const float *mean,               \
-                                const float *scale, const float *shift, float *y, int clamp);                    \
+                                const float *scale, const float *shift, const float *res, float *y, int clamp);  \
     void tli_bn_grad_sums_##sfx(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, \
                                 size_t c, const float *mean, const float *inv_std, double *sdy, double *sdx);    \
     void tli_bn_input_grad_##sfx(const float *x, const float *dy, const float *y, int mask, size_t lo,           \

@@ -151,10 +151,11 @@ static bool training_mode(const tl_layer *l, const tli_exec *ex)
 /* The forward pass, with a fused clamp (TLI_CLAMP_NONE, or the ReLU /
  * ReLU6 of the activation layer after it: bn_forward_act). Both entry
  * points come here, so a change to how the layer normalizes is made once. */
-static void bn_run(tl_layer *l, const tli_exec *ex, const float *x, float *y, int clamp)
+static void bn_run(tl_layer *l, const tli_exec *ex, const float *x, const float *res, float *y, int clamp)
 {
     tli_bn bn = bn_view(l, ex->batch);
     bn.clamp = clamp;
+    bn.residual = res;
     bn.sync = ex->bn_sync; /* synchronized batchnorm (training only), or NULL */
     if (training_mode(l, ex))
         tli_bn_forward_train(ex->threads, &bn, x, y);
@@ -165,14 +166,23 @@ static void bn_run(tl_layer *l, const tli_exec *ex, const float *x, float *y, in
 static void bn_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     (void)act;
-    bn_run(l, ex, x[0], y, TLI_CLAMP_NONE);
+    bn_run(l, ex, x[0], NULL, y, TLI_CLAMP_NONE);
 }
 
 /* The ReLU / ReLU6 layer after it, applied while normalizing (backward
  * reads x and dy, never y). */
 static void bn_forward_act(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
-    bn_run(l, ex, x[0], y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
+    bn_run(l, ex, x[0], NULL, y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
+}
+
+/* The residual add after it (and the ReLU / ReLU6 after that), added
+ * while normalizing: the add's pass over memory, and a write of the
+ * batchnorm's own output, fewer. */
+static void bn_forward_residual(tl_layer *l, const tli_exec *ex, const float *const *x, const float *res, float *y,
+                                tl_activation act)
+{
+    bn_run(l, ex, x[0], res, y, tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6));
 }
 
 /* The backward pass; with act_y (bn_backward_act), dy is the gradient of
@@ -292,5 +302,6 @@ const tli_layer_ops tli_batchnorm_ops = {
     .channel_affine = bn_channel_affine,
     .affine = bn_affine,
     .forward_act = bn_forward_act,
+    .forward_residual = bn_forward_residual,
     .backward_act = bn_backward_act,
 };

@@ -231,6 +231,8 @@ struct tli_layer_ops {
     bool folds_input_relu; /* backward can apply the ReLU derivative of its input's layer and
                             * write that layer's bias gradient (see tli_maxpool_backward) */
     bool torch_batch_counter; /* PyTorch's state dict has "<layer>.num_batches_tracked" (batchnorm) */
+    bool is_sum;       /* y = the sum of its inputs, clamped by a fused ReLU / ReLU6 as tli_sum does
+                        * (add): a layer below with forward_residual may do it (engine.c) */
     bool trains_state; /* a training pass of a trainable layer moves its state tensors (batchnorm's
                         * moving statistics): data-parallel fit averages them across processes */
     /* Check the settings (l->cfg) against l->in_shapes and fill
@@ -319,6 +321,16 @@ struct tli_layer_ops {
      * activation kind's backward reads its own output, not its input, for
      * these two activations. */
     void (*forward_act)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act);
+    /* Optional, training passes: forward writing y = act(layer(x) + res)
+     * (act TL_ACT_LINEAR, TL_ACT_RELU or TL_ACT_RELU6, applied as
+     * tli_sum's clamp), the work of the is_sum layer after it (its sole
+     * consumer, with two inputs, the other one `res`) and of the
+     * activation layer after that when act is not linear; y is the output
+     * of the last of them, whose forwards the engine then skips. The same
+     * bits as the layers one by one. The layer's own output is not
+     * written (as forward_act). */
+    void (*forward_residual)(tl_layer *l, const tli_exec *ex, const float *const *x, const float *res, float *y,
+                             tl_activation act);
     /* Optional, the backward counterpart: the layer's backward together
      * with that of the ReLU / ReLU6 activation layer after it (its sole
      * consumer), whose backward the engine then skips. act_y is the
