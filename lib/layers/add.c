@@ -75,6 +75,7 @@ const tli_layer_ops tli_add_ops = {
     .min_inputs = 2,
     .max_inputs = TLI_MAX_INPUTS,
     .accumulates = true,
+    .sums_inputs = true,
     .build = add_build,
     .scratch_bytes = add_scratch_bytes,
     .forward = add_forward,
