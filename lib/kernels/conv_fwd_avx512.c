@@ -190,7 +190,7 @@ static void window_rows(const fwd_src *s, const float *img, size_t p0, int np, c
 {
     const tli_direct_geom *g = s->g;
     const size_t c = g->in_c, kwc = (size_t)g->k_w * c, step = (size_t)g->s_w * c;
-    float *zero = edge, *next = edge + kwc;
+    float *zero = edge, *next = edge ? edge + kwc : NULL; /* NULL: no window leaves x */
     bool zeroed = false;
     /* the output columns whose windows lie inside x's columns: [lo, hi) */
     const long lo_l = ((long)s->pad_l + (long)g->s_w - 1) / (long)g->s_w;
