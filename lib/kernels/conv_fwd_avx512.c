@@ -291,7 +291,7 @@ static void pad_image(const fwd_src *s, const float *img, float *dst)
  * long run, did not). Called for the next image, in step with this one's
  * blocks, so the requests overlap the FMAs and the next image is in L2
  * when its first block starts. */
-static void prefetch_part(const float *img, size_t floats, size_t b, size_t blocks)
+TLI_INLINE void prefetch_part(const float *img, size_t floats, size_t b, size_t blocks)
 {
     if (b >= blocks)
         return;
