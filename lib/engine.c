@@ -128,9 +128,11 @@ static size_t plan_gradients(tl_model *m, bool *tmp)
  * two, a residual block three - and a small batch's activations stay in
  * cache instead of streaming through one buffer per layer. A view's
  * readers read its input's buffer. A layer that may run fused
- * (forward_affine writes the output of up to two layers after it,
- * forward_act of one) keeps its inputs for that span, so the buffer it
- * writes is never one it reads. Fills slot[i] for every layer (-1 for a
+ * (forward_affine writes the output of up to three layers after it: the
+ * affine, a residual join and its activation; forward_act of one) keeps
+ * its inputs for that span, so the buffer it writes is never one it
+ * reads. (The join's other input, read by the fused layer, is the join's
+ * input: kept one layer past the join by the join's own forward_act.) Fills slot[i] for every layer (-1 for a
  * view); `last` (n entries) and `stack` (n entries) are working memory.
  * Returns the number of slots. */
 static size_t plan_outputs(const tl_model *m, int32_t *slot, size_t *last, int32_t *stack)
@@ -140,7 +142,7 @@ static size_t plan_outputs(const tl_model *m, int32_t *slot, size_t *last, int32
         last[i] = m->layers[i]->nconsumers ? i : SIZE_MAX; /* no reader: the model's output, kept */
     for (size_t i = 0; i < n; i++) {
         const tl_layer *l = m->layers[i];
-        const size_t span = l->ops->forward_affine ? 2 : l->ops->forward_act ? 1 : 0;
+        const size_t span = l->ops->forward_affine ? 3 : l->ops->forward_act ? 1 : 0;
         for (size_t k = 0; k < l->ninputs; k++) {
             uint32_t p = l->inputs[k];
             while (p != TLI_INPUT_MODEL && m->layers[p]->ops->is_view)
@@ -304,18 +306,40 @@ static bool sole_consumer(const tl_model *m, size_t i, size_t j, size_t end)
     return j < end && l->nconsumers == 1 && c->ninputs == 1 && c->inputs[0] == i && !c->ops->is_view;
 }
 
+/* The residual join after an affine: layer j = i + 2 sums two inputs,
+ * one of them the affine i + 1 (which nothing else reads), the other an
+ * earlier output (computed before i, or the model's input). Returns that
+ * other output, or NULL when j is no such join of this run. */
+static const float *join_after(const tl_model *m, const float *x, size_t i, size_t end, size_t stop)
+{
+    const size_t j = i + 2;
+    if (j >= end || j >= stop)
+        return NULL;
+    const tl_layer *b = m->layers[i + 1], *s = m->layers[j];
+    if (!s->ops->sums_inputs || s->ninputs != 2 || b->nconsumers != 1)
+        return NULL;
+    const int k = s->inputs[0] == i + 1 ? 1 : s->inputs[1] == i + 1 ? 0 : -1;
+    if (k < 0 || (s->inputs[k] != TLI_INPUT_MODEL && s->inputs[k] >= i))
+        return NULL;
+    return output_of(m, x, s->inputs[k]);
+}
+
 /* Fusion where no backward pass follows: a layer that can fold a
  * per-channel affine into its own arithmetic (forward_affine: conv2d),
  * followed by its sole consumer when that is such an affine in this pass
  * (batchnorm in inference mode), optionally followed by an activation
  * layer, runs as one layer writing the last one's output: two passes over
- * memory fewer per layer folded, three with the activation. The skipped
- * layers' outputs are not written; nothing reads them: they are sole
- * consumers, and a training pass fuses only layers below `stop`, the
- * backward stop (a frozen base), whose backward never runs. Returns how
- * many layers after i it ran, 0 when it did not fuse. */
-static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs, size_t i, size_t end, bool logits,
-                        size_t stop)
+ * memory fewer per layer folded, three with the activation. When the
+ * affine feeds a residual join instead (conv -> batchnorm -> add, as in
+ * ResNet's and MobileNetV2's blocks), the layer adds the join's other
+ * input too, and applies the ReLU / ReLU6 after the join: the join's pass
+ * and its buffer's traffic go. The skipped layers' outputs are not
+ * written; nothing reads them: they are sole consumers, and a training
+ * pass fuses only layers below `stop`, the backward stop (a frozen base),
+ * whose backward never runs. Returns how many layers after i it ran, 0
+ * when it did not fuse. */
+static size_t run_fused(tl_model *m, const tli_exec *ex, const float *x, const float *const *xs, size_t i,
+                        size_t end, bool logits, size_t stop)
 {
     tl_layer *l = m->layers[i];
     if (i + 1 >= stop || l->ops->forward_affine == NULL || !sole_consumer(m, i, i + 1, end))
@@ -325,6 +349,8 @@ static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs,
         return 0;
     tl_layer *target = b;
     tl_activation act = TL_ACT_LINEAR;
+    size_t ran = 1;
+    const float *residual = NULL;
     if (sole_consumer(m, i + 1, i + 2, end)) {
         tl_layer *a = m->layers[i + 2];
         /* leaky_relu's slope is the layer's own setting: not passed on */
@@ -332,11 +358,23 @@ static size_t run_fused(tl_model *m, const tli_exec *ex, const float *const *xs,
             i + 2 < stop) {
             target = a;
             act = a->act;
+            ran = 2;
+        }
+    } else if ((residual = join_after(m, x, i, end, stop)) != NULL) {
+        target = m->layers[i + 2];
+        ran = 2;
+        if (sole_consumer(m, i + 2, i + 3, end) && i + 3 < stop && !(logits && i + 4 == m->nlayers)) {
+            tl_layer *a = m->layers[i + 3];
+            if (a->ops->is_activation && (a->act == TL_ACT_RELU || a->act == TL_ACT_RELU6)) {
+                target = a;
+                act = a->act;
+                ran = 3;
+            }
         }
     }
-    if (!l->ops->forward_affine(l, ex, xs, target->out, b, act))
+    if (!l->ops->forward_affine(l, ex, xs, target->out, b, residual, act))
         return 0;
-    return target == b ? 1 : 2;
+    return ran;
 }
 
 /* A layer with forward_act (batchnorm, add) whose sole consumer is a
@@ -359,7 +397,7 @@ static bool run_with_act(tl_model *m, const tli_exec *ex, const float *const *xs
 }
 
 /* In a training pass, a layer with forward_residual (batchnorm) whose
- * sole consumer is the next layer, a two-input is_sum layer (add; the
+ * sole consumer is the next layer, a two-input sums_inputs layer (add; the
  * residual join of a ResNet block, the other input computed earlier),
  * adds that other input while it writes, together with the ReLU / ReLU6
  * activation layer after the sum when it is the sum's sole consumer: the
@@ -375,7 +413,7 @@ static size_t run_with_residual(tl_model *m, const tli_exec *ex, const float *x,
     if (!ex->training || l->ops->forward_residual == NULL || l->nconsumers != 1 || i + 1 >= end)
         return 0;
     tl_layer *s = m->layers[i + 1];
-    if (!s->ops->is_sum || s->ninputs != 2 || (s->inputs[0] == i) == (s->inputs[1] == i) ||
+    if (!s->ops->sums_inputs || s->ninputs != 2 || (s->inputs[0] == i) == (s->inputs[1] == i) ||
         (logits && i + 2 == m->nlayers))
         return 0;
     const float *res = output_of(m, x, s->inputs[s->inputs[0] == i ? 1 : 0]);
@@ -408,7 +446,7 @@ static const float *run(tl_model *m, const tli_exec *ex, const float *x, size_t 
         /* batchnorm's moving statistics move in this pass */
         if (ex->training && l->trainable && l->ops->trains_state)
             tli_layer_touch(l);
-        size_t fused = run_fused(m, ex, xs, i, end, logits, stop);
+        size_t fused = run_fused(m, ex, x, xs, i, end, logits, stop);
         if (fused) {
             i += fused;
             continue;

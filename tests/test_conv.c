@@ -225,13 +225,13 @@ START_TEST(direct_matches_gemm)
 }
 END_TEST
 
-/* The direct forward kernel called straight (tli_conv_algo_ok does not
- * offer it for stride 2 yet): strides 1 and 2, 1x1 and 3x3, padding made
- * while packing or in the padded copy, a padded extent that stops short of
- * the image (1x1 stride 2 on an even size), in_c not a multiple of 16, 16
- * filters (packed panel) and more (in place; 160 = blocks of 4+3+3), batch
- * 1 and 3: against the double-precision reference, and bit for bit across
- * 1 and 2 threads and with or without the padded copy. */
+/* The direct forward kernel called straight: strides 1 and 2, 1x1 and
+ * 3x3, padding read in place (edge rows) or from the padded copy, a padded
+ * extent that stops short of the image (1x1 stride 2 on an even size),
+ * in_c not a multiple of 16, 16 filters and more (160 = blocks of 4+3+3),
+ * batch 1 and 3: against the double-precision reference, and bit for bit
+ * across 1 and 2 threads and with or without the padded copy; with a
+ * residual, bit for bit the unfused sum and clamp. */
 static const conv_spec fwd_cases[] = {
     {8, 8, 16, 32, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},  /* ResNet downsampling */
     {9, 7, 16, 16, 3, 3, 2, 2, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},  /* odd sizes, 16 filters */
@@ -262,19 +262,28 @@ START_TEST(direct_forward_strides)
         const size_t wn = tli_conv_k(&g) * sc->filters;
         float *x = fnew(in), *w = fnew(wn), *bias = fnew(sc->filters), *ref = fnew(out);
         float *xpad = fnew(batch * ph * pw * sc->c), *y[3] = {fnew(out), fnew(out), fnew(out)};
+        float *res = fnew(out), *lin = fnew(out), *fused = fnew(out);
+        const size_t ef = tli_direct_edge_floats(&d);
+        float *edge = fnew(2 * ef);
+        th_fill_uniform(res, out, -1, 1, 14);
         th_fill_uniform(x, in, -1, 1, 11);
         th_fill_uniform(w, wn, -0.5f, 0.5f, 12);
         th_fill_uniform(bias, sc->filters, -0.1f, 0.1f, 13);
         naive_conv(&g, sc->filters, x, w, bias, batch, ref);
+        tli_direct_forward_avx512(1, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, NULL, edge, w, bias, NULL,
+                                  TLI_CLAMP_NONE, lin, batch);
         double scale = 1.0; /* float sums of K products: errors grow with the outputs' size */
         for (size_t i = 0; i < out; i++)
             scale = fmax(scale, fabs((double)ref[i]));
         for (int clamp = TLI_CLAMP_NONE; clamp <= TLI_CLAMP_RELU6; clamp++) {
             for (size_t i = 0; i < out; i++)
                 ref[i] = clamp == TLI_CLAMP_NONE ? ref[i] : ref[i] < 0.0f ? 0.0f : ref[i];
-            tli_direct_forward_avx512(1, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, NULL, w, bias, clamp, y[0], batch);
-            tli_direct_forward_avx512(2, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, NULL, w, bias, clamp, y[1], batch);
-            tli_direct_forward_avx512(2, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, xpad, w, bias, clamp, y[2], batch);
+            tli_direct_forward_avx512(1, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, NULL, edge, w, bias, NULL, clamp,
+                                      y[0], batch);
+            tli_direct_forward_avx512(2, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, NULL, edge, w, bias, NULL, clamp,
+                                      y[1], batch);
+            tli_direct_forward_avx512(2, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, xpad, NULL, w, bias, NULL, clamp,
+                                      y[2], batch);
             for (size_t i = 0; i < out; i++) {
                 float r = clamp == TLI_CLAMP_RELU6 && ref[i] > 6.0f ? 6.0f : ref[i];
                 ck_assert_msg(fabs((double)y[0][i] - r) <= 1e-5 * scale,
@@ -283,6 +292,18 @@ START_TEST(direct_forward_strides)
             }
             ck_assert_msg(memcmp(y[0], y[1], out * sizeof(float)) == 0, "case %d: 1 and 2 threads differ", _i);
             ck_assert_msg(memcmp(y[0], y[2], out * sizeof(float)) == 0, "case %d: padded copy differs", _i);
+            /* the residual join fused: clamp(conv + bias + res), the bits of the separate sum */
+            for (uint32_t threads = 1; threads <= 2; threads++) {
+                tli_direct_forward_avx512(threads, &d, x, sc->h, sc->w, g.pad_t, g.pad_l, threads == 2 ? xpad : NULL,
+                                          edge, w, bias, res, clamp, fused, batch);
+                for (size_t i = 0; i < out; i++) {
+                    float e = lin[i] + res[i];
+                    e = clamp == TLI_CLAMP_NONE ? e : e < 0.0f ? 0.0f : clamp == TLI_CLAMP_RELU6 && e > 6.0f ? 6.0f : e;
+                    ck_assert_msg(memcmp(&e, &fused[i], sizeof e) == 0,
+                                  "case %d clamp %d threads %u: fused residual y[%zu] = %g, separate sum %g", _i,
+                                  clamp, threads, i, (double)fused[i], (double)e);
+                }
+            }
         }
         /* the padded copy: the image at (pad_t, pad_l), zeros around it */
         for (uint32_t r = 0; r < ph; r++)
@@ -294,6 +315,7 @@ START_TEST(direct_forward_strides)
                 ck_assert(v == e);
             }
         free(x), free(w), free(bias), free(ref), free(xpad), free(y[0]), free(y[1]), free(y[2]);
+        free(res), free(lin), free(fused), free(edge);
     }
 #endif
 }

@@ -487,6 +487,144 @@ START_TEST(shared_outputs_match_own_buffers)
 }
 END_TEST
 
+/* ---- the residual join fused into the convolution before it ------------ */
+
+/* A residual network on 8x8x16 inputs: a stem; a block whose join adds
+ * the stem (the shortcut as the join's second input), then ReLU; one
+ * whose join has it the other way round, then ReLU6; two pointwise pairs on the
+ * direct path (32 filters) and two on the GEMM path (24 filters, not a
+ * multiple of 16) whose join's other input is a conv -> batchnorm pair run
+ * before the fused one (ResNet's projection shortcut), with no activation
+ * after it. `gap`: a dropout (identity in inference) between each join
+ * and the batchnorm that feeds it, so that the joins run on their own. */
+static tl_model *residual_model(int gap)
+{
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, H, W, 16, 41));
+    ck_assert_tl_ok(tl_model_set_threads(m, 1));
+    tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+    co.filters = 16;
+    co.padding = TL_PAD_SAME;
+    co.activation = TL_ACT_RELU;
+    co.name = "stem";
+    tl_layer *stem, *prev, *bn, *other = NULL;
+    ck_assert_tl_ok(tl_model_add_conv2d(&stem, m, &co));
+    tl_batchnorm_options bo = TL_BATCHNORM_OPTIONS_INIT;
+    tl_activation_options ao = TL_ACTIVATION_OPTIONS_INIT;
+    tl_dropout_options dr = TL_DROPOUT_OPTIONS_INIT;
+    dr.rate = 0.5f;
+    static const char *const names[6][3] = {{"a.conv", "a.bn", "a.join"}, {"b.conv", "b.bn", "b.join"},
+                                            {"c.conv", "c.bn", NULL},     {"d.conv", "d.bn", "d.join"},
+                                            {"e.conv", "e.bn", NULL},     {"f.conv", "f.bn", "f.join"}};
+    prev = stem;
+    for (int k = 0; k < 6; k++) {
+        co.activation = TL_ACT_LINEAR;
+        co.use_bias = k % 2; /* a bias to fold, or none */
+        co.kernel_h = co.kernel_w = k < 2 ? 3 : 1;
+        co.filters = k < 2 ? 16 : k < 4 ? 32 : 24;
+        co.input = prev; /* d and f: the same input as c and e */
+        co.name = names[k][0];
+        tl_layer *conv;
+        ck_assert_tl_ok(tl_model_add_conv2d(&conv, m, &co));
+        bo.name = names[k][1];
+        ck_assert_tl_ok(tl_model_add_batchnorm(&bn, m, &bo));
+        if (names[k][2] == NULL) { /* c, e: the shortcut of the next pair */
+            other = bn;
+            continue;
+        }
+        tl_layer *in = bn;
+        if (gap)
+            ck_assert_tl_ok(tl_model_add_dropout(&in, m, &dr));
+        const tl_layer *both[2] = {k == 1 ? prev : in, k == 1 ? in : k == 0 ? prev : other};
+        tl_layer *join;
+        ck_assert_tl_ok(tl_model_add_add(&join, m, both, 2, names[k][2]));
+        prev = join;
+        if (k < 2) {
+            ao.activation = k == 0 ? TL_ACT_RELU : TL_ACT_RELU6;
+            ao.name = k == 0 ? "a.act" : "b.act";
+            ck_assert_tl_ok(tl_model_add_activation(&prev, m, &ao));
+        }
+    }
+    ck_assert_tl_ok(tl_model_add_global_avgpool2d(NULL, m, NULL, NULL));
+    tl_dense_options d = TL_DENSE_OPTIONS_INIT;
+    d.units = CLASSES;
+    d.activation = TL_ACT_SOFTMAX;
+    d.name = "head";
+    ck_assert_tl_ok(tl_model_add_dense(NULL, m, &d));
+    return m;
+}
+
+/* dst's layers take the tensors of src's layers of the same names. */
+static void copy_by_name(tl_model *dst, const tl_model *src)
+{
+    for (size_t i = 0; i < tl_model_num_layers(src); i++) {
+        const tl_layer *l = src->layers[i];
+        if (l->nparams == 0)
+            continue;
+        tl_layer *t = named(dst, l->name);
+        for (size_t p = 0; p < l->nparams; p++)
+            ck_assert_tl_ok(tl_layer_set_weights(t, p, l->params[p].value, l->params[p].count));
+    }
+}
+
+/* The convolutions before the joins add the shortcut and apply the ReLU
+ * after the join themselves: the same bits as the joins run on their
+ * own, for 1 and 2 threads and batches of 1 and N. */
+START_TEST(residual_join_fused)
+{
+    tl_model *fused = residual_model(0), *apart = residual_model(1);
+    randomize(fused, 43);
+    copy_by_name(apart, fused);
+    float *x = malloc(sizeof(float) * N * H * W * 16);
+    th_fill_uniform(x, (size_t)N * H * W * 16, -1.0f, 1.0f, 45);
+    for (uint32_t threads = 1; threads <= 2; threads++) {
+        ck_assert_tl_ok(tl_model_set_threads(fused, threads));
+        ck_assert_tl_ok(tl_model_set_threads(apart, threads));
+        for (size_t batch = 1; batch <= N; batch += N - 1) {
+            float a[N * CLASSES], b[N * CLASSES];
+            ck_assert_tl_ok(tl_model_predict(a, batch * CLASSES, fused, x, batch, batch));
+            ck_assert_tl_ok(tl_model_predict(b, batch * CLASSES, apart, x, batch, batch));
+            ck_assert_msg(memcmp(a, b, batch * CLASSES * sizeof(float)) == 0,
+                          "threads %u batch %zu: the fused joins differ from the separate ones", threads, batch);
+        }
+    }
+    tl_model_free(apart);
+    free(x);
+    tl_model_free(fused);
+}
+END_TEST
+
+/* A frozen base's training pass fuses the joins too (each layer has its
+ * own buffer there: the joins' outputs stay unwritten) and gives a
+ * prediction's bits. */
+START_TEST(residual_join_fused_frozen)
+{
+    tl_model *m = residual_model(0);
+    randomize(m, 47);
+    compile_sgd(m, 0.05f);
+    const size_t head = tl_model_num_layers(m) - 1;
+    ck_assert_tl_ok(tl_model_freeze_upto(m, head));
+    float *x = malloc(sizeof(float) * N * H * W * 16), a[N * CLASSES];
+    th_fill_uniform(x, (size_t)N * H * W * 16, -1.0f, 1.0f, 49);
+    ck_assert_tl_ok(tl_model_predict(a, N * CLASSES, m, x, N, N));
+    ck_assert_tl_ok(tli_workspace_ensure(m, N, true));
+    static const char *const joins[4] = {"a.join", "b.join", "d.join", "f.join"};
+    for (int k = 0; k < 4; k++) {
+        tl_layer *j = named(m, joins[k]);
+        for (size_t i = 0; i < N * j->out_size; i++)
+            j->out[i] = NAN;
+    }
+    tli_exec ex = tli_exec_for(m, N, true);
+    const float *t = tli_forward(m, &ex, x, false);
+    ck_assert(memcmp(a, t, sizeof a) == 0);
+    for (int k = 0; k < 2; k++) /* followed by their activation: that is written instead */
+        ck_assert_msg(isnan(named(m, joins[k])->out[0]), "%s was run on its own", joins[k]);
+    ck_assert(!isnan(named(m, "d.join")->out[0]) && !isnan(named(m, "f.join")->out[0]));
+    free(x);
+    tl_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("infer");
@@ -500,6 +638,8 @@ int main(void)
     tcase_add_test(tc, structure_changes_are_seen);
     tcase_add_test(tc, restore_best_is_seen);
     tcase_add_test(tc, shared_outputs_match_own_buffers);
+    tcase_add_test(tc, residual_join_fused);
+    tcase_add_test(tc, residual_join_fused_frozen);
     suite_add_tcase(s, tc);
     return th_run(s);
 }

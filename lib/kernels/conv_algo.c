@@ -60,7 +60,8 @@ tli_conv_algo tli_conv_choose(const tli_conv_geom *g, uint32_t filters)
 /* The blocks the forward pass uses come first and their sizes depend only
  * on the geometry, so forward and backward agree on where they are. */
 typedef struct conv_scratch {
-    float *xpad;     /* DIRECT: padded input (kept for the weight gradient) */
+    float *xpad;     /* DIRECT, training: padded input (kept for the weight gradient) */
+    float *edge;     /* DIRECT, padded: per-thread window rows over the border (conv_direct.h) */
     float *col;      /* GEMM: im2col matrices (one per group, each m x k), reused for dcol; DIRECT: dcol */
     float *partials; /* DEPTHWISE: the weight gradient's per-image sums */
     float *wt;       /* DIRECT: kernel transposed per tap to (k_h, k_w, filters, in_c) */
@@ -81,6 +82,13 @@ static bool needs_pad(const tli_conv_geom *g)
     return padded_h(g) != g->in_h || padded_w(g) != g->in_w || g->pad_t || g->pad_l;
 }
 
+static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
+{
+    tli_direct_geom d = {padded_h(g), padded_w(g), g->in_c, g->out_h, g->out_w,
+                         g->k_h,       g->k_w,       filters,  g->s_h,   g->s_w};
+    return d;
+}
+
 static size_t mul3(size_t a, size_t b, size_t c)
 {
     size_t r;
@@ -93,32 +101,38 @@ static size_t mul3(size_t a, size_t b, size_t c)
 static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch, uint32_t threads,
                      bool training, bool need_dx, char *base, conv_scratch *out)
 {
-    size_t sizes[5] = {0}; /* xpad, col, partials, wt, dzbuf */
+    size_t sizes[6] = {0}; /* xpad, edge, col, partials, wt, dzbuf */
     const size_t pix = (size_t)g->out_h * g->out_w, k = tli_conv_k(g);
     const size_t wsize = k * filters;
     if (algo == TLI_CONV_DEPTHWISE) {
         if (training) /* see conv_depthwise_impl.h */
-            sizes[2] = batch > 1 ? mul3(batch - 1, (size_t)g->k_h * g->k_w, filters) : 0;
+            sizes[3] = batch > 1 ? mul3(batch - 1, (size_t)g->k_h * g->k_w, filters) : 0;
     } else if (algo == TLI_CONV_GEMM) {
         if (!is_pointwise(g))
-            sizes[1] = mul3(mul3(batch, pix, k), g->groups, 1);
+            sizes[2] = mul3(mul3(batch, pix, k), g->groups, 1);
     } else {
-        const size_t padded = mul3(batch, (size_t)padded_h(g) * padded_w(g), g->in_c);
-        if (needs_pad(g))
-            sizes[0] = padded;
+        /* Training keeps the padded input for the weight gradient;
+         * inference reads the input in place, with only the window rows
+         * over the border copied (conv_fwd_avx512.c). */
+        if (needs_pad(g)) {
+            if (training)
+                sizes[0] = mul3(batch, (size_t)padded_h(g) * padded_w(g), g->in_c);
+            tli_direct_geom d = direct_geom(g, filters);
+            sizes[1] = mul3(threads, tli_direct_edge_floats(&d), 1);
+        }
         if (training && need_dx) {
             if (g->in_c % 16 == 0) {
                 tli_dx_shape d = tli_direct_dx_shape(g, filters);
-                sizes[3] = wsize;
-                sizes[4] = mul3(threads, tli_direct_dx_floats(&d), 1);
+                sizes[4] = wsize;
+                sizes[5] = mul3(threads, tli_direct_dx_floats(&d), 1);
             } else {
-                sizes[1] = mul3(batch, pix, k); /* dcol for col2im */
+                sizes[2] = mul3(batch, pix, k); /* dcol for col2im */
             }
         }
     }
     size_t off = 0;
-    float **slots[5] = {&out->xpad, &out->col, &out->partials, &out->wt, &out->dzbuf};
-    for (int i = 0; i < 5; i++) {
+    float **slots[6] = {&out->xpad, &out->edge, &out->col, &out->partials, &out->wt, &out->dzbuf};
+    for (int i = 0; i < 6; i++) {
         *slots[i] = NULL;
         if (sizes[i] == 0)
             continue;
@@ -177,50 +191,50 @@ static void depthwise_weight_grad(uint32_t threads, const tli_conv_geom *g, uint
     tli_depthwise_weight_grad_c(threads, g, filters, x, dz, dw, partials, batch);
 }
 
-#ifdef TLI_HAVE_AVX512
-static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
-{
-    tli_direct_geom d = {padded_h(g), padded_w(g), g->in_c, g->out_h, g->out_w,
-                         g->k_h,       g->k_w,       filters,  g->s_h,   g->s_w};
-    return d;
-}
-#endif
-
 /* ---- forward --------------------------------------------------------------- */
 
-void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
-                      const float *x, const float *w, const float *bias, tl_activation act, float alpha, float *y,
-                      float *z, size_t batch, void *scratch)
+/* y = act(conv(x, w) + bias + res) (res may be NULL), z the pre-activation
+ * when not NULL; `training`: a backward pass follows (the direct kernels
+ * leave the padded input in the scratch for it). */
+static void forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, const float *x,
+                    const float *w, const float *bias, const float *res, tl_activation act, float alpha, float *y,
+                    float *z, size_t batch, void *scratch, bool training)
 {
     conv_scratch s;
     const size_t m = batch * g->out_h * g->out_w, k = tli_conv_k(g);
     /* Only the leading blocks are used here; see conv_scratch. */
-    layout(algo, g, filters, batch, 1, false, false, scratch, &s);
+    layout(algo, g, filters, batch, threads, training, false, scratch, &s);
     /* The direct and depthwise kernels add the bias and apply a ReLU or
-     * ReLU6 themselves; any other activation follows in one pass over
-     * their output, which is z when it is kept. */
+     * ReLU6 themselves (the direct ones add the residual too); any other
+     * activation follows in one pass over their output, which is z when
+     * it is kept. */
 #ifdef TLI_HAVE_AVX512
     const bool direct = algo == TLI_CONV_DIRECT;
 #else
     const bool direct = false; /* never chosen without the kernels */
 #endif
+    const int relu_clamp = tli_clamp_of(act == TL_ACT_RELU, act == TL_ACT_RELU6);
     if (direct || algo == TLI_CONV_DEPTHWISE) {
-        const int clamp = z != NULL              ? TLI_CLAMP_NONE
-                          : act == TL_ACT_RELU  ? TLI_CLAMP_RELU
-                          : act == TL_ACT_RELU6 ? TLI_CLAMP_RELU6
-                                                : TLI_CLAMP_NONE;
+        const int clamp = z != NULL ? TLI_CLAMP_NONE : relu_clamp;
         float *out = z ? z : y;
 #ifdef TLI_HAVE_AVX512
         if (direct) {
-            /* The kernel pads each image into s.xpad just before reading it
-             * (the weight gradient reads s.xpad too). */
+            /* In training the kernel pads each image into s.xpad just
+             * before reading it (the weight gradient reads s.xpad too). */
             tli_direct_geom d = direct_geom(g, filters);
-            tli_direct_forward_avx512(threads, &d, x, g->in_h, g->in_w, g->pad_t, g->pad_l,
-                                      needs_pad(g) ? s.xpad : NULL, w, bias, clamp, out, batch);
+            tli_direct_forward_avx512(threads, &d, x, g->in_h, g->in_w, g->pad_t, g->pad_l, s.xpad, s.edge, w, bias,
+                                      res, clamp, out, batch);
+            res = NULL; /* added */
         }
 #endif
-        if (algo == TLI_CONV_DEPTHWISE)
-            depthwise_forward(threads, g, filters, x, w, bias, clamp, out, batch);
+        if (algo == TLI_CONV_DEPTHWISE) {
+            const int dclamp = res ? TLI_CLAMP_NONE : clamp; /* the residual comes before the clamp */
+            depthwise_forward(threads, g, filters, x, w, bias, dclamp, out, batch);
+            if (res) {
+                const float *both[2] = {out, res};
+                tli_sum(threads, out, both, 2, m * filters, clamp);
+            }
+        }
         if (z)
             tli_bias_act_forward_keep(threads, z, NULL, y, m, filters, act, alpha);
         else if (clamp == TLI_CLAMP_NONE && act != TL_ACT_LINEAR)
@@ -241,10 +255,34 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
         tli_gemm(threads, m, fg, k, 1.0f, col, rs, 1, w + (size_t)grp * fg, (ptrdiff_t)filters, 1, 0.0f,
                  out + (size_t)grp * fg, (ptrdiff_t)filters, 1);
     }
+    if (res) { /* bias, then the residual and a ReLU / ReLU6 in one more pass; other activations after */
+        tli_bias_act_forward(threads, out, bias, m, filters, TL_ACT_LINEAR, alpha);
+        const float *both[2] = {out, res};
+        tli_sum(threads, out, both, 2, m * filters, z ? TLI_CLAMP_NONE : relu_clamp);
+        if (z)
+            tli_bias_act_forward_keep(threads, z, NULL, y, m, filters, act, alpha);
+        else if (relu_clamp == TLI_CLAMP_NONE && act != TL_ACT_LINEAR)
+            tli_bias_act_forward(threads, y, NULL, m, filters, act, alpha);
+        return;
+    }
     if (z)
         tli_bias_act_forward_keep(threads, z, bias, y, m, filters, act, alpha);
     else
         tli_bias_act_forward(threads, y, bias, m, filters, act, alpha);
+}
+
+void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
+                      const float *x, const float *w, const float *bias, tl_activation act, float alpha, float *y,
+                      float *z, size_t batch, void *scratch)
+{
+    forward(threads, algo, g, filters, x, w, bias, NULL, act, alpha, y, z, batch, scratch, true);
+}
+
+void tli_conv_infer(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
+                    const float *x, const float *w, const float *bias, const float *res, tl_activation act,
+                    float alpha, float *y, size_t batch, void *scratch)
+{
+    forward(threads, algo, g, filters, x, w, bias, res, act, alpha, y, NULL, batch, scratch, false);
 }
 
 /* ---- backward -------------------------------------------------------------- */

@@ -19,17 +19,33 @@ typedef struct tli_direct_geom {
     uint32_t s_h, s_w; /* stride: 1 or 2 */
 } tli_direct_geom;
 
-/* y = conv(x, w) + bias, then the clamp; every output written
+/* y = conv(x, w) + bias (+ res), then the clamp; every output written
  * (conv_fwd_avx512.c). x holds x_h x x_w x in_c per image; output (oh, ow)
  * reads the window whose top-left cell is (oh*s_h - pad_t, ow*s_w - pad_l)
  * of the padded extent g->in_h x g->in_w, cells outside x being zeros.
- * xpad, when not NULL, receives the padded images (batch x g->in_h x
- * g->in_w x in_c, for the weight gradient) and the kernels read them from
- * there. Any stride; filters a multiple of 16. The same bits for any
- * thread count and with or without xpad. */
+ * res, when not NULL, is laid out as y and added before the clamp (a
+ * residual join fused into the convolution). xpad, when not NULL,
+ * receives the padded images (batch x g->in_h x g->in_w x in_c, for the
+ * weight gradient) and the kernels read them from there; without it x is
+ * read in place and `edge` holds threads x tli_direct_edge_floats floats
+ * for the window rows that hang over a border (it may be NULL when no
+ * window leaves x). Any stride; filters a multiple of 16. The same bits
+ * for any thread count, with or without xpad. */
 void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, uint32_t x_h,
-                               uint32_t x_w, uint32_t pad_t, uint32_t pad_l, float *xpad, const float *w,
-                               const float *bias, int clamp, float *y, size_t batch);
+                               uint32_t x_w, uint32_t pad_t, uint32_t pad_l, float *xpad, float *edge,
+                               const float *w, const float *bias, const float *res, int clamp, float *y,
+                               size_t batch);
+
+/* Output pixels per block of the direct forward pass. */
+#define TLI_DIRECT_PIXEL_BLOCK 24
+
+/* Floats of one thread's edge buffer for tli_direct_forward_avx512: a row
+ * of zeros and one window row (k_w * in_c floats) per (kernel row, pixel)
+ * of a pixel block. */
+static inline size_t tli_direct_edge_floats(const tli_direct_geom *g)
+{
+    return (size_t)g->k_w * g->in_c * (1 + TLI_DIRECT_PIXEL_BLOCK * (size_t)g->k_h);
+}
 
 /* dw = sum over the batch of x (*) dz (x padded as for the forward pass).
  * Overwrites dw; the same bits for any thread count. */

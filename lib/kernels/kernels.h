@@ -106,12 +106,23 @@ size_t tli_conv_scratch_bytes(tli_conv_algo algo, const tli_conv_geom *g, uint32
  * in_c/groups, filters), bias may be NULL, alpha leaky_relu's slope. z
  * NULL: only y is written; otherwise z (batch x out_h x out_w x filters)
  * receives the pre-activation too, for a backward pass that needs it
- * (tli_act_needs_input); y is then the same, bit for bit. The scratch is
- * kept for the backward pass. Results depend only on the inputs, `algo`
- * and `threads`; the depthwise kernels' not even on `threads`. */
+ * (tli_act_needs_input); y is then the same, bit for bit. The scratch
+ * (sized with `training` true) is kept for the backward pass. Results
+ * depend only on the inputs, `algo` and `threads`; the depthwise kernels'
+ * not even on `threads`. */
 void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
                       const float *x, const float *w, const float *bias, tl_activation act, float alpha, float *y,
                       float *z, size_t batch, void *scratch);
+
+/* The forward pass when no backward pass follows (inference, a frozen
+ * base): y = act(conv(x, w) + bias + res), res (laid out as y) the other
+ * input of a residual join, or NULL. The scratch may be sized with
+ * `training` false (the direct kernels then read x in place: no padded
+ * copy). The same bits as tli_conv_forward, followed, when res is given,
+ * by the join's sum and the activation (a ReLU / ReLU6 clamp). */
+void tli_conv_infer(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
+                    const float *x, const float *w, const float *bias, const float *res, tl_activation act,
+                    float alpha, float *y, size_t batch, void *scratch);
 
 /* From dz = dL/d(pre-activation) after tli_conv_forward on the same x and
  * scratch: dw (when not NULL) = dL/dw, dx (when not NULL) = dL/dx. The bias

@@ -216,8 +216,13 @@ static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x,
     /* z only when the activation applied needs it (not when the loss takes the logits) */
     float *z = ex->training && tli_act_needs_input(act) ? l->scratch : NULL;
     char *kernel_scratch = (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training);
-    tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value,
-                     l->use_bias ? l->params[1].value : NULL, act, c->alpha, y, z, ex->batch, kernel_scratch);
+    const float *b = l->use_bias ? l->params[1].value : NULL;
+    if (!ex->training) /* no backward follows: no padded copy kept for it */
+        tli_conv_infer(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value, b, NULL, act, c->alpha,
+                       y, ex->batch, kernel_scratch);
+    else
+        tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value, b, act, c->alpha, y,
+                         z, ex->batch, kernel_scratch);
 }
 
 /* The kernel and bias with `next`'s per-channel affine folded in, kept in
@@ -255,10 +260,11 @@ static const float *conv_folded(tl_layer *l, const tli_exec *ex, tl_layer *next)
 
 /* A pass with no backward through this layer (inference, a frozen base)
  * with the next layer's per-channel affine folded in (see conv_folded),
- * then the usual forward with activation `act`: one pass over y instead
- * of three. (No z: the layer's own activation is linear.) */
+ * the residual added and activation `act` applied by the kernels: one
+ * pass over y instead of three (four with the residual join). (No z: the
+ * layer's own activation is linear.) */
 static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_layer *next,
-                                tl_activation act)
+                                const float *residual, tl_activation act)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
     const conv_cfg *c = (const conv_cfg *)l->cfg;
@@ -267,8 +273,8 @@ static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *co
     const float *w = conv_folded(l, ex, next);
     if (w == NULL)
         return false;
-    tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, w + l->params[0].count, act, c->alpha, y,
-                     NULL, ex->batch, (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training));
+    tli_conv_infer(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, w + l->params[0].count, residual, act,
+                   c->alpha, y, ex->batch, (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training));
     return true;
 }
 

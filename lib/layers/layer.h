@@ -231,10 +231,12 @@ struct tli_layer_ops {
     bool folds_input_relu; /* backward can apply the ReLU derivative of its input's layer and
                             * write that layer's bias gradient (see tli_maxpool_backward) */
     bool torch_batch_counter; /* PyTorch's state dict has "<layer>.num_batches_tracked" (batchnorm) */
-    bool is_sum;       /* y = the sum of its inputs, clamped by a fused ReLU / ReLU6 as tli_sum does
-                        * (add): a layer below with forward_residual may do it (engine.c) */
     bool trains_state; /* a training pass of a trainable layer moves its state tensors (batchnorm's
                         * moving statistics): data-parallel fit averages them across processes */
+    bool sums_inputs;  /* y = the element-wise sum of its inputs, clamped by a fused ReLU / ReLU6
+                        * as tli_sum does (add): a layer feeding one of two inputs may add the
+                        * other in its own pass - forward_affine (inference, frozen base) or
+                        * forward_residual (training) - and the engine skips this one */
     /* Check the settings (l->cfg) against l->in_shapes and fill
      * l->out_shape, l->out_size, the tensors (name, role, shape, count,
      * init, layout), l->bias_index and the geometry. Allocates nothing.
@@ -302,17 +304,20 @@ struct tli_layer_ops {
     bool (*affine)(tl_layer *l, const tli_exec *ex, const float **scale, const float **shift);
     /* Optional, for layers no backward pass will reach (inference, or
      * below the backward stop of a training pass: a frozen base; the
-     * engine decides): y = act(f(x) * scale + shift) with the layer's own
-     * activation linear, in one pass over y - the layer folds the
-     * per-channel affine of `next`, its sole consumer (whose ops->affine
-     * it asks when it must fold anew; it may keep the folded weights in
-     * l->cache while both layers' versions and the pass kind are
-     * unchanged), and the activation after that into its own arithmetic.
-     * Returns false, having done nothing, when it cannot (next->ops->affine
-     * says no, or no memory for the cache); the engine then runs the
-     * layers one by one. */
+     * engine decides): y = act(f(x) * scale + shift + residual) with the
+     * layer's own activation linear, in one pass over y - the layer folds
+     * the per-channel affine of `next`, its sole consumer (whose
+     * ops->affine it asks when it must fold anew; it may keep the folded
+     * weights in l->cache while both layers' versions and the pass kind
+     * are unchanged), and the activation after that into its own
+     * arithmetic. residual (NULL: none) is, when `next` feeds a two-input
+     * sums_inputs layer (a residual join), that layer's other input, laid
+     * out as y; act is then linear, ReLU or ReLU6 (the activation after
+     * the join). Returns false, having done nothing, when it cannot
+     * (next->ops->affine says no, or no memory for the cache); the engine
+     * then runs the layers one by one. */
     bool (*forward_affine)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_layer *next,
-                           tl_activation act);
+                           const float *residual, tl_activation act);
     /* Optional, any pass: forward with `act` (TL_ACT_RELU or TL_ACT_RELU6)
      * applied in the same pass, y = act(layer(x)), written to the output
      * of the activation layer after it (its sole consumer), whose forward
@@ -323,7 +328,7 @@ struct tli_layer_ops {
     void (*forward_act)(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act);
     /* Optional, training passes: forward writing y = act(layer(x) + res)
      * (act TL_ACT_LINEAR, TL_ACT_RELU or TL_ACT_RELU6, applied as
-     * tli_sum's clamp), the work of the is_sum layer after it (its sole
+     * tli_sum's clamp), the work of the sums_inputs layer after it (its sole
      * consumer, with two inputs, the other one `res`) and of the
      * activation layer after that when act is not linear; y is the output
      * of the last of them, whose forwards the engine then skips. The same
