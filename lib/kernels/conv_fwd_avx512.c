@@ -456,7 +456,7 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
     const bool inside = s->pad_t == 0 && s->pad_l == 0 && (size_t)(g->out_h - 1) * g->s_h + g->k_h <= s->x_h &&
                         (size_t)(g->out_w - 1) * g->s_w + g->k_w <= s->x_w;
     const bool direct = inside;
-    (void)threads;
+    threads = tli_par_threads(threads, (double)batch * pixels * g->filters * g->k_h * g->k_w * g->in_c, 0);
     /* Work items are (image, pixel block) pairs: whole images to each
      * thread when there are enough (each pads its image just before it
      * reads it, while it is in cache), else one image's blocks spread over

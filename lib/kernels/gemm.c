@@ -20,6 +20,7 @@
 #include <blis.h>
 
 #include "kernels.h"
+#include "parallel.h"
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static char blas_info[160];
@@ -76,10 +77,9 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
     tli_blas_init();
     /* The thread count travels with the call: BLIS's global setting belongs
      * to the host program. */
-    /* Below a few million multiply-adds (a small dense layer), BLIS's
-     * thread start-up and barriers cost more than a second core saves. */
-    if ((double)m * (double)n * (double)k < 4e6)
-        threads = 1;
+    /* A small product (a small dense layer) stays on one thread: BLIS's
+     * thread start-up and barriers would cost more than a core saves. */
+    threads = tli_par_threads(threads, (double)m * (double)n * (double)k, 0);
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads((dim_t)(threads ? threads : 1), &rntm);
     if (m == 1 && k > 0) {
