@@ -43,9 +43,6 @@ static void wake_setup(void)
 {
     const char *p = getenv("OMP_WAIT_POLICY");
     wake_ns = p && strcasecmp(p, "passive") == 0 ? WAKE_NS_PASSIVE : WAKE_NS_SPIN;
-    const char *t = getenv("TLI_PAR_WAKE_NS"); /* TUNING ONLY, to remove */
-    if (t)
-        wake_ns = atof(t);
 }
 
 uint32_t tli_par_threads(uint32_t threads, double macs, double bytes)
