@@ -109,7 +109,8 @@ void tli_bias_act_forward_keep(uint32_t threads, float *z, const float *bias, fl
                                tl_activation act, float alpha)
 {
     threads = tli_par_threads(threads, 0, (double)rows * cols * 3 * sizeof(float));
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < (long)rows; r++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long r = 0; r < (long)rows; r++), {
         float *zr = z + (size_t)r * cols, *v = y + (size_t)r * cols;
         if (bias)
             for (size_t i = 0; i < cols; i++)
@@ -250,7 +251,8 @@ void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const fl
     if (dbias == NULL) {
         if (act == TL_ACT_LINEAR)
             return;
-        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < (long)rows; r++), {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long r = 0; r < (long)rows; r++), {
             act_backward_row(act, alpha, z ? z + (size_t)r * cols : NULL, y + (size_t)r * cols, dy + (size_t)r * cols,
                              cols);
         });
@@ -266,7 +268,8 @@ void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const fl
         }
         return;
     }
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static, 1)", (long b = 0; b < (long)blocks; b++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static, 1)",
+                (long b = 0; b < (long)blocks; b++), {
         size_t lo = rows * (size_t)b / blocks, hi = rows * ((size_t)b + 1) / blocks;
         float *p = partials + (size_t)b * cols;
         memset(p, 0, sizeof(float) * cols);
@@ -308,7 +311,8 @@ void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const flo
         size_t n = rows * cols, chunk;
         long nchunks;
         flat_chunks(threads, n, &chunk, &nchunks);
-        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long b = 0; b < nchunks; b++), {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long b = 0; b < nchunks; b++), {
             size_t lo = (size_t)b * chunk, hi = n - lo < chunk ? n : lo + chunk;
             /* copy and activate a block at a time, while it is in L1 */
             for (size_t i = lo; i < hi; i += 2048) {
@@ -320,7 +324,8 @@ void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const flo
         });
         return;
     }
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < (long)rows; r++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long r = 0; r < (long)rows; r++), {
         float *v = y + (size_t)r * cols;
         if (v != x + (size_t)r * cols)
             memcpy(v, x + (size_t)r * cols, sizeof(float) * cols);
@@ -336,13 +341,15 @@ void tli_act_input_backward(uint32_t threads, tl_activation act, float alpha, co
         size_t n = rows * cols, chunk;
         long nchunks;
         flat_chunks(threads, n, &chunk, &nchunks);
-        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long b = 0; b < nchunks; b++), {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long b = 0; b < nchunks; b++), {
             size_t lo = (size_t)b * chunk, len = n - lo < chunk ? n - lo : chunk;
             act_input_backward_row(act, alpha, x + lo, y + lo, dy + lo, dx + lo, len);
         });
         return;
     }
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < (long)rows; r++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long r = 0; r < (long)rows; r++), {
         const size_t o = (size_t)r * cols;
         act_input_backward_row(act, alpha, x + o, y + o, dy + o, dx + o, cols);
     });

@@ -103,7 +103,8 @@ void tli_col2im_group(uint32_t threads, const tli_conv_geom *g, const float *dco
     threads = tli_par_threads(threads, 0, (double)batch * (in_img + pix * k) * sizeof(float));
     /* One image per iteration: images never overlap, so the sums are
      * race-free and their order does not depend on the thread count. */
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long n = 0; n < (long)batch; n++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *img = dx + (size_t)n * in_img;
         if (g->groups == 1) {
             memset(img, 0, sizeof(float) * in_img);

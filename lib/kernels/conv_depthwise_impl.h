@@ -599,7 +599,8 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
         const size_t C16 = C / DW_V * DW_V;
         const long rows = (long)batch * (long)g->out_h;
         /* (no OpenMP region for one thread: parallel.h) */
-        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < rows; r++), {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long r = 0; r < rows; r++), {
             const size_t n = (size_t)r / g->out_h;
             const uint32_t oh = (uint32_t)((size_t)r % g->out_h);
             const float *img = x + n * in_img;
@@ -619,7 +620,8 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
     }
     uint32_t lo, hi;
     dw_inner_cols(g, &lo, &hi);
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)", (long n = 0; n < (long)batch; n++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                (long n = 0; n < (long)batch; n++), {
         const float *img = x + (size_t)n * in_img;
         dw_tap list[DW_MAXT];
         for (uint32_t oh = 0; oh < g->out_h; oh++) {
@@ -666,7 +668,8 @@ void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filte
          * turned by 180 degrees, padded by 2 - pad: the forward's rows. */
         const size_t C16 = C / DW_V * DW_V;
         const long rows = (long)batch * (long)g->in_h;
-        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < rows; r++), {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long r = 0; r < rows; r++), {
             const size_t n = (size_t)r / g->in_h;
             const uint32_t ih = (uint32_t)((size_t)r % g->in_h);
             const float *dzi = dz + n * out_img;
@@ -681,7 +684,8 @@ void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filte
         });
         return;
     }
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)", (long n = 0; n < (long)batch; n++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                (long n = 0; n < (long)batch; n++), {
         const float *dzi = dz + (size_t)n * out_img;
         dw_tap list[DW_MAXT];
         for (uint32_t ih = 0; ih < g->in_h; ih++)
@@ -809,7 +813,8 @@ void TLI_DW(weight_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filt
     if (blocks > 1 && batch < threads)
         parts = blocks < threads ? blocks : threads;
     const long tasks = (long)(batch * parts);
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)", (long t = 0; t < tasks; t++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                (long t = 0; t < tasks; t++), {
         const size_t n = (size_t)t / parts, q = (size_t)t % parts;
         const float *img = x + n * in_img, *dzi = dz + n * out_img;
         float *out = n == 0 ? dw : partials + (n - 1) * wsize;

@@ -29,8 +29,12 @@
 /* A streaming loop over tensors in L2/L3 (an add, batchnorm's passes). */
 #define BYTES_PER_NS 16.0
 /* Work per added thread, in ns of one thread: the wake-up cost (above)
- * with a margin for the barrier at the region's end. */
-#define WAKE_NS_PASSIVE 30000.0
+ * with a margin for the barrier at the region's end and for a machine
+ * whose other core is busy. Chosen on MobileNetV2's batch-1 prediction
+ * with passive threads: at 30 us six depthwise layers per prediction
+ * still split and two threads stayed 5-10% slower than one; at 60 us none
+ * do and two threads match one. Batch-64 layers are milliseconds: split. */
+#define WAKE_NS_PASSIVE 60000.0
 #define WAKE_NS_SPIN 5000.0
 
 static pthread_once_t wake_once = PTHREAD_ONCE_INIT;

@@ -162,7 +162,8 @@ void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float 
     const bool tiled = g->p_h == g->s_h && g->p_w == g->s_w && g->pad_t == 0 && g->pad_l == 0 &&
                        (size_t)g->out_h * g->p_h <= g->in_h && (size_t)g->out_w * g->p_w <= g->in_w;
     threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long n = 0; n < (long)batch; n++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *img = dx + (size_t)n * in_img;
         const float *d = dy + (size_t)n * out_img;
         const int32_t *a = argmax + (size_t)n * out_img;
@@ -276,7 +277,8 @@ void tli_avgpool_backward(uint32_t threads, const tli_pool_geom *g, bool count_i
     /* Whole images to threads, as in the max-pool: overlapping windows add
      * into the same cells, and one thread per image adds them in a fixed
      * order (row by row of windows), whatever the thread count. */
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long n = 0; n < (long)batch; n++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *img = dx + (size_t)n * in_img;
         const float *d = dy + (size_t)n * out_img;
         float share[SHARE_CHUNK];
@@ -386,7 +388,8 @@ void tli_global_avgpool_backward(uint32_t threads, uint32_t hw, uint32_t c, cons
 {
     const size_t img = (size_t)hw * c;
     threads = tli_par_threads(threads, 0, (double)batch * (img + c) * sizeof(float));
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long n = 0; n < (long)batch; n++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *di = dx + (size_t)n * img;
         const float *dn = dy + (size_t)n * c;
         if (hw == 0)

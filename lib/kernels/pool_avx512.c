@@ -18,7 +18,8 @@ void tli_maxpool_forward_avx512(uint32_t threads, const tli_pool_geom *g, const 
     const long rows = (long)(batch * g->out_h);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 16)", (long r = 0; r < rows; r++), {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 16)",
+                (long r = 0; r < rows; r++), {
         size_t n = (size_t)r / g->out_h;
         uint32_t oh = (uint32_t)((size_t)r % g->out_h);
         const float *img = x + n * in_img;
