@@ -10,11 +10,9 @@
 #include <string.h>
 
 #include "augment.h"
+#include "kernels/parallel.h"
 #include "options.h"
 #include "rng.h"
-
-/* Below this many floats in a batch a second thread costs more than it saves. */
-#define PAR_MIN 16384
 
 /* Hash counters per example: crop, flip, cutout. */
 #define DRAWS 3
@@ -142,10 +140,9 @@ void tli_augment_gather_at(uint32_t threads, const tl_augment_options *o, uint64
                            float *out)
 {
     const size_t ex = (size_t)h * w * c;
-    const int nt = n * ex >= PAR_MIN && n > 1 && threads > 1 ? (int)threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++) {
+    const int nt = n > 1 ? (int)tli_par_threads(threads, 0, (double)n * ex * 2 * sizeof(float)) : 1;
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t i = 0; i < n; i++), {
         const tli_augment_draw d = tli_augment_choose(o, key, first + i, h, w);
         one_image(o, &d, images + (size_t)idx[i] * ex, h, w, c, out + i * ex);
-    }
+    });
 }

@@ -532,6 +532,41 @@ START_TEST(gemm_strides_match_naive)
 }
 END_TEST
 
+/* tli_gemm splits tall products into fixed row blocks and long sums into
+ * column or row blocks per thread: the same bits on 1 and 2 threads, and
+ * the right values. Shapes of MobileNetV2's 1x1 projections (n = 24) and
+ * their weight gradients (a long k). */
+START_TEST(gemm_threads_same_bits)
+{
+    static const struct {
+        size_t m, n, k;
+    } sizes[] = {{8192 + 5, 24, 144}, {4100, 40, 27}, {144, 24, 20000}, {27, 96, 20000}, {40, 40, 30000},
+                 {70, 33, 5000}};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const size_t m = sizes[si].m, n = sizes[si].n, k = sizes[si].k;
+        float *a = fnew(m * k), *b = fnew(k * n), *c1 = fnew(m * n), *c2 = fnew(m * n);
+        th_fill_uniform(a, m * k, -1, 1, 90 + si);
+        th_fill_uniform(b, k * n, -1, 1, 95 + si);
+        /* A stored transposed in the long-k shapes, as a weight gradient reads im2col's columns. */
+        const bool at = k > m;
+        const ptrdiff_t rsa = at ? 1 : (ptrdiff_t)k, csa = at ? (ptrdiff_t)m : 1;
+        tli_gemm(1, m, n, k, 1.0f, a, rsa, csa, b, (ptrdiff_t)n, 1, 0.0f, c1, (ptrdiff_t)n, 1);
+        tli_gemm(2, m, n, k, 1.0f, a, rsa, csa, b, (ptrdiff_t)n, 1, 0.0f, c2, (ptrdiff_t)n, 1);
+        ck_assert_msg(memcmp(c1, c2, m * n * sizeof *c1) == 0, "size %zu: 1 and 2 threads differ", si);
+        const size_t probe[3] = {0, m * n / 2 + 1, m * n - 1};
+        for (int q = 0; q < 3; q++) {
+            const size_t i = probe[q] / n, j = probe[q] % n;
+            double s = 0.0;
+            for (size_t p = 0; p < k; p++)
+                s += (double)a[(ptrdiff_t)i * rsa + (ptrdiff_t)p * csa] * b[p * n + j];
+            ck_assert_msg(fabs((double)c1[probe[q]] - s) <= 1e-5 * (1.0 + (double)k),
+                          "size %zu: c[%zu] = %.9g, expected %.9g", si, probe[q], (double)c1[probe[q]], s);
+        }
+        free(a), free(b), free(c1), free(c2);
+    }
+}
+END_TEST
+
 /* ---- losses ---------------------------------------------------------------- */
 
 START_TEST(softmax_xent_by_hand)
@@ -893,6 +928,7 @@ int main(void)
     tcase_add_test(tc, bias_act_forward_by_hand);
     tcase_add_test(tc, act_backward_by_hand);
     tcase_add_test(tc, gemm_strides_match_naive);
+    tcase_add_test(tc, gemm_threads_same_bits);
     tcase_add_test(tc, softmax_xent_by_hand);
     tcase_add_test(tc, softmax_xent_extreme_logits);
     tcase_add_test(tc, mse_by_hand);

@@ -100,6 +100,7 @@ void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t 
 {
     if (bias == NULL && act == TL_ACT_LINEAR)
         return;
+    threads = tli_par_threads(threads, 0, (double)rows * cols * 2 * sizeof(float));
     TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < (long)rows; r++),
                 { bias_act_row(y + (size_t)r * cols, bias, cols, act, alpha); });
 }
@@ -107,16 +108,16 @@ void tli_bias_act_forward(uint32_t threads, float *y, const float *bias, size_t 
 void tli_bias_act_forward_keep(uint32_t threads, float *z, const float *bias, float *y, size_t rows, size_t cols,
                                tl_activation act, float alpha)
 {
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long r = 0; r < (long)rows; r++) {
+    threads = tli_par_threads(threads, 0, (double)rows * cols * 3 * sizeof(float));
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long r = 0; r < (long)rows; r++), {
         float *zr = z + (size_t)r * cols, *v = y + (size_t)r * cols;
         if (bias)
             for (size_t i = 0; i < cols; i++)
                 zr[i] += bias[i];
         memcpy(v, zr, sizeof(float) * cols);
         act_row(v, cols, act, alpha);
-    }
+    });
 }
 
 static void act_input_backward_row(tl_activation act, float alpha, const float *x, const float *y, const float *dy,
@@ -230,16 +231,19 @@ static void act_backward_row(tl_activation act, float alpha, const float *z, con
 }
 
 /* Bias sums use a fixed split of the rows into `blocks` whose partial sums
- * are added in block order: the result depends on the thread count only,
- * never on scheduling. Partial sums live on the stack, so very wide layers
- * on many threads fall back to one block. */
+ * are added in block order: the result depends on the shape only, never
+ * on the thread count or scheduling (the blocks are the same for one
+ * thread). Partial sums live on the stack, so very wide layers fall back
+ * to one block. */
 #define TLI_PARTIAL_MAX 8192
+#define TLI_BIAS_BLOCKS 4
 
 void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const float *z, const float *y, float *dy,
                       size_t rows, size_t cols, float *dbias)
 {
     float partials[TLI_PARTIAL_MAX];
-    size_t blocks = threads ? threads : 1;
+    size_t blocks = TLI_BIAS_BLOCKS;
+    threads = tli_par_threads(threads, 0, (double)rows * cols * 3 * sizeof(float));
     if (blocks > rows)
         blocks = rows ? rows : 1;
     if (dbias && blocks * cols > TLI_PARTIAL_MAX)
@@ -247,10 +251,11 @@ void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const fl
     if (dbias == NULL) {
         if (act == TL_ACT_LINEAR)
             return;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (long r = 0; r < (long)rows; r++)
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long r = 0; r < (long)rows; r++), {
             act_backward_row(act, alpha, z ? z + (size_t)r * cols : NULL, y + (size_t)r * cols, dy + (size_t)r * cols,
                              cols);
+        });
         return;
     }
     if (blocks == 1) {
@@ -263,8 +268,8 @@ void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const fl
         }
         return;
     }
-#pragma omp parallel for num_threads((int)blocks) schedule(static, 1)
-    for (long b = 0; b < (long)blocks; b++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static, 1)",
+                (long b = 0; b < (long)blocks; b++), {
         size_t lo = rows * (size_t)b / blocks, hi = rows * ((size_t)b + 1) / blocks;
         float *p = partials + (size_t)b * cols;
         memset(p, 0, sizeof(float) * cols);
@@ -274,7 +279,7 @@ void tli_act_backward(uint32_t threads, tl_activation act, float alpha, const fl
             for (size_t c = 0; c < cols; c++)
                 p[c] += d[c];
         }
-    }
+    });
     memcpy(dbias, partials, sizeof(float) * cols);
     for (size_t b = 1; b < blocks; b++)
         for (size_t c = 0; c < cols; c++)
@@ -301,13 +306,13 @@ static void flat_chunks(uint32_t threads, size_t n, size_t *chunk, long *nchunks
 void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const float *x, float *y, size_t rows,
                      size_t cols)
 {
-    (void)threads;
+    threads = tli_par_threads(threads, 0, (double)rows * cols * 2 * sizeof(float));
     if (act != TL_ACT_SOFTMAX) {
         size_t n = rows * cols, chunk;
         long nchunks;
         flat_chunks(threads, n, &chunk, &nchunks);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (long b = 0; b < nchunks; b++) {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long b = 0; b < nchunks; b++), {
             size_t lo = (size_t)b * chunk, hi = n - lo < chunk ? n : lo + chunk;
             /* copy and activate a block at a time, while it is in L1 */
             for (size_t i = lo; i < hi; i += 2048) {
@@ -316,36 +321,36 @@ void tli_act_forward(uint32_t threads, tl_activation act, float alpha, const flo
                     memcpy(y + i, x + i, sizeof(float) * len);
                 act_row(y + i, len, act, alpha);
             }
-        }
+        });
         return;
     }
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long r = 0; r < (long)rows; r++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long r = 0; r < (long)rows; r++), {
         float *v = y + (size_t)r * cols;
         if (v != x + (size_t)r * cols)
             memcpy(v, x + (size_t)r * cols, sizeof(float) * cols);
         act_row(v, cols, act, alpha);
-    }
+    });
 }
 
 void tli_act_input_backward(uint32_t threads, tl_activation act, float alpha, const float *x, const float *y,
                             const float *dy, float *dx, size_t rows, size_t cols)
 {
-    (void)threads;
+    threads = tli_par_threads(threads, 0, (double)rows * cols * 4 * sizeof(float));
     if (act != TL_ACT_SOFTMAX) {
         size_t n = rows * cols, chunk;
         long nchunks;
         flat_chunks(threads, n, &chunk, &nchunks);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (long b = 0; b < nchunks; b++) {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long b = 0; b < nchunks; b++), {
             size_t lo = (size_t)b * chunk, len = n - lo < chunk ? n - lo : chunk;
             act_input_backward_row(act, alpha, x + lo, y + lo, dy + lo, dx + lo, len);
-        }
+        });
         return;
     }
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long r = 0; r < (long)rows; r++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long r = 0; r < (long)rows; r++), {
         const size_t o = (size_t)r * cols;
         act_input_backward_row(act, alpha, x + o, y + o, dy + o, dx + o, cols);
-    }
+    });
 }

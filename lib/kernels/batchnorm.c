@@ -14,6 +14,7 @@
 #include "batchnorm_kernels.h"
 #include "elementwise.h"
 #include "kernels.h"
+#include "parallel.h"
 
 #define TLI_BN(name) tli_bn_##name##_portable
 #include "batchnorm_impl.h"
@@ -22,8 +23,6 @@
 /* A chunk has at least CHUNK_MIN rows; there are at most CHUNKS_MAX. */
 #define CHUNK_MIN 16
 #define CHUNKS_MAX 256
-/* Below this many floats a second thread costs more than it saves. */
-#define PAR_MIN 32768
 
 /* One build of the loops. */
 typedef struct bn_loops {
@@ -75,9 +74,10 @@ size_t tli_bn_partial_count(size_t rows, size_t c)
     return 2 * nchunks(rows) * c + 2 * c;
 }
 
+/* Threads for one pass: each reads (and writes) about two floats per value. */
 static int nthreads(uint32_t threads, size_t rows, size_t c)
 {
-    return threads > 1 && rows * c >= PAR_MIN ? (int)threads : 1;
+    return (int)tli_par_threads(threads, 0, (double)rows * c * 2 * sizeof(float));
 }
 
 /* Row k of `p` (K x c) += row k + 1, ... : the chunks' sums in chunk order,
@@ -107,23 +107,21 @@ static void chunk_stats(const bn_loops *L, int nt, const float *x, const float *
                         size_t k_count, double *s1, double *s2)
 {
     (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long k = 0; k < (long)k_count; k++) {
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (long k = 0; k < (long)k_count; k++), {
         const size_t lo = rows * (size_t)k / k_count, hi = rows * ((size_t)k + 1) / k_count;
         L->stats(x, lo, hi, c, shift, s1 + (size_t)k * c, s2 + (size_t)k * c);
-    }
+    });
 }
 
 static void normalize(const bn_loops *L, int nt, const float *x, const float *mean, const float *scale,
                       const float *shift, const float *res, size_t rows, size_t c, float *y, int clamp)
 {
     (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (int t = 0; t < nt; t++), {
         size_t lo, hi;
         rows_of(t, nt, rows, &lo, &hi);
         L->normalize(x, lo, hi, c, mean, scale, shift, res, y, clamp);
-    }
+    });
 }
 
 void tli_bn_forward_train(uint32_t threads, const tli_bn *bn, const float *x, float *y)
@@ -231,12 +229,11 @@ void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, f
     const bn_loops *L = loops();
     double *sdy = bn->partial, *sdx = bn->partial + k_count * c;
     (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long k = 0; k < (long)k_count; k++) {
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (long k = 0; k < (long)k_count; k++), {
         const size_t lo = rows * (size_t)k / k_count, hi = rows * ((size_t)k + 1) / k_count;
         L->grad_sums(x, dy, bn->act_y, mask, lo, hi, c, bn->mean, bn->inv_std, sdy + (size_t)k * c,
                      sdx + (size_t)k * c);
-    }
+    });
     add_chunks(sdy, k_count, c);
     add_chunks(sdx, k_count, c);
     if (dgamma)
@@ -276,12 +273,11 @@ void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, f
         bn->t1[j] = (float)(a * sdx[j] / n * (double)bn->inv_std[j] * unshare);
         bn->t2[j] = (float)(a * sdy[j] / n * unshare);
     }
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (int t = 0; t < nt; t++), {
         size_t lo, hi;
         rows_of(t, nt, rows, &lo, &hi);
         L->input_grad(x, dy, NULL, TLI_CLAMP_NONE, lo, hi, c, bn->mean, bn->t0, bn->t1, bn->t2, dx); /* dy masked */
-    }
+    });
 }
 
 void tli_bn_backward_infer(uint32_t threads, const tli_bn *bn, const float *dy, float *dx)
@@ -291,10 +287,9 @@ void tli_bn_backward_infer(uint32_t threads, const tli_bn *bn, const float *dy, 
     const bn_loops *L = loops();
     infer_scale(bn);
     (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int t = 0; t < nt; t++) {
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (int t = 0; t < nt; t++), {
         size_t lo, hi;
         rows_of(t, nt, rows, &lo, &hi);
         L->scale(dy, bn->act_y, mask, lo, hi, c, bn->t0, dx);
-    }
+    });
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "parallel.h"
 
 /* Copy one output pixel's receptive field (the channels [c0, c0 + c) of
  * group grp) into its col row. */
@@ -51,16 +52,15 @@ void tli_im2col_group(uint32_t threads, const tli_conv_geom *g, const float *x, 
     const size_t pix = (size_t)g->out_h * g->out_w;
     const uint32_t c0 = grp * tli_conv_group_c(g);
     const long rows = (long)(batch * g->out_h);
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long r = 0; r < rows; r++) {
+    threads = tli_par_threads(threads, 0, (double)batch * (in_img + pix * k) * sizeof(float));
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < rows; r++), {
         size_t n = (size_t)r / g->out_h;
         uint32_t oh = (uint32_t)((size_t)r % g->out_h);
         const float *img = x + n * in_img;
         float *dst = col + (n * pix + (size_t)oh * g->out_w) * k;
         for (uint32_t ow = 0; ow < g->out_w; ow++)
             fill_row(g, img, c0, oh, ow, dst + (size_t)ow * k);
-    }
+    });
 }
 
 void tli_im2col(uint32_t threads, const tli_conv_geom *g, const float *x, size_t batch, float *col)
@@ -100,11 +100,11 @@ void tli_col2im_group(uint32_t threads, const tli_conv_geom *g, const float *dco
     const size_t pix = (size_t)g->out_h * g->out_w;
     const size_t c = tli_conv_group_c(g);
     const uint32_t c0 = grp * (uint32_t)c;
-    (void)threads;
+    threads = tli_par_threads(threads, 0, (double)batch * (in_img + pix * k) * sizeof(float));
     /* One image per iteration: images never overlap, so the sums are
      * race-free and their order does not depend on the thread count. */
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *img = dx + (size_t)n * in_img;
         if (g->groups == 1) {
             memset(img, 0, sizeof(float) * in_img);
@@ -117,7 +117,7 @@ void tli_col2im_group(uint32_t threads, const tli_conv_geom *g, const float *dco
         for (uint32_t oh = 0; oh < g->out_h; oh++)
             for (uint32_t ow = 0; ow < g->out_w; ow++)
                 add_row(g, rows + ((size_t)oh * g->out_w + ow) * k, c0, oh, ow, img);
-    }
+    });
 }
 
 void tli_col2im(uint32_t threads, const tli_conv_geom *g, const float *dcol, size_t batch, float *dx)

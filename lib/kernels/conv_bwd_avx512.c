@@ -32,6 +32,7 @@
 #endif
 
 #include "conv_direct.h"
+#include "parallel.h"
 
 #define TLI_INLINE static inline __attribute__((always_inline))
 
@@ -182,6 +183,25 @@ static void dw_item(const dw_plan *p, size_t idx, size_t *f0, int *nv, uint32_t 
     }
 }
 
+/* Thread t of nt: its fixed share of dw's blocks, over all chunks. */
+static void wgrad_share(const tli_direct_geom *g, const dw_plan *p, const float *x, const float *dz, float *dw,
+                        size_t batch, size_t chunk, size_t t, size_t nt)
+{
+    const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
+    const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
+    const size_t lo = p->total * t / nt, hi = p->total * (t + 1) / nt;
+    for (size_t i0 = 0; i0 < batch; i0 += chunk) {
+        const size_t images = batch - i0 < chunk ? batch - i0 : chunk;
+        for (size_t it = lo; it < hi; it++) {
+            size_t f0, j0;
+            int nv, jb;
+            uint32_t kh;
+            dw_item(p, it, &f0, &nv, &kh, &j0, &jb);
+            dw_run(g, x + i0 * in_img, dz + i0 * out_img, images, dw, kh, j0, f0, jb, nv);
+        }
+    }
+}
+
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
                                    float *dw, size_t batch)
 {
@@ -198,26 +218,15 @@ void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, c
     size_t chunk = (384u << 10) / (img_bytes ? img_bytes : 1);
     chunk = chunk < 1 ? 1 : chunk > 16 ? 16 : chunk;
     memset(dw, 0, wsize * sizeof(float));
-    (void)threads;
-#pragma omp parallel num_threads(threads) if (threads > 1 && p.total > 1)
-    {
-        size_t lo = 0, hi = p.total;
+    threads = tli_par_threads(threads, (double)batch * out_img * g->k_h * g->k_w * g->in_c, 0);
 #ifdef _OPENMP
-        const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
-        lo = p.total * t / nt;
-        hi = p.total * (t + 1) / nt;
-#endif
-        for (size_t i0 = 0; i0 < batch; i0 += chunk) {
-            const size_t images = batch - i0 < chunk ? batch - i0 : chunk;
-            for (size_t it = lo; it < hi; it++) {
-                size_t f0, j0;
-                int nv, jb;
-                uint32_t kh;
-                dw_item(&p, it, &f0, &nv, &kh, &j0, &jb);
-                dw_run(g, x + i0 * in_img, dz + i0 * out_img, images, dw, kh, j0, f0, jb, nv);
-            }
-        }
+    if (threads > 1 && p.total > 1) {
+#pragma omp parallel num_threads(threads)
+        wgrad_share(g, &p, x, dz, dw, batch, chunk, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads());
+        return;
     }
+#endif
+    wgrad_share(g, &p, x, dz, dw, batch, chunk, 0, 1);
 }
 
 /* ---- input gradient -------------------------------------------------------- */
@@ -455,11 +464,19 @@ void tli_direct_input_grad_avx512(uint32_t threads, const tli_dx_shape *d, const
     const size_t in_img = (size_t)d->in_h * d->in_w * d->c;
     const size_t out_img = (size_t)d->out_h * d->out_w * d->n;
     const size_t floats = tli_direct_dx_floats(d);
-    (void)threads;
+    threads = tli_par_threads(threads, (double)batch * out_img * d->k_h * d->k_w * d->c, 0);
     /* Each thread zeroes its buffer once (the borders stay zero; every
      * image fills the same interior) and takes images as they come: each
      * dx pixel is summed in one fixed order, whoever computes it. */
-#pragma omp parallel num_threads(threads) if (threads > 1)
+    if (threads <= 1) {
+        memset(buf, 0, floats * sizeof(float));
+        for (size_t i = 0; i < batch; i++) {
+            dz_to_rows(d, dz + i * out_img, buf);
+            dx_image(d, buf, wt, dx + i * in_img);
+        }
+        return;
+    }
+#pragma omp parallel num_threads(threads)
     {
         int tid = 0;
 #ifdef _OPENMP

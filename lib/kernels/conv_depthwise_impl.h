@@ -578,19 +578,29 @@ static void dw_wgrad3_image(const tli_conv_geom *g, const float *img, const floa
     }
 }
 
+/* Threads for one pass of a depthwise convolution over the batch: taps x
+ * outputs multiply-adds, and its input and output read or written once. */
+static uint32_t dw_threads(uint32_t threads, const tli_conv_geom *g, size_t F, size_t batch)
+{
+    const double outs = (double)batch * g->out_h * g->out_w * F;
+    const double ins = (double)batch * g->in_h * g->in_w * g->in_c;
+    return tli_par_threads(threads, outs * g->k_h * g->k_w, (outs + ins) * sizeof(float));
+}
+
 void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *x, const float *w,
                      const float *bias, int clamp, float *y, size_t batch)
 {
     const size_t C = g->in_c, F = filters, m = F / C, taps = (size_t)g->k_h * g->k_w;
     const size_t in_img = (size_t)g->in_h * g->in_w * C, out_row = (size_t)g->out_w * F;
     const size_t step = (size_t)g->s_w * C;
-    (void)threads;
+    threads = dw_threads(threads, g, F, batch);
     if (dw_is3x3(g, F) && (g->s_w == 1 || g->s_w == 2)) {
         /* Threads over output rows, so that one image keeps two busy. */
         const size_t C16 = C / DW_V * DW_V;
         const long rows = (long)batch * (long)g->out_h;
         /* (no OpenMP region for one thread: parallel.h) */
-        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < rows; r++), {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long r = 0; r < rows; r++), {
             const size_t n = (size_t)r / g->out_h;
             const uint32_t oh = (uint32_t)((size_t)r % g->out_h);
             const float *img = x + n * in_img;
@@ -610,8 +620,8 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
     }
     uint32_t lo, hi;
     dw_inner_cols(g, &lo, &hi);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                (long n = 0; n < (long)batch; n++), {
         const float *img = x + (size_t)n * in_img;
         dw_tap list[DW_MAXT];
         for (uint32_t oh = 0; oh < g->out_h; oh++) {
@@ -643,7 +653,7 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
             if (clamp) /* while the row is in cache */
                 dw_clamp(yr, out_row, clamp);
         }
-    }
+    });
 }
 
 void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filters, const float *dz, const float *w,
@@ -652,14 +662,14 @@ void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filte
     const size_t C = g->in_c, F = filters, m = F / C, taps = (size_t)g->k_h * g->k_w;
     const size_t in_img = (size_t)g->in_h * g->in_w * C;
     const size_t out_img = (size_t)g->out_h * g->out_w * F;
-    (void)threads;
+    threads = dw_threads(threads, g, F, batch);
     if (dw_is3x3(g, F) && g->s_h == 1 && g->s_w == 1) {
         /* At stride 1 the input gradient is dz correlated with the kernel
          * turned by 180 degrees, padded by 2 - pad: the forward's rows. */
         const size_t C16 = C / DW_V * DW_V;
         const long rows = (long)batch * (long)g->in_h;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-        for (long r = 0; r < rows; r++) {
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long r = 0; r < rows; r++), {
             const size_t n = (size_t)r / g->in_h;
             const uint32_t ih = (uint32_t)((size_t)r % g->in_h);
             const float *dzi = dz + n * out_img;
@@ -671,11 +681,11 @@ void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filte
                 const size_t nt = dw_back_taps(g, F, ih, iw, 0, list);
                 dw_block_tail(dr + (size_t)iw * C + C16, NULL, dzi + C16, w + C16, list, nt, C - C16);
             }
-        }
+        });
         return;
     }
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                (long n = 0; n < (long)batch; n++), {
         const float *dzi = dz + (size_t)n * out_img;
         dw_tap list[DW_MAXT];
         for (uint32_t ih = 0; ih < g->in_h; ih++)
@@ -709,7 +719,7 @@ void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filte
                     prev_inner = inner;
                 }
             }
-    }
+    });
 }
 
 /* dw[0 .. nb*DW_V) += the sum over `count` pixels of x * d, x and d moving
@@ -792,7 +802,7 @@ void TLI_DW(weight_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filt
         memset(dw, 0, sizeof(float) * wsize);
         return;
     }
-    (void)threads;
+    threads = dw_threads(threads, g, F, batch);
     /* Image i's sums into partials[i] (image 0's straight into dw), each
      * image's channels in `parts` runs of whole blocks of 16 (more than
      * one where there are fewer images than threads; a value's sum does
@@ -803,8 +813,8 @@ void TLI_DW(weight_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filt
     if (blocks > 1 && batch < threads)
         parts = blocks < threads ? blocks : threads;
     const long tasks = (long)(batch * parts);
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-    for (long t = 0; t < tasks; t++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                (long t = 0; t < tasks; t++), {
         const size_t n = (size_t)t / parts, q = (size_t)t % parts;
         const float *img = x + n * in_img, *dzi = dz + n * out_img;
         float *out = n == 0 ? dw : partials + (n - 1) * wsize;
@@ -823,18 +833,17 @@ void TLI_DW(weight_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filt
         } else {
             dw_grad_image(g, F, img, dzi, out, cb, q + 1 == parts ? C : ce);
         }
-    }
+    });
     if (batch == 1)
         return;
     /* ... then added in image order, each value by one thread. */
     const long chunks = (long)((wsize + 255) / 256);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long k = 0; k < chunks; k++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long k = 0; k < chunks; k++), {
         const size_t lo = (size_t)k * 256, hi = wsize - lo < 256 ? wsize : lo + 256;
         for (size_t n = 1; n < batch; n++) {
             const float *p = partials + (n - 1) * wsize;
             for (size_t i = lo; i < hi; i++)
                 dw[i] += p[i];
         }
-    }
+    });
 }

@@ -327,6 +327,7 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
     const size_t out_img = pixels * g->filters;
     const size_t blocks = (pixels + PB - 1) / PB;
     const size_t edge_floats = tli_direct_edge_floats(g);
+    threads = tli_par_threads(threads, (double)batch * pixels * g->filters * g->k_h * g->k_w * g->in_c, 0);
     /* Work items are (image, pixel block) pairs: whole images to each
      * thread when there are enough (each pads its image, if it must, just
      * before it reads it, while it is in cache), else one image's blocks

@@ -7,12 +7,15 @@
 #include "elementwise.h"
 #include "parallel.h"
 
-/* Below this many floats a second thread costs more than it saves. */
-#define PAR_MIN 65536
+/* Threads for a loop moving `floats` floats (reads and writes). */
+static int par(uint32_t threads, double floats)
+{
+    return (int)tli_par_threads(threads, 0, floats * sizeof(float));
+}
 
 void tli_sum(uint32_t threads, float *y, const float *const *x, size_t nx, size_t n, int clamp)
 {
-    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
+    const int nt = par(threads, (double)n * (nx + 1));
     if (nx == 2) { /* a residual join: one loop the compiler vectorizes */
         const float *a = x[0], *b = x[1];
         if (clamp == TLI_CLAMP_NONE)
@@ -37,10 +40,10 @@ void tli_accumulate(uint32_t threads, float *y, const float *x, size_t n, bool a
         memmove(y, x, n * sizeof(float));
         return;
     }
-    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++)
+    const int nt = par(threads, (double)n * 3);
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t i = 0; i < n; i++), {
         y[i] += x[i];
+    });
 }
 
 /* g = dy where the ReLU / ReLU6 with output v let it through, else 0. */
@@ -102,18 +105,17 @@ static void masked_block(float *const *dx, const bool *add, size_t nx, const flo
 void tli_masked_grad(uint32_t threads, float *const *dx, const bool *add, size_t nx, const float *dy, const float *y,
                      size_t n, int clamp)
 {
-    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
+    const int nt = par(threads, (double)n * (2 + 2 * nx));
     /* Blocks of 4096 floats, in order: an input given twice (the same dx
      * for two k, the second added) sees its first part written before
      * the second is added, block by block. */
     const size_t block = 4096;
     const long nblocks = (long)((n + block - 1) / block);
     (void)nt;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (long b = 0; b < nblocks; b++) {
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (long b = 0; b < nblocks; b++), {
         const size_t lo = (size_t)b * block, hi = n - lo < block ? n : lo + block;
         masked_block(dx, add, nx, dy, y, lo, hi, clamp);
-    }
+    });
 }
 
 void tli_concat_rows(uint32_t threads, float *y, const float *const *x, const size_t *width, size_t nx,
@@ -122,15 +124,14 @@ void tli_concat_rows(uint32_t threads, float *y, const float *const *x, const si
     size_t total = 0;
     for (size_t k = 0; k < nx; k++)
         total += width[k];
-    const int nt = rows * total >= PAR_MIN && threads > 1 ? (int)threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t r = 0; r < rows; r++) {
+    const int nt = par(threads, (double)rows * total * 2);
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t r = 0; r < rows; r++), {
         float *dst = y + r * total;
         for (size_t k = 0; k < nx; k++) {
             memcpy(dst, x[k] + r * width[k], width[k] * sizeof(float));
             dst += width[k];
         }
-    }
+    });
 }
 
 void tli_split_rows(uint32_t threads, float *const *dx, const bool *acc, const float *dy, const size_t *width,
@@ -139,7 +140,7 @@ void tli_split_rows(uint32_t threads, float *const *dx, const bool *acc, const f
     size_t total = 0;
     for (size_t k = 0; k < nx; k++)
         total += width[k];
-    const int nt = rows * total >= PAR_MIN && threads > 1 ? (int)threads : 1;
+    const int nt = par(threads, (double)rows * total * 3);
     /* Inputs in order, so that an input given twice gets its first part
      * written and its second added, as the engine's flags say. */
     for (size_t k = 0, at = 0; k < nx; at += width[k], k++) {
@@ -148,15 +149,14 @@ void tli_split_rows(uint32_t threads, float *const *dx, const bool *acc, const f
         const size_t w = width[k], off = at;
         float *d = dx[k];
         const bool add = acc && acc[k];
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (size_t r = 0; r < rows; r++) {
+        TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t r = 0; r < rows; r++), {
             const float *src = dy + r * total + off;
             if (add)
                 for (size_t j = 0; j < w; j++)
                     d[r * w + j] += src[j];
             else
                 memcpy(d + r * w, src, w * sizeof(float));
-        }
+        });
     }
 }
 
@@ -171,20 +171,19 @@ void tli_dropout_forward(uint32_t threads, uint64_t key, float rate, const float
     /* rate < 1, so the threshold is below 2^32 and rate 0 keeps everything. */
     const uint64_t threshold = (uint64_t)((double)rate * 4294967296.0);
     const float scale = tli_dropout_scale(rate);
-    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++) {
+    const int nt = par(threads, (double)n * 3);
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t i = 0; i < n; i++), {
         const bool keep = (tli_hash64(key, i) >> 32) >= threshold;
         mask[i] = keep;
         y[i] = x[i] * (keep ? scale : 0.0f);
-    }
+    });
 }
 
 void tli_dropout_backward(uint32_t threads, float rate, const uint8_t *mask, const float *dy, float *dx, size_t n)
 {
     const float scale = tli_dropout_scale(rate);
-    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; i++)
+    const int nt = par(threads, (double)n * 3);
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t i = 0; i < n; i++), {
         dx[i] = dy[i] * (mask[i] ? scale : 0.0f);
+    });
 }

@@ -20,6 +20,7 @@
 #include <blis.h>
 
 #include "kernels.h"
+#include "parallel.h"
 
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static char blas_info[160];
@@ -67,6 +68,20 @@ const char *tl_backend_info(void)
     return blas_info;
 }
 
+/* Rows of C per call in a tall product (a convolution's pixels). */
+#define GEMM_ROWS 2048
+
+static void sgemm(size_t m, size_t n, size_t k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                  const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc,
+                  uint32_t threads)
+{
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads((dim_t)threads, &rntm);
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &alpha, (float *)a,
+                 (inc_t)rsa, (inc_t)csa, (float *)b, (inc_t)rsb, (inc_t)csb, &beta, c, (inc_t)rsc, (inc_t)csc, NULL,
+                 &rntm);
+}
+
 void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const float *a, ptrdiff_t rsa,
               ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c,
               ptrdiff_t rsc, ptrdiff_t csc)
@@ -76,10 +91,45 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
     tli_blas_init();
     /* The thread count travels with the call: BLIS's global setting belongs
      * to the host program. */
-    /* Below a few million multiply-adds (a small dense layer), BLIS's
-     * thread start-up and barriers cost more than a second core saves. */
-    if ((double)m * (double)n * (double)k < 4e6)
-        threads = 1;
+    /* A small product (a small dense layer) stays on one thread: BLIS's
+     * thread start-up and barriers would cost more than a core saves. */
+    threads = tli_par_threads(threads, (double)m * (double)n * (double)k, 0);
+    if (m >= 2 * GEMM_ROWS) {
+        /* A tall product (a convolution's GEMM over pixels) goes in fixed
+         * blocks of rows, one single-threaded BLIS call each, the blocks
+         * spread over our threads: BLIS's own threads meet in barriers
+         * that spin, and with n as small as 24 (MobileNetV2's 1x1
+         * projections) they spent more time there than in the product.
+         * The blocks are the same for any thread count, so are the bits. */
+        const long blocks = (long)((m + GEMM_ROWS - 1) / GEMM_ROWS);
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                    (long i = 0; i < blocks; i++), {
+                        const size_t r0 = (size_t)i * GEMM_ROWS, rows = m - r0 < GEMM_ROWS ? m - r0 : GEMM_ROWS;
+                        sgemm(rows, n, k, alpha, a + (ptrdiff_t)r0 * rsa, rsa, csa, b, rsb, csb, beta,
+                              c + (ptrdiff_t)r0 * rsc, rsc, csc, 1);
+                    });
+        return;
+    }
+    if (threads > 1 && m > 1 && (m >= 64 || n >= 64)) {
+        /* Otherwise (a weight gradient: few rows, a long sum over pixels)
+         * each thread takes whole 32-row (or column) blocks of C for one
+         * single-threaded call, for the same reason. BLIS computes each
+         * value of C alike whichever part of C it is called for (no split
+         * of k), so the bits do not depend on the split (test_kernels.c). */
+        const bool by_rows = m >= 64;
+        const size_t len = by_rows ? m : n, blocks = (len + 31) / 32;
+        const uint32_t nt = blocks < threads ? (uint32_t)blocks : threads;
+        TLI_OMP_FOR(true, "omp parallel for num_threads(nt) schedule(static)", (uint32_t t = 0; t < nt; t++), {
+            const size_t lo = blocks * t / nt * 32, hi = t + 1 == nt ? len : blocks * (t + 1) / nt * 32;
+            if (by_rows)
+                sgemm(hi - lo, n, k, alpha, a + (ptrdiff_t)lo * rsa, rsa, csa, b, rsb, csb, beta,
+                      c + (ptrdiff_t)lo * rsc, rsc, csc, 1);
+            else
+                sgemm(m, hi - lo, k, alpha, a, rsa, csa, b + (ptrdiff_t)lo * csb, rsb, csb, beta,
+                      c + (ptrdiff_t)lo * csc, rsc, csc, 1);
+        });
+        return;
+    }
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads((dim_t)(threads ? threads : 1), &rntm);
     if (m == 1 && k > 0) {
@@ -89,7 +139,5 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
                      (inc_t)csb, (float *)a, (inc_t)csa, &beta, c, (inc_t)csc, NULL, &rntm);
         return;
     }
-    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &alpha, (float *)a,
-                 (inc_t)rsa, (inc_t)csa, (float *)b, (inc_t)rsb, (inc_t)csb, &beta, c, (inc_t)rsc, (inc_t)csc,
-                 NULL, &rntm);
+    sgemm(m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, threads ? threads : 1);
 }

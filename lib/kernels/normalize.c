@@ -9,9 +9,8 @@
  * among the threads; every value is computed the same way whatever the
  * thread count. */
 #include "elementwise.h"
+#include "parallel.h"
 
-/* Below this many floats a second thread costs more than it saves. */
-#define PAR_MIN 65536
 /* The shortest pattern: long enough for the inner loop to vectorize well. */
 #define MIN_PERIOD 256
 
@@ -50,10 +49,10 @@ void tli_normalize_forward(uint32_t threads, const float *x, float *y, size_t n,
         }
     const bool plain = scale == 1.0f && offset == 0.0f;
     const size_t blocks = n / period, done = blocks * period;
-    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t b = 0; b < blocks; b++)
+    const int nt = (int)tli_par_threads(threads, 0, (double)n * 2 * sizeof(float));
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t b = 0; b < blocks; b++), {
         forward_run(x + b * period, y + b * period, period, plain, scale, offset, m, s);
+    });
     /* n and the period are multiples of c, so the rest starts at channel 0. */
     forward_run(x + done, y + done, n - done, plain, scale, offset, m, s);
 }
@@ -76,9 +75,9 @@ void tli_normalize_backward(uint32_t threads, const float *dy, float *dx, size_t
     for (size_t j = c; j < period; j++)
         g[j] = g[j - c];
     const size_t blocks = n / period, done = blocks * period;
-    const int nt = n >= PAR_MIN && threads > 1 ? (int)threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (size_t b = 0; b < blocks; b++)
+    const int nt = (int)tli_par_threads(threads, 0, (double)n * 2 * sizeof(float));
+    TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (size_t b = 0; b < blocks; b++), {
         backward_run(dy + b * period, dx + b * period, period, g);
+    });
     backward_run(dy + done, dx + done, n - done, g);
 }

@@ -16,6 +16,17 @@
 #ifndef TLI_PARALLEL_H
 #define TLI_PARALLEL_H
 
+#include <stdint.h>
+
+/* The threads worth giving one kernel call: the library's single place that
+ * decides whether a call is split over threads (parallel.c). `threads` is
+ * the model's setting; `macs` the call's multiply-adds (compute-bound
+ * kernels) and `bytes` the memory it reads and writes (memory-bound ones),
+ * either may be 0. A call whose one-thread time would not pay for waking
+ * another thread gets 1 (and then opens no OpenMP region). Results never
+ * depend on the answer: kernels give the same bits for any thread count. */
+uint32_t tli_par_threads(uint32_t threads, double macs, double bytes);
+
 #ifdef _OPENMP
 #define TLI_OMP_FOR(parallel, omp_pragma, header, ...)                                                             \
     do {                                                                                                           \

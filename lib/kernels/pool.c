@@ -38,9 +38,8 @@ void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *
     const size_t in_img = (size_t)g->in_h * g->in_w * c;
     const size_t out_img = (size_t)g->out_h * g->out_w * c;
     const long rows = (long)(batch * g->out_h);
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long r = 0; r < rows; r++) {
+    threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < rows; r++), {
         size_t n = (size_t)r / g->out_h;
         uint32_t oh = (uint32_t)((size_t)r % g->out_h);
         const float *img = x + n * in_img;
@@ -73,7 +72,7 @@ void tli_maxpool_forward(uint32_t threads, const tli_pool_geom *g, const float *
                         max_only(yp, img + ((size_t)h * g->in_w + (size_t)w) * c, c);
             }
         }
-    }
+    });
 }
 
 /* out[ch] = d[ch] where the cell at `cell` won channel ch (and, with
@@ -183,9 +182,9 @@ void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float 
 #ifdef TLI_HAVE_AVX512
     simd = g->c % 16 == 0 && tli_cpu_has_avx512();
 #endif
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
+    threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *img = dx + (size_t)n * in_img;
         const float *d = dy + (size_t)n * out_img;
         const int32_t *a = argmax + (size_t)n * out_img;
@@ -204,7 +203,7 @@ void tli_maxpool_backward(uint32_t threads, const tli_pool_geom *g, const float 
         for (size_t i = 0; i < out_img; i++)
             if (y == NULL || y[i] > 0.0f)
                 img[a[i]] += d[i];
-    }
+    });
     if (dbias)
         sum_passed_gradients(g->c, dy, relu_y, batch * g->out_h * g->out_w, dbias);
 }
@@ -247,11 +246,10 @@ void tli_avgpool_forward(uint32_t threads, const tli_pool_geom *g, bool count_in
     const size_t in_img = (size_t)g->in_h * g->in_w * c;
     const size_t out_img = (size_t)g->out_h * g->out_w * c;
     const long rows = (long)(batch * g->out_h);
-    (void)threads;
+    threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
     /* Rows of output to threads as in the max-pool; each window is summed
      * by one thread in a fixed order, so threads never change a bit. */
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long r = 0; r < rows; r++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)", (long r = 0; r < rows; r++), {
         size_t n = (size_t)r / g->out_h;
         uint32_t oh = (uint32_t)((size_t)r % g->out_h);
         const float *img = x + n * in_img;
@@ -280,7 +278,7 @@ void tli_avgpool_forward(uint32_t threads, const tli_pool_geom *g, bool count_in
             for (size_t ch = 0; ch < c; ch++)
                 yp[ch] /= count;
         }
-    }
+    });
 }
 
 /* Channels of a window's share handled at once in the backward pass: a
@@ -299,12 +297,12 @@ void tli_avgpool_backward(uint32_t threads, const tli_pool_geom *g, bool count_i
      * zeroed and then added to (as in the max-pool's backward). */
     const bool tiled = g->p_h == g->s_h && g->p_w == g->s_w && g->pad_t == 0 && g->pad_l == 0 &&
                        (size_t)g->out_h * g->p_h <= g->in_h && (size_t)g->out_w * g->p_w <= g->in_w;
-    (void)threads;
+    threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
     /* Whole images to threads, as in the max-pool: overlapping windows add
      * into the same cells, and one thread per image adds them in a fixed
      * order (row by row of windows), whatever the thread count. */
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *img = dx + (size_t)n * in_img;
         const float *d = dy + (size_t)n * out_img;
         float share[SHARE_CHUNK];
@@ -355,7 +353,7 @@ void tli_avgpool_backward(uint32_t threads, const tli_pool_geom *g, bool count_i
                     memset(img + ((size_t)h * g->in_w + used_w) * c, 0, sizeof(float) * (g->in_w - used_w) * c);
             }
         }
-    }
+    });
 }
 
 /* Channels summed at once in registers by the global average: 32 floats
@@ -402,6 +400,7 @@ static void gap_image(const float *xi, float *yi, uint32_t hw, uint32_t c)
 void tli_global_avgpool_forward(uint32_t threads, uint32_t hw, uint32_t c, const float *x, size_t batch, float *y)
 {
     const size_t img = (size_t)hw * c;
+    threads = tli_par_threads(threads, 0, (double)batch * (img + c) * sizeof(float));
     /* Whole images to threads, so the result does not depend on the
      * thread count. */
     TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
@@ -412,9 +411,9 @@ void tli_global_avgpool_backward(uint32_t threads, uint32_t hw, uint32_t c, cons
                                  float *dx)
 {
     const size_t img = (size_t)hw * c;
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (long n = 0; n < (long)batch; n++) {
+    threads = tli_par_threads(threads, 0, (double)batch * (img + c) * sizeof(float));
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long n = 0; n < (long)batch; n++), {
         float *di = dx + (size_t)n * img;
         const float *dn = dy + (size_t)n * c;
         if (hw == 0)
@@ -426,5 +425,5 @@ void tli_global_avgpool_backward(uint32_t threads, uint32_t hw, uint32_t c, cons
             di[ch] = dn[ch] / count;
         for (size_t pos = 1; pos < hw; pos++)
             memcpy(di + pos * c, di, sizeof(float) * c);
-    }
+    });
 }

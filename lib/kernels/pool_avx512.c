@@ -9,6 +9,7 @@
 #include <immintrin.h>
 #include <stdbool.h>
 
+#include "parallel.h"
 #include "pool_simd.h"
 
 /* The input rows from `h` to the end of the next output row's windows
@@ -76,9 +77,9 @@ void tli_maxpool_forward_avx512(uint32_t threads, const tli_pool_geom *g, const 
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const bool two = g->p_h == 2 && g->p_w == 2 && g->s_h == 2 && g->s_w == 2 && g->pad_t == 0 && g->pad_l == 0 &&
                      2 * (size_t)g->out_h <= g->in_h && 2 * (size_t)g->out_w <= g->in_w;
-    (void)threads;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 16) if (threads > 1)
-    for (long r = 0; r < rows; r++) {
+    threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 16)",
+                (long r = 0; r < rows; r++), {
         size_t n = (size_t)r / g->out_h;
         uint32_t oh = (uint32_t)((size_t)r % g->out_h);
         const float *img = x + n * in_img;
@@ -116,7 +117,7 @@ void tli_maxpool_forward_avx512(uint32_t threads, const tli_pool_geom *g, const 
                     _mm512_storeu_si512((void *)(argmax + o), where);
             }
         }
-    }
+    });
 }
 
 /* One image of tli_maxpool_backward's tiled case (pool == stride, no
