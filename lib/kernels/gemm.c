@@ -71,6 +71,14 @@ const char *tl_backend_info(void)
 /* Rows of C per call in a tall product (a convolution's pixels). */
 #define GEMM_ROWS 2048
 
+/* Whether libtl's own threads split a product (below); built without
+ * OpenMP, BLIS threads each call itself, as it did before. */
+#ifdef _OPENMP
+#define OWN_THREADS 1
+#else
+#define OWN_THREADS 0
+#endif
+
 static void sgemm(size_t m, size_t n, size_t k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
                   const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc,
                   uint32_t threads)
@@ -94,7 +102,7 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
     /* A small product (a small dense layer) stays on one thread: BLIS's
      * thread start-up and barriers would cost more than a core saves. */
     threads = tli_par_threads(threads, (double)m * (double)n * (double)k, 0);
-    if (m >= 2 * GEMM_ROWS) {
+    if (m >= 2 * GEMM_ROWS && (OWN_THREADS || threads == 1)) {
         /* A tall product (a convolution's GEMM over pixels) goes in fixed
          * blocks of rows, one single-threaded BLIS call each, the blocks
          * spread over our threads: BLIS's own threads meet in barriers
@@ -110,7 +118,7 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
                     });
         return;
     }
-    if (threads > 1 && m > 1 && (m >= 64 || n >= 64)) {
+    if (OWN_THREADS && threads > 1 && m > 1 && (m >= 64 || n >= 64)) {
         /* Otherwise (a weight gradient: few rows, a long sum over pixels)
          * each thread takes whole 32-row (or column) blocks of C for one
          * single-threaded call, for the same reason. BLIS computes each
