@@ -306,22 +306,31 @@ static bool sole_consumer(const tl_model *m, size_t i, size_t j, size_t end)
     return j < end && l->nconsumers == 1 && c->ninputs == 1 && c->inputs[0] == i && !c->ops->is_view;
 }
 
-/* The residual join after an affine: layer j = i + 2 sums two inputs,
- * one of them the affine i + 1 (which nothing else reads), the other an
- * earlier output (computed before i, or the model's input). Returns that
- * other output, or NULL when j is no such join of this run. */
-static const float *join_after(const tl_model *m, const float *x, size_t i, size_t end, size_t stop)
+/* Layer j as a residual join that `from` feeds: a two-input sums_inputs
+ * layer (add) taking `from` once, whose other input was computed before
+ * layer `before` (or is the model's input). Returns that other output, or
+ * NULL when j is no such join. Both fusions into a join ask this. */
+static const float *join_other(const tl_model *m, const float *x, size_t j, size_t from, size_t before)
 {
-    const size_t j = i + 2;
-    if (j >= end || j >= stop)
+    const tl_layer *s = m->layers[j];
+    if (!s->ops->sums_inputs || s->ninputs != 2)
         return NULL;
-    const tl_layer *b = m->layers[i + 1], *s = m->layers[j];
-    if (!s->ops->sums_inputs || s->ninputs != 2 || b->nconsumers != 1)
-        return NULL;
-    const int k = s->inputs[0] == i + 1 ? 1 : s->inputs[1] == i + 1 ? 0 : -1;
-    if (k < 0 || (s->inputs[k] != TLI_INPUT_MODEL && s->inputs[k] >= i))
+    const int k = s->inputs[0] == from ? 1 : s->inputs[1] == from ? 0 : -1;
+    if (k < 0 || (s->inputs[k] != TLI_INPUT_MODEL && s->inputs[k] >= before))
         return NULL;
     return output_of(m, x, s->inputs[k]);
+}
+
+/* The residual join after an affine: layer i + 2 sums two inputs, one of
+ * them the affine i + 1 (which nothing else reads), the other an earlier
+ * output (computed before i: layer i's own output is not written when it
+ * fuses). Returns that other output, or NULL when there is no such join
+ * in this run. */
+static const float *join_after(const tl_model *m, const float *x, size_t i, size_t end, size_t stop)
+{
+    if (i + 2 >= end || i + 2 >= stop || m->layers[i + 1]->nconsumers != 1)
+        return NULL;
+    return join_other(m, x, i + 2, i + 1, i);
 }
 
 /* Fusion where no backward pass follows: a layer that can fold a
@@ -413,10 +422,9 @@ static size_t run_with_residual(tl_model *m, const tli_exec *ex, const float *x,
     if (!ex->training || l->ops->forward_residual == NULL || l->nconsumers != 1 || i + 1 >= end)
         return 0;
     tl_layer *s = m->layers[i + 1];
-    if (!s->ops->sums_inputs || s->ninputs != 2 || (s->inputs[0] == i) == (s->inputs[1] == i) ||
-        (logits && i + 2 == m->nlayers))
+    const float *res = logits && i + 2 == m->nlayers ? NULL : join_other(m, x, i + 1, i, i);
+    if (res == NULL)
         return 0;
-    const float *res = output_of(m, x, s->inputs[s->inputs[0] == i ? 1 : 0]);
     tl_layer *target = s;
     tl_activation act = TL_ACT_LINEAR;
     if (sole_consumer(m, i + 1, i + 2, end)) {
