@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "conv_direct.h"
+#include "conv_wino.h"
 
 /* A 1x1 convolution whose output pixels are the input's: the input itself
  * is the im2col matrix (row stride in_c; a group's columns start at its
@@ -44,6 +45,15 @@ bool tli_conv_algo_ok(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filte
         (void)g, (void)filters;
         return false;
 #endif
+    case TLI_CONV_WINO:
+#ifdef TLI_HAVE_AVX512
+        /* 3x3, stride 1, one zero cell on every side: the output is the
+         * input's size (conv_wino_avx512.c); the backward is the direct one. */
+        return tli_conv_algo_ok(TLI_CONV_DIRECT, g, filters) && g->k_h == 3 && g->k_w == 3 && g->s_h == 1 &&
+               g->s_w == 1 && g->pad_t == 1 && g->pad_l == 1 && g->out_h == g->in_h && g->out_w == g->in_w;
+#else
+        return false;
+#endif
     }
     return false;
 }
@@ -66,6 +76,8 @@ typedef struct conv_scratch {
     float *partials; /* DEPTHWISE: the weight gradient's per-image sums */
     float *wt;       /* DIRECT: kernel transposed per tap to (k_h, k_w, filters, in_c) */
     float *dzbuf;    /* DIRECT: per-thread dz buffers of the input gradient (conv_direct.h) */
+    float *wbuf;     /* WINO: per-thread tile buffers (conv_wino.h) */
+    float *wu;       /* WINO: the transformed kernel, when the caller has none */
 } conv_scratch;
 
 /* Height and width of the padded input the windows read. */
@@ -80,6 +92,12 @@ static uint32_t padded_w(const tli_conv_geom *g)
 static bool needs_pad(const tli_conv_geom *g)
 {
     return padded_h(g) != g->in_h || padded_w(g) != g->in_w || g->pad_t || g->pad_l;
+}
+
+static tli_wino_geom wino_geom(const tli_conv_geom *g, uint32_t filters)
+{
+    tli_wino_geom w = {g->in_h, g->in_w, g->in_c, filters};
+    return w;
 }
 
 static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
@@ -101,7 +119,7 @@ static size_t mul3(size_t a, size_t b, size_t c)
 static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch, uint32_t threads,
                      bool training, bool need_dx, char *base, conv_scratch *out)
 {
-    size_t sizes[6] = {0}; /* xpad, edge, col, partials, wt, dzbuf */
+    size_t sizes[8] = {0}; /* xpad, edge, col, partials, wt, dzbuf, wbuf, wu */
     const size_t pix = (size_t)g->out_h * g->out_w, k = tli_conv_k(g);
     const size_t wsize = k * filters;
     if (algo == TLI_CONV_DEPTHWISE) {
@@ -118,7 +136,13 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
             if (training)
                 sizes[0] = mul3(batch, (size_t)padded_h(g) * padded_w(g), g->in_c);
             tli_direct_geom d = direct_geom(g, filters);
-            sizes[1] = mul3(threads, tli_direct_edge_floats(&d), 1);
+            if (algo == TLI_CONV_DIRECT)
+                sizes[1] = mul3(threads, tli_direct_edge_floats(&d), 1);
+        }
+        if (algo == TLI_CONV_WINO) { /* after the backward's blocks: the forward's own */
+            tli_wino_geom wg = wino_geom(g, filters);
+            sizes[6] = mul3(threads, tli_wino_buffer_floats(&wg), 1);
+            sizes[7] = tli_wino_weight_floats(&wg);
         }
         if (training && need_dx) {
             if (g->in_c % 16 == 0) {
@@ -131,8 +155,9 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
         }
     }
     size_t off = 0;
-    float **slots[6] = {&out->xpad, &out->edge, &out->col, &out->partials, &out->wt, &out->dzbuf};
-    for (int i = 0; i < 6; i++) {
+    float **slots[8] = {&out->xpad, &out->edge,  &out->col,  &out->partials,
+                        &out->wt,   &out->dzbuf, &out->wbuf, &out->wu};
+    for (int i = 0; i < 8; i++) {
         *slots[i] = NULL;
         if (sizes[i] == 0)
             continue;
@@ -197,11 +222,12 @@ static void depthwise_weight_grad(uint32_t threads, const tli_conv_geom *g, uint
  * when not NULL; `training`: a backward pass follows (the direct kernels
  * leave the padded input in the scratch for it). */
 static void forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, const float *x,
-                    const float *w, const float *bias, const float *res, tl_activation act, float alpha, float *y,
-                    float *z, size_t batch, void *scratch, bool training)
+                    const float *w, const float *prep, const float *bias, const float *res, tl_activation act,
+                    float alpha, float *y, float *z, size_t batch, void *scratch, bool training)
 {
     conv_scratch s;
     const size_t m = batch * g->out_h * g->out_w, k = tli_conv_k(g);
+    (void)prep; /* read by the Winograd kernels only */
     /* Only the leading blocks are used here; see conv_scratch. */
     layout(algo, g, filters, batch, threads, training, false, scratch, &s);
     /* The direct and depthwise kernels add the bias and apply a ReLU or
@@ -209,7 +235,7 @@ static void forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g
      * activation follows in one pass over their output, which is z when
      * it is kept. */
 #ifdef TLI_HAVE_AVX512
-    const bool direct = algo == TLI_CONV_DIRECT;
+    const bool direct = algo == TLI_CONV_DIRECT || algo == TLI_CONV_WINO;
 #else
     const bool direct = false; /* never chosen without the kernels */
 #endif
@@ -218,7 +244,15 @@ static void forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g
         const int clamp = z != NULL ? TLI_CLAMP_NONE : relu_clamp;
         float *out = z ? z : y;
 #ifdef TLI_HAVE_AVX512
-        if (direct) {
+        if (algo == TLI_CONV_WINO) {
+            tli_wino_geom wg = wino_geom(g, filters);
+            if (prep == NULL) { /* training: the kernel changes every step */
+                tli_wino_weights(&wg, w, s.wu);
+                prep = s.wu;
+            }
+            tli_wino_forward_avx512(threads, &wg, x, prep, bias, res, clamp, out, s.xpad, s.wbuf, batch);
+            res = NULL; /* added */
+        } else if (direct) {
             /* In training the kernel pads each image into s.xpad just
              * before reading it (the weight gradient reads s.xpad too). */
             tli_direct_geom d = direct_geom(g, filters);
@@ -275,14 +309,32 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
                       const float *x, const float *w, const float *bias, tl_activation act, float alpha, float *y,
                       float *z, size_t batch, void *scratch)
 {
-    forward(threads, algo, g, filters, x, w, bias, NULL, act, alpha, y, z, batch, scratch, true);
+    forward(threads, algo, g, filters, x, w, NULL, bias, NULL, act, alpha, y, z, batch, scratch, true);
 }
 
 void tli_conv_infer(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
-                    const float *x, const float *w, const float *bias, const float *res, tl_activation act,
-                    float alpha, float *y, size_t batch, void *scratch)
+                    const float *x, const float *w, const float *prep, const float *bias, const float *res,
+                    tl_activation act, float alpha, float *y, size_t batch, void *scratch)
 {
-    forward(threads, algo, g, filters, x, w, bias, res, act, alpha, y, NULL, batch, scratch, false);
+    forward(threads, algo, g, filters, x, w, prep, bias, res, act, alpha, y, NULL, batch, scratch, false);
+}
+
+size_t tli_conv_prep_floats(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters)
+{
+    tli_wino_geom wg = wino_geom(g, filters);
+    return algo == TLI_CONV_WINO ? tli_wino_weight_floats(&wg) : 0;
+}
+
+void tli_conv_prepare(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, const float *w, float *prep)
+{
+#ifdef TLI_HAVE_AVX512
+    if (algo == TLI_CONV_WINO) {
+        tli_wino_geom wg = wino_geom(g, filters);
+        tli_wino_weights(&wg, w, prep);
+    }
+#else
+    (void)algo, (void)g, (void)filters, (void)w, (void)prep;
+#endif
 }
 
 /* ---- backward -------------------------------------------------------------- */
@@ -312,7 +364,7 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
     const size_t m = batch * g->out_h * g->out_w, k = tli_conv_k(g);
     layout(algo, g, filters, batch, threads, true, dx != NULL, scratch, &s);
 #ifdef TLI_HAVE_AVX512
-    if (algo == TLI_CONV_DIRECT) {
+    if (algo == TLI_CONV_DIRECT || algo == TLI_CONV_WINO) { /* the forward padded x into s.xpad */
         tli_direct_geom d = direct_geom(g, filters);
         if (dw)
             tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, batch);

@@ -88,7 +88,9 @@ void tli_col2im(uint32_t threads, const tli_conv_geom *g, const float *dcol, siz
 typedef enum tli_conv_algo {
     TLI_CONV_GEMM = 0,     /* im2col + BLIS (one GEMM per group): any shape, any CPU */
     TLI_CONV_DIRECT = 1,   /* direct AVX-512 kernels: stride 1, filters a multiple of 16, groups 1, no dilation */
-    TLI_CONV_DEPTHWISE = 2 /* direct depthwise kernels: groups == in_c (any multiplier, stride, dilation) */
+    TLI_CONV_DEPTHWISE = 2, /* direct depthwise kernels: groups == in_c (any multiplier, stride, dilation) */
+    TLI_CONV_WINO = 3       /* Winograd F(4x4, 3x3) forward (AVX-512): 3x3, stride 1, padding 1 on every side,
+                             * filters a multiple of 16, groups 1; the direct kernels' backward */
 } tli_conv_algo;
 
 /* The fastest algorithm this CPU has for the convolution. */
@@ -118,11 +120,19 @@ void tli_conv_forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom 
  * base): y = act(conv(x, w) + bias + res), res (laid out as y) the other
  * input of a residual join, or NULL. The scratch may be sized with
  * `training` false (the direct kernels then read x in place: no padded
- * copy). The same bits as tli_conv_forward, followed, when res is given,
- * by the join's sum and the activation (a ReLU / ReLU6 clamp). */
+ * copy). `prep`: w as tli_conv_prepare made it (kept by the caller while
+ * w is unchanged), or NULL (the call prepares it in the scratch). The
+ * same bits as tli_conv_forward, followed, when res is given, by the
+ * join's sum and the activation (a ReLU / ReLU6 clamp). */
 void tli_conv_infer(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters,
-                    const float *x, const float *w, const float *bias, const float *res, tl_activation act,
-                    float alpha, float *y, size_t batch, void *scratch);
+                    const float *x, const float *w, const float *prep, const float *bias, const float *res,
+                    tl_activation act, float alpha, float *y, size_t batch, void *scratch);
+
+/* Floats of the kernel as `algo` reads it when that is not w itself
+ * (Winograd's transformed kernel), 0 when it reads w. */
+size_t tli_conv_prep_floats(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters);
+/* prep (tli_conv_prep_floats floats) = kernel w as `algo` reads it. */
+void tli_conv_prepare(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, const float *w, float *prep);
 
 /* From dz = dL/d(pre-activation) after tli_conv_forward on the same x and
  * scratch: dw (when not NULL) = dL/dw, dx (when not NULL) = dL/dx. The bias

@@ -209,6 +209,45 @@ static size_t conv_scratch_bytes(const tl_layer *l, size_t batch, uint32_t threa
     return bytes == SIZE_MAX || head == SIZE_MAX || head > SIZE_MAX - bytes ? SIZE_MAX : head + bytes;
 }
 
+/* The layer's cache: the kernel and bias with the next layer's affine
+ * folded in (conv_folded), then the kernel as the algorithm reads it when
+ * that is not the kernel itself (tli_conv_prepare: Winograd's transform),
+ * of the folded kernel or, without a fold, of the layer's own. */
+static float *conv_cache(tl_layer *l, size_t *prep_at)
+{
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    const size_t n = ((const conv_cfg *)l->cfg)->filters, count = l->params[0].count;
+    *prep_at = count + n;
+    if (l->cache == NULL) {
+        const size_t floats = count + n + tli_conv_prep_floats(cg->algo, &cg->g, (uint32_t)n);
+        l->cache = tli_malloc_aligned(floats * sizeof(float));
+    }
+    return l->cache;
+}
+
+/* The layer's own kernel prepared for its algorithm (kept in l->cache
+ * while the layer's version is unchanged), or NULL when the algorithm
+ * reads the kernel as it is or the memory is missing (the kernels then
+ * prepare it in their scratch). */
+static const float *conv_prepared(tl_layer *l)
+{
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    const uint32_t n = ((const conv_cfg *)l->cfg)->filters;
+    if (tli_conv_prep_floats(cg->algo, &cg->g, n) == 0)
+        return NULL;
+    const uint64_t key[4] = {3, l->version, 0, 0};
+    size_t at;
+    float *c = conv_cache(l, &at);
+    if (c == NULL)
+        return NULL;
+    if (memcmp(l->cache_key, key, sizeof key) != 0) {
+        l->cache_key[0] = 0; /* not valid while it is being written */
+        tli_conv_prepare(cg->algo, &cg->g, n, l->params[0].value, c + at);
+        memcpy(l->cache_key, key, sizeof key);
+    }
+    return c + at;
+}
+
 static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x, float *y, tl_activation act)
 {
     const conv_geom *cg = (const conv_geom *)l->geom;
@@ -218,15 +257,16 @@ static void conv_forward(tl_layer *l, const tli_exec *ex, const float *const *x,
     char *kernel_scratch = (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training);
     const float *b = l->use_bias ? l->params[1].value : NULL;
     if (!ex->training) /* no backward follows: no padded copy kept for it */
-        tli_conv_infer(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value, b, NULL, act, c->alpha,
-                       y, ex->batch, kernel_scratch);
+        tli_conv_infer(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value, conv_prepared(l), b,
+                       NULL, act, c->alpha, y, ex->batch, kernel_scratch);
     else
         tli_conv_forward(ex->threads, cg->algo, &cg->g, c->filters, x[0], l->params[0].value, b, act, c->alpha, y,
                          z, ex->batch, kernel_scratch);
 }
 
 /* The kernel and bias with `next`'s per-channel affine folded in, kept in
- * l->cache: kernel column f times scale[f], bias * scale + shift. Folded
+ * l->cache (conv_cache): kernel column f times scale[f], bias * scale +
+ * shift, and the folded kernel prepared for the algorithm. Folded
  * anew only when this layer, `next` or the pairing changed since (their
  * versions; a structure change drops the cache with the workspace), so a
  * run of predictions folds once. NULL when `next` is not an affine in
@@ -241,7 +281,8 @@ static const float *conv_folded(tl_layer *l, const tli_exec *ex, tl_layer *next)
     if (!next->ops->affine(next, ex, &scale, &shift))
         return NULL;
     const size_t n = ((const conv_cfg *)l->cfg)->filters, count = l->params[0].count, k = count / n;
-    if (l->cache == NULL && (l->cache = tli_malloc_aligned((count + n) * sizeof(float))) == NULL)
+    size_t prep_at;
+    if (conv_cache(l, &prep_at) == NULL)
         return NULL;
     l->cache_key[0] = 0; /* not valid while it is being written */
     float *w = l->cache, *b = w + count;
@@ -254,6 +295,8 @@ static const float *conv_folded(tl_layer *l, const tli_exec *ex, tl_layer *next)
     }
     for (size_t f = 0; f < n; f++)
         b[f] = (b0 ? b0[f] * scale[f] : 0.0f) + shift[f];
+    const conv_geom *cg = (const conv_geom *)l->geom;
+    tli_conv_prepare(cg->algo, &cg->g, (uint32_t)n, w, w + prep_at);
     memcpy(l->cache_key, key, sizeof key);
     return w;
 }
@@ -273,8 +316,10 @@ static bool conv_forward_affine(tl_layer *l, const tli_exec *ex, const float *co
     const float *w = conv_folded(l, ex, next);
     if (w == NULL)
         return false;
-    tli_conv_infer(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, w + l->params[0].count, residual, act,
-                   c->alpha, y, ex->batch, (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training));
+    const size_t count = l->params[0].count;
+    const float *prep = tli_conv_prep_floats(cg->algo, &cg->g, c->filters) ? w + count + c->filters : NULL;
+    tli_conv_infer(ex->threads, cg->algo, &cg->g, c->filters, x[0], w, prep, w + count, residual, act, c->alpha, y,
+                   ex->batch, (char *)l->scratch + conv_head_bytes(l, ex->batch, ex->training));
     return true;
 }
 

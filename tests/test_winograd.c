@@ -1,0 +1,234 @@
+/* test_winograd.c - the Winograd F(4x4, 3x3) convolution (3x3, stride 1,
+ * padding 1; conv_wino_avx512.c). Skipped without AVX-512.
+ *
+ *  - Forward against a double-precision reference and against the direct
+ *    kernels: in_c 3, 16, 17, 32, 64, filters 16 to 80, sizes 32, 16, 8,
+ *    7 and odd ones (partial tiles), batch 1 and 5; the float32 error
+ *    against float64 is printed.
+ *  - Epilogues: bias, no bias, ReLU and ReLU6, the residual join fused
+ *    (bit for bit the separate sum and clamp); 1 and 2 threads bit for
+ *    bit; a kernel prepared once (tli_conv_prepare) gives the bits of one
+ *    prepared in the call.
+ *  - Training: the forward pads the input for the direct weight gradient,
+ *    so dw and dx are the direct algorithm's bits.
+ *  - The choice: tli_conv_choose picks it only for 3x3 stride-1 pad-1
+ *    layers, and tli_conv_algo_ok refuses other shapes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "kernels/elementwise.h"
+#include "kernels/kernels.h"
+
+typedef struct wcase {
+    uint32_t h, w, c, filters;
+} wcase;
+
+static const wcase cases[] = {
+    {32, 32, 16, 16}, {16, 16, 32, 32}, {8, 8, 64, 64}, {32, 32, 3, 16}, /* ResNet-20 and its stem */
+    {7, 7, 16, 32},   {9, 11, 17, 48},  {5, 3, 32, 80}, {1, 1, 16, 16},  /* partial tiles, tails, 3+2 vectors */
+    {13, 6, 64, 128}, {4, 4, 24, 16},
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static tli_conv_geom geom(const wcase *c)
+{
+    tli_conv_geom g = {c->h, c->w, c->c, c->h, c->w, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    return g;
+}
+
+static float *fnew(size_t n)
+{
+    float *v = malloc((n ? n : 1) * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    return v;
+}
+
+/* y = conv(x, w) + bias in double. */
+static void reference(const tli_conv_geom *g, uint32_t n, const float *x, const float *w, const float *bias,
+                      size_t batch, double *y)
+{
+    for (size_t i = 0; i < batch; i++)
+        for (uint32_t oh = 0; oh < g->out_h; oh++)
+            for (uint32_t ow = 0; ow < g->out_w; ow++)
+                for (uint32_t f = 0; f < n; f++) {
+                    double s = bias ? bias[f] : 0.0;
+                    for (int kh = 0; kh < 3; kh++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            long ih = (long)oh - 1 + kh, iw = (long)ow - 1 + kw;
+                            if (ih < 0 || ih >= (long)g->in_h || iw < 0 || iw >= (long)g->in_w)
+                                continue;
+                            for (uint32_t c = 0; c < g->in_c; c++)
+                                s += (double)x[((i * g->in_h + (size_t)ih) * g->in_w + (size_t)iw) * g->in_c + c] *
+                                     w[((size_t)(kh * 3 + kw) * g->in_c + c) * n + f];
+                        }
+                    y[((i * g->out_h + oh) * g->out_w + ow) * n + f] = s;
+                }
+}
+
+static void infer(tli_conv_algo algo, uint32_t threads, const tli_conv_geom *g, uint32_t n, const float *x,
+                  const float *w, const float *prep, const float *bias, const float *res, tl_activation act, float *y,
+                  size_t batch)
+{
+    size_t sb = tli_conv_scratch_bytes(algo, g, n, batch, threads, false, false);
+    ck_assert(sb != SIZE_MAX);
+    void *scratch = malloc(sb ? sb : 1);
+    ck_assert_ptr_nonnull(scratch);
+    tli_conv_infer(threads, algo, g, n, x, w, prep, bias, res, act, 0.01f, y, batch, scratch);
+    free(scratch);
+}
+
+static float clampf(float v, tl_activation act)
+{
+    if (act == TL_ACT_LINEAR)
+        return v;
+    v = v < 0.0f ? 0.0f : v; /* NaN stays (none here) */
+    return act == TL_ACT_RELU6 && v > 6.0f ? 6.0f : v;
+}
+
+START_TEST(forward_matches_reference)
+{
+    const wcase *wc = &cases[_i];
+    const tli_conv_geom g = geom(wc);
+    if (!tli_conv_algo_ok(TLI_CONV_WINO, &g, wc->filters)) {
+        fprintf(stderr, "no AVX-512 on this CPU: Winograd not tested\n");
+        return;
+    }
+    const uint32_t n = wc->filters;
+    for (size_t batch = 1; batch <= 5; batch += 4) {
+        const size_t in = batch * wc->h * wc->w * wc->c, out = batch * wc->h * wc->w * n, wn = 9 * (size_t)wc->c * n;
+        float *x = fnew(in), *w = fnew(wn), *bias = fnew(n), *res = fnew(out), *lin = fnew(out);
+        float *y[3] = {fnew(out), fnew(out), fnew(out)}, *direct = fnew(out);
+        float *prep = fnew(tli_conv_prep_floats(TLI_CONV_WINO, &g, n));
+        double *ref = malloc(out * sizeof *ref);
+        ck_assert_ptr_nonnull(ref);
+        th_fill_uniform(x, in, -1, 1, 21 + _i);
+        /* He-like scale: outputs of order 1, as in a trained network */
+        th_fill_uniform(w, wn, -1.7f / sqrtf(9.0f * wc->c), 1.7f / sqrtf(9.0f * wc->c), 22);
+        th_fill_uniform(bias, n, -0.1f, 0.1f, 23);
+        th_fill_uniform(res, out, -1, 1, 24);
+        reference(&g, n, x, w, bias, batch, ref);
+        tli_conv_prepare(TLI_CONV_WINO, &g, n, w, prep);
+        double scale = 1e-6, err = 0.0, derr = 0.0;
+        for (size_t i = 0; i < out; i++)
+            scale = fmax(scale, fabs(ref[i]));
+        infer(TLI_CONV_WINO, 1, &g, n, x, w, NULL, bias, NULL, TL_ACT_LINEAR, lin, batch);
+        infer(TLI_CONV_DIRECT, 1, &g, n, x, w, NULL, bias, NULL, TL_ACT_LINEAR, direct, batch);
+        for (size_t i = 0; i < out; i++) {
+            err = fmax(err, fabs((double)lin[i] - ref[i]) / scale);
+            derr = fmax(derr, fabs((double)direct[i] - ref[i]) / scale);
+        }
+        fprintf(stderr, "winograd %ux%u in %u filters %u batch %zu: max error %.2e of the largest output "
+                        "(direct %.2e)\n", wc->h, wc->w, wc->c, n, batch, err, derr);
+        ck_assert_msg(err < 2e-5, "case %d: Winograd differs from the reference by %g", _i, err);
+        /* no bias */
+        infer(TLI_CONV_WINO, 2, &g, n, x, w, prep, NULL, NULL, TL_ACT_LINEAR, y[0], batch);
+        for (size_t i = 0; i < out; i++)
+            ck_assert_msg(fabs((double)y[0][i] + bias[i % n] - ref[i]) <= 2e-5 * scale, "case %d: no bias, y[%zu]", _i,
+                          i);
+        for (int a = 0; a < 3; a++) {
+            const tl_activation act = a == 0 ? TL_ACT_LINEAR : a == 1 ? TL_ACT_RELU : TL_ACT_RELU6;
+            for (int with_res = 0; with_res < 2; with_res++) {
+                const float *r = with_res ? res : NULL;
+                infer(TLI_CONV_WINO, 1, &g, n, x, w, NULL, bias, r, act, y[0], batch);
+                infer(TLI_CONV_WINO, 2, &g, n, x, w, NULL, bias, r, act, y[1], batch);
+                infer(TLI_CONV_WINO, 2, &g, n, x, w, prep, bias, r, act, y[2], batch);
+                ck_assert_msg(memcmp(y[0], y[1], out * sizeof(float)) == 0, "case %d: 1 and 2 threads differ", _i);
+                ck_assert_msg(memcmp(y[0], y[2], out * sizeof(float)) == 0, "case %d: prepared kernel differs", _i);
+                for (size_t i = 0; i < out; i++) {
+                    const float e = clampf(with_res ? lin[i] + res[i] : lin[i], act);
+                    ck_assert_msg(memcmp(&e, &y[0][i], sizeof e) == 0,
+                                  "case %d act %d res %d: y[%zu] = %g, separate epilogue %g", _i, a, with_res, i,
+                                  (double)y[0][i], (double)e);
+                }
+            }
+        }
+        free(x), free(w), free(bias), free(res), free(lin), free(y[0]), free(y[1]), free(y[2]), free(direct);
+        free(prep), free(ref);
+    }
+}
+END_TEST
+
+/* Training: forward with z, then both gradients; dw and dx are the
+ * direct algorithm's (it reads the padded copy the Winograd forward made). */
+START_TEST(training_matches_direct)
+{
+    const wcase *wc = &cases[_i];
+    const tli_conv_geom g = geom(wc);
+    if (!tli_conv_algo_ok(TLI_CONV_WINO, &g, wc->filters))
+        return;
+    const uint32_t n = wc->filters;
+    const size_t batch = 3;
+    const size_t in = batch * wc->h * wc->w * wc->c, out = batch * wc->h * wc->w * n, wn = 9 * (size_t)wc->c * n;
+    float *x = fnew(in), *w = fnew(wn), *bias = fnew(n), *dz = fnew(out);
+    th_fill_uniform(x, in, -1, 1, 31);
+    th_fill_uniform(w, wn, -0.3f, 0.3f, 32);
+    th_fill_uniform(bias, n, -0.1f, 0.1f, 33);
+    th_fill_uniform(dz, out, -1, 1, 34);
+    float *y[2], *z[2], *dw[2], *dx[2];
+    for (int a = 0; a < 2; a++) {
+        const tli_conv_algo algo = a ? TLI_CONV_WINO : TLI_CONV_DIRECT;
+        size_t sb = tli_conv_scratch_bytes(algo, &g, n, batch, 2, true, true);
+        ck_assert(sb != SIZE_MAX);
+        void *scratch = malloc(sb);
+        y[a] = fnew(out), z[a] = fnew(out), dw[a] = fnew(wn), dx[a] = fnew(in);
+        tli_conv_forward(2, algo, &g, n, x, w, bias, TL_ACT_LEAKY_RELU, 0.01f, y[a], z[a], batch, scratch);
+        tli_conv_backward(2, algo, &g, n, x, dz, w, dw[a], dx[a], batch, scratch);
+        free(scratch);
+    }
+    double scale = 1e-6;
+    for (size_t i = 0; i < out; i++)
+        scale = fmax(scale, fabs((double)z[0][i]));
+    for (size_t i = 0; i < out; i++) {
+        ck_assert_msg(fabs((double)z[0][i] - z[1][i]) <= 2e-5 * scale, "case %d: z[%zu] %g, direct %g", _i, i,
+                      (double)z[1][i], (double)z[0][i]);
+        const float e = z[1][i] > 0.0f ? z[1][i] : 0.01f * z[1][i];
+        ck_assert_msg(memcmp(&e, &y[1][i], sizeof e) == 0, "case %d: y[%zu] is not leaky_relu(z)", _i, i);
+    }
+    ck_assert_msg(memcmp(dw[0], dw[1], wn * sizeof(float)) == 0, "case %d: weight gradient differs", _i);
+    ck_assert_msg(memcmp(dx[0], dx[1], in * sizeof(float)) == 0, "case %d: input gradient differs", _i);
+    for (int a = 0; a < 2; a++)
+        free(y[a]), free(z[a]), free(dw[a]), free(dx[a]);
+    free(x), free(w), free(bias), free(dz);
+}
+END_TEST
+
+START_TEST(choice)
+{
+    wcase c = {16, 16, 16, 16};
+    tli_conv_geom g = geom(&c);
+    if (!tli_cpu_has_avx512()) {
+        ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &g, 16));
+        return;
+    }
+    ck_assert(tli_conv_algo_ok(TLI_CONV_WINO, &g, 16));
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &g, 20)); /* filters % 16 */
+    tli_conv_geom s = g;
+    s.s_h = s.s_w = 2, s.out_h = s.out_w = 8; /* stride 2 */
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &s, 16));
+    ck_assert_int_eq(tli_conv_choose(&s, 16), TLI_CONV_DIRECT);
+    s = g;
+    s.pad_t = s.pad_l = s.pad_b = s.pad_r = 0, s.out_h = s.out_w = 14; /* valid */
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &s, 16));
+    s = g;
+    s.k_h = s.k_w = 5, s.pad_t = s.pad_l = s.pad_b = s.pad_r = 2; /* 5x5 'same' */
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &s, 16));
+    s = g;
+    s.d_h = s.d_w = 2, s.pad_t = s.pad_l = s.pad_b = s.pad_r = 2; /* dilated */
+    ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &s, 16));
+    ck_assert_uint_eq(tli_conv_prep_floats(TLI_CONV_DIRECT, &g, 16), 0);
+    ck_assert_uint_eq(tli_conv_prep_floats(TLI_CONV_WINO, &g, 16), 36 * 16 * 16);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("winograd");
+    TCase *tc = tcase_create("winograd");
+    tcase_add_loop_test(tc, forward_matches_reference, 0, NCASES);
+    tcase_add_loop_test(tc, training_matches_direct, 0, NCASES);
+    tcase_add_test(tc, choice);
+    suite_add_tcase(s, tc);
+    return th_run(s);
+}
