@@ -204,6 +204,13 @@ START_TEST(choice)
     }
     ck_assert(tli_conv_algo_ok(TLI_CONV_WINO, &g, 16));
     ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &g, 20)); /* filters % 16 */
+    /* chosen where it was measured faster (conv_algo.c): 8 channels or more, 5x5 or larger */
+    ck_assert_int_eq(tli_conv_choose(&g, 16), TLI_CONV_WINO);
+    wcase stem = {32, 32, 3, 16}, small = {4, 4, 64, 64}, five = {5, 7, 8, 32};
+    tli_conv_geom sg = geom(&stem), tg = geom(&small), fg = geom(&five);
+    ck_assert_int_eq(tli_conv_choose(&sg, 16), TLI_CONV_DIRECT);
+    ck_assert_int_eq(tli_conv_choose(&tg, 64), TLI_CONV_DIRECT);
+    ck_assert_int_eq(tli_conv_choose(&fg, 32), TLI_CONV_WINO);
     tli_conv_geom s = g;
     s.s_h = s.s_w = 2, s.out_h = s.out_w = 8; /* stride 2 */
     ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &s, 16));
@@ -218,7 +225,7 @@ START_TEST(choice)
     s.d_h = s.d_w = 2, s.pad_t = s.pad_l = s.pad_b = s.pad_r = 2; /* dilated */
     ck_assert(!tli_conv_algo_ok(TLI_CONV_WINO, &s, 16));
     ck_assert_uint_eq(tli_conv_prep_floats(TLI_CONV_DIRECT, &g, 16), 0);
-    ck_assert_uint_eq(tli_conv_prep_floats(TLI_CONV_WINO, &g, 16), 36 * 16 * 16);
+    ck_assert_uint_eq(tli_conv_prep_floats(TLI_CONV_WINO, &g, 16), 36 * (16 * 16 + 16)); /* conv_wino.h */
 }
 END_TEST
 

@@ -17,10 +17,20 @@ typedef struct tli_wino_geom {
     uint32_t h, w, in_c, filters;
 } tli_wino_geom;
 
-/* Floats of the transformed kernel U: TLI_WINO_POS x in_c x filters. */
+/* Floats from one point's in_c x filters matrix of the transformed kernel
+ * to the next: one cache line more than the matrix, so that the 36 rows
+ * the transform writes per channel do not all fall in one L1 set (an
+ * in_c x filters matrix is a multiple of 4 KiB: writing it that way took
+ * 4 times as long). */
+static inline size_t tli_wino_point_floats(const tli_wino_geom *g)
+{
+    return (size_t)g->in_c * g->filters + 16;
+}
+
+/* Floats of the transformed kernel U: TLI_WINO_POS points of in_c x filters. */
 static inline size_t tli_wino_weight_floats(const tli_wino_geom *g)
 {
-    return (size_t)TLI_WINO_POS * g->in_c * g->filters;
+    return (size_t)TLI_WINO_POS * tli_wino_point_floats(g);
 }
 
 /* Floats of one thread's tile buffers (transformed input and products of

@@ -49,35 +49,55 @@
 #define TLI_INLINE static inline __attribute__((always_inline))
 
 enum {
-    /* Bytes of one thread's V and M together: half of a 1 MiB L2. */
-    BLOCK_BYTES = 512 << 10,
-    MAX_T = 96, /* tiles per block at most */
+    /* Bytes of one thread's V and M together: a quarter of a 1 MiB L2
+     * (128 to 512 KiB measured the same within the noise). */
+    BLOCK_BYTES = 256 << 10,
+    MAX_T = 96,   /* tiles per block at most */
+    TAIL_ROWS = 4, /* tile height of the products' remainder; divides every other height */
 };
 
 /* ---- the kernel's transform ------------------------------------------------ */
 
+/* t (6 values) = G k (3 values), for 8 filters at once in double. */
+TLI_INLINE void g3(const __m512d k[3], __m512d t[6])
+{
+    const __m512d q = _mm512_set1_pd(1.0 / 4), s6 = _mm512_set1_pd(1.0 / 6), s24 = _mm512_set1_pd(1.0 / 24);
+    const __m512d s12 = _mm512_set1_pd(1.0 / 12);
+    const __m512d e = _mm512_add_pd(k[0], k[2]); /* k0 + k2 */
+    const __m512d f = _mm512_fmadd_pd(s24, k[0], _mm512_mul_pd(s6, k[2])); /* k0 / 24 + k2 / 6 */
+    t[0] = _mm512_mul_pd(q, k[0]);
+    t[1] = _mm512_mul_pd(_mm512_set1_pd(-1.0 / 6), _mm512_add_pd(e, k[1]));
+    t[2] = _mm512_mul_pd(s6, _mm512_sub_pd(k[1], e));
+    t[3] = _mm512_fmadd_pd(s12, k[1], f);
+    t[4] = _mm512_fnmadd_pd(s12, k[1], f);
+    t[5] = k[2];
+}
+
+/* Vectors over 16 filters, each half in double: U = G k G^T rounded once. */
 void tli_wino_weights(const tli_wino_geom *g, const float *w, float *u)
 {
-    static const double G[6][3] = {{1.0 / 4, 0, 0},
-                                   {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                   {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                   {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                   {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                   {0, 0, 1}};
-    const size_t c = g->in_c, n = g->filters, cn = c * n;
+    const size_t c = g->in_c, n = g->filters, cn = c * n, ps = tli_wino_point_floats(g);
     for (size_t ci = 0; ci < c; ci++)
-        for (size_t f = 0; f < n; f++) {
-            double k[3][3], t[6][3];
-            for (int i = 0; i < 9; i++)
-                k[i / 3][i % 3] = w[(size_t)i * cn + ci * n + f];
-            for (int a = 0; a < 6; a++) /* t = G k */
-                for (int j = 0; j < 3; j++)
-                    t[a][j] = G[a][0] * k[0][j] + G[a][1] * k[1][j] + G[a][2] * k[2][j];
-            for (int a = 0; a < 6; a++) /* U = t G^T */
-                for (int b = 0; b < 6; b++)
-                    u[(size_t)(a * 6 + b) * cn + ci * n + f] =
-                        (float)(t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
-        }
+        for (size_t f0 = 0; f0 < n; f0 += 16)
+            for (int h = 0; h < 2; h++) { /* filters f0 + 8h .. */
+                const size_t o = ci * n + f0 + 8 * (size_t)h;
+                __m512d k[3][3], t[6][3];
+                for (int i = 0; i < 9; i++)
+                    k[i / 3][i % 3] = _mm512_cvtps_pd(_mm256_loadu_ps(w + (size_t)i * cn + o));
+                for (int j = 0; j < 3; j++) { /* t = G k, column j */
+                    const __m512d col[3] = {k[0][j], k[1][j], k[2][j]};
+                    __m512d r[6];
+                    g3(col, r);
+                    for (int a = 0; a < 6; a++)
+                        t[a][j] = r[a];
+                }
+                for (int a = 0; a < 6; a++) { /* U = t G^T, row a */
+                    __m512d r[6];
+                    g3(t[a], r);
+                    for (int b = 0; b < 6; b++)
+                        _mm256_storeu_ps(u + (size_t)(a * 6 + b) * ps + o, _mm512_cvtpd_ps(r[b]));
+                }
+            }
 }
 
 /* ---- blocks ------------------------------------------------------------------ */
@@ -113,11 +133,12 @@ static size_t padded_c(const tli_wino_geom *g)
     return ((size_t)g->in_c + 15) & ~(size_t)15;
 }
 
-/* Every tile height the filter blocks use divides this: a block's
- * products are run on a multiple of it, so they need no remainder tiles. */
+/* Every tile height the filter blocks use, and TAIL_ROWS, divide this:
+ * a whole block's products need no remainder tiles, and a short block
+ * rounded up to TAIL_ROWS stays inside the block. */
 static size_t tile_gran(const tli_wino_geom *g)
 {
-    size_t gran = 1;
+    size_t gran = TAIL_ROWS;
     for (size_t rem = g->filters / 16; rem;) {
         const int nv = next_block(rem);
         gran = lcm(gran, (size_t)tile_rows(nv));
@@ -229,19 +250,22 @@ TLI_INLINE void product_tile(const float *v, size_t ldv, const float *u, size_t 
             _mm512_storeu_ps(m + (size_t)r * ldm + 16 * q, acc[r][q]);
 }
 
-/* All 36 products of a block of nt tiles (a multiple of every tile height
- * used). */
+/* All 36 products of a block of nt tiles (a multiple of TAIL_ROWS, at
+ * least TAIL_ROWS): tiles
+ * of the filter block's height, then of TAIL_ROWS for what is left (a
+ * batch-1 8x8 image has 4 tiles). */
 static void block_products(const tli_wino_geom *g, const float *v, const float *u, float *m, size_t nt,
                            size_t t_cap)
 {
     const size_t cp = padded_c(g), n = g->filters, c = g->in_c;
     for (int p = 0; p < TLI_WINO_POS; p++) {
-        const float *vp = v + (size_t)p * t_cap * cp, *up = u + (size_t)p * c * n;
+        const float *vp = v + (size_t)p * t_cap * cp, *up = u + (size_t)p * tli_wino_point_floats(g);
         float *mp = m + (size_t)p * t_cap * n;
         for (size_t f0 = 0; f0 < n;) {
             const int nv = next_block((n - f0) / 16);
             const size_t rb = (size_t)tile_rows(nv);
-            for (size_t r0 = 0; r0 < nt; r0 += rb) {
+            size_t r0 = 0;
+            for (; r0 + rb <= nt; r0 += rb) {
                 const float *vr = vp + r0 * cp, *uf = up + f0;
                 float *mr = mp + r0 * n + f0;
                 switch (nv) {
@@ -249,6 +273,19 @@ static void block_products(const tli_wino_geom *g, const float *v, const float *
                 case 2: product_tile(vr, cp, uf, n, c, mr, n, 12, 2); break;
                 case 3: product_tile(vr, cp, uf, n, c, mr, n, 8, 3); break;
                 default: product_tile(vr, cp, uf, n, c, mr, n, 6, 4); break;
+                }
+            }
+            /* (6 rows per tile leave 2 mod 4: the last tail tile then
+             * recomputes two rows, to the same bits) */
+            for (; r0 < nt; r0 += TAIL_ROWS) {
+                const size_t r = r0 + TAIL_ROWS <= nt ? r0 : nt - TAIL_ROWS;
+                const float *vr = vp + r * cp, *uf = up + f0;
+                float *mr = mp + r * n + f0;
+                switch (nv) {
+                case 1: product_tile(vr, cp, uf, n, c, mr, n, TAIL_ROWS, 1); break;
+                case 2: product_tile(vr, cp, uf, n, c, mr, n, TAIL_ROWS, 2); break;
+                case 3: product_tile(vr, cp, uf, n, c, mr, n, TAIL_ROWS, 3); break;
+                default: product_tile(vr, cp, uf, n, c, mr, n, TAIL_ROWS, 4); break;
                 }
             }
             f0 += 16 * (size_t)nv;
@@ -323,6 +360,31 @@ static void pad_image(const tli_wino_geom *g, const float *img, float *dst)
     memset(dst, 0, prow * sizeof(float));
 }
 
+/* The floats [from, to) of a tensor asked into L2. A block's tiles read
+ * short runs of input rows (6 tiles' columns) that the hardware
+ * prefetchers pick up late; asked for one block ahead, the next block's
+ * input is in L2 when its transforms start. */
+TLI_INLINE void prefetch_span(const float *base, size_t from, size_t to)
+{
+    const char *p = (const char *)((uintptr_t)(base + from) & ~(uintptr_t)63), *end = (const char *)(base + to);
+    for (; p < end; p += 64)
+        _mm_prefetch(p, _MM_HINT_T1);
+}
+
+/* Where the input of tiles [q0, q1) lies, in floats from x's start: from
+ * the first tile's top row to the last one's bottom row (tiles go image by
+ * image, row of tiles by row of tiles). */
+static void tiles_span(const tli_wino_geom *g, size_t q0, size_t q1, size_t per_img, uint32_t tiles_w, size_t *from,
+                       size_t *to)
+{
+    const size_t row = (size_t)g->w * g->in_c, img = (size_t)g->h * row;
+    const size_t i0 = q0 / per_img, r0 = (q0 % per_img) / tiles_w;
+    const size_t i1 = (q1 - 1) / per_img, r1 = ((q1 - 1) % per_img) / tiles_w;
+    const size_t top = r0 ? 4 * r0 - 1 : 0, bottom = 4 * r1 + 5 < g->h ? 4 * r1 + 5 : g->h;
+    *from = i0 * img + top * row;
+    *to = i1 * img + bottom * row;
+}
+
 static float *thread_buf(float *buf, size_t floats, bool parallel)
 {
 #ifdef _OPENMP
@@ -342,12 +404,16 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
     const size_t pad_img = (size_t)(g->h + 2) * (g->w + 2) * c;
     const uint32_t tiles_h = (g->h + 3) / 4, tiles_w = (g->w + 3) / 4;
     const size_t per_img = (size_t)tiles_h * tiles_w, tiles = batch * per_img;
-    const size_t t_cap = block_tiles(g), gran = tile_gran(g), blocks = (tiles + t_cap - 1) / t_cap;
+    size_t t_cap = block_tiles(g), blocks = (tiles + t_cap - 1) / t_cap;
     const size_t buf_floats = tli_wino_buffer_floats(g);
     /* the multiply-adds of the products: 36 per tile and (channel, filter) */
     threads = tli_par_threads(threads, (double)tiles * TLI_WINO_POS * c * n, 0);
-    if (threads > blocks)
+    if (threads > 1 && blocks < threads) { /* smaller blocks, one per thread (batch 1) */
+        const size_t gran = tile_gran(g), per = (tiles + threads - 1) / threads;
+        t_cap = (per + gran - 1) / gran * gran;
+        blocks = (tiles + t_cap - 1) / t_cap;
         threads = (uint32_t)blocks;
+    }
     if (xpad) /* for the weight gradient (the direct kernel's padded layout) */
         TLI_OMP_FOR(threads > 1 && batch > 1, "omp parallel for num_threads(threads) schedule(static)",
                     (long i = 0; i < (long)batch; i++),
@@ -359,13 +425,21 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
                     float *m = v + (size_t)TLI_WINO_POS * t_cap * cp;
                     const size_t q0 = (size_t)bl * t_cap;
                     const size_t nt = tiles - q0 < t_cap ? tiles - q0 : t_cap;
+                    if (q0 + nt < tiles) { /* the next block's input and residual, into L2 */
+                        const size_t q1 = q0 + nt, q2 = tiles - q1 < t_cap ? tiles : q1 + t_cap;
+                        size_t from, to;
+                        tiles_span(g, q1, q2, per_img, tiles_w, &from, &to);
+                        prefetch_span(x, from, to);
+                        if (res)
+                            prefetch_span(res, from / c * n, to / c * n);
+                    }
                     for (size_t t = 0; t < nt; t++) {
                         const size_t q = q0 + t, i = q / per_img, r = q % per_img;
                         const long th = (long)(r / tiles_w), tw = (long)(r % tiles_w);
                         input_tile(g, x + i * in_img, 4 * th - 1, 4 * tw - 1, v + t * cp, t_cap * cp);
                     }
-                    /* a short last block: rows up to a multiple of gran computed on zeros, not read */
-                    const size_t rows = (nt + gran - 1) / gran * gran;
+                    /* a short last block: rows up to a multiple of TAIL_ROWS computed on zeros, not read */
+                    const size_t rows = (nt + TAIL_ROWS - 1) / TAIL_ROWS * TAIL_ROWS;
                     for (size_t t = nt; t < rows; t++)
                         for (int p = 0; p < TLI_WINO_POS; p++)
                             memset(v + ((size_t)p * t_cap + t) * cp, 0, cp * sizeof(float));
