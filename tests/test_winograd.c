@@ -10,7 +10,9 @@
  *    bit; a kernel prepared once (tli_conv_prepare) gives the bits of one
  *    prepared in the call.
  *  - Training: the forward pads the input for the direct weight gradient,
- *    so dw and dx are the direct algorithm's bits.
+ *    so dw is the direct algorithm's bits; dx is Winograd's forward on dz
+ *    with the kernel turned (in_c a multiple of 16; else the direct dx):
+ *    against a double-precision reference, 1 and 2 threads bit for bit.
  *  - The choice: tli_conv_choose picks it only for 3x3 stride-1 pad-1
  *    layers, and tli_conv_algo_ok refuses other shapes.
  */
@@ -150,8 +152,33 @@ START_TEST(forward_matches_reference)
 }
 END_TEST
 
-/* Training: forward with z, then both gradients; dw and dx are the
- * direct algorithm's (it reads the padded copy the Winograd forward made). */
+/* dx = the adjoint of the convolution applied to dz, in double. */
+static void reference_dx(const tli_conv_geom *g, uint32_t n, const float *dz, const float *w, size_t batch,
+                         double *dx)
+{
+    for (size_t i = 0; i < batch; i++)
+        for (uint32_t ih = 0; ih < g->in_h; ih++)
+            for (uint32_t iw = 0; iw < g->in_w; iw++)
+                for (uint32_t c = 0; c < g->in_c; c++) {
+                    double s = 0.0;
+                    for (int kh = 0; kh < 3; kh++)
+                        for (int kw = 0; kw < 3; kw++) {
+                            long oh = (long)ih + 1 - kh, ow = (long)iw + 1 - kw;
+                            if (oh < 0 || oh >= (long)g->out_h || ow < 0 || ow >= (long)g->out_w)
+                                continue;
+                            for (uint32_t f = 0; f < n; f++)
+                                s += (double)dz[((i * g->out_h + (size_t)oh) * g->out_w + (size_t)ow) * n + f] *
+                                     w[((size_t)(kh * 3 + kw) * g->in_c + c) * n + f];
+                        }
+                    dx[((i * g->in_h + ih) * g->in_w + iw) * g->in_c + c] = s;
+                }
+}
+
+/* Training: forward with z, then both gradients, against the direct
+ * algorithm (2 threads) and Winograd on 1 and 2 threads. dw is the direct
+ * algorithm's, bit for bit (it reads the padded copy the Winograd forward
+ * made); dx too when in_c is not a multiple of 16, else it is Winograd's
+ * forward on dz (the kernel turned 180 degrees): against the reference. */
 START_TEST(training_matches_direct)
 {
     const wcase *wc = &cases[_i];
@@ -162,22 +189,26 @@ START_TEST(training_matches_direct)
     const size_t batch = 3;
     const size_t in = batch * wc->h * wc->w * wc->c, out = batch * wc->h * wc->w * n, wn = 9 * (size_t)wc->c * n;
     float *x = fnew(in), *w = fnew(wn), *bias = fnew(n), *dz = fnew(out);
+    double *ref = malloc(in * sizeof *ref);
+    ck_assert_ptr_nonnull(ref);
     th_fill_uniform(x, in, -1, 1, 31);
     th_fill_uniform(w, wn, -0.3f, 0.3f, 32);
     th_fill_uniform(bias, n, -0.1f, 0.1f, 33);
     th_fill_uniform(dz, out, -1, 1, 34);
-    float *y[2], *z[2], *dw[2], *dx[2];
-    for (int a = 0; a < 2; a++) {
+    reference_dx(&g, n, dz, w, batch, ref);
+    float *y[3], *z[3], *dw[3], *dx[3];
+    for (int a = 0; a < 3; a++) {
         const tli_conv_algo algo = a ? TLI_CONV_WINO : TLI_CONV_DIRECT;
-        size_t sb = tli_conv_scratch_bytes(algo, &g, n, batch, 2, true, true);
+        const uint32_t threads = a == 1 ? 1 : 2;
+        size_t sb = tli_conv_scratch_bytes(algo, &g, n, batch, threads, true, true);
         ck_assert(sb != SIZE_MAX);
         void *scratch = malloc(sb);
         y[a] = fnew(out), z[a] = fnew(out), dw[a] = fnew(wn), dx[a] = fnew(in);
-        tli_conv_forward(2, algo, &g, n, x, w, bias, TL_ACT_LEAKY_RELU, 0.01f, y[a], z[a], batch, scratch);
-        tli_conv_backward(2, algo, &g, n, x, dz, w, dw[a], dx[a], batch, scratch);
+        tli_conv_forward(threads, algo, &g, n, x, w, bias, TL_ACT_LEAKY_RELU, 0.01f, y[a], z[a], batch, scratch);
+        tli_conv_backward(threads, algo, &g, n, x, dz, w, dw[a], dx[a], batch, scratch);
         free(scratch);
     }
-    double scale = 1e-6;
+    double scale = 1e-6, dscale = 1e-6, err = 0.0, derr = 0.0;
     for (size_t i = 0; i < out; i++)
         scale = fmax(scale, fabs((double)z[0][i]));
     for (size_t i = 0; i < out; i++) {
@@ -186,11 +217,25 @@ START_TEST(training_matches_direct)
         const float e = z[1][i] > 0.0f ? z[1][i] : 0.01f * z[1][i];
         ck_assert_msg(memcmp(&e, &y[1][i], sizeof e) == 0, "case %d: y[%zu] is not leaky_relu(z)", _i, i);
     }
-    ck_assert_msg(memcmp(dw[0], dw[1], wn * sizeof(float)) == 0, "case %d: weight gradient differs", _i);
-    ck_assert_msg(memcmp(dx[0], dx[1], in * sizeof(float)) == 0, "case %d: input gradient differs", _i);
-    for (int a = 0; a < 2; a++)
+    for (int a = 1; a < 3; a++) {
+        ck_assert_msg(memcmp(dw[0], dw[a], wn * sizeof(float)) == 0, "case %d: weight gradient differs", _i);
+        ck_assert_msg(memcmp(z[1], z[a], out * sizeof(float)) == 0, "case %d: z, threads differ", _i);
+        ck_assert_msg(memcmp(dx[1], dx[a], in * sizeof(float)) == 0, "case %d: dx, threads differ", _i);
+    }
+    if (wc->c % 16 != 0)
+        ck_assert_msg(memcmp(dx[0], dx[1], in * sizeof(float)) == 0, "case %d: input gradient differs", _i);
+    for (size_t i = 0; i < in; i++)
+        dscale = fmax(dscale, fabs(ref[i]));
+    for (size_t i = 0; i < in; i++) {
+        err = fmax(err, fabs((double)dx[1][i] - ref[i]) / dscale);
+        derr = fmax(derr, fabs((double)dx[0][i] - ref[i]) / dscale);
+    }
+    fprintf(stderr, "input gradient %ux%u in %u filters %u: max error %.2e of the largest (direct %.2e)\n", wc->h,
+            wc->w, wc->c, n, err, derr);
+    ck_assert_msg(err < 2e-5, "case %d: input gradient differs from the reference by %g", _i, err);
+    for (int a = 0; a < 3; a++)
         free(y[a]), free(z[a]), free(dw[a]), free(dx[a]);
-    free(x), free(w), free(bias), free(dz);
+    free(x), free(w), free(bias), free(dz), free(ref);
 }
 END_TEST
 

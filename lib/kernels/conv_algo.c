@@ -128,6 +128,15 @@ static tli_wino_geom wino_geom(const tli_conv_geom *g, uint32_t filters)
     return w;
 }
 
+/* The input gradient of a 3x3 stride-1 pad-1 convolution is one too: of
+ * dz, with the kernel turned 180 degrees and its channels and filters
+ * swapped. */
+static tli_wino_geom wino_dx_geom(const tli_conv_geom *g, uint32_t filters)
+{
+    tli_wino_geom w = {g->in_h, g->in_w, filters, g->in_c};
+    return w;
+}
+
 static tli_direct_geom direct_geom(const tli_conv_geom *g, uint32_t filters)
 {
     tli_direct_geom d = {padded_h(g), padded_w(g), g->in_c, g->out_h, g->out_w,
@@ -168,8 +177,10 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
                 sizes[1] = mul3(threads, tli_direct_edge_floats(&d), 1);
         }
         if (algo == TLI_CONV_WINO) { /* after the backward's blocks: the forward's own */
-            tli_wino_geom wg = wino_geom(g, filters);
-            sizes[6] = mul3(threads, tli_wino_buffer_floats(&wg), 1);
+            tli_wino_geom wg = wino_geom(g, filters), dg = wino_dx_geom(g, filters);
+            const size_t fb = tli_wino_buffer_floats(&wg), db = tli_wino_buffer_floats(&dg);
+            /* the input gradient runs them on dz too (with in_c a multiple of 16) */
+            sizes[6] = mul3(threads, training && need_dx && fb < db ? db : fb, 1);
             sizes[7] = tli_wino_weight_floats(&wg);
         }
         if (training && need_dx) {
@@ -402,9 +413,21 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
             gemm_dx(threads, g, filters, dz, w, dx, batch, s.col);
             return;
         }
+        const size_t taps = (size_t)g->k_h * g->k_w, c = g->in_c, n = filters;
+        if (algo == TLI_CONV_WINO) {
+            /* dx = dz convolved with w turned 180 degrees (tap 8 - t),
+             * (taps, filters, in_c): Winograd's forward on dz. */
+            for (size_t t = 0; t < taps; t++)
+                for (size_t ci = 0; ci < c; ci++)
+                    for (size_t f = 0; f < n; f++)
+                        s.wt[((taps - 1 - t) * n + f) * c + ci] = w[(t * c + ci) * n + f];
+            tli_wino_geom dg = wino_dx_geom(g, filters);
+            tli_wino_weights(&dg, s.wt, s.wu);
+            tli_wino_forward_avx512(threads, &dg, dz, s.wu, NULL, NULL, TLI_CLAMP_NONE, dx, NULL, s.wbuf, batch);
+            return;
+        }
         /* (taps, in_c, filters) -> (taps, filters, in_c): the kernel reads
          * one row of channels per (tap, filter). */
-        const size_t taps = (size_t)g->k_h * g->k_w, c = g->in_c, n = filters;
         for (size_t t = 0; t < taps; t++)
             for (size_t ci = 0; ci < c; ci++)
                 for (size_t f = 0; f < n; f++)
