@@ -15,6 +15,8 @@
  *    against a double-precision reference, 1 and 2 threads bit for bit.
  *  - The choice: tli_conv_choose picks it only for 3x3 stride-1 pad-1
  *    layers, and tli_conv_algo_ok refuses other shapes.
+ *  - A model keeps the transformed kernels across predictions (plain and
+ *    batchnorm-folded): after every write, the bits of a fresh copy.
  */
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 #include "helpers.h"
 #include "kernels/elementwise.h"
 #include "kernels/kernels.h"
+#include "layers/layer.h"
 
 typedef struct wcase {
     uint32_t h, w, c, filters;
@@ -274,6 +277,88 @@ START_TEST(choice)
 }
 END_TEST
 
+/* A model's Winograd layers keep their transformed kernel across
+ * predictions: a plain conv (bias, ReLU: the unfused path) and one with a
+ * batchnorm folded in. After each write to a kernel, a bias or the
+ * batchnorm the prediction changes and equals a fresh copy's (no cache)
+ * bit for bit; and it is within float rounding of the direct kernels'. */
+static void predict_checked(float *out, size_t count, tl_model *m, const float *x, size_t n, const float *before,
+                            const char *what)
+{
+    ck_assert_tl_ok(tl_model_predict(out, count, m, x, n, (uint32_t)n));
+    tl_model *copy;
+    ck_assert_tl_ok(tl_model_copy(&copy, m));
+    float *ref = fnew(count);
+    ck_assert_tl_ok(tl_model_predict(ref, count, copy, x, n, (uint32_t)n));
+    tl_model_free(copy);
+    ck_assert_msg(memcmp(out, ref, count * sizeof(float)) == 0, "%s: the prediction differs from a fresh copy's", what);
+    if (before)
+        ck_assert_msg(memcmp(out, before, count * sizeof(float)) != 0, "%s: the change did not show", what);
+    free(ref);
+}
+
+START_TEST(model_cache_follows_writes)
+{
+    if (!tli_cpu_has_avx512())
+        return;
+    enum { H = 9, W = 8, C = 16, N = 3 };
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, H, W, C, 7));
+    tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+    co.filters = 16;
+    co.padding = TL_PAD_SAME;
+    co.activation = TL_ACT_RELU;
+    co.name = "c1";
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    co.activation = TL_ACT_LINEAR;
+    co.use_bias = 0;
+    co.filters = 32;
+    co.name = "c2";
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    tl_batchnorm_options bo = TL_BATCHNORM_OPTIONS_INIT;
+    bo.name = "bn";
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
+    tl_activation_options ao = TL_ACTIVATION_OPTIONS_INIT;
+    ao.activation = TL_ACT_RELU6;
+    ck_assert_tl_ok(tl_model_add_activation(NULL, m, &ao));
+    ck_assert_tl_ok(tl_model_add_flatten(NULL, m, NULL));
+    const size_t in = (size_t)N * H * W * C, count = (size_t)N * H * W * 32;
+    float *x = fnew(in), *a = fnew(count), *b = fnew(count);
+    th_fill_uniform(x, in, -1, 1, 41);
+    tl_layer *c1, *c2, *bn;
+    ck_assert_tl_ok(tl_model_layer_by_name(&c1, m, "c1"));
+    ck_assert_tl_ok(tl_model_layer_by_name(&c2, m, "c2"));
+    ck_assert_tl_ok(tl_model_layer_by_name(&bn, m, "bn"));
+    float stats[32];
+    th_fill_uniform(stats, 32, 0.5f, 1.5f, 42);
+    ck_assert_tl_ok(tl_layer_set_weights(bn, 3, stats, 32)); /* moving variance */
+    predict_checked(a, count, m, x, N, NULL, "start");
+    ck_assert_ptr_nonnull(c1->cache); /* the transformed kernels are kept */
+    ck_assert_ptr_nonnull(c2->cache);
+    tl_layer *ls[2] = {c1, c2};
+    for (int i = 0; i < 2; i++) {
+        const size_t k = ls[i]->params[0].count;
+        float *v = fnew(k);
+        ck_assert_tl_ok(tl_layer_get_weights(v, k, ls[i], 0));
+        v[5] += 0.25f;
+        v[k - 1] -= 0.5f;
+        ck_assert_tl_ok(tl_layer_set_weights(ls[i], 0, v, k));
+        free(v);
+        predict_checked(b, count, m, x, N, a, i ? "c2 kernel" : "c1 kernel");
+        memcpy(a, b, count * sizeof(float));
+    }
+    float bias[16];
+    th_fill_uniform(bias, 16, -0.5f, 0.5f, 43);
+    ck_assert_tl_ok(tl_layer_set_weights(c1, 1, bias, 16));
+    predict_checked(b, count, m, x, N, a, "c1 bias");
+    th_fill_uniform(stats, 32, -0.5f, 0.5f, 44);
+    ck_assert_tl_ok(tl_layer_set_weights(bn, 2, stats, 32)); /* moving mean */
+    predict_checked(a, count, m, x, N, b, "bn moving mean");
+    free(x), free(a), free(b);
+    tl_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("winograd");
@@ -281,6 +366,7 @@ int main(void)
     tcase_add_loop_test(tc, forward_matches_reference, 0, NCASES);
     tcase_add_loop_test(tc, training_matches_direct, 0, NCASES);
     tcase_add_test(tc, choice);
+    tcase_add_test(tc, model_cache_follows_writes);
     suite_add_tcase(s, tc);
     return th_run(s);
 }
