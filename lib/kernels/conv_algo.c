@@ -122,7 +122,7 @@ static bool needs_pad(const tli_conv_geom *g)
     return padded_h(g) != g->in_h || padded_w(g) != g->in_w || g->pad_t || g->pad_l;
 }
 
-static tli_wino_geom wino_geom(const tli_conv_geom *g, uint32_t filters)
+static inline tli_wino_geom wino_geom(const tli_conv_geom *g, uint32_t filters)
 {
     tli_wino_geom w = {g->in_h, g->in_w, g->in_c, filters};
     return w;
@@ -131,7 +131,7 @@ static tli_wino_geom wino_geom(const tli_conv_geom *g, uint32_t filters)
 /* The input gradient of a 3x3 stride-1 pad-1 convolution is one too: of
  * dz, with the kernel turned 180 degrees and its channels and filters
  * swapped. */
-static tli_wino_geom wino_dx_geom(const tli_conv_geom *g, uint32_t filters)
+static inline tli_wino_geom wino_dx_geom(const tli_conv_geom *g, uint32_t filters)
 {
     tli_wino_geom w = {g->in_h, g->in_w, filters, g->in_c};
     return w;
@@ -176,6 +176,7 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
             if (algo == TLI_CONV_DIRECT)
                 sizes[1] = mul3(threads, tli_direct_edge_floats(&d), 1);
         }
+#ifdef TLI_HAVE_AVX512
         if (algo == TLI_CONV_WINO) { /* after the backward's blocks: the forward's own */
             tli_wino_geom wg = wino_geom(g, filters), dg = wino_dx_geom(g, filters);
             const size_t fb = tli_wino_buffer_floats(&wg), db = tli_wino_buffer_floats(&dg);
@@ -183,6 +184,7 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
             sizes[6] = mul3(threads, training && need_dx && fb < db ? db : fb, 1);
             sizes[7] = tli_wino_weight_floats(&wg);
         }
+#endif
         if (training && need_dx) {
             if (g->in_c % 16 == 0) {
                 tli_dx_shape d = tli_direct_dx_shape(g, filters);
