@@ -601,8 +601,9 @@ void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
  * alone, so a batch may run as several smaller passes whose activations
  * stay in cache instead of streaming through memory layer after layer -
  * as many examples per thread as fit CACHE_FIT_BYTES with a layer's input
- * and output (at least one), and two per thread at least, so the kernels
- * still split whole examples over the threads. MobileNetV2's 6x
+ * and output (at least one); on several threads at least eight per thread,
+ * or most layers' work would fall under the threshold at which a kernel
+ * splits over threads (parallel.c) and run on one. MobileNetV2's 6x
  * expansions (1.2 MB an example at 32x32x144) went through memory at
  * batch 64: the depthwise layers waited on it. The results are the same
  * bits: no kernel's value depends on the batch. */
@@ -616,7 +617,7 @@ static size_t cache_chunk(const tl_model *m)
     const size_t threads = m->threads ? m->threads : 1;
     size_t per = CACHE_FIT_BYTES / widest;
     per = per < 1 ? 1 : per;
-    return threads * (threads > 1 && per < 2 ? 2 : per);
+    return threads * (threads > 1 && per < 8 ? 8 : per);
 }
 
 tl_status tl_model_predict(float *out, size_t out_count, tl_model *m, const float *inputs, size_t n,
