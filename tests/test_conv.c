@@ -368,6 +368,36 @@ START_TEST(infer_direct_for_odd_filters)
                               ci, batch, i, (double)y[0][i], e);
             }
             ck_assert_msg(memcmp(y[0], y[1], out * sizeof(float)) == 0, "case %zu: 1 and 2 threads differ", ci);
+            /* Training: the forward pass too where pointwise (the backward
+             * stays on BLIS, and the im2col matrix of a 3x3 is still made
+             * for its weight gradient): y and dw (from dz as the gradient
+             * of the pre-activation) against the definition. */
+            float *dz = fnew(out), *dw = fnew(wn);
+            th_fill_uniform(dz, out, -1, 1, 25);
+            conv_run r = run_algo(TLI_CONV_GEMM, &g, sc->filters, 1, x, w, bias, dz, batch, TL_ACT_RELU);
+            for (size_t i = 0; i < out; i++) {
+                const double e = ref[i] > 0.0f ? ref[i] : 0.0;
+                ck_assert_msg(fabs(r.y[i] - e) <= 1e-5 * fmax(1.0, fabs(e)), "case %zu training: y[%zu]", ci, i);
+            }
+            memset(dw, 0, wn * sizeof *dw);
+            for (size_t n = 0; n < batch; n++)
+                for (uint32_t oh = 0; oh < g.out_h; oh++)
+                    for (uint32_t ow = 0; ow < g.out_w; ow++)
+                        for (uint32_t kh = 0; kh < g.k_h; kh++)
+                            for (uint32_t kw = 0; kw < g.k_w; kw++) {
+                                const long ih = (long)oh * g.s_h - g.pad_t + kh, iw = (long)ow * g.s_w - g.pad_l + kw;
+                                if (ih < 0 || ih >= (long)g.in_h || iw < 0 || iw >= (long)g.in_w)
+                                    continue;
+                                const float *xp = x + ((n * g.in_h + (size_t)ih) * g.in_w + (size_t)iw) * g.in_c;
+                                const float *dp = dz + ((n * g.out_h + oh) * g.out_w + ow) * sc->filters;
+                                for (uint32_t c = 0; c < g.in_c; c++)
+                                    for (uint32_t f = 0; f < sc->filters; f++)
+                                        dw[(((size_t)kh * g.k_w + kw) * g.in_c + c) * sc->filters + f] += xp[c] * dp[f];
+                            }
+            ck_assert_msg(max_rel_diff(dw, r.dw, wn) < 1e-4, "case %zu training: dw differs by %g", ci,
+                          max_rel_diff(dw, r.dw, wn));
+            run_free(&r);
+            free(dz), free(dw);
             free(x), free(w), free(bias), free(ref), free(res), free(y[0]), free(y[1]);
         }
 }

@@ -193,19 +193,22 @@ static void depthwise_weight_grad(uint32_t threads, const tli_conv_geom *g, uint
 
 /* ---- forward --------------------------------------------------------------- */
 
-/* Inference also runs the direct forward kernel for a GEMM-path
+/* The forward pass also runs the direct forward kernel for a GEMM-path
  * convolution whose only obstacle was a filter count that is not a
- * multiple of 16 (the kernel masks the last vector; only training's
- * gradient kernels need whole vectors), where no window leaves the input
- * (no edge rows: the GEMM scratch has no buffer for them): MobileNetV2's
- * 1x1 projections to 24 channels, which as BLIS calls plus a bias and a
- * residual pass took 12% of its inference for 7% of its multiply-adds. */
-static bool infer_direct(tli_conv_algo algo, const tli_conv_geom *g, bool training)
+ * multiple of 16 (the kernel masks the last vector; only the gradient
+ * kernels need whole vectors, and the backward pass stays on BLIS), where
+ * no window leaves the input (no edge rows or padded copy: the GEMM
+ * scratch has no buffer for them), and in training only for a pointwise
+ * one (otherwise the weight gradient reads the forward's im2col matrix):
+ * MobileNetV2's 1x1 projections to 24 channels, which in inference as
+ * BLIS calls plus a bias and a residual pass took 12% of the time for 7%
+ * of the multiply-adds. */
+static bool direct_forward_ok(tli_conv_algo algo, const tli_conv_geom *g, bool training)
 {
 #ifdef TLI_HAVE_AVX512
-    return !training && algo == TLI_CONV_GEMM && tli_cpu_has_avx512() && g->groups == 1 && g->d_h == 1 &&
-           g->d_w == 1 && g->s_h <= 2 && g->s_w <= 2 && (size_t)g->k_h * g->k_w <= TLI_DIRECT_MAX_TAPS &&
-           !needs_pad(g);
+    return algo == TLI_CONV_GEMM && tli_cpu_has_avx512() && g->groups == 1 && g->d_h == 1 && g->d_w == 1 &&
+           g->s_h <= 2 && g->s_w <= 2 && (size_t)g->k_h * g->k_w <= TLI_DIRECT_MAX_TAPS && !needs_pad(g) &&
+           (!training || is_pointwise(g));
 #else
     (void)algo, (void)g, (void)training;
     return false;
@@ -228,7 +231,7 @@ static void forward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom *g
      * activation follows in one pass over their output, which is z when
      * it is kept. */
 #ifdef TLI_HAVE_AVX512
-    const bool direct = algo == TLI_CONV_DIRECT || infer_direct(algo, g, training);
+    const bool direct = algo == TLI_CONV_DIRECT || direct_forward_ok(algo, g, training);
 #else
     const bool direct = false; /* never chosen without the kernels */
 #endif
