@@ -593,20 +593,22 @@ void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
     }
 }
 
-/* Bytes one thread's examples may take between two layers for them to
- * stay in its L2 cache (1 MiB a core on the Zen 4/5 measured). */
+/* One core's L2 cache (1 MiB on the Zen 4/5 measured). */
 #define CACHE_FIT_BYTES ((size_t)1 << 20)
 
-/* Examples per forward pass in prediction: inference handles each example
- * alone, so a batch may run as several smaller passes whose activations
- * stay in cache instead of streaming through memory layer after layer -
- * as many examples per thread as fit CACHE_FIT_BYTES with a layer's input
- * and output (at least one); on several threads at least eight per thread,
- * or most layers' work would fall under the threshold at which a kernel
- * splits over threads (parallel.c) and run on one. MobileNetV2's 6x
- * expansions (1.2 MB an example at 32x32x144) went through memory at
- * batch 64: the depthwise layers waited on it. The results are the same
- * bits: no kernel's value depends on the batch. */
+/* Examples per forward pass in prediction. Inference handles each example
+ * alone, so a batch may run as several smaller passes. Where one example
+ * of some layer (its input and output) takes half of L2 or more - as
+ * MobileNetV2's 6x expansions, 1.2 MB an example at 32x32x144 - a batch's
+ * activations went through memory between layers and the depthwise layers
+ * waited on it: there one example per thread a pass keeps them in cache
+ * (on several threads eight per thread, or most layers' work would fall
+ * under the threshold at which a kernel splits over threads, parallel.c,
+ * and run on one). Smaller examples keep the caller's batch: the kernels
+ * prefetch the next example there, and more passes only added overhead
+ * (the seed CNN's prediction ran 5-10% slower in passes of eight). The
+ * results are the same bits, except a dense layer's (BLIS rounds a
+ * product of one row unlike one of several). */
 static size_t cache_chunk(const tl_model *m)
 {
     size_t widest = 1;
@@ -614,10 +616,10 @@ static size_t cache_chunk(const tl_model *m)
         const size_t b = (m->layers[i]->in_size + m->layers[i]->out_size) * sizeof(float);
         widest = b > widest ? b : widest;
     }
+    if (widest < CACHE_FIT_BYTES / 2)
+        return SIZE_MAX;
     const size_t threads = m->threads ? m->threads : 1;
-    size_t per = CACHE_FIT_BYTES / widest;
-    per = per < 1 ? 1 : per;
-    return threads * (threads > 1 && per < 8 ? 8 : per);
+    return threads > 1 ? 8 * threads : 1;
 }
 
 tl_status tl_model_predict(float *out, size_t out_count, tl_model *m, const float *inputs, size_t n,
