@@ -244,6 +244,11 @@ static const conv_spec fwd_cases[] = {
     {6, 6, 40, 80, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},     /* 5 = 3+2 */
     {5, 5, 400, 32, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},    /* in_c > the panel's columns */
     {5, 5, 400, 16, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1}, /* the same, packed */
+    /* filters not a multiple of 16 (inference): the last vector masked */
+    {8, 8, 144, 24, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},    /* MobileNetV2's projection: 16 + 8 */
+    {5, 7, 20, 40, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},     /* 16, then 16 + 8 */
+    {6, 6, 3, 8, 3, 3, 1, 1, TL_PAD_EXPLICIT, 0, 0, 0, 1, 1, 1, 1},    /* 8 alone, edge rows */
+    {7, 5, 17, 50, 3, 3, 2, 2, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0},      /* 32, then 16 + 2 */
 };
 
 START_TEST(direct_forward_strides)
@@ -318,6 +323,83 @@ START_TEST(direct_forward_strides)
         free(res), free(lin), free(fused), free(edge);
     }
 #endif
+}
+END_TEST
+
+/* Inference runs the direct forward for GEMM-path convolutions whose
+ * filters are not a multiple of 16 where no window leaves the input
+ * (conv_algo.c): tli_conv_infer with the GEMM algorithm against the
+ * double-precision reference, bit for bit on 1 and 2 threads, with the
+ * residual and ReLU6 fused; batch 1 and 3; and where the input needs
+ * padding it stays on BLIS, which gives the same answer. */
+START_TEST(infer_direct_for_odd_filters)
+{
+    static const conv_spec cases[] = {
+        {8, 8, 144, 24, 1, 1, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+        {7, 9, 33, 20, 3, 3, 1, 1, TL_PAD_VALID, 0, 0, 0, 0, 0, 0, 0},
+        {6, 5, 16, 12, 3, 3, 1, 1, TL_PAD_SAME, 0, 0, 0, 0, 0, 0, 0}, /* padded: BLIS */
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (size_t batch = 1; batch <= 3; batch += 2) {
+            const conv_spec *sc = &cases[ci];
+            const tli_conv_geom g = geom_of(sc);
+            ck_assert_int_eq(tli_conv_choose(&g, sc->filters), TLI_CONV_GEMM);
+            const size_t in = batch * sc->h * sc->w * sc->c, out = batch * g.out_h * g.out_w * sc->filters;
+            const size_t wn = tli_conv_k(&g) * sc->filters;
+            float *x = fnew(in), *w = fnew(wn), *bias = fnew(sc->filters), *ref = fnew(out), *res = fnew(out);
+            float *y[2] = {fnew(out), fnew(out)};
+            th_fill_uniform(x, in, -1, 1, 21);
+            th_fill_uniform(w, wn, -0.5f, 0.5f, 22);
+            th_fill_uniform(bias, sc->filters, -0.1f, 0.1f, 23);
+            th_fill_uniform(res, out, -1, 1, 24);
+            naive_conv(&g, sc->filters, x, w, bias, batch, ref);
+            for (uint32_t threads = 1; threads <= 2; threads++) {
+                size_t sb = tli_conv_scratch_bytes(TLI_CONV_GEMM, &g, sc->filters, batch, threads, false, false);
+                ck_assert(sb != SIZE_MAX);
+                void *scratch = malloc(sb ? sb : 1);
+                tli_conv_infer(threads, TLI_CONV_GEMM, &g, sc->filters, x, w, bias, res, TL_ACT_RELU6, 0.0f,
+                               y[threads - 1], batch, scratch);
+                free(scratch);
+            }
+            for (size_t i = 0; i < out; i++) {
+                double e = (double)ref[i] + res[i];
+                e = e < 0.0 ? 0.0 : e > 6.0 ? 6.0 : e;
+                ck_assert_msg(fabs(y[0][i] - e) <= 1e-5 * fmax(1.0, fabs(e)), "case %zu batch %zu: y[%zu] = %g, want %g",
+                              ci, batch, i, (double)y[0][i], e);
+            }
+            ck_assert_msg(memcmp(y[0], y[1], out * sizeof(float)) == 0, "case %zu: 1 and 2 threads differ", ci);
+            /* Training: the forward pass too where pointwise (the backward
+             * stays on BLIS, and the im2col matrix of a 3x3 is still made
+             * for its weight gradient): y and dw (from dz as the gradient
+             * of the pre-activation) against the definition. */
+            float *dz = fnew(out), *dw = fnew(wn);
+            th_fill_uniform(dz, out, -1, 1, 25);
+            conv_run r = run_algo(TLI_CONV_GEMM, &g, sc->filters, 1, x, w, bias, dz, batch, TL_ACT_RELU);
+            for (size_t i = 0; i < out; i++) {
+                const double e = ref[i] > 0.0f ? ref[i] : 0.0;
+                ck_assert_msg(fabs(r.y[i] - e) <= 1e-5 * fmax(1.0, fabs(e)), "case %zu training: y[%zu]", ci, i);
+            }
+            memset(dw, 0, wn * sizeof *dw);
+            for (size_t n = 0; n < batch; n++)
+                for (uint32_t oh = 0; oh < g.out_h; oh++)
+                    for (uint32_t ow = 0; ow < g.out_w; ow++)
+                        for (uint32_t kh = 0; kh < g.k_h; kh++)
+                            for (uint32_t kw = 0; kw < g.k_w; kw++) {
+                                const long ih = (long)oh * g.s_h - g.pad_t + kh, iw = (long)ow * g.s_w - g.pad_l + kw;
+                                if (ih < 0 || ih >= (long)g.in_h || iw < 0 || iw >= (long)g.in_w)
+                                    continue;
+                                const float *xp = x + ((n * g.in_h + (size_t)ih) * g.in_w + (size_t)iw) * g.in_c;
+                                const float *dp = dz + ((n * g.out_h + oh) * g.out_w + ow) * sc->filters;
+                                for (uint32_t c = 0; c < g.in_c; c++)
+                                    for (uint32_t f = 0; f < sc->filters; f++)
+                                        dw[(((size_t)kh * g.k_w + kw) * g.in_c + c) * sc->filters + f] += xp[c] * dp[f];
+                            }
+            ck_assert_msg(max_rel_diff(dw, r.dw, wn) < 1e-4, "case %zu training: dw differs by %g", ci,
+                          max_rel_diff(dw, r.dw, wn));
+            run_free(&r);
+            free(dz), free(dw);
+            free(x), free(w), free(bias), free(ref), free(res), free(y[0]), free(y[1]);
+        }
 }
 END_TEST
 
@@ -1215,6 +1297,7 @@ int main(void)
     TCase *tc = tcase_create("algorithms");
     tcase_add_loop_test(tc, direct_matches_gemm, 0, (int)(sizeof direct_cases / sizeof direct_cases[0]));
     tcase_add_loop_test(tc, direct_forward_strides, 0, (int)(sizeof fwd_cases / sizeof fwd_cases[0]));
+    tcase_add_test(tc, infer_direct_for_odd_filters);
     tcase_add_test(tc, choice_follows_shape);
     tcase_add_loop_test(tc, grouped_matches_reference, 0, NGROUP);
     tcase_add_loop_test(tc, grouped_equals_separate_convs, 0, NGROUP);

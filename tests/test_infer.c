@@ -625,6 +625,66 @@ START_TEST(residual_join_fused_frozen)
 }
 END_TEST
 
+
+/* A prediction runs a batch as passes of as many examples as stay in
+ * cache (here one: a 32x32x144 expansion is 576 KiB an example; eight
+ * per thread at least on two threads), with the same bits as
+ * one pass over the whole batch: 1x1 expansion (direct kernel), depthwise,
+ * batchnorm + ReLU6 folded, a projection to 24 channels (GEMM path), global
+ * pooling, for an odd batch on 1 and 2 threads. (No dense head: BLIS
+ * rounds a product of one row differently from one of seven, so a dense
+ * layer's bits have always depended on the batch a prediction runs in.) */
+START_TEST(predict_passes_fit_the_cache)
+{
+    enum { S = 32, CI = 16, B = 19, K = 24 };
+    tl_model *m;
+    ck_assert_tl_ok(tl_model_create(&m, S, S, CI, 5));
+    tl_conv2d_options co = TL_CONV2D_OPTIONS_INIT;
+    co.filters = 144;
+    co.kernel_h = co.kernel_w = 1;
+    co.use_bias = 0;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    tl_batchnorm_options bo = TL_BATCHNORM_OPTIONS_INIT;
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
+    tl_activation_options ao = TL_ACTIVATION_OPTIONS_INIT;
+    ao.activation = TL_ACT_RELU6;
+    ck_assert_tl_ok(tl_model_add_activation(NULL, m, &ao));
+    co.kernel_h = co.kernel_w = 3;
+    co.padding = TL_PAD_SAME;
+    co.groups = 144;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
+    ck_assert_tl_ok(tl_model_add_activation(NULL, m, &ao));
+    co.filters = 24;
+    co.kernel_h = co.kernel_w = 1;
+    co.groups = 1;
+    ck_assert_tl_ok(tl_model_add_conv2d(NULL, m, &co));
+    ck_assert_tl_ok(tl_model_add_batchnorm(NULL, m, &bo));
+    ck_assert_tl_ok(tl_model_add_global_avgpool2d(NULL, m, NULL, NULL));
+    randomize(m, 51);
+    float *x = malloc(sizeof(float) * B * S * S * CI);
+    th_fill_uniform(x, (size_t)B * S * S * CI, -1.0f, 1.0f, 53);
+    for (uint32_t threads = 1; threads <= 2; threads++) {
+        ck_assert_tl_ok(tl_model_set_threads(m, threads)); /* drops the workspace */
+        float a[B * K], whole[B * K];
+        ck_assert_tl_ok(tl_model_predict(a, B * K, m, x, B, 64));
+        ck_assert_uint_eq(m->ws.batch, threads == 1 ? 1 : 16);
+        ck_assert_tl_ok(tli_workspace_ensure(m, B, false));
+        tli_exec ex = tli_exec_for(m, B, false);
+        memcpy(whole, tli_forward(m, &ex, x, false), sizeof whole);
+        ck_assert_msg(memcmp(a, whole, sizeof a) == 0, "threads %u: passes of %zu differ from one pass of %d",
+                      threads, threads == 1 ? (size_t)1 : (size_t)16, B);
+        float one[K];
+        ck_assert_tl_ok(tl_model_predict(one, K, m, x + 17 * S * S * CI, 1, 1));
+        ck_assert(memcmp(one, a + 17 * K, sizeof one) == 0);
+        for (size_t i = 0; i < B * K; i++)
+            ck_assert(isfinite(a[i]));
+    }
+    free(x);
+    tl_model_free(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("infer");
@@ -640,6 +700,7 @@ int main(void)
     tcase_add_test(tc, shared_outputs_match_own_buffers);
     tcase_add_test(tc, residual_join_fused);
     tcase_add_test(tc, residual_join_fused_frozen);
+    tcase_add_test(tc, predict_passes_fit_the_cache);
     suite_add_tcase(s, tc);
     return th_run(s);
 }

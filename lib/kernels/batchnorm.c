@@ -29,10 +29,10 @@ typedef struct bn_loops {
     void (*stats)(const float *x, size_t lo, size_t hi, size_t c, const float *shift, double *s1, double *s2);
     void (*normalize)(const float *x, size_t lo, size_t hi, size_t c, const float *mean, const float *scale,
                       const float *shift, const float *res, float *y, int clamp);
-    void (*grad_sums)(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
-                      const float *mean, const float *inv_std, double *sdy, double *sdx);
-    void (*input_grad)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
-                       const float *mean, const float *a, const float *q, const float *b, float *dx);
+    void (*grad_sums)(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c, const float *mean,
+                      const float *inv_std, const float *scale, const float *shift, double *sdy, double *sdx);
+    void (*input_grad)(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c, const float *mean,
+                       const float *shift, const float *a, const float *q, const float *b, float *dx);
     void (*scale)(const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c, const float *a,
                   float *dx);
 } bn_loops;
@@ -221,17 +221,23 @@ static int backward_mask(const tli_bn *bn)
     return bn->act_y ? bn->clamp : TLI_CLAMP_NONE;
 }
 
-void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, float *dy, float *dx,
+void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, const float *dy, float *dx,
                            float *dgamma, float *dbeta)
 {
     const size_t rows = bn->rows, c = bn->c, k_count = nchunks(rows);
     const int nt = nthreads(threads, rows, c), mask = backward_mask(bn);
     const bn_loops *L = loops();
     double *sdy = bn->partial, *sdx = bn->partial + k_count * c;
+    /* a = gamma * inv_std, the forward's scale, first: the mask is
+     * recomputed from x with it (batchnorm_impl.h). The product of two
+     * floats is exact in double, so (float)a is the forward's float
+     * product, bit for bit. */
+    for (size_t j = 0; j < c; j++)
+        bn->t0[j] = (float)((bn->gamma ? (double)bn->gamma[j] : 1.0) * (double)bn->inv_std[j]);
     (void)nt;
     TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (long k = 0; k < (long)k_count; k++), {
         const size_t lo = rows * (size_t)k / k_count, hi = rows * ((size_t)k + 1) / k_count;
-        L->grad_sums(x, dy, bn->act_y, mask, lo, hi, c, bn->mean, bn->inv_std, sdy + (size_t)k * c,
+        L->grad_sums(x, dy, mask, lo, hi, c, bn->mean, bn->inv_std, bn->t0, bn->beta, sdy + (size_t)k * c,
                      sdx + (size_t)k * c);
     });
     add_chunks(sdy, k_count, c);
@@ -276,7 +282,7 @@ void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, f
     TLI_OMP_FOR(nt > 1, "omp parallel for num_threads(nt) schedule(static)", (int t = 0; t < nt; t++), {
         size_t lo, hi;
         rows_of(t, nt, rows, &lo, &hi);
-        L->input_grad(x, dy, NULL, TLI_CLAMP_NONE, lo, hi, c, bn->mean, bn->t0, bn->t1, bn->t2, dx); /* dy masked */
+        L->input_grad(x, dy, mask, lo, hi, c, bn->mean, bn->beta, bn->t0, bn->t1, bn->t2, dx);
     });
 }
 

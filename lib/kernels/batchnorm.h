@@ -66,7 +66,9 @@ typedef struct tli_bn {
     /* Backward, not NULL: that activation's backward is fused too - dy is
      * the gradient of its output act_y (rows x c), and the backward passes
      * apply its derivative (dy where 0 < act_y, and act_y < 6 for ReLU6;
-     * 0 elsewhere) before their own. */
+     * 0 elsewhere) before their own. In training mode the activation's
+     * input is recomputed from x instead of reading act_y (the forward
+     * normalized x without a residual: batchnorm_impl.h). */
     const float *act_y;
 } tli_bn;
 
@@ -93,9 +95,8 @@ void tli_bn_infer_affine(const tli_bn *bn, float *scale, float *shift);
  *   dx = gamma * inv_std / n * (n * dy - sum(dy) - xhat * sum(dy * xhat)),
  * with n = rows and the sums per channel. dgamma = sum(dy * xhat) and
  * dbeta = sum(dy) are written (overwritten) when not NULL; dx when not
- * NULL. dy is only read, except with act_y: then it is overwritten with
- * the gradient through the activation's derivative. */
-void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, float *dy, float *dx,
+ * NULL. dy is only read (with act_y, through the activation's derivative). */
+void tli_bn_backward_train(uint32_t threads, const tli_bn *bn, const float *x, const float *dy, float *dx,
                            float *dgamma, float *dbeta);
 
 /* Inference mode (a frozen layer): dx = dy * gamma / sqrt(moving_var + eps). */

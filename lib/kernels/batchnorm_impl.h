@@ -20,7 +20,8 @@
  * `mask` (a TLI_CLAMP_* of elementwise.h): the backward loops take the
  * ReLU / ReLU6 after the batchnorm as well - dy is the gradient of that
  * activation's output y, and counts where the activation passed its input
- * (0 < y, 0 < y < 6: the activation layer's own test), 0 elsewhere.
+ * (0 < y, 0 < y < 6: the activation layer's own test), 0 elsewhere; the
+ * training loops test the activation's input, recomputed from x (gmask).
  */
 #include <stddef.h>
 #include <string.h>
@@ -209,42 +210,73 @@ void TLI_BN(normalize)(const float *x, size_t lo, size_t hi, size_t c, const flo
         TLI_BN(normalize_clamps)(x, lo, hi, c, mean, scale, shift, NULL, y, clamp);
 }
 
-/* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
- * xhat = (x - mean) * inv_std in float and g = dy through `mask` (y is
- * read only with a mask); with a mask g is written back into dy, so that
- * the input gradient's pass reads g and not y again (y, an activation,
- * is usually out of cache by then; dy was just written). Four rows at a
- * time as the statistics (BN_ROWS) when there are fewer than BN_GROUP_C
- * channels, else row by row (a fixed order either way: set by c). */
+/* The backward loops take dy through the fused activation's mask
+ * without reading that activation's output: its input v, the clamp's
+ * argument in the forward pass, is recomputed from x exactly as the
+ * normalizing pass computed it, v = (x - mean) * scale + shift (shift
+ * NULL: beta absent, 0; scale the forward's gamma * inv_std), and
+ * 0 < clamp(v) (< 6) holds exactly where 0 < v (< 6) does. So dy is only
+ * read, and neither the activation's output (usually out of cache by the
+ * backward pass) nor a masked copy of dy goes through memory. */
 
-/* Row r's g (written back with a mask) and g * xhat for 16 channels, in double. */
-BN_INLINE void TLI_BN(gterms)(const float *xr, float *dr, const float *yr, int mask, const float *mean,
-                              const float *inv_std, bn_vd *gd, bn_vd *gx)
+/* g (16 channels at j0) through `mask`, xm = x - mean at them. */
+BN_INLINE bn_vf TLI_BN(gmask)(bn_vf g, bn_vf xm, const float *scale, const float *shift, size_t j0, int mask)
 {
-    bn_vf g = bn_load_f(dr);
-    if (mask != TLI_CLAMP_NONE) {
-        g = bn_mask(g, bn_load_f(yr), mask);
-        bn_store_f(dr, g);
-    }
-    const bn_vf xh = (bn_load_f(xr) - bn_load_f(mean)) * bn_load_f(inv_std);
+    if (mask == TLI_CLAMP_NONE)
+        return g;
+#ifdef __AVX512F__
+    /* dy loaded whole: left alone, GCC turns the mask into a masked load
+     * of dy that waits for x's load and the compares, and the two streams
+     * from memory no longer overlap (1.25x slower passes) */
+    __asm__("" : "+v"(g));
+#endif
+    bn_vf v = xm * bn_load_f(scale + j0);
+    if (shift)
+        v = v + bn_load_f(shift + j0);
+    return bn_mask(g, v, mask);
+}
+
+/* The same for one channel j. */
+BN_INLINE float TLI_BN(gmask1)(float g, float xm, const float *scale, const float *shift, size_t j, int mask)
+{
+    if (mask == TLI_CLAMP_NONE)
+        return g;
+    float v = xm * scale[j];
+    if (shift)
+        v = v + shift[j];
+    return TLI_BN(masked)(g, v, mask);
+}
+
+/* Over rows [lo, hi): sdy[j] = sum of g, sdx[j] = sum of g * xhat, with
+ * xhat = (x - mean) * inv_std in float and g = dy through `mask` (see
+ * above). Four rows at a time as the statistics (BN_ROWS) when there are
+ * fewer than BN_GROUP_C channels, else row by row (a fixed order either
+ * way: set by c). */
+
+/* Row r's g and g * xhat for the 16 channels at j0, in double. */
+BN_INLINE void TLI_BN(gterms)(const float *xr, const float *dr, int mask, const float *mean, const float *inv_std,
+                              const float *scale, const float *shift, size_t j0, bn_vd *gd, bn_vd *gx)
+{
+    const bn_vf xm = bn_load_f(xr + j0) - bn_load_f(mean + j0);
+    const bn_vf g = TLI_BN(gmask)(bn_load_f(dr + j0), xm, scale, shift, j0, mask);
+    const bn_vf xh = xm * bn_load_f(inv_std + j0);
     *gd = __builtin_convertvector(g, bn_vd);
     *gx = *gd * __builtin_convertvector(xh, bn_vd);
 }
 
 /* The same for one channel j. */
-BN_INLINE void TLI_BN(gterm)(const float *xr, float *dr, const float *yr, int mask, const float *mean,
-                             const float *inv_std, size_t j, double *gd, double *gx)
+BN_INLINE void TLI_BN(gterm)(const float *xr, const float *dr, int mask, const float *mean, const float *inv_std,
+                             const float *scale, const float *shift, size_t j, double *gd, double *gx)
 {
-    const float g = TLI_BN(masked)(dr[j], yr[j], mask), xh = (xr[j] - mean[j]) * inv_std[j];
-    if (mask != TLI_CLAMP_NONE)
-        dr[j] = g;
+    const float xm = xr[j] - mean[j];
+    const float g = TLI_BN(gmask1)(dr[j], xm, scale, shift, j, mask), xh = xm * inv_std[j];
     *gd = (double)g;
     *gx = (double)g * (double)xh;
 }
 
-BN_INLINE void TLI_BN(grad_sums_body)(const float *x, float *dy, const float *y, int mask, size_t lo,
-                                      size_t hi, size_t c, const float *mean, const float *inv_std,
-                                      double *restrict sdy, double *restrict sdx)
+BN_INLINE void TLI_BN(grad_sums_body)(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c,
+                                      const float *mean, const float *inv_std, const float *scale,
+                                      const float *shift, double *restrict sdy, double *restrict sdx)
 {
     memset(sdy, 0, c * sizeof *sdy);
     memset(sdx, 0, c * sizeof *sdx);
@@ -252,92 +284,89 @@ BN_INLINE void TLI_BN(grad_sums_body)(const float *x, float *dy, const float *y,
     size_t r = lo;
     /* From BN_GROUP_C channels on, a row's channel blocks are chains
      * enough to hide the additions' latency; there the grouped loop, with
-     * its four rows of three tensors in flight, measured slower. */
+     * its four rows in flight, measured slower. */
     for (; c < BN_GROUP_C && hi - r >= BN_ROWS; r += BN_ROWS) {
-        const float *xr[BN_ROWS], *yr[BN_ROWS];
-        float *dr[BN_ROWS];
+        const float *xr[BN_ROWS], *dr[BN_ROWS];
         for (int i = 0; i < BN_ROWS; i++) {
             xr[i] = x + (r + (size_t)i) * c;
             dr[i] = dy + (r + (size_t)i) * c;
-            yr[i] = mask ? y + (r + (size_t)i) * c : dr[i];
         }
         for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
             bn_vd g[BN_ROWS], gx[BN_ROWS];
             for (int i = 0; i < BN_ROWS; i++)
-                TLI_BN(gterms)(xr[i] + j0, dr[i] + j0, yr[i] + j0, mask, mean + j0, inv_std + j0, &g[i], &gx[i]);
+                TLI_BN(gterms)(xr[i], dr[i], mask, mean, inv_std, scale, shift, j0, &g[i], &gx[i]);
             bn_store_d(sdy + j0, bn_load_d(sdy + j0) + ((g[0] + g[1]) + (g[2] + g[3])));
             bn_store_d(sdx + j0, bn_load_d(sdx + j0) + ((gx[0] + gx[1]) + (gx[2] + gx[3])));
         }
         for (size_t j = cv; j < c; j++) {
             double g[BN_ROWS], gx[BN_ROWS];
             for (int i = 0; i < BN_ROWS; i++)
-                TLI_BN(gterm)(xr[i], dr[i], yr[i], mask, mean, inv_std, j, &g[i], &gx[i]);
+                TLI_BN(gterm)(xr[i], dr[i], mask, mean, inv_std, scale, shift, j, &g[i], &gx[i]);
             sdy[j] += (g[0] + g[1]) + (g[2] + g[3]);
             sdx[j] += (gx[0] + gx[1]) + (gx[2] + gx[3]);
         }
     }
     for (; r < hi; r++) {
         const float *restrict xr = x + r * c;
-        float *restrict dr = dy + r * c;
-        const float *restrict yr = mask ? y + r * c : dr;
+        const float *restrict dr = dy + r * c;
         for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
             bn_vd g, gx;
-            TLI_BN(gterms)(xr + j0, dr + j0, yr + j0, mask, mean + j0, inv_std + j0, &g, &gx);
+            TLI_BN(gterms)(xr, dr, mask, mean, inv_std, scale, shift, j0, &g, &gx);
             bn_store_d(sdy + j0, bn_load_d(sdy + j0) + g);
             bn_store_d(sdx + j0, bn_load_d(sdx + j0) + gx);
         }
         for (size_t j = cv; j < c; j++) {
             double g, gx;
-            TLI_BN(gterm)(xr, dr, yr, mask, mean, inv_std, j, &g, &gx);
+            TLI_BN(gterm)(xr, dr, mask, mean, inv_std, scale, shift, j, &g, &gx);
             sdy[j] += g;
             sdx[j] += gx;
         }
     }
 }
 
-void TLI_BN(grad_sums)(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
-                       const float *mean, const float *inv_std, double *sdy, double *sdx)
+void TLI_BN(grad_sums)(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c, const float *mean,
+                       const float *inv_std, const float *scale, const float *shift, double *sdy, double *sdx)
 {
     if (mask == TLI_CLAMP_RELU)
-        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_RELU, lo, hi, c, mean, inv_std, sdy, sdx);
+        TLI_BN(grad_sums_body)(x, dy, TLI_CLAMP_RELU, lo, hi, c, mean, inv_std, scale, shift, sdy, sdx);
     else if (mask == TLI_CLAMP_RELU6)
-        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_RELU6, lo, hi, c, mean, inv_std, sdy, sdx);
+        TLI_BN(grad_sums_body)(x, dy, TLI_CLAMP_RELU6, lo, hi, c, mean, inv_std, scale, shift, sdy, sdx);
     else
-        TLI_BN(grad_sums_body)(x, dy, y, TLI_CLAMP_NONE, lo, hi, c, mean, inv_std, sdy, sdx);
+        TLI_BN(grad_sums_body)(x, dy, TLI_CLAMP_NONE, lo, hi, c, mean, inv_std, scale, shift, sdy, sdx);
 }
 
 /* dx[r][j] = a[j] * g - (x[r][j] - mean[j]) * q[j] - b[j] for r in [lo, hi),
- * g = dy through `mask`. */
-BN_INLINE void TLI_BN(input_grad_body)(const float *x, const float *dy, const float *y, int mask, size_t lo,
-                                       size_t hi, size_t c, const float *mean, const float *a, const float *q,
+ * g = dy through `mask` (a is the forward's scale, gamma * inv_std; shift
+ * as above). */
+BN_INLINE void TLI_BN(input_grad_body)(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c,
+                                       const float *mean, const float *shift, const float *a, const float *q,
                                        const float *b, float *dx)
 {
     const size_t cv = c - c % BN_V;
     for (size_t r = lo; r < hi; r++) {
         const float *restrict xr = x + r * c, *restrict dr = dy + r * c;
-        const float *restrict yr = mask ? y + r * c : dr;
         float *restrict out = dx + r * c;
         for (size_t j0 = 0; j0 < cv; j0 += BN_V) {
-            bn_vf g = bn_load_f(dr + j0);
-            if (mask != TLI_CLAMP_NONE)
-                g = bn_mask(g, bn_load_f(yr + j0), mask);
-            bn_store_f(out + j0, bn_load_f(a + j0) * g - (bn_load_f(xr + j0) - bn_load_f(mean + j0)) * bn_load_f(q + j0) -
-                                     bn_load_f(b + j0));
+            const bn_vf xm = bn_load_f(xr + j0) - bn_load_f(mean + j0);
+            const bn_vf g = TLI_BN(gmask)(bn_load_f(dr + j0), xm, a, shift, j0, mask);
+            bn_store_f(out + j0, bn_load_f(a + j0) * g - xm * bn_load_f(q + j0) - bn_load_f(b + j0));
         }
-        for (size_t j = cv; j < c; j++)
-            out[j] = a[j] * TLI_BN(masked)(dr[j], yr[j], mask) - (xr[j] - mean[j]) * q[j] - b[j];
+        for (size_t j = cv; j < c; j++) {
+            const float xm = xr[j] - mean[j];
+            out[j] = a[j] * TLI_BN(gmask1)(dr[j], xm, a, shift, j, mask) - xm * q[j] - b[j];
+        }
     }
 }
 
-void TLI_BN(input_grad)(const float *x, const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,
-                        const float *mean, const float *a, const float *q, const float *b, float *dx)
+void TLI_BN(input_grad)(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c, const float *mean,
+                        const float *shift, const float *a, const float *q, const float *b, float *dx)
 {
     if (mask == TLI_CLAMP_RELU)
-        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_RELU, lo, hi, c, mean, a, q, b, dx);
+        TLI_BN(input_grad_body)(x, dy, TLI_CLAMP_RELU, lo, hi, c, mean, shift, a, q, b, dx);
     else if (mask == TLI_CLAMP_RELU6)
-        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_RELU6, lo, hi, c, mean, a, q, b, dx);
+        TLI_BN(input_grad_body)(x, dy, TLI_CLAMP_RELU6, lo, hi, c, mean, shift, a, q, b, dx);
     else
-        TLI_BN(input_grad_body)(x, dy, y, TLI_CLAMP_NONE, lo, hi, c, mean, a, q, b, dx);
+        TLI_BN(input_grad_body)(x, dy, TLI_CLAMP_NONE, lo, hi, c, mean, shift, a, q, b, dx);
 }
 
 /* dx[r][j] = a[j] * g for r in [lo, hi), g = dy through `mask`: the

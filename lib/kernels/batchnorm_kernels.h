@@ -13,10 +13,11 @@
                             double *s2);                                                                         \
     void tli_bn_normalize_##sfx(const float *x, size_t lo, size_t hi, size_t c, const float *mean,               \
                                 const float *scale, const float *shift, const float *res, float *y, int clamp);  \
-    void tli_bn_grad_sums_##sfx(const float *x, float *dy, const float *y, int mask, size_t lo, size_t hi, \
-                                size_t c, const float *mean, const float *inv_std, double *sdy, double *sdx);    \
-    void tli_bn_input_grad_##sfx(const float *x, const float *dy, const float *y, int mask, size_t lo,           \
-                                 size_t hi, size_t c, const float *mean, const float *a, const float *q,         \
+    void tli_bn_grad_sums_##sfx(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c,       \
+                                const float *mean, const float *inv_std, const float *scale, const float *shift, \
+                                double *sdy, double *sdx);                                                       \
+    void tli_bn_input_grad_##sfx(const float *x, const float *dy, int mask, size_t lo, size_t hi, size_t c,      \
+                                 const float *mean, const float *shift, const float *a, const float *q,          \
                                  const float *b, float *dx);                                                     \
     void tli_bn_scale_##sfx(const float *dy, const float *y, int mask, size_t lo, size_t hi, size_t c,           \
                             const float *a, float *dx);

@@ -15,7 +15,7 @@ typedef struct tli_direct_geom {
     uint32_t in_h, in_w, in_c;
     uint32_t out_h, out_w;
     uint32_t k_h, k_w;
-    uint32_t filters;  /* a multiple of 16 */
+    uint32_t filters;  /* a multiple of 16 (forward: any) */
     uint32_t s_h, s_w; /* stride: 1 or 2 */
 } tli_direct_geom;
 
@@ -29,8 +29,9 @@ typedef struct tli_direct_geom {
  * weight gradient) and the kernels read them from there; without it x is
  * read in place and `edge` holds threads x tli_direct_edge_floats floats
  * for the window rows that hang over a border (it may be NULL when no
- * window leaves x). Any stride; filters a multiple of 16. The same bits
- * for any thread count, with or without xpad. */
+ * window leaves x). Any stride; any number of filters (the last partial
+ * vector masked). The same bits for any thread count, with or without
+ * xpad. */
 void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, uint32_t x_h,
                                uint32_t x_w, uint32_t pad_t, uint32_t pad_l, float *xpad, float *edge,
                                const float *w, const float *bias, const float *res, int clamp, float *y,

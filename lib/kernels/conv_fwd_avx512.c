@@ -1,7 +1,7 @@
 /*
  * conv_fwd_avx512.c - the direct convolution's forward pass with AVX-512,
- * NHWC tensors, any kernel size, stride and zero padding, filters a
- * multiple of 16.
+ * NHWC tensors, any kernel size, stride and zero padding, any number of
+ * filters (a last partial vector of them masked).
  *
  * The convolution is a GEMM, out (pixels x filters) = A (pixels x K) * W
  * (K x filters) with K = k_h * k_w * in_c, where A's rows (the receptive
@@ -68,8 +68,12 @@ typedef struct fwd_src {
  * tile's first filter). Then the bias, the residual res (laid out as y;
  * NULL: none) and the clamp. */
 TLI_INLINE void tile_direct(const float *const *rows, uint32_t k_h, size_t len, const float *w, size_t n,
-                            const float *bias, const float *res, int clamp, float *y, const int RB, const int NV)
+                            const float *bias, const float *res, int clamp, float *y, const int RB, const int NV,
+                            const bool TAIL, __mmask16 tail)
 {
+    /* TAIL: the last vector holds the filters' last n % 16 (lanes `tail`):
+     * its loads and stores are masked, the lanes past n left alone. */
+#define TLI_LD(v, p) (TAIL && (v) == NV - 1 ? _mm512_maskz_loadu_ps(tail, (p)) : _mm512_loadu_ps(p))
     __m512 acc[12][4];
 #pragma GCC unroll 12
     for (int r = 0; r < RB; r++)
@@ -85,7 +89,7 @@ TLI_INLINE void tile_direct(const float *const *rows, uint32_t k_h, size_t len, 
             __m512 wv[4];
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
-                wv[v] = _mm512_loadu_ps(w + 16 * v);
+                wv[v] = TLI_LD(v, w + 16 * v);
 #pragma GCC unroll 12
             for (int r = 0; r < RB; r++) {
                 const __m512 b = _mm512_set1_ps(p[r][j]);
@@ -98,20 +102,24 @@ TLI_INLINE void tile_direct(const float *const *rows, uint32_t k_h, size_t len, 
     const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) {
-        const __m512 bv = bias ? _mm512_loadu_ps(bias + 16 * v) : zero;
+        const __m512 bv = bias ? TLI_LD(v, bias + 16 * v) : zero;
 #pragma GCC unroll 12
         for (int r = 0; r < RB; r++) {
             __m512 o = _mm512_add_ps(acc[r][v], bv);
             if (res) /* the residual join, fused (conv -> add) */
-                o = _mm512_add_ps(o, _mm512_loadu_ps(res + (size_t)r * n + 16 * v));
+                o = _mm512_add_ps(o, TLI_LD(v, res + (size_t)r * n + 16 * v));
             /* max_ps and min_ps return their second operand on NaN: keep NaN */
             if (clamp)
                 o = _mm512_max_ps(zero, o);
             if (clamp == TLI_CLAMP_RELU6)
                 o = _mm512_min_ps(six, o);
-            _mm512_storeu_ps(y + (size_t)r * n + 16 * v, o);
+            if (TAIL && v == NV - 1)
+                _mm512_mask_storeu_ps(y + (size_t)r * n + 16 * v, tail, o);
+            else
+                _mm512_storeu_ps(y + (size_t)r * n + 16 * v, o);
         }
     }
+#undef TLI_LD
 }
 
 /* Tile heights per filter vectors: the largest first (RB * NV <= 24, RB
@@ -127,11 +135,30 @@ static int direct_rows(int want, int nv)
     return 1;
 }
 
-#define TILED(RB, NV) tile_direct(rows, k_h, len, w, n, bias, res, clamp, y, RB, NV)
+#define TILED(RB, NV) tile_direct(rows, k_h, len, w, n, bias, res, clamp, y, RB, NV, false, 0)
+#define TILED_TAIL(RB, NV) tile_direct(rows, k_h, len, w, n, bias, res, clamp, y, RB, NV, true, tail)
 
+/* tail: the lanes of the block's last vector that are filters (0xffff:
+ * all; otherwise nv is 1 or 2, see fwd_pixels). */
 static void run_tile_direct(const float *const *rows, uint32_t k_h, size_t len, const float *w, size_t n,
-                            const float *bias, const float *res, int clamp, float *y, int rb, int nv)
+                            const float *bias, const float *res, int clamp, float *y, int rb, int nv,
+                            __mmask16 tail)
 {
+    if (tail != 0xffff) {
+        switch (nv * 100 + rb) {
+        case 112: TILED_TAIL(12, 1); break;
+        case 108: TILED_TAIL(8, 1); break;
+        case 104: TILED_TAIL(4, 1); break;
+        case 102: TILED_TAIL(2, 1); break;
+        case 101: TILED_TAIL(1, 1); break;
+        case 212: TILED_TAIL(12, 2); break;
+        case 208: TILED_TAIL(8, 2); break;
+        case 204: TILED_TAIL(4, 2); break;
+        case 202: TILED_TAIL(2, 2); break;
+        default: TILED_TAIL(1, 2); break;
+        }
+        return;
+    }
     switch (nv * 100 + rb) {
     case 112: TILED(12, 1); break;
     case 108: TILED(8, 1); break;
@@ -251,13 +278,18 @@ static void fwd_pixels(const fwd_src *s, const float *img, const float *w, const
     const size_t n = g->filters, len = (size_t)g->k_w * g->in_c;
     const float *rows[PB * TLI_DIRECT_MAX_TAPS];
     window_rows(s, img, p0, np, rows, edge);
+    /* Filters not a multiple of 16 (inference only, conv_algo.c): the
+     * last one or two vectors form the last block, its last vector masked. */
+    const size_t vecs = (n + 15) / 16, full = n % 16 ? vecs - (vecs >= 2 ? 2 : 1) : vecs;
     for (size_t f0 = 0; f0 < n;) {
-        const int nv = next_block((n - f0) / 16);
+        const bool last = f0 / 16 >= full;
+        const int nv = last ? (int)(vecs - f0 / 16) : next_block(full - f0 / 16);
+        const __mmask16 tail = last ? (__mmask16)((1u << (n % 16)) - 1) : 0xffff;
         for (int r0 = 0; r0 < np;) {
             const int rb = direct_rows(np - r0, nv);
             const size_t o = (p0 + (size_t)r0) * n + f0;
             run_tile_direct(rows + r0, g->k_h, len, w + f0, n, bias ? bias + f0 : NULL, rimg ? rimg + o : NULL,
-                            clamp, yimg + o, rb, nv);
+                            clamp, yimg + o, rb, nv, tail);
             r0 += rb;
         }
         f0 += 16 * (size_t)nv;
