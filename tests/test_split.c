@@ -223,6 +223,44 @@ START_TEST(frozen_base_bits_match_one_thread)
 }
 END_TEST
 
+/* Feature extraction goes the same way: a ResNet cut after its second
+ * stage (layer2's output, 32 channels), 2 and 3 threads against one. */
+START_TEST(extracted_features_match_one_thread)
+{
+    const uint32_t hw = 16;
+    const size_t n = 23, example = (size_t)hw * hw * 3;
+    float *x = malloc(n * example * sizeof *x);
+    int32_t *y = malloc(n * sizeof *y);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(y);
+    th_fill_uniform(x, n * example, -1.0f, 1.0f, 10);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int32_t)(i % CLASSES);
+    tl_model *m = resnet(hw);
+    train_once(m, x, 8, 7);
+    tl_model *t;
+    ck_assert_tl_ok(tl_model_extractor_create_at(&t, m, "layer2.2.relu2"));
+    tl_dataset *data;
+    ck_assert_tl_ok(tl_dataset_create(&data, x, y, n, hw, hw, 3, CLASSES, TL_DATA_COPY));
+    const size_t feats = n * (hw / 2) * (hw / 2) * 32;
+    tl_dataset *ref = NULL;
+    ck_assert_tl_ok(tl_model_set_threads(t, 1));
+    ck_assert_tl_ok(tl_model_extract_features(&ref, t, data, 3)); /* chunks of 3 and a tail of 2: no split */
+    for (uint32_t threads = 1; threads <= 3; threads++) {
+        tl_dataset *got;
+        ck_assert_tl_ok(tl_model_set_threads(t, threads));
+        ck_assert_tl_ok(tl_model_extract_features(&got, t, data, 0));
+        ck_assert_mem_eq(tl_dataset_images(got), tl_dataset_images(ref), feats * sizeof(float));
+        tl_dataset_free(got);
+    }
+    tl_dataset_free(ref);
+    tl_dataset_free(data);
+    tl_model_free(t);
+    tl_model_free(m);
+    free(x), free(y);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("split");
@@ -233,6 +271,7 @@ int main(void)
     tcase_add_test(tc, seed_cnn_bits_match_one_thread);
     tcase_add_test(tc, weights_change_between_predictions);
     tcase_add_test(tc, frozen_base_bits_match_one_thread);
+    tcase_add_test(tc, extracted_features_match_one_thread);
     suite_add_tcase(s, tc);
     return th_run(s);
 }
