@@ -1,14 +1,14 @@
 /*
  * engine_split.c - a prediction on several threads split over the batch:
- * each thread runs every layer on its own slice of the images.
+ * each thread runs every layer on its own pieces of the images.
  *
  * Split layer by layer (each kernel's own parallel loop), a batch-64
  * prediction of ResNet-20 opens about 20 parallel regions, and each ends
  * in a barrier where the threads wait for the slowest; with passive
  * OpenMP threads each region also wakes the others. At inference the
- * images are independent, so one region per prediction does: thread t
- * takes images [n t / T, n (t + 1) / T) through the whole model, and
- * nothing waits until the end. Every kernel computes an image the same
+ * images are independent, so one region per prediction does: the
+ * threads take pieces of the batch as they come free, each piece through
+ * the whole model, and nobody waits until the end. Every kernel computes an image the same
  * way whatever batch it comes in (the tests check it against the one-
  * thread prediction, bit for bit), provided no piece is a single image:
  * a one-row product is a matrix-vector product (gemm.c), summed in
@@ -20,6 +20,7 @@
  * convolution's folded kernel), so no two threads write the same memory.
  * The shadows read the model's tensors; nothing of the model is written.
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -154,19 +155,24 @@ bool tli_split_worth(const tl_model *m, size_t n)
 #endif
 }
 
-/* Run images [lo, hi) (at least two) through shadow `sh` in pieces of
- * `piece` images, the last one of up to piece + 1: none is a single
- * image. */
-static void run_slice(tl_model *sh, size_t piece, const float *x, size_t in_size, float *out, size_t width,
-                      size_t lo, size_t hi)
+/* Run images [lo, lo + b) through shadow `sh`. */
+static void run_piece(tl_model *sh, const float *x, size_t in_size, float *out, size_t width, size_t lo, size_t b)
 {
-    while (lo < hi) {
-        const size_t b = hi - lo <= piece + 1 ? hi - lo : piece;
-        tli_exec ex = tli_exec_for(sh, b, false);
-        const float *y = tli_forward(sh, &ex, x + lo * in_size, false);
-        memcpy(out + lo * width, y, sizeof(float) * b * width);
-        lo += b;
-    }
+    tli_exec ex = tli_exec_for(sh, b, false);
+    const float *y = tli_forward(sh, &ex, x + lo * in_size, false);
+    memcpy(out + lo * width, y, sizeof(float) * b * width);
+}
+
+/* The size of the next piece when `rest` images are left: a share of
+ * them that shrinks as they go (as OpenMP's guided schedule), so a thread
+ * slowed down near the end - by another process on its core - holds few
+ * images back, at most `piece` (the cache's), at least two, and never
+ * leaving a single image behind. */
+static size_t next_piece(size_t rest, size_t piece, uint32_t threads)
+{
+    size_t b = threads == 1 ? piece : rest / (2 * (size_t)threads); /* one thread: nobody to wait for */
+    b = b < 2 ? 2 : b > piece ? piece : b;
+    return rest <= b + 1 ? rest : b;
 }
 
 tl_status tli_split_predict(tl_model *m, const float *x, size_t n, float *out)
@@ -179,17 +185,28 @@ tl_status tli_split_predict(tl_model *m, const float *x, size_t n, float *out)
     tli_split *s = m->ws.split;
     const size_t width = tli_model_out_size(m), in_size = m->in_size;
     if (threads == 1) {
-        run_slice(&s->shadows[0], piece, x, in_size, out, width, 0, n);
+        for (size_t lo = 0, b; lo < n; lo += b)
+            run_piece(&s->shadows[0], x, in_size, out, width, lo, b = next_piece(n - lo, piece, 1));
         return TL_OK;
     }
 #ifdef _OPENMP
+    /* The threads take pieces as they come free. Where the pieces begin
+     * depends on timing; the bits do not (see the top). Nested in a
+     * caller's region the team may be smaller than `threads`; each member
+     * runs its own shadow. */
+    atomic_size_t next = 0;
 #pragma omp parallel num_threads(threads)
     {
-        /* Nested in a caller's region the team may be smaller: the
-         * threads there are take the slices in turn. */
-        const uint32_t nt = (uint32_t)omp_get_num_threads();
-        for (uint32_t t = (uint32_t)omp_get_thread_num(); t < threads; t += nt)
-            run_slice(&s->shadows[t], piece, x, in_size, out, width, n * t / threads, n * (t + 1) / threads);
+        tl_model *sh = &s->shadows[omp_get_thread_num()];
+        for (;;) {
+            size_t lo = atomic_load(&next), b;
+            do {
+                b = lo < n ? next_piece(n - lo, piece, threads) : 0;
+            } while (b && !atomic_compare_exchange_weak(&next, &lo, lo + b));
+            if (b == 0)
+                break;
+            run_piece(sh, x, in_size, out, width, lo, b);
+        }
     }
 #endif
     return TL_OK;
