@@ -173,7 +173,8 @@ static void run_piece(tl_model *sh, const float *x, size_t in_size, float *out, 
 static size_t next_piece(size_t rest, size_t piece, uint32_t threads)
 {
     size_t b = threads == 1 ? piece : rest / (2 * (size_t)threads); /* one thread: nobody to wait for */
-    b = b < 4 ? 4 : b > piece ? piece : b;
+    b = b < 4 ? 4 : b;
+    b = b > piece ? piece : b; /* the shadows hold piece + 1 */
     return rest <= b + 1 ? rest : b;
 }
 

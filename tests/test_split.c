@@ -261,6 +261,23 @@ START_TEST(extracted_features_match_one_thread)
 }
 END_TEST
 
+/* Layers so large that a piece is two images (96 x 96 x 32 floats, over
+ * 1 MiB an image): one thread in pieces of two and a last of three,
+ * several threads likewise. */
+START_TEST(large_layers_pieces_of_two)
+{
+    const size_t most = 9, example = 96 * 96;
+    float *x = malloc(most * example * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    th_fill_uniform(x, most * example, 0.0f, 1.0f, 11);
+    tl_model *m = compiled(th_seed_cnn(96, 96, 1, CLASSES, 4));
+    const size_t ns[] = {4, 7, 9};
+    check_bits(m, x, ns, sizeof ns / sizeof ns[0], 0);
+    tl_model_free(m);
+    free(x);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("split");
@@ -272,6 +289,7 @@ int main(void)
     tcase_add_test(tc, weights_change_between_predictions);
     tcase_add_test(tc, frozen_base_bits_match_one_thread);
     tcase_add_test(tc, extracted_features_match_one_thread);
+    tcase_add_test(tc, large_layers_pieces_of_two);
     suite_add_tcase(s, tc);
     return th_run(s);
 }
