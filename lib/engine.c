@@ -641,16 +641,23 @@ tl_status tl_model_predict(float *out, size_t out_count, tl_model *m, const floa
         chunk = cache_chunk(m);
     if (chunk > n)
         chunk = n;
-    tl_status st = tli_workspace_ensure(m, chunk, false);
-    if (st) {
-        tli_error_prefix("%s", fn);
-        return st;
-    }
-    for (size_t done = 0; done < n; done += chunk) {
+    tl_status st = tli_model_check_graph(m, NULL);
+    for (size_t done = 0; done < n && !st; done += chunk) {
         size_t b = n - done < chunk ? n - done : chunk;
+        /* Several threads and enough examples: one parallel region, each
+         * thread the whole model on its share (engine_split.c). */
+        if (tli_split_worth(m, b)) {
+            st = tli_split_predict(m, inputs + done * m->in_size, b, out + done * width);
+            continue;
+        }
+        st = tli_workspace_ensure(m, b, false);
+        if (st)
+            break;
         tli_exec ex = tli_exec_for(m, b, false);
         const float *y = tli_forward(m, &ex, inputs + done * m->in_size, false);
         memcpy(out + done * width, y, sizeof(float) * b * width);
     }
-    return TL_OK;
+    if (st)
+        tli_error_prefix("%s", fn);
+    return st;
 }

@@ -43,4 +43,14 @@ size_t tli_backward_stop(const tl_model *m);
  * that take it are summed. Stops at tli_backward_stop(). */
 void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits);
 
+/* Whether a prediction of n examples goes split over the batch
+ * (engine_split.c): several threads, and at least two examples each. */
+bool tli_split_worth(const tl_model *m, size_t n);
+
+/* Predict n examples of x into out (n * the output width), each of the
+ * model's threads running every layer on its own slice of the batch.
+ * Only when tli_split_worth(m, n). Returns TL_ENOMEM when the threads'
+ * workspaces cannot be had (the message set); the model is unchanged. */
+tl_status tli_split_predict(tl_model *m, const float *x, size_t n, float *out);
+
 #endif /* TLI_ENGINE_H */

@@ -236,6 +236,7 @@ tl_status tli_model_check_graph(const tl_model *m, const char *fn)
 
 void tli_workspace_free(tl_model *m)
 {
+    tli_split_free(m);
     tli_free_aligned(m->ws.arena);
     memset(&m->ws, 0, sizeof m->ws);
     for (size_t i = 0; i < m->nlayers; i++) {

@@ -10,6 +10,9 @@
 #include "layers/layer.h"
 #include "rng.h"
 
+/* The threads' shadows of a prediction split over the batch (engine_split.c). */
+typedef struct tli_split tli_split;
+
 /* Memory for one batch size, allocated once and reused by every step
  * (laid out by engine.c). */
 typedef struct tli_workspace {
@@ -23,6 +26,7 @@ typedef struct tli_workspace {
     float **gslots;   /* training: gradient buffers that layers' outputs share by liveness */
     size_t nslots;
     float *gtmp;      /* training: a gradient to be added into a shared one */
+    tli_split *split; /* a prediction split over the batch: the threads' shadows, or NULL */
 } tli_workspace;
 
 /* The early-stopping state of a fit that has not finished (history.c):
@@ -104,6 +108,9 @@ void tli_model_redraw(tl_model *m, uint64_t seed);
 /* Drop the workspace and the layers' caches (after the structure or
  * thread count changed). */
 void tli_workspace_free(tl_model *m);
+
+/* Drop the batch split's shadows and their memory (engine_split.c). */
+void tli_split_free(tl_model *m);
 
 /* tli_layer_touch every layer: their values may all have changed. */
 void tli_model_touch(tl_model *m);

@@ -572,7 +572,11 @@ TL_API uint32_t tl_model_threads(const tl_model *model);
  * Run the model on `n` examples (`inputs`: n x h x w x c floats, NHWC) and
  * write the last layer's outputs (n x output count floats) to `out`, of
  * `out_count` floats. Inputs are processed in chunks of at most `batch_size`
- * (0 means 64). Layers run in inference mode.
+ * (0 means 64). Layers run in inference mode. A chunk of at least two
+ * examples per thread is split over the model's threads, each running the
+ * whole model on pieces of it with its own workspace and its own copy of
+ * the folded convolution kernels (memory: about one such copy per
+ * thread); the outputs are the same bits for any thread count.
  * Errors: TL_EINVAL (NULL, n 0), TL_ESHAPE (out_count is not n times the
  * output size), TL_ESTATE (model has no layers), TL_ENOMEM.
  */

@@ -43,9 +43,21 @@ tl_status tl_model_extract_features(tl_dataset **out, tl_model *m, const tl_data
     }
     for (size_t done = 0; done < data->n; done += chunk) {
         size_t b = data->n - done < chunk ? data->n - done : chunk;
+        /* as tl_model_predict: the batch split over the threads */
+        if (tli_split_worth(m, b)) {
+            if ((st = tli_split_predict(m, data->images + done * data->example_size, b, feat + done * width)))
+                break;
+            continue;
+        }
         tli_exec ex = tli_exec_for(m, b, false);
         const float *y = tli_forward(m, &ex, data->images + done * data->example_size, false);
         memcpy(feat + done * width, y, b * width * sizeof(float));
+    }
+    if (st) {
+        tli_free_aligned(feat);
+        tli_free(labels);
+        tli_error_prefix("%s", fn);
+        return st;
     }
     memcpy(labels, data->labels, data->n * sizeof *labels);
     tl_dataset *ds;
