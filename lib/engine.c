@@ -593,35 +593,6 @@ void tli_backward(tl_model *m, const tli_exec *ex, const float *x, bool logits)
     }
 }
 
-/* One core's L2 cache (1 MiB on the Zen 4/5 measured). */
-#define CACHE_FIT_BYTES ((size_t)1 << 20)
-
-/* Examples per forward pass in prediction. Inference handles each example
- * alone, so a batch may run as several smaller passes. Where one example
- * of some layer (its input and output) takes half of L2 or more - as
- * MobileNetV2's 6x expansions, 1.2 MB an example at 32x32x144 - a batch's
- * activations went through memory between layers and the depthwise layers
- * waited on it: there one example per thread a pass keeps them in cache
- * (on several threads eight per thread, or most layers' work would fall
- * under the threshold at which a kernel splits over threads, parallel.c,
- * and run on one). Smaller examples keep the caller's batch: the kernels
- * prefetch the next example there, and more passes only added overhead
- * (the seed CNN's prediction ran 5-10% slower in passes of eight). The
- * results are the same bits, except a dense layer's (BLIS rounds a
- * product of one row unlike one of several). */
-static size_t cache_chunk(const tl_model *m)
-{
-    size_t widest = 1;
-    for (size_t i = 0; i < m->nlayers; i++) {
-        const size_t b = (m->layers[i]->in_size + m->layers[i]->out_size) * sizeof(float);
-        widest = b > widest ? b : widest;
-    }
-    if (widest < CACHE_FIT_BYTES / 2)
-        return SIZE_MAX;
-    const size_t threads = m->threads ? m->threads : 1;
-    return threads > 1 ? 8 * threads : 1;
-}
-
 tl_status tl_model_predict(float *out, size_t out_count, tl_model *m, const float *inputs, size_t n,
                            uint32_t batch_size)
 {
@@ -637,8 +608,6 @@ tl_status tl_model_predict(float *out, size_t out_count, tl_model *m, const floa
         return tli_error(TL_ESHAPE, "%s: %zu examples x %zu outputs do not fit out_count %zu", fn, n, width,
                          out_count);
     size_t chunk = batch_size ? batch_size : 64;
-    if (chunk > cache_chunk(m))
-        chunk = cache_chunk(m);
     if (chunk > n)
         chunk = n;
     tl_status st = tli_model_check_graph(m, NULL);

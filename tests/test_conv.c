@@ -357,7 +357,7 @@ START_TEST(infer_direct_for_odd_filters)
                 size_t sb = tli_conv_scratch_bytes(TLI_CONV_GEMM, &g, sc->filters, batch, threads, false, false);
                 ck_assert(sb != SIZE_MAX);
                 void *scratch = malloc(sb ? sb : 1);
-                tli_conv_infer(threads, TLI_CONV_GEMM, &g, sc->filters, x, w, bias, res, TL_ACT_RELU6, 0.0f,
+                tli_conv_infer(threads, TLI_CONV_GEMM, &g, sc->filters, x, w, NULL, bias, res, TL_ACT_RELU6, 0.0f,
                                y[threads - 1], batch, scratch);
                 free(scratch);
             }
