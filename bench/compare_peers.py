@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """compare_peers.py BUILD [--models resnet20,mobilenetv2] [--rounds 3] [--threads 1] [--peers DIR] [--ort NODE_MODULES]
+                 [--omp-wait passive|default]
 
 libtl beside PyTorch and ONNX Runtime, side by side: for every model, rounds
 of libtl's tl-bench, then torch_backbones.py (training, inference at batch 64,
@@ -9,6 +10,12 @@ batch-1 latency), then ort_infer.js on the model torch_backbones.py exported
 then the medians and the medians of the per-round ratios (pairing keeps a
 ratio meaningful while a shared machine drifts). A peer that is missing is
 left out (its columns say so).
+
+OpenMP's threads (libtl's and PyTorch's) sleep between parallel regions
+(OMP_WAIT_POLICY=passive), as on a shared machine; --omp-wait default
+leaves libgomp's default, spinning a while before sleeping - as ONNX
+Runtime's own thread pool does in either case - which matters for
+batch-1 latency on several threads.
 """
 import argparse
 import json
@@ -36,8 +43,12 @@ def main():
     ap.add_argument("--peers", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                                      "shared", "peers"))
     ap.add_argument("--ort", default="/work/npm-ort/node_modules")
+    ap.add_argument("--omp-wait", choices=("passive", "default"), default="passive")
     a = ap.parse_args()
-    env = dict(os.environ, OMP_WAIT_POLICY="passive", **MALLOC)
+    env = dict(os.environ, **MALLOC)
+    env.pop("OMP_WAIT_POLICY", None)
+    if a.omp_wait == "passive":
+        env["OMP_WAIT_POLICY"] = "passive"
     lt_env = dict(env, LD_LIBRARY_PATH=os.path.join(a.build, "lib"))
     ort_env = dict(env, NODE_PATH=a.ort)
     torch_py = os.path.join(a.peers, "torch_backbones.py")
@@ -65,7 +76,7 @@ def main():
                 f"{k} train {v.get('train_img_s', '-')} infer {v['infer_img_s']} lat {v['latency_b1_ms']}"
                 for k, v in row.items()), flush=True)
         lt = rows[0]["libtl"]
-        print(f"\n{model}: {a.threads} thread(s), {a.rounds} rounds; params libtl {lt['params']}"
+        print(f"\n{model}: {a.threads} thread(s), {a.rounds} rounds, OpenMP wait {a.omp_wait}; params libtl {lt['params']}"
               + (f", PyTorch {rows[0]['torch']['params']}" if have_torch else "")
               + f"; {lt['train_gflops'] / lt['train_img_s'] * 1e3:.1f} MFLOP per training image")
 
