@@ -9,10 +9,12 @@
  *    (bit for bit the separate sum and clamp); 1 and 2 threads bit for
  *    bit; a kernel prepared once (tli_conv_prepare) gives the bits of one
  *    prepared in the call.
- *  - Training: the forward pads the input for the direct weight gradient,
- *    so dw is the direct algorithm's bits; dx is Winograd's forward on dz
- *    with the kernel turned (in_c a multiple of 16; else the direct dx):
- *    against a double-precision reference, 1 and 2 threads bit for bit.
+ *  - Training: dx is Winograd's forward on dz with the kernel turned
+ *    (in_c a multiple of 16; else the direct dx), dw Winograd's backward
+ *    filter: both against double-precision references (dw's float32 error
+ *    beside the direct kernel's is printed), 1 and 2 threads bit for bit,
+ *    dw overwritten (not added to); the weight gradient alone over more
+ *    shapes (in_c 8 to 64, odd sizes, batch 1, 3 and 64).
  *  - The choice: tli_conv_choose picks it only for 3x3 stride-1 pad-1
  *    layers, and tli_conv_algo_ok refuses other shapes.
  *  - A model keeps the transformed kernels across predictions (plain and
@@ -177,11 +179,47 @@ static void reference_dx(const tli_conv_geom *g, uint32_t n, const float *dz, co
                 }
 }
 
+/* dw = the weight gradient in double: sum over images and pixels of
+ * x(window) dz. */
+static void reference_dw(const tli_conv_geom *g, uint32_t n, const float *x, const float *dz, size_t batch,
+                         double *dw)
+{
+    const size_t cn = (size_t)g->in_c * n;
+    memset(dw, 0, 9 * cn * sizeof *dw);
+    for (size_t i = 0; i < batch; i++)
+        for (uint32_t oh = 0; oh < g->out_h; oh++)
+            for (uint32_t ow = 0; ow < g->out_w; ow++) {
+                const float *d = dz + ((i * g->out_h + oh) * g->out_w + ow) * n;
+                for (int kh = 0; kh < 3; kh++)
+                    for (int kw = 0; kw < 3; kw++) {
+                        long ih = (long)oh - 1 + kh, iw = (long)ow - 1 + kw;
+                        if (ih < 0 || ih >= (long)g->in_h || iw < 0 || iw >= (long)g->in_w)
+                            continue;
+                        const float *xp = x + ((i * g->in_h + (size_t)ih) * g->in_w + (size_t)iw) * g->in_c;
+                        double *o = dw + (size_t)(kh * 3 + kw) * cn;
+                        for (uint32_t c = 0; c < g->in_c; c++)
+                            for (uint32_t f = 0; f < n; f++)
+                                o[(size_t)c * n + f] += (double)xp[c] * d[f];
+                    }
+            }
+}
+
+/* Largest |a - ref| over the largest |ref|. */
+static double rel_err(const float *a, const double *ref, size_t count)
+{
+    double scale = 1e-30, err = 0.0;
+    for (size_t i = 0; i < count; i++)
+        scale = fmax(scale, fabs(ref[i]));
+    for (size_t i = 0; i < count; i++)
+        err = fmax(err, fabs((double)a[i] - ref[i]));
+    return err / scale;
+}
+
 /* Training: forward with z, then both gradients, against the direct
- * algorithm (2 threads) and Winograd on 1 and 2 threads. dw is the direct
- * algorithm's, bit for bit (it reads the padded copy the Winograd forward
- * made); dx too when in_c is not a multiple of 16, else it is Winograd's
- * forward on dz (the kernel turned 180 degrees): against the reference. */
+ * algorithm (2 threads) and Winograd on 1 and 2 threads. dx is the direct
+ * algorithm's when in_c is not a multiple of 16, else Winograd's forward
+ * on dz (the kernel turned 180 degrees); dw is Winograd's backward
+ * filter: both against double-precision references. */
 START_TEST(training_matches_direct)
 {
     const wcase *wc = &cases[_i];
@@ -199,6 +237,9 @@ START_TEST(training_matches_direct)
     th_fill_uniform(bias, n, -0.1f, 0.1f, 33);
     th_fill_uniform(dz, out, -1, 1, 34);
     reference_dx(&g, n, dz, w, batch, ref);
+    double *dwref = malloc(wn * sizeof *dwref);
+    ck_assert_ptr_nonnull(dwref);
+    reference_dw(&g, n, x, dz, batch, dwref);
     float *y[3], *z[3], *dw[3], *dx[3];
     for (int a = 0; a < 3; a++) {
         const tli_conv_algo algo = a ? TLI_CONV_WINO : TLI_CONV_DIRECT;
@@ -207,6 +248,8 @@ START_TEST(training_matches_direct)
         ck_assert(sb != SIZE_MAX);
         void *scratch = malloc(sb);
         y[a] = fnew(out), z[a] = fnew(out), dw[a] = fnew(wn), dx[a] = fnew(in);
+        for (size_t i = 0; i < wn; i++) /* overwritten, not added to */
+            dw[a][i] = NAN;
         tli_conv_forward(threads, algo, &g, n, x, w, bias, TL_ACT_LEAKY_RELU, 0.01f, y[a], z[a], batch, scratch);
         tli_conv_backward(threads, algo, &g, n, x, dz, w, dw[a], dx[a], batch, scratch);
         free(scratch);
@@ -221,7 +264,7 @@ START_TEST(training_matches_direct)
         ck_assert_msg(memcmp(&e, &y[1][i], sizeof e) == 0, "case %d: y[%zu] is not leaky_relu(z)", _i, i);
     }
     for (int a = 1; a < 3; a++) {
-        ck_assert_msg(memcmp(dw[0], dw[a], wn * sizeof(float)) == 0, "case %d: weight gradient differs", _i);
+        ck_assert_msg(memcmp(dw[1], dw[a], wn * sizeof(float)) == 0, "case %d: dw, threads differ", _i);
         ck_assert_msg(memcmp(z[1], z[a], out * sizeof(float)) == 0, "case %d: z, threads differ", _i);
         ck_assert_msg(memcmp(dx[1], dx[a], in * sizeof(float)) == 0, "case %d: dx, threads differ", _i);
     }
@@ -236,9 +279,13 @@ START_TEST(training_matches_direct)
     fprintf(stderr, "input gradient %ux%u in %u filters %u: max error %.2e of the largest (direct %.2e)\n", wc->h,
             wc->w, wc->c, n, err, derr);
     ck_assert_msg(err < 2e-5, "case %d: input gradient differs from the reference by %g", _i, err);
+    const double werr = rel_err(dw[1], dwref, wn), wderr = rel_err(dw[0], dwref, wn);
+    fprintf(stderr, "weight gradient %ux%u in %u filters %u: max error %.2e of the largest (direct %.2e)\n", wc->h,
+            wc->w, wc->c, n, werr, wderr);
+    ck_assert_msg(werr < 2e-5, "case %d: weight gradient differs from the reference by %g", _i, werr);
     for (int a = 0; a < 3; a++)
         free(y[a]), free(z[a]), free(dw[a]), free(dx[a]);
-    free(x), free(w), free(bias), free(dz), free(ref);
+    free(x), free(w), free(bias), free(dz), free(ref), free(dwref);
 }
 END_TEST
 
