@@ -498,9 +498,23 @@ static size_t wg_chunks(const tli_wino_geom *g, size_t batch)
     return blocks < WG_CHUNKS ? (blocks ? blocks : 1) : WG_CHUNKS;
 }
 
+/* Floats from one point's rows of a block's V (Z) to the next: a cache
+ * line more than the rows, so that a tile's 36 stores do not fall in one
+ * L1 set when the rows add up to a multiple of 4 KiB (128 tiles of 16
+ * channels took twice as long). */
+static size_t wg_v_stride(const tli_wino_geom *g, size_t t_cap)
+{
+    return t_cap * padded_c(g) + 16;
+}
+static size_t wg_z_stride(const tli_wino_geom *g, size_t t_cap)
+{
+    return t_cap * g->filters + 16;
+}
+
 static size_t wg_thread_floats(const tli_wino_geom *g)
 {
-    return (size_t)TLI_WINO_POS * wg_block_tiles(g) * (padded_c(g) + g->filters) + 16;
+    const size_t t = wg_block_tiles(g);
+    return (size_t)TLI_WINO_POS * (wg_v_stride(g, t) + wg_z_stride(g, t)) + 16;
 }
 
 size_t tli_wino_wgrad_floats(const tli_wino_geom *g, size_t batch, uint32_t threads)
@@ -580,15 +594,15 @@ TLI_INLINE void wg_product_tile(const float *v, size_t cp, const float *z, size_
             _mm512_storeu_ps(s + (size_t)r * n + 16 * q, acc[r][q]);
 }
 
-/* dU (+)= the block's 36 products (V, Z of nt tiles, points t_cap rows
- * apart). Filter blocks of 3 vectors (4 = 2 + 2) by 8 channels, or 1 by
- * 16: 16 or 24 accumulators; cp is a multiple of 16. */
+/* dU (+)= the block's 36 products (V, Z of nt tiles, points vs and zs
+ * floats apart). Filter blocks of 3 vectors (4 = 2 + 2) by 8 channels,
+ * or 1 by 16: 16 or 24 accumulators; cp is a multiple of 16. */
 static void wg_block_products(const tli_wino_geom *g, const float *v, const float *z, float *du, size_t nt,
-                              size_t t_cap, bool add)
+                              size_t vs, size_t zs, bool add)
 {
     const size_t cp = padded_c(g), n = g->filters, ps = wg_point_floats(g);
     for (int p = 0; p < TLI_WINO_POS; p++) {
-        const float *vp = v + (size_t)p * t_cap * cp, *zp = z + (size_t)p * t_cap * n;
+        const float *vp = v + (size_t)p * vs, *zp = z + (size_t)p * zs;
         float *sp = du + (size_t)p * ps;
         for (size_t f0 = 0; f0 < n;) {
             const size_t rem = (n - f0) / 16;
@@ -628,17 +642,18 @@ static void wg_chunk(const tli_wino_geom *g, const float *x, const float *dz, si
     const size_t in_img = (size_t)g->h * g->w * g->in_c, out_img = (size_t)g->h * g->w * n;
     const uint32_t tiles_w = (g->w + 3) / 4;
     const size_t per_img = (size_t)((g->h + 3) / 4) * tiles_w;
+    const size_t vs = wg_v_stride(g, t_cap), zs = wg_z_stride(g, t_cap);
     v = (float *)(((uintptr_t)v + 63) & ~(uintptr_t)63);
-    float *z = v + (size_t)TLI_WINO_POS * t_cap * cp;
+    float *z = v + (size_t)TLI_WINO_POS * vs;
     for (size_t bl = b0; bl < b1; bl++) {
         const size_t q0 = bl * t_cap, nt = tiles - q0 < t_cap ? tiles - q0 : t_cap;
         for (size_t t = 0; t < nt; t++) {
             const size_t q = q0 + t, i = q / per_img, r = q % per_img;
             const uint32_t th = (uint32_t)(r / tiles_w), tw = (uint32_t)(r % tiles_w);
-            input_tile(g, x + i * in_img, 4 * (long)th - 1, 4 * (long)tw - 1, v + t * cp, t_cap * cp);
-            grad_tile(g, dz + i * out_img, 4 * th, 4 * tw, z + t * n, t_cap * n);
+            input_tile(g, x + i * in_img, 4 * (long)th - 1, 4 * (long)tw - 1, v + t * cp, vs);
+            grad_tile(g, dz + i * out_img, 4 * th, 4 * tw, z + t * n, zs);
         }
-        wg_block_products(g, v, z, du, nt, t_cap, bl > b0);
+        wg_block_products(g, v, z, du, nt, vs, zs, bl > b0);
     }
 }
 
