@@ -564,7 +564,9 @@ static void grad_tile(const tli_wino_geom *g, const float *dimg, uint32_t oh0, u
 
 /* s (RB channels x NV filter vectors, rows n apart) (+)= v^T z over nt
  * tiles: v's rows cp apart (RB channels from v), z's n apart; one FMA
- * chain per output, over the tiles in order. */
+ * chain per output over the block's tiles in order, then added to s: a
+ * sum of block sums (one chain over a chunk's thousands of tiles erred
+ * 1.6e-5 of the largest dw on 64 images of 32x32, see test_winograd.c). */
 TLI_INLINE void wg_product_tile(const float *v, size_t cp, const float *z, size_t n, size_t nt, float *s, bool add,
                                 const int RB, const int NV)
 {
@@ -573,7 +575,7 @@ TLI_INLINE void wg_product_tile(const float *v, size_t cp, const float *z, size_
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 3
         for (int q = 0; q < NV; q++)
-            acc[r][q] = add ? _mm512_loadu_ps(s + (size_t)r * n + 16 * q) : _mm512_setzero_ps();
+            acc[r][q] = _mm512_setzero_ps();
     for (size_t t = 0; t < nt; t++, v += cp, z += n) {
         __m512 zv[3];
 #pragma GCC unroll 3
@@ -591,7 +593,8 @@ TLI_INLINE void wg_product_tile(const float *v, size_t cp, const float *z, size_
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 3
         for (int q = 0; q < NV; q++)
-            _mm512_storeu_ps(s + (size_t)r * n + 16 * q, acc[r][q]);
+            _mm512_storeu_ps(s + (size_t)r * n + 16 * q,
+                             add ? _mm512_add_ps(_mm512_loadu_ps(s + (size_t)r * n + 16 * q), acc[r][q]) : acc[r][q]);
 }
 
 /* dU (+)= the block's 36 products (V, Z of nt tiles, points vs and zs
