@@ -186,23 +186,28 @@ TLI_INLINE void bt6(const __m512 d[6], __m512 v[6])
 static void input_tile(const tli_wino_geom *g, const float *img, long ih0, long iw0, float *v, size_t stride)
 {
     const size_t c = g->in_c;
+    /* Cells outside the image load with an empty mask (no access, no
+     * fault, zeros) instead of a branch per cell: a border tile's pattern
+     * of branches changes from tile to tile. */
     const float *rowp[6];
-    bool colok[6];
+    unsigned colok[6];
+    __mmask16 rowk[6];
     for (int a = 0; a < 6; a++) {
         const long ih = ih0 + a;
-        rowp[a] = ih >= 0 && ih < (long)g->h ? img + (size_t)ih * g->w * c : NULL;
+        const bool ok = ih >= 0 && ih < (long)g->h;
+        rowp[a] = img + (ok ? (size_t)ih * g->w * c : 0);
+        rowk[a] = (__mmask16)(ok ? 0xFFFF : 0);
         const long iw = iw0 + a;
-        colok[a] = iw >= 0 && iw < (long)g->w;
+        colok[a] = iw >= 0 && iw < (long)g->w ? 0xFFFFu : 0u;
     }
     for (size_t c0 = 0; c0 < c; c0 += 16) {
-        const __mmask16 k = c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1);
+        const unsigned k = c - c0 >= 16 ? 0xFFFFu : (1u << (c - c0)) - 1;
         __m512 t[6][6]; /* t[b][a'] = (B^T d)[a'][b]: the columns' transforms */
         for (int b = 0; b < 6; b++) {
             __m512 d[6];
+            const unsigned kb = k & colok[b];
             for (int a = 0; a < 6; a++)
-                d[a] = rowp[a] && colok[b]
-                           ? _mm512_maskz_loadu_ps(k, rowp[a] + (size_t)(iw0 + b) * c + c0)
-                           : _mm512_setzero_ps();
+                d[a] = _mm512_maskz_loadu_ps((__mmask16)(kb & rowk[a]), rowp[a] + ((long)iw0 + b) * (long)c + (long)c0);
             bt6(d, t[b]);
         }
         for (int a = 0; a < 6; a++) {
