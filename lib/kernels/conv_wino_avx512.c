@@ -552,13 +552,20 @@ static void grad_tile(const tli_wino_geom *g, const float *dimg, uint32_t oh0, u
 {
     const size_t n = g->filters;
     const uint32_t nh = g->h - oh0 < 4 ? g->h - oh0 : 4, nw = g->w - ow0 < 4 ? g->w - ow0 : 4;
+    /* rows and columns past the image load with an empty mask (as input_tile) */
+    const float *rowp[4];
+    __mmask16 rowk[4], colk[4];
+    for (uint32_t i = 0; i < 4; i++) {
+        rowp[i] = dimg + ((size_t)(oh0 + (i < nh ? i : 0)) * g->w + ow0) * n;
+        rowk[i] = (__mmask16)(i < nh ? 0xFFFF : 0);
+        colk[i] = (__mmask16)(i < nw ? 0xFFFF : 0);
+    }
     for (size_t f0 = 0; f0 < n; f0 += 16) {
         __m512 t[4][6]; /* t[j][a] = (A dy)[a][j] */
         for (uint32_t j = 0; j < 4; j++) {
             __m512 d[4];
             for (uint32_t i = 0; i < 4; i++)
-                d[i] = i < nh && j < nw ? _mm512_loadu_ps(dimg + ((size_t)(oh0 + i) * g->w + ow0 + j) * n + f0)
-                                        : _mm512_setzero_ps();
+                d[i] = _mm512_maskz_loadu_ps(rowk[i] & colk[j], rowp[i] + (size_t)j * n + f0);
             a4(d, t[j]);
         }
         for (int a = 0; a < 6; a++) {
