@@ -470,8 +470,9 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
  * (in_c x tiles) Z_p (tiles x filters): K is the batch's tiles, 36 such
  * products replace the direct kernel's 9 of K = pixels (16 per tile).
  *
- * Tiles go in blocks of WG_T that keep a block's V and Z near the core; a
- * block's products add into its chunk's dU. The tiles are cut into
+ * Tiles go in blocks of at most WG_BLOCK_BYTES of V and Z (up to WG_MAX_T
+ * tiles, in L2); a block's products are summed from zero in registers and
+ * then added into its chunk's dU. The tiles are cut into
  * WG_CHUNKS chunks at fixed block boundaries (the geometry and batch
  * decide them, never the thread count); a thread takes whole chunks and
  * the chunks' sums are added in chunk order, in double, before G^T: the
@@ -480,7 +481,9 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
 enum {
     WG_BLOCK_BYTES = 512 << 10, /* one block's V and Z */
     WG_MAX_T = 128,
-    WG_CHUNKS = 2, /* the tiles' split for threads (2 cores on the target machine) */
+    /* the tiles' split for threads: 2 cores on the target machine (more
+     * threads gain nothing here; one thread still sums 2 chunks) */
+    WG_CHUNKS = 2,
 };
 
 static size_t wg_block_tiles(const tli_wino_geom *g)
