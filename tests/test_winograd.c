@@ -9,10 +9,12 @@
  *    (bit for bit the separate sum and clamp); 1 and 2 threads bit for
  *    bit; a kernel prepared once (tli_conv_prepare) gives the bits of one
  *    prepared in the call.
- *  - Training: the forward pads the input for the direct weight gradient,
- *    so dw is the direct algorithm's bits; dx is Winograd's forward on dz
- *    with the kernel turned (in_c a multiple of 16; else the direct dx):
- *    against a double-precision reference, 1 and 2 threads bit for bit.
+ *  - Training: dx is Winograd's forward on dz with the kernel turned
+ *    (in_c a multiple of 16; else the direct dx), dw Winograd's backward
+ *    filter: both against double-precision references (dw's float32 error
+ *    beside the direct kernel's is printed), 1 and 2 threads bit for bit,
+ *    dw overwritten (not added to); the weight gradient alone over more
+ *    shapes (in_c 8 to 64, odd sizes, batch 1, 3 and 64).
  *  - The choice: tli_conv_choose picks it only for 3x3 stride-1 pad-1
  *    layers, and tli_conv_algo_ok refuses other shapes.
  *  - A model keeps the transformed kernels across predictions (plain and
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "kernels/conv_wino.h"
 #include "kernels/elementwise.h"
 #include "kernels/kernels.h"
 #include "layers/layer.h"
@@ -177,11 +180,47 @@ static void reference_dx(const tli_conv_geom *g, uint32_t n, const float *dz, co
                 }
 }
 
+/* dw = the weight gradient in double: sum over images and pixels of
+ * x(window) dz. */
+static void reference_dw(const tli_conv_geom *g, uint32_t n, const float *x, const float *dz, size_t batch,
+                         double *dw)
+{
+    const size_t cn = (size_t)g->in_c * n;
+    memset(dw, 0, 9 * cn * sizeof *dw);
+    for (size_t i = 0; i < batch; i++)
+        for (uint32_t oh = 0; oh < g->out_h; oh++)
+            for (uint32_t ow = 0; ow < g->out_w; ow++) {
+                const float *d = dz + ((i * g->out_h + oh) * g->out_w + ow) * n;
+                for (int kh = 0; kh < 3; kh++)
+                    for (int kw = 0; kw < 3; kw++) {
+                        long ih = (long)oh - 1 + kh, iw = (long)ow - 1 + kw;
+                        if (ih < 0 || ih >= (long)g->in_h || iw < 0 || iw >= (long)g->in_w)
+                            continue;
+                        const float *xp = x + ((i * g->in_h + (size_t)ih) * g->in_w + (size_t)iw) * g->in_c;
+                        double *o = dw + (size_t)(kh * 3 + kw) * cn;
+                        for (uint32_t c = 0; c < g->in_c; c++)
+                            for (uint32_t f = 0; f < n; f++)
+                                o[(size_t)c * n + f] += (double)xp[c] * d[f];
+                    }
+            }
+}
+
+/* Largest |a - ref| over the largest |ref|. */
+static double rel_err(const float *a, const double *ref, size_t count)
+{
+    double scale = 1e-30, err = 0.0;
+    for (size_t i = 0; i < count; i++)
+        scale = fmax(scale, fabs(ref[i]));
+    for (size_t i = 0; i < count; i++)
+        err = fmax(err, fabs((double)a[i] - ref[i]));
+    return err / scale;
+}
+
 /* Training: forward with z, then both gradients, against the direct
- * algorithm (2 threads) and Winograd on 1 and 2 threads. dw is the direct
- * algorithm's, bit for bit (it reads the padded copy the Winograd forward
- * made); dx too when in_c is not a multiple of 16, else it is Winograd's
- * forward on dz (the kernel turned 180 degrees): against the reference. */
+ * algorithm (2 threads) and Winograd on 1 and 2 threads. dx is the direct
+ * algorithm's when in_c is not a multiple of 16, else Winograd's forward
+ * on dz (the kernel turned 180 degrees); dw is Winograd's backward
+ * filter: both against double-precision references. */
 START_TEST(training_matches_direct)
 {
     const wcase *wc = &cases[_i];
@@ -199,6 +238,9 @@ START_TEST(training_matches_direct)
     th_fill_uniform(bias, n, -0.1f, 0.1f, 33);
     th_fill_uniform(dz, out, -1, 1, 34);
     reference_dx(&g, n, dz, w, batch, ref);
+    double *dwref = malloc(wn * sizeof *dwref);
+    ck_assert_ptr_nonnull(dwref);
+    reference_dw(&g, n, x, dz, batch, dwref);
     float *y[3], *z[3], *dw[3], *dx[3];
     for (int a = 0; a < 3; a++) {
         const tli_conv_algo algo = a ? TLI_CONV_WINO : TLI_CONV_DIRECT;
@@ -207,6 +249,8 @@ START_TEST(training_matches_direct)
         ck_assert(sb != SIZE_MAX);
         void *scratch = malloc(sb);
         y[a] = fnew(out), z[a] = fnew(out), dw[a] = fnew(wn), dx[a] = fnew(in);
+        for (size_t i = 0; i < wn; i++) /* overwritten, not added to */
+            dw[a][i] = NAN;
         tli_conv_forward(threads, algo, &g, n, x, w, bias, TL_ACT_LEAKY_RELU, 0.01f, y[a], z[a], batch, scratch);
         tli_conv_backward(threads, algo, &g, n, x, dz, w, dw[a], dx[a], batch, scratch);
         free(scratch);
@@ -221,7 +265,7 @@ START_TEST(training_matches_direct)
         ck_assert_msg(memcmp(&e, &y[1][i], sizeof e) == 0, "case %d: y[%zu] is not leaky_relu(z)", _i, i);
     }
     for (int a = 1; a < 3; a++) {
-        ck_assert_msg(memcmp(dw[0], dw[a], wn * sizeof(float)) == 0, "case %d: weight gradient differs", _i);
+        ck_assert_msg(memcmp(dw[1], dw[a], wn * sizeof(float)) == 0, "case %d: dw, threads differ", _i);
         ck_assert_msg(memcmp(z[1], z[a], out * sizeof(float)) == 0, "case %d: z, threads differ", _i);
         ck_assert_msg(memcmp(dx[1], dx[a], in * sizeof(float)) == 0, "case %d: dx, threads differ", _i);
     }
@@ -236,9 +280,68 @@ START_TEST(training_matches_direct)
     fprintf(stderr, "input gradient %ux%u in %u filters %u: max error %.2e of the largest (direct %.2e)\n", wc->h,
             wc->w, wc->c, n, err, derr);
     ck_assert_msg(err < 2e-5, "case %d: input gradient differs from the reference by %g", _i, err);
+    const double werr = rel_err(dw[1], dwref, wn), wderr = rel_err(dw[0], dwref, wn);
+    fprintf(stderr, "weight gradient %ux%u in %u filters %u: max error %.2e of the largest (direct %.2e)\n", wc->h,
+            wc->w, wc->c, n, werr, wderr);
+    ck_assert_msg(werr < 2e-5, "case %d: weight gradient differs from the reference by %g", _i, werr);
     for (int a = 0; a < 3; a++)
         free(y[a]), free(z[a]), free(dw[a]), free(dx[a]);
-    free(x), free(w), free(bias), free(dz), free(ref);
+    free(x), free(w), free(bias), free(dz), free(ref), free(dwref);
+}
+END_TEST
+
+/* The weight gradient kernel alone (conv_wino_avx512.c), also on shapes
+ * the layer gives to the direct one (8 channels, 5x5): against the double
+ * reference and the direct kernel's error, 1 and 2 threads bit for bit,
+ * dw overwritten. Batch 64 of 32x32 sums 65,536 pixels per weight. */
+typedef struct gcase {
+    uint32_t h, w, c, filters, batch;
+} gcase;
+
+static const gcase gcases[] = {
+    {5, 5, 8, 16, 1},  {5, 5, 8, 16, 3},   {7, 9, 16, 32, 1}, {7, 9, 24, 48, 3},  {8, 8, 64, 64, 3},
+    {8, 8, 16, 64, 1}, {32, 32, 16, 16, 3}, {9, 7, 64, 16, 3}, {32, 32, 16, 16, 64}, {8, 8, 64, 64, 64},
+};
+
+START_TEST(weight_grad_matches_reference)
+{
+    const gcase *gc = &gcases[_i];
+    const wcase wc = {gc->h, gc->w, gc->c, gc->filters};
+    const tli_conv_geom g = geom(&wc);
+    if (!tli_conv_algo_ok(TLI_CONV_WINO, &g, gc->filters))
+        return;
+    const uint32_t n = gc->filters;
+    const size_t batch = gc->batch, in = batch * gc->h * gc->w * gc->c, out = batch * gc->h * gc->w * n;
+    const size_t wn = 9 * (size_t)gc->c * n;
+    float *x = fnew(in), *dz = fnew(out), *y = fnew(out), *w = fnew(wn), *direct = fnew(wn);
+    float *dw[2] = {fnew(wn), fnew(wn)};
+    double *ref = malloc(wn * sizeof *ref);
+    ck_assert_ptr_nonnull(ref);
+    th_fill_uniform(x, in, -1, 1, 51 + _i);
+    th_fill_uniform(dz, out, -1, 1, 52 + _i);
+    th_fill_uniform(w, wn, -0.3f, 0.3f, 53);
+    reference_dw(&g, n, x, dz, batch, ref);
+    const tli_wino_geom wg = {gc->h, gc->w, gc->c, n};
+    for (int a = 0; a < 2; a++) {
+        const uint32_t threads = (uint32_t)a + 1;
+        float *buf = fnew(tli_wino_wgrad_floats(&wg, batch, threads));
+        for (size_t i = 0; i < wn; i++) /* overwritten, not added to */
+            dw[a][i] = NAN;
+        tli_wino_weight_grad_avx512(threads, &wg, x, dz, dw[a], buf, batch);
+        free(buf);
+    }
+    ck_assert_msg(memcmp(dw[0], dw[1], wn * sizeof(float)) == 0, "gcase %d: threads differ", _i);
+    size_t sb = tli_conv_scratch_bytes(TLI_CONV_DIRECT, &g, n, batch, 1, true, false);
+    void *scratch = malloc(sb);
+    ck_assert_ptr_nonnull(scratch);
+    tli_conv_forward(1, TLI_CONV_DIRECT, &g, n, x, w, NULL, TL_ACT_LINEAR, 0.0f, y, NULL, batch, scratch);
+    tli_conv_backward(1, TLI_CONV_DIRECT, &g, n, x, dz, w, direct, NULL, batch, scratch);
+    free(scratch);
+    const double err = rel_err(dw[0], ref, wn), derr = rel_err(direct, ref, wn);
+    fprintf(stderr, "weight gradient kernel %ux%u in %u filters %u batch %u: max error %.2e of the largest "
+            "(direct %.2e)\n", gc->h, gc->w, gc->c, n, gc->batch, err, derr);
+    ck_assert_msg(err < 2e-5, "gcase %d: weight gradient differs from the reference by %g", _i, err);
+    free(x), free(dz), free(y), free(w), free(direct), free(dw[0]), free(dw[1]), free(ref);
 }
 END_TEST
 
@@ -365,6 +468,7 @@ int main(void)
     TCase *tc = tcase_create("winograd");
     tcase_add_loop_test(tc, forward_matches_reference, 0, NCASES);
     tcase_add_loop_test(tc, training_matches_direct, 0, NCASES);
+    tcase_add_loop_test(tc, weight_grad_matches_reference, 0, (int)(sizeof gcases / sizeof gcases[0]));
     tcase_add_test(tc, choice);
     tcase_add_test(tc, model_cache_follows_writes);
     suite_add_tcase(s, tc);

@@ -48,7 +48,8 @@ bool tli_conv_algo_ok(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filte
     case TLI_CONV_WINO:
 #ifdef TLI_HAVE_AVX512
         /* 3x3, stride 1, one zero cell on every side: the output is the
-         * input's size (conv_wino_avx512.c); the backward is the direct one. */
+         * input's size (conv_wino_avx512.c); dx and dw are Winograd too (dw
+         * where wino_wgrad_pays). */
         return tli_conv_algo_ok(TLI_CONV_DIRECT, g, filters) && g->k_h == 3 && g->k_w == 3 && g->s_h == 1 &&
                g->s_w == 1 && g->pad_t == 1 && g->pad_l == 1 && g->out_h == g->in_h && g->out_w == g->in_w;
 #else
@@ -84,6 +85,26 @@ static bool wino_pays(const tli_conv_geom *g)
     return g->in_c >= 8 && g->out_h >= 5 && g->out_w >= 5;
 }
 
+/* Winograd's weight gradient (conv_wino_avx512.c) against the direct
+ * one, one thread, CPU time per call, best of 8 alternating rounds (Zen 5,
+ * batch 64, in = out channels unless given), direct / Winograd:
+ *
+ *   32x32 c16 1.45   16x16 c32 2.16   8x8 c64 2.58   (ResNet-20's layers)
+ *   16x16 c16 1.71   8x8 c16 1.60   7x7 c16 1.38   7x7 c64 1.99
+ *   6x6 c16 1.12   6x6 c32 1.33   5x5 c16 0.84   5x5 c32 1.01   5x5 c64 1.08
+ *   in_c 8 (16 filters): 32x32 0.79, 8x8 0.87, 5x5 0.42; in_c 12 16x16 1.23
+ *   batch 1: 32x32 c16 1.76, 16x16 c32 1.88, 8x8 c64 1.07, 8x8 c32 1.01
+ *   two threads: 32x32 c16 1.27, 16x16 c32 1.94, 8x8 c64 1.64
+ *
+ * Its transforms cost per tile and channel, its products per tile and
+ * channel pair (a 5x5 image is 4 tiles of 8x8 cells): Winograd from 12
+ * channels on images of at least 6x6; the other Winograd layers keep the
+ * direct weight gradient (and training's padded copy of the input). */
+static bool wino_wgrad_pays(const tli_conv_geom *g)
+{
+    return g->in_c >= 12 && g->out_h >= 6 && g->out_w >= 6;
+}
+
 tli_conv_algo tli_conv_choose(const tli_conv_geom *g, uint32_t filters)
 {
     if (g->groups > 1 && tli_conv_algo_ok(TLI_CONV_DEPTHWISE, g, filters))
@@ -106,6 +127,7 @@ typedef struct conv_scratch {
     float *dzbuf;    /* DIRECT: per-thread dz buffers of the input gradient (conv_direct.h) */
     float *wbuf;     /* WINO: per-thread tile buffers (conv_wino.h) */
     float *wu;       /* WINO: the transformed kernel, when the caller has none */
+    float *wgrad;    /* WINO, training: the weight gradient's sums and tile buffers (conv_wino.h) */
 } conv_scratch;
 
 /* Height and width of the padded input the windows read. */
@@ -156,7 +178,7 @@ static size_t mul3(size_t a, size_t b, size_t c)
 static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch, uint32_t threads,
                      bool training, bool need_dx, char *base, conv_scratch *out)
 {
-    size_t sizes[8] = {0}; /* xpad, edge, col, partials, wt, dzbuf, wbuf, wu */
+    size_t sizes[9] = {0}; /* xpad, edge, col, partials, wt, dzbuf, wbuf, wu, wgrad */
     const size_t pix = (size_t)g->out_h * g->out_w, k = tli_conv_k(g);
     const size_t wsize = k * filters;
     if (algo == TLI_CONV_DEPTHWISE) {
@@ -166,11 +188,12 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
         if (!is_pointwise(g))
             sizes[2] = mul3(mul3(batch, pix, k), g->groups, 1);
     } else {
-        /* Training keeps the padded input for the weight gradient;
-         * inference reads the input in place, with only the window rows
-         * over the border copied (conv_fwd_avx512.c). */
+        /* Training keeps the padded input for the direct weight gradient
+         * (Winograd's reads the input); inference reads the input in
+         * place, with only the window rows over the border copied
+         * (conv_fwd_avx512.c). */
         if (needs_pad(g)) {
-            if (training)
+            if (training && (algo == TLI_CONV_DIRECT || !wino_wgrad_pays(g)))
                 sizes[0] = mul3(batch, (size_t)padded_h(g) * padded_w(g), g->in_c);
             tli_direct_geom d = direct_geom(g, filters);
             if (algo == TLI_CONV_DIRECT)
@@ -183,6 +206,8 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
             /* the input gradient runs them on dz too (with in_c a multiple of 16) */
             sizes[6] = mul3(threads, training && need_dx && fb < db ? db : fb, 1);
             sizes[7] = tli_wino_weight_floats(&wg);
+            if (training && wino_wgrad_pays(g))
+                sizes[8] = tli_wino_wgrad_floats(&wg, batch, threads);
         }
 #endif
         if (training && need_dx) {
@@ -196,9 +221,9 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
         }
     }
     size_t off = 0;
-    float **slots[8] = {&out->xpad, &out->edge,  &out->col,  &out->partials,
-                        &out->wt,   &out->dzbuf, &out->wbuf, &out->wu};
-    for (int i = 0; i < 8; i++) {
+    float **slots[9] = {&out->xpad, &out->edge,  &out->col, &out->partials, &out->wt,
+                        &out->dzbuf, &out->wbuf, &out->wu,  &out->wgrad};
+    for (int i = 0; i < 9; i++) {
         *slots[i] = NULL;
         if (sizes[i] == 0)
             continue;
@@ -427,10 +452,14 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
     const size_t m = batch * g->out_h * g->out_w, k = tli_conv_k(g);
     layout(algo, g, filters, batch, threads, true, dx != NULL, scratch, &s);
 #ifdef TLI_HAVE_AVX512
-    if (algo == TLI_CONV_DIRECT || algo == TLI_CONV_WINO) { /* the forward padded x into s.xpad */
+    if (algo == TLI_CONV_DIRECT || algo == TLI_CONV_WINO) { /* the direct forward padded x into s.xpad */
         tli_direct_geom d = direct_geom(g, filters);
-        if (dw)
+        if (dw && algo == TLI_CONV_WINO && wino_wgrad_pays(g)) {
+            tli_wino_geom wg = wino_geom(g, filters);
+            tli_wino_weight_grad_avx512(threads, &wg, x, dz, dw, s.wgrad, batch);
+        } else if (dw) {
             tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, batch);
+        }
         if (dx == NULL)
             return;
         if (g->in_c % 16 != 0) {

@@ -51,4 +51,17 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
                              const float *bias, const float *res, int clamp, float *y, float *xpad, float *buf,
                              size_t batch);
 
+/* Floats of the weight gradient's scratch for `batch` images on at most
+ * `threads` threads: per-chunk sums of the 36 points and per-thread tile
+ * buffers. */
+size_t tli_wino_wgrad_floats(const tli_wino_geom *g, size_t batch, uint32_t threads);
+
+/* dw (3, 3, in_c, filters) = the weight gradient of the convolution for
+ * input x and output gradient dz (overwritten, not added to), by
+ * Winograd's F(3x3, 4x4) backward filter; `buf` holds
+ * tli_wino_wgrad_floats(g, batch, threads) floats. The same bits for any
+ * thread count. */
+void tli_wino_weight_grad_avx512(uint32_t threads, const tli_wino_geom *g, const float *x, const float *dz, float *dw,
+                                 float *buf, size_t batch);
+
 #endif /* TLI_CONV_WINO_H */

@@ -186,23 +186,28 @@ TLI_INLINE void bt6(const __m512 d[6], __m512 v[6])
 static void input_tile(const tli_wino_geom *g, const float *img, long ih0, long iw0, float *v, size_t stride)
 {
     const size_t c = g->in_c;
+    /* Cells outside the image load with an empty mask (no access, no
+     * fault, zeros) instead of a branch per cell: a border tile's pattern
+     * of branches changes from tile to tile. */
     const float *rowp[6];
-    bool colok[6];
+    unsigned colok[6];
+    __mmask16 rowk[6];
     for (int a = 0; a < 6; a++) {
         const long ih = ih0 + a;
-        rowp[a] = ih >= 0 && ih < (long)g->h ? img + (size_t)ih * g->w * c : NULL;
+        const bool ok = ih >= 0 && ih < (long)g->h;
+        rowp[a] = img + (ok ? (size_t)ih * g->w * c : 0);
+        rowk[a] = (__mmask16)(ok ? 0xFFFF : 0);
         const long iw = iw0 + a;
-        colok[a] = iw >= 0 && iw < (long)g->w;
+        colok[a] = iw >= 0 && iw < (long)g->w ? 0xFFFFu : 0u;
     }
     for (size_t c0 = 0; c0 < c; c0 += 16) {
-        const __mmask16 k = c - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (c - c0)) - 1);
+        const unsigned k = c - c0 >= 16 ? 0xFFFFu : (1u << (c - c0)) - 1;
         __m512 t[6][6]; /* t[b][a'] = (B^T d)[a'][b]: the columns' transforms */
         for (int b = 0; b < 6; b++) {
             __m512 d[6];
+            const unsigned kb = k & colok[b];
             for (int a = 0; a < 6; a++)
-                d[a] = rowp[a] && colok[b]
-                           ? _mm512_maskz_loadu_ps(k, rowp[a] + (size_t)(iw0 + b) * c + c0)
-                           : _mm512_setzero_ps();
+                d[a] = _mm512_maskz_loadu_ps((__mmask16)(kb & rowk[a]), rowp[a] + ((long)iw0 + b) * (long)c + (long)c0);
             bt6(d, t[b]);
         }
         for (int a = 0; a < 6; a++) {
@@ -449,6 +454,278 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
                         const uint32_t th = (uint32_t)(r / tiles_w), tw = (uint32_t)(r % tiles_w);
                         output_tile(g, m + t * n, t_cap * n, bias, res ? res + i * out_img : NULL, clamp,
                                     y + i * out_img, 4 * th, 4 * tw);
+                    }
+                });
+}
+
+/* ---- weight gradient --------------------------------------------------------
+ *
+ * The forward is y = A^T [U .* V] A per tile with U = G g G^T, and it is
+ * exact (in exact arithmetic) whatever the input tile, so its derivative
+ * is the convolution's: per tile and point p = (a, b), dL/dU_ab = (A dy
+ * A^T)_ab =: Z_ab (dy the tile's 4 x 4 output gradient, zeros past the
+ * image), and dL/dg = G^T dU G with dU the sum over all tiles of V .* Z
+ * (Lavin and Gray's F(3x3, 4x4) backward filter). Summed over the channels
+ * and filters, each point is a product dU_p (in_c x filters) += V_p^T
+ * (in_c x tiles) Z_p (tiles x filters): K is the batch's tiles, 36 such
+ * products replace the direct kernel's 9 of K = pixels (16 per tile).
+ *
+ * Tiles go in blocks of at most WG_BLOCK_BYTES of V and Z (up to WG_MAX_T
+ * tiles, in L2); a block's products are summed from zero in registers and
+ * then added into its chunk's dU. The tiles are cut into
+ * WG_CHUNKS chunks at fixed block boundaries (the geometry and batch
+ * decide them, never the thread count); a thread takes whole chunks and
+ * the chunks' sums are added in chunk order, in double, before G^T: the
+ * same bits for any thread count. */
+
+enum {
+    WG_BLOCK_BYTES = 512 << 10, /* one block's V and Z */
+    WG_MAX_T = 128,
+    /* the tiles' split for threads: 2 cores on the target machine (more
+     * threads gain nothing here; one thread still sums 2 chunks) */
+    WG_CHUNKS = 2,
+};
+
+static size_t wg_block_tiles(const tli_wino_geom *g)
+{
+    size_t t = WG_BLOCK_BYTES / ((size_t)TLI_WINO_POS * (padded_c(g) + g->filters) * sizeof(float));
+    return t < 4 ? 4 : t > WG_MAX_T ? WG_MAX_T : t;
+}
+
+/* Floats from one point's cp x filters sum to the next (a cache line
+ * more, as tli_wino_point_floats). */
+static size_t wg_point_floats(const tli_wino_geom *g)
+{
+    return padded_c(g) * g->filters + 16;
+}
+
+static size_t wg_chunks(const tli_wino_geom *g, size_t batch)
+{
+    const size_t tiles = batch * ((g->h + 3) / 4) * ((g->w + 3) / 4), t = wg_block_tiles(g);
+    const size_t blocks = (tiles + t - 1) / t;
+    return blocks < WG_CHUNKS ? (blocks ? blocks : 1) : WG_CHUNKS;
+}
+
+/* Floats from one point's rows of a block's V (Z) to the next: an odd
+ * number of cache lines, so that a tile's 36 stores fall in 36 L1 sets
+ * (rows adding up to a multiple of 4 KiB, 128 tiles of 16 channels, took
+ * twice as long; 112 lines, 4 sets, measured the same as odd strides). */
+static size_t odd_lines(size_t floats)
+{
+    return ((floats + 15) / 16 | 1) * 16;
+}
+static size_t wg_v_stride(const tli_wino_geom *g, size_t t_cap)
+{
+    return odd_lines(t_cap * padded_c(g));
+}
+static size_t wg_z_stride(const tli_wino_geom *g, size_t t_cap)
+{
+    return odd_lines(t_cap * g->filters);
+}
+
+static size_t wg_thread_floats(const tli_wino_geom *g)
+{
+    const size_t t = wg_block_tiles(g);
+    return (size_t)TLI_WINO_POS * (wg_v_stride(g, t) + wg_z_stride(g, t)) + 16;
+}
+
+size_t tli_wino_wgrad_floats(const tli_wino_geom *g, size_t batch, uint32_t threads)
+{
+    const size_t chunks = wg_chunks(g, batch), bufs = threads < chunks ? threads : chunks;
+    return chunks * TLI_WINO_POS * wg_point_floats(g) + (bufs ? bufs : 1) * wg_thread_floats(g) + 16;
+}
+
+/* z = A d along one direction: 4 vectors in, 6 out. */
+TLI_INLINE void a4(const __m512 d[4], __m512 z[6])
+{
+    const __m512 e = _mm512_add_ps(d[0], d[2]), o = _mm512_add_ps(d[1], d[3]);
+    const __m512 e4 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), d[2], d[0]);
+    const __m512 o4 = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_fmadd_ps(_mm512_set1_ps(4.0f), d[3], d[1]));
+    z[0] = d[0];
+    z[1] = _mm512_add_ps(e, o);
+    z[2] = _mm512_sub_ps(e, o);
+    z[3] = _mm512_add_ps(e4, o4);
+    z[4] = _mm512_sub_ps(e4, o4);
+    z[5] = d[3];
+}
+
+/* Z[p][t][f0 ..] (points `stride` floats apart) = A dy A^T for the output
+ * tile at (oh0, ow0) of one image's gradient, all filters. */
+static void grad_tile(const tli_wino_geom *g, const float *dimg, uint32_t oh0, uint32_t ow0, float *z, size_t stride)
+{
+    const size_t n = g->filters;
+    const uint32_t nh = g->h - oh0 < 4 ? g->h - oh0 : 4, nw = g->w - ow0 < 4 ? g->w - ow0 : 4;
+    /* rows and columns past the image load with an empty mask (as input_tile) */
+    const float *rowp[4];
+    __mmask16 rowk[4], colk[4];
+    for (uint32_t i = 0; i < 4; i++) {
+        rowp[i] = dimg + ((size_t)(oh0 + (i < nh ? i : 0)) * g->w + ow0) * n;
+        rowk[i] = (__mmask16)(i < nh ? 0xFFFF : 0);
+        colk[i] = (__mmask16)(i < nw ? 0xFFFF : 0);
+    }
+    for (size_t f0 = 0; f0 < n; f0 += 16) {
+        __m512 t[4][6]; /* t[j][a] = (A dy)[a][j] */
+        for (uint32_t j = 0; j < 4; j++) {
+            __m512 d[4];
+            for (uint32_t i = 0; i < 4; i++)
+                d[i] = _mm512_maskz_loadu_ps(rowk[i] & colk[j], rowp[i] + (size_t)j * n + f0);
+            a4(d, t[j]);
+        }
+        for (int a = 0; a < 6; a++) {
+            const __m512 d[4] = {t[0][a], t[1][a], t[2][a], t[3][a]};
+            __m512 o[6];
+            a4(d, o);
+            for (int b = 0; b < 6; b++)
+                _mm512_storeu_ps(z + (size_t)(a * 6 + b) * stride + f0, o[b]);
+        }
+    }
+}
+
+/* s (RB channels x NV filter vectors, rows n apart) (+)= v^T z over nt
+ * tiles: v's rows cp apart (RB channels from v), z's n apart; one FMA
+ * chain per output over the block's tiles in order, then added to s: a
+ * sum of block sums (one chain over a chunk's thousands of tiles erred
+ * 1.6e-5 of the largest dw on 64 images of 32x32, see test_winograd.c). */
+TLI_INLINE void wg_product_tile(const float *v, size_t cp, const float *z, size_t n, size_t nt, float *s, bool add,
+                                const int RB, const int NV)
+{
+    __m512 acc[16][3];
+#pragma GCC unroll 16
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 3
+        for (int q = 0; q < NV; q++)
+            acc[r][q] = _mm512_setzero_ps();
+    for (size_t t = 0; t < nt; t++, v += cp, z += n) {
+        __m512 zv[3];
+#pragma GCC unroll 3
+        for (int q = 0; q < NV; q++)
+            zv[q] = _mm512_loadu_ps(z + 16 * q);
+#pragma GCC unroll 16
+        for (int r = 0; r < RB; r++) {
+            const __m512 b = _mm512_set1_ps(v[r]);
+#pragma GCC unroll 3
+            for (int q = 0; q < NV; q++)
+                acc[r][q] = _mm512_fmadd_ps(b, zv[q], acc[r][q]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 3
+        for (int q = 0; q < NV; q++)
+            _mm512_storeu_ps(s + (size_t)r * n + 16 * q,
+                             add ? _mm512_add_ps(_mm512_loadu_ps(s + (size_t)r * n + 16 * q), acc[r][q]) : acc[r][q]);
+}
+
+/* dU (+)= the block's 36 products (V, Z of nt tiles, points vs and zs
+ * floats apart). Filter blocks of 3 vectors (4 = 2 + 2) by 8 channels,
+ * or 1 by 16: 16 or 24 accumulators; cp is a multiple of 16. */
+static void wg_block_products(const tli_wino_geom *g, const float *v, const float *z, float *du, size_t nt,
+                              size_t vs, size_t zs, bool add)
+{
+    const size_t cp = padded_c(g), n = g->filters, ps = wg_point_floats(g);
+    for (int p = 0; p < TLI_WINO_POS; p++) {
+        const float *vp = v + (size_t)p * vs, *zp = z + (size_t)p * zs;
+        float *sp = du + (size_t)p * ps;
+        for (size_t f0 = 0; f0 < n;) {
+            const size_t rem = (n - f0) / 16;
+            const int nv = rem <= 3 ? (int)rem : rem == 4 ? 2 : 3;
+            const size_t rb = nv == 1 ? 16 : 8;
+            for (size_t c0 = 0; c0 < cp; c0 += rb) {
+                const float *vr = vp + c0, *zf = zp + f0;
+                float *s = sp + c0 * n + f0;
+                switch (nv) {
+                case 1: wg_product_tile(vr, cp, zf, n, nt, s, add, 16, 1); break;
+                case 2: wg_product_tile(vr, cp, zf, n, nt, s, add, 8, 2); break;
+                default: wg_product_tile(vr, cp, zf, n, nt, s, add, 8, 3); break;
+                }
+            }
+            f0 += 16 * (size_t)nv;
+        }
+    }
+}
+
+/* r (3 values) = G^T u (6 values), 8 filters at once in double. */
+TLI_INLINE void gt6(const __m512d u[6], __m512d r[3])
+{
+    const __m512d s6 = _mm512_set1_pd(1.0 / 6);
+    const __m512d p12 = _mm512_add_pd(u[1], u[2]), m12 = _mm512_sub_pd(u[2], u[1]);
+    const __m512d p34 = _mm512_add_pd(u[3], u[4]), m34 = _mm512_sub_pd(u[3], u[4]);
+    r[0] = _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 4), u[0],
+                           _mm512_fmadd_pd(_mm512_set1_pd(1.0 / 24), p34, _mm512_mul_pd(_mm512_set1_pd(-1.0 / 6), p12)));
+    r[1] = _mm512_fmadd_pd(s6, m12, _mm512_mul_pd(_mm512_set1_pd(1.0 / 12), m34));
+    r[2] = _mm512_add_pd(_mm512_mul_pd(s6, _mm512_sub_pd(p34, p12)), u[5]);
+}
+
+/* One chunk: blocks [b0, b1) of t_cap tiles summed into du. */
+static void wg_chunk(const tli_wino_geom *g, const float *x, const float *dz, size_t tiles, size_t t_cap, size_t b0,
+                     size_t b1, float *du, float *v)
+{
+    const size_t cp = padded_c(g), n = g->filters;
+    const size_t in_img = (size_t)g->h * g->w * g->in_c, out_img = (size_t)g->h * g->w * n;
+    const uint32_t tiles_w = (g->w + 3) / 4;
+    const size_t per_img = (size_t)((g->h + 3) / 4) * tiles_w;
+    const size_t vs = wg_v_stride(g, t_cap), zs = wg_z_stride(g, t_cap);
+    v = (float *)(((uintptr_t)v + 63) & ~(uintptr_t)63);
+    float *z = v + (size_t)TLI_WINO_POS * vs;
+    for (size_t bl = b0; bl < b1; bl++) {
+        const size_t q0 = bl * t_cap, nt = tiles - q0 < t_cap ? tiles - q0 : t_cap;
+        for (size_t t = 0; t < nt; t++) {
+            const size_t q = q0 + t, i = q / per_img, r = q % per_img;
+            const uint32_t th = (uint32_t)(r / tiles_w), tw = (uint32_t)(r % tiles_w);
+            input_tile(g, x + i * in_img, 4 * (long)th - 1, 4 * (long)tw - 1, v + t * cp, vs);
+            grad_tile(g, dz + i * out_img, 4 * th, 4 * tw, z + t * n, zs);
+        }
+        wg_block_products(g, v, z, du, nt, vs, zs, bl > b0);
+    }
+}
+
+void tli_wino_weight_grad_avx512(uint32_t threads, const tli_wino_geom *g, const float *x, const float *dz, float *dw,
+                                 float *buf, size_t batch)
+{
+    const size_t c = g->in_c, n = g->filters, cn = c * n, ps = wg_point_floats(g);
+    const size_t tiles = batch * ((g->h + 3) / 4) * ((g->w + 3) / 4), t_cap = wg_block_tiles(g);
+    const size_t blocks = (tiles + t_cap - 1) / t_cap, chunks = wg_chunks(g, batch);
+    float *du = buf, *tbuf = buf + chunks * TLI_WINO_POS * ps;
+    const size_t tf = wg_thread_floats(g);
+    if (tiles == 0) {
+        memset(dw, 0, 9 * cn * sizeof(float));
+        return;
+    }
+    threads = tli_par_threads(threads, (double)tiles * TLI_WINO_POS * c * n, 0);
+    if (threads > chunks)
+        threads = (uint32_t)chunks;
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long k = 0; k < (long)chunks; k++), {
+                    const size_t b0 = (size_t)k * blocks / chunks, b1 = (size_t)(k + 1) * blocks / chunks;
+                    wg_chunk(g, x, dz, tiles, t_cap, b0, b1, du + (size_t)k * TLI_WINO_POS * ps,
+                             thread_buf(tbuf, tf, threads > 1));
+                });
+    /* dw = G^T (the chunks' sums, in chunk order) G, in double, rounded once */
+    TLI_OMP_FOR(threads > 1 && c > 1, "omp parallel for num_threads(threads) schedule(static)",
+                (long ci = 0; ci < (long)c; ci++), {
+                    for (size_t f0 = 0; f0 < n; f0 += 8) {
+                        const size_t o = (size_t)ci * n + f0;
+                        __m512d t[3][6];
+                        for (int b = 0; b < 6; b++) {
+                            __m512d col[6], r[3];
+                            for (int a = 0; a < 6; a++) {
+                                const float *s = du + (size_t)(a * 6 + b) * ps + o;
+                                __m512d sum = _mm512_cvtps_pd(_mm256_loadu_ps(s));
+                                for (size_t k = 1; k < chunks; k++)
+                                    sum = _mm512_add_pd(
+                                        sum, _mm512_cvtps_pd(_mm256_loadu_ps(s + k * TLI_WINO_POS * ps)));
+                                col[a] = sum;
+                            }
+                            gt6(col, r);
+                            for (int kh = 0; kh < 3; kh++)
+                                t[kh][b] = r[kh];
+                        }
+                        for (int kh = 0; kh < 3; kh++) {
+                            __m512d r[3];
+                            gt6(t[kh], r);
+                            for (int kw = 0; kw < 3; kw++)
+                                _mm256_storeu_ps(dw + (size_t)(kh * 3 + kw) * cn + o, _mm512_cvtpd_ps(r[kw]));
+                        }
                     }
                 });
 }
