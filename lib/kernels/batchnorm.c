@@ -21,7 +21,7 @@
 #undef TLI_BN
 
 /* A chunk has at least CHUNK_MIN rows; there are at most CHUNKS_MAX. */
-#define CHUNK_MIN 64
+#define CHUNK_MIN 256
 #define CHUNKS_MAX 256
 
 /* One build of the loops. */
