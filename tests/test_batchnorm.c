@@ -476,7 +476,7 @@ END_TEST
 START_TEST(threads_give_the_same_bits)
 {
     /* 8 examples of 16 x 16 x 32: 65,536 values, enough for the kernels to
-     * split the work (and 128 chunks of 16 rows). Through the layer, as
+     * split the work (and 8 chunks of 256 rows). Through the layer, as
      * the engine runs it, with 1, 2 and 3 threads. */
     enum { B = 8, H = 16, W = 16, C = 32, N = B * H * W * C };
     float *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r);
@@ -619,7 +619,7 @@ static void kbn_out_free(kbn_out *o)
 
 /* The AVX-512 build of the loops (where the CPU has it) and the portable
  * one give the same bits, as do 1 and 2 threads: odd channel counts (tails
- * of the 16-channel blocks), rows not a multiple of the 16-row chunks nor
+ * of the 16-channel blocks), rows not a multiple of the 256-row chunks nor
  * of the 32-row blocks, sizes that split over threads; no activation, a
  * fused ReLU and ReLU6 (forward clamp and backward mask). */
 START_TEST(kernel_builds_give_the_same_bits)
