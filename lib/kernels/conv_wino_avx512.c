@@ -669,6 +669,13 @@ static void wg_chunk(const tli_wino_geom *g, const float *x, const float *dz, si
     float *z = v + (size_t)TLI_WINO_POS * vs;
     for (size_t bl = b0; bl < b1; bl++) {
         const size_t q0 = bl * t_cap, nt = tiles - q0 < t_cap ? tiles - q0 : t_cap;
+        if (bl + 1 < b1) { /* the next block's input and gradient, into L2 (as the forward) */
+            const size_t q1 = q0 + nt, q2 = tiles - q1 < t_cap ? tiles : q1 + t_cap;
+            size_t from, to;
+            tiles_span(g, q1, q2, per_img, tiles_w, &from, &to);
+            prefetch_span(x, from, to);
+            prefetch_span(dz, from / g->in_c * n, to / g->in_c * n);
+        }
         for (size_t t = 0; t < nt; t++) {
             const size_t q = q0 + t, i = q / per_img, r = q % per_img;
             const uint32_t th = (uint32_t)(r / tiles_w), tw = (uint32_t)(r % tiles_w);
