@@ -466,8 +466,9 @@ void tli_direct_input_grad_avx512(uint32_t threads, const tli_dx_shape *d, const
     const size_t floats = tli_direct_dx_floats(d);
     threads = tli_par_threads(threads, (double)batch * out_img * d->k_h * d->k_w * d->c, 0);
     /* Each thread zeroes its buffer once (the borders stay zero; every
-     * image fills the same interior) and takes images as they come: each
-     * dx pixel is summed in one fixed order, whoever computes it. */
+     * image fills the same interior) and takes its contiguous share of
+     * the images (parallel.h): each dx pixel is summed in one fixed order,
+     * whoever computes it. */
     if (threads <= 1) {
         memset(buf, 0, floats * sizeof(float));
         for (size_t i = 0; i < batch; i++) {
@@ -484,7 +485,7 @@ void tli_direct_input_grad_avx512(uint32_t threads, const tli_dx_shape *d, const
 #endif
         float *mine = buf + (size_t)tid * floats;
         memset(mine, 0, floats * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
         for (long i = 0; i < (long)batch; i++) {
             dz_to_rows(d, dz + (size_t)i * out_img, mine);
             dx_image(d, mine, wt, dx + (size_t)i * in_img);

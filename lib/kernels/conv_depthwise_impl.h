@@ -620,7 +620,7 @@ void TLI_DW(forward)(uint32_t threads, const tli_conv_geom *g, uint32_t filters,
     }
     uint32_t lo, hi;
     dw_inner_cols(g, &lo, &hi);
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
                 (long n = 0; n < (long)batch; n++), {
         const float *img = x + (size_t)n * in_img;
         dw_tap list[DW_MAXT];
@@ -684,7 +684,7 @@ void TLI_DW(input_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filte
         });
         return;
     }
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
                 (long n = 0; n < (long)batch; n++), {
         const float *dzi = dz + (size_t)n * out_img;
         dw_tap list[DW_MAXT];
@@ -813,7 +813,7 @@ void TLI_DW(weight_grad)(uint32_t threads, const tli_conv_geom *g, uint32_t filt
     if (blocks > 1 && batch < threads)
         parts = blocks < threads ? blocks : threads;
     const long tasks = (long)(batch * parts);
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
                 (long t = 0; t < tasks; t++), {
         const size_t n = (size_t)t / parts, q = (size_t)t % parts;
         const float *img = x + n * in_img, *dzi = dz + n * out_img;

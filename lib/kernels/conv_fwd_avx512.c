@@ -344,6 +344,35 @@ static float *thread_edge(float *edge, size_t floats, bool parallel)
     return edge;
 }
 
+/* One direct forward call's work item: block b of image i. */
+typedef struct fwd_job {
+    const fwd_src *src, *s; /* the input as given, and as read (maybe padded) */
+    size_t in_img, x_img, out_img, pixels, blocks, edge_floats;
+    float *xpad, *edge;
+    const float *w, *bias, *res;
+    int clamp;
+    float *y;
+    size_t batch;
+    bool whole, ahead, parallel;
+} fwd_job;
+
+static void fwd_item(const fwd_job *j, size_t it)
+{
+    const size_t i = it / j->blocks, b = it % j->blocks;
+    const size_t p0 = b * PB;
+    const int np = (int)(j->pixels - p0 < PB ? j->pixels - p0 : PB);
+    if (j->xpad && j->whole && b == 0)
+        pad_image(j->src, j->src->x + i * j->x_img, j->xpad + i * j->in_img);
+    if (j->ahead && i + 1 < j->batch) { /* the next image's part, in step with this one's */
+        if (!j->xpad)
+            prefetch_part(j->src->x + (i + 1) * j->x_img, j->x_img, b, j->blocks);
+        if (j->res)
+            prefetch_part(j->res + (i + 1) * j->out_img, j->out_img, b, j->blocks);
+    }
+    fwd_pixels(j->s, j->s->x + i * j->in_img, j->w, j->bias, j->res ? j->res + i * j->out_img : NULL, j->clamp,
+               j->y + i * j->out_img, p0, np, thread_edge(j->edge, j->edge_floats, j->parallel));
+}
+
 void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, uint32_t x_h,
                                uint32_t x_w, uint32_t pad_t, uint32_t pad_l, float *xpad, float *edge,
                                const float *w, const float *bias, const float *res, int clamp, float *y,
@@ -374,22 +403,16 @@ void tli_direct_forward_avx512(uint32_t threads, const tli_direct_geom *g, const
      * L2 with room to spare (ResNet-20's 64 KiB images); MobileNetV2's
      * larger expansions would push the current image out. */
     const bool ahead = whole && (x_img + (res ? out_img : 0)) * sizeof(float) <= (256u << 10);
-    const size_t items = batch * blocks;
-    const int chunk = whole ? (int)blocks : 1;
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, chunk)",
-                (long it = 0; it < (long)items; it++), {
-                    const size_t i = (size_t)it / blocks, b = (size_t)it % blocks;
-                    const size_t p0 = b * PB;
-                    const int np = (int)(pixels - p0 < PB ? pixels - p0 : PB);
-                    if (xpad && whole && b == 0)
-                        pad_image(&src, x + i * x_img, xpad + i * in_img);
-                    if (ahead && i + 1 < batch) { /* the next image's part, in step with this one's */
-                        if (!xpad)
-                            prefetch_part(x + (i + 1) * x_img, x_img, b, blocks);
-                        if (res)
-                            prefetch_part(res + (i + 1) * out_img, out_img, b, blocks);
-                    }
-                    fwd_pixels(s, s->x + i * in_img, w, bias, res ? res + i * out_img : NULL, clamp, y + i * out_img,
-                               p0, np, thread_edge(edge, edge_floats, threads > 1));
-                });
+    const fwd_job job = {&src, s, in_img, x_img, out_img, pixels, blocks, edge_floats, xpad, edge, w, bias, res,
+                         clamp, y, batch, whole, ahead, threads > 1};
+    const long items = (long)(batch * blocks);
+    /* Whole images go in contiguous shares of the batch (parallel.h).
+     * One image's blocks (batch 1) go as they come: a thread woken late
+     * then takes fewer. */
+    if (whole)
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long it = 0; it < items; it++), { fwd_item(&job, (size_t)it); });
+    else
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                    (long it = 0; it < items; it++), { fwd_item(&job, (size_t)it); });
 }

@@ -423,7 +423,8 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
         TLI_OMP_FOR(threads > 1 && batch > 1, "omp parallel for num_threads(threads) schedule(static)",
                     (long i = 0; i < (long)batch; i++),
                     { pad_image(g, x + (size_t)i * in_img, xpad + (size_t)i * pad_img); });
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+    /* contiguous shares of the tiles, so of the batch (parallel.h) */
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
                 (long bl = 0; bl < (long)blocks; bl++), {
                     float *v = thread_buf(buf, buf_floats, threads > 1);
                     v = (float *)(((uintptr_t)v + 63) & ~(uintptr_t)63);

@@ -110,7 +110,7 @@ void tli_gemm(uint32_t threads, size_t m, size_t n, size_t k, float alpha, const
          * projections) they spent more time there than in the product.
          * The blocks are the same for any thread count, so are the bits. */
         const long blocks = (long)((m + GEMM_ROWS - 1) / GEMM_ROWS);
-        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
                     (long i = 0; i < blocks; i++), {
                         const size_t r0 = (size_t)i * GEMM_ROWS, rows = m - r0 < GEMM_ROWS ? m - r0 : GEMM_ROWS;
                         sgemm(rows, n, k, alpha, a + (ptrdiff_t)r0 * rsa, rsa, csa, b, rsb, csb, beta,

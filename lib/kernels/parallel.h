@@ -12,6 +12,15 @@
  *               (long i = 0; i < n; i++), { body });
  *
  * The body is expanded twice, so it must not hold preprocessor directives.
+ *
+ * Loops over a batch split it with schedule(static): thread t of T takes
+ * the t-th contiguous share of the images (of the rows, the tiles), in
+ * every kernel of a step alike, so the part of a tensor a thread reads is
+ * mostly the part it wrote itself a kernel earlier, still in its own L2.
+ * Handed out dynamically, the shares mixed and the threads read each
+ * other's writes: ResNet-20's two-thread training step took 1.09x as long
+ * (1.17x the CPU time). Per-image or per-block dynamic hand-outs stay where
+ * a call has fewer items than threads can balance statically (batch 1).
  */
 #ifndef TLI_PARALLEL_H
 #define TLI_PARALLEL_H

@@ -78,7 +78,7 @@ void tli_maxpool_forward_avx512(uint32_t threads, const tli_pool_geom *g, const 
     const bool two = g->p_h == 2 && g->p_w == 2 && g->s_h == 2 && g->s_w == 2 && g->pad_t == 0 && g->pad_l == 0 &&
                      2 * (size_t)g->out_h <= g->in_h && 2 * (size_t)g->out_w <= g->in_w;
     threads = tli_par_threads(threads, 0, (double)batch * (in_img + out_img) * sizeof(float));
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 16)",
+    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
                 (long r = 0; r < rows; r++), {
         size_t n = (size_t)r / g->out_h;
         uint32_t oh = (uint32_t)((size_t)r % g->out_h);
