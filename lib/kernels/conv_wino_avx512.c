@@ -147,6 +147,16 @@ static size_t tile_gran(const tli_wino_geom *g)
     return gran;
 }
 
+/* Floats from one point's rows of a block's V (or M, Z) to the next: an
+ * odd number of cache lines, so that a tile's 36 stores (or loads) fall in
+ * 36 L1 sets. The forward's rows were 48 lines (768 floats at every stage
+ * of ResNet-20), 4 sets; in the weight gradient rows adding up to a
+ * multiple of 4 KiB (128 tiles of 16 channels, 1 set) took twice as long. */
+static size_t odd_lines(size_t floats)
+{
+    return ((floats + 15) / 16 | 1) * 16;
+}
+
 /* Tiles per block: a multiple of tile_gran, as many as fit. */
 static size_t block_tiles(const tli_wino_geom *g)
 {
@@ -160,7 +170,8 @@ static size_t block_tiles(const tli_wino_geom *g)
 
 size_t tli_wino_buffer_floats(const tli_wino_geom *g)
 {
-    return (size_t)TLI_WINO_POS * block_tiles(g) * (padded_c(g) + g->filters) + 16;
+    const size_t t = block_tiles(g);
+    return (size_t)TLI_WINO_POS * (odd_lines(t * padded_c(g)) + odd_lines(t * g->filters)) + 16;
 }
 
 /* ---- input transform --------------------------------------------------------- */
@@ -260,12 +271,12 @@ TLI_INLINE void product_tile(const float *v, size_t ldv, const float *u, size_t 
  * of the filter block's height, then of TAIL_ROWS for what is left (a
  * batch-1 8x8 image has 4 tiles). */
 static void block_products(const tli_wino_geom *g, const float *v, const float *u, float *m, size_t nt,
-                           size_t t_cap)
+                           size_t vs, size_t ms)
 {
     const size_t cp = padded_c(g), n = g->filters, c = g->in_c;
     for (int p = 0; p < TLI_WINO_POS; p++) {
-        const float *vp = v + (size_t)p * t_cap * cp, *up = u + (size_t)p * tli_wino_point_floats(g);
-        float *mp = m + (size_t)p * t_cap * n;
+        const float *vp = v + (size_t)p * vs, *up = u + (size_t)p * tli_wino_point_floats(g);
+        float *mp = m + (size_t)p * ms;
         for (size_t f0 = 0; f0 < n;) {
             const int nv = next_block((n - f0) / 16);
             const size_t rb = (size_t)tile_rows(nv);
@@ -419,6 +430,7 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
         blocks = (tiles + t_cap - 1) / t_cap;
         threads = (uint32_t)blocks;
     }
+    const size_t vs = odd_lines(t_cap * cp), ms = odd_lines(t_cap * n);
     if (xpad) /* for the weight gradient (the direct kernel's padded layout) */
         TLI_OMP_FOR(threads > 1 && batch > 1, "omp parallel for num_threads(threads) schedule(static)",
                     (long i = 0; i < (long)batch; i++),
@@ -428,7 +440,7 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
                 (long bl = 0; bl < (long)blocks; bl++), {
                     float *v = thread_buf(buf, buf_floats, threads > 1);
                     v = (float *)(((uintptr_t)v + 63) & ~(uintptr_t)63);
-                    float *m = v + (size_t)TLI_WINO_POS * t_cap * cp;
+                    float *m = v + (size_t)TLI_WINO_POS * vs;
                     const size_t q0 = (size_t)bl * t_cap;
                     const size_t nt = tiles - q0 < t_cap ? tiles - q0 : t_cap;
                     if (q0 + nt < tiles) { /* the next block's input and residual, into L2 */
@@ -442,18 +454,18 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
                     for (size_t t = 0; t < nt; t++) {
                         const size_t q = q0 + t, i = q / per_img, r = q % per_img;
                         const long th = (long)(r / tiles_w), tw = (long)(r % tiles_w);
-                        input_tile(g, x + i * in_img, 4 * th - 1, 4 * tw - 1, v + t * cp, t_cap * cp);
+                        input_tile(g, x + i * in_img, 4 * th - 1, 4 * tw - 1, v + t * cp, vs);
                     }
                     /* a short last block: rows up to a multiple of TAIL_ROWS computed on zeros, not read */
                     const size_t rows = (nt + TAIL_ROWS - 1) / TAIL_ROWS * TAIL_ROWS;
                     for (size_t t = nt; t < rows; t++)
                         for (int p = 0; p < TLI_WINO_POS; p++)
-                            memset(v + ((size_t)p * t_cap + t) * cp, 0, cp * sizeof(float));
-                    block_products(g, v, u, m, rows, t_cap);
+                            memset(v + (size_t)p * vs + t * cp, 0, cp * sizeof(float));
+                    block_products(g, v, u, m, rows, vs, ms);
                     for (size_t t = 0; t < nt; t++) {
                         const size_t q = q0 + t, i = q / per_img, r = q % per_img;
                         const uint32_t th = (uint32_t)(r / tiles_w), tw = (uint32_t)(r % tiles_w);
-                        output_tile(g, m + t * n, t_cap * n, bias, res ? res + i * out_img : NULL, clamp,
+                        output_tile(g, m + t * n, ms, bias, res ? res + i * out_img : NULL, clamp,
                                     y + i * out_img, 4 * th, 4 * tw);
                     }
                 });
@@ -507,14 +519,7 @@ static size_t wg_chunks(const tli_wino_geom *g, size_t batch)
     return blocks < WG_CHUNKS ? (blocks ? blocks : 1) : WG_CHUNKS;
 }
 
-/* Floats from one point's rows of a block's V (Z) to the next: an odd
- * number of cache lines, so that a tile's 36 stores fall in 36 L1 sets
- * (rows adding up to a multiple of 4 KiB, 128 tiles of 16 channels, took
- * twice as long; 112 lines, 4 sets, measured the same as odd strides). */
-static size_t odd_lines(size_t floats)
-{
-    return ((floats + 15) / 16 | 1) * 16;
-}
+/* Floats from one point's rows of a block's V (Z) to the next: odd_lines. */
 static size_t wg_v_stride(const tli_wino_geom *g, size_t t_cap)
 {
     return odd_lines(t_cap * padded_c(g));
