@@ -215,6 +215,17 @@ static void dw_part(const tli_direct_geom *g, const dw_plan *p, const float *x, 
     wgrad_share(g, p, x + i0 * in_img, dz + i0 * out_img, q ? part : dw, i1 - i0, chunk, s, ns);
 }
 
+/* Thread t of nt: a contiguous run of the (part, share) items, each part
+ * cut into as many shares as it has threads (one with two threads, and
+ * both parts for one thread, whatever the region was given). */
+static void dw_thread(const tli_direct_geom *g, const dw_plan *p, const float *x, const float *dz, float *dw,
+                      float *part, size_t batch, size_t parts, size_t chunk, size_t t, size_t nt)
+{
+    const size_t shares = (nt + parts - 1) / parts, items = parts * shares;
+    for (size_t it = items * t / nt; it < items * (t + 1) / nt; it++)
+        dw_part(g, p, x, dz, dw, part, batch, parts, it / shares, chunk, it % shares, shares);
+}
+
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
                                    float *dw, float *part, size_t batch)
 {
@@ -232,9 +243,9 @@ void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, c
     chunk = chunk < 1 ? 1 : chunk > 16 ? 16 : chunk;
     /* The batch goes in DW_PARTS fixed parts (a batch fact, never a
      * thread count), the first summed into dw, the second into `part`,
-     * then added: thread t works on part t * parts / threads, so that it
-     * reads the images the step's other kernels gave it (parallel.h), not
-     * the whole batch; threads sharing a part share its blocks. */
+     * then added: with two threads each works on its own part, the
+     * images the step's other kernels gave it (parallel.h), not the whole
+     * batch; threads sharing a part share its blocks (dw_thread). */
     const size_t parts = part && batch >= DW_PARTS ? DW_PARTS : 1;
     memset(dw, 0, wsize * sizeof(float));
     if (parts > 1)
@@ -243,24 +254,11 @@ void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, c
 #ifdef _OPENMP
     if (threads > 1 && parts * p.total > 1) {
 #pragma omp parallel num_threads(threads)
-        {
-            const size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-            if (nt >= parts) { /* threads [first, next) share part q */
-                const size_t q = t * parts / nt;
-                const size_t first = (q * nt + parts - 1) / parts, next = ((q + 1) * nt + parts - 1) / parts;
-                dw_part(g, &p, x, dz, dw, part, batch, parts, q, chunk, t - first, next - first);
-            } else { /* fewer threads than asked for: whole parts each */
-                for (size_t q = 0; q < parts; q++)
-                    if (q * nt / parts == t)
-                        dw_part(g, &p, x, dz, dw, part, batch, parts, q, chunk, 0, 1);
-            }
-        }
+        dw_thread(g, &p, x, dz, dw, part, batch, parts, chunk, (size_t)omp_get_thread_num(),
+                  (size_t)omp_get_num_threads());
     } else
 #endif
-    {
-        for (size_t q = 0; q < parts; q++)
-            dw_part(g, &p, x, dz, dw, part, batch, parts, q, chunk, 0, 1);
-    }
+        dw_thread(g, &p, x, dz, dw, part, batch, parts, chunk, 0, 1);
     if (parts > 1)
         for (size_t i = 0; i < wsize; i++)
             dw[i] += part[i];

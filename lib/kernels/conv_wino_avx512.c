@@ -411,12 +411,65 @@ static float *thread_buf(float *buf, size_t floats, bool parallel)
     return buf;
 }
 
+/* One forward call's blocks of tiles. */
+typedef struct wino_job {
+    const tli_wino_geom *g;
+    const float *x, *u, *bias, *res;
+    int clamp;
+    float *y, *buf;
+    size_t buf_floats, t_cap, tiles, per_img;
+    uint32_t tiles_w;
+    size_t vs, ms; /* V's and M's point strides */
+    bool parallel;
+} wino_job;
+
+/* Block bl: its tiles transformed into V, the products into M, M
+ * transformed back into y. */
+static void wino_block(const wino_job *j, size_t bl)
+{
+    const tli_wino_geom *g = j->g;
+    const size_t c = g->in_c, n = g->filters, cp = padded_c(g);
+    const size_t in_img = (size_t)g->h * g->w * c, out_img = (size_t)g->h * g->w * n;
+    const size_t t_cap = j->t_cap, tiles = j->tiles, per_img = j->per_img, vs = j->vs, ms = j->ms;
+    const uint32_t tiles_w = j->tiles_w;
+    float *v = thread_buf(j->buf, j->buf_floats, j->parallel);
+    v = (float *)(((uintptr_t)v + 63) & ~(uintptr_t)63);
+    float *m = v + (size_t)TLI_WINO_POS * vs;
+    const size_t q0 = bl * t_cap;
+    const size_t nt = tiles - q0 < t_cap ? tiles - q0 : t_cap;
+    if (q0 + nt < tiles) { /* the next block's input and residual, into L2 */
+        const size_t q1 = q0 + nt, q2 = tiles - q1 < t_cap ? tiles : q1 + t_cap;
+        size_t from, to;
+        tiles_span(g, q1, q2, per_img, tiles_w, &from, &to);
+        prefetch_span(j->x, from, to);
+        if (j->res)
+            prefetch_span(j->res, from / c * n, to / c * n);
+    }
+    for (size_t t = 0; t < nt; t++) {
+        const size_t q = q0 + t, i = q / per_img, r = q % per_img;
+        const long th = (long)(r / tiles_w), tw = (long)(r % tiles_w);
+        input_tile(g, j->x + i * in_img, 4 * th - 1, 4 * tw - 1, v + t * cp, vs);
+    }
+    /* a short last block: rows up to a multiple of TAIL_ROWS computed on zeros, not read */
+    const size_t rows = (nt + TAIL_ROWS - 1) / TAIL_ROWS * TAIL_ROWS;
+    for (size_t t = nt; t < rows; t++)
+        for (int p = 0; p < TLI_WINO_POS; p++)
+            memset(v + (size_t)p * vs + t * cp, 0, cp * sizeof(float));
+    block_products(g, v, j->u, m, rows, vs, ms);
+    for (size_t t = 0; t < nt; t++) {
+        const size_t q = q0 + t, i = q / per_img, r = q % per_img;
+        const uint32_t th = (uint32_t)(r / tiles_w), tw = (uint32_t)(r % tiles_w);
+        output_tile(g, m + t * n, ms, j->bias, j->res ? j->res + i * out_img : NULL, j->clamp, j->y + i * out_img,
+                    4 * th, 4 * tw);
+    }
+}
+
 void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const float *x, const float *u,
                              const float *bias, const float *res, int clamp, float *y, float *xpad, float *buf,
                              size_t batch)
 {
     const size_t c = g->in_c, n = g->filters, cp = padded_c(g);
-    const size_t in_img = (size_t)g->h * g->w * c, out_img = (size_t)g->h * g->w * n;
+    const size_t in_img = (size_t)g->h * g->w * c;
     const size_t pad_img = (size_t)(g->h + 2) * (g->w + 2) * c;
     const uint32_t tiles_h = (g->h + 3) / 4, tiles_w = (g->w + 3) / 4;
     const size_t per_img = (size_t)tiles_h * tiles_w, tiles = batch * per_img;
@@ -435,40 +488,17 @@ void tli_wino_forward_avx512(uint32_t threads, const tli_wino_geom *g, const flo
         TLI_OMP_FOR(threads > 1 && batch > 1, "omp parallel for num_threads(threads) schedule(static)",
                     (long i = 0; i < (long)batch; i++),
                     { pad_image(g, x + (size_t)i * in_img, xpad + (size_t)i * pad_img); });
-    /* contiguous shares of the tiles, so of the batch (parallel.h) */
-    TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
-                (long bl = 0; bl < (long)blocks; bl++), {
-                    float *v = thread_buf(buf, buf_floats, threads > 1);
-                    v = (float *)(((uintptr_t)v + 63) & ~(uintptr_t)63);
-                    float *m = v + (size_t)TLI_WINO_POS * vs;
-                    const size_t q0 = (size_t)bl * t_cap;
-                    const size_t nt = tiles - q0 < t_cap ? tiles - q0 : t_cap;
-                    if (q0 + nt < tiles) { /* the next block's input and residual, into L2 */
-                        const size_t q1 = q0 + nt, q2 = tiles - q1 < t_cap ? tiles : q1 + t_cap;
-                        size_t from, to;
-                        tiles_span(g, q1, q2, per_img, tiles_w, &from, &to);
-                        prefetch_span(x, from, to);
-                        if (res)
-                            prefetch_span(res, from / c * n, to / c * n);
-                    }
-                    for (size_t t = 0; t < nt; t++) {
-                        const size_t q = q0 + t, i = q / per_img, r = q % per_img;
-                        const long th = (long)(r / tiles_w), tw = (long)(r % tiles_w);
-                        input_tile(g, x + i * in_img, 4 * th - 1, 4 * tw - 1, v + t * cp, vs);
-                    }
-                    /* a short last block: rows up to a multiple of TAIL_ROWS computed on zeros, not read */
-                    const size_t rows = (nt + TAIL_ROWS - 1) / TAIL_ROWS * TAIL_ROWS;
-                    for (size_t t = nt; t < rows; t++)
-                        for (int p = 0; p < TLI_WINO_POS; p++)
-                            memset(v + (size_t)p * vs + t * cp, 0, cp * sizeof(float));
-                    block_products(g, v, u, m, rows, vs, ms);
-                    for (size_t t = 0; t < nt; t++) {
-                        const size_t q = q0 + t, i = q / per_img, r = q % per_img;
-                        const uint32_t th = (uint32_t)(r / tiles_w), tw = (uint32_t)(r % tiles_w);
-                        output_tile(g, m + t * n, ms, bias, res ? res + i * out_img : NULL, clamp,
-                                    y + i * out_img, 4 * th, 4 * tw);
-                    }
-                });
+    const wino_job job = {g, x, u, bias, res, clamp, y, buf, buf_floats, t_cap, tiles, per_img, tiles_w, vs, ms,
+                          threads > 1};
+    /* Blocks of a batch go in contiguous shares (parallel.h); a batch-1
+     * call's few blocks go as they come, a thread woken late then taking
+     * fewer. */
+    if (batch >= 2 * (size_t)threads)
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(static)",
+                    (long bl = 0; bl < (long)blocks; bl++), { wino_block(&job, (size_t)bl); });
+    else
+        TLI_OMP_FOR(threads > 1, "omp parallel for num_threads(threads) schedule(dynamic, 1)",
+                    (long bl = 0; bl < (long)blocks; bl++), { wino_block(&job, (size_t)bl); });
 }
 
 /* ---- weight gradient --------------------------------------------------------
