@@ -128,7 +128,6 @@ typedef struct conv_scratch {
     float *wbuf;     /* WINO: per-thread tile buffers (conv_wino.h) */
     float *wu;       /* WINO: the transformed kernel, when the caller has none */
     float *wgrad;    /* WINO, training: the weight gradient's sums and tile buffers (conv_wino.h) */
-    float *dwpart;   /* DIRECT weight gradient: the second half of the batch's sum (conv_direct.h) */
 } conv_scratch;
 
 /* Height and width of the padded input the windows read. */
@@ -179,7 +178,7 @@ static size_t mul3(size_t a, size_t b, size_t c)
 static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filters, size_t batch, uint32_t threads,
                      bool training, bool need_dx, char *base, conv_scratch *out)
 {
-    size_t sizes[10] = {0}; /* xpad, edge, col, partials, wt, dzbuf, wbuf, wu, wgrad, dwpart */
+    size_t sizes[9] = {0}; /* xpad, edge, col, partials, wt, dzbuf, wbuf, wu, wgrad */
     const size_t pix = (size_t)g->out_h * g->out_w, k = tli_conv_k(g);
     const size_t wsize = k * filters;
     if (algo == TLI_CONV_DEPTHWISE) {
@@ -210,8 +209,6 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
             if (training && wino_wgrad_pays(g))
                 sizes[8] = tli_wino_wgrad_floats(&wg, batch, threads);
         }
-        if (training && batch > 1 && (algo == TLI_CONV_DIRECT || !wino_wgrad_pays(g)))
-            sizes[9] = wsize;
 #endif
         if (training && need_dx) {
             if (g->in_c % 16 == 0) {
@@ -224,9 +221,9 @@ static size_t layout(tli_conv_algo algo, const tli_conv_geom *g, uint32_t filter
         }
     }
     size_t off = 0;
-    float **slots[10] = {&out->xpad,  &out->edge, &out->col, &out->partials, &out->wt,
-                         &out->dzbuf, &out->wbuf, &out->wu,  &out->wgrad,    &out->dwpart};
-    for (int i = 0; i < 10; i++) {
+    float **slots[9] = {&out->xpad, &out->edge,  &out->col, &out->partials, &out->wt,
+                        &out->dzbuf, &out->wbuf, &out->wu,  &out->wgrad};
+    for (int i = 0; i < 9; i++) {
         *slots[i] = NULL;
         if (sizes[i] == 0)
             continue;
@@ -461,7 +458,7 @@ void tli_conv_backward(uint32_t threads, tli_conv_algo algo, const tli_conv_geom
             tli_wino_geom wg = wino_geom(g, filters);
             tli_wino_weight_grad_avx512(threads, &wg, x, dz, dw, s.wgrad, batch);
         } else if (dw) {
-            tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, s.dwpart, batch);
+            tli_direct_weight_grad_avx512(threads, &d, needs_pad(g) ? s.xpad : x, dz, dw, batch);
         }
         if (dx == NULL)
             return;

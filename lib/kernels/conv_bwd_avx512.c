@@ -202,32 +202,8 @@ static void wgrad_share(const tli_direct_geom *g, const dw_plan *p, const float 
     }
 }
 
-/* The batch's parts in the weight gradient (part, conv_direct.h). */
-#define DW_PARTS 2
-
-/* Share s of ns of part q's blocks: its images' sums into dw (q = 0) or part. */
-static void dw_part(const tli_direct_geom *g, const dw_plan *p, const float *x, const float *dz, float *dw,
-                    float *part, size_t batch, size_t parts, size_t q, size_t chunk, size_t s, size_t ns)
-{
-    const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
-    const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
-    const size_t i0 = batch * q / parts, i1 = batch * (q + 1) / parts;
-    wgrad_share(g, p, x + i0 * in_img, dz + i0 * out_img, q ? part : dw, i1 - i0, chunk, s, ns);
-}
-
-/* Thread t of nt: a contiguous run of the (part, share) items, each part
- * cut into as many shares as it has threads (one with two threads, and
- * both parts for one thread, whatever the region was given). */
-static void dw_thread(const tli_direct_geom *g, const dw_plan *p, const float *x, const float *dz, float *dw,
-                      float *part, size_t batch, size_t parts, size_t chunk, size_t t, size_t nt)
-{
-    const size_t shares = (nt + parts - 1) / parts, items = parts * shares;
-    for (size_t it = items * t / nt; it < items * (t + 1) / nt; it++)
-        dw_part(g, p, x, dz, dw, part, batch, parts, it / shares, chunk, it % shares, shares);
-}
-
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
-                                   float *dw, float *part, size_t batch)
+                                   float *dw, size_t batch)
 {
     const size_t in_img = (size_t)g->in_h * g->in_w * g->in_c;
     const size_t out_img = (size_t)g->out_h * g->out_w * g->filters;
@@ -241,27 +217,16 @@ void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, c
     const size_t img_bytes = (in_img + out_img) * sizeof(float);
     size_t chunk = (384u << 10) / (img_bytes ? img_bytes : 1);
     chunk = chunk < 1 ? 1 : chunk > 16 ? 16 : chunk;
-    /* The batch goes in DW_PARTS fixed parts (a batch fact, never a
-     * thread count), the first summed into dw, the second into `part`,
-     * then added: with two threads each works on its own part, the
-     * images the step's other kernels gave it (parallel.h), not the whole
-     * batch; threads sharing a part share its blocks (dw_thread). */
-    const size_t parts = part && batch >= DW_PARTS ? DW_PARTS : 1;
     memset(dw, 0, wsize * sizeof(float));
-    if (parts > 1)
-        memset(part, 0, wsize * sizeof(float));
     threads = tli_par_threads(threads, (double)batch * out_img * g->k_h * g->k_w * g->in_c, 0);
 #ifdef _OPENMP
-    if (threads > 1 && parts * p.total > 1) {
+    if (threads > 1 && p.total > 1) {
 #pragma omp parallel num_threads(threads)
-        dw_thread(g, &p, x, dz, dw, part, batch, parts, chunk, (size_t)omp_get_thread_num(),
-                  (size_t)omp_get_num_threads());
-    } else
+        wgrad_share(g, &p, x, dz, dw, batch, chunk, (size_t)omp_get_thread_num(), (size_t)omp_get_num_threads());
+        return;
+    }
 #endif
-        dw_thread(g, &p, x, dz, dw, part, batch, parts, chunk, 0, 1);
-    if (parts > 1)
-        for (size_t i = 0; i < wsize; i++)
-            dw[i] += part[i];
+    wgrad_share(g, &p, x, dz, dw, batch, chunk, 0, 1);
 }
 
 /* ---- input gradient -------------------------------------------------------- */

@@ -49,13 +49,9 @@ static inline size_t tli_direct_edge_floats(const tli_direct_geom *g)
 }
 
 /* dw = sum over the batch of x (*) dz (x padded as for the forward pass).
- * Overwrites dw; the same bits for any thread count. `part` (k_h * k_w *
- * in_c * filters floats, or NULL) holds the second half of the batch's
- * sum, so that two threads each read their own half of the images; with
- * NULL the threads split dw's blocks and each reads the whole batch
- * (other bits than with `part`). */
+ * Overwrites dw; the same bits for any thread count. */
 void tli_direct_weight_grad_avx512(uint32_t threads, const tli_direct_geom *g, const float *x, const float *dz,
-                                   float *dw, float *part, size_t batch);
+                                   float *dw, size_t batch);
 
 /* The input gradient is gathered, not scattered: each dx pixel sums the
  * dz pixels whose windows cover it, times the kernel transposed per tap.
