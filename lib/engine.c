@@ -299,11 +299,16 @@ static const float *output_of(const tl_model *m, const float *x, uint32_t i)
     return i == TLI_INPUT_MODEL ? x : m->layers[i]->out;
 }
 
-/* Layer j takes layer i's output as its only input, and nothing else does. */
+/* Layer j takes layer i's output as its only input, and nothing else does.
+ * j is tested against end before layers[j] is read: j may be one past the
+ * last layer, and a batch split's shadow model has exactly nlayers
+ * entries (AddressSanitizer caught the read past them). */
 static bool sole_consumer(const tl_model *m, size_t i, size_t j, size_t end)
 {
+    if (j >= end)
+        return false;
     const tl_layer *l = m->layers[i], *c = m->layers[j];
-    return j < end && l->nconsumers == 1 && c->ninputs == 1 && c->inputs[0] == i && !c->ops->is_view;
+    return l->nconsumers == 1 && c->ninputs == 1 && c->inputs[0] == i && !c->ops->is_view;
 }
 
 /* Layer j as a residual join that `from` feeds: a two-input sums_inputs
